@@ -1,0 +1,137 @@
+/**
+ * The job spec after validation and defaults: what every part of shardwise consumes. Users write it as
+ * YAML or JSON (see `parseJobSpec`); every field below is filled, so consumers never re-apply defaults.
+ */
+
+/** Which layers a freeze/unfreeze or learning-rate multiplier applies to. */
+export const PARAM_GROUPS = ['backbone', 'head'] as const;
+export type ParamGroupName = (typeof PARAM_GROUPS)[number];
+
+export const ARCHITECTURES = ['mobilenet_v1', 'resnet18', 'alexnet', 'vgg_small', 'small_cnn', 'layers'] as const;
+export type ArchitectureName = (typeof ARCHITECTURES)[number];
+
+export const HEAD_KINDS = ['linear', 'seed'] as const;
+export type HeadKind = (typeof HEAD_KINDS)[number];
+
+export const OPTIMIZERS = ['sgd', 'adam', 'adamw'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+
+export const LR_SCHEDULES = ['constant', 'step', 'cosine', 'plateau'] as const;
+export type LrScheduleName = (typeof LR_SCHEDULES)[number];
+
+export interface AugmentSpec {
+  /** Random crop back to 32x32 after zero-padding by this many pixels; 0 disables. @default 4 */
+  cropPadding: number;
+  /** Random horizontal flip with probability 0.5. @default true */
+  horizontalFlip: boolean;
+  /** Colour jitter strengths, torchvision ColorJitter semantics; 0 disables each. @default 0.2,0.2,0.2,0.05 */
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  hue: number;
+  /** Random rotation in [-rotationDeg, rotationDeg] degrees; 0 disables. @default 15 */
+  rotationDeg: number;
+}
+
+export interface DataSpec {
+  dataset: 'cifar10';
+  /** Folder with data_batch_*.bin; undefined means CIFAR10_DIR, then the download cache. */
+  dir?: string;
+  /** Fraction of the training images held out (stratified) for validation. @default 0.1 */
+  valFraction: number;
+  /** Use only the first N training images (before the split); 0 means all. @default 0 */
+  limit: number;
+  augment: AugmentSpec;
+}
+
+export interface ModelSpec {
+  architecture: ArchitectureName;
+  /** model.json path or http(s) URL; required for 'layers', optional override for 'mobilenet_v1'. */
+  path?: string;
+  /** Layer name to cut the loaded model after; required for 'layers'. */
+  cutAt?: string;
+  /** Load pretrained weights (false re-initialises them: the from-scratch baseline). @default true */
+  pretrained: boolean;
+  /** Side length the backbone sees; raw 32x32 CIFAR images are upsampled inside the model. @default 32 */
+  inputSize: number;
+  head: HeadKind;
+  /** Hidden units of the 'seed' head. @default 16 */
+  headUnits: number;
+  /** Dropout rate of the 'seed' head. @default 0.5 */
+  dropout: number;
+  /** @default 10 */
+  numClasses: number;
+}
+
+export interface OptimizerSpec {
+  type: OptimizerName;
+  /** Base learning rate of the backbone group (the head gets it times its multiplier). */
+  learningRate: number;
+  /** SGD momentum. @default 0.9 */
+  momentum: number;
+  /** @default false */
+  nesterov: boolean;
+  /** L2 penalty for sgd/adam, decoupled decay for adamw. @default 0 (adamw: 0.01) */
+  weightDecay: number;
+  /** @default 0.9 */
+  beta1: number;
+  /** @default 0.999 */
+  beta2: number;
+  /** @default 1e-7 */
+  epsilon: number;
+}
+
+export interface ParamGroupSpec {
+  /** Multiplies the scheduled learning rate for this group. @default backbone 1, head 10 */
+  lrMultiplier: number;
+}
+
+export interface FreezeSpec {
+  /** Epochs (from 0) during which the backbone is frozen, BatchNorm in inference mode. @default 0 */
+  backboneEpochs: number;
+  /** Base learning rate from the unfreeze epoch on; undefined keeps optimizer.learningRate. */
+  unfreezeLearningRate?: number;
+}
+
+export interface ScheduleSpec {
+  type: LrScheduleName;
+  /** Linear warm-up from 0 over this many epochs (per step). @default 0 */
+  warmupEpochs: number;
+  /** step: multiply by gamma every stepEpochs epochs. @default 10 */
+  stepEpochs: number;
+  /** @default 0.1 */
+  gamma: number;
+  /** cosine: floor of the annealed rate. @default 0 */
+  minLearningRate: number;
+  /** plateau: ReduceLROnPlateau on validation loss. */
+  plateau: { factor: number; patience: number; minDelta: number; cooldown: number; minLearningRate: number };
+}
+
+export interface TrainingSpec {
+  epochs: number;
+  /** Global batch size (summed over workers in a distributed job). @default 32 */
+  batchSize: number;
+  /** @default 128 */
+  evalBatchSize: number;
+}
+
+export interface OutputSpec {
+  /** Parent folder of run directories. @default 'runs' */
+  runsDir: string;
+  /** Write a checkpoint every N epochs (the last epoch always). @default 1 */
+  checkpointEveryEpochs: number;
+}
+
+export interface JobSpec {
+  name: string;
+  /** Seeds shuffling, augmentation, initialisation, dropout. @default 0 */
+  seed: number;
+  data: DataSpec;
+  model: ModelSpec;
+  training: TrainingSpec;
+  optimizer: OptimizerSpec;
+  paramGroups: Record<ParamGroupName, ParamGroupSpec>;
+  freeze: FreezeSpec;
+  schedule: ScheduleSpec;
+  output: OutputSpec;
+}
