@@ -1,0 +1,120 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { z } from 'zod';
+import { JobSpecError } from './errors';
+import { jobSpecSchema, type ParsedJobSpec } from './schema';
+import type { JobSpec } from './spec';
+
+const BUILT_IN_ARCHITECTURES = new Set(['resnet18', 'alexnet', 'vgg_small', 'small_cnn']);
+const ADAMW_DEFAULT_WEIGHT_DECAY = 0.01;
+
+/**
+ * Parses a job spec from YAML or JSON text (JSON is YAML), applies `key.path=value` overrides, validates it
+ * against the schema and the cross-field rules, and fills every default. Throws `JobSpecError` listing all
+ * problems, each with its field path.
+ */
+export function parseJobSpec(text: string, source = '<inline>', overrides: readonly string[] = []): JobSpec {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
+    throw new JobSpecError(source, [`not valid YAML or JSON${where}: ${(err as Error).message.split('\n')[0]}`], {
+      cause: err,
+    });
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new JobSpecError(source, [`expected a mapping of sections (model, training, ...), got ${describe(raw)}`]);
+  }
+  for (const override of overrides) applyOverride(raw as Record<string, unknown>, override, source);
+  return compileJobSpec(raw, source);
+}
+
+/** Reads and parses a job spec file; see `parseJobSpec`. */
+export function loadJobSpec(path: string, overrides: readonly string[] = []): JobSpec {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new JobSpecError(path, [`cannot read the file: ${(err as NodeJS.ErrnoException).code ?? err}`], {
+      cause: err,
+    });
+  }
+  return parseJobSpec(text, path, overrides);
+}
+
+/** Validates an already-parsed object and fills defaults. */
+export function compileJobSpec(raw: unknown, source = '<inline>'): JobSpec {
+  const result = jobSpecSchema.safeParse(raw);
+  if (!result.success) throw new JobSpecError(source, result.error.issues.map(formatIssue));
+  const parsed = result.data;
+  const problems = crossFieldProblems(parsed);
+  if (problems.length > 0) throw new JobSpecError(source, problems);
+  return withDerivedDefaults(parsed);
+}
+
+function crossFieldProblems(spec: ParsedJobSpec): string[] {
+  const problems: string[] = [];
+  const { model, freeze, training } = spec;
+  if (model.architecture === 'layers' && model.path === undefined) {
+    problems.push("model.path: required when model.architecture is 'layers' (a model.json path or URL)");
+  }
+  if (BUILT_IN_ARCHITECTURES.has(model.architecture)) {
+    if (model.pretrained === true) {
+      problems.push(`model.pretrained: built-in architecture '${model.architecture}' has no pretrained weights`);
+    }
+    if (model.cutAt !== undefined) problems.push(`model.cutAt: only for 'mobilenet_v1' and 'layers' models`);
+  }
+  if (freeze.backboneEpochs >= training.epochs && freeze.unfreezeLearningRate !== undefined) {
+    problems.push(
+      `freeze.unfreezeLearningRate: the backbone never unfreezes (freeze.backboneEpochs=${freeze.backboneEpochs}` +
+        ` >= training.epochs=${training.epochs})`,
+    );
+  }
+  if (spec.schedule.warmupEpochs >= training.epochs) {
+    problems.push(`schedule.warmupEpochs: must be less than training.epochs (${training.epochs})`);
+  }
+  return problems;
+}
+
+function withDerivedDefaults(spec: ParsedJobSpec): JobSpec {
+  const builtIn = BUILT_IN_ARCHITECTURES.has(spec.model.architecture);
+  const weightDecay = spec.optimizer.weightDecay ?? (spec.optimizer.type === 'adamw' ? ADAMW_DEFAULT_WEIGHT_DECAY : 0);
+  return {
+    ...spec,
+    model: { ...spec.model, pretrained: spec.model.pretrained ?? !builtIn },
+    optimizer: { ...spec.optimizer, weightDecay },
+  };
+}
+
+function formatIssue(issue: z.core.$ZodIssue): string {
+  const field = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
+  if (issue.code === 'unrecognized_keys') {
+    return `${field}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) return `${field}: required`;
+  return `${field}: ${issue.message}`;
+}
+
+/** Sets `a.b.c=value` in a parsed spec; the value is parsed as YAML so numbers and booleans keep their type. */
+function applyOverride(target: Record<string, unknown>, override: string, source: string): void {
+  const eq = override.indexOf('=');
+  if (eq <= 0) throw new JobSpecError(source, [`override '${override}': expected key.path=value`]);
+  const keys = override.slice(0, eq).split('.');
+  const value: unknown = parseYaml(override.slice(eq + 1));
+  let node = target;
+  for (const key of keys.slice(0, -1)) {
+    const next = node[key];
+    if (next === undefined) node[key] = {};
+    else if (next === null || typeof next !== 'object' || Array.isArray(next)) {
+      throw new JobSpecError(source, [`override '${override}': '${key}' is not a section`]);
+    }
+    node = node[key] as Record<string, unknown>;
+  }
+  node[keys[keys.length - 1]] = value;
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return 'an empty document';
+  return Array.isArray(value) ? 'a list' : `a ${typeof value}`;
+}

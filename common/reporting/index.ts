@@ -1,0 +1,23 @@
+/**
+ * Run reporting: the run folder (job spec, metrics.jsonl, checkpoints, summary), the training curves
+ * as SVG and PNG, and the progress display. Inputs are reporting's own record types; the trainer's
+ * events are mapped onto them in one adapter.
+ */
+export { MetricsFormatError, RunDirectoryError } from './errors';
+export {
+  METRICS_RECORD_TYPES, decodeMetricsLine, encodeMetricsLine,
+  type EpochRecord, type FreezeRecord, type LrChangeRecord, type MetricsRecord, type MetricsRecordType,
+  type SplitMetrics, type StepRecord, type ValidationMetrics,
+} from './records';
+export {
+  RUN_FILES, RunDirectory, readMetrics, utcStamp, type CreateRunOptions, type ReadMetricsOptions,
+} from './run-directory';
+export { findFonts, rendersText, svgToPng, type FontSet, type PngImage } from './svg-png';
+export {
+  CURVE_NAMES, curveSpecs, movingAverage, renderSvg, resolveCurveOptions, writeCurves,
+  type CurveFiles, type CurveName, type CurveOptions, type ResolvedCurveOptions,
+} from './curves';
+export {
+  createProgress, formatDuration, formatEpochLine, formatLr, resolveProgressOptions,
+  type Progress, type ProgressOptions, type ProgressStream,
+} from './progress';
