@@ -31,6 +31,8 @@ describe('job spec', () => {
   it('derives defaults that depend on other fields', () => {
     assert.equal(parseJobSpec(MINIMAL, '<t>', ['optimizer.type=adamw']).optimizer.weightDecay, 0.01);
     assert.equal(parseJobSpec(MINIMAL, '<t>', ['model.architecture=small_cnn']).model.pretrained, false);
+    assert.equal(parseJobSpec(MINIMAL).training.microBatchSize, 16);
+    assert.equal(parseJobSpec(MINIMAL, '<t>', ['training.batchSize=8']).training.microBatchSize, 8);
   });
 
   it('accepts JSON as well as YAML', () => {
@@ -68,6 +70,7 @@ describe('job spec', () => {
       "model.path: required when model.architecture is 'layers' (a model.json path or URL)",
     ]);
     assert.match(problemsOf(MINIMAL, ['model.architecture=resnet18', 'model.pretrained=true'])[0], /no pretrained weights/);
+    assert.match(problemsOf(MINIMAL, ['training.microBatchSize=64'])[0], /must not exceed training\.batchSize/);
     assert.match(problemsOf(MINIMAL, ['freeze.backboneEpochs=3', 'freeze.unfreezeLearningRate=0.001'])[0], /never unfreezes/);
   });
 

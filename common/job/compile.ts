@@ -7,6 +7,7 @@ import type { JobSpec } from './spec';
 
 const BUILT_IN_ARCHITECTURES = new Set(['resnet18', 'alexnet', 'vgg_small', 'small_cnn']);
 const ADAMW_DEFAULT_WEIGHT_DECAY = 0.01;
+const DEFAULT_MICRO_BATCH_SIZE = 16;
 
 /**
  * Parses a job spec from YAML or JSON text (JSON is YAML), applies `key.path=value` overrides, validates it
@@ -71,6 +72,11 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
         ` >= training.epochs=${training.epochs})`,
     );
   }
+  if (training.microBatchSize !== undefined && training.microBatchSize > training.batchSize) {
+    problems.push(
+      `training.microBatchSize: must not exceed training.batchSize (${training.microBatchSize} > ${training.batchSize})`,
+    );
+  }
   if (spec.schedule.warmupEpochs >= training.epochs) {
     problems.push(`schedule.warmupEpochs: must be less than training.epochs (${training.epochs})`);
   }
@@ -84,6 +90,10 @@ function withDerivedDefaults(spec: ParsedJobSpec): JobSpec {
     ...spec,
     model: { ...spec.model, pretrained: spec.model.pretrained ?? !builtIn },
     optimizer: { ...spec.optimizer, weightDecay },
+    training: {
+      ...spec.training,
+      microBatchSize: spec.training.microBatchSize ?? Math.min(spec.training.batchSize, DEFAULT_MICRO_BATCH_SIZE),
+    },
   };
 }
 

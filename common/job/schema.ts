@@ -93,6 +93,7 @@ const training = z
   .object({
     epochs: positiveInt,
     batchSize: positiveInt.default(32),
+    microBatchSize: positiveInt.optional(),
     evalBatchSize: positiveInt.default(128),
   })
   .strict();

@@ -111,6 +111,11 @@ export interface TrainingSpec {
   epochs: number;
   /** Global batch size (summed over workers in a distributed job). @default 32 */
   batchSize: number;
+  /**
+   * Samples per micro-batch: the unit of work a worker computes and the span BatchNorm normalises over (ghost
+   * batch norm), fixed so results do not depend on how many workers share a step. @default min(batchSize, 16)
+   */
+  microBatchSize: number;
   /** @default 128 */
   evalBatchSize: number;
 }
