@@ -8,7 +8,9 @@ export class Rng {
   private readonly prng: seedrandom.PRNG;
 
   constructor(seed: number | string) {
-    this.prng = seedrandom(String(seed));
+    // seedrandom repeats a short key to fill its state, so seeds 1 and 11 would give one stream: a prefix
+    // makes every seed's key distinct.
+    this.prng = seedrandom(`rng:${seed}`);
   }
 
   /** Uniform float in [0, 1). */
