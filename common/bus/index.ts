@@ -1,0 +1,40 @@
+/**
+ * The job's event bus: typed freeze/unfreeze, learning-rate, scale and job-state events between the
+ * coordinator and its workers over core NATS (at most once; configVersion on step assignments is what
+ * keeps training correct, the bus only makes changes arrive fast).
+ */
+export {
+  BusEventType,
+  JOB_ID_PATTERN,
+  JOB_STATES,
+  LR_CHANGE_REASONS,
+  busEventSchema,
+  encodeEvent,
+  eventSubject,
+  parseEvent,
+  validateEvent,
+  type BusEvent,
+  type FreezeEvent,
+  type JobState,
+  type JobStateEvent,
+  type LrChangeEvent,
+  type LrChangeReason,
+  type ScaleEvent,
+  type UnfreezeEvent,
+} from './events';
+export {
+  EventBus,
+  EventSubscription,
+  type BusStatusInfo,
+  type EventHandler,
+  type SubscriptionStats,
+} from './event-bus';
+export { compileEventBusOptions, type CompiledEventBusOptions, type EventBusOptions } from './event-bus-options';
+export {
+  EventBusConnectError,
+  EventBusError,
+  EventHandlerError,
+  EventPublishError,
+  EventValidationError,
+  PublishFailure,
+} from './errors';
