@@ -1,0 +1,83 @@
+import * as path from 'node:path';
+import {
+  buildModel,
+  disposeModelParts,
+  initBackend,
+  type JobSpec,
+  loadJobSpec,
+  loadTrainVal,
+  RunDirectory,
+  RunRecorder,
+  runLocalTraining,
+  stepsPerEpoch,
+  type BackendName,
+} from '../common';
+
+/** Flags of `shardwise train --local`. */
+export interface TrainLocalOptions {
+  job: string;
+  /** CIFAR-10 folder; overrides data.dir. */
+  data?: string;
+  /** `key.path=value` overrides of the job spec. */
+  set: string[];
+  /** Overrides output.runsDir. */
+  runsDir?: string;
+  backend?: 'auto' | BackendName;
+}
+
+/**
+ * The single-process fine-tune: the reference the distributed trainer must match. Writes a run
+ * directory with the job spec, metrics, curves, the final checkpoint and a summary, and returns its path.
+ */
+export async function trainLocal(options: TrainLocalOptions, log: (line: string) => void): Promise<string> {
+  const spec = withFlags(loadJobSpec(options.job, options.set), options);
+  const backend = await initBackend({ prefer: options.backend, log });
+  // The model first: a bad model fails in seconds, before a possibly long dataset download.
+  const parts = await buildModel(spec.model, spec.seed);
+  const data = await loadTrainVal(spec.data, spec.seed, { log }).catch((err: unknown) => {
+    disposeModelParts(parts);
+    throw err;
+  });
+  log(`data: ${data.train.count} training and ${data.val.count} validation images from ${data.dir}`);
+  const run = RunDirectory.create(spec.output.runsDir, spec.name);
+  run.writeJobSpec(spec);
+  log(`run directory: ${run.dir}`);
+  const recorder = new RunRecorder({
+    run,
+    parts,
+    epochs: spec.training.epochs,
+    stepsPerEpoch: stepsPerEpoch(data.train.count, spec.training.batchSize),
+    checkpointEveryEpochs: spec.output.checkpointEveryEpochs,
+  });
+  try {
+    const result = await runLocalTraining(spec, {
+      train: data.train,
+      val: data.val,
+      parts,
+      onEvent: (event) => recorder.onEvent(event),
+    });
+    await recorder.close();
+    const { final } = result;
+    run.writeSummary({ backend: backend.name, seconds: result.seconds, globalSteps: result.globalSteps, final });
+    log(
+      `done in ${result.seconds.toFixed(0)} s: validation top-1 ${pct(final.val?.top1)}, top-5 ${pct(final.val?.top5)}, ` +
+        `loss ${final.val?.loss.toFixed(4) ?? 'n/a'}; model in ${path.join(run.dir, 'checkpoint')}`,
+    );
+    return run.dir;
+  } finally {
+    await recorder.close().catch(() => undefined);
+    disposeModelParts(parts);
+  }
+}
+
+function withFlags(spec: JobSpec, options: TrainLocalOptions): JobSpec {
+  return {
+    ...spec,
+    data: { ...spec.data, dir: options.data ?? spec.data.dir },
+    output: { ...spec.output, runsDir: options.runsDir ?? spec.output.runsDir },
+  };
+}
+
+function pct(fraction: number | undefined): string {
+  return fraction === undefined ? 'n/a' : `${(100 * fraction).toFixed(1)}%`;
+}

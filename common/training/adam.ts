@@ -1,0 +1,45 @@
+import * as tf from '@tensorflow/tfjs';
+import { SlotOptimizer, type UpdateResult } from './optimizer-base';
+
+/** Hyper-parameters of {@link AdamOptimizer}. */
+export interface AdamOptions {
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  weightDecay: number;
+  /**
+   * false: Adam with L2 (`wd * w` added to the gradient, so it is rescaled by the adaptive step).
+   * true: AdamW, decay decoupled from the gradient: `w -= lr * wd * w` before the Adam step.
+   */
+  decoupledWeightDecay: boolean;
+}
+
+/**
+ * Adam / AdamW with PyTorch semantics, which tf.train.adam shares:
+ * `m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; w -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)`.
+ * Epsilon is added to the square root of the BIAS-CORRECTED second moment (PyTorch, tfjs), not to
+ * `sqrt(v)` as Keras/TF2 do; the two differ only while `sqrt(v)` is comparable to `eps`.
+ * `t` counts the updates of each variable, so a backbone unfrozen at epoch 3 starts its bias
+ * correction at t=1 instead of inheriting the head's step count.
+ */
+export class AdamOptimizer extends SlotOptimizer {
+  readonly type: 'adam' | 'adamw';
+  protected readonly slotNames = ['m', 'v'] as const;
+
+  constructor(private readonly options: AdamOptions) {
+    super();
+    this.type = options.decoupledWeightDecay ? 'adamw' : 'adam';
+  }
+
+  protected update(value: tf.Tensor, grad: tf.Tensor, slots: tf.Tensor[], lr: number, t: number): UpdateResult {
+    const { beta1, beta2, epsilon, weightDecay, decoupledWeightDecay } = this.options;
+    const g = weightDecay > 0 && !decoupledWeightDecay ? tf.add(grad, tf.mul(value, weightDecay)) : grad;
+    const m = tf.add(tf.mul(slots[0], beta1), tf.mul(g, 1 - beta1));
+    const v = tf.add(tf.mul(slots[1], beta2), tf.mul(tf.square(g), 1 - beta2));
+    const mHat = tf.div(m, 1 - Math.pow(beta1, t));
+    const vHat = tf.div(v, 1 - Math.pow(beta2, t));
+    const decayed = weightDecay > 0 && decoupledWeightDecay ? tf.mul(value, 1 - lr * weightDecay) : value;
+    const next = tf.sub(decayed, tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), epsilon)), lr));
+    return { value: next, slots: [m, v] };
+  }
+}

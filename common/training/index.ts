@@ -1,0 +1,69 @@
+/**
+ * Single-process fine-tuning core, decomposed the way the distributed trainer splits a step:
+ * gradient SUMS per batch or shard (`computeGradients`), one mean update from summed gradients
+ * (`applyGradientSums`), and schedule/freeze/plateau decisions that are pure functions of the
+ * position or small serialisable state. `runLocalTraining` is the reference loop.
+ */
+export { AdamOptimizer, type AdamOptions } from './adam';
+export { epochBatches, stepsPerEpoch } from './batch-plan';
+export { type BatchMetrics, ClassificationMetrics, TOP_K, topKHits } from './classification-metrics';
+export { DivergenceError, OptimizerStateError, TrainingShapeError } from './errors';
+export {
+  type EpochEvent,
+  type FreezeEvent,
+  type GroupLearningRates,
+  type LrChangeEvent,
+  LrChangeReason,
+  type MetricsSummary,
+  type ScheduledEvent,
+  type StepEvent,
+  type TrainerEvent,
+  TrainerEventType,
+  type UnfreezeEvent,
+  type ValidationSummary,
+} from './events';
+export { isBackboneFrozen, scheduledEvents } from './freeze-schedule';
+export {
+  LocalTrainer,
+  type LocalTrainerDeps,
+  type TrainingResult,
+  evaluateDataset,
+  localTrainStep,
+  runLocalTraining,
+} from './local-trainer';
+export {
+  type LrScheduleConfig,
+  type SchedulePosition,
+  baseLearningRate,
+  groupLearningRates,
+  nominalEpochLearningRate,
+  phaseBaseLearningRate,
+  warmupSteps,
+} from './lr-schedule';
+export { type Optimizer, type OptimizerState, type VariableOptimizerState, createOptimizer } from './optimizer';
+export { SlotOptimizer, type UpdateResult } from './optimizer-base';
+export { type PlateauDecision, type PlateauState, ReduceLrOnPlateau } from './reduce-lr-on-plateau';
+export { SgdOptimizer, type SgdOptions } from './sgd';
+export {
+  type ComputeGradientsOptions,
+  type GradientResult,
+  type TensorBatch,
+  type TrainableVariable,
+  computeGradients,
+  crossEntropySum,
+  evaluateBatch,
+  toTensorBatch,
+  trainableVariables,
+} from './train-step';
+export {
+  type TrainerSnapshot,
+  type TrainerState,
+  applyGradientSums,
+  beginEpoch,
+  createTrainerState,
+  disposeTrainerState,
+  endEpoch,
+  restoreTrainerState,
+  snapshotTrainerState,
+  stepLearningRates,
+} from './trainer-state';

@@ -1,0 +1,111 @@
+import { ShardwiseError } from '../common';
+
+/** Base of every error the coordinator's planning and bookkeeping throws. */
+export class CoordinatorError extends ShardwiseError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CoordinatorError';
+  }
+}
+
+/**
+ * A step or an assignment was asked for that cannot exist: a step past the end of the epoch, no workers
+ * to assign micro-batches to, a worker listed twice. These are coordinator bugs, not worker faults.
+ */
+export class PlanningError extends CoordinatorError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PlanningError';
+  }
+}
+
+/** Why a registration was turned away; maps to a gRPC status in the wire layer. */
+export const RegistrationRejection = {
+  /** `maxWorkers` live workers already: the worker may retry later. */
+  Full: 'full',
+  /** The worker id is malformed (empty, too long). */
+  InvalidId: 'invalid-id',
+} as const;
+export type RegistrationRejection = (typeof RegistrationRejection)[keyof typeof RegistrationRejection];
+
+/** A worker may not join now; `reason` tells the wire layer which status code to answer with. */
+export class RegistrationRejectedError extends CoordinatorError {
+  readonly workerId: string;
+  readonly reason: RegistrationRejection;
+  constructor(workerId: string, reason: RegistrationRejection, message: string) {
+    super(`worker ${JSON.stringify(workerId)} rejected: ${message}`);
+    this.name = 'RegistrationRejectedError';
+    this.workerId = workerId;
+    this.reason = reason;
+  }
+}
+
+/**
+ * A call named a worker the registry does not know as live: never registered, already left or failed,
+ * or an older incarnation than the current one. The worker should re-register.
+ */
+export class UnknownWorkerError extends CoordinatorError {
+  readonly workerId: string;
+  /** The incarnation the caller claimed, when it claimed one. */
+  readonly incarnation?: number;
+  constructor(workerId: string, message: string, incarnation?: number) {
+    super(`worker ${JSON.stringify(workerId)}: ${message}`);
+    this.name = 'UnknownWorkerError';
+    this.workerId = workerId;
+    this.incarnation = incarnation;
+  }
+}
+
+/** A lifecycle transition that the worker's current state does not allow (e.g. draining a failed worker). */
+export class WorkerStateError extends CoordinatorError {
+  readonly workerId: string;
+  readonly from: string;
+  readonly to: string;
+  constructor(workerId: string, from: string, to: string) {
+    super(`worker ${JSON.stringify(workerId)}: cannot go from '${from}' to '${to}'`);
+    this.name = 'WorkerStateError';
+    this.workerId = workerId;
+    this.from = from;
+    this.to = to;
+  }
+}
+
+/**
+ * The sample ledger was used against its contract: sample indices out of range, a step closed with
+ * micro-batches missing, a checkpoint asked for between step boundaries, a malformed saved state.
+ */
+export class LedgerError extends CoordinatorError {
+  readonly epoch?: number;
+  readonly step?: number;
+  constructor(message: string, context: { epoch?: number; step?: number } = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'LedgerError';
+    this.epoch = context.epoch;
+    this.step = context.step;
+  }
+}
+
+/** A checkpoint could not be written or read (I/O failure, bad input). */
+export class CheckpointError extends CoordinatorError {
+  /** The checkpoint folder (or the parent folder, for a failed listing). */
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super(`checkpoint ${path}: ${message}`, options);
+    this.name = 'CheckpointError';
+    this.path = path;
+  }
+}
+
+/**
+ * A checkpoint folder exists but one of its files is missing, truncated, unparsable or fails its
+ * checksum. `latestCheckpoint` reports it and falls back to the previous checkpoint.
+ */
+export class CorruptCheckpointError extends CheckpointError {
+  /** The offending file inside the checkpoint folder, e.g. `tensors.bin`. */
+  readonly file: string;
+  constructor(path: string, file: string, message: string, options?: { cause?: unknown }) {
+    super(path, `${file}: ${message}`, options);
+    this.name = 'CorruptCheckpointError';
+    this.file = file;
+  }
+}

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const SHARDWISE = resolve(__dirname, '../bin/shardwise');
+
+interface Outcome {
+  code: number | null;
+  stderr: string;
+}
+
+function shardwise(args: string[]): Promise<Outcome> {
+  return new Promise((done) => {
+    execFile(SHARDWISE, args, { env: { ...process.env, SHARDWISE_DEBUG: '' } }, (err, _stdout, stderr) => {
+      done({ code: err ? (err as NodeJS.ErrnoException & { code?: number }).code as unknown as number : 0, stderr });
+    });
+  });
+}
+
+/** A bad input must end with exit status 2 and one message naming the problem, never a bare stack trace. */
+function assertClearRefusal(outcome: Outcome, expected: RegExp): void {
+  assert.equal(outcome.code, 2, `expected exit status 2, got ${outcome.code}; stderr:\n${outcome.stderr}`);
+  assert.match(outcome.stderr, expected);
+  assert.doesNotMatch(outcome.stderr, /^\s+at .+\(.+:\d+:\d+\)$/m, 'stderr shows a stack trace');
+}
+
+describe('shardwise CLI: bad input is refused with a clear message', function () {
+  const dir = mkdtempSync(join(tmpdir(), 'shardwise-cli-'));
+  const job = (extra: string): string => {
+    const file = join(dir, `job-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(
+      file,
+      `model: {architecture: small_cnn}\ntraining: {epochs: 1, batchSize: 8}\noptimizer: {learningRate: 0.01}\n` +
+        `output: {runsDir: ${JSON.stringify(join(dir, 'runs'))}}\n${extra}`,
+    );
+    return file;
+  };
+
+  it('a negative learning rate', async () => {
+    const outcome = await shardwise(['train', '--local', '--job', job(''), '--set', 'optimizer.learningRate=-0.5']);
+    assertClearRefusal(outcome, /optimizer\.learningRate: .*>0/);
+  });
+
+  it('an unknown key in the job spec', async () => {
+    assertClearRefusal(await shardwise(['train', '--local', '--job', job('freeze: {backbone_epochs: 2}\n')]), /freeze: unknown key 'backbone_epochs'/);
+  });
+
+  it('an unknown model name', async () => {
+    const outcome = await shardwise(['train', '--local', '--job', job(''), '--set', 'model.architecture=resnet1000']);
+    assertClearRefusal(outcome, /model\.architecture: .*"resnet18"/);
+  });
+
+  it('a corrupt data file', async () => {
+    const data = join(dir, 'corrupt-cifar');
+    mkdirSync(data);
+    writeFileSync(join(data, 'data_batch_1.bin'), Buffer.alloc(1000));
+    const outcome = await shardwise(['train', '--local', '--job', job(''), '--data', data]);
+    assertClearRefusal(outcome, /data_batch_1\.bin.*expected 3073-byte records, file has 1000 bytes/);
+  });
+
+  it('a truncated model.json', async () => {
+    const model = join(dir, 'truncated-model');
+    mkdirSync(model);
+    writeFileSync(join(model, 'model.json'), '{"format": "layers-model", "modelTopology": {"class_name": "Mod');
+    const outcome = await shardwise([
+      'train', '--local', '--job', job(''), '--data', join(dir, 'unused'),
+      '--set', 'model.architecture=layers', '--set', `model.path=${join(model, 'model.json')}`,
+    ]);
+    assertClearRefusal(outcome, /model\.json/);
+  });
+});
