@@ -1,6 +1,7 @@
-import { epochPermutation } from '../common';
-import { ConfigError } from '../common';
+import { ConfigError, cutMicroBatches, epochPermutation, type MicroBatch } from '../common';
 import { PlanningError } from './errors';
+
+export { cutMicroBatches, type MicroBatch };
 
 /**
  * Where training stands: `step` is the index of a step within `epoch` (from 0). As a resume point it
@@ -27,12 +28,6 @@ export interface StepPlannerOptions {
   microBatchSize: number;
 }
 
-/** One micro-batch of a step: its id (0-based position within the step) and its samples in order. */
-export interface MicroBatch {
-  id: number;
-  sampleIndices: Uint32Array;
-}
-
 /** Everything needed to run one global step, independent of which workers run it. */
 export interface StepPlan extends StepPosition {
   /** Steps completed before this one since the start of training: `epoch * stepsPerEpoch + step`. */
@@ -51,20 +46,6 @@ export interface Share {
 
 function checkPositiveInteger(field: string, value: number): void {
   if (!Number.isInteger(value) || value < 1) throw new ConfigError(field, `expected an integer >= 1, got ${value}`);
-}
-
-/**
- * Cuts a step's samples into micro-batches of `microBatchSize`, the last one possibly short. Exported so
- * the single-process trainer cuts exactly as the distributed coordinator does: identical cuts are what
- * make 1, 2 or 3 workers and a local run agree.
- */
-export function cutMicroBatches(stepSamples: Uint32Array, microBatchSize: number): MicroBatch[] {
-  checkPositiveInteger('training.microBatchSize', microBatchSize);
-  const out: MicroBatch[] = [];
-  for (let start = 0, id = 0; start < stepSamples.length; start += microBatchSize, id++) {
-    out.push({ id, sampleIndices: stepSamples.slice(start, start + microBatchSize) });
-  }
-  return out;
 }
 
 /**

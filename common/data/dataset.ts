@@ -87,6 +87,11 @@ export interface MakeBatchOptions {
   jobSeed?: number;
   /** Epoch mixed into every sample's augmentation seed. @default 0 */
   epoch?: number;
+  /**
+   * The samples' ids in the whole training set, for their augmentation seeds, when `data` holds only some
+   * of them (a worker receives just its micro-batches). @default `indices`
+   */
+  sampleIds?: ArrayLike<number>;
 }
 
 /** A batch ready to wrap in tensors: `tf.tensor4d(x, [B, 32, 32, 3])` and `tf.tensor1d(y, 'int32')`. */
@@ -105,6 +110,9 @@ export interface Batch {
  */
 export function makeBatch(data: Cifar10Images, indices: ArrayLike<number>, options: MakeBatchOptions = {}): Batch {
   const count = indices.length;
+  if (options.sampleIds !== undefined && options.sampleIds.length !== count) {
+    throw new RangeError(`makeBatch: expected ${count} sampleIds, one per index, got ${options.sampleIds.length}`);
+  }
   const x = new Float32Array(count * IMAGE_BYTES);
   const y = new Int32Array(count);
   const idx = Uint32Array.from(indices as ArrayLike<number>);
@@ -118,7 +126,9 @@ export function makeBatch(data: Cifar10Images, indices: ArrayLike<number>, optio
       throw new RangeError(`makeBatch: index ${i} at position ${k} is outside 0..${data.count - 1}`);
     }
     let image = data.images.subarray(i * IMAGE_BYTES, (i + 1) * IMAGE_BYTES);
-    if (augmenter && !augmenter.isIdentity) image = augmenter.apply(image, sampleSeed(jobSeed, epoch, i), scratch);
+    if (augmenter && !augmenter.isIdentity) {
+      image = augmenter.apply(image, sampleSeed(jobSeed, epoch, options.sampleIds?.[k] ?? i), scratch);
+    }
     x.set(image, k * IMAGE_BYTES);
     y[k] = data.labels[i];
   }

@@ -28,3 +28,25 @@ function checkBatchSize(batchSize: number): void {
     throw new ConfigError('training.batchSize', `expected an integer >= 1, got ${batchSize}`);
   }
 }
+
+/** One micro-batch of a step: its id (0-based position within the step) and its samples in order. */
+export interface MicroBatch {
+  id: number;
+  sampleIndices: Uint32Array;
+}
+
+/**
+ * Cuts a step's samples into micro-batches of `microBatchSize`, the last one possibly short. The local
+ * trainer and the distributed coordinator both cut with this: identical cuts are what make 1, 2 or 3
+ * workers and a local run agree.
+ */
+export function cutMicroBatches(stepSamples: Uint32Array, microBatchSize: number): MicroBatch[] {
+  if (!(Number.isInteger(microBatchSize) && microBatchSize >= 1)) {
+    throw new ConfigError('training.microBatchSize', `expected an integer >= 1, got ${microBatchSize}`);
+  }
+  const out: MicroBatch[] = [];
+  for (let start = 0, id = 0; start < stepSamples.length; start += microBatchSize, id++) {
+    out.push({ id, sampleIndices: stepSamples.slice(start, start + microBatchSize) });
+  }
+  return out;
+}

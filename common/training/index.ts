@@ -5,7 +5,7 @@
  * position or small serialisable state. `runLocalTraining` is the reference loop.
  */
 export { AdamOptimizer, type AdamOptions } from './adam';
-export { epochBatches, stepsPerEpoch } from './batch-plan';
+export { cutMicroBatches, epochBatches, type MicroBatch, stepsPerEpoch } from './batch-plan';
 export { type BatchMetrics, ClassificationMetrics, TOP_K, topKHits } from './classification-metrics';
 export { DivergenceError, OptimizerStateError, TrainingShapeError } from './errors';
 export {
@@ -44,6 +44,7 @@ export { type Optimizer, type OptimizerState, type VariableOptimizerState, creat
 export { SlotOptimizer, type UpdateResult } from './optimizer-base';
 export { type PlateauDecision, type PlateauState, ReduceLrOnPlateau } from './reduce-lr-on-plateau';
 export { SgdOptimizer, type SgdOptions } from './sgd';
+export { applyMovingStatDeltas, computeShare, movingStatistics, type ShareInput, type ShareResult } from './share';
 export {
   type ComputeGradientsOptions,
   type GradientResult,

@@ -2,11 +2,12 @@ import * as tf from '@tensorflow/tfjs';
 import { Augmenter, type Cifar10Images, makeBatch } from '../data';
 import type { JobSpec } from '../job';
 import type { ModelParts } from '../models';
-import { epochBatches, stepsPerEpoch } from './batch-plan';
+import { cutMicroBatches, epochBatches, stepsPerEpoch } from './batch-plan';
 import { ClassificationMetrics } from './classification-metrics';
 import { DivergenceError } from './errors';
 import { type EpochEvent, type GroupLearningRates, type StepEvent, type TrainerEvent, TrainerEventType } from './events';
-import { computeGradients, evaluateBatch, toTensorBatch } from './train-step';
+import { applyMovingStatDeltas, computeShare } from './share';
+import { evaluateBatch, toTensorBatch } from './train-step';
 import {
   applyGradientSums,
   beginEpoch,
@@ -57,10 +58,11 @@ export function evaluateDataset(parts: ModelParts, data: Cifar10Images, batchSiz
 }
 
 /**
- * One single-process training step on the samples `indices` of `train`: augmented batch, gradient
- * sums, mean update. The distributed trainer splits exactly this: workers run the first half
- * (`makeBatch` + `computeGradients` on their shard), the coordinator sums and calls
- * `applyGradientSums`. Adds the batch's training metrics to `metrics` and returns the step event.
+ * One single-process training step on the samples `indices` of `train`: the step's micro-batches as one
+ * share (`computeShare`), then the mean update and the BatchNorm statistics. The distributed trainer splits
+ * exactly this: workers compute shares of the micro-batches, the coordinator sums them in micro-batch order
+ * and calls `applyGradientSums` and `applyMovingStatDeltas`. Adds the batch's training metrics to `metrics`
+ * and returns the step event.
  */
 export function localTrainStep(
   state: TrainerState,
@@ -71,23 +73,23 @@ export function localTrainStep(
 ): StepEvent {
   const t0 = performance.now();
   const { spec } = state;
-  const batch = toTensorBatch(makeBatch(train, indices, { augmenter, jobSeed: spec.seed, epoch: state.epoch }));
-  let result: ReturnType<typeof computeGradients>;
-  try {
-    result = computeGradients(state.parts, batch, {
-      backboneFrozen: state.frozen,
-      dropoutSeed: `${spec.seed}:${state.globalStep}`,
-    });
-  } finally {
-    tf.dispose([batch.x, batch.y]);
-  }
+  const result = computeShare(state.parts, {
+    data: train,
+    microBatches: cutMicroBatches(Uint32Array.from(indices), spec.training.microBatchSize),
+    augmenter,
+    jobSeed: spec.seed,
+    epoch: state.epoch,
+    globalStep: state.globalStep,
+    backboneFrozen: state.frozen,
+  });
   const { epoch, stepInEpoch: step, globalStep } = state;
   let lr: GroupLearningRates;
   try {
     if (!Number.isFinite(result.lossSum)) throw new DivergenceError(epoch, globalStep, result.lossSum / result.count);
     lr = applyGradientSums(state, result.grads, result.count);
+    applyMovingStatDeltas(state.parts, result.movingStatDeltas, result.microBatches);
   } finally {
-    tf.dispose([...result.grads.values()]);
+    tf.dispose([...result.grads.values(), ...result.movingStatDeltas.values()]);
   }
   metrics.add(result);
   const seconds = (performance.now() - t0) / 1000;
