@@ -158,6 +158,13 @@ interface PerEpochChart {
   warn: (message: string) => void;
 }
 
+const MAX_EXPLICIT_EPOCH_TICKS = 20;
+
+function epochAxis(epochs: readonly EpochRecord[]): Record<string, unknown> {
+  const axis = { tickMinStep: 1, format: 'd' };
+  return epochs.length <= MAX_EXPLICIT_EPOCH_TICKS ? { ...axis, values: epochs.map((e) => e.epoch + 1) } : axis;
+}
+
 function perEpochSpec(epochs: readonly EpochRecord[], frame: Frame, chart: PerEpochChart): TopLevelSpec {
   const rows: Array<{ epoch: number; value: number; split: string }> = [];
   let dropped = 0;
@@ -172,7 +179,8 @@ function perEpochSpec(epochs: readonly EpochRecord[], frame: Frame, chart: PerEp
   const layers: unknown[] = [{
     mark: { type: 'line', point: true, strokeWidth: 2 },
     encoding: {
-      x: { field: 'epoch', type: 'quantitative', title: EPOCH_AXIS_TITLE, axis: { tickMinStep: 1, format: 'd' } },
+      // Explicit ticks for short runs: vega still puts a rounded half-epoch tick between two epochs.
+      x: { field: 'epoch', type: 'quantitative', title: EPOCH_AXIS_TITLE, axis: epochAxis(epochs) },
       y: { field: 'value', type: 'quantitative', title: chart.yTitle, scale: chart.zeroBased ? { domain: [0, 100] } : { zero: false } },
       color: {
         field: 'split', type: 'nominal', title: null,
