@@ -11,7 +11,7 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
       'no-restricted-imports': ['error', {
         patterns: [{
-          group: ['../*/*', '!../*/index'],
+          regex: '^(\\.\\./)+[^/.]+/(?!index$)[^/]+',
           message: 'Import another folder only through its index.ts.',
         }],
       }],

@@ -11,3 +11,6 @@ export * from './models';
 export * from './training';
 export * from './reporting';
 export * from './recording';
+export * from './wire';
+export * from './bus';
+export * from './telemetry';

@@ -14,13 +14,13 @@ export {
   parseEvent,
   validateEvent,
   type BusEvent,
-  type FreezeEvent,
+  type FreezeEvent as BusFreezeEvent,
   type JobState,
   type JobStateEvent,
-  type LrChangeEvent,
-  type LrChangeReason,
+  type LrChangeEvent as BusLrChangeEvent,
+  type LrChangeReason as BusLrChangeReason,
   type ScaleEvent,
-  type UnfreezeEvent,
+  type UnfreezeEvent as BusUnfreezeEvent,
 } from './events';
 export {
   EventBus,

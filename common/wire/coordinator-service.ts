@@ -1,0 +1,160 @@
+import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { ChannelCredentials, ClientOptions, makeGenericClientConstructor } from '@grpc/grpc-js';
+import {
+  CoordinatorClient,
+  CoordinatorService,
+  GetWeightsResponse,
+  PullStepResponse,
+  PushGradientsRequest,
+  TensorChunk,
+} from '../../proto';
+
+/*
+ * The generated serializers copy a chunk's data five times on the way out (writer growth, the
+ * length-prefix shift, finish(), Buffer.from, grpc-js framing) and twice on the way in. For the three
+ * stream messages that carry TensorChunks this file writes the same bytes with one copy, and reads
+ * `data` as a view of the received buffer. Every other message, and any stream message that is not a
+ * chunk, goes through the generated code. test/tensor-codec.test.ts checks byte equality with it.
+ */
+
+/** Field number of `chunk` in the oneof of each chunk-carrying stream message. */
+const CHUNK_FIELD = 2;
+const LEN_DELIMITED = 2;
+const EMPTY = Buffer.alloc(0);
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(out: Buffer, pos: number, n: number): number {
+  while (n >= 0x80) {
+    out[pos++] = (n % 0x80) | 0x80;
+    n = Math.floor(n / 0x80);
+  }
+  out[pos++] = n;
+  return pos;
+}
+
+/** `{ field: chunk }` encoded exactly as the generated encoder would, copying `data` once. */
+export function encodeChunkMessage(field: number, chunk: TensorChunk): Buffer {
+  const head = TensorChunk.encode({ ...chunk, data: EMPTY }).finish();
+  const n = chunk.data.length;
+  const inner = head.length + (n > 0 ? 1 + varintSize(n) + n : 0);
+  const tag = (field << 3) | LEN_DELIMITED;
+  const out = Buffer.allocUnsafe(varintSize(tag) + varintSize(inner) + inner);
+  let pos = writeVarint(out, 0, tag);
+  pos = writeVarint(out, pos, inner);
+  out.set(head, pos);
+  pos += head.length;
+  if (n > 0) {
+    out[pos++] = (6 << 3) | LEN_DELIMITED;
+    pos = writeVarint(out, pos, n);
+    out.set(chunk.data, pos);
+  }
+  return out;
+}
+
+/**
+ * The TensorChunk in a message that holds nothing but `{ field: chunk }`, with `data` a view of
+ * `buf`; undefined for any other message (the caller falls back to the generated decoder).
+ */
+export function decodeChunkMessage(field: number, buf: Buffer): TensorChunk | undefined {
+  const reader = new BinaryReader(buf);
+  if (reader.len === 0 || reader.uint32() !== ((field << 3) | LEN_DELIMITED)) return undefined;
+  const end = reader.uint32() + reader.pos;
+  if (end !== buf.length) return undefined;
+  const chunk: TensorChunk = { name: '', dtype: 0, shape: [], offsetBytes: 0, totalBytes: 0, data: EMPTY };
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    switch (tag) {
+      case 10:
+        chunk.name = reader.string();
+        break;
+      case 16:
+        chunk.dtype = reader.int32();
+        break;
+      case 24:
+        chunk.shape.push(reader.uint32());
+        break;
+      case 26: {
+        const end2 = reader.uint32() + reader.pos;
+        while (reader.pos < end2) chunk.shape.push(reader.uint32());
+        break;
+      }
+      case 32:
+        chunk.offsetBytes = safeNumber(reader.uint64());
+        break;
+      case 40:
+        chunk.totalBytes = safeNumber(reader.uint64());
+        break;
+      case 50: {
+        const view = reader.bytes();
+        chunk.data = Buffer.from(view.buffer, view.byteOffset, view.byteLength);
+        break;
+      }
+      default:
+        if ((tag & 7) === 4 || tag === 0) return undefined;
+        reader.skip(tag & 7);
+    }
+  }
+  return chunk;
+}
+
+function safeNumber(v: bigint | string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new RangeError(`uint64 ${v} does not fit a JavaScript number`);
+  return n;
+}
+
+interface OneofCodec<T> {
+  encode(message: T): { finish(): Uint8Array };
+  decode(input: Uint8Array): T;
+}
+
+function serializerFor<T extends { payload?: { $case: string } }>(codec: OneofCodec<T>): (value: T) => Buffer {
+  return (value) => {
+    const p = value.payload as { $case: string; chunk?: TensorChunk } | undefined;
+    if (p?.$case === 'chunk' && p.chunk) return encodeChunkMessage(CHUNK_FIELD, p.chunk);
+    return Buffer.from(codec.encode(value).finish());
+  };
+}
+
+function deserializerFor<T>(codec: OneofCodec<T>): (buf: Buffer) => T {
+  return (buf) => {
+    const chunk = decodeChunkMessage(CHUNK_FIELD, buf);
+    return chunk ? ({ payload: { $case: 'chunk', chunk } } as T) : codec.decode(buf);
+  };
+}
+
+/**
+ * The Coordinator service definition to register and to build clients from: the generated one with
+ * one-copy (de)serializers for PushGradients, PullStep and GetWeights. Wire-compatible with it.
+ */
+export const COORDINATOR_SERVICE = {
+  ...CoordinatorService,
+  pushGradients: {
+    ...CoordinatorService.pushGradients,
+    requestSerialize: serializerFor(PushGradientsRequest),
+    requestDeserialize: deserializerFor(PushGradientsRequest),
+  },
+  pullStep: {
+    ...CoordinatorService.pullStep,
+    responseSerialize: serializerFor(PullStepResponse),
+    responseDeserialize: deserializerFor(PullStepResponse),
+  },
+  getWeights: {
+    ...CoordinatorService.getWeights,
+    responseSerialize: serializerFor(GetWeightsResponse),
+    responseDeserialize: deserializerFor(GetWeightsResponse),
+  },
+} satisfies typeof CoordinatorService;
+
+/** Client class for COORDINATOR_SERVICE; build instances with `createCoordinatorClient`. */
+export const FastCoordinatorClient = makeGenericClientConstructor(COORDINATOR_SERVICE, 'shardwise.v1.Coordinator') as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): CoordinatorClient;
+};

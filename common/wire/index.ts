@@ -1,0 +1,58 @@
+/**
+ * The wire layer: tensors as chunk streams, the Coordinator service with fast chunk serializers,
+ * gRPC server/client helpers with deadlines, and the one mapping between domain errors and gRPC
+ * status codes. Coordinator and worker code use this and never the generated types' codecs directly.
+ */
+export {
+  WireError,
+  TensorCodecError,
+  NonFiniteValueError,
+  MessageTooLargeError,
+  IncompatiblePeerError,
+  StaleRequestError,
+  UnknownWorkerError,
+  NotReadyError,
+  RpcError,
+} from './errors';
+export {
+  WIRE_DTYPES,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_CHUNK_BYTES,
+  DEFAULT_MAX_TENSOR_BYTES,
+  HOST_IS_LITTLE_ENDIAN,
+  elementBytes,
+  elementCount,
+  dtypeToProto,
+  dtypeFromProto,
+  specToProto,
+  specFromProto,
+  specOf,
+  chunkEnvelopeBytes,
+  encodeTensor,
+  encodeTensors,
+  assertFinite,
+} from './tensor-codec';
+export type { WireDtype, WireTypedArray, WireTensorSpec, WireTensor, EncodeOptions } from './tensor-codec';
+export { TensorAssembler } from './tensor-assembler';
+export type { AssembleOptions } from './tensor-assembler';
+export { COORDINATOR_SERVICE } from './coordinator-service';
+export {
+  ERROR_NAME_TRAILER,
+  RPC_BACKOFF,
+  statusCodeFor,
+  statusName,
+  toServiceError,
+  fromServiceError,
+  isRetryableCode,
+  withRpcRetry,
+} from './grpc-status';
+export type { RpcRetryOptions } from './grpc-status';
+export { retry, resolveBackoff, backoffDelayMs } from './backoff';
+export type { BackoffOptions, RetryOptions, ResolvedBackoff } from './backoff';
+export { DEFAULT_FLOW_CONTROL_WINDOW_BYTES, startGrpcServer, unaryHandler, clientStreamHandler, serverStreamHandler } from './grpc-server';
+export type { GrpcServerOptions, RunningGrpcServer, ServiceBinding } from './grpc-server';
+export { createCoordinatorClient, deadlineAfter, unaryCall, serverStreamCall, clientStreamCall } from './grpc-client';
+export type { GrpcClientOptions, RpcCallOptions } from './grpc-client';
+export { writeAll, StreamClosedError } from './stream-io';
+/** gRPC status codes, re-exported so callers compare `err.code === GrpcStatus.UNAVAILABLE` without grpc-js. */
+export { status as GrpcStatus } from '@grpc/grpc-js';
