@@ -189,7 +189,7 @@ class Averager {
     const assignment = StepAssignment.fromPartial({
       kind: StepKind.TRAIN,
       globalStep: step + 1,
-      updateKind: UpdateKind.AVERAGED_GRADIENTS,
+      updateKind: UpdateKind.WEIGHTS,
       updateStep: step,
       updateTensors: [specToProto(specOf(tensor))],
     });
@@ -217,7 +217,7 @@ async function runWorker(target: string, rank: number, floats: number, chunkByte
     const step = m.step;
     void (async () => {
       function* messages(): Generator<PushGradientsRequest> {
-        yield { payload: { $case: 'header', header: { workerId: `w${rank}`, globalStep: step, configVersion: 1, sampleCount: samplesOf(rank), lossSum: 0, correctCount: 0, tensors: [specToProto(specOf(tensor))] } } };
+        yield { payload: { $case: 'header', header: { workerId: `w${rank}`, globalStep: step, configVersion: 1, sampleCount: samplesOf(rank), lossSum: 0, correctCount: 0, correctTop5: 0, microBatchIds: [rank], tensors: [specToProto(specOf(tensor))], statDeltas: [] } } };
         for (const chunk of encodeTensor(tensor, { chunkBytes })) yield { payload: { $case: 'chunk', chunk } };
       }
       const cpu0 = process.cpuUsage();

@@ -27,10 +27,8 @@ export {
   GetWeightsRequest,
   WeightsManifest,
   GetWeightsResponse,
-  GetDataRequest,
-  DataManifest,
   DataChunk,
-  GetDataResponse,
+  MicroBatch,
   // The step loop.
   PullStepRequest,
   StepKind,
@@ -42,6 +40,8 @@ export {
   PushGradientsResponse,
   SubmitEvalRequest,
   SubmitEvalResponse,
+  ScaleRequest,
+  ScaleResponse,
   // The service: definition for servers, client class, handler interface.
   CoordinatorService,
   CoordinatorClient,

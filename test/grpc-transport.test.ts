@@ -128,7 +128,7 @@ class EchoCoordinator {
     yield PullStepResponse.fromPartial({
       payload: {
         $case: 'assignment',
-        assignment: { kind: StepKind.TRAIN, globalStep: 2, updateKind: UpdateKind.AVERAGED_GRADIENTS, updateStep: 1, updateTensors: tensors.map((t) => specToProto(specOf(t))) },
+        assignment: { kind: StepKind.TRAIN, globalStep: 2, updateKind: UpdateKind.WEIGHTS, updateStep: 1, updateTensors: tensors.map((t) => specToProto(specOf(t))) },
       },
     });
     if (workerId === 'silent') {
@@ -176,7 +176,7 @@ function push(h: Harness, tensors: WireTensor[], options: { step?: number; chunk
     yield {
       payload: {
         $case: 'header',
-        header: { workerId: 'w1', globalStep: options.step ?? 1, configVersion: 1, sampleCount: 32, lossSum: 70.5, correctCount: 9, tensors: tensors.map((t) => specToProto(specOf(t))) },
+        header: { workerId: 'w1', globalStep: options.step ?? 1, configVersion: 1, sampleCount: 32, lossSum: 70.5, correctCount: 9, correctTop5: 20, microBatchIds: [0, 1], tensors: tensors.map((t) => specToProto(specOf(t))), statDeltas: [] },
       },
     };
     for (const chunk of encodeTensors(tensors, { chunkBytes: options.chunkBytes ?? 64 * 1024, maxMessageBytes: options.maxMessageBytes })) {

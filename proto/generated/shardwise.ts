@@ -41,8 +41,12 @@ export const protobufFileName = "shardwise.proto";
  *   how long it may wait (max_wait_ms, below its deadline) and the coordinator answers STEP_KIND_WAIT
  *   when no step is ready by then, so an idle worker never sits on an expired call. The coordinator
  *   detects dead workers by missing heartbeats (lease_ms) and drops them from the step.
- * * Big payloads are streams of chunks. Weights, gradients, optimizer state and training data move as
- *   TensorChunk / DataChunk messages whose `bytes` hold raw little-endian values. No message carries
+ * * The coordinator applies the optimizer. It sums the workers' gradient sums in micro-batch order,
+ *   updates its master weights, and sends every replica the new values of what changed; workers hold no
+ *   optimizer state, so a joiner needs only the weights and replicas cannot drift (docs/distributed-design.md).
+ * * Workers need no dataset: each assignment carries the raw pixels of its samples (a DataChunk).
+ * * Big payloads are streams of chunks. Weights and gradients move as
+ *   TensorChunk messages whose `bytes` hold raw little-endian values. No message carries
  *   `repeated float` (ts-proto would decode it value by value into a JS array of doubles), and no
  *   message exceeds the negotiated max_message_bytes: a tensor is cut into slices at byte offsets, and
  *   the receiver checks the slices against a manifest sent first on the same stream.
@@ -93,13 +97,11 @@ export enum UpdateKind {
   /** NONE - No tensors follow; the worker's weights are already current. */
   NONE = 1,
   /**
-   * AVERAGED_GRADIENTS - The weighted average of the workers' gradients of update_step; every replica applies it with the
-   * same optimizer and so stays identical.
+   * WEIGHTS - The new values, after update_step, of every variable that step changed (trained variables and the
+   * BatchNorm statistics that moved); the worker writes them and is then identical to the coordinator.
    */
-  AVERAGED_GRADIENTS = 2,
-  /** WEIGHTS - Full weights after update_step (resynchronisation), as in GetWeights. */
   WEIGHTS = 3,
-  /** WEIGHTS_REF - The worker is too far behind: no tensors follow; it must call GetWeights. */
+  /** WEIGHTS_REF - The worker is more than one step behind: no tensors follow; it must call GetWeights. */
   WEIGHTS_REF = 4,
   UNRECOGNIZED = -1,
 }
@@ -236,35 +238,20 @@ export interface GetWeightsResponse {
   payload?: { $case: "manifest"; manifest: WeightsManifest } | { $case: "chunk"; chunk: TensorChunk } | undefined;
 }
 
-export interface GetDataRequest {
-  workerId: string;
-  /** Training-set indices the worker wants; empty means every training sample. */
-  sampleIndices: number[];
-}
-
-/** First message of GetData: the layout of the DataChunks that follow. */
-export interface DataManifest {
-  /** e.g. "cifar10". */
-  dataset: string;
-  /** Samples the stream will carry in total. */
-  sampleCount: number;
-  imageHeight: number;
-  imageWidth: number;
-  imageChannels: number;
-  numClasses: number;
-  /** Digest of the dataset files, so a worker can keep a cache across restarts. */
-  fingerprint: string;
-}
-
-/** A run of samples: images as uint8 NHWC (height * width * channels bytes each), one label byte each. */
+/**
+ * A run of samples: images as uint8 NHWC (32 * 32 * 3 bytes each), one label byte each, in the order of
+ * sample_indices (their ids in the training split, or in the validation split for EVAL).
+ */
 export interface DataChunk {
   sampleIndices: number[];
   labels: Buffer;
   images: Buffer;
 }
 
-export interface GetDataResponse {
-  payload?: { $case: "manifest"; manifest: DataManifest } | { $case: "chunk"; chunk: DataChunk } | undefined;
+/** One micro-batch of a step: the unit of work and of ghost BatchNorm. ids count from 0 within the step. */
+export interface MicroBatch {
+  id: number;
+  sampleIndices: number[];
 }
 
 export interface PullStepRequest {
@@ -286,15 +273,19 @@ export interface StepAssignment {
   epoch: number;
   /** Config (learning rates, freeze state) the step must be computed with. */
   configVersion: number;
-  /** This worker's share of the global batch (TRAIN) or of the validation split (EVAL). */
-  sampleIndices: number[];
-  /** Seeds this step's augmentation so results do not depend on which worker got which samples. */
-  augmentSeed: number;
+  /**
+   * This worker's share: a contiguous run of the step's micro-batches (TRAIN), or of the validation split
+   * cut into micro-batches (EVAL). Augmentation and dropout are seeded by (job seed, epoch, sample id) and
+   * (job seed, global step, micro-batch id), so results do not depend on which worker got which share.
+   */
+  microBatches: MicroBatch[];
+  /** Pixels and labels of every sample in micro_batches. */
+  samples?: DataChunk | undefined;
   updateKind: UpdateKind;
   /** The step whose update follows; the worker applies it before computing global_step. */
   updateStep: number;
-  /** Total samples behind the averaged gradients (for logging; the average is already divided). */
-  updateSampleCount: number;
+  /** Micro-batches in the whole step (TRAIN) or evaluation pass (EVAL), for progress reporting. */
+  stepMicroBatchCount: number;
   /** Manifest of the TensorChunks that follow on this stream. */
   updateTensors: TensorSpec[];
   /** For STEP_KIND_WAIT: pull again after this long. */
@@ -312,11 +303,16 @@ export interface GradientHeader {
   configVersion: number;
   /** Samples the gradient sums were taken over: the weight of this worker in the average. */
   sampleCount: number;
-  /** Sum over those samples of the loss, and how many were classified correctly. */
+  /** Sum over those samples of the loss, and how many were classified correctly (top-1, top-5). */
   lossSum: number;
   correctCount: number;
-  /** Manifest of the gradient TensorChunks that follow (trainable variables only). */
+  /** Manifest of the gradient-sum TensorChunks that follow (trainable, unfrozen variables only). */
   tensors: TensorSpec[];
+  correctTop5: number;
+  /** The micro-batches the sums cover (the assignment's ids) and how many there were. */
+  microBatchIds: number[];
+  /** Manifest of the BatchNorm moving-statistic delta sums that follow the gradients (see computeShare). */
+  statDeltas: TensorSpec[];
 }
 
 export interface PushGradientsRequest {
@@ -338,6 +334,17 @@ export interface SubmitEvalRequest {
   correctCount: number;
   /** Row-major num_classes x num_classes counts (true class major); empty when not computed. */
   confusionMatrix: number[];
+  correctTop5: number;
+  microBatchIds: number[];
+}
+
+export interface ScaleRequest {
+  desiredWorkers: number;
+}
+
+export interface ScaleResponse {
+  desiredWorkers: number;
+  activeWorkers: number;
 }
 
 export interface SubmitEvalResponse {
@@ -1725,222 +1732,6 @@ export const GetWeightsResponse: MessageFns<GetWeightsResponse> = {
   },
 };
 
-function createBaseGetDataRequest(): GetDataRequest {
-  return { workerId: "", sampleIndices: [] };
-}
-
-export const GetDataRequest: MessageFns<GetDataRequest> = {
-  encode(message: GetDataRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.workerId !== "") {
-      writer.uint32(10).string(message.workerId);
-    }
-    if (message.sampleIndices.length !== 0) {
-      writer.uint32(18).fork();
-      for (const v of message.sampleIndices) {
-        writer.uint32(v);
-      }
-      writer.join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): GetDataRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetDataRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.workerId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag === 16) {
-              message.sampleIndices.push(reader.uint32());
-
-              continue;
-            }
-
-            if (tag === 18) {
-              const end2 = reader.uint32() + reader.pos;
-              while (reader.pos < end2) {
-                message.sampleIndices.push(reader.uint32());
-              }
-
-              continue;
-            }
-
-            break;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  create<I extends Exact<DeepPartial<GetDataRequest>, I>>(base?: I): GetDataRequest {
-    return GetDataRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GetDataRequest>, I>>(object: I): GetDataRequest {
-    const message = createBaseGetDataRequest();
-    message.workerId = object.workerId ?? "";
-    message.sampleIndices = object.sampleIndices?.map((e) => e) || [];
-    return message;
-  },
-};
-
-function createBaseDataManifest(): DataManifest {
-  return {
-    dataset: "",
-    sampleCount: 0,
-    imageHeight: 0,
-    imageWidth: 0,
-    imageChannels: 0,
-    numClasses: 0,
-    fingerprint: "",
-  };
-}
-
-export const DataManifest: MessageFns<DataManifest> = {
-  encode(message: DataManifest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.dataset !== "") {
-      writer.uint32(10).string(message.dataset);
-    }
-    if (message.sampleCount !== 0) {
-      writer.uint32(16).uint32(message.sampleCount);
-    }
-    if (message.imageHeight !== 0) {
-      writer.uint32(24).uint32(message.imageHeight);
-    }
-    if (message.imageWidth !== 0) {
-      writer.uint32(32).uint32(message.imageWidth);
-    }
-    if (message.imageChannels !== 0) {
-      writer.uint32(40).uint32(message.imageChannels);
-    }
-    if (message.numClasses !== 0) {
-      writer.uint32(48).uint32(message.numClasses);
-    }
-    if (message.fingerprint !== "") {
-      writer.uint32(58).string(message.fingerprint);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): DataManifest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseDataManifest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.dataset = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.sampleCount = reader.uint32();
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.imageHeight = reader.uint32();
-            continue;
-          }
-          case 4: {
-            if (tag !== 32) {
-              break;
-            }
-
-            message.imageWidth = reader.uint32();
-            continue;
-          }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.imageChannels = reader.uint32();
-            continue;
-          }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.numClasses = reader.uint32();
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.fingerprint = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  create<I extends Exact<DeepPartial<DataManifest>, I>>(base?: I): DataManifest {
-    return DataManifest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<DataManifest>, I>>(object: I): DataManifest {
-    const message = createBaseDataManifest();
-    message.dataset = object.dataset ?? "";
-    message.sampleCount = object.sampleCount ?? 0;
-    message.imageHeight = object.imageHeight ?? 0;
-    message.imageWidth = object.imageWidth ?? 0;
-    message.imageChannels = object.imageChannels ?? 0;
-    message.numClasses = object.numClasses ?? 0;
-    message.fingerprint = object.fingerprint ?? "";
-    return message;
-  },
-};
-
 function createBaseDataChunk(): DataChunk {
   return { sampleIndices: [], labels: Buffer.alloc(0), images: Buffer.alloc(0) };
 }
@@ -2034,24 +1825,26 @@ export const DataChunk: MessageFns<DataChunk> = {
   },
 };
 
-function createBaseGetDataResponse(): GetDataResponse {
-  return { payload: undefined };
+function createBaseMicroBatch(): MicroBatch {
+  return { id: 0, sampleIndices: [] };
 }
 
-export const GetDataResponse: MessageFns<GetDataResponse> = {
-  encode(message: GetDataResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    switch (message.payload?.$case) {
-      case "manifest":
-        DataManifest.encode(message.payload.manifest, writer.uint32(10).fork()).join();
-        break;
-      case "chunk":
-        DataChunk.encode(message.payload.chunk, writer.uint32(18).fork()).join();
-        break;
+export const MicroBatch: MessageFns<MicroBatch> = {
+  encode(message: MicroBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.sampleIndices.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.sampleIndices) {
+        writer.uint32(v);
+      }
+      writer.join();
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): GetDataResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): MicroBatch {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2060,25 +1853,35 @@ export const GetDataResponse: MessageFns<GetDataResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetDataResponse();
+      const message = createBaseMicroBatch();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
           case 1: {
-            if (tag !== 10) {
+            if (tag !== 8) {
               break;
             }
 
-            message.payload = { $case: "manifest", manifest: DataManifest.decode(reader, reader.uint32()) };
+            message.id = reader.uint32();
             continue;
           }
           case 2: {
-            if (tag !== 18) {
-              break;
+            if (tag === 16) {
+              message.sampleIndices.push(reader.uint32());
+
+              continue;
             }
 
-            message.payload = { $case: "chunk", chunk: DataChunk.decode(reader, reader.uint32()) };
-            continue;
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.sampleIndices.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
           }
         }
         if ((tag & 7) === 4 || tag === 0) {
@@ -2092,25 +1895,13 @@ export const GetDataResponse: MessageFns<GetDataResponse> = {
     }
   },
 
-  create<I extends Exact<DeepPartial<GetDataResponse>, I>>(base?: I): GetDataResponse {
-    return GetDataResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<MicroBatch>, I>>(base?: I): MicroBatch {
+    return MicroBatch.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<GetDataResponse>, I>>(object: I): GetDataResponse {
-    const message = createBaseGetDataResponse();
-    switch (object.payload?.$case) {
-      case "manifest": {
-        if (object.payload?.manifest !== undefined && object.payload?.manifest !== null) {
-          message.payload = { $case: "manifest", manifest: DataManifest.fromPartial(object.payload.manifest) };
-        }
-        break;
-      }
-      case "chunk": {
-        if (object.payload?.chunk !== undefined && object.payload?.chunk !== null) {
-          message.payload = { $case: "chunk", chunk: DataChunk.fromPartial(object.payload.chunk) };
-        }
-        break;
-      }
-    }
+  fromPartial<I extends Exact<DeepPartial<MicroBatch>, I>>(object: I): MicroBatch {
+    const message = createBaseMicroBatch();
+    message.id = object.id ?? 0;
+    message.sampleIndices = object.sampleIndices?.map((e) => e) || [];
     return message;
   },
 };
@@ -2212,11 +2003,11 @@ function createBaseStepAssignment(): StepAssignment {
     globalStep: 0,
     epoch: 0,
     configVersion: 0,
-    sampleIndices: [],
-    augmentSeed: 0,
+    microBatches: [],
+    samples: undefined,
     updateKind: 0,
     updateStep: 0,
-    updateSampleCount: 0,
+    stepMicroBatchCount: 0,
     updateTensors: [],
     retryAfterMs: 0,
   };
@@ -2236,15 +2027,11 @@ export const StepAssignment: MessageFns<StepAssignment> = {
     if (message.configVersion !== 0) {
       writer.uint32(32).uint64(message.configVersion);
     }
-    if (message.sampleIndices.length !== 0) {
-      writer.uint32(42).fork();
-      for (const v of message.sampleIndices) {
-        writer.uint32(v);
-      }
-      writer.join();
+    for (const v of message.microBatches) {
+      MicroBatch.encode(v!, writer.uint32(42).fork()).join();
     }
-    if (message.augmentSeed !== 0) {
-      writer.uint32(48).uint32(message.augmentSeed);
+    if (message.samples !== undefined) {
+      DataChunk.encode(message.samples, writer.uint32(50).fork()).join();
     }
     if (message.updateKind !== 0) {
       writer.uint32(56).int32(message.updateKind);
@@ -2252,8 +2039,8 @@ export const StepAssignment: MessageFns<StepAssignment> = {
     if (message.updateStep !== 0) {
       writer.uint32(64).uint64(message.updateStep);
     }
-    if (message.updateSampleCount !== 0) {
-      writer.uint32(72).uint32(message.updateSampleCount);
+    if (message.stepMicroBatchCount !== 0) {
+      writer.uint32(72).uint32(message.stepMicroBatchCount);
     }
     for (const v of message.updateTensors) {
       TensorSpec.encode(v!, writer.uint32(82).fork()).join();
@@ -2310,29 +2097,19 @@ export const StepAssignment: MessageFns<StepAssignment> = {
             continue;
           }
           case 5: {
-            if (tag === 40) {
-              message.sampleIndices.push(reader.uint32());
-
-              continue;
-            }
-
-            if (tag === 42) {
-              const end2 = reader.uint32() + reader.pos;
-              while (reader.pos < end2) {
-                message.sampleIndices.push(reader.uint32());
-              }
-
-              continue;
-            }
-
-            break;
-          }
-          case 6: {
-            if (tag !== 48) {
+            if (tag !== 42) {
               break;
             }
 
-            message.augmentSeed = reader.uint32();
+            message.microBatches.push(MicroBatch.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.samples = DataChunk.decode(reader, reader.uint32());
             continue;
           }
           case 7: {
@@ -2356,7 +2133,7 @@ export const StepAssignment: MessageFns<StepAssignment> = {
               break;
             }
 
-            message.updateSampleCount = reader.uint32();
+            message.stepMicroBatchCount = reader.uint32();
             continue;
           }
           case 10: {
@@ -2396,11 +2173,13 @@ export const StepAssignment: MessageFns<StepAssignment> = {
     message.globalStep = object.globalStep ?? 0;
     message.epoch = object.epoch ?? 0;
     message.configVersion = object.configVersion ?? 0;
-    message.sampleIndices = object.sampleIndices?.map((e) => e) || [];
-    message.augmentSeed = object.augmentSeed ?? 0;
+    message.microBatches = object.microBatches?.map((e) => MicroBatch.fromPartial(e)) || [];
+    message.samples = (object.samples !== undefined && object.samples !== null)
+      ? DataChunk.fromPartial(object.samples)
+      : undefined;
     message.updateKind = object.updateKind ?? 0;
     message.updateStep = object.updateStep ?? 0;
-    message.updateSampleCount = object.updateSampleCount ?? 0;
+    message.stepMicroBatchCount = object.stepMicroBatchCount ?? 0;
     message.updateTensors = object.updateTensors?.map((e) => TensorSpec.fromPartial(e)) || [];
     message.retryAfterMs = object.retryAfterMs ?? 0;
     return message;
@@ -2489,7 +2268,18 @@ export const PullStepResponse: MessageFns<PullStepResponse> = {
 };
 
 function createBaseGradientHeader(): GradientHeader {
-  return { workerId: "", globalStep: 0, configVersion: 0, sampleCount: 0, lossSum: 0, correctCount: 0, tensors: [] };
+  return {
+    workerId: "",
+    globalStep: 0,
+    configVersion: 0,
+    sampleCount: 0,
+    lossSum: 0,
+    correctCount: 0,
+    tensors: [],
+    correctTop5: 0,
+    microBatchIds: [],
+    statDeltas: [],
+  };
 }
 
 export const GradientHeader: MessageFns<GradientHeader> = {
@@ -2514,6 +2304,19 @@ export const GradientHeader: MessageFns<GradientHeader> = {
     }
     for (const v of message.tensors) {
       TensorSpec.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.correctTop5 !== 0) {
+      writer.uint32(64).uint32(message.correctTop5);
+    }
+    if (message.microBatchIds.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.microBatchIds) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.statDeltas) {
+      TensorSpec.encode(v!, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -2587,6 +2390,40 @@ export const GradientHeader: MessageFns<GradientHeader> = {
             message.tensors.push(TensorSpec.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.correctTop5 = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag === 72) {
+              message.microBatchIds.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.microBatchIds.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.statDeltas.push(TensorSpec.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2611,6 +2448,9 @@ export const GradientHeader: MessageFns<GradientHeader> = {
     message.lossSum = object.lossSum ?? 0;
     message.correctCount = object.correctCount ?? 0;
     message.tensors = object.tensors?.map((e) => TensorSpec.fromPartial(e)) || [];
+    message.correctTop5 = object.correctTop5 ?? 0;
+    message.microBatchIds = object.microBatchIds?.map((e) => e) || [];
+    message.statDeltas = object.statDeltas?.map((e) => TensorSpec.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2764,7 +2604,17 @@ export const PushGradientsResponse: MessageFns<PushGradientsResponse> = {
 };
 
 function createBaseSubmitEvalRequest(): SubmitEvalRequest {
-  return { workerId: "", globalStep: 0, epoch: 0, sampleCount: 0, lossSum: 0, correctCount: 0, confusionMatrix: [] };
+  return {
+    workerId: "",
+    globalStep: 0,
+    epoch: 0,
+    sampleCount: 0,
+    lossSum: 0,
+    correctCount: 0,
+    confusionMatrix: [],
+    correctTop5: 0,
+    microBatchIds: [],
+  };
 }
 
 export const SubmitEvalRequest: MessageFns<SubmitEvalRequest> = {
@@ -2790,6 +2640,16 @@ export const SubmitEvalRequest: MessageFns<SubmitEvalRequest> = {
     if (message.confusionMatrix.length !== 0) {
       writer.uint32(58).fork();
       for (const v of message.confusionMatrix) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.correctTop5 !== 0) {
+      writer.uint32(64).uint32(message.correctTop5);
+    }
+    if (message.microBatchIds.length !== 0) {
+      writer.uint32(74).fork();
+      for (const v of message.microBatchIds) {
         writer.uint32(v);
       }
       writer.join();
@@ -2876,6 +2736,32 @@ export const SubmitEvalRequest: MessageFns<SubmitEvalRequest> = {
 
             break;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.correctTop5 = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag === 72) {
+              message.microBatchIds.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 74) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.microBatchIds.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2900,6 +2786,130 @@ export const SubmitEvalRequest: MessageFns<SubmitEvalRequest> = {
     message.lossSum = object.lossSum ?? 0;
     message.correctCount = object.correctCount ?? 0;
     message.confusionMatrix = object.confusionMatrix?.map((e) => e) || [];
+    message.correctTop5 = object.correctTop5 ?? 0;
+    message.microBatchIds = object.microBatchIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseScaleRequest(): ScaleRequest {
+  return { desiredWorkers: 0 };
+}
+
+export const ScaleRequest: MessageFns<ScaleRequest> = {
+  encode(message: ScaleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.desiredWorkers !== 0) {
+      writer.uint32(8).uint32(message.desiredWorkers);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScaleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScaleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.desiredWorkers = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ScaleRequest>, I>>(base?: I): ScaleRequest {
+    return ScaleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScaleRequest>, I>>(object: I): ScaleRequest {
+    const message = createBaseScaleRequest();
+    message.desiredWorkers = object.desiredWorkers ?? 0;
+    return message;
+  },
+};
+
+function createBaseScaleResponse(): ScaleResponse {
+  return { desiredWorkers: 0, activeWorkers: 0 };
+}
+
+export const ScaleResponse: MessageFns<ScaleResponse> = {
+  encode(message: ScaleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.desiredWorkers !== 0) {
+      writer.uint32(8).uint32(message.desiredWorkers);
+    }
+    if (message.activeWorkers !== 0) {
+      writer.uint32(16).uint32(message.activeWorkers);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScaleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScaleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.desiredWorkers = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.activeWorkers = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ScaleResponse>, I>>(base?: I): ScaleResponse {
+    return ScaleResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ScaleResponse>, I>>(object: I): ScaleResponse {
+    const message = createBaseScaleResponse();
+    message.desiredWorkers = object.desiredWorkers ?? 0;
+    message.activeWorkers = object.activeWorkers ?? 0;
     return message;
   },
 };
@@ -3016,19 +3026,6 @@ export const CoordinatorService = {
     responseDeserialize: (value: Buffer): GetWeightsResponse => GetWeightsResponse.decode(value),
   },
   /**
-   * The training samples a worker needs, so workers need no local copy of the dataset:
-   * first a DataManifest, then DataChunks.
-   */
-  getData: {
-    path: "/shardwise.v1.Coordinator/GetData" as const,
-    requestStream: false as const,
-    responseStream: true as const,
-    requestSerialize: (value: GetDataRequest): Buffer => Buffer.from(GetDataRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): GetDataRequest => GetDataRequest.decode(value),
-    responseSerialize: (value: GetDataResponse): Buffer => Buffer.from(GetDataResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): GetDataResponse => GetDataResponse.decode(value),
-  },
-  /**
    * Long poll for the next assignment: first a StepAssignment, then the TensorChunks of its update
    * (as listed in StepAssignment.update_tensors).
    */
@@ -3062,6 +3059,19 @@ export const CoordinatorService = {
     responseSerialize: (value: SubmitEvalResponse): Buffer => Buffer.from(SubmitEvalResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SubmitEvalResponse => SubmitEvalResponse.decode(value),
   },
+  /**
+   * Operator request to change the number of workers (`shardwise scale`): the coordinator records the
+   * desired count and publishes a scale event that launchers (local cluster, Kubernetes) act on.
+   */
+  scale: {
+    path: "/shardwise.v1.Coordinator/Scale" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ScaleRequest): Buffer => Buffer.from(ScaleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ScaleRequest => ScaleRequest.decode(value),
+    responseSerialize: (value: ScaleResponse): Buffer => Buffer.from(ScaleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ScaleResponse => ScaleResponse.decode(value),
+  },
 } as const;
 
 export interface CoordinatorServer extends UntypedServiceImplementation {
@@ -3079,11 +3089,6 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    */
   getWeights: handleServerStreamingCall<GetWeightsRequest, GetWeightsResponse>;
   /**
-   * The training samples a worker needs, so workers need no local copy of the dataset:
-   * first a DataManifest, then DataChunks.
-   */
-  getData: handleServerStreamingCall<GetDataRequest, GetDataResponse>;
-  /**
    * Long poll for the next assignment: first a StepAssignment, then the TensorChunks of its update
    * (as listed in StepAssignment.update_tensors).
    */
@@ -3092,6 +3097,11 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   pushGradients: handleClientStreamingCall<PushGradientsRequest, PushGradientsResponse>;
   /** Evaluation counts of an EVAL assignment. */
   submitEval: handleUnaryCall<SubmitEvalRequest, SubmitEvalResponse>;
+  /**
+   * Operator request to change the number of workers (`shardwise scale`): the coordinator records the
+   * desired count and publishes a scale event that launchers (local cluster, Kubernetes) act on.
+   */
+  scale: handleUnaryCall<ScaleRequest, ScaleResponse>;
 }
 
 export interface CoordinatorClient extends Client {
@@ -3170,16 +3180,6 @@ export interface CoordinatorClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<GetWeightsResponse>;
   /**
-   * The training samples a worker needs, so workers need no local copy of the dataset:
-   * first a DataManifest, then DataChunks.
-   */
-  getData(request: GetDataRequest, options?: Partial<CallOptions>): ClientReadableStream<GetDataResponse>;
-  getData(
-    request: GetDataRequest,
-    metadata?: Metadata,
-    options?: Partial<CallOptions>,
-  ): ClientReadableStream<GetDataResponse>;
-  /**
    * Long poll for the next assignment: first a StepAssignment, then the TensorChunks of its update
    * (as listed in StepAssignment.update_tensors).
    */
@@ -3221,6 +3221,25 @@ export interface CoordinatorClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SubmitEvalResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Operator request to change the number of workers (`shardwise scale`): the coordinator records the
+   * desired count and publishes a scale event that launchers (local cluster, Kubernetes) act on.
+   */
+  scale(
+    request: ScaleRequest,
+    callback: (error: ServiceError | null, response: ScaleResponse) => void,
+  ): ClientUnaryCall;
+  scale(
+    request: ScaleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ScaleResponse) => void,
+  ): ClientUnaryCall;
+  scale(
+    request: ScaleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ScaleResponse) => void,
   ): ClientUnaryCall;
 }
 
