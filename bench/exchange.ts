@@ -217,7 +217,7 @@ async function runWorker(target: string, rank: number, floats: number, chunkByte
     const step = m.step;
     void (async () => {
       function* messages(): Generator<PushGradientsRequest> {
-        yield { payload: { $case: 'header', header: { workerId: `w${rank}`, globalStep: step, configVersion: 1, sampleCount: samplesOf(rank), lossSum: 0, correctCount: 0, correctTop5: 0, microBatchIds: [rank], tensors: [specToProto(specOf(tensor))], statDeltas: [] } } };
+        yield { payload: { $case: 'header', header: { workerId: `w${rank}`, globalStep: step, configVersion: 1, sampleCount: samplesOf(rank), lossSum: 0, correctCount: 0, correctTop5: 0, microBatchIds: [rank], tensors: [specToProto(specOf(tensor))], statDeltas: [], weightsHash: '', weightsVersion: 0 } } };
         for (const chunk of encodeTensor(tensor, { chunkBytes })) yield { payload: { $case: 'chunk', chunk } };
       }
       const cpu0 = process.cpuUsage();
@@ -227,7 +227,7 @@ async function runWorker(target: string, rank: number, floats: number, chunkByte
       let t2 = 0;
       let asm: TensorAssembler | undefined;
       for await (const msg of serverStreamCall('Coordinator/PullStep', { deadlineMs: DEADLINE_MS }, (md, o) =>
-        client.pullStep({ workerId: `w${rank}`, lastCompletedStep: step, configVersion: 1, maxWaitMs: DEADLINE_MS }, md, o))) {
+        client.pullStep({ workerId: `w${rank}`, lastCompletedStep: step, configVersion: 1, maxWaitMs: DEADLINE_MS, weightsVersion: 0 }, md, o))) {
         if (msg.payload?.$case === 'assignment') {
           t2 = performance.now();
           asm = new TensorAssembler({ expected: msg.payload.assignment.updateTensors.map(specFromProto), into: () => average });

@@ -176,7 +176,7 @@ function push(h: Harness, tensors: WireTensor[], options: { step?: number; chunk
     yield {
       payload: {
         $case: 'header',
-        header: { workerId: 'w1', globalStep: options.step ?? 1, configVersion: 1, sampleCount: 32, lossSum: 70.5, correctCount: 9, correctTop5: 20, microBatchIds: [0, 1], tensors: tensors.map((t) => specToProto(specOf(t))), statDeltas: [] },
+        header: { workerId: 'w1', globalStep: options.step ?? 1, configVersion: 1, sampleCount: 32, lossSum: 70.5, correctCount: 9, correctTop5: 20, microBatchIds: [0, 1], tensors: tensors.map((t) => specToProto(specOf(t))), statDeltas: [], weightsHash: '', weightsVersion: 0 },
       },
     };
     for (const chunk of encodeTensors(tensors, { chunkBytes: options.chunkBytes ?? 64 * 1024, maxMessageBytes: options.maxMessageBytes })) {
@@ -191,7 +191,7 @@ async function pull(h: Harness, workerId: string, deadlineMs = 10_000): Promise<
   const responses: PullStepResponse[] = [];
   let asm: TensorAssembler | undefined;
   for await (const msg of serverStreamCall('Coordinator/PullStep', { deadlineMs }, (md, o) =>
-    h.client.pullStep({ workerId, lastCompletedStep: 1, configVersion: 1, maxWaitMs: 1000 }, md, o))) {
+    h.client.pullStep({ workerId, lastCompletedStep: 1, configVersion: 1, maxWaitMs: 1000, weightsVersion: 0 }, md, o))) {
     responses.push(msg);
     if (msg.payload?.$case === 'assignment') asm = new TensorAssembler({ expected: msg.payload.assignment.updateTensors.map(specFromProto) });
     else if (msg.payload?.$case === 'chunk') asm?.add(msg.payload.chunk);
@@ -307,7 +307,7 @@ describe('grpc transport', function () {
     const responses: PullStepResponse[] = [];
     const pulling = (async () => {
       for await (const msg of serverStreamCall('Coordinator/PullStep', { deadlineMs: 20_000, signal: abort.signal }, (md, o) =>
-        h!.client.pullStep({ workerId: 'silent', lastCompletedStep: 0, configVersion: 1, maxWaitMs: 0 }, md, o))) {
+        h!.client.pullStep({ workerId: 'silent', lastCompletedStep: 0, configVersion: 1, maxWaitMs: 0, weightsVersion: 0 }, md, o))) {
         responses.push(msg);
         abort.abort();
       }

@@ -70,6 +70,8 @@ describe('job spec', () => {
       "model.path: required when model.architecture is 'layers' (a model.json path or URL)",
     ]);
     assert.match(problemsOf(MINIMAL, ['model.architecture=resnet18', 'model.pretrained=true'])[0], /no pretrained weights/);
+    assert.match(problemsOf(MINIMAL, ['distributed.minWorkers=3', 'distributed.maxWorkers=2'])[0], /must not exceed distributed\.maxWorkers/);
+    assert.match(problemsOf(MINIMAL, ['distributed.leaseMs=500'])[0], /must exceed distributed\.heartbeatIntervalMs/);
     assert.match(problemsOf(MINIMAL, ['training.microBatchSize=64'])[0], /must not exceed training\.batchSize/);
     assert.match(problemsOf(MINIMAL, ['freeze.backboneEpochs=3', 'freeze.unfreezeLearningRate=0.001'])[0], /never unfreezes/);
   });

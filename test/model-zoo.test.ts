@@ -6,8 +6,9 @@ import { initBackend } from '../common/compute';
 import { ConfigError } from '../common/errors';
 import {
   buildModel, disposeModelParts, LayerNotFoundError, locateMobilenet, MOBILENET_V1_URL, ModelBuildError, ModelLoadError,
-  type ModelParts, namedVariables, preprocess, reseedDropout, saveLayersModel,
+  modelFingerprint, type ModelParts, namedVariables, preprocess, reseedDropout, saveLayersModel, weightsHash,
 } from '../common/models';
+import { parseJobSpec } from '../common/job';
 import { Rng } from '../common/random';
 import {
   makeTempDir, modelSpec, removeDir, serveDir, SHARED_MOBILENET_JSON, tinyModel, variableValues,
@@ -364,5 +365,31 @@ describe('models: zoo', () => {
         await server.close();
       }
     });
+  });
+});
+
+describe('model fingerprint and weights hash', () => {
+  before(async () => {
+    await initBackend({ prefer: 'wasm' });
+  });
+
+  it('agree for the same spec and seed, and tell different models and values apart', async () => {
+    const spec = (over: string[] = []) => parseJobSpec('model: {architecture: small_cnn}\ntraining: {epochs: 1}\noptimizer: {learningRate: 1}', '<t>', over).model;
+    const a = await buildModel(spec(), 1);
+    const b = await buildModel(spec(), 1);
+    const c = await buildModel(spec(), 2);
+    const d = await buildModel(spec(['model.head=seed']), 1);
+    try {
+      assert.equal(modelFingerprint(a), modelFingerprint(b));
+      assert.equal(weightsHash(a), weightsHash(b));
+      assert.equal(modelFingerprint(a), modelFingerprint(c), 'same structure, other seed');
+      assert.notEqual(weightsHash(a), weightsHash(c));
+      assert.notEqual(modelFingerprint(a), modelFingerprint(d));
+      const v = namedVariables(b).head[0];
+      v.write(tf.tidy(() => tf.add(v.read(), 1e-6)));
+      assert.notEqual(weightsHash(a), weightsHash(b), 'a tiny change changes the hash');
+    } finally {
+      [a, b, c, d].forEach(disposeModelParts);
+    }
   });
 });

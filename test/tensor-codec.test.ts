@@ -225,7 +225,7 @@ describe('tensor-codec', () => {
         }
         // Messages that are not chunks take the generated path both ways.
         const other = k.label === 'PushGradientsRequest'
-          ? { payload: { $case: 'header', header: { workerId: 'w1', globalStep: 5, configVersion: 2, sampleCount: 16, lossSum: 1.5, correctCount: 9, correctTop5: 12, microBatchIds: [0], tensors: [], statDeltas: [] } } }
+          ? { payload: { $case: 'header', header: { workerId: 'w1', globalStep: 5, configVersion: 2, sampleCount: 16, lossSum: 1.5, correctCount: 9, correctTop5: 12, microBatchIds: [0], tensors: [], statDeltas: [], weightsHash: '', weightsVersion: 0 } } }
           : { payload: undefined };
         const bytes = ser(other);
         assert.ok(bytes.equals(Buffer.from(codec.encode(other).finish())));

@@ -77,6 +77,16 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
       `training.microBatchSize: must not exceed training.batchSize (${training.microBatchSize} > ${training.batchSize})`,
     );
   }
+  const d = spec.distributed;
+  if (d.minWorkers > d.maxWorkers) {
+    problems.push(`distributed.minWorkers: must not exceed distributed.maxWorkers (${d.minWorkers} > ${d.maxWorkers})`);
+  }
+  if (d.desiredWorkers < d.minWorkers || d.desiredWorkers > d.maxWorkers) {
+    problems.push(`distributed.desiredWorkers: must lie in [minWorkers, maxWorkers] = [${d.minWorkers}, ${d.maxWorkers}], got ${d.desiredWorkers}`);
+  }
+  if (d.leaseMs <= d.heartbeatIntervalMs) {
+    problems.push(`distributed.leaseMs: must exceed distributed.heartbeatIntervalMs (${d.leaseMs} <= ${d.heartbeatIntervalMs})`);
+  }
   if (spec.schedule.warmupEpochs >= training.epochs) {
     problems.push(`schedule.warmupEpochs: must be less than training.epochs (${training.epochs})`);
   }

@@ -8,7 +8,6 @@ const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 const nonNegative = z.number().nonnegative();
 const learningRate = z.number().positive().finite();
-const unitInterval = z.number().min(0).max(1);
 
 const augment = z
   .object({
@@ -105,6 +104,20 @@ const output = z
   })
   .strict();
 
+const distributed = z
+  .object({
+    minWorkers: positiveInt.default(1),
+    maxWorkers: positiveInt.default(16),
+    desiredWorkers: positiveInt.default(2),
+    stepDeadlineMs: positiveInt.min(100).default(120_000),
+    heartbeatIntervalMs: positiveInt.min(10).default(1000),
+    leaseMs: positiveInt.min(100).default(10_000),
+    checkpointEverySteps: nonNegativeInt.default(0),
+    hashEverySteps: positiveInt.default(10),
+    maxMessageBytes: positiveInt.min(64 * 1024).default(4 * 1024 * 1024),
+  })
+  .strict();
+
 /** The raw shape users write (before the cross-field checks and derived defaults in `compileJobSpec`). */
 export const jobSpecSchema = z
   .object({
@@ -127,6 +140,7 @@ export const jobSpecSchema = z
     freeze: freeze.prefault({}),
     schedule: schedule.prefault({}),
     output: output.prefault({}),
+    distributed: distributed.prefault({}),
   })
   .strict();
 

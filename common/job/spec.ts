@@ -127,6 +127,27 @@ export interface OutputSpec {
   checkpointEveryEpochs: number;
 }
 
+export interface DistributedSpec {
+  /** Training runs while at least this many workers are active, and waits below it. @default 1 */
+  minWorkers: number;
+  /** Registrations beyond this many live workers are refused. @default 16 */
+  maxWorkers: number;
+  /** Workers the launcher starts (local cluster, Helm replicas); `shardwise scale` changes it. @default 2 */
+  desiredWorkers: number;
+  /** A share not returned this long after it was handed out is redone by the other workers. @default 120000 */
+  stepDeadlineMs: number;
+  /** Workers send a heartbeat this often. @default 1000 */
+  heartbeatIntervalMs: number;
+  /** A worker silent this long is dropped and its share redone. @default 10000 */
+  leaseMs: number;
+  /** Checkpoint every N global steps as well as at every epoch end; 0 means epoch ends only. @default 0 */
+  checkpointEverySteps: number;
+  /** Compare every replica's weight hash with the coordinator's every N steps (and at epoch ends). @default 10 */
+  hashEverySteps: number;
+  /** Largest gRPC message in either direction; tensors travel in chunks below it. @default 4194304 */
+  maxMessageBytes: number;
+}
+
 export interface JobSpec {
   name: string;
   /** Seeds shuffling, augmentation, initialisation, dropout. @default 0 */
@@ -139,4 +160,5 @@ export interface JobSpec {
   freeze: FreezeSpec;
   schedule: ScheduleSpec;
   output: OutputSpec;
+  distributed: DistributedSpec;
 }

@@ -8,6 +8,7 @@ export {
   preprocess, namedVariables, assertUniqueVariableNames, reseedDropout, disposeModelParts,
 } from './parts';
 export { exportModel, EXPORT_INPUT_NAME, type ExportMetadata } from './export';
+export { modelFingerprint, weightsHash } from './fingerprint';
 export { loadLayersModelFrom, readLayersArtifacts, type LoadLayersModelOptions, type LayersArtifacts } from './layers-loader';
 export { saveLayersModel, fileSaveHandler, MODEL_JSON_FILE, WEIGHTS_FILE } from './layers-saver';
 export { cutAtLayer, type CutOptions } from './cut';

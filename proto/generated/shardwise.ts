@@ -170,6 +170,12 @@ export interface RegisterResponse {
   /** Global step the worker joins at; it must call GetWeights before its first step. */
   globalStep: number;
   coordinatorVersion: string;
+  /**
+   * NATS server the coordinator publishes events on (empty: no bus; assignments' config_version still
+   * keep the worker correct), and the job id that names the subject.
+   */
+  natsUrl: string;
+  jobId: string;
 }
 
 export interface GetConfigRequest {
@@ -220,6 +226,11 @@ export interface LeaveResponse {
 export interface GetWeightsRequest {
   workerId: string;
   includeOptimizerState: boolean;
+  /**
+   * modelFingerprint() of the model the worker built from the job spec; a mismatch is
+   * FAILED_PRECONDITION (incompatible model) and the worker is not admitted.
+   */
+  modelFingerprint: string;
 }
 
 /** First message of GetWeights: which tensors follow and what step they belong to. */
@@ -264,6 +275,8 @@ export interface PullStepRequest {
    * call's deadline so the answer arrives before the deadline does.
    */
   maxWaitMs: number;
+  /** Updates applied to the worker's replica (the coordinator's weights_version it last copied). */
+  weightsVersion: number;
 }
 
 export interface StepAssignment {
@@ -290,6 +303,12 @@ export interface StepAssignment {
   updateTensors: TensorSpec[];
   /** For STEP_KIND_WAIT: pull again after this long. */
   retryAfterMs: number;
+  /** The coordinator's weights_version once the update that follows is applied. */
+  weightsVersion: number;
+  /** Include weights_hash in the GradientHeader of this step. */
+  reportWeightsHash: boolean;
+  /** For STEP_KIND_WAIT: why (e.g. "waiting for workers: 1 active, minWorkers=2"), for the worker's log. */
+  waitReason: string;
 }
 
 export interface PullStepResponse {
@@ -313,6 +332,12 @@ export interface GradientHeader {
   microBatchIds: number[];
   /** Manifest of the BatchNorm moving-statistic delta sums that follow the gradients (see computeShare). */
   statDeltas: TensorSpec[];
+  /**
+   * weightsHash() of the replica the sums were computed on, and its weights_version; the coordinator
+   * compares it with its own to prove the replicas agree (empty when not asked for this step).
+   */
+  weightsHash: string;
+  weightsVersion: number;
 }
 
 export interface PushGradientsRequest {
@@ -802,6 +827,8 @@ function createBaseRegisterResponse(): RegisterResponse {
     stepDeadlineMs: 0,
     globalStep: 0,
     coordinatorVersion: "",
+    natsUrl: "",
+    jobId: "",
   };
 }
 
@@ -833,6 +860,12 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
     }
     if (message.coordinatorVersion !== "") {
       writer.uint32(74).string(message.coordinatorVersion);
+    }
+    if (message.natsUrl !== "") {
+      writer.uint32(82).string(message.natsUrl);
+    }
+    if (message.jobId !== "") {
+      writer.uint32(90).string(message.jobId);
     }
     return writer;
   },
@@ -922,6 +955,22 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
             message.coordinatorVersion = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.natsUrl = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -948,6 +997,8 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
     message.stepDeadlineMs = object.stepDeadlineMs ?? 0;
     message.globalStep = object.globalStep ?? 0;
     message.coordinatorVersion = object.coordinatorVersion ?? "";
+    message.natsUrl = object.natsUrl ?? "";
+    message.jobId = object.jobId ?? "";
     return message;
   },
 };
@@ -1482,7 +1533,7 @@ export const LeaveResponse: MessageFns<LeaveResponse> = {
 };
 
 function createBaseGetWeightsRequest(): GetWeightsRequest {
-  return { workerId: "", includeOptimizerState: false };
+  return { workerId: "", includeOptimizerState: false, modelFingerprint: "" };
 }
 
 export const GetWeightsRequest: MessageFns<GetWeightsRequest> = {
@@ -1492,6 +1543,9 @@ export const GetWeightsRequest: MessageFns<GetWeightsRequest> = {
     }
     if (message.includeOptimizerState !== false) {
       writer.uint32(16).bool(message.includeOptimizerState);
+    }
+    if (message.modelFingerprint !== "") {
+      writer.uint32(26).string(message.modelFingerprint);
     }
     return writer;
   },
@@ -1525,6 +1579,14 @@ export const GetWeightsRequest: MessageFns<GetWeightsRequest> = {
             message.includeOptimizerState = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.modelFingerprint = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1544,6 +1606,7 @@ export const GetWeightsRequest: MessageFns<GetWeightsRequest> = {
     const message = createBaseGetWeightsRequest();
     message.workerId = object.workerId ?? "";
     message.includeOptimizerState = object.includeOptimizerState ?? false;
+    message.modelFingerprint = object.modelFingerprint ?? "";
     return message;
   },
 };
@@ -1907,7 +1970,7 @@ export const MicroBatch: MessageFns<MicroBatch> = {
 };
 
 function createBasePullStepRequest(): PullStepRequest {
-  return { workerId: "", lastCompletedStep: 0, configVersion: 0, maxWaitMs: 0 };
+  return { workerId: "", lastCompletedStep: 0, configVersion: 0, maxWaitMs: 0, weightsVersion: 0 };
 }
 
 export const PullStepRequest: MessageFns<PullStepRequest> = {
@@ -1923,6 +1986,9 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
     }
     if (message.maxWaitMs !== 0) {
       writer.uint32(32).uint32(message.maxWaitMs);
+    }
+    if (message.weightsVersion !== 0) {
+      writer.uint32(40).uint64(message.weightsVersion);
     }
     return writer;
   },
@@ -1972,6 +2038,14 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
             message.maxWaitMs = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.weightsVersion = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1993,6 +2067,7 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
     message.lastCompletedStep = object.lastCompletedStep ?? 0;
     message.configVersion = object.configVersion ?? 0;
     message.maxWaitMs = object.maxWaitMs ?? 0;
+    message.weightsVersion = object.weightsVersion ?? 0;
     return message;
   },
 };
@@ -2010,6 +2085,9 @@ function createBaseStepAssignment(): StepAssignment {
     stepMicroBatchCount: 0,
     updateTensors: [],
     retryAfterMs: 0,
+    weightsVersion: 0,
+    reportWeightsHash: false,
+    waitReason: "",
   };
 }
 
@@ -2047,6 +2125,15 @@ export const StepAssignment: MessageFns<StepAssignment> = {
     }
     if (message.retryAfterMs !== 0) {
       writer.uint32(88).uint32(message.retryAfterMs);
+    }
+    if (message.weightsVersion !== 0) {
+      writer.uint32(96).uint64(message.weightsVersion);
+    }
+    if (message.reportWeightsHash !== false) {
+      writer.uint32(104).bool(message.reportWeightsHash);
+    }
+    if (message.waitReason !== "") {
+      writer.uint32(114).string(message.waitReason);
     }
     return writer;
   },
@@ -2152,6 +2239,30 @@ export const StepAssignment: MessageFns<StepAssignment> = {
             message.retryAfterMs = reader.uint32();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.weightsVersion = longToNumber(reader.uint64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.reportWeightsHash = reader.bool();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.waitReason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2182,6 +2293,9 @@ export const StepAssignment: MessageFns<StepAssignment> = {
     message.stepMicroBatchCount = object.stepMicroBatchCount ?? 0;
     message.updateTensors = object.updateTensors?.map((e) => TensorSpec.fromPartial(e)) || [];
     message.retryAfterMs = object.retryAfterMs ?? 0;
+    message.weightsVersion = object.weightsVersion ?? 0;
+    message.reportWeightsHash = object.reportWeightsHash ?? false;
+    message.waitReason = object.waitReason ?? "";
     return message;
   },
 };
@@ -2279,6 +2393,8 @@ function createBaseGradientHeader(): GradientHeader {
     correctTop5: 0,
     microBatchIds: [],
     statDeltas: [],
+    weightsHash: "",
+    weightsVersion: 0,
   };
 }
 
@@ -2317,6 +2433,12 @@ export const GradientHeader: MessageFns<GradientHeader> = {
     }
     for (const v of message.statDeltas) {
       TensorSpec.encode(v!, writer.uint32(82).fork()).join();
+    }
+    if (message.weightsHash !== "") {
+      writer.uint32(90).string(message.weightsHash);
+    }
+    if (message.weightsVersion !== 0) {
+      writer.uint32(96).uint64(message.weightsVersion);
     }
     return writer;
   },
@@ -2424,6 +2546,22 @@ export const GradientHeader: MessageFns<GradientHeader> = {
             message.statDeltas.push(TensorSpec.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.weightsHash = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.weightsVersion = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2451,6 +2589,8 @@ export const GradientHeader: MessageFns<GradientHeader> = {
     message.correctTop5 = object.correctTop5 ?? 0;
     message.microBatchIds = object.microBatchIds?.map((e) => e) || [];
     message.statDeltas = object.statDeltas?.map((e) => TensorSpec.fromPartial(e)) || [];
+    message.weightsHash = object.weightsHash ?? "";
+    message.weightsVersion = object.weightsVersion ?? 0;
     return message;
   },
 };
