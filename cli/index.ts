@@ -3,21 +3,15 @@
  * The `shardwise` command line. Each subcommand parses its flags here and hands a typed options object
  * to the module that does the work.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command } from 'commander';
 import { ConfigError } from '../common';
+import { clusterCommand } from './cluster-command';
+import { coordinatorCommand } from './coordinator-command';
 import { reportAndExit } from './fail';
+import { backendOption, collectOverride, log } from './options';
+import { scaleCommand } from './scale-command';
 import { trainLocal } from './train-local';
-
-const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
-
-function collect(value: string, previous: string[]): string[] {
-  if (!value.includes('=')) throw new InvalidArgumentError(`expected key.path=value, got '${value}'`);
-  return [...previous, value];
-}
-
-function log(line: string): void {
-  process.stderr.write(`${line}\n`);
-}
+import { workerCommand } from './worker-command';
 
 export function buildProgram(): Command {
   const program = new Command('shardwise')
@@ -31,8 +25,8 @@ export function buildProgram(): Command {
     .option('--local', 'train in this process (the single-process reference trainer)')
     .option('--data <dir>', 'CIFAR-10 folder with data_batch_*.bin (default: data.dir, CIFAR10_DIR, then download)')
     .option('--runs-dir <dir>', 'parent folder of run directories (default: output.runsDir)')
-    .option('--set <key=value>', 'override a job spec field, e.g. --set training.epochs=2 (repeatable)', collect, [])
-    .addOption(new Option('--backend <name>', 'compute backend').choices(BACKENDS).default('auto'))
+    .option('--set <key=value>', 'override a job spec field, e.g. --set training.epochs=2 (repeatable)', collectOverride, [])
+    .addOption(backendOption())
     .action(async (opts) => {
       if (!opts.local) {
         throw new ConfigError('train', 'only --local training runs in this process; start a distributed job with `shardwise coordinator`');
@@ -40,6 +34,10 @@ export function buildProgram(): Command {
       await trainLocal({ job: opts.job, data: opts.data, set: opts.set, runsDir: opts.runsDir, backend: opts.backend }, log);
     });
 
+  program.addCommand(coordinatorCommand());
+  program.addCommand(workerCommand());
+  program.addCommand(scaleCommand());
+  program.addCommand(clusterCommand());
   return program;
 }
 
