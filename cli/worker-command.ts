@@ -1,0 +1,72 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { BackendPreference } from '../common';
+import { Worker, type WorkerReadyInfo } from '../worker';
+import { backendOption, log, parsePort } from './options';
+
+/** Exit status after a second SIGTERM/SIGINT: the conventional 128 + signal number of SIGTERM. */
+export const EXIT_KILLED = 143;
+
+function parseSeconds(value: string): number {
+  const s = Number(value);
+  if (!Number.isFinite(s) || s <= 0) throw new InvalidArgumentError(`expected a positive number of seconds, got '${value}'`);
+  return s;
+}
+
+/** The ready line of the distributed contract; tests and the launcher parse it from stdout. */
+export function workerReadyLine(info: WorkerReadyInfo): string {
+  return `shardwise worker ready id=${info.id} coordinator=${info.coordinator} metrics=${info.metricsUrl}`;
+}
+
+/**
+ * `shardwise worker`: one worker process. The first SIGTERM (or Ctrl-C) drains it: the share in
+ * progress is finished and pushed, the worker leaves, and the process exits 0. A second one exits at once.
+ */
+export function workerCommand(): Command {
+  return new Command('worker')
+    .description('join a distributed job as a worker: pull steps from the coordinator, push gradients')
+    .requiredOption('--coordinator <host:port>', 'gRPC address of the coordinator')
+    .option('--id <name>', 'worker id to ask for (default: <hostname>-<pid>)')
+    .option('--metrics-port <port>', 'port of /metrics (0: any free port)', parsePort, 0)
+    .option('--metrics-host <address>', 'address /metrics binds (0.0.0.0 to be scraped from other hosts)', '127.0.0.1')
+    .addOption(
+      new Option('--retry-limit <seconds>', 'give up when the coordinator stays unreachable this long')
+        .argParser(parseSeconds)
+        .default(300),
+    )
+    .addOption(
+      new Option('--shutdown-grace <seconds>', 'on SIGTERM, wait this long for the current share before leaving anyway')
+        .argParser(parseSeconds)
+        .default(60),
+    )
+    .addOption(backendOption())
+    .action(async (opts) => {
+      const worker = new Worker(
+        {
+          coordinator: opts.coordinator,
+          id: opts.id,
+          metricsPort: opts.metricsPort,
+          metricsHost: opts.metricsHost,
+          backend: opts.backend as BackendPreference,
+          retryLimitMs: Math.round(opts.retryLimit * 1000),
+          shutdownGraceMs: Math.round(opts.shutdownGrace * 1000),
+          log,
+        },
+        { onReady: (info) => process.stdout.write(`${workerReadyLine(info)}\n`) },
+      );
+      let signals = 0;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (++signals === 1) {
+          worker.drain(`${signal} received`);
+        } else {
+          log(`shardwise worker: ${signal} again; exiting at once`);
+          process.exit(EXIT_KILLED);
+        }
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      const outcome = await worker.run();
+      log(`shardwise worker: ${outcome.reason}: ${outcome.trainShares} training and ${outcome.evalShares} evaluation shares accepted`);
+      // Open handles (a gRPC channel winding down, the wasm backend's threads) must not keep a finished worker alive.
+      process.exit(0);
+    });
+}

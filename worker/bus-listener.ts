@@ -1,0 +1,105 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { type BusEvent, EventBus, type EventSubscription, EventValidationError, type WorkerMetrics } from '../common';
+
+/** Where the job's events are and who hears them. */
+export interface BusListenerOptions {
+  /** NATS URL from the RegisterResponse. */
+  url: string;
+  jobId: string;
+  /** Client name the NATS server shows, e.g. `worker-host-123`. */
+  name: string;
+  /** Each valid event of the job, in arrival order. */
+  onEvent: (event: BusEvent) => void;
+  /**
+   * The connection came back (events published meanwhile are lost): reconcile, e.g. fetch the config.
+   * Also called after a late first connection, for the same reason.
+   */
+  onReconnect: () => void;
+  metrics?: WorkerMetrics;
+  log: (line: string) => void;
+  /** Wait between attempts while the first connection fails. @default 5000 */
+  retryDelayMs?: number;
+}
+
+/**
+ * The worker's optional subscription to the job's event bus. It connects in the background, so a bus
+ * that is down or slow never delays the worker: configuration changes then arrive over gRPC (the
+ * version on each assignment tells the worker when to fetch). While the first connection fails it
+ * retries every `retryDelayMs`; after that the bus client reconnects by itself.
+ */
+export class BusListener {
+  private bus: EventBus | undefined;
+  private subscription: EventSubscription | undefined;
+  private readonly closing = new AbortController();
+  private readonly started: Promise<void>;
+
+  constructor(private readonly options: BusListenerOptions) {
+    this.started = this.connectLoop();
+  }
+
+  get url(): string {
+    return this.options.url;
+  }
+
+  get jobId(): string {
+    return this.options.jobId;
+  }
+
+  /** Whether the bus is connected and subscribed now (events may be missed while it is not). */
+  get connected(): boolean {
+    return this.subscription !== undefined && (this.bus?.connected ?? false);
+  }
+
+  /** Stops listening and closes the connection; safe to call more than once. */
+  async close(): Promise<void> {
+    this.closing.abort();
+    await this.started;
+    await this.subscription?.stop().catch(() => undefined);
+    await this.bus?.close().catch(() => undefined);
+    this.options.metrics?.busConnected.set(0);
+  }
+
+  private async connectLoop(): Promise<void> {
+    const { options } = this;
+    let failures = 0;
+    while (!this.closing.signal.aborted) {
+      try {
+        const bus = await EventBus.connect({
+          servers: options.url,
+          jobId: options.jobId,
+          name: options.name,
+          connectTimeoutMs: 5000,
+          onError: (error) => {
+            if (error instanceof EventValidationError) options.metrics?.busRejectedEvents.inc();
+            options.log(`event bus: ${error.message}`);
+          },
+        });
+        if (this.closing.signal.aborted) {
+          await bus.close();
+          return;
+        }
+        this.bus = bus;
+        bus.onDisconnect(() => {
+          options.metrics?.busConnected.set(0);
+          options.log(`event bus ${options.url} disconnected; configuration changes come over gRPC until it is back`);
+        });
+        bus.onReconnect(() => {
+          options.metrics?.busConnected.set(1);
+          options.metrics?.busReconnects.inc();
+          options.onReconnect();
+        });
+        this.subscription = await bus.subscribe((event) => options.onEvent(event));
+        options.metrics?.busConnected.set(1);
+        options.log(`event bus: listening on ${bus.subject} at ${options.url}`);
+        if (failures > 0) options.onReconnect();
+        return;
+      } catch (err) {
+        if (failures++ === 0) {
+          const why = err instanceof Error ? err.message : String(err);
+          options.log(`event bus ${options.url} unreachable (${why}); configuration changes come over gRPC, retrying in the background`);
+        }
+        await delay(options.retryDelayMs ?? 5000, undefined, { signal: this.closing.signal }).catch(() => undefined);
+      }
+    }
+  }
+}

@@ -1,0 +1,70 @@
+import { GrpcStatus, RpcError, fromServiceError, isRetryableCode, retry } from '../common';
+import { CoordinatorUnreachableError } from './errors';
+
+/** How the worker retries one call to the coordinator. */
+export interface CallPolicy {
+  /** `host:port` of the coordinator, for the error message. */
+  target: string;
+  /** Give up once the call has kept failing with retryable statuses for this long. */
+  retryLimitMs: number;
+  /** Stops retrying (and waiting) at once; the last error is thrown. */
+  signal?: AbortSignal;
+  /** Told before each wait, e.g. to log "coordinator unavailable, retrying in 400 ms". */
+  onRetry?: (error: RpcError, attempt: number, delayMs: number) => void;
+}
+
+/**
+ * Backoff between attempts: 100 ms doubling to 2 s with ±20 % jitter. The ceiling is lower than the
+ * wire default (5 s) so a restarted coordinator is found within about two seconds of coming back.
+ */
+export const WORKER_RETRY_BACKOFF = { initialBackoffMs: 100, maxBackoffMs: 2000, multiplier: 2, jitter: 0.2 } as const;
+
+/** Whether `error` says the coordinator no longer knows this worker id (it restarted or expired us). */
+export function isUnknownWorker(error: unknown): boolean {
+  return error instanceof RpcError && error.code === GrpcStatus.NOT_FOUND;
+}
+
+/**
+ * Runs `attempt` (which starts a fresh call with its own deadline each time) until it succeeds or fails
+ * with a status that is not worth repeating. UNAVAILABLE is always retried, and DEADLINE_EXCEEDED too
+ * for `idempotent` calls; the attempts are not counted but timed, so a coordinator that is down for a
+ * minute is waited for, and one that stays down past `retryLimitMs` ends in CoordinatorUnreachableError.
+ * Every other failure is thrown at once as the RpcError it is (which codes are retryable is decided in
+ * common/wire; `alsoRetry` adds codes that mean "not now" for one call, e.g. a full job at Register).
+ */
+export async function callWithRetry<T>(
+  method: string,
+  attempt: () => Promise<T>,
+  policy: CallPolicy & { idempotent: boolean; alsoRetry?: readonly number[] },
+): Promise<T> {
+  const started = Date.now();
+  let lastRetryable: RpcError | undefined;
+  try {
+    return await retry(
+      async () => {
+        try {
+          return await attempt();
+        } catch (err) {
+          throw fromServiceError(method, err, { idempotent: policy.idempotent });
+        }
+      },
+      {
+        ...WORKER_RETRY_BACKOFF,
+        maxAttempts: Number.MAX_SAFE_INTEGER,
+        signal: policy.signal,
+        shouldRetry: (err) => {
+          if (!(err instanceof RpcError)) return false;
+          if (!isRetryableCode(err.code, policy.idempotent) && !policy.alsoRetry?.includes(err.code)) return false;
+          lastRetryable = err;
+          return Date.now() - started < policy.retryLimitMs;
+        },
+        onRetry: policy.onRetry ? (err, n, ms) => policy.onRetry?.(err as RpcError, n, ms) : undefined,
+      },
+    );
+  } catch (err) {
+    if (err === lastRetryable && !policy.signal?.aborted) {
+      throw new CoordinatorUnreachableError(policy.target, method, Date.now() - started, { cause: err });
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * The shardwise worker: a stateless replica of the coordinator's model that pulls step assignments,
+ * computes gradient sums (or evaluation counts) on the samples they carry, and pushes them back.
+ * `Worker` is the entry point; the other exports are its parts, for tests and tools.
+ */
+export { Worker, MAX_CONSECUTIVE_FAILURES, type WorkerExitReason, type WorkerOutcome, type WorkerReadyInfo } from './worker';
+export {
+  compileWorkerOptions,
+  defaultWorkerId,
+  MAX_WORKER_ID_LENGTH,
+  WORKER_MAX_MESSAGE_BYTES,
+  type CompiledWorkerOptions,
+  type WorkerOptions,
+} from './options';
+export { WorkerLifecycle, isFinal, lifecycleToProto, nextLifecycle } from './lifecycle';
+export {
+  AssignmentKind,
+  UpdateKindName,
+  assignmentFromProto,
+  type AssignedMicroBatch,
+  type Assignment,
+  type SampleChunk,
+  type WeightsUpdate,
+} from './assignment';
+export { localSamples, type LocalSamples } from './samples';
+export { NOT_LOADED, Replica } from './replica';
+export { Session, type SessionDeps } from './session';
+export { ConfigSync, configFromProto, type ConfigSource, type WorkerConfig } from './config-sync';
+export {
+  computeShareStepwise,
+  gradientMessages,
+  runTrainShare,
+  yieldToEventLoop,
+  type ComputedShare,
+  type TrainShareInput,
+  type Yield,
+} from './share-runner';
+export { evalRequest, runEvalShare, type EvalShare } from './eval-runner';
+export { HeartbeatTimer, heartbeatDeadlineMs, type HeartbeatOptions } from './heartbeat';
+export { CoordinatorLink, type CoordinatorLinkOptions, type FullWeights } from './coordinator-link';
+export { callWithRetry, isUnknownWorker, WORKER_RETRY_BACKOFF, type CallPolicy } from './call-policy';
+export {
+  asIncompatible,
+  parseRegistration,
+  registerWorker,
+  workerCapabilities,
+  type CapabilityInput,
+  type Registration,
+} from './registration';
+export { BusListener, type BusListenerOptions } from './bus-listener';
+export {
+  AssignmentError,
+  ConfigSyncError,
+  CoordinatorUnreachableError,
+  IncompatibleCoordinatorError,
+  ReplicaUpdateError,
+  WorkerError,
+  WorkerStateError,
+} from './errors';

@@ -1,0 +1,48 @@
+import { WorkerState } from '../proto';
+import { WorkerStateError } from './errors';
+
+/**
+ * Lifecycle of a worker process: `starting` (backend, metrics, registration, first weights), `running`
+ * (the step loop), `draining` (finishing the share in progress before leaving), then `stopped` or
+ * `failed`, both final.
+ */
+export const WorkerLifecycle = {
+  Starting: 'starting',
+  Running: 'running',
+  Draining: 'draining',
+  Stopped: 'stopped',
+  Failed: 'failed',
+} as const;
+export type WorkerLifecycle = (typeof WorkerLifecycle)[keyof typeof WorkerLifecycle];
+
+const TRANSITIONS: Readonly<Record<WorkerLifecycle, readonly WorkerLifecycle[]>> = {
+  starting: ['running', 'draining', 'stopped', 'failed'],
+  running: ['draining', 'stopped', 'failed'],
+  draining: ['stopped', 'failed'],
+  stopped: [],
+  failed: [],
+};
+
+/** The state after a move from `from` to `to`; WorkerStateError when the lifecycle does not allow it. */
+export function nextLifecycle(from: WorkerLifecycle, to: WorkerLifecycle): WorkerLifecycle {
+  if (!TRANSITIONS[from].includes(to)) throw new WorkerStateError(from, to);
+  return to;
+}
+
+/** Whether no move leaves `state`. */
+export function isFinal(state: WorkerLifecycle): boolean {
+  return TRANSITIONS[state].length === 0;
+}
+
+const PROTO_STATES: Record<WorkerLifecycle, WorkerState> = {
+  starting: WorkerState.STARTING,
+  running: WorkerState.RUNNING,
+  draining: WorkerState.DRAINING,
+  stopped: WorkerState.STOPPED,
+  failed: WorkerState.FAILED,
+};
+
+/** The lifecycle as heartbeats report it. */
+export function lifecycleToProto(state: WorkerLifecycle): WorkerState {
+  return PROTO_STATES[state];
+}

@@ -1,0 +1,119 @@
+import * as os from 'node:os';
+import { type BackendPreference, ConfigError } from '../common';
+
+/** How a worker reaches its coordinator and how patient it is. */
+export interface WorkerOptions {
+  /** `host:port` of the coordinator's gRPC endpoint. */
+  coordinator: string;
+  /** Worker id to ask for (a pod name, say); the coordinator may assign another. @default `<hostname>-<pid>` */
+  id?: string;
+  /** Port of `/metrics`; 0 lets the OS choose. @default 0 */
+  metricsPort?: number;
+  /** Address `/metrics` binds; `0.0.0.0` inside a pod so Prometheus can reach it. @default '127.0.0.1' */
+  metricsHost?: string;
+  /** Compute backend. @default 'auto' */
+  backend?: BackendPreference;
+  /**
+   * Largest gRPC message this worker accepts (it tells the coordinator, which sends at most the smaller
+   * of this and its own limit). Generous because a step's samples arrive in one message. @default 67108864
+   */
+  maxMessageBytes?: number;
+  /** How long the coordinator may hold a PullStep before answering WAIT. @default 5000 */
+  pullWaitMs?: number;
+  /** Deadline of every small call (Register, GetConfig, Heartbeat, Leave, SubmitEval). @default 10000 */
+  rpcDeadlineMs?: number;
+  /** Deadline of the calls that move tensors (GetWeights, PushGradients, a PullStep's update). @default 120000 */
+  transferDeadlineMs?: number;
+  /**
+   * Keep retrying a coordinator that is unreachable (UNAVAILABLE, or silent past deadlines) for this
+   * long, e.g. while it restarts from a checkpoint; then fail with CoordinatorUnreachableError.
+   * @default 300000
+   */
+  retryLimitMs?: number;
+  /**
+   * After a drain starts (SIGTERM, or the coordinator asks), wait this long for the share in progress
+   * to be pushed; then cancel what is left and leave anyway. @default 60000
+   */
+  shutdownGraceMs?: number;
+  /** Where status lines go (never stdout, which carries the ready line). @default stderr */
+  log?: (line: string) => void;
+}
+
+/** {@link WorkerOptions} with every default filled and every field checked. */
+export interface CompiledWorkerOptions {
+  coordinator: string;
+  id: string;
+  metricsPort: number;
+  metricsHost: string;
+  backend: BackendPreference;
+  maxMessageBytes: number;
+  pullWaitMs: number;
+  rpcDeadlineMs: number;
+  transferDeadlineMs: number;
+  retryLimitMs: number;
+  shutdownGraceMs: number;
+  log: (line: string) => void;
+}
+
+/** Default of {@link WorkerOptions.maxMessageBytes}: room for a large evaluation share's pixels. */
+export const WORKER_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Longest worker id accepted here; the coordinator enforces the same bound (ids become metric labels). */
+export const MAX_WORKER_ID_LENGTH = 128;
+const BACKENDS: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+
+/** The id a worker asks for when none is given: unique per host and process, readable in logs. */
+export function defaultWorkerId(hostname = os.hostname(), pid = process.pid): string {
+  return `${hostname}-${pid}`.slice(-MAX_WORKER_ID_LENGTH);
+}
+
+function positiveMs(field: string, value: number): number {
+  if (!Number.isInteger(value) || value <= 0) throw new ConfigError(field, `expected a positive integer of milliseconds, got ${value}`);
+  return value;
+}
+
+/**
+ * Fills the defaults of {@link WorkerOptions} and checks every field and the rules between them,
+ * throwing a ConfigError that names the field. Pure apart from the default id (hostname, pid).
+ */
+export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOptions {
+  const coordinator = options.coordinator?.trim() ?? '';
+  if (!/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(coordinator)) {
+    throw new ConfigError('coordinator', `expected host:port, got '${options.coordinator}'`);
+  }
+  const id = options.id ?? defaultWorkerId();
+  if (id.length === 0 || id.length > MAX_WORKER_ID_LENGTH || /\s/.test(id)) {
+    throw new ConfigError('id', `expected 1-${MAX_WORKER_ID_LENGTH} characters without spaces, got '${id}'`);
+  }
+  const metricsPort = options.metricsPort ?? 0;
+  if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) {
+    throw new ConfigError('metricsPort', `expected a port 0-65535, got ${metricsPort}`);
+  }
+  const backend = options.backend ?? 'auto';
+  if (!BACKENDS.includes(backend)) throw new ConfigError('backend', `expected one of ${BACKENDS.join(', ')}, got '${backend}'`);
+  const maxMessageBytes = options.maxMessageBytes ?? WORKER_MAX_MESSAGE_BYTES;
+  if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 64 * 1024) {
+    throw new ConfigError('maxMessageBytes', `expected an integer of at least 65536 bytes, got ${maxMessageBytes}`);
+  }
+  const rpcDeadlineMs = positiveMs('rpcDeadlineMs', options.rpcDeadlineMs ?? 10_000);
+  const pullWaitMs = positiveMs('pullWaitMs', options.pullWaitMs ?? 5_000);
+  const transferDeadlineMs = positiveMs('transferDeadlineMs', options.transferDeadlineMs ?? 120_000);
+  if (transferDeadlineMs < rpcDeadlineMs) {
+    throw new ConfigError('transferDeadlineMs', `expected at least rpcDeadlineMs (${rpcDeadlineMs}), got ${transferDeadlineMs}`);
+  }
+  const retryLimitMs = positiveMs('retryLimitMs', options.retryLimitMs ?? 300_000);
+  const shutdownGraceMs = positiveMs('shutdownGraceMs', options.shutdownGraceMs ?? 60_000);
+  return {
+    coordinator,
+    id,
+    metricsPort,
+    metricsHost: options.metricsHost ?? '127.0.0.1',
+    backend,
+    maxMessageBytes,
+    pullWaitMs,
+    rpcDeadlineMs,
+    transferDeadlineMs,
+    retryLimitMs,
+    shutdownGraceMs,
+    log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
+  };
+}

@@ -1,0 +1,119 @@
+import * as os from 'node:os';
+import { GrpcStatus, type JobSpec, RpcError, compileJobSpec } from '../common';
+import { PROTOCOL_VERSION, type RegisterResponse, SHARDWISE_VERSION, type WorkerCapabilities } from '../proto';
+import { type CallPolicy, callWithRetry } from './call-policy';
+import type { CoordinatorLink } from './coordinator-link';
+import { IncompatibleCoordinatorError } from './errors';
+
+/** What the coordinator told the worker when it registered, in the worker's terms. */
+export interface Registration {
+  /** The id to send on every later call (the coordinator may not grant the one asked for). */
+  workerId: string;
+  spec: JobSpec;
+  /** The spec as the coordinator sent it, to notice a different job after a re-registration. */
+  specJson: string;
+  configVersion: number;
+  /** Negotiated per-message limit; tensors are cut into chunks below it. */
+  maxMessageBytes: number;
+  heartbeatIntervalMs: number;
+  leaseMs: number;
+  stepDeadlineMs: number;
+  globalStep: number;
+  coordinatorVersion: string;
+  /** NATS URL of the job's event bus; undefined when the coordinator runs without one. */
+  natsUrl: string | undefined;
+  jobId: string;
+}
+
+/** What the worker says about itself; the model fields are known only after the first registration. */
+export interface CapabilityInput {
+  workerId: string;
+  backend: string;
+  maxMessageBytes: number;
+  architecture?: string;
+  modelFingerprint?: string;
+}
+
+/** The WorkerCapabilities of this process (protocol and package version, pid, hostname included). */
+export function workerCapabilities(input: CapabilityInput): WorkerCapabilities {
+  return {
+    workerId: input.workerId,
+    shardwiseVersion: SHARDWISE_VERSION,
+    protocolVersion: PROTOCOL_VERSION,
+    backend: input.backend,
+    architecture: input.architecture ?? '',
+    modelFingerprint: input.modelFingerprint ?? '',
+    maxMessageBytes: input.maxMessageBytes,
+    pid: process.pid,
+    hostname: os.hostname(),
+  };
+}
+
+/**
+ * Checks and converts a RegisterResponse. A job spec this build cannot validate, or limits that make
+ * no sense, mean the coordinator and this worker do not fit together: IncompatibleCoordinatorError.
+ */
+export function parseRegistration(response: RegisterResponse, target: string): Registration {
+  let spec: JobSpec;
+  try {
+    spec = compileJobSpec(JSON.parse(response.jobSpecJson), `job spec from coordinator ${target}`);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new IncompatibleCoordinatorError(target, `its job spec does not validate in this worker build (${SHARDWISE_VERSION}): ${why}`, {
+      cause: err,
+    });
+  }
+  const positive: Array<[string, number]> = [
+    ['max_message_bytes', response.maxMessageBytes],
+    ['heartbeat_interval_ms', response.heartbeatIntervalMs],
+    ['lease_ms', response.leaseMs],
+  ];
+  for (const [field, value] of positive) {
+    if (!(Number.isInteger(value) && value > 0)) {
+      throw new IncompatibleCoordinatorError(target, `expected a positive ${field} in its RegisterResponse, got ${value}`);
+    }
+  }
+  if (response.workerId === '') throw new IncompatibleCoordinatorError(target, 'expected a worker id in its RegisterResponse, got none');
+  return {
+    workerId: response.workerId,
+    spec,
+    specJson: response.jobSpecJson,
+    configVersion: response.configVersion,
+    maxMessageBytes: response.maxMessageBytes,
+    heartbeatIntervalMs: response.heartbeatIntervalMs,
+    leaseMs: response.leaseMs,
+    stepDeadlineMs: response.stepDeadlineMs,
+    globalStep: response.globalStep,
+    coordinatorVersion: response.coordinatorVersion,
+    natsUrl: response.natsUrl === '' ? undefined : response.natsUrl,
+    jobId: response.jobId === '' ? spec.name : response.jobId,
+  };
+}
+
+/**
+ * Registers, waiting with backoff while the coordinator is unreachable (it may start after the worker,
+ * or be restarting). A refusal for good (FAILED_PRECONDITION: protocol, version or model mismatch;
+ * INVALID_ARGUMENT) becomes IncompatibleCoordinatorError carrying the coordinator's reason.
+ */
+export async function registerWorker(link: CoordinatorLink, capabilities: WorkerCapabilities, policy: CallPolicy): Promise<Registration> {
+  let response: RegisterResponse;
+  try {
+    response = await callWithRetry('Coordinator/Register', () => link.register(capabilities, policy.signal), {
+      ...policy,
+      idempotent: true,
+      // The job is full (maxWorkers live): a place may free up, so wait like for an unreachable coordinator.
+      alsoRetry: [GrpcStatus.RESOURCE_EXHAUSTED],
+    });
+  } catch (err) {
+    throw asIncompatible(err, link.target);
+  }
+  return parseRegistration(response, link.target);
+}
+
+/** A FAILED_PRECONDITION / INVALID_ARGUMENT refusal as IncompatibleCoordinatorError; anything else unchanged. */
+export function asIncompatible(err: unknown, target: string): unknown {
+  if (err instanceof RpcError && (err.code === GrpcStatus.FAILED_PRECONDITION || err.code === GrpcStatus.INVALID_ARGUMENT)) {
+    return new IncompatibleCoordinatorError(target, err.details, { cause: err });
+  }
+  return err;
+}

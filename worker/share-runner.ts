@@ -1,0 +1,172 @@
+import * as tf from '@tensorflow/tfjs';
+import {
+  type Augmenter,
+  type ModelParts,
+  type ShareInput,
+  type ShareResult,
+  type WireTensor,
+  computeShare,
+  encodeTensors,
+  specOf,
+  specToProto,
+} from '../common';
+import type { PushGradientsRequest } from '../proto';
+import type { LocalSamples } from './samples';
+
+/** Lets timers (heartbeats) and I/O run; the compute of one micro-batch itself is synchronous. */
+export type Yield = () => Promise<void>;
+
+/** The default {@link Yield}: one turn of the event loop. */
+export const yieldToEventLoop: Yield = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * computeShare over `input.microBatches`, one micro-batch at a time with `yieldFn` in between, so the
+ * heartbeat timer and the metrics endpoint keep running during a long share. The sums are the same
+ * operations in the same order as one computeShare call over all of them (gradients and statistic
+ * deltas added in micro-batch order, BatchNorm statistics restored after each), so the result is
+ * bit-identical to it. The caller owns the returned tensors.
+ */
+export async function computeShareStepwise(parts: ModelParts, input: ShareInput, yieldFn: Yield = yieldToEventLoop): Promise<ShareResult> {
+  const acc: ShareResult = { grads: new Map(), movingStatDeltas: new Map(), microBatches: 0, lossSum: 0, correctTop1: 0, correctTop5: 0, count: 0 };
+  try {
+    for (const mb of input.microBatches) {
+      const part = computeShare(parts, { ...input, microBatches: [mb] });
+      addInto(acc.grads, part.grads);
+      addInto(acc.movingStatDeltas, part.movingStatDeltas);
+      acc.microBatches += part.microBatches;
+      acc.lossSum += part.lossSum;
+      acc.correctTop1 += part.correctTop1;
+      acc.correctTop5 += part.correctTop5;
+      acc.count += part.count;
+      await yieldFn();
+    }
+    return acc;
+  } catch (err) {
+    tf.dispose([...acc.grads.values(), ...acc.movingStatDeltas.values()]);
+    throw err;
+  }
+}
+
+/** A computed share as plain memory, ready to push (and to push again after a retry). */
+export interface ComputedShare {
+  globalStep: number;
+  epoch: number;
+  configVersion: number;
+  microBatchIds: number[];
+  /** Gradient sums of the unfrozen trainable variables, by `originalName`, in model order. */
+  grads: WireTensor[];
+  /** Sums of the BatchNorm moving-statistic changes, by `originalName`. */
+  statDeltas: WireTensor[];
+  sampleCount: number;
+  lossSum: number;
+  correctTop1: number;
+  correctTop5: number;
+  /** weightsHash() of the replica the sums were computed on, when the assignment asked for it. */
+  weightsHash: string;
+  weightsVersion: number;
+  computeSeconds: number;
+}
+
+/** What one training share is computed from besides the model. */
+export interface TrainShareInput {
+  samples: LocalSamples;
+  augmenter: Augmenter;
+  jobSeed: number;
+  epoch: number;
+  globalStep: number;
+  configVersion: number;
+  backboneFrozen: boolean;
+  weightsVersion: number;
+  /** Set when the assignment asked for the replica's hash. */
+  weightsHash?: string;
+}
+
+/**
+ * Computes a training share on the received samples and copies the sums out of tfjs, disposing every
+ * tensor it made: the tensor count is the same before and after.
+ */
+export async function runTrainShare(parts: ModelParts, input: TrainShareInput, yieldFn: Yield = yieldToEventLoop): Promise<ComputedShare> {
+  const t0 = performance.now();
+  const result = await computeShareStepwise(
+    parts,
+    {
+      data: input.samples.data,
+      microBatches: input.samples.microBatches,
+      sampleIds: input.samples.sampleIds,
+      augmenter: input.augmenter,
+      jobSeed: input.jobSeed,
+      epoch: input.epoch,
+      globalStep: input.globalStep,
+      backboneFrozen: input.backboneFrozen,
+    },
+    yieldFn,
+  );
+  try {
+    return {
+      globalStep: input.globalStep,
+      epoch: input.epoch,
+      configVersion: input.configVersion,
+      microBatchIds: input.samples.microBatches.map((mb) => mb.id),
+      grads: toWire(result.grads),
+      statDeltas: toWire(result.movingStatDeltas),
+      sampleCount: result.count,
+      lossSum: result.lossSum,
+      correctTop1: result.correctTop1,
+      correctTop5: result.correctTop5,
+      weightsHash: input.weightsHash ?? '',
+      weightsVersion: input.weightsVersion,
+      computeSeconds: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    tf.dispose([...result.grads.values(), ...result.movingStatDeltas.values()]);
+  }
+}
+
+/**
+ * The PushGradients stream of a share: the GradientHeader (manifests of both tensor lists), then the
+ * gradient chunks, then the statistic-delta chunks, each chunk within `maxMessageBytes`.
+ */
+export function gradientMessages(workerId: string, share: ComputedShare, maxMessageBytes: number): () => Iterable<PushGradientsRequest> {
+  return function* () {
+    yield {
+      payload: {
+        $case: 'header',
+        header: {
+          workerId,
+          globalStep: share.globalStep,
+          configVersion: share.configVersion,
+          sampleCount: share.sampleCount,
+          lossSum: share.lossSum,
+          correctCount: share.correctTop1,
+          correctTop5: share.correctTop5,
+          tensors: share.grads.map((t) => specToProto(specOf(t))),
+          statDeltas: share.statDeltas.map((t) => specToProto(specOf(t))),
+          microBatchIds: share.microBatchIds,
+          weightsHash: share.weightsHash,
+          weightsVersion: share.weightsVersion,
+        },
+      },
+    };
+    for (const chunk of encodeTensors([...share.grads, ...share.statDeltas], { maxMessageBytes })) {
+      yield { payload: { $case: 'chunk', chunk } };
+    }
+  };
+}
+
+/** Copies tensors out of tfjs (the caller disposes them). */
+function toWire(tensors: ReadonlyMap<string, tf.Tensor>): WireTensor[] {
+  return [...tensors].map(([name, t]) => ({ name, dtype: 'float32', shape: [...t.shape], data: t.dataSync() as Float32Array }));
+}
+
+/** Adds `part` into `acc` key by key, taking ownership of `part`'s tensors (as computeShare does). */
+function addInto(acc: Map<string, tf.Tensor>, part: Map<string, tf.Tensor>): void {
+  for (const [key, t] of part) {
+    const prev = acc.get(key);
+    if (prev === undefined) {
+      acc.set(key, t);
+    } else {
+      acc.set(key, tf.add(prev, t));
+      tf.dispose([prev, t]);
+    }
+  }
+}

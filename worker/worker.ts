@@ -1,0 +1,359 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import * as tf from '@tensorflow/tfjs';
+import { Registry } from 'prom-client';
+import { GrpcStatus, RpcError, type MetricsServer, type WorkerMetrics, createWorkerMetrics, initBackend, serveMetrics } from '../common';
+import { type Assignment, AssignmentKind, UpdateKindName } from './assignment';
+import { isUnknownWorker } from './call-policy';
+import { ConfigSync, type WorkerConfig } from './config-sync';
+import { CoordinatorLink } from './coordinator-link';
+import { ConfigSyncError, CoordinatorUnreachableError, IncompatibleCoordinatorError, ReplicaUpdateError, WorkerError } from './errors';
+import { evalRequest, runEvalShare } from './eval-runner';
+import { WorkerLifecycle, isFinal, lifecycleToProto, nextLifecycle } from './lifecycle';
+import { type CompiledWorkerOptions, type WorkerOptions, compileWorkerOptions } from './options';
+import { localSamples } from './samples';
+import { Session } from './session';
+import { gradientMessages, runTrainShare } from './share-runner';
+
+/** Why {@link Worker.run} returned. */
+export type WorkerExitReason = 'job-finished' | 'drained' | 'grace-expired';
+
+/** What a finished worker reports. */
+export interface WorkerOutcome {
+  reason: WorkerExitReason;
+  /** Training shares whose gradients the coordinator accepted. */
+  trainShares: number;
+  /** Evaluation shares the coordinator accepted. */
+  evalShares: number;
+}
+
+/** What the ready line says, once the worker is registered and holds the coordinator's weights. */
+export interface WorkerReadyInfo {
+  id: string;
+  coordinator: string;
+  /** `http://host:port/metrics`. */
+  metricsUrl: string;
+}
+
+/** Failed turns in a row (an unreachable coordinator has its own time limit instead) before the worker gives up. */
+export const MAX_CONSECUTIVE_FAILURES = 5;
+/** Shortest pause after a WAIT, so a coordinator answering WAIT at once with no delay cannot spin the worker. */
+const MIN_WAIT_MS = 50;
+
+/**
+ * A shardwise worker: registers with the coordinator, builds the job's model, loads the coordinator's
+ * weights, then pulls assignments, computes gradient sums or evaluation counts on the samples they carry,
+ * and sends them back, until the coordinator says STOP or the worker is drained. It survives a
+ * coordinator restart (retries while it is unreachable, registers again when it forgets the worker).
+ */
+export class Worker {
+  /** The worker's Prometheus registry (served on `/metrics`). */
+  readonly registry = new Registry();
+  private readonly options: CompiledWorkerOptions;
+  private readonly metrics: WorkerMetrics;
+  private readonly link: CoordinatorLink;
+  private readonly configSync: ConfigSync;
+  /** Aborts the waits of an idle worker (a WAIT, a registration retry) when a drain starts. */
+  private readonly drainSignal = new AbortController();
+  /** Aborts every call when the shutdown grace period is over. */
+  private readonly stopSignal = new AbortController();
+  private lifecycle: WorkerLifecycle = WorkerLifecycle.Starting;
+  private session: Session | undefined;
+  private runStarted = false;
+  private drainReason = '';
+  private graceTimer: NodeJS.Timeout | undefined;
+  private metricsServer: MetricsServer | undefined;
+  private needsJoin = false;
+  private lastCompletedStep = 0;
+  private lastWaitReason = '';
+  private leakReported = false;
+  private readonly counts = { trainShares: 0, evalShares: 0 };
+
+  constructor(options: WorkerOptions, private readonly hooks: { onReady?: (info: WorkerReadyInfo) => void } = {}) {
+    this.options = compileWorkerOptions(options);
+    this.metrics = createWorkerMetrics(this.registry);
+    this.configSync = new ConfigSync((line) => this.log(line));
+    this.link = new CoordinatorLink({
+      target: this.options.coordinator,
+      maxMessageBytes: this.options.maxMessageBytes,
+      rpcDeadlineMs: this.options.rpcDeadlineMs,
+      transferDeadlineMs: this.options.transferDeadlineMs,
+      onSentBytes: (n) => this.metrics.sentBytes.inc(n),
+      onReceivedBytes: (n) => this.metrics.receivedBytes.inc(n),
+    });
+  }
+
+  /** Where the worker is in its lifecycle. */
+  get state(): WorkerLifecycle {
+    return this.lifecycle;
+  }
+
+  /** The id the coordinator knows this worker by (the requested one until registered). */
+  get id(): string {
+    return this.session?.id ?? this.options.id;
+  }
+
+  /**
+   * Runs the worker to the end: resolves when the job finished or a drain completed (the worker has
+   * left), rejects when it failed (coordinator unreachable past the retry limit, refused as
+   * incompatible, repeated failures). Call once.
+   */
+  async run(): Promise<WorkerOutcome> {
+    if (this.runStarted) throw new WorkerError('Worker.run() may be called once');
+    this.runStarted = true;
+    try {
+      const backend = await initBackend({ prefer: this.options.backend, log: (line) => this.log(line) });
+      this.metricsServer = await serveMetrics(this.registry, {
+        host: this.options.metricsHost,
+        port: this.options.metricsPort,
+        isHealthy: () => this.lifecycle !== WorkerLifecycle.Failed,
+      });
+      this.session = new Session({
+        options: this.options,
+        link: this.link,
+        metrics: this.metrics,
+        configSync: this.configSync,
+        backend: backend.name,
+        log: (line) => this.log(line),
+        heartbeatState: () => ({
+          state: lifecycleToProto(this.lifecycle),
+          lastCompletedStep: this.lastCompletedStep,
+          configVersion: Math.max(0, this.configSync.version),
+        }),
+        onDrainRequested: (reason) => this.drain(reason),
+      });
+      await this.session.join(AbortSignal.any([this.drainSignal.signal, this.stopSignal.signal]));
+      if (this.lifecycle === WorkerLifecycle.Starting) {
+        this.move(WorkerLifecycle.Running);
+        this.hooks.onReady?.({ id: this.id, coordinator: this.options.coordinator, metricsUrl: `${this.metricsServer.url}/metrics` });
+      }
+      const reason = await this.loop(this.session);
+      return { reason, ...this.counts };
+    } catch (err) {
+      if (this.stopping && !(err instanceof WorkerError)) {
+        // Cancelled by the drain or the grace period while starting: nothing was computed yet.
+        await this.session?.leave(this.drainReason);
+        return { reason: this.stopSignal.signal.aborted ? 'grace-expired' : 'drained', ...this.counts };
+      }
+      if (!isFinal(this.lifecycle)) this.move(WorkerLifecycle.Failed);
+      await this.session?.leave(`failed: ${err instanceof Error ? err.message : String(err)}`);
+      throw err;
+    } finally {
+      if (!isFinal(this.lifecycle)) this.move(WorkerLifecycle.Stopped);
+      clearTimeout(this.graceTimer);
+      await this.session?.close();
+      this.link.close();
+      await this.metricsServer?.close();
+    }
+  }
+
+  /**
+   * Finishes the share in progress (its result is still sent), then leaves. Waits not longer than
+   * the shutdown grace period; after it, whatever is left is cancelled. Idempotent.
+   */
+  drain(reason: string): void {
+    if (this.lifecycle === WorkerLifecycle.Draining || isFinal(this.lifecycle)) return;
+    this.drainReason = reason;
+    // While starting, the aborted join ends in a plain Leave; there is no share to finish.
+    const started = this.lifecycle === WorkerLifecycle.Running;
+    this.move(WorkerLifecycle.Draining);
+    this.log(`draining (${reason}): finishing the current share, then leaving`);
+    this.drainSignal.abort();
+    if (started) this.session?.announceDrain(reason);
+    this.graceTimer = setTimeout(() => {
+      this.log(`shutdown grace period of ${this.options.shutdownGraceMs} ms is over; cancelling what is left`);
+      this.stopSignal.abort();
+    }, this.options.shutdownGraceMs);
+    this.graceTimer.unref();
+  }
+
+  private get stopping(): boolean {
+    return this.drainSignal.signal.aborted || this.stopSignal.signal.aborted;
+  }
+
+  /** The step loop: one assignment per turn; NOT_FOUND means the coordinator forgot us, so register again. */
+  private async loop(session: Session): Promise<WorkerExitReason> {
+    let failures = 0;
+    for (;;) {
+      if (this.stopSignal.signal.aborted) {
+        await session.leave(`${this.drainReason}; grace period expired`);
+        return 'grace-expired';
+      }
+      if (this.drainSignal.signal.aborted) {
+        await session.leave(this.drainReason);
+        return 'drained';
+      }
+      try {
+        if (this.needsJoin) await session.join(this.drainSignal.signal);
+        this.needsJoin = false;
+        const stopped = await this.turn(session);
+        failures = 0;
+        if (stopped) {
+          // A draining worker is answered STOP once its last share is in.
+          const draining = this.drainSignal.signal.aborted;
+          await session.leave(draining ? this.drainReason : 'job finished');
+          return draining ? 'drained' : 'job-finished';
+        }
+      } catch (err) {
+        if (this.stopping) continue;
+        if (isUnknownWorker(err)) {
+          this.log(`the coordinator no longer knows this worker (${(err as RpcError).details}); registering again`);
+          this.needsJoin = true;
+          continue;
+        }
+        if (err instanceof CoordinatorUnreachableError || err instanceof IncompatibleCoordinatorError || err instanceof ConfigSyncError) throw err;
+        const message = err instanceof Error ? err.message : String(err);
+        if (++failures >= MAX_CONSECUTIVE_FAILURES) {
+          throw new WorkerError(`giving up after ${failures} failed turns in a row; the last: ${message}`, { cause: err });
+        }
+        this.log(`turn failed (${failures}/${MAX_CONSECUTIVE_FAILURES}): ${message}; pulling again`);
+        await delay(250 * 2 ** failures, undefined, { signal: this.drainSignal.signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  /**
+   * One PullStep and what it asks for; true when the coordinator said STOP. The pull is not cut short
+   * by a drain: a share handed out meanwhile is computed and pushed rather than left for a redo.
+   */
+  private async turn(session: Session): Promise<boolean> {
+    const { registration: reg, replica } = session;
+    const t0 = performance.now();
+    const a = await session.call('Coordinator/PullStep', (signal) => this.link.pullStep({
+      workerId: reg.workerId,
+      lastCompletedStep: this.lastCompletedStep,
+      configVersion: Math.max(0, this.configSync.version),
+      maxWaitMs: this.options.pullWaitMs,
+      weightsVersion: Math.max(0, replica.weightsVersion),
+    }, signal), true, this.stopSignal.signal);
+    const t1 = performance.now();
+    this.metrics.sharePhaseDuration.observe({ phase: 'wait' }, (t1 - t0) / 1000);
+    if (a.kind === AssignmentKind.Stop) {
+      this.log(`the coordinator says stop${a.waitReason ? ` (${a.waitReason})` : ''}; leaving`);
+      return true;
+    }
+    const current = await this.catchUp(session, a);
+    if (a.kind === AssignmentKind.Wait) {
+      if (a.waitReason !== this.lastWaitReason) this.log(`waiting: ${a.waitReason || 'no share for this worker now'}`);
+      this.lastWaitReason = a.waitReason;
+      await delay(Math.max(MIN_WAIT_MS, a.retryAfterMs), undefined, { signal: this.drainSignal.signal }).catch(() => undefined);
+      return false;
+    }
+    this.lastWaitReason = '';
+    if (!current) {
+      this.log(`step ${a.globalStep}: the replica is at weights v${replica.weightsVersion} after GetWeights, the share needs ` +
+        `v${a.weightsVersion}; skipping it (the coordinator redoes it elsewhere)`);
+      return false;
+    }
+    await session.syncConfig(a.configVersion, this.stopSignal.signal);
+    if (a.kind === AssignmentKind.Train) await this.train(session, a, t1);
+    else await this.evaluate(session, a);
+    this.checkTensorCount(session);
+    return false;
+  }
+
+  /** Brings the replica to the assignment's weights version; false when even a full copy is not at it. */
+  private async catchUp(session: Session, a: Assignment): Promise<boolean> {
+    const replica = session.replica;
+    const t0 = performance.now();
+    if (a.update.kind === UpdateKindName.Weights && replica.canApplyUpdate(a.weightsVersion)) {
+      try {
+        replica.applyUpdate(a.update.tensors, a.weightsVersion);
+      } catch (err) {
+        if (!(err instanceof ReplicaUpdateError)) throw err;
+        this.log(`the update to weights v${a.weightsVersion} does not fit the replica (${err.message}); fetching a full copy`);
+        await session.loadWeights(this.stopSignal.signal);
+      }
+    } else if (a.update.kind !== UpdateKindName.None || replica.weightsVersion !== a.weightsVersion) {
+      await session.loadWeights(this.stopSignal.signal);
+    }
+    this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
+    return replica.weightsVersion === a.weightsVersion;
+  }
+
+  private async train(session: Session, a: Assignment, receivedAt: number): Promise<void> {
+    const { registration: reg, replica } = session;
+    const config = this.configSync.config as WorkerConfig;
+    const samples = localSamples(a.globalStep, a.microBatches, a.samples, reg.spec.model.numClasses);
+    const share = await runTrainShare(replica.parts, {
+      samples,
+      augmenter: session.augmenter,
+      jobSeed: reg.spec.seed,
+      epoch: a.epoch,
+      globalStep: a.globalStep,
+      configVersion: a.configVersion,
+      backboneFrozen: config.frozen.backbone,
+      weightsVersion: replica.weightsVersion,
+      weightsHash: a.reportWeightsHash ? replica.hash() : undefined,
+    });
+    this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);
+    const t0 = performance.now();
+    const messages = gradientMessages(reg.workerId, share, reg.maxMessageBytes);
+    const accepted = await this.submit(a, () =>
+      session.call('Coordinator/PushGradients', (signal) => this.link.pushGradients(messages, signal), false, this.stopSignal.signal));
+    this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
+    if (!accepted) return;
+    this.lastCompletedStep = a.globalStep;
+    this.counts.trainShares++;
+    const m = this.metrics;
+    m.shares.inc();
+    m.samples.inc(share.sampleCount);
+    m.samplesPerSecond.set(share.sampleCount / Math.max(share.computeSeconds, 1e-9));
+    m.trainLoss.set(share.lossSum / share.sampleCount);
+    m.shareDuration.observe((performance.now() - receivedAt) / 1000);
+    this.log(`step ${a.globalStep} (epoch ${a.epoch}): ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
+      `${share.sampleCount} samples, loss ${(share.lossSum / share.sampleCount).toFixed(4)}, ${share.computeSeconds.toFixed(2)} s compute`);
+  }
+
+  private async evaluate(session: Session, a: Assignment): Promise<void> {
+    const { registration: reg, replica } = session;
+    const numClasses = reg.spec.model.numClasses;
+    const samples = localSamples(a.globalStep, a.microBatches, a.samples, numClasses);
+    const share = await runEvalShare(replica.parts, samples, numClasses);
+    const request = evalRequest(reg.workerId, a.globalStep, a.epoch, share);
+    const accepted = await this.submit(a, () =>
+      session.call('Coordinator/SubmitEval', (signal) => this.link.submitEval(request, signal), false, this.stopSignal.signal));
+    if (!accepted) return;
+    this.counts.evalShares++;
+    this.log(`evaluation after epoch ${a.epoch}: ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
+      `${share.metrics.count} samples, ${share.computeSeconds.toFixed(2)} s`);
+  }
+
+  /**
+   * Sends a result. A refusal that concerns only this result (stale: the share was redone elsewhere or
+   * the step moved on; malformed) is logged and the worker goes on with its next assignment.
+   */
+  private async submit(a: Assignment, send: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await send();
+      return true;
+    } catch (err) {
+      if (!(err instanceof RpcError)) throw err;
+      if (err.code === GrpcStatus.FAILED_PRECONDITION) {
+        this.log(`step ${a.globalStep}: result not counted, the coordinator has moved on (${err.details})`);
+        return false;
+      }
+      if (err.code === GrpcStatus.INVALID_ARGUMENT) {
+        this.log(`step ${a.globalStep}: the coordinator refused the result as malformed (${err.details})`);
+        return false;
+      }
+      throw err;
+    }
+  }
+
+  /** The tensor count must not grow from share to share; a leak is reported once. */
+  private checkTensorCount(session: Session): void {
+    const n = tf.memory().numTensors;
+    if (session.tensorBaseline !== undefined && n !== session.tensorBaseline && !this.leakReported) {
+      this.leakReported = true;
+      this.log(`warning: ${n} tensors after a share, ${session.tensorBaseline} after loading the model (a tensor leak)`);
+    }
+  }
+
+  private move(to: WorkerLifecycle): void {
+    this.lifecycle = nextLifecycle(this.lifecycle, to);
+  }
+
+  private log(line: string): void {
+    this.options.log(`worker ${this.id}: ${line}`);
+  }
+}
