@@ -1,13 +1,13 @@
-// Placeholder kept minimal until the compute engine lands: selects wasm, else cpu.
-import * as tf from '@tensorflow/tfjs';
-import '@tensorflow/tfjs-backend-wasm';
-
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
-export interface BackendInfo { name: BackendName; fallbackReasons: string[] }
-
-export async function initBackend(options: { prefer?: 'auto' | BackendName } = {}): Promise<BackendInfo> {
-  const name = options.prefer === 'cpu' ? 'cpu' : 'wasm';
-  await tf.setBackend(name);
-  await tf.ready();
-  return { name, fallbackReasons: [] };
-}
+// The compute engine: picks the tfjs backend and makes the wasm backend able to train fast.
+export {
+  initBackend,
+  currentBackend,
+  resolvePreference,
+  BACKEND_ENV_VAR,
+  type BackendName,
+  type BackendPreference,
+  type BackendOptions,
+  type BackendInfo,
+} from './backend';
+export { registerWasmTrainingKernels, WASM_TRAINING_KERNELS, OVERRIDDEN_GRADIENTS } from './register-wasm-kernels';
+export { ComputeError, BackendUnavailableError, UnsupportedKernelError, KernelShapeError } from './errors';
