@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages test lint demo bench bench-compute proto
+.PHONY: install deb-packages test lint demo demo-local compare-pretrained bench bench-compute bench-exchange proto
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # and fonts so the PNG curves carry readable text.
@@ -28,15 +28,36 @@ test: install deb-packages
 lint: install
 	npm run --silent lint
 
-## demo: the main job. Fine-tunes the ImageNet MobileNet on CIFAR-10 (CIFAR10_DIR or a download).
+DATA_FLAG := $(if $(CIFAR10_DIR),--data $(CIFAR10_DIR),)
+
+## demo: the main job. A local cluster (nats-server, coordinator, 2 worker processes) fine-tunes the ImageNet
+## MobileNet on CIFAR-10 (CIFAR10_DIR, else a download). `bin/shardwise scale --coordinator ADDR --workers N`
+## changes the number of workers while it runs.
 demo: install
-	$(SHARDWISE) train --local --job examples/demo-local.yaml $(if $(CIFAR10_DIR),--data $(CIFAR10_DIR),)
+	@scripts/ensure-deb.sh nats-server:nats-server
+	$(SHARDWISE) cluster --job examples/demo.yaml --workers 2 $(DATA_FLAG)
+
+## demo-local: the same fine-tune in one process (the reference trainer).
+demo-local: install
+	$(SHARDWISE) train --local --job examples/demo-local.yaml $(DATA_FLAG)
+
+## compare-pretrained: the seed documents' claim, measured: the ImageNet MobileNet fine-tuned (2 frozen epochs,
+## then unfrozen) against the same architecture trained from scratch for the same 4 epochs, both at 64x64.
+compare-pretrained: install
+	$(SHARDWISE) train --local --job examples/demo-local.yaml --runs-dir runs/compare --set name=pretrained $(DATA_FLAG)
+	$(SHARDWISE) train --local --job examples/demo-local.yaml --runs-dir runs/compare --set name=scratch \
+	  --set model.pretrained=false --set freeze.backboneEpochs=0 --set freeze.unfreezeLearningRate=0.0003 $(DATA_FLAG)
 
 ## bench-compute: training and forward images/s of the MobileNet backbone on each backend.
 bench-compute: install
 	$(NODE_TS) bench/compute.ts
 
-bench: bench-compute
+## bench-exchange: time to average a 2.16M-float gradient across 2 and 4 worker processes over gRPC.
+bench-exchange: install
+	$(NODE_TS) bench/exchange.ts
+
+## bench: every benchmark; each prints `name key=value ...` lines.
+bench: bench-compute bench-exchange
 
 ## proto: regenerate the ts-proto code in proto/generated from proto/*.proto.
 proto: install

@@ -1,0 +1,185 @@
+/**
+ * What every distributed test asserts about a finished (or interrupted) run: from the run directory's
+ * `metrics.jsonl` (epoch-report and replica-hash records) and its saved model, and against the weights the
+ * single-process trainer reaches on the same job.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { initBackend } from '../../common/compute';
+import { loadTrainVal } from '../../common/data';
+import { type JobSpec, parseJobSpec } from '../../common/job';
+import { buildModel, disposeModelParts, MODEL_JSON_FILE, namedVariables, WEIGHTS_FILE } from '../../common/models';
+import { type MetricsRecord, readMetrics, RUN_FILES } from '../../common/reporting';
+import { runLocalTraining } from '../../common/training';
+import { TEST_BACKEND } from './cluster';
+import { pollUntil } from './deadline';
+
+/** Variable values by `originalName` (`block1_conv1_conv/kernel`), BatchNorm statistics included. */
+export type WeightMap = Map<string, { shape: number[]; values: Float32Array }>;
+
+type Of<T extends MetricsRecord['type']> = Extract<MetricsRecord, { type: T }>;
+
+/** The run's `metrics.jsonl` (a last line cut short by a kill is skipped). */
+export function runRecords(runDir: string): MetricsRecord[] {
+  return readMetrics(runDir, { allowTruncatedTail: true });
+}
+
+/**
+ * Waits until `find` returns something for the run's records so far (the file is re-read every 25 ms:
+ * a condition, not a sleep) and returns it.
+ */
+export function waitForRecords<T>(runDir: string, find: (records: MetricsRecord[]) => T | undefined, what: string, timeoutMs = 120_000): Promise<T> {
+  return pollUntil(() => find(runRecords(runDir)), { timeoutMs, intervalMs: 25, what });
+}
+
+/** The records of one type. */
+export function recordsOf<T extends MetricsRecord['type']>(records: readonly MetricsRecord[], type: T): Of<T>[] {
+  return records.filter((r): r is Of<T> => r.type === type);
+}
+
+/**
+ * Every epoch 0..epochs-1 has an epoch-report, and every report says each of the epoch's `trainImages`
+ * samples was counted exactly once (none missing, none twice). Returns the reports by epoch (the last
+ * one when an epoch was reported more than once, e.g. around a coordinator restart).
+ */
+export function assertExactlyOnce(records: readonly MetricsRecord[], epochs: number, trainImages: number): Of<'epoch-report'>[] {
+  const reports = recordsOf(records, 'epoch-report');
+  const byEpoch: Of<'epoch-report'>[] = [];
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    const mine = reports.filter((r) => r.epoch === epoch);
+    assert.ok(mine.length > 0, `no epoch-report for epoch ${epoch}; reports: ${JSON.stringify(reports)}`);
+    for (const r of mine) {
+      assert.deepEqual(
+        { exactlyOnce: r.exactlyOnce, expected: r.expected, counted: r.counted, missing: r.missing },
+        { exactlyOnce: true, expected: trainImages, counted: trainImages, missing: [] },
+        `epoch ${epoch}: ${JSON.stringify(r)}`,
+      );
+    }
+    byEpoch.push(mine[mine.length - 1]);
+  }
+  return byEpoch;
+}
+
+/**
+ * Every replica-hash record agrees with the coordinator, and the comparisons cover every epoch with at
+ * least one worker hash each (so agreement is not vacuous). Returns the records.
+ */
+export function assertReplicasAgree(records: readonly MetricsRecord[], epochs: number, stepsPerEpoch: number): Of<'replica-hash'>[] {
+  const hashes = recordsOf(records, 'replica-hash');
+  const disagreeing = hashes.filter((h) => !h.agree);
+  assert.deepEqual(disagreeing, [], 'replica hashes that disagree with the coordinator');
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    const inEpoch = hashes.filter((h) => Math.floor(h.globalStep / stepsPerEpoch) === epoch && Object.keys(h.workers).length > 0);
+    assert.ok(inEpoch.length > 0, `no replica-hash comparison with a worker hash in epoch ${epoch}: ${JSON.stringify(hashes)}`);
+    for (const h of inEpoch) {
+      for (const [worker, hash] of Object.entries(h.workers)) assert.equal(hash, h.coordinator, `${worker} at step ${h.globalStep}`);
+    }
+  }
+  return hashes;
+}
+
+/** Training ran to its end: an epoch record for every epoch, each with validation metrics. */
+export function assertTrainingFinished(records: readonly MetricsRecord[], epochs: number): void {
+  const done = [...new Set(recordsOf(records, 'epoch').map((e) => e.epoch))].sort((a, b) => a - b);
+  assert.deepEqual(done, Array.from({ length: epochs }, (_, i) => i), 'epochs with an epoch record');
+  for (const e of recordsOf(records, 'epoch')) assert.ok(Number.isFinite(e.val.loss), `epoch ${e.epoch} validation loss ${e.val.loss}`);
+}
+
+/** The weights of a saved TF.js layers model (model.json + one weights.bin), by the names it stored. */
+export function readSavedWeights(dir: string): WeightMap {
+  const modelJson = JSON.parse(readFileSync(path.join(dir, MODEL_JSON_FILE), 'utf8')) as {
+    weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[];
+  };
+  const weights: WeightMap = new Map();
+  for (const group of modelJson.weightsManifest) {
+    assert.deepEqual(group.paths, [WEIGHTS_FILE], `expected one ${WEIGHTS_FILE} shard in ${dir}`);
+    const bytes = readFileSync(path.join(dir, WEIGHTS_FILE));
+    let offset = 0;
+    for (const spec of group.weights) {
+      assert.equal(spec.dtype, 'float32', `${spec.name} dtype`);
+      const count = spec.shape.reduce((a, b) => a * b, 1);
+      const values = new Float32Array(count);
+      new Uint8Array(values.buffer).set(bytes.subarray(offset, offset + count * 4));
+      offset += count * 4;
+      weights.set(spec.name, { shape: spec.shape, values });
+    }
+    assert.equal(offset, bytes.length, `${WEIGHTS_FILE} size in ${dir}`);
+  }
+  return weights;
+}
+
+/** The final model a run saved (`<run>/checkpoint`, written after the last epoch). */
+export function finalRunWeights(runDir: string): WeightMap {
+  return readSavedWeights(path.join(runDir, RUN_FILES.checkpoint));
+}
+
+/** Largest |a - b| over the largest |b| (0 when both are all zeros): a scale-aware difference per variable. */
+export function relativeDifference(a: Float32Array, b: Float32Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff === 0 ? 0 : diff / Math.max(scale, 1e-12);
+}
+
+/** The same variables (names and shapes) with values within `tolerance` relative difference each. */
+export function assertSameWeights(actual: WeightMap, expected: WeightMap, tolerance: number, label: string): void {
+  assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), `${label}: variable names`);
+  const worst: string[] = [];
+  for (const [name, exp] of expected) {
+    const act = actual.get(name)!;
+    assert.deepEqual(act.shape, exp.shape, `${label}: shape of ${name}`);
+    const rel = relativeDifference(act.values, exp.values);
+    if (!(rel <= tolerance)) worst.push(`${name}: relative difference ${rel.toExponential(2)}`);
+  }
+  assert.deepEqual(worst, [], `${label}: variables beyond relative ${tolerance}`);
+}
+
+const references = new Map<string, Promise<WeightMap>>();
+
+/**
+ * The single-process reference: `runLocalTraining` on the same job (YAML text or a parsed spec) and data
+ * in this process, on the same backend as the workers. Memoised per `key` (the `distributed` section does
+ * not change the math, so jobs that differ only there share one).
+ */
+export function localReference(key: string, job: string | JobSpec, dataDir: string): Promise<WeightMap> {
+  let ref = references.get(key);
+  if (!ref) {
+    ref = trainLocally(typeof job === 'string' ? parseJobSpec(job) : job, dataDir);
+    references.set(key, ref);
+  }
+  return ref;
+}
+
+async function trainLocally(spec: JobSpec, dataDir: string): Promise<WeightMap> {
+  await initBackend({ prefer: TEST_BACKEND, log: () => undefined });
+  const data = await loadTrainVal({ ...spec.data, dir: dataDir }, spec.seed);
+  const parts = await buildModel(spec.model, spec.seed);
+  try {
+    await runLocalTraining(spec, { train: data.train, val: data.val, parts });
+    const { backbone, head } = namedVariables(parts);
+    const weights: WeightMap = new Map();
+    for (const v of [...backbone, ...head]) {
+      weights.set(v.originalName, { shape: [...v.shape] as number[], values: Float32Array.from(v.read().dataSync() as Float32Array) });
+    }
+    return weights;
+  } finally {
+    disposeModelParts(parts);
+  }
+}
+
+/** The initial weights of the job's model (to show that training moved them). */
+export async function initialWeights(jobYaml: string): Promise<WeightMap> {
+  await initBackend({ prefer: TEST_BACKEND, log: () => undefined });
+  const spec = parseJobSpec(jobYaml);
+  const parts = await buildModel(spec.model, spec.seed);
+  try {
+    const { backbone, head } = namedVariables(parts);
+    return new Map([...backbone, ...head].map((v) => [v.originalName, { shape: [...v.shape] as number[], values: Float32Array.from(v.read().dataSync() as Float32Array) }]));
+  } finally {
+    disposeModelParts(parts);
+  }
+}

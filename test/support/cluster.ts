@@ -1,0 +1,170 @@
+/**
+ * The distributed integration tests' harness: a real nats-server, real coordinator and worker processes
+ * (`shardwise coordinator` / `shardwise worker`, gRPC on loopback), a tiny generated CIFAR-format dataset,
+ * and the checks every such test makes on the run directory: exactly-once per epoch, replicas agreeing,
+ * training finished, weights equal to the single-process reference.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import {
+  COORDINATOR_DONE_PATTERN,
+  COORDINATOR_READY_PATTERN,
+  type CoordinatorReady,
+  coordinatorReadyFrom,
+  defaultShardwiseCommand,
+  exitCodeOf,
+  ManagedChild,
+  WORKER_READY_PATTERN,
+  type WorkerReady,
+  workerReadyFrom,
+} from '../../launcher';
+import { withDeadline } from './deadline';
+import { getFreePort } from './free-port';
+import { NatsServer } from './nats-server';
+import { DATASET_IMAGES, datasetShape, writeSignalCifar } from './cluster-data';
+
+/** Backend of every process (and of the in-process reference): the same kernels, so results can match. */
+export const TEST_BACKEND = 'wasm';
+/** Set SHARDWISE_TEST_VERBOSE=1 to see every child's output live, prefixed with its name. */
+const VERBOSE = process.env.SHARDWISE_TEST_VERBOSE === '1';
+/** Coordinator or worker start (tfjs, model, data) on a loaded 2-core machine. */
+const START_TIMEOUT_MS = 90_000;
+
+/** A coordinator process and what its ready line said. */
+export interface CoordinatorProc {
+  child: ManagedChild;
+  ready: CoordinatorReady;
+}
+
+/** A worker process and what its ready line said. */
+export interface WorkerProc {
+  child: ManagedChild;
+  ready: WorkerReady;
+}
+
+/** Flags of a `shardwise coordinator` start. */
+export interface CoordinatorStart {
+  job: string;
+  /** `--run-dir`: resume from its checkpoints. */
+  runDir?: string;
+  /** gRPC port; fix it to restart a coordinator where its workers look for it. @default 0 */
+  port?: number;
+  /** Connect to the harness's nats-server. @default true */
+  bus?: boolean;
+  set?: readonly string[];
+}
+
+/**
+ * One test's world: a temp folder with the dataset and job files, a nats-server, and every process the
+ * test started, all of which `dispose()` stops (so a failed test leaves nothing running).
+ */
+export class ClusterHarness {
+  readonly nats: NatsServer;
+  readonly dir: string;
+  readonly dataDir: string;
+  readonly runsDir: string;
+  /** Training images per epoch of the tests' job on the generated dataset (what exactly-once counts). */
+  trainImages = 0;
+  /** Global steps per epoch of the tests' job on the generated dataset. */
+  stepsPerEpoch = 0;
+  private readonly children: ManagedChild[] = [];
+  private readonly shardwise = defaultShardwiseCommand();
+
+  private constructor(nats: NatsServer, dir: string, dataDir?: string) {
+    this.nats = nats;
+    this.dir = dir;
+    this.dataDir = dataDir ?? path.join(dir, 'cifar');
+    this.runsDir = path.join(dir, 'runs');
+  }
+
+  /**
+   * A temp folder with a generated dataset of `images` images (default DATASET_IMAGES), or the given
+   * CIFAR-10 folder `dataDir`, and a fresh nats-server.
+   */
+  static async create(options: { images?: number; dataSeed?: number; dataDir?: string } = {}): Promise<ClusterHarness> {
+    const nats = await NatsServer.start();
+    const harness = new ClusterHarness(nats, mkdtempSync(path.join(tmpdir(), 'shardwise-dist-')), options.dataDir);
+    if (!options.dataDir) {
+      mkdirSync(harness.dataDir);
+      writeSignalCifar(harness.dataDir, options.images ?? DATASET_IMAGES, options.dataSeed ?? 11);
+      Object.assign(harness, await datasetShape(harness.dataDir));
+    }
+    return harness;
+  }
+
+  /** Writes a job spec file; `runsDir` and `data.dir` are set by the harness through flags. */
+  writeJob(name: string, yaml: string): string {
+    const file = path.join(this.dir, `${name}.yaml`);
+    writeFileSync(file, yaml);
+    return file;
+  }
+
+  /** Starts `shardwise coordinator` and resolves at its ready line. */
+  async startCoordinator(start: CoordinatorStart): Promise<CoordinatorProc> {
+    const args = ['coordinator', '--job', start.job, '--data', this.dataDir, '--runs-dir', this.runsDir];
+    args.push('--host', '127.0.0.1', '--port', String(start.port ?? 0), '--metrics-port', '0', '--backend', TEST_BACKEND);
+    if (start.bus ?? true) args.push('--nats', this.nats.url);
+    if (start.runDir) args.push('--run-dir', start.runDir);
+    for (const override of start.set ?? []) args.push('--set', override);
+    const child = this.spawn('coordinator', args);
+    const match = await child.waitForLine(COORDINATOR_READY_PATTERN, { what: 'the coordinator ready line', timeoutMs: START_TIMEOUT_MS });
+    return { child, ready: coordinatorReadyFrom(match) };
+  }
+
+  /** Starts `shardwise worker --id <id>` against `coordinator` and resolves at its ready line. */
+  async startWorker(coordinator: string, id: string): Promise<WorkerProc> {
+    const child = this.spawn(id, ['worker', '--coordinator', coordinator, '--id', id, '--metrics-port', '0', '--backend', TEST_BACKEND]);
+    const match = await child.waitForLine(WORKER_READY_PATTERN, { what: 'the worker ready line', timeoutMs: START_TIMEOUT_MS });
+    return { child, ready: workerReadyFrom(match) };
+  }
+
+  /** Starts `count` workers `worker-1..count` in parallel. */
+  startWorkers(coordinator: string, count: number, firstIndex = 1): Promise<WorkerProc[]> {
+    return Promise.all(Array.from({ length: count }, (_, k) => this.startWorker(coordinator, `worker-${firstIndex + k}`)));
+  }
+
+  /** A free loopback port for a coordinator that must come back on the same address. */
+  freePort(): Promise<number> {
+    return getFreePort('127.0.0.1');
+  }
+
+  /**
+   * Waits for the job to finish: the coordinator prints its done line and exits 0, and every worker
+   * leaves with 0. Fails with the processes' output otherwise.
+   */
+  async awaitFinished(coordinator: CoordinatorProc, workers: readonly WorkerProc[], timeoutMs = 240_000): Promise<void> {
+    await coordinator.child.waitForLine(COORDINATOR_DONE_PATTERN, { what: 'the coordinator done line', timeoutMs });
+    const status = await coordinator.child.exited;
+    assert.equal(exitCodeOf(status), 0, `coordinator exit status; its output:\n${coordinator.child.tail(60)}`);
+    for (const worker of workers) {
+      const exit = await withDeadline(worker.child.exited, 60_000, `${worker.child.name} to exit after STOP`);
+      assert.equal(exitCodeOf(exit), 0, `${worker.child.name} exit status; its output:\n${worker.child.tail(60)}`);
+    }
+  }
+
+  /** Every child's recent output, for a failure message. */
+  outputs(lines = 40): string {
+    return this.children.map((c) => `--- ${c.name} (pid ${c.pid}) ---\n${c.tail(lines)}`).join('\n');
+  }
+
+  /** Stops every process still running (SIGTERM, SIGKILL after 5 s), the nats-server, and removes the folder. */
+  async dispose(): Promise<void> {
+    await Promise.all(this.children.map((c) => c.stop({ graceMs: 5000 })));
+    await this.nats.stop();
+    if (process.env.SHARDWISE_TEST_KEEP !== '1') rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private spawn(name: string, args: string[]): ManagedChild {
+    const child = ManagedChild.spawn({
+      name,
+      command: this.shardwise.command,
+      args: [...this.shardwise.args, ...args],
+      env: { ...process.env, SHARDWISE_DEBUG: '1' },
+      onLine: VERBOSE ? (line) => process.stderr.write(`[${name}] ${line}\n`) : undefined,
+    });
+    this.children.push(child);
+    return child;
+  }
+}
