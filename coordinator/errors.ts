@@ -1,4 +1,10 @@
-import { ShardwiseError } from '../common';
+import {
+  IncompatiblePeerError,
+  ShardwiseError,
+  StaleRequestError,
+  TensorCodecError,
+  UnknownWorkerError as WireUnknownWorkerError,
+} from '../common';
 
 /** Base of every error the coordinator's planning and bookkeeping throws. */
 export class CoordinatorError extends ShardwiseError {
@@ -107,5 +113,87 @@ export class CorruptCheckpointError extends CheckpointError {
     super(path, `${file}: ${message}`, options);
     this.name = 'CorruptCheckpointError';
     this.file = file;
+  }
+}
+
+/*
+ * Errors a worker's call is answered with. Each subclasses the wire error whose status it must carry
+ * (common/wire/grpc-status.ts is the one place that maps classes to codes), and replaces the generic
+ * message with one that names the problem in the coordinator's terms.
+ */
+
+/**
+ * The caller is not (or no longer) a live member: never registered, lease expired, failed for a bad
+ * result, replaced by a newer registration, or left. NOT_FOUND: the worker registers again.
+ */
+export class WorkerGoneError extends WireUnknownWorkerError {
+  /** Why the worker is not a member, e.g. `failed: no heartbeat for 10000 ms`. */
+  readonly why: string;
+  constructor(workerId: string, why: string) {
+    super(workerId);
+    this.name = 'WorkerGoneError';
+    this.why = why;
+    this.message = `worker '${workerId}' ${why}; register again`;
+  }
+}
+
+/**
+ * The worker runs something this coordinator cannot work with (protocol version, shardwise major
+ * version, model fingerprint). FAILED_PRECONDITION: retrying cannot help; the worker must be rebuilt.
+ */
+export class IncompatibleWorkerError extends IncompatiblePeerError {
+  readonly workerId: string;
+  constructor(workerId: string, field: string, expected: string | number, actual: string | number, message: string) {
+    super(field, expected, actual);
+    this.name = 'IncompatibleWorkerError';
+    this.workerId = workerId;
+    this.message = message;
+  }
+}
+
+/**
+ * A result for a step, a config version or micro-batches the coordinator does not expect from this
+ * worker now (a late push after its share was redone elsewhere, a push for another step). FAILED_PRECONDITION:
+ * nothing was counted; the worker pulls its next assignment.
+ */
+export class StaleResultError extends StaleRequestError {
+  readonly workerId: string;
+  constructor(workerId: string, field: string, expected: number, actual: number, message: string) {
+    super(field, expected, actual);
+    this.name = 'StaleResultError';
+    this.workerId = workerId;
+    this.message = message;
+  }
+}
+
+/**
+ * A result that is malformed: a tensor of the wrong name, shape or size, a sample count that does not
+ * match the share, counts out of range. INVALID_ARGUMENT: the worker is failed and its share redone.
+ * (NaN/Inf values surface as the wire layer's NonFiniteValueError, with the same consequences.)
+ */
+export class InvalidResultError extends TensorCodecError {
+  readonly workerId: string;
+  constructor(workerId: string, subject: string, message: string) {
+    super(subject, message);
+    this.name = 'InvalidResultError';
+    this.workerId = workerId;
+  }
+}
+
+/** The job cannot go on (the model diverged, a checkpoint could not be written); the coordinator fails. */
+export class JobFailedError extends CoordinatorError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'JobFailedError';
+  }
+}
+
+/** A run directory cannot be resumed from: the job spec changed in a way that changes training. */
+export class ResumeError extends CoordinatorError {
+  readonly runDir: string;
+  constructor(runDir: string, message: string, options?: { cause?: unknown }) {
+    super(`cannot resume ${runDir}: ${message}`, options);
+    this.name = 'ResumeError';
+    this.runDir = runDir;
   }
 }

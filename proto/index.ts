@@ -6,6 +6,8 @@
  * Each message name is both an interface and a codec object (`TensorChunk.encode`, `.decode`,
  * `.create`, `.fromPartial`), as ts-proto emits them.
  */
+import { version } from '../package.json';
+
 export {
   // Tensors and their manifests.
   TensorDtype,
@@ -53,3 +55,9 @@ export type { CoordinatorServer } from './generated/shardwise';
  * Bump it on any change to shardwise.proto that an older peer would misread.
  */
 export const PROTOCOL_VERSION = 1;
+
+/**
+ * shardwise package version of this build, sent in WorkerCapabilities.shardwise_version and
+ * RegisterResponse.coordinator_version; peers whose major versions differ are refused.
+ */
+export const SHARDWISE_VERSION: string = version;

@@ -147,7 +147,7 @@ describe('run-directory', () => {
       fs.writeFileSync(run.file('metrics.jsonl'), `${JSON.stringify(step(0, 1))}\n\n${JSON.stringify(bad)}\n`);
       assert.throws(() => readMetrics(run.dir), /metrics\.jsonl:3: "epoch" record: train\.loss: expected a number .* found "low"/);
       fs.writeFileSync(run.file('metrics.jsonl'), `${JSON.stringify({ type: 'stepp', epoch: 0 })}\n`);
-      assert.throws(() => readMetrics(run.dir), /:1: expected "type" to be one of step, epoch, freeze, unfreeze, lr-change, found "stepp"/);
+      assert.throws(() => readMetrics(run.dir), /:1: expected "type" to be one of step, epoch, freeze, unfreeze, lr-change, epoch-report, replica-hash, found "stepp"/);
       fs.writeFileSync(run.file('metrics.jsonl'), '[1, 2]\n');
       assert.throws(() => readMetrics(run.dir), /:1: expected a JSON object, found an array/);
     });

@@ -6,7 +6,8 @@
 export { MetricsFormatError, RunDirectoryError } from './errors';
 export {
   METRICS_RECORD_TYPES, decodeMetricsLine, encodeMetricsLine,
-  type EpochRecord, type FreezeRecord, type LrChangeRecord, type MetricsRecord, type MetricsRecordType,
+  type EpochRecord, type EpochReportRecord, type FreezeRecord, type LrChangeRecord, type MetricsRecord, type MetricsRecordType,
+  type ReplicaHashRecord,
   type SplitMetrics, type StepRecord, type ValidationMetrics,
 } from './records';
 export {

@@ -64,11 +64,55 @@ export interface LrChangeRecord {
   lr: Record<string, number>;
 }
 
+/**
+ * The exactly-once check of one epoch of a distributed run: every training sample was counted once, however
+ * many workers failed and had their micro-batches redone.
+ */
+export interface EpochReportRecord {
+  type: 'epoch-report';
+  epoch: number;
+  /** Samples in the epoch. */
+  expected: number;
+  /** Sample countings, repeats included: equals `expected` when every sample was counted exactly once. */
+  counted: number;
+  /** Late or repeated results turned away during the epoch. */
+  duplicatesRejected: number;
+  /** Micro-batches redone by another worker after their first worker was dropped. */
+  redoneMicroBatches: number;
+  /** Sample indices never counted (empty when all is well). */
+  missing: number[];
+  /** Whether every sample was counted exactly once. */
+  exactlyOnce: boolean;
+}
+
+/** A comparison of every replica's weights with the coordinator's at one weights version. */
+export interface ReplicaHashRecord {
+  type: 'replica-hash';
+  /** The step whose shares carried the hashes. */
+  globalStep: number;
+  /** Updates applied to the weights that were hashed. */
+  weightsVersion: number;
+  /** The coordinator's `weightsHash`. */
+  coordinator: string;
+  /** Each reporting worker's hash, by worker id. */
+  workers: Record<string, string>;
+  /** Every worker's hash equals the coordinator's. */
+  agree: boolean;
+}
+
 /** Every record `metrics.jsonl` may hold. */
-export type MetricsRecord = StepRecord | EpochRecord | FreezeRecord | LrChangeRecord;
+export type MetricsRecord =
+  | StepRecord
+  | EpochRecord
+  | FreezeRecord
+  | LrChangeRecord
+  | EpochReportRecord
+  | ReplicaHashRecord;
 
 /** The `type` values of `MetricsRecord`, for messages and checks. */
-export const METRICS_RECORD_TYPES = ['step', 'epoch', 'freeze', 'unfreeze', 'lr-change'] as const;
+export const METRICS_RECORD_TYPES = [
+  'step', 'epoch', 'freeze', 'unfreeze', 'lr-change', 'epoch-report', 'replica-hash',
+] as const;
 export type MetricsRecordType = (typeof METRICS_RECORD_TYPES)[number];
 
 // JSON has no NaN or Infinity (JSON.stringify turns them into null), yet a diverging run produces
@@ -110,12 +154,34 @@ const freezeSchema = z.object({ type: z.enum(['freeze', 'unfreeze']), epoch: ind
 
 const lrChangeSchema = z.object({ type: z.literal('lr-change'), epoch: index, step: index, lr: lrs });
 
+const epochReportSchema = z.object({
+  type: z.literal('epoch-report'),
+  epoch: index,
+  expected: index,
+  counted: index,
+  duplicatesRejected: index,
+  redoneMicroBatches: index,
+  missing: z.array(index),
+  exactlyOnce: z.boolean(),
+});
+
+const replicaHashSchema = z.object({
+  type: z.literal('replica-hash'),
+  globalStep: index,
+  weightsVersion: index,
+  coordinator: z.string(),
+  workers: z.record(z.string(), z.string()),
+  agree: z.boolean(),
+});
+
 const SCHEMAS = {
   step: stepSchema,
   epoch: epochSchema,
   freeze: freezeSchema,
   unfreeze: freezeSchema,
   'lr-change': lrChangeSchema,
+  'epoch-report': epochReportSchema,
+  'replica-hash': replicaHashSchema,
 } satisfies Record<MetricsRecordType, z.ZodType<MetricsRecord, unknown>>;
 
 /** Serialises a record as one JSON line (with its newline), keeping NaN and ±Infinity readable. */

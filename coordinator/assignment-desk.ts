@@ -1,0 +1,158 @@
+import type { MicroBatch } from '../common';
+import { samplesPerMessage } from './coordinator-options';
+import { PlanningError } from './errors';
+import type { JobContext, WorkerSession } from './job-context';
+import { CoordinatorState } from './lifecycle';
+import { type WorkerRecord, WorkerState } from './membership';
+import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
+import type { Handout } from './share-collector';
+import { tensorBytes, UpdateKind, type UpdatePayload } from './update-payload';
+
+/** What a worker is told to do next. */
+export const AssignmentKind = { Train: 'train', Eval: 'eval', Wait: 'wait', Stop: 'stop' } as const;
+export type AssignmentKind = (typeof AssignmentKind)[keyof typeof AssignmentKind];
+
+/** A PullStep answer in domain terms; coordinator-service turns it into proto messages. */
+export interface Assignment {
+  kind: AssignmentKind;
+  globalStep: number;
+  epoch: number;
+  configVersion: number;
+  /** TRAIN: ids within the step and training-split sample ids; EVAL: ids within the pass and validation ids. */
+  microBatches: readonly MicroBatch[];
+  samples?: SampleChunk;
+  stepMicroBatchCount: number;
+  update: UpdatePayload;
+  /** The coordinator's weights version once `update` is applied. */
+  weightsVersion: number;
+  reportWeightsHash: boolean;
+  retryAfterMs: number;
+  waitReason: string;
+  /** The worker's negotiated message limit: update tensors are cut into chunks below it. */
+  maxMessageBytes: number;
+}
+
+/** What a worker says when it pulls. */
+export interface PullRequest {
+  workerId: string;
+  /** Updates applied to its replica. */
+  weightsVersion: number;
+  /** How long it lets the call be held. */
+  maxWaitMs: number;
+}
+
+/** Pull again at once after a long poll that waited its full time; a little later after a short one. */
+const RETRY_AFTER_SHORT_POLL_MS = 100;
+
+type Decision = { handout: Handout } | { stop: true } | { wait: string };
+
+/**
+ * Answers a PullStep: waits (up to the worker's max_wait_ms, capped by maxPullWaitMs) until there is work
+ * for the worker, the job ends, or time runs out, re-examining the job each time it changes. Every
+ * answer brings the worker's replica up to date (WEIGHTS, or WEIGHTS_REF to call GetWeights).
+ * @throws WorkerGoneError when the worker is not a live member (NOT_FOUND: it registers again).
+ */
+export async function pullAssignment(job: JobContext, request: PullRequest, signal?: AbortSignal): Promise<Assignment> {
+  const waitMs = Math.max(0, Math.min(request.maxWaitMs, job.options.maxPullWaitMs));
+  const deadline = job.now() + waitMs;
+  for (;;) {
+    const { record, session } = job.member(request.workerId);
+    const decision = decide(job, record, session);
+    if ('handout' in decision) return workAssignment(job, decision.handout, request, session);
+    if ('stop' in decision) {
+      session.toldStop = true;
+      job.changed.notify();
+      return waitOrStop(job, AssignmentKind.Stop, request, session, 'the job is finished', 0);
+    }
+    const left = deadline - job.now();
+    if (left <= 0 || signal?.aborted) {
+      return waitOrStop(job, AssignmentKind.Wait, request, session, decision.wait, waitMs > 0 ? 0 : RETRY_AFTER_SHORT_POLL_MS);
+    }
+    await job.changed.wait(left, signal);
+  }
+}
+
+function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): Decision {
+  if (job.finished || job.lifecycle.state === CoordinatorState.Failed) return { stop: true };
+  const round = job.round;
+  if (job.lifecycle.state !== CoordinatorState.Running && round === null) {
+    return { wait: 'the coordinator is shutting down; a restarted coordinator resumes from its checkpoint' };
+  }
+  const id = record.id;
+  if (record.state === WorkerState.Draining) {
+    const held = round?.collector.handout(id);
+    return held ? { handout: held } : { stop: true };
+  }
+  if (round === null) return { wait: job.membership.waitingReason() ?? 'between steps' };
+  const what = round.kind === 'train' ? `step ${round.globalStep}` : `the evaluation of epoch ${round.epoch}`;
+  if (round.collector.orphanCount > 0) {
+    // Every worker that held these micro-batches is gone: admit joiners now rather than at the boundary.
+    if (record.state === WorkerState.Joining) job.admitPending();
+    round.collector.adoptOrphans(job.membership.activeWorkers());
+  }
+  if (job.membership.get(id)?.state === WorkerState.Joining) {
+    return { wait: `joining: admitted at the next step boundary (${what} in progress)` };
+  }
+  const perMessage = samplesPerMessage(session.maxMessageBytes);
+  const size = round.kind === 'train' ? job.spec.training.microBatchSize : job.spec.training.evalBatchSize;
+  const handout = round.collector.take(id, Math.max(1, Math.floor(perMessage / size)));
+  if (handout) return { handout };
+  return { wait: `nothing to do in ${what}: its ${round.collector.microBatchCount} micro-batches are with other workers` };
+}
+
+function updateFor(job: JobContext, request: PullRequest, session: WorkerSession): UpdatePayload {
+  return job.updates.payloadFor(request.weightsVersion, job.weightsVersion, session.forceFullWeights);
+}
+
+function workAssignment(job: JobContext, handout: Handout, request: PullRequest, session: WorkerSession): Assignment {
+  const round = job.round;
+  if (round === null) throw new PlanningError(`worker ${handout.worker}: a handout without a round in progress`);
+  const update = updateFor(job, request, session);
+  const microBatches =
+    round.kind === 'train'
+      ? handout.microBatchIds.map((id) => round.plan.microBatches[id])
+      : handout.microBatchIds.map((id) => round.microBatches[id]);
+  const samples = gatherSamples(round.kind === 'train' ? job.data.train : job.data.val, microBatches);
+  job.telemetry.metrics.sentBytes.inc(sampleBytes(samples) + tensorBytes(update.tensors));
+  return {
+    kind: round.kind === 'train' ? AssignmentKind.Train : AssignmentKind.Eval,
+    globalStep: round.kind === 'train' ? round.globalStep : round.weightsVersion,
+    epoch: round.kind === 'train' ? round.plan.epoch : round.epoch,
+    configVersion: round.configVersion,
+    microBatches,
+    samples,
+    stepMicroBatchCount: round.collector.microBatchCount,
+    update,
+    weightsVersion: job.weightsVersion,
+    reportWeightsHash: round.kind === 'train' && round.reportsHash,
+    retryAfterMs: 0,
+    waitReason: '',
+    maxMessageBytes: session.maxMessageBytes,
+  };
+}
+
+function waitOrStop(
+  job: JobContext,
+  kind: AssignmentKind,
+  request: PullRequest,
+  session: WorkerSession,
+  reason: string,
+  retryAfterMs: number,
+): Assignment {
+  const update = kind === AssignmentKind.Stop ? { kind: UpdateKind.None, updateStep: 0, tensors: [] } : updateFor(job, request, session);
+  job.telemetry.metrics.sentBytes.inc(tensorBytes(update.tensors));
+  return {
+    kind,
+    globalStep: job.weightsVersion,
+    epoch: Math.max(0, job.trainer.epoch),
+    configVersion: job.configVersion,
+    microBatches: [],
+    stepMicroBatchCount: 0,
+    update,
+    weightsVersion: job.weightsVersion,
+    reportWeightsHash: false,
+    retryAfterMs,
+    waitReason: reason,
+    maxMessageBytes: session.maxMessageBytes,
+  };
+}

@@ -1,0 +1,204 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  buildModel,
+  COORDINATOR_SERVICE,
+  createTrainerState,
+  disposeModelParts,
+  disposeTrainerState,
+  EventBus,
+  loadTrainVal,
+  type MetricsServer,
+  modelFingerprint,
+  readMetrics,
+  RUN_FILES,
+  RunDirectory,
+  RunRecorder,
+  type RunningGrpcServer,
+  serveMetrics,
+  startGrpcServer,
+  writeCurves,
+} from '../common';
+import { ChangeSignal } from './change-signal';
+import { CheckpointStore } from './checkpoint-store';
+import { type Boundary, restoreCheckpoint, type Restored } from './checkpointing';
+import { type CompiledCoordinatorOptions, compileCoordinatorOptions, type CoordinatorOptions } from './coordinator-options';
+import { coordinatorService } from './coordinator-service';
+import { CoordinatorTelemetry } from './coordinator-telemetry';
+import { EpochLedger } from './epoch-ledger';
+import { JobAnnouncer } from './job-announcer';
+import { JobContext } from './job-context';
+import { type JobOutcome, JobRunner } from './job-runner';
+import { CoordinatorState, Lifecycle } from './lifecycle';
+import { Membership } from './membership';
+import { StepPlanner } from './step-planner';
+import { UpdateLog } from './update-payload';
+
+/** A coordinator serving a job. */
+export interface RunningCoordinator {
+  /** `host:port` workers dial. */
+  readonly grpcAddress: string;
+  /** `http://host:port/metrics`. */
+  readonly metricsUrl: string;
+  /** Absolute path of the run directory. */
+  readonly runDir: string;
+  /** The job id (spec.name) naming the bus subject. */
+  readonly jobId: string;
+  /** Whether it resumed from a checkpoint, and at which global step. */
+  readonly resumedAtStep: number | null;
+  /** Settles when the job finished (every worker told STOP, or the grace passed), was stopped, or failed. */
+  readonly done: Promise<JobOutcome>;
+  /** The lifecycle state now. */
+  state(): CoordinatorState;
+  /** Drains (SIGTERM): the step in progress gets drainGraceMs, then a checkpoint; `done` then settles. */
+  stop(): void;
+  /**
+   * Stops serving and frees everything: stops the job first if it is still running (as `stop()`), then
+   * shuts the gRPC and metrics servers, the bus, the recorder (curves, final model) and the model.
+   */
+  close(): Promise<void>;
+}
+
+/** Opens `dir` as a run directory, creating it when missing. */
+function openRunDirectory(options: CompiledCoordinatorOptions): RunDirectory {
+  if (options.runDir === undefined) return RunDirectory.create(options.runsDir, options.spec.name);
+  fs.mkdirSync(options.runDir, { recursive: true });
+  return RunDirectory.open(options.runDir);
+}
+
+/**
+ * Starts a coordinator: opens (or resumes) the run directory, loads the model and the data, restores
+ * the newest checkpoint if there is one, connects the bus (when `natsUrl` is set), starts the gRPC and
+ * metrics servers and the job loop. Resolves once workers can connect.
+ */
+export async function startCoordinator(input: CoordinatorOptions): Promise<RunningCoordinator> {
+  const options = compileCoordinatorOptions(input);
+  const { spec, log } = options;
+  const run = openRunDirectory(options);
+  const store = new CheckpointStore(path.join(run.dir, RUN_FILES.checkpoints), { keep: options.keepCheckpoints });
+  const latest = await store.latest();
+  for (const skipped of latest.skipped) log(`warning: skipping a damaged checkpoint: ${skipped.message}`);
+  // The model first: a bad model fails in seconds, before a possibly long dataset download.
+  const parts = await buildModel(spec.model, spec.seed);
+  const cleanup: Array<() => Promise<void> | void> = [() => disposeModelParts(parts)];
+  const undo = async (): Promise<void> => {
+    for (const f of cleanup.reverse()) await f();
+  };
+  try {
+    const data = await loadTrainVal(spec.data, spec.seed, { log });
+    log(`data: ${data.train.count} training and ${data.val.count} validation images from ${data.dir}`);
+    const planner = new StepPlanner({
+      sampleCount: data.train.count,
+      seed: spec.seed,
+      batchSize: spec.training.batchSize,
+      microBatchSize: spec.training.microBatchSize,
+    });
+    const trainer = createTrainerState(spec, parts, planner.stepsPerEpoch);
+    cleanup.push(() => disposeTrainerState(trainer));
+    let restored: Restored | undefined;
+    if (latest.checkpoint) {
+      restored = restoreCheckpoint(trainer, spec, run.dir, latest.checkpoint);
+      log(`resuming ${run.dir} from ${latest.checkpoint.path}: epoch ${restored.boundary.position.epoch}, ` +
+        `step ${restored.boundary.position.step} (global step ${restored.weightsVersion})`);
+    } else {
+      run.writeJobSpec(spec);
+    }
+    const ledger = restored ? EpochLedger.fromJSON(restored.boundary.ledger) : new EpochLedger(data.train.count);
+    const boundary: Boundary = restored?.boundary ?? {
+      position: { epoch: 0, step: 0 },
+      ledger: ledger.toJSON(),
+      epochTrain: { lossSum: 0, correctTop1: 0, correctTop5: 0, count: 0 },
+    };
+    const bus = options.natsUrl ? await EventBus.connect({ servers: options.natsUrl, jobId: spec.name, name: 'shardwise-coordinator' }) : null;
+    const announcer = new JobAnnouncer(bus, spec.name, log);
+    cleanup.push(() => announcer.close());
+    const telemetry = new CoordinatorTelemetry();
+    const lifecycle = new Lifecycle();
+    const d = spec.distributed;
+    const job = new JobContext({
+      options,
+      jobId: spec.name,
+      parts,
+      fingerprint: modelFingerprint(parts),
+      trainer,
+      planner,
+      membership: new Membership({ minWorkers: d.minWorkers, maxWorkers: d.maxWorkers, heartbeatTimeoutMs: d.leaseMs }),
+      ledger,
+      data: { train: data.train, val: data.val },
+      updates: new UpdateLog(),
+      telemetry,
+      announcer,
+      lifecycle,
+      changed: new ChangeSignal(),
+      configVersion: restored?.configVersion ?? 0,
+      weightsVersion: restored?.weightsVersion ?? 0,
+    });
+    job.desiredWorkers = restored?.desiredWorkers ?? d.desiredWorkers;
+    telemetry.metrics.desiredWorkers.set(job.desiredWorkers);
+    lifecycle.onChange((state) => announcer.jobState(state, job.configVersion, job.weightsVersion));
+    const recorder = new RunRecorder({
+      run,
+      parts,
+      epochs: spec.training.epochs,
+      stepsPerEpoch: planner.stepsPerEpoch,
+      checkpointEveryEpochs: spec.output.checkpointEveryEpochs,
+      stream: options.progressStream,
+    });
+    cleanup.push(async () => {
+      await recorder.close();
+      // A resumed run's recorder saw only the records since the resume: draw the curves from the whole file.
+      if (restored) await writeCurves(run, readMetrics(run.dir, { allowTruncatedTail: true }), { warn: log });
+    });
+    const runner = new JobRunner(job, { store, recorder, run, boundary });
+    runner.prepare();
+    const server: RunningGrpcServer = await startGrpcServer(
+      [{ definition: COORDINATOR_SERVICE, implementation: coordinatorService(job) }],
+      { host: options.host, port: options.port, maxMessageBytes: d.maxMessageBytes },
+    );
+    cleanup.push(() => server.shutdown(1000));
+    const metrics: MetricsServer = await serveMetrics(telemetry.registry, {
+      host: options.metricsHost,
+      port: options.metricsPort,
+      isHealthy: () => lifecycle.state !== CoordinatorState.Failed,
+    });
+    cleanup.push(() => metrics.close());
+    lifecycle.moveTo(CoordinatorState.Running);
+    runner.start();
+    void runner.done.then((outcome) => {
+      try {
+        run.writeSummary({
+          mode: 'distributed',
+          status: outcome.status,
+          seconds: outcome.seconds,
+          globalSteps: outcome.globalStep,
+          final: outcome.final,
+          error: outcome.error instanceof Error ? outcome.error.message : undefined,
+          membership: job.membership.counters(),
+          ledger: job.ledger.counters(),
+        });
+      } catch (err) {
+        log(`error: ${(err as Error).message}`);
+      }
+    });
+    let closing: Promise<void> | undefined;
+    return {
+      grpcAddress: server.address,
+      metricsUrl: `${metrics.url}/metrics`,
+      runDir: run.dir,
+      jobId: spec.name,
+      resumedAtStep: restored ? restored.weightsVersion : null,
+      done: runner.done,
+      state: () => lifecycle.state,
+      stop: () => runner.stop(),
+      close: () =>
+        (closing ??= (async () => {
+          if (!lifecycle.ended) runner.stop();
+          await runner.done;
+          await undo();
+        })()),
+    };
+  } catch (err) {
+    await undo().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The coordinator: owns a distributed job. It plans every step, hands micro-batches to workers over
+ * gRPC, sums their gradient shares in micro-batch order, applies the optimizer, evaluates at epoch ends,
+ * checkpoints atomically and resumes mid-epoch, publishes job events on NATS and serves Prometheus
+ * metrics. `startCoordinator` is the entry point; the planning and bookkeeping parts are exported for
+ * tests and tools.
+ */
+export { startCoordinator, type RunningCoordinator } from './coordinator';
+export {
+  compileCoordinatorOptions,
+  samplesPerMessage,
+  type CompiledCoordinatorOptions,
+  type CoordinatorOptions,
+} from './coordinator-options';
+export type { JobOutcome } from './job-runner';
+export { CoordinatorState } from './lifecycle';
+export { trainingSpecHash } from './checkpointing';
+export {
+  StepPlanner,
+  assignMicroBatches,
+  reassign,
+  cutMicroBatches,
+  type MicroBatch,
+  type Share,
+  type StepPlan,
+  type StepPlannerOptions,
+  type StepPosition,
+} from './step-planner';
+export { ShareCollector, type Handout } from './share-collector';
+export {
+  Membership,
+  WorkerState,
+  MAX_WORKER_ID_LENGTH,
+  compileMembershipOptions,
+  type MembershipOptions,
+  type MembershipCounters,
+  type Registration,
+  type WorkerRecord,
+} from './membership';
+export { EpochLedger, RejectReason, type EpochReport, type LedgerCounters, type LedgerState } from './epoch-ledger';
+export { CheckpointStore, latestCheckpoint, listCheckpoints, type LatestCheckpoint } from './checkpoint-store';
+export {
+  jobSpecHash,
+  readCheckpoint,
+  type Checkpoint,
+  type CheckpointState,
+  type NamedTensor,
+} from './checkpoint-format';
+export {
+  CoordinatorError,
+  PlanningError,
+  RegistrationRejectedError,
+  RegistrationRejection,
+  UnknownWorkerError,
+  WorkerStateError,
+  LedgerError,
+  CheckpointError,
+  CorruptCheckpointError,
+  WorkerGoneError,
+  IncompatibleWorkerError,
+  StaleResultError,
+  InvalidResultError,
+  JobFailedError,
+  ResumeError,
+} from './errors';

@@ -1,0 +1,358 @@
+import {
+  beginEpoch,
+  ClassificationMetrics,
+  endEpoch,
+  type EpochEvent,
+  type GroupLearningRates,
+  type RunDirectory,
+  type RunRecorder,
+  type ValidationSummary,
+  weightsHash,
+} from '../common';
+import type { CheckpointStore } from './checkpoint-store';
+import { type Boundary, captureCheckpoint, type EpochTrainSums } from './checkpointing';
+import { EvalRound } from './eval-round';
+import { busEventFor } from './job-announcer';
+import type { JobContext, Round } from './job-context';
+import { CoordinatorState } from './lifecycle';
+import { StepRound } from './step-round';
+import type { StepPosition } from './step-planner';
+import { applyStep, shareManifests } from './step-update';
+
+/** How a job ended. */
+export interface JobOutcome {
+  /** `finished`: every epoch done; `interrupted`: stopped (SIGTERM) with a checkpoint to resume; `failed`. */
+  status: 'finished' | 'interrupted' | 'failed';
+  /** Global steps completed. */
+  globalStep: number;
+  /** The last epoch this coordinator finished (none when it finished none since it started). */
+  final?: EpochEvent;
+  /** Wall time of this coordinator's part of the job. */
+  seconds: number;
+  /** Why it failed. */
+  error?: unknown;
+}
+
+/** What the loop writes to besides the job's own state. */
+export interface JobRunnerDeps {
+  store: CheckpointStore;
+  recorder: RunRecorder;
+  run: RunDirectory;
+  /** Where to start: step 0 of epoch 0, or the boundary a checkpoint recorded. */
+  boundary: Boundary;
+}
+
+/** Resolves `promise` to true, or to false once `ms` pass first; rejections pass through. */
+async function within(promise: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function sumsOf(m: ClassificationMetrics): EpochTrainSums {
+  return { lossSum: m.lossSum, correctTop1: m.correctTop1, correctTop5: m.correctTop5, count: m.count };
+}
+
+/**
+ * The job's loop: for each epoch the schedule's decisions, then each step (wait for workers, open a
+ * round, collect every micro-batch, sum in micro-batch order, apply the optimizer, record, checkpoint when
+ * due), then the evaluation round, the epoch record, the plateau decision, the exactly-once report and an
+ * epoch-end checkpoint. A timer drops workers whose lease or step deadline passed. `stop()` drains: the
+ * step in progress gets `drainGraceMs` to finish, then the last boundary is checkpointed.
+ */
+export class JobRunner {
+  /** Settles once the job finished, was interrupted, or failed. */
+  readonly done: Promise<JobOutcome>;
+  private boundary: Boundary;
+  private epochTrain: ClassificationMetrics;
+  private epochStartedMs = Date.now();
+  private lastLr: GroupLearningRates | null = null;
+  private lastEpoch: EpochEvent | undefined;
+  private readonly startedMs = Date.now();
+  private readonly stopping = new AbortController();
+  private resolveDone!: (outcome: JobOutcome) => void;
+  private started = false;
+
+  constructor(
+    private readonly job: JobContext,
+    private readonly deps: JobRunnerDeps,
+  ) {
+    this.boundary = deps.boundary;
+    this.epochTrain = new ClassificationMetrics(job.spec.model.numClasses);
+    Object.assign(this.epochTrain, deps.boundary.epochTrain);
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  /** Enters the starting epoch if it was not entered before the checkpoint, so GetConfig is right from the first call. */
+  prepare(): void {
+    const { position } = this.boundary;
+    if (position.epoch < this.job.spec.training.epochs && this.job.trainer.epoch < position.epoch) this.enterEpoch(position.epoch);
+    this.job.telemetry.setFrozen(this.job.trainer.frozen);
+  }
+
+  /** Starts the loop (once). */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    void this.loop().then(this.resolveDone);
+  }
+
+  /** Drains: no new round starts; the one in progress gets `drainGraceMs`; then a checkpoint. */
+  stop(): void {
+    if (this.job.lifecycle.state === CoordinatorState.Running) this.job.lifecycle.moveTo(CoordinatorState.Draining);
+    this.stopping.abort();
+    this.job.changed.notify();
+  }
+
+  private get stopRequested(): boolean {
+    return this.stopping.signal.aborted;
+  }
+
+  private async loop(): Promise<JobOutcome> {
+    const { job } = this;
+    const d = job.spec.distributed;
+    const sweep = setInterval(() => this.sweep(), Math.max(20, Math.min(d.leaseMs, d.stepDeadlineMs) / 4));
+    try {
+      let at = this.boundary.position;
+      const epochs = job.spec.training.epochs;
+      const steps = job.planner.stepsPerEpoch;
+      while (at.epoch < epochs) {
+        if (this.stopRequested) return await this.interrupt();
+        if (job.trainer.epoch < at.epoch) this.enterEpoch(at.epoch);
+        while (at.step < steps) {
+          if (!(await this.runStep(at))) return await this.interrupt();
+          at = { epoch: at.epoch, step: at.step + 1 };
+          this.boundary = { position: at, ledger: job.ledger.toJSON(), epochTrain: sumsOf(this.epochTrain) };
+          if (d.checkpointEverySteps > 0 && job.weightsVersion % d.checkpointEverySteps === 0) await this.checkpoint('step');
+          if (this.stopRequested) return await this.interrupt();
+        }
+        if (!(await this.finishEpoch(at.epoch))) return await this.interrupt();
+        at = { epoch: at.epoch + 1, step: 0 };
+      }
+      return await this.finish();
+    } catch (err) {
+      return await this.fail(err);
+    } finally {
+      clearInterval(sweep);
+    }
+  }
+
+  private enterEpoch(epoch: number): void {
+    const { job } = this;
+    for (const event of beginEpoch(job.trainer, epoch)) {
+      job.configVersion++;
+      job.announcer.announce(busEventFor(event, job.jobId, job.configVersion, job.weightsVersion));
+      this.deps.recorder.onEvent(event);
+      job.log(`epoch ${epoch}: ${event.type}${event.type === 'lr-change' ? ` to ${event.to}` : ''} (config v${job.configVersion})`);
+    }
+    job.telemetry.setFrozen(job.trainer.frozen);
+    job.telemetry.metrics.configVersion.set(job.configVersion);
+    this.epochStartedMs = Date.now();
+  }
+
+  /** Admits joiners and waits until minWorkers are active; false when a stop came first. */
+  private async waitForWorkers(): Promise<boolean> {
+    const { job } = this;
+    job.admitPending();
+    let told = false;
+    while (!job.membership.canTrain()) {
+      if (this.stopRequested) return false;
+      if (!told) job.log(job.membership.waitingReason() ?? 'waiting for workers');
+      told = true;
+      job.updateGauges();
+      await job.changed.wait(Infinity, this.stopping.signal);
+      job.admitPending();
+    }
+    job.updateGauges();
+    return !this.stopRequested;
+  }
+
+  /** Runs `round` to completion; false when a stop came and the round did not finish within the grace. */
+  private async collect(round: Round): Promise<boolean> {
+    const { job } = this;
+    job.round = round;
+    job.changed.notify();
+    const signal = this.stopping.signal;
+    let onStop = (): void => undefined;
+    const stopped = new Promise<void>((resolve) => {
+      onStop = resolve;
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', onStop, { once: true });
+    });
+    try {
+      await Promise.race([round.completed, stopped]);
+      return round.collector.complete || (await within(round.completed, job.options.drainGraceMs));
+    } finally {
+      signal.removeEventListener('abort', onStop);
+      job.round = null;
+      job.changed.notify();
+    }
+  }
+
+  private async runStep(at: StepPosition): Promise<boolean> {
+    const { job } = this;
+    if (!(await this.waitForWorkers())) return false;
+    const plan = job.planner.plan(at);
+    const d = job.spec.distributed;
+    const reportHash = plan.globalStep % d.hashEverySteps === 0 || plan.step === 0;
+    const specs = shareManifests(job);
+    const round = new StepRound({
+      plan,
+      configVersion: job.configVersion,
+      weightsVersion: job.weightsVersion,
+      workers: job.membership.activeWorkers(),
+      stepDeadlineMs: d.stepDeadlineMs,
+      gradientSpecs: specs.gradients,
+      statSpecs: specs.stats,
+      coordinatorHash: reportHash ? weightsHash(job.parts) : undefined,
+      now: () => job.now(),
+    });
+    if (!(await this.collect(round))) return false;
+    this.lastLr = applyStep(job, round, this.epochTrain, this.deps);
+    return true;
+  }
+
+  /** Evaluation, the epoch record, the plateau decision, the exactly-once report, a checkpoint. */
+  private async finishEpoch(epoch: number): Promise<boolean> {
+    const { job } = this;
+    const val = await this.evaluate(epoch);
+    if (val === false) return false;
+    const event: EpochEvent = {
+      type: 'epoch',
+      epoch,
+      globalStep: job.weightsVersion,
+      train: this.epochTrain.summary(),
+      val,
+      lr: this.lastLr ?? { backbone: 0, head: 0 },
+      frozen: job.trainer.frozen,
+      seconds: (Date.now() - this.epochStartedMs) / 1000,
+    };
+    this.deps.recorder.onEvent(event);
+    this.lastEpoch = event;
+    if (val) job.telemetry.onValidation(val);
+    for (const change of endEpoch(job.trainer, val?.loss ?? null)) {
+      job.configVersion++;
+      job.announcer.announce(busEventFor(change, job.jobId, job.configVersion, job.weightsVersion));
+      this.deps.recorder.onEvent(change);
+      job.log(`epoch ${epoch}: plateau, learning rate ${change.from} -> ${change.to} from epoch ${change.epoch} (config v${job.configVersion})`);
+    }
+    job.telemetry.metrics.configVersion.set(job.configVersion);
+    const report = job.ledger.complete(epoch);
+    this.deps.run.appendMetrics({
+      type: 'epoch-report',
+      epoch,
+      expected: report.expected,
+      counted: report.counted,
+      duplicatesRejected: report.duplicatesRejected,
+      redoneMicroBatches: report.redoneMicroBatches,
+      missing: report.missing,
+      exactlyOnce: report.exactlyOnce,
+    });
+    if (!report.exactlyOnce) {
+      job.log(`error: epoch ${epoch} did not count every sample once: ${report.missing.length} missing, ` +
+        `${report.repeated.length} repeated`);
+    }
+    this.epochTrain = new ClassificationMetrics(job.spec.model.numClasses);
+    this.boundary = { position: { epoch: epoch + 1, step: 0 }, ledger: job.ledger.toJSON(), epochTrain: sumsOf(this.epochTrain) };
+    await this.checkpoint('epoch end');
+    return true;
+  }
+
+  /** The validation pass over the workers; null without a validation split, false when interrupted. */
+  private async evaluate(epoch: number): Promise<ValidationSummary | null | false> {
+    const { job } = this;
+    if (job.data.val.count === 0) return null;
+    if (!(await this.waitForWorkers())) return false;
+    const round = new EvalRound({
+      epoch,
+      weightsVersion: job.weightsVersion,
+      configVersion: job.configVersion,
+      valCount: job.data.val.count,
+      evalBatchSize: job.spec.training.evalBatchSize,
+      numClasses: job.spec.model.numClasses,
+      workers: job.membership.activeWorkers(),
+      deadlineMs: job.spec.distributed.stepDeadlineMs,
+      now: () => job.now(),
+    });
+    if (!(await this.collect(round))) return false;
+    return round.metrics.validationSummary();
+  }
+
+  private async checkpoint(why: string): Promise<void> {
+    const { job } = this;
+    try {
+      const { state, tensors } = captureCheckpoint(job, this.boundary);
+      const folder = await this.deps.store.write(state, tensors);
+      job.log(`checkpoint ${folder} (${why}, global step ${job.weightsVersion})`);
+    } catch (err) {
+      job.log(`error: checkpoint at global step ${job.weightsVersion} failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Drops workers whose lease or step deadline passed; their work goes to the others. */
+  private sweep(): void {
+    const { job } = this;
+    const now = job.now();
+    const d = job.spec.distributed;
+    for (const w of job.membership.expired(now)) job.loseWorker(w.id, 'failed', `no heartbeat for ${d.leaseMs} ms`);
+    const round = job.round;
+    for (const o of round?.collector.overdue() ?? []) {
+      job.loseWorker(o.worker, 'failed', `missed the step deadline: micro-batches [${o.microBatchIds.join(', ')}] ` +
+        `not ${o.missed} within ${d.stepDeadlineMs} ms`);
+    }
+  }
+
+  private async interrupt(): Promise<JobOutcome> {
+    const { job } = this;
+    await this.checkpoint('shutdown');
+    job.lifecycle.moveTo(CoordinatorState.Stopped);
+    return this.outcome('interrupted');
+  }
+
+  /**
+   * Lets every live worker hear STOP (on its next pull) and leave, within stopGraceMs; a worker that
+   * vanishes instead is dropped when its lease expires.
+   */
+  private async tellWorkersToStop(): Promise<void> {
+    const { job } = this;
+    const deadline = Date.now() + job.options.stopGraceMs;
+    for (;;) {
+      const live = job.membership.list().filter((w) => ['joining', 'active', 'draining'].includes(w.state));
+      const left = deadline - Date.now();
+      if (live.length === 0) return;
+      if (left <= 0) {
+        job.log(`not every worker left within ${job.options.stopGraceMs} ms: ` +
+          live.map((w) => `${w.id} (${job.sessions.get(w.id)?.toldStop ? 'told to stop' : 'not told yet'})`).join(', '));
+        return;
+      }
+      await job.changed.wait(left);
+    }
+  }
+
+  private async finish(): Promise<JobOutcome> {
+    const { job } = this;
+    job.finished = true;
+    job.changed.notify();
+    job.log(`job finished after ${job.weightsVersion} steps; telling workers to stop`);
+    await this.tellWorkersToStop();
+    job.lifecycle.moveTo(CoordinatorState.Stopped);
+    return this.outcome('finished');
+  }
+
+  private async fail(err: unknown): Promise<JobOutcome> {
+    const { job } = this;
+    job.log(`error: the job failed: ${err instanceof Error ? err.message : String(err)}`);
+    if (!job.lifecycle.ended) job.lifecycle.moveTo(CoordinatorState.Failed);
+    job.changed.notify();
+    await this.tellWorkersToStop();
+    return { ...this.outcome('failed'), error: err };
+  }
+
+  private outcome(status: JobOutcome['status']): JobOutcome {
+    return { status, globalStep: this.job.weightsVersion, final: this.lastEpoch, seconds: (Date.now() - this.startedMs) / 1000 };
+  }
+}

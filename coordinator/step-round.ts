@@ -1,0 +1,178 @@
+import type { WireTensorSpec } from '../common';
+import { PlanningError } from './errors';
+import { type Handout, ShareCollector } from './share-collector';
+import type { StepPlan } from './step-planner';
+
+/** One accepted share of a training step: gradient and BatchNorm-delta sums over its micro-batches. */
+export interface ShareSums {
+  worker: string;
+  microBatchIds: number[];
+  grads: Map<string, Float32Array>;
+  deltas: Map<string, Float32Array>;
+  lossSum: number;
+  correctTop1: number;
+  correctTop5: number;
+  count: number;
+}
+
+/** A whole step's sums, added in micro-batch order. */
+export interface StepSums {
+  grads: Map<string, Float32Array>;
+  deltas: Map<string, Float32Array>;
+  lossSum: number;
+  correctTop1: number;
+  correctTop5: number;
+  count: number;
+}
+
+/** When a share was handed out, when its push started and when it was accepted (ms). */
+export interface ShareTiming {
+  handedAtMs: number;
+  headerAtMs: number;
+  doneAtMs: number;
+}
+
+/** What a step round is created with. */
+export interface StepRoundOptions {
+  plan: StepPlan;
+  configVersion: number;
+  /** The weights the step is computed on: the coordinator's weightsVersion when it opened. */
+  weightsVersion: number;
+  workers: readonly string[];
+  stepDeadlineMs: number;
+  /** Manifests a push must carry: the unfrozen trainable variables and the moving statistics that train. */
+  gradientSpecs: readonly WireTensorSpec[];
+  statSpecs: readonly WireTensorSpec[];
+  /** The coordinator's weightsHash at `weightsVersion` when replicas report theirs this step. */
+  coordinatorHash?: string;
+  /** The job's clock. */
+  now: () => number;
+}
+
+/** Adds `b` into `a` element by element (float32 adds, the same as the tensor add of the local trainer). */
+function addInto(a: Float32Array, b: Float32Array): void {
+  for (let i = 0; i < a.length; i++) a[i] += b[i];
+}
+
+function sumMaps(shares: readonly ShareSums[], pick: (s: ShareSums) => Map<string, Float32Array>): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const share of shares) {
+    for (const [name, values] of pick(share)) {
+      const acc = out.get(name);
+      if (acc === undefined) out.set(name, Float32Array.from(values));
+      else addInto(acc, values);
+    }
+  }
+  return out;
+}
+
+/**
+ * One global training step between its plan and its update: who computes which micro-batches
+ * ({@link ShareCollector}), the accepted share sums, the replica hashes reported, and a promise that
+ * settles when every micro-batch is in (or the job fails).
+ */
+export class StepRound {
+  readonly kind = 'train' as const;
+  readonly plan: StepPlan;
+  readonly configVersion: number;
+  readonly weightsVersion: number;
+  readonly collector: ShareCollector;
+  readonly gradientSpecs: readonly WireTensorSpec[];
+  readonly statSpecs: readonly WireTensorSpec[];
+  readonly coordinatorHash?: string;
+  readonly openedAtMs: number;
+  /** Settles when the step is complete; rejects when the job fails during it. */
+  readonly completed: Promise<void>;
+  /** Hashes the workers reported for `weightsVersion`, by worker. */
+  readonly workerHashes = new Map<string, string>();
+  /** Timing of each accepted share, by worker (a worker with two shares keeps the sum of both). */
+  readonly timings: ShareTiming[] = [];
+  readonly workerSeconds = new Map<string, number>();
+  private readonly shares = new Map<number, ShareSums>();
+  private settle!: { resolve: () => void; reject: (err: unknown) => void };
+  private settled = false;
+
+  constructor(options: StepRoundOptions) {
+    this.plan = options.plan;
+    this.configVersion = options.configVersion;
+    this.weightsVersion = options.weightsVersion;
+    this.gradientSpecs = options.gradientSpecs;
+    this.statSpecs = options.statSpecs;
+    this.coordinatorHash = options.coordinatorHash;
+    this.openedAtMs = options.now();
+    this.collector = new ShareCollector(options.plan.microBatches.length, options.workers, { deadlineMs: options.stepDeadlineMs, now: options.now });
+    this.completed = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+    // The job loop may be waiting on something else when a failure arrives; it reads the outcome later.
+    this.completed.catch(() => undefined);
+  }
+
+  /** The global step this round computes. */
+  get globalStep(): number {
+    return this.plan.globalStep;
+  }
+
+  /** Whether the replicas report their weights hash in this step. */
+  get reportsHash(): boolean {
+    return this.coordinatorHash !== undefined;
+  }
+
+  /** Samples in the given micro-batches of the plan. */
+  sampleCount(ids: readonly number[]): number {
+    return ids.reduce((n, id) => n + (this.plan.microBatches[id]?.sampleIndices.length ?? 0), 0);
+  }
+
+  /** Stores an accepted share (the caller checked it against the handout) and settles when the step is full. */
+  accept(handout: Handout, sums: ShareSums, headerAtMs: number, doneAtMs: number): void {
+    this.collector.accept(sums.worker, sums.microBatchIds);
+    this.shares.set(sums.microBatchIds[0], sums);
+    this.timings.push({ handedAtMs: handout.handedAtMs, headerAtMs, doneAtMs });
+    this.workerSeconds.set(sums.worker, (this.workerSeconds.get(sums.worker) ?? 0) + (doneAtMs - handout.handedAtMs) / 1000);
+    if (this.collector.complete && !this.settled) {
+      this.settled = true;
+      this.settle.resolve();
+    }
+  }
+
+  /** Ends the round with a job failure (the model diverged). */
+  fail(err: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.settle.reject(err);
+  }
+
+  /** Workers whose results this step holds so far. */
+  workersReported(): number {
+    return new Set([...this.shares.values()].map((s) => s.worker)).size;
+  }
+
+  /**
+   * The step's sums: the shares added in ascending micro-batch order, starting from the share that holds
+   * micro-batch 0, which is what makes every split of the step agree with the local trainer.
+   * @throws PlanningError when called before the step is complete.
+   */
+  sum(): StepSums {
+    if (!this.collector.complete) {
+      throw new PlanningError(`step ${this.globalStep}: summed with ${this.collector.acceptedCount} of ` +
+        `${this.collector.microBatchCount} micro-batches in`);
+    }
+    const ordered = [...this.shares.entries()].sort(([a], [b]) => a - b).map(([, s]) => s);
+    let lossSum = 0;
+    let correctTop1 = 0;
+    let correctTop5 = 0;
+    let count = 0;
+    for (const s of ordered) {
+      lossSum += s.lossSum;
+      correctTop1 += s.correctTop1;
+      correctTop5 += s.correctTop5;
+      count += s.count;
+    }
+    return {
+      grads: sumMaps(ordered, (s) => s.grads),
+      deltas: sumMaps(ordered, (s) => s.deltas),
+      lossSum,
+      correctTop1,
+      correctTop5,
+      count,
+    };
+  }
+}

@@ -1,0 +1,109 @@
+import * as tf from '@tensorflow/tfjs';
+import {
+  applyGradientSums,
+  applyMovingStatDeltas,
+  type ClassificationMetrics,
+  type GroupLearningRates,
+  movingStatistics,
+  type RunDirectory,
+  type RunRecorder,
+  type StepEvent,
+  trainableVariables,
+  type WireTensorSpec,
+} from '../common';
+import type { JobContext } from './job-context';
+import type { StepRound } from './step-round';
+
+/**
+ * What a push must carry in the freeze state in force: the gradient sums of the unfrozen trainable
+ * variables and the deltas of the moving statistics that train (`computeShare` returns exactly these).
+ */
+export function shareManifests(job: JobContext): { gradients: WireTensorSpec[]; stats: WireTensorSpec[] } {
+  const { parts, trainer } = job;
+  const gradients = trainableVariables(parts)
+    .filter((v) => !(trainer.frozen && v.group === 'backbone'))
+    .map((v) => ({ name: v.key, dtype: 'float32' as const, shape: [...v.variable.shape] }));
+  const stats = [...movingStatistics(parts, { backboneFrozen: trainer.frozen })].map(([name, v]) => ({
+    name,
+    dtype: 'float32' as const,
+    shape: [...v.shape] as number[],
+  }));
+  return { gradients, stats };
+}
+
+/**
+ * Applies a complete step exactly as the local trainer does: the shares summed in micro-batch order,
+ * `applyGradientSums` over the step's samples, `applyMovingStatDeltas` over its micro-batches. Then the
+ * bookkeeping: weights version, the update workers copy, the ledger, the step record, the metrics and
+ * the replica hashes. Returns the learning rates used.
+ */
+export function applyStep(
+  job: JobContext,
+  round: StepRound,
+  epochTrain: ClassificationMetrics,
+  out: { recorder: RunRecorder; run: RunDirectory },
+): GroupLearningRates {
+  const reduceStart = job.now();
+  const sums = round.sum();
+  const shapes = new Map([...round.gradientSpecs, ...round.statSpecs].map((s) => [s.name, [...s.shape]]));
+  const toTensors = (m: Map<string, Float32Array>) =>
+    new Map([...m].map(([name, values]) => [name, tf.tensor(values, shapes.get(name), 'float32')]));
+  const grads = toTensors(sums.grads);
+  const deltas = toTensors(sums.deltas);
+  let lr: GroupLearningRates;
+  try {
+    lr = applyGradientSums(job.trainer, grads, sums.count);
+    applyMovingStatDeltas(job.parts, deltas, round.plan.microBatches.length);
+  } finally {
+    tf.dispose([...grads.values(), ...deltas.values()]);
+  }
+  job.weightsVersion = job.trainer.globalStep;
+  job.updates.record(job.weightsVersion, job.parts, new Set([...sums.grads.keys(), ...sums.deltas.keys()]));
+  job.ledger.closeStep({ epoch: round.plan.epoch, step: round.plan.step }, round.plan.microBatches.length);
+  epochTrain.add(sums);
+  const doneMs = job.now();
+  const seconds = (doneMs - round.openedAtMs) / 1000;
+  const event: StepEvent = {
+    type: 'step',
+    epoch: round.plan.epoch,
+    step: round.plan.step,
+    stepsPerEpoch: job.planner.stepsPerEpoch,
+    globalStep: round.globalStep,
+    count: sums.count,
+    loss: sums.lossSum / sums.count,
+    top1: sums.correctTop1 / sums.count,
+    lr,
+    samplesPerSec: sums.count / Math.max(seconds, 1e-9),
+  };
+  out.recorder.onEvent(event);
+  const totalSteps = job.spec.training.epochs * job.planner.stepsPerEpoch;
+  job.telemetry.onStep({
+    epoch: round.plan.epoch,
+    stepInEpoch: round.plan.step,
+    stepsPerEpoch: job.planner.stepsPerEpoch,
+    stepsLeft: Math.max(0, totalSteps - job.weightsVersion),
+    samples: sums.count,
+    seconds,
+    reduceSeconds: (doneMs - reduceStart) / 1000,
+    timings: round.timings,
+    workerSeconds: round.workerSeconds,
+    train: epochTrain.summary(),
+    lr,
+    frozen: job.trainer.frozen,
+  });
+  if (round.reportsHash) recordReplicaHashes(out.run, round);
+  return lr;
+}
+
+/** Appends the step's `replica-hash` record: every reporting worker's hash beside the coordinator's. */
+function recordReplicaHashes(run: RunDirectory, round: StepRound): void {
+  const workers = Object.fromEntries([...round.workerHashes].sort(([a], [b]) => (a < b ? -1 : 1)));
+  run.appendMetrics({
+    type: 'replica-hash',
+    globalStep: round.globalStep,
+    weightsVersion: round.weightsVersion,
+    coordinator: round.coordinatorHash ?? '',
+    workers,
+    agree: Object.values(workers).every((h) => h === round.coordinatorHash),
+  });
+}

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { loadTrainVal } from '../common/data';
+import { loadJobSpec } from '../common/job';
+import { stepsPerEpoch } from '../common/training';
+import { ClusterHarness } from './support/cluster';
+import {
+  assertExactlyOnce,
+  assertReplicasAgree,
+  assertSameWeights,
+  assertTrainingFinished,
+  finalRunWeights,
+  initialWeights,
+  localReference,
+  recordsOf,
+  relativeDifference,
+  runRecords,
+  type WeightMap,
+} from './support/cluster-checks';
+import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
+
+/** The contract: the distributed job and the single-process trainer agree to this relative difference. */
+const RELATIVE_TOLERANCE = 1e-4;
+
+// Real coordinator and worker processes over gRPC on loopback with a real nats-server, against the
+// single-process trainer in this process: same seed, same global batch and micro-batch, and a freeze
+// (epoch 0), an unfreeze and a learning-rate change (epoch 1) inside the 18 steps.
+describe('distributed training equals the single-process trainer', function () {
+  this.timeout(240_000);
+  let harness: ClusterHarness;
+  let reference: WeightMap;
+
+  before(async function () {
+    this.timeout(120_000);
+    harness = await ClusterHarness.create({ images: DATASET_IMAGES });
+    reference = await localReference('test-job', testJobYaml('reference'), harness.dataDir);
+    // Equality must not be vacuous: the reference moved every trainable variable away from its start.
+    const start = await initialWeights(testJobYaml('reference'));
+    const unmoved = [...reference].filter(([name, w]) => !/moving_/.test(name) && relativeDifference(w.values, start.get(name)!.values) === 0);
+    assert.deepEqual(unmoved.map(([name]) => name), [], 'variables the reference did not train');
+  });
+
+  after(async () => {
+    await harness?.dispose();
+  });
+
+  for (const workers of [1, 2, 3]) {
+    it(`${workers} worker process(es): the same weights, every sample once per epoch, replicas agree`, async () => {
+      // minWorkers = workers: training starts only when all of them are in, so each run really uses that many.
+      const job = harness.writeJob(`equiv-${workers}`, testJobYaml(`equiv-${workers}`, { minWorkers: workers }));
+      const coordinator = await harness.startCoordinator({ job });
+      const procs = await harness.startWorkers(coordinator.ready.grpc, workers);
+      try {
+        await harness.awaitFinished(coordinator, procs);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
+      }
+      const records = runRecords(coordinator.ready.runDir);
+      assertTrainingFinished(records, EPOCHS);
+      assertExactlyOnce(records, EPOCHS, harness.trainImages);
+      const hashes = assertReplicasAgree(records, EPOCHS, harness.stepsPerEpoch);
+      const reporting = new Set(hashes.flatMap((h) => Object.keys(h.workers)));
+      assert.deepEqual([...reporting].sort(), procs.map((p) => p.ready.id).sort(), 'workers whose replicas were compared');
+      // The schedule changed inside the window: frozen in epoch 0, unfrozen with a new rate in epoch 1.
+      const changes = records.flatMap((r) => (r.type === 'freeze' || r.type === 'unfreeze' || r.type === 'lr-change' ? [`${r.type}@${r.epoch}`] : []));
+      assert.deepEqual(changes, ['freeze@0', 'unfreeze@1', 'lr-change@1']);
+      assert.deepEqual(recordsOf(records, 'epoch').map((e) => e.frozen), [true, false, false]);
+      assertSameWeights(finalRunWeights(coordinator.ready.runDir), reference, RELATIVE_TOLERANCE, `${workers} worker(s) vs local`);
+    });
+  }
+});
+
+// The main job itself (examples/demo.yaml: the ImageNet MobileNet v1 backbone at 64x64, linear head, two
+// frozen epochs then unfrozen with a smaller rate) on the first 160 real CIFAR-10 images, shortened to 3
+// epochs: 2 worker processes reach the weights `train --local` reaches. Skipped without the shared files.
+describe('distributed demo job equals the single-process trainer', function () {
+  this.timeout(240_000);
+  const shared = path.resolve(__dirname, '../../shared');
+  const dataDir = path.join(shared, 'data', 'cifar10-subset');
+  const modelJson = path.join(shared, 'models', 'mobilenet_v1_imagenet_conv_pw_12', 'model.json');
+  const demo = path.resolve(__dirname, '../examples/demo.yaml');
+  const overrides = ['data.limit=160', 'training.epochs=3', 'distributed.hashEverySteps=1'];
+  let harness: ClusterHarness | undefined;
+
+  before(function () {
+    if (!existsSync(dataDir) || !existsSync(modelJson)) {
+      console.warn(`    skipped: needs ${dataDir} and ${modelJson}`);
+      this.skip();
+    }
+  });
+
+  after(async () => {
+    await harness?.dispose();
+  });
+
+  it('pretrained MobileNet, freeze then unfreeze, 2 workers: the same weights as local', async () => {
+    harness = await ClusterHarness.create({ dataDir });
+    const spec = loadJobSpec(demo, overrides);
+    const reference = localReference('demo', spec, dataDir);
+    const coordinator = await harness.startCoordinator({ job: demo, set: overrides });
+    const procs = await harness.startWorkers(coordinator.ready.grpc, 2);
+    try {
+      await harness.awaitFinished(coordinator, procs);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
+    }
+    const { train } = await loadTrainVal({ ...spec.data, dir: dataDir }, spec.seed);
+    const records = runRecords(coordinator.ready.runDir);
+    assertTrainingFinished(records, 3);
+    assertExactlyOnce(records, 3, train.count);
+    assertReplicasAgree(records, 3, stepsPerEpoch(train.count, spec.training.batchSize));
+    assert.deepEqual(recordsOf(records, 'epoch').map((e) => e.frozen), [true, true, false]);
+    assertSameWeights(finalRunWeights(coordinator.ready.runDir), await reference, RELATIVE_TOLERANCE, 'demo job, 2 workers vs local');
+  });
+});

@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { type ManagedChild } from '../launcher';
+import { ClusterHarness, type WorkerProc } from './support/cluster';
+import {
+  assertExactlyOnce,
+  assertReplicasAgree,
+  assertSameWeights,
+  assertTrainingFinished,
+  finalRunWeights,
+  localReference,
+  recordsOf,
+  runRecords,
+  waitForRecords,
+  type WeightMap,
+} from './support/cluster-checks';
+import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
+
+const RELATIVE_TOLERANCE = 1e-4;
+/** A worker's log line after it pushed its share of a step. */
+const SHARE_DONE = /step (\d+) \(epoch (\d+)\): \d+\/\d+ micro-batches/;
+
+/** Freezes processes (SIGSTOP) so the job cannot move on while a fault is injected; `resume` thaws them. */
+function pause(children: readonly ManagedChild[]): { resume: () => void } {
+  for (const c of children) c.signal('SIGSTOP');
+  return { resume: () => children.forEach((c) => c.signal('SIGCONT')) };
+}
+
+// Faults injected on purpose into a real cluster (processes, gRPC, nats-server). After each, the job must
+// finish with every sample counted exactly once per epoch, replicas agreeing, and the same weights as the
+// undisturbed single-process run: a fault may cost time, never correctness.
+describe('distributed training survives faults', function () {
+  this.timeout(240_000);
+  let harness: ClusterHarness;
+  let reference: WeightMap;
+
+  before(async function () {
+    this.timeout(120_000);
+    harness = await ClusterHarness.create({ images: DATASET_IMAGES });
+    reference = await localReference('test-job', testJobYaml('reference'), harness.dataDir);
+  });
+
+  after(async () => {
+    await harness?.dispose();
+  });
+
+  async function finish(runDir: string, run: () => Promise<void>, label: string): Promise<void> {
+    try {
+      await run();
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
+    }
+    const records = runRecords(runDir);
+    assertTrainingFinished(records, EPOCHS);
+    assertExactlyOnce(records, EPOCHS, harness.trainImages);
+    assertReplicasAgree(records, EPOCHS, harness.stepsPerEpoch);
+    assertSameWeights(finalRunWeights(runDir), reference, RELATIVE_TOLERANCE, label);
+  }
+
+  it('a worker SIGKILLed mid-step: its share is redone by the other, the job finishes', async () => {
+    const job = harness.writeJob('kill-worker', testJobYaml('kill-worker', { minWorkers: 1, leaseMs: 2000 }));
+    const coordinator = await harness.startCoordinator({ job });
+    const [survivor, victim] = await harness.startWorkers(coordinator.ready.grpc, 2);
+    // Killed right after it returned a share: it is active with the next step's share in hand (or about to
+    // be), so the coordinator must notice the silence and hand that share to the survivor.
+    const [, killedAt] = await victim.child.waitForLine(SHARE_DONE, { what: "the victim's first share", timeoutMs: 120_000 });
+    victim.child.signal('SIGKILL');
+    await finish(coordinator.ready.runDir, () => harness.awaitFinished(coordinator, [survivor]), 'after a worker was killed');
+    const reports = recordsOf(runRecords(coordinator.ready.runDir), 'epoch-report');
+    const redone = reports.reduce((sum, r) => sum + r.redoneMicroBatches, 0);
+    assert.ok(redone > 0, `expected the victim's micro-batches redone (killed after step ${killedAt}); reports: ${JSON.stringify(reports)}`);
+  });
+
+  it('a worker added mid-epoch is admitted at a step boundary with the current weights', async () => {
+    const job = harness.writeJob('join', testJobYaml('join', { minWorkers: 1, leaseMs: 15_000 }));
+    const coordinator = await harness.startCoordinator({ job });
+    const [first] = await harness.startWorkers(coordinator.ready.grpc, 1);
+    const runDir = coordinator.ready.runDir;
+    await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 0 && s.step >= 1), 'step 1 of epoch 0');
+    // Hold the first worker so the epoch cannot end while the second one starts (seconds, under the lease).
+    const held = pause([first.child]);
+    let joiner: WorkerProc;
+    try {
+      joiner = await harness.startWorker(coordinator.ready.grpc, 'worker-2');
+    } finally {
+      held.resume();
+    }
+    await finish(runDir, () => harness.awaitFinished(coordinator, [first, joiner]), 'with a worker added mid-epoch');
+    const hashes = recordsOf(runRecords(runDir), 'replica-hash').filter((h) => 'worker-2' in h.workers);
+    assert.ok(hashes.length > 0, 'worker-2 never reported a weights hash');
+    const joinedAt = hashes[0].globalStep;
+    assert.ok(joinedAt > 1 && joinedAt % harness.stepsPerEpoch !== 0, `worker-2 first computed global step ${joinedAt}, expected mid-epoch`);
+    assert.equal(hashes[0].workers['worker-2'], hashes[0].coordinator, 'the joiner started from the current weights');
+  });
+
+  it('a coordinator SIGKILLed mid-epoch resumes from its checkpoint; the workers reconnect', async () => {
+    const job = harness.writeJob('restart', testJobYaml('restart', { minWorkers: 2, checkpointEverySteps: 2, leaseMs: 10_000 }));
+    // A fixed port: the workers dial the address they know, so the new coordinator must come back there.
+    const port = await harness.freePort();
+    const first = await harness.startCoordinator({ job, port });
+    const runDir = first.ready.runDir;
+    const workers = await harness.startWorkers(first.ready.grpc, 2);
+    await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 0 && s.step >= 3), 'step 3 of epoch 0 (after a checkpoint)');
+    const held = pause(workers.map((w) => w.child));
+    first.child.signal('SIGKILL');
+    await first.child.exited;
+    held.resume();
+    const killedAfter = recordsOf(runRecords(runDir), 'step').length;
+    assert.ok(killedAfter < harness.stepsPerEpoch, `the kill came after epoch 0 ended (${killedAfter} steps recorded)`);
+
+    const second = await harness.startCoordinator({ job, port, runDir });
+    assert.equal(second.ready.runDir, runDir);
+    await finish(runDir, () => harness.awaitFinished(second, workers), 'after a coordinator restart');
+    // The second coordinator's first step continues epoch 0 where the checkpoint left it, not at its start.
+    const steps = recordsOf(runRecords(runDir), 'step');
+    const resumed = steps[killedAfter];
+    assert.ok(resumed.epoch === 0 && resumed.step > 0 && resumed.step <= killedAfter,
+      `expected a mid-epoch resume at or before step ${killedAfter}, the new coordinator began at ${JSON.stringify(resumed)}`);
+  });
+
+  it('nats-server down across the learning-rate change: workers fetch the config over gRPC', async () => {
+    const job = harness.writeJob('bus-outage', testJobYaml('bus-outage', { minWorkers: 2 }));
+    const coordinator = await harness.startCoordinator({ job });
+    const runDir = coordinator.ready.runDir;
+    const workers = await harness.startWorkers(coordinator.ready.grpc, 2);
+    await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 0), 'the first step of epoch 0');
+    // Stop the bus before the epoch 1 boundary (unfreeze + new rate), with the workers held meanwhile.
+    const held = pause(workers.map((w) => w.child));
+    try {
+      await harness.nats.stop();
+    } finally {
+      held.resume();
+    }
+    assert.ok(!recordsOf(runRecords(runDir), 'step').some((s) => s.epoch === 1), 'epoch 1 began before the bus went down');
+    await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 1), 'a step of epoch 1 while the bus is down');
+    await harness.nats.restart();
+    await finish(runDir, () => harness.awaitFinished(coordinator, workers), 'across a bus outage');
+    const fetched = workers.flatMap((w) => w.child.lines().filter((l) => /config v\d+ missed on the bus; fetched over gRPC/.test(l)));
+    assert.ok(fetched.length >= workers.length, `each worker should fetch the missed config over gRPC; saw: ${fetched.join(' | ')}`);
+  });
+});
