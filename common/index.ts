@@ -4,6 +4,7 @@
  */
 export * from './errors';
 export { Rng } from './random';
+export { ProcessState } from './process-state';
 export * from './job';
 export * from './compute';
 export * from './data';

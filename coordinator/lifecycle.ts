@@ -1,3 +1,4 @@
+import { ProcessState } from '../common';
 import { CoordinatorError } from './errors';
 
 /**
@@ -5,14 +6,8 @@ import { CoordinatorError } from './errors';
  * out no new work, lets the step in progress finish within a grace period and checkpoints; `stopped` and
  * `failed` are final.
  */
-export const CoordinatorState = {
-  Starting: 'starting',
-  Running: 'running',
-  Draining: 'draining',
-  Stopped: 'stopped',
-  Failed: 'failed',
-} as const;
-export type CoordinatorState = (typeof CoordinatorState)[keyof typeof CoordinatorState];
+export const CoordinatorState = ProcessState;
+export type CoordinatorState = ProcessState;
 
 const MOVES: Readonly<Record<CoordinatorState, readonly CoordinatorState[]>> = {
   starting: ['running', 'stopped', 'failed'],

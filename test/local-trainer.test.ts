@@ -19,6 +19,7 @@ import {
   type StepEvent,
   type TrainerEvent,
 } from '../common/training';
+import { signalImages } from './support/images';
 
 const NO_AUGMENT = '{ cropPadding: 0, horizontalFlip: false, brightness: 0, contrast: 0, saturation: 0, hue: 0, rotationDeg: 0 }';
 
@@ -30,27 +31,6 @@ data: { augment: ${augment} }
 ${yaml}`);
 }
 
-/**
- * Images whose class is written into them: class c brightens the c-th 8x8 cell of a 4x4 grid, over
- * uniform noise. The tiny backbone (8x8 average pooling, dense) can learn it in a few epochs.
- */
-function signalImages(count: number, seed: number): Cifar10Images {
-  const rng = new Rng(seed);
-  const images = new Uint8Array(count * 3072);
-  const labels = new Uint8Array(count);
-  for (let i = 0; i < count; i++) {
-    const c = i % 10;
-    labels[i] = c;
-    const [cy, cx] = [Math.floor(c / 4), c % 4];
-    for (let y = 0; y < 32; y++) {
-      for (let x = 0; x < 32; x++) {
-        const lit = Math.floor(y / 8) === cy && Math.floor(x / 8) === cx;
-        for (let ch = 0; ch < 3; ch++) images[i * 3072 + (y * 32 + x) * 3 + ch] = (lit ? 120 : 0) + rng.int(120);
-      }
-    }
-  }
-  return { images, labels, count };
-}
 
 /** Hand-built tiny parts (pooling, dense, optional BN and dropout: layers whose gradients wasm has). */
 function tinyParts(spec: JobSpec, seed: number, opts: { bn?: boolean; dropout?: number } = {}): ModelParts {

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../common/compute';
-import { Augmenter, type Cifar10Images } from '../common/data';
+import { Augmenter } from '../common/data';
 import { parseJobSpec } from '../common/job';
 import { buildModel, disposeModelParts, type ModelParts } from '../common/models';
-import { Rng } from '../common/random';
 import {
   applyMovingStatDeltas,
   computeShare,
@@ -13,17 +12,12 @@ import {
   type ShareInput,
   type ShareResult,
 } from '../common/training';
+import { randomImages } from './support/images';
 
 const SPEC = parseJobSpec(
   'model: {architecture: small_cnn, head: seed, headUnits: 8, dropout: 0.3}\ntraining: {epochs: 1, batchSize: 12, microBatchSize: 4}\noptimizer: {learningRate: 0.1}',
 );
 
-function randomImages(count: number, seed: number): Cifar10Images {
-  const rng = new Rng(seed);
-  const images = Uint8Array.from({ length: count * 3072 }, () => rng.int(256));
-  const labels = Uint8Array.from({ length: count }, () => rng.int(10));
-  return { images, labels, count };
-}
 
 /** Largest |a-b| over the largest |b|: the relative error of the equivalence bar. */
 function relativeError(a: tf.Tensor, b: tf.Tensor): number {

@@ -1,3 +1,4 @@
+import { ProcessState } from '../common';
 import { WorkerState } from '../proto';
 import { WorkerStateError } from './errors';
 
@@ -6,14 +7,8 @@ import { WorkerStateError } from './errors';
  * (the step loop), `draining` (finishing the share in progress before leaving), then `stopped` or
  * `failed`, both final.
  */
-export const WorkerLifecycle = {
-  Starting: 'starting',
-  Running: 'running',
-  Draining: 'draining',
-  Stopped: 'stopped',
-  Failed: 'failed',
-} as const;
-export type WorkerLifecycle = (typeof WorkerLifecycle)[keyof typeof WorkerLifecycle];
+export const WorkerLifecycle = ProcessState;
+export type WorkerLifecycle = ProcessState;
 
 const TRANSITIONS: Readonly<Record<WorkerLifecycle, readonly WorkerLifecycle[]>> = {
   starting: ['running', 'draining', 'stopped', 'failed'],

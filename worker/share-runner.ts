@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   type Augmenter,
+  accumulateTensors,
   type ModelParts,
   type ShareInput,
   type ShareResult,
@@ -31,8 +32,8 @@ export async function computeShareStepwise(parts: ModelParts, input: ShareInput,
   try {
     for (const mb of input.microBatches) {
       const part = computeShare(parts, { ...input, microBatches: [mb] });
-      addInto(acc.grads, part.grads);
-      addInto(acc.movingStatDeltas, part.movingStatDeltas);
+      accumulateTensors(acc.grads, part.grads);
+      accumulateTensors(acc.movingStatDeltas, part.movingStatDeltas);
       acc.microBatches += part.microBatches;
       acc.lossSum += part.lossSum;
       acc.correctTop1 += part.correctTop1;
@@ -156,17 +157,4 @@ export function gradientMessages(workerId: string, share: ComputedShare, maxMess
 /** Copies tensors out of tfjs (the caller disposes them). */
 function toWire(tensors: ReadonlyMap<string, tf.Tensor>): WireTensor[] {
   return [...tensors].map(([name, t]) => ({ name, dtype: 'float32', shape: [...t.shape], data: t.dataSync() as Float32Array }));
-}
-
-/** Adds `part` into `acc` key by key, taking ownership of `part`'s tensors (as computeShare does). */
-function addInto(acc: Map<string, tf.Tensor>, part: Map<string, tf.Tensor>): void {
-  for (const [key, t] of part) {
-    const prev = acc.get(key);
-    if (prev === undefined) {
-      acc.set(key, t);
-    } else {
-      acc.set(key, tf.add(prev, t));
-      tf.dispose([prev, t]);
-    }
-  }
 }

@@ -44,7 +44,7 @@ export { type Optimizer, type OptimizerState, type VariableOptimizerState, creat
 export { SlotOptimizer, type UpdateResult } from './optimizer-base';
 export { type PlateauDecision, type PlateauState, ReduceLrOnPlateau } from './reduce-lr-on-plateau';
 export { SgdOptimizer, type SgdOptions } from './sgd';
-export { applyMovingStatDeltas, computeShare, movingStatistics, type ShareInput, type ShareResult } from './share';
+export { addInto as accumulateTensors, applyMovingStatDeltas, computeShare, movingStatistics, type ShareInput, type ShareResult } from './share';
 export {
   type ComputeGradientsOptions,
   type GradientResult,

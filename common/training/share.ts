@@ -124,8 +124,11 @@ function microBatchGradients(
   }
 }
 
-/** Adds `part` into `acc` key by key, taking ownership of `part`'s tensors. */
-function addInto(acc: Map<string, tf.Tensor>, part: Map<string, tf.Tensor>): void {
+/**
+ * Adds `part` into `acc` key by key, taking ownership of `part`'s tensors; the order of calls is the order
+ * of summation, which is what keeps shares of a step bit-reproducible.
+ */
+export function addInto(acc: Map<string, tf.Tensor>, part: Map<string, tf.Tensor>): void {
   for (const [key, t] of part) {
     const prev = acc.get(key);
     if (prev === undefined) {

@@ -4,32 +4,13 @@
  */
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { type Cifar10Images, encodeCifar10Records, loadTrainVal } from '../../common/data';
+import { encodeCifar10Records, loadTrainVal } from '../../common/data';
 import { parseJobSpec } from '../../common/job';
-import { Rng } from '../../common/random';
 import { stepsPerEpoch } from '../../common/training';
+import { signalImages } from './images';
 
-/**
- * Images whose class is drawn into them (class c brightens the c-th 8x8 cell of a 4x4 grid) over uniform
- * noise, labels cycling through the 10 classes.
- */
-export function signalImages(count: number, seed: number): Cifar10Images {
-  const rng = new Rng(seed);
-  const images = new Uint8Array(count * 3072);
-  const labels = new Uint8Array(count);
-  for (let i = 0; i < count; i++) {
-    const c = i % 10;
-    labels[i] = c;
-    const [cy, cx] = [Math.floor(c / 4), c % 4];
-    for (let y = 0; y < 32; y++) {
-      for (let x = 0; x < 32; x++) {
-        const lit = Math.floor(y / 8) === cy && Math.floor(x / 8) === cx;
-        for (let ch = 0; ch < 3; ch++) images[i * 3072 + (y * 32 + x) * 3 + ch] = (lit ? 120 : 0) + rng.int(120);
-      }
-    }
-  }
-  return { images, labels, count };
-}
+export { signalImages };
+
 
 /** Writes `count` signal images as `data_batch_1.bin` (the official binary format) into `dir`. */
 export function writeSignalCifar(dir: string, count: number, seed: number): void {
