@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages test lint demo demo-local compare-pretrained bench bench-compute bench-exchange proto
+.PHONY: install deb-packages test lint demo demo-local compare-pretrained bench bench-compute bench-exchange bench-scaling proto
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # and fonts so the PNG curves carry readable text.
@@ -56,8 +56,14 @@ bench-compute: install
 bench-exchange: install
 	$(NODE_TS) bench/exchange.ts
 
+## bench-scaling: end-to-end samples/s with 1 and 2 workers against one process, and the coordinator's
+## overhead per step with near-empty gradients (real nats-server, coordinator and worker processes).
+bench-scaling: install
+	@scripts/ensure-deb.sh nats-server:nats-server
+	$(NODE_TS) bench/scaling.ts
+
 ## bench: every benchmark; each prints `name key=value ...` lines.
-bench: bench-compute bench-exchange
+bench: bench-compute bench-exchange bench-scaling
 
 ## proto: regenerate the ts-proto code in proto/generated from proto/*.proto.
 proto: install

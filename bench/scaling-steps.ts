@@ -1,0 +1,119 @@
+import { existsSync, type FSWatcher, openSync, closeSync, readSync, fstatSync, watch } from 'node:fs';
+import * as path from 'node:path';
+import { decodeMetricsLine, RUN_FILES } from '../common';
+
+/** How often the file is read when no change notification arrives (a fallback; inotify is the fast path). */
+const POLL_MS = 25;
+
+/** When a step record appeared in a run's metrics.jsonl, by global step. */
+export interface StepArrival {
+  globalStep: number;
+  /** `performance.now()` when the bench read the record. */
+  atMs: number;
+}
+
+interface Waiter {
+  globalStep: number;
+  resolve: (arrival: StepArrival) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Follows a run directory's `metrics.jsonl` as the trainer appends to it and notes the moment each step
+ * record appears. Every trainer (local or coordinator) appends a step's record right after applying its
+ * update, so the time between two records is the wall time of the steps between them, whatever the
+ * process layout: one clock for the local reference and for the distributed runs alike. The records
+ * themselves carry no timestamps, hence this clock in the reading process (a file change notification
+ * plus a 25 ms poll; the error is a few ms at each end of a window spanning seconds).
+ */
+export class StepClock {
+  private readonly file: string;
+  private readonly arrivals = new Map<number, StepArrival>();
+  private readonly waiters = new Set<Waiter>();
+  private fd: number | undefined;
+  private offset = 0;
+  private partial = '';
+  private watcher: FSWatcher | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(runDir: string) {
+    this.file = path.join(runDir, RUN_FILES.metrics);
+    try {
+      // Watch the folder: the file may not exist before the first record.
+      this.watcher = watch(runDir, () => this.read());
+    } catch {
+      this.watcher = undefined;
+    }
+    this.timer = setInterval(() => this.read(), POLL_MS);
+    this.read();
+  }
+
+  /** The arrival of `globalStep`'s record, once it is there; rejects after `timeoutMs`. */
+  waitFor(globalStep: number, timeoutMs: number): Promise<StepArrival> {
+    this.read();
+    const seen = this.arrivals.get(globalStep);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        globalStep,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters.delete(waiter);
+          reject(new Error(`no step record for global step ${globalStep} in ${this.file} within ${timeoutMs} ms ` +
+            `(last seen: ${this.lastStep() ?? 'none'})`));
+        }, timeoutMs),
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** The highest global step recorded so far. */
+  lastStep(): number | undefined {
+    return this.arrivals.size === 0 ? undefined : Math.max(...this.arrivals.keys());
+  }
+
+  /** Stops following the file and fails the pending waits. */
+  close(): void {
+    clearInterval(this.timer);
+    this.watcher?.close();
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+    for (const w of this.waiters) {
+      clearTimeout(w.timer);
+      w.reject(new Error(`stopped following ${this.file} before global step ${w.globalStep}`));
+    }
+    this.waiters.clear();
+  }
+
+  private read(): void {
+    const now = performance.now();
+    if (this.fd === undefined) {
+      if (!existsSync(this.file)) return;
+      this.fd = openSync(this.file, 'r');
+    }
+    const size = fstatSync(this.fd).size;
+    if (size <= this.offset) return;
+    const buffer = Buffer.alloc(size - this.offset);
+    const got = readSync(this.fd, buffer, 0, buffer.length, this.offset);
+    this.offset += got;
+    const lines = (this.partial + buffer.toString('utf8', 0, got)).split('\n');
+    this.partial = lines.pop() ?? '';
+    for (const line of lines) this.onRecord(line, now);
+  }
+
+  private onRecord(line: string, atMs: number): void {
+    if (!line.includes('"type":"step"')) return;
+    const record = decodeMetricsLine(line);
+    if (record.type !== 'step' || this.arrivals.has(record.globalStep)) return;
+    const arrival = { globalStep: record.globalStep, atMs };
+    this.arrivals.set(record.globalStep, arrival);
+    for (const w of [...this.waiters]) {
+      if (w.globalStep !== record.globalStep) continue;
+      clearTimeout(w.timer);
+      this.waiters.delete(w);
+      w.resolve(arrival);
+    }
+  }
+}
