@@ -192,6 +192,15 @@ describe('cifar10-download', () => {
       assert.equal(hits.get('/cifar.tar.gz'), before + 1);
     });
 
+    it('says how to use a local copy when the download fails', async () => {
+      await assert.rejects(resolveCifar10Dir({ env: {}, cacheDir, url: `${base}/missing.tar.gz`, md5, ...quiet() }), (err: unknown) => {
+        assert.ok(err instanceof DownloadError);
+        assert.equal(err.status, 404);
+        assert.match(err.message, /HTTP 404.*; to use a local copy instead, set CIFAR10_DIR or data\.dir/);
+        return true;
+      });
+    });
+
     it('says how to point at a local copy when downloading is off', async () => {
       await assert.rejects(resolveCifar10Dir({ env: {}, cacheDir, download: false }), (err: unknown) => {
         assert.ok(err instanceof DatasetError);

@@ -94,7 +94,14 @@ export async function resolveCifar10Dir(options: ResolveCifar10Options = {}): Pr
         'e.g. ../shared/data/cifar10-subset), or allow the download.',
     );
   }
-  return downloadCifar10({ ...options, cacheDir });
+  try {
+    return await downloadCifar10({ ...options, cacheDir });
+  } catch (err) {
+    if (!(err instanceof DownloadError) || err instanceof ChecksumError) throw err;
+    // Say how to avoid the download, not only why it failed (an offline machine is the common case).
+    throw new DownloadError(err.url, `${err.message}; to use a local copy instead, set CIFAR10_DIR or data.dir (or pass --data DIR)`,
+      { cause: err, status: err.status });
+  }
 }
 
 /**
