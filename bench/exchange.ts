@@ -3,12 +3,14 @@
  * (PushGradients, chunked), the server (this process) reassembles and validates each, averages them
  * weighted by sample count, and every worker pulls the average back (PullStep) and reassembles it.
  * The figure is the wall time of one whole exchange, from the "go" to the last worker holding the
- * average, median of 7 after 2 warm-ups.
+ * average, median of 7 after 2 warm-ups. `--transport tcp` does the same exchange over the prototype
+ * TensorChannel (one length-prefixed frame each way per worker over plain TCP) instead of gRPC.
  *
- *   node --import tsx bench/exchange.ts [--workers 2,4] [--floats 2162880] [--chunk-bytes 1048576]
+ *   node --import tsx bench/exchange.ts [--workers 2,4] [--floats 2162880] [--chunk-bytes 1048576] [--transport grpc|tcp]
  *
- * Prints `bench-exchange workers=2 floats=2162880 ms=12.3` per worker count (then a `#` line with the
- * fastest exchange and the CPU time of all processes per exchange). For comparison,
+ * Prints `bench-exchange workers=2 floats=2162880 ms=12.3` per worker count (with tcp:
+ * `bench-exchange transport=tcp workers=2 …`), then a `#` line with the fastest exchange and the CPU
+ * time of all processes per exchange. For comparison,
  * ../shared/peers/gloo_allreduce.py times a PyTorch gloo allreduce of the same size.
  * BENCH_DEBUG=1 prints each worker's push / wait / pull times; NODE_OPTIONS (--cpu-prof, --trace-gc)
  * reaches the worker processes too.
@@ -18,10 +20,14 @@ import { once } from 'node:events';
 import {
   COORDINATOR_SERVICE,
   DEFAULT_MAX_MESSAGE_BYTES,
+  StreamClosedError,
   TensorAssembler,
+  TensorChannelServer,
   WireTensor,
+  WireTensorSpec,
   clientStreamCall,
   clientStreamHandler,
+  connectTensorChannel,
   createCoordinatorClient,
   encodeTensor,
   serverStreamCall,
@@ -30,6 +36,7 @@ import {
   specOf,
   specToProto,
   startGrpcServer,
+  startTensorChannelServer,
 } from '../common';
 import {
   CoordinatorServer,
@@ -50,10 +57,14 @@ const DEADLINE_MS = 60_000;
 type ToWorker = { type: 'go'; step: number } | { type: 'exit' };
 type FromWorker = { type: 'ready' } | { type: 'done'; step: number; checksum: number; cpuMs: number };
 
+const TRANSPORTS = ['grpc', 'tcp'] as const;
+type Transport = (typeof TRANSPORTS)[number];
+
 interface Args {
   workers: number[];
   floats: number;
   chunkBytes: number;
+  transport: Transport;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -65,7 +76,13 @@ function parseArgs(argv: string[]): Args {
     workers: (get('--workers') ?? '2,4').split(',').map(Number),
     floats: Number(get('--floats') ?? 2_162_880),
     chunkBytes: Number(get('--chunk-bytes') ?? 1024 * 1024),
+    transport: parseTransport(get('--transport') ?? 'grpc'),
   };
+}
+
+function parseTransport(value: string): Transport {
+  if (!(TRANSPORTS as readonly string[]).includes(value)) throw new Error(`--transport: expected grpc or tcp, got '${value}'`);
+  return value as Transport;
 }
 
 /** Worker `rank`'s gradient sum: deterministic, so the bench can check the average it gets back. */
@@ -202,6 +219,71 @@ class Averager {
   }
 }
 
+/**
+ * The tcp server side: accepts W channels, then per step receives every push (each into its own warm
+ * buffer), averages in arrival order exactly as the gRPC Averager does, and sends the average back on
+ * every channel. Returns once the workers close their channels.
+ */
+async function serveTcp(server: TensorChannelServer, world: number, floats: number): Promise<void> {
+  const channels = await Promise.all(Array.from({ length: world }, () => server.accept()));
+  const scratch = channels.map(() => new Float32Array(floats));
+  const sum = new Float32Array(floats);
+  const expected: WireTensorSpec[] = [{ name: GRAD_NAME, dtype: 'float32', shape: [floats] }];
+  const average: WireTensor = { ...expected[0], data: sum };
+  try {
+    for (;;) {
+      sum.fill(0);
+      let samples = 0;
+      let pushes = 0;
+      let step = 0;
+      await Promise.all(channels.map(async (ch, i) => {
+        const frame = await ch.receive({ expected, into: () => scratch[i] });
+        samples += Number(frame.meta.samples);
+        step = Number(frame.meta.step);
+        if (++pushes < world) addInto(sum, scratch[i]);
+        else addAndScale(sum, scratch[i], 1 / samples);
+      }));
+      await Promise.all(channels.map((ch) => ch.send([average], { step })));
+    }
+  } catch (err) {
+    if (!(err instanceof StreamClosedError)) throw err;
+  } finally {
+    await Promise.all(channels.map((ch) => ch.close()));
+  }
+}
+
+async function runTcpWorker(target: string, rank: number, floats: number): Promise<void> {
+  const [host, port] = target.split(':');
+  const channel = await connectTensorChannel(host, Number(port));
+  const grad = gradientOf(rank, floats);
+  const average = new Float32Array(floats);
+  const tensor: WireTensor = { name: GRAD_NAME, dtype: 'float32', shape: [floats], data: grad };
+  const expected: WireTensorSpec[] = [specOf(tensor)];
+  const send = (m: FromWorker): void => void process.send?.(m);
+  process.on('message', (m: ToWorker) => {
+    if (m.type === 'exit') {
+      void channel.close().then(() => process.disconnect());
+      return;
+    }
+    const step = m.step;
+    void (async () => {
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      await channel.send([tensor], { step, samples: samplesOf(rank) });
+      const t1 = performance.now();
+      const frame = await channel.receive({ expected, into: () => average, timeoutMs: DEADLINE_MS });
+      if (process.env.BENCH_DEBUG) console.error(`w${rank} step ${step}: push ${(t1 - t0).toFixed(1)} wait+pull ${(performance.now() - t1).toFixed(1)}`);
+      const avg = frame.tensors.get(GRAD_NAME)?.data as Float32Array;
+      const cpu = process.cpuUsage(cpu0);
+      send({ type: 'done', step, checksum: checksum(avg), cpuMs: (cpu.user + cpu.system) / 1000 });
+    })().catch((err: unknown) => {
+      console.error(`worker ${rank}:`, err);
+      process.exit(1);
+    });
+  });
+  send({ type: 'ready' });
+}
+
 async function runWorker(target: string, rank: number, floats: number, chunkBytes: number): Promise<void> {
   const client = createCoordinatorClient({ target });
   const grad = gradientOf(rank, floats);
@@ -257,9 +339,30 @@ interface ExchangeTimes {
   cpuMs: number;
 }
 
-async function benchWorld(world: number, floats: number, chunkBytes: number): Promise<ExchangeTimes> {
-  const averager = new Averager(world, floats, chunkBytes);
-  const server = await startGrpcServer([{ definition: COORDINATOR_SERVICE, implementation: averager.implementation() as CoordinatorServer }]);
+/** The server side of one transport: where workers connect, and how to stop it. */
+interface ExchangeServer {
+  address: string;
+  shutdown(): Promise<void>;
+}
+
+async function startServer(transport: Transport, world: number, floats: number, chunkBytes: number): Promise<ExchangeServer> {
+  if (transport === 'grpc') {
+    const averager = new Averager(world, floats, chunkBytes);
+    const server = await startGrpcServer([{ definition: COORDINATOR_SERVICE, implementation: averager.implementation() as CoordinatorServer }]);
+    return { address: server.address, shutdown: () => server.shutdown(1000) };
+  }
+  const server = await startTensorChannelServer('127.0.0.1', 0, { maxTotalBytes: floats * 4 });
+  // Not awaited on shutdown: it never settles if a worker died before connecting. A validation error
+  // also fails the workers (their channel closes), which fails the bench.
+  serveTcp(server, world, floats).catch((err: unknown) => {
+    console.error('tcp server:', err);
+    process.exitCode = 1;
+  });
+  return { address: `127.0.0.1:${server.port}`, shutdown: () => server.close() };
+}
+
+async function benchWorld(transport: Transport, world: number, floats: number, chunkBytes: number): Promise<ExchangeTimes> {
+  const server = await startServer(transport, world, floats, chunkBytes);
   const expected = new Float32Array(floats);
   let total = 0;
   for (let r = 0; r < world; r++) {
@@ -272,7 +375,7 @@ async function benchWorld(world: number, floats: number, chunkBytes: number): Pr
 
   const children: ChildProcess[] = [];
   for (let r = 0; r < world; r++) {
-    children.push(fork(__filename, ['--worker', server.address, String(r), String(floats), String(chunkBytes)], { execArgv: ['--import', 'tsx'] }));
+    children.push(fork(__filename, ['--worker', transport, server.address, String(r), String(floats), String(chunkBytes)], { execArgv: ['--import', 'tsx'] }));
   }
   try {
     await Promise.all(children.map((c) => once(c, 'message')));
@@ -306,22 +409,25 @@ async function benchWorld(world: number, floats: number, chunkBytes: number): Pr
   } finally {
     for (const c of children) if (c.connected) c.send({ type: 'exit' } satisfies ToWorker);
     await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined)));
-    await server.shutdown(1000);
+    await server.shutdown();
   }
 }
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv[0] === '--worker') {
-    await runWorker(argv[1], Number(argv[2]), Number(argv[3]), Number(argv[4]));
+    if (argv[1] === 'tcp') await runTcpWorker(argv[2], Number(argv[3]), Number(argv[4]));
+    else await runWorker(argv[2], Number(argv[3]), Number(argv[4]), Number(argv[5]));
     return;
   }
   const args = parseArgs(argv);
   for (const w of args.workers) {
-    const t = await benchWorld(w, args.floats, args.chunkBytes);
-    console.log(`bench-exchange workers=${w} floats=${args.floats} ms=${t.wallMs.toFixed(1)}`);
+    const t = await benchWorld(args.transport, w, args.floats, args.chunkBytes);
+    const label = args.transport === 'grpc' ? '' : `transport=${args.transport} `;
+    console.log(`bench-exchange ${label}workers=${w} floats=${args.floats} ms=${t.wallMs.toFixed(1)}`);
     // Wall time swings with whatever else the machine runs; CPU time of all processes does much less.
-    console.log(`#   min ${t.minWallMs.toFixed(1)} ms, cpu ${t.cpuMs.toFixed(1)} ms (server + workers), chunk ${args.chunkBytes} bytes`);
+    const framing = args.transport === 'grpc' ? `chunk ${args.chunkBytes} bytes` : 'one frame per tensor set';
+    console.log(`#   min ${t.minWallMs.toFixed(1)} ms, cpu ${t.cpuMs.toFixed(1)} ms (server + workers), ${framing}`);
   }
 }
 

@@ -54,5 +54,9 @@ export type { GrpcServerOptions, RunningGrpcServer, ServiceBinding } from './grp
 export { createCoordinatorClient, deadlineAfter, unaryCall, serverStreamCall, clientStreamCall } from './grpc-client';
 export type { GrpcClientOptions, RpcCallOptions } from './grpc-client';
 export { writeAll, StreamClosedError } from './stream-io';
+export { TensorChannel, connectTensorChannel, startTensorChannelServer } from './tensor-channel';
+export type { TensorChannelOptions, ReceiveOptions, ReceivedFrame, TensorChannelServer } from './tensor-channel';
+export { FRAME_MAGIC, FRAME_PREFIX_BYTES, DEFAULT_MAX_FRAME_HEADER_BYTES, encodeFrameHeader } from './tensor-channel-frame';
+export type { FrameMeta } from './tensor-channel-frame';
 /** gRPC status codes, re-exported so callers compare `err.code === GrpcStatus.UNAVAILABLE` without grpc-js. */
 export { status as GrpcStatus } from '@grpc/grpc-js';
