@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { once } from 'node:events';
-import { Rng } from '../common/random';
 import {
   MessageTooLargeError,
   NonFiniteValueError,
@@ -16,20 +15,8 @@ import {
   encodeFrameHeader,
   startTensorChannelServer,
 } from '../common/wire';
+import { bitsEqual, trickyFloats } from './support/floats';
 
-/** Float32 values that a careless codec (a JSON detour, float64 rounding, sign loss) would change. */
-function trickyFloats(n: number, seed: number): Float32Array {
-  const rng = new Rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng.uniform(-1e3, 1e3);
-  const specials = [-0, 1.4e-45, -1.4e-45, 1.1754942e-38, 3.4028235e38, -3.4028235e38, 0.1, 1 / 3];
-  specials.forEach((v, i) => (out[(i * 7919) % n] = v));
-  return out;
-}
-
-function bitsEqual(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
 
 /** Rejects after `ms`, so a test that would hang fails with a message instead. */
 function within<T>(ms: number, p: Promise<T>): Promise<T> {

@@ -13,20 +13,8 @@ import {
   specOf,
 } from '../common/wire';
 import { byteSwapInPlace } from '../common/wire/tensor-codec';
+import { bitsEqual, trickyFloats } from './support/floats';
 
-/** Float32 values that a careless codec (a JSON detour, float64 rounding, sign loss) would change. */
-function trickyFloats(n: number, seed: number): Float32Array {
-  const rng = new Rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng.uniform(-1e3, 1e3);
-  const specials = [-0, 1.4e-45, -1.4e-45, 1.1754942e-38, 3.4028235e38, -3.4028235e38, 0.1, 1 / 3];
-  specials.forEach((v, i) => (out[(i * 7919) % n] = v));
-  return out;
-}
-
-function bitsEqual(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
 
 function shuffled<T>(items: T[], seed: number): T[] {
   const perm = new Rng(seed).permutation(items.length);
