@@ -252,79 +252,72 @@ async function serveTcp(server: TensorChannelServer, world: number, floats: numb
   }
 }
 
-async function runTcpWorker(target: string, rank: number, floats: number): Promise<void> {
-  const [host, port] = target.split(':');
-  const channel = await connectTensorChannel(host, Number(port));
-  const grad = gradientOf(rank, floats);
-  const average = new Float32Array(floats);
-  const tensor: WireTensor = { name: GRAD_NAME, dtype: 'float32', shape: [floats], data: grad };
-  const expected: WireTensorSpec[] = [specOf(tensor)];
+/**
+ * The worker side of the bench, whatever the transport: on each "go" from the parent it runs one exchange
+ * (push its gradient, pull the average into `average`) and reports the checksum and CPU time; on "exit" it
+ * closes the transport and disconnects.
+ */
+function serveExchanges(exchange: (step: number) => Promise<Float32Array>, close: () => Promise<void>): void {
   const send = (m: FromWorker): void => void process.send?.(m);
   process.on('message', (m: ToWorker) => {
     if (m.type === 'exit') {
-      void channel.close().then(() => process.disconnect());
+      void close().then(() => process.disconnect());
       return;
     }
-    const step = m.step;
-    void (async () => {
-      const cpu0 = process.cpuUsage();
-      const t0 = performance.now();
-      await channel.send([tensor], { step, samples: samplesOf(rank) });
-      const t1 = performance.now();
-      const frame = await channel.receive({ expected, into: () => average, timeoutMs: DEADLINE_MS });
-      if (process.env.BENCH_DEBUG) console.error(`w${rank} step ${step}: push ${(t1 - t0).toFixed(1)} wait+pull ${(performance.now() - t1).toFixed(1)}`);
-      const avg = frame.tensors.get(GRAD_NAME)?.data as Float32Array;
-      const cpu = process.cpuUsage(cpu0);
-      send({ type: 'done', step, checksum: checksum(avg), cpuMs: (cpu.user + cpu.system) / 1000 });
-    })().catch((err: unknown) => {
-      console.error(`worker ${rank}:`, err);
-      process.exit(1);
-    });
+    const cpu0 = process.cpuUsage();
+    exchange(m.step)
+      .then((avg) => {
+        const cpu = process.cpuUsage(cpu0);
+        send({ type: 'done', step: m.step, checksum: checksum(avg), cpuMs: (cpu.user + cpu.system) / 1000 });
+      })
+      .catch((err: unknown) => {
+        console.error('worker:', err);
+        process.exit(1);
+      });
   });
   send({ type: 'ready' });
 }
 
+async function runTcpWorker(target: string, rank: number, floats: number): Promise<void> {
+  const [host, port] = target.split(':');
+  const channel = await connectTensorChannel(host, Number(port));
+  const average = new Float32Array(floats);
+  const tensor: WireTensor = { name: GRAD_NAME, dtype: 'float32', shape: [floats], data: gradientOf(rank, floats) };
+  const expected: WireTensorSpec[] = [specOf(tensor)];
+  serveExchanges(async (step) => {
+    const t0 = performance.now();
+    await channel.send([tensor], { step, samples: samplesOf(rank) });
+    const t1 = performance.now();
+    const frame = await channel.receive({ expected, into: () => average, timeoutMs: DEADLINE_MS });
+    if (process.env.BENCH_DEBUG) console.error(`w${rank} step ${step}: push ${(t1 - t0).toFixed(1)} wait+pull ${(performance.now() - t1).toFixed(1)}`);
+    return frame.tensors.get(GRAD_NAME)?.data as Float32Array;
+  }, () => channel.close());
+}
+
 async function runWorker(target: string, rank: number, floats: number, chunkBytes: number): Promise<void> {
   const client = createCoordinatorClient({ target });
-  const grad = gradientOf(rank, floats);
   const average = new Float32Array(floats);
-  const tensor: WireTensor = { name: GRAD_NAME, dtype: 'float32', shape: [floats], data: grad };
-  const send = (m: FromWorker): void => void process.send?.(m);
-  process.on('message', (m: ToWorker) => {
-    if (m.type === 'exit') {
-      client.close();
-      process.disconnect();
-      return;
+  const tensor: WireTensor = { name: GRAD_NAME, dtype: 'float32', shape: [floats], data: gradientOf(rank, floats) };
+  serveExchanges(async (step) => {
+    function* messages(): Generator<PushGradientsRequest> {
+      yield { payload: { $case: 'header', header: { workerId: `w${rank}`, globalStep: step, configVersion: 1, sampleCount: samplesOf(rank), lossSum: 0, correctCount: 0, correctTop5: 0, microBatchIds: [rank], tensors: [specToProto(specOf(tensor))], statDeltas: [], weightsHash: '', weightsVersion: 0 } } };
+      for (const chunk of encodeTensor(tensor, { chunkBytes })) yield { payload: { $case: 'chunk', chunk } };
     }
-    const step = m.step;
-    void (async () => {
-      function* messages(): Generator<PushGradientsRequest> {
-        yield { payload: { $case: 'header', header: { workerId: `w${rank}`, globalStep: step, configVersion: 1, sampleCount: samplesOf(rank), lossSum: 0, correctCount: 0, correctTop5: 0, microBatchIds: [rank], tensors: [specToProto(specOf(tensor))], statDeltas: [], weightsHash: '', weightsVersion: 0 } } };
-        for (const chunk of encodeTensor(tensor, { chunkBytes })) yield { payload: { $case: 'chunk', chunk } };
-      }
-      const cpu0 = process.cpuUsage();
-      const t0 = performance.now();
-      await clientStreamCall('Coordinator/PushGradients', { deadlineMs: DEADLINE_MS }, messages(), (md, o, cb) => client.pushGradients(md, o, cb));
-      const t1 = performance.now();
-      let t2 = 0;
-      let asm: TensorAssembler | undefined;
-      for await (const msg of serverStreamCall('Coordinator/PullStep', { deadlineMs: DEADLINE_MS }, (md, o) =>
-        client.pullStep({ workerId: `w${rank}`, lastCompletedStep: step, configVersion: 1, maxWaitMs: DEADLINE_MS, weightsVersion: 0 }, md, o))) {
-        if (msg.payload?.$case === 'assignment') {
-          t2 = performance.now();
-          asm = new TensorAssembler({ expected: msg.payload.assignment.updateTensors.map(specFromProto), into: () => average });
-        } else if (msg.payload?.$case === 'chunk') asm?.add(msg.payload.chunk);
-      }
-      if (process.env.BENCH_DEBUG) console.error(`w${rank} step ${step}: push ${(t1 - t0).toFixed(1)} wait ${(t2 - t1).toFixed(1)} pull ${(performance.now() - t2).toFixed(1)}`);
-      const avg = (asm as TensorAssembler).finish().get(GRAD_NAME)?.data as Float32Array;
-      const cpu = process.cpuUsage(cpu0);
-      send({ type: 'done', step, checksum: checksum(avg), cpuMs: (cpu.user + cpu.system) / 1000 });
-    })().catch((err: unknown) => {
-      console.error(`worker ${rank}:`, err);
-      process.exit(1);
-    });
-  });
-  send({ type: 'ready' });
+    const t0 = performance.now();
+    await clientStreamCall('Coordinator/PushGradients', { deadlineMs: DEADLINE_MS }, messages(), (md, o, cb) => client.pushGradients(md, o, cb));
+    const t1 = performance.now();
+    let t2 = 0;
+    let asm: TensorAssembler | undefined;
+    for await (const msg of serverStreamCall('Coordinator/PullStep', { deadlineMs: DEADLINE_MS }, (md, o) =>
+      client.pullStep({ workerId: `w${rank}`, lastCompletedStep: step, configVersion: 1, maxWaitMs: DEADLINE_MS, weightsVersion: 0 }, md, o))) {
+      if (msg.payload?.$case === 'assignment') {
+        t2 = performance.now();
+        asm = new TensorAssembler({ expected: msg.payload.assignment.updateTensors.map(specFromProto), into: () => average });
+      } else if (msg.payload?.$case === 'chunk') asm?.add(msg.payload.chunk);
+    }
+    if (process.env.BENCH_DEBUG) console.error(`w${rank} step ${step}: push ${(t1 - t0).toFixed(1)} wait ${(t2 - t1).toFixed(1)} pull ${(performance.now() - t2).toFixed(1)}`);
+    return (asm as TensorAssembler).finish().get(GRAD_NAME)?.data as Float32Array;
+  }, async () => client.close());
 }
 
 function median(xs: number[]): number {
