@@ -52,9 +52,11 @@ compare-pretrained: install
 bench-compute: install
 	$(NODE_TS) bench/compute.ts
 
-## bench-exchange: time to average a 2.16M-float gradient across 2 and 4 worker processes over gRPC.
+## bench-exchange: time to average a 2.16M-float gradient across 2 and 4 worker processes: the ring
+## allreduce the jobs use (the coordinator a ring member), then the parameter-server exchange over gRPC.
 bench-exchange: install
-	$(NODE_TS) bench/exchange.ts
+	$(NODE_TS) bench/exchange.ts --transport ring
+	$(NODE_TS) bench/exchange.ts --transport grpc
 
 ## bench-scaling: end-to-end samples/s with 1 and 2 workers against one process, and the coordinator's
 ## overhead per step with near-empty gradients (real nats-server, coordinator and worker processes).

@@ -37,6 +37,8 @@ export function coordinatorCommand(): Command {
     .option('--runs-dir <dir>', 'parent folder of new run directories (default: output.runsDir)')
     .option('--host <address>', 'address the gRPC server binds (0.0.0.0 to accept other hosts)', '127.0.0.1')
     .option('--port <port>', 'gRPC port (0: any free port)', parsePort, 0)
+    .option('--data-port <port>', 'port of the allreduce data plane (0: any free port)', parsePort, 0)
+    .option('--advertise-host <host>', 'host workers reach the data plane at (default: --host; a pod IP or Service name in a cluster)')
     .option('--metrics-host <address>', 'address /metrics binds (default: --host)')
     .option('--metrics-port <port>', 'port of /metrics (0: any free port)', parsePort, 0)
     .option('--nats <url>', 'NATS server to publish job events on (default: no bus)')
@@ -53,6 +55,8 @@ export function coordinatorCommand(): Command {
         runsDir: opts.runsDir,
         host: opts.host,
         port: opts.port,
+        dataPort: opts.dataPort,
+        advertiseHost: opts.advertiseHost,
         metricsHost: opts.metricsHost,
         metricsPort: opts.metricsPort,
         natsUrl: opts.nats,

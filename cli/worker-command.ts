@@ -28,6 +28,9 @@ export function workerCommand(): Command {
     .option('--id <name>', 'worker id to ask for (default: <hostname>-<pid>)')
     .option('--metrics-port <port>', 'port of /metrics (0: any free port)', parsePort, 0)
     .option('--metrics-host <address>', 'address /metrics binds (0.0.0.0 to be scraped from other hosts)', '127.0.0.1')
+    .option('--data-host <address>', 'address the allreduce data plane binds (0.0.0.0 in a pod)', '127.0.0.1')
+    .option('--data-port <port>', 'port of the allreduce data plane (0: any free port)', parsePort, 0)
+    .option('--advertise-host <host>', 'host the other ring members reach this worker at (default: --data-host; the pod IP in a pod)')
     .addOption(
       new Option('--retry-limit <seconds>', 'give up when the coordinator stays unreachable this long')
         .argParser(parseSeconds)
@@ -46,6 +49,9 @@ export function workerCommand(): Command {
           id: opts.id,
           metricsPort: opts.metricsPort,
           metricsHost: opts.metricsHost,
+          dataHost: opts.dataHost,
+          dataPort: opts.dataPort,
+          advertiseHost: opts.advertiseHost,
           backend: opts.backend as BackendPreference,
           retryLimitMs: Math.round(opts.retryLimit * 1000),
           shutdownGraceMs: Math.round(opts.shutdownGrace * 1000),

@@ -13,5 +13,6 @@ export * from './training';
 export * from './reporting';
 export * from './recording';
 export * from './wire';
+export * from './collective';
 export * from './bus';
 export * from './telemetry';

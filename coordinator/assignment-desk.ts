@@ -5,11 +5,12 @@ import type { JobContext, WorkerSession } from './job-context';
 import { CoordinatorState } from './lifecycle';
 import { type WorkerRecord, WorkerState } from './membership';
 import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
+import type { ReduceOrder } from './reduction';
 import type { Handout } from './share-collector';
 import { tensorBytes, UpdateKind, type UpdatePayload } from './update-payload';
 
 /** What a worker is told to do next. */
-export const AssignmentKind = { Train: 'train', Eval: 'eval', Wait: 'wait', Stop: 'stop' } as const;
+export const AssignmentKind = { Train: 'train', Eval: 'eval', Wait: 'wait', Stop: 'stop', Reduce: 'reduce' } as const;
 export type AssignmentKind = (typeof AssignmentKind)[keyof typeof AssignmentKind];
 
 /** A PullStep answer in domain terms; coordinator-service turns it into proto messages. */
@@ -30,6 +31,8 @@ export interface Assignment {
   waitReason: string;
   /** The worker's negotiated message limit: update tensors are cut into chunks below it. */
   maxMessageBytes: number;
+  /** Present with kind `reduce`. */
+  reduce?: ReduceOrder;
 }
 
 /** What a worker says when it pulls. */
@@ -44,7 +47,7 @@ export interface PullRequest {
 /** Pull again at once after a long poll that waited its full time; a little later after a short one. */
 const RETRY_AFTER_SHORT_POLL_MS = 100;
 
-type Decision = { handout: Handout } | { stop: true } | { wait: string };
+type Decision = { handout: Handout } | { stop: true } | { wait: string } | { reduce: ReduceOrder; step: number };
 
 /**
  * Answers a PullStep: waits (up to the worker's max_wait_ms, capped by maxPullWaitMs) until there is work
@@ -59,6 +62,9 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
     const { record, session } = job.member(request.workerId);
     const decision = decide(job, record, session);
     if ('handout' in decision) return workAssignment(job, decision.handout, request, session);
+    if ('reduce' in decision) {
+      return { ...waitOrStop(job, AssignmentKind.Reduce, request, session, '', 0), globalStep: decision.step, reduce: decision.reduce };
+    }
     if ('stop' in decision) {
       session.toldStop = true;
       job.changed.notify();
@@ -79,6 +85,15 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
     return { wait: 'the coordinator is shutting down; a restarted coordinator resumes from its checkpoint' };
   }
   const id = record.id;
+  if (round?.kind === 'train' && round.reduction) {
+    // The step's shares are in; its members allreduce them (a member told once per attempt).
+    const r = round.reduction;
+    const order = r.orderFor(id);
+    if (order) return { reduce: order, step: round.globalStep };
+    r.markBack(id);
+    if (r.state === 'failed') job.changed.notify();
+    return { wait: `step ${round.globalStep}: allreduce ${r.key} ${r.state === 'failed' ? 'failed; re-planning' : 'in progress'}` };
+  }
   if (record.state === WorkerState.Draining) {
     const held = round?.collector.handout(id);
     return held ? { handout: held } : { stop: true };
@@ -101,7 +116,7 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
 }
 
 function updateFor(job: JobContext, request: PullRequest, session: WorkerSession): UpdatePayload {
-  return job.updates.payloadFor(request.weightsVersion, job.weightsVersion, session.forceFullWeights);
+  return job.updates.payloadFor(request.weightsVersion, job.weightsVersion, session.forceFullWeights, request.workerId);
 }
 
 function workAssignment(job: JobContext, handout: Handout, request: PullRequest, session: WorkerSession): Assignment {

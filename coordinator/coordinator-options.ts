@@ -15,6 +15,10 @@ export interface CoordinatorOptions {
   host?: string;
   /** gRPC port; 0 picks a free one. @default 0 */
   port?: number;
+  /** Port of the allreduce data plane (with `distributed.exchange: allreduce`); 0 picks a free one. @default 0 */
+  dataPort?: number;
+  /** Host workers reach the data plane at (a pod IP or Service name when `host` is 0.0.0.0). @default host */
+  advertiseHost?: string;
   /** Interface `/metrics` binds. @default host */
   metricsHost?: string;
   /** Metrics port; 0 picks a free one. @default 0 */
@@ -48,6 +52,8 @@ export interface CompiledCoordinatorOptions {
   runsDir: string;
   host: string;
   port: number;
+  dataPort: number;
+  advertiseHost: string;
   metricsHost: string;
   metricsPort: number;
   natsUrl?: string;
@@ -103,6 +109,8 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
     runsDir: options.runsDir ?? spec.output.runsDir,
     host,
     port: port('port', options.port ?? 0),
+    dataPort: port('dataPort', options.dataPort ?? 0),
+    advertiseHost: options.advertiseHost || host,
     metricsHost: options.metricsHost ?? host,
     metricsPort: port('metricsPort', options.metricsPort ?? 0),
     natsUrl: options.natsUrl === '' ? undefined : options.natsUrl,

@@ -52,12 +52,14 @@ const STEP_KINDS: Record<AssignmentKind, StepKind> = {
   eval: StepKind.EVAL,
   wait: StepKind.WAIT,
   stop: StepKind.STOP,
+  reduce: StepKind.REDUCE,
 };
 
 const UPDATE_KINDS: Record<UpdateKind, ProtoUpdateKind> = {
   [UpdateKind.None]: ProtoUpdateKind.NONE,
   [UpdateKind.Weights]: ProtoUpdateKind.WEIGHTS,
   [UpdateKind.WeightsRef]: ProtoUpdateKind.WEIGHTS_REF,
+  [UpdateKind.Apply]: ProtoUpdateKind.APPLY,
 };
 
 function asBuffer(bytes: Uint8Array): Buffer {
@@ -74,6 +76,7 @@ function capabilitiesOf(c: WorkerCapabilities | undefined): WorkerCapabilitiesIn
     maxMessageBytes: c?.maxMessageBytes ?? 0,
     pid: c?.pid ?? 0,
     hostname: c?.hostname ?? '',
+    dataAddress: c?.dataAddress ?? '',
   };
 }
 
@@ -97,6 +100,20 @@ function toStepAssignment(a: Assignment): StepAssignment {
     weightsVersion: a.weightsVersion,
     reportWeightsHash: a.reportWeightsHash,
     waitReason: a.waitReason,
+    reduce: a.reduce && {
+      key: a.reduce.key,
+      members: a.reduce.members.map((m) => ({ id: m.id, address: m.address })),
+      rank: a.reduce.rank,
+      tensors: a.reduce.tensors.map(specToProto),
+      gradientTensorCount: a.reduce.gradientTensorCount,
+      timeoutMs: a.reduce.timeoutMs,
+    },
+    apply: a.update.apply && {
+      key: a.update.apply.key,
+      groups: Object.entries(a.update.apply.learningRates).map(([name, learningRate]) => ({ name, frozen: false, learningRate })),
+      sampleCount: a.update.apply.sampleCount,
+      microBatchCount: a.update.apply.microBatchCount,
+    },
   };
 }
 
@@ -114,6 +131,7 @@ function pushOf(h: GradientHeader): GradientPush {
     statDeltas: h.statDeltas.map(specFromProto),
     weightsHash: h.weightsHash,
     weightsVersion: h.weightsVersion,
+    held: h.held,
   };
 }
 
@@ -149,6 +167,7 @@ function* weightsMessages(job: JobContext, req: GetWeightsRequest): Generator<Ge
         tensors: w.tensors.map((t) => specToProto(specOf(t))),
         optimizerStateIncluded: w.optimizerStateIncluded,
         optimizerIterations: w.optimizerIterations,
+        optimizerVariableSteps: w.optimizerVariableSteps,
       },
     },
   };

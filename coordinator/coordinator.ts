@@ -3,6 +3,8 @@ import * as path from 'node:path';
 import {
   buildModel,
   COORDINATOR_SERVICE,
+  DataPlane,
+  DEFAULT_MAX_TENSOR_BYTES,
   createTrainerState,
   disposeModelParts,
   disposeTrainerState,
@@ -115,7 +117,15 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
     const telemetry = new CoordinatorTelemetry();
     const lifecycle = new Lifecycle();
     const d = spec.distributed;
+    const dataPlane = d.exchange === 'allreduce'
+      ? await DataPlane.listen({ host: options.host, port: options.dataPort, advertiseHost: options.advertiseHost, maxTotalBytes: DEFAULT_MAX_TENSOR_BYTES })
+      : null;
+    if (dataPlane) {
+      cleanup.push(() => dataPlane.close());
+      log(`allreduce data plane on ${dataPlane.address}`);
+    }
     const job = new JobContext({
+      dataPlane,
       options,
       jobId: spec.name,
       parts,

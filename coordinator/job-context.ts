@@ -1,4 +1,4 @@
-import type { Cifar10Images, JobSpec, ModelParts, TrainerState } from '../common';
+import type { Cifar10Images, DataPlane, JobSpec, ModelParts, TrainerState } from '../common';
 import type { ChangeSignal } from './change-signal';
 import type { CompiledCoordinatorOptions } from './coordinator-options';
 import type { CoordinatorTelemetry } from './coordinator-telemetry';
@@ -23,6 +23,8 @@ export interface WorkerSession {
   toldStop: boolean;
   /** Last global step whose share from it was counted. */
   lastCountedStep: number;
+  /** host:port of its ring data plane; empty when it has none (it pushes its sums over gRPC). */
+  dataAddress: string;
 }
 
 /** A round in progress: a training step or an evaluation pass. */
@@ -48,6 +50,8 @@ export interface JobContextParts {
   changed: ChangeSignal;
   configVersion: number;
   weightsVersion: number;
+  /** The ring data plane, with `distributed.exchange: allreduce`. */
+  dataPlane: DataPlane | null;
 }
 
 /**
@@ -72,6 +76,7 @@ export class JobContext {
   readonly lifecycle: Lifecycle;
   readonly changed: ChangeSignal;
   readonly sessions = new Map<string, WorkerSession>();
+  readonly dataPlane: DataPlane | null;
   ledger: EpochLedger;
   /** Bumped by every freeze, unfreeze and learning-rate decision. */
   configVersion: number;
@@ -101,6 +106,7 @@ export class JobContext {
     this.configVersion = p.configVersion;
     this.weightsVersion = p.weightsVersion;
     this.desiredWorkers = this.spec.distributed.desiredWorkers;
+    this.dataPlane = p.dataPlane;
   }
 
   /** Milliseconds on the clock leases and deadlines use. */
@@ -128,6 +134,12 @@ export class JobContext {
       throw new WorkerGoneError(workerId, `has no session for incarnation ${record.incarnation}`);
     }
     return { record: this.membership.heartbeat(workerId, record.incarnation, this.now()), session };
+  }
+
+  /** Whether `workerId` is a live member (joining, active or draining). */
+  isLive(workerId: string): boolean {
+    const record = this.membership.get(workerId);
+    return record !== undefined && LIVE.has(record.state);
   }
 
   /** Admits every joining worker (at a step boundary, or mid-round when a round has no worker left). */
@@ -164,8 +176,11 @@ export class JobContext {
   redistribute(workerId: string): void {
     const round = this.round;
     if (round) {
-      const moved = round.collector.drop(workerId, this.membership.activeWorkers());
-      this.countRedone(round, workerId, moved);
+      const survivors = this.membership.activeWorkers();
+      const moved = round.collector.drop(workerId, survivors);
+      // Sums it held for the allreduce are gone with it, unless an attempt that may still carry them is running.
+      const lost = round.kind === 'train' && round.reduction?.state !== 'running' ? round.revokeHeld(workerId, survivors) : [];
+      this.countRedone(round, workerId, [...moved, ...lost]);
     }
     this.updateGauges();
     this.changed.notify();

@@ -17,6 +17,8 @@ import type { JobContext, Round } from './job-context';
 import { CoordinatorState } from './lifecycle';
 import { StepRound } from './step-round';
 import type { StepPosition } from './step-planner';
+import { JobFailedError } from './errors';
+import { MAX_UNEXPLAINED_RING_FAILURES, reduceStep } from './step-reduce';
 import { applyStep, shareManifests } from './step-update';
 
 /** How a job ended. */
@@ -171,8 +173,11 @@ export class JobRunner {
     return !this.stopRequested;
   }
 
-  /** Runs `round` to completion; false when a stop came and the round did not finish within the grace. */
-  private async collect(round: Round): Promise<boolean> {
+  /**
+   * Runs `round` to completion; false when a stop came and the round did not finish within the grace.
+   * `keep` leaves it the job's round afterwards (its allreduce follows).
+   */
+  private async collect(round: Round, keep = false): Promise<boolean> {
     const { job } = this;
     job.round = round;
     job.changed.notify();
@@ -188,9 +193,13 @@ export class JobRunner {
       return round.collector.complete || (await within(round.completed, job.options.drainGraceMs));
     } finally {
       signal.removeEventListener('abort', onStop);
-      job.round = null;
-      job.changed.notify();
+      if (!keep) this.closeRound();
     }
+  }
+
+  private closeRound(): void {
+    this.job.round = null;
+    this.job.changed.notify();
   }
 
   private async runStep(at: StepPosition): Promise<boolean> {
@@ -211,9 +220,28 @@ export class JobRunner {
       coordinatorHash: reportHash ? weightsHash(job.parts) : undefined,
       now: () => job.now(),
     });
-    if (!(await this.collect(round))) return false;
-    this.lastLr = applyStep(job, round, this.epochTrain, this.deps);
-    return true;
+    try {
+      let unexplained = 0;
+      for (let attempt = 1; ; attempt++) {
+        if (!(await this.collect(round, true))) return false;
+        if (round.heldWorkers().length === 0) {
+          this.lastLr = applyStep(job, round, round.sum(), this.epochTrain, this.deps);
+          return true;
+        }
+        const outcome = await reduceStep(job, round, attempt, this.stopping.signal);
+        if ('sums' in outcome) {
+          this.lastLr = applyStep(job, round, outcome.sums, this.epochTrain, this.deps, outcome.reduction);
+          return true;
+        }
+        if (outcome.failed === 'lost-members') unexplained = 0;
+        else if (++unexplained >= MAX_UNEXPLAINED_RING_FAILURES) {
+          throw new JobFailedError(`step ${round.globalStep}: the allreduce failed ${unexplained} times in a row with every ` +
+            `member alive; the last: ${outcome.error.message}`, { cause: outcome.error });
+        }
+      }
+    } finally {
+      this.closeRound();
+    }
   }
 
   /** Evaluation, the epoch record, the plateau decision, the exactly-once report, a checkpoint. */

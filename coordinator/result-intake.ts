@@ -29,6 +29,8 @@ export interface GradientPush {
   /** Empty when the step did not ask for it. */
   weightsHash: string;
   weightsVersion: number;
+  /** No tensors follow: the worker keeps the sums for the step's allreduce. */
+  held: boolean;
 }
 
 /** A SubmitEval request, in domain terms. */
@@ -146,6 +148,16 @@ export async function receiveGradients(job: JobContext, push: GradientPush, chun
     checkCounts(push.workerId, push, round.sampleCount(push.microBatchIds), push.microBatchIds);
     checkManifest(push.workerId, 'gradient', push.gradients, round.gradientSpecs);
     checkManifest(push.workerId, 'BatchNorm statistic delta', push.statDeltas, round.statSpecs);
+    if (push.held) {
+      if (!session.dataAddress || job.spec.distributed.exchange !== 'allreduce') {
+        throw new InvalidResultError(push.workerId, 'held', `a held push needs the allreduce exchange and a worker data plane; ` +
+          `the job's exchange is '${job.spec.distributed.exchange}', the worker registered ${session.dataAddress ? 'one' : 'none'}: push the tensors`);
+      }
+      for await (const chunk of chunks) {
+        throw new InvalidResultError(push.workerId, chunk.name, 'a held push carries no tensor chunks (the sums stay with the worker), ' +
+          `got a chunk of '${chunk.name}'`);
+      }
+    }
     const assembler = new TensorAssembler({
       expected: [...round.gradientSpecs, ...round.statSpecs],
       checkFinite: !diverged,
@@ -155,12 +167,13 @@ export async function receiveGradients(job: JobContext, push: GradientPush, chun
       assembler.add(chunk);
       bytes += chunk.data.length;
     }
-    const tensors = assembler.finish();
+    const tensors = push.held ? new Map() : assembler.finish();
     const pick = (specs: readonly WireTensorSpec[]) =>
-      new Map(specs.map((s) => [s.name, tensors.get(s.name)?.data as Float32Array]));
+      push.held ? new Map<string, Float32Array>() : new Map(specs.map((s) => [s.name, tensors.get(s.name)?.data as Float32Array]));
     sums = {
       worker: push.workerId,
       microBatchIds: [...push.microBatchIds],
+      held: push.held,
       grads: pick(round.gradientSpecs),
       deltas: pick(round.statSpecs),
       lossSum: push.lossSum,
@@ -184,16 +197,24 @@ export async function receiveGradients(job: JobContext, push: GradientPush, chun
       `micro-batches [${push.microBatchIds.join(', ')}]); lower the learning rate`, { cause: error }));
     return { globalStep: round.globalStep, workersReported: round.workersReported() };
   }
-  const at = { epoch: round.plan.epoch, step: round.plan.step };
-  for (const id of push.microBatchIds) {
-    const counted = job.ledger.accept(at, id, push.workerId, round.plan.microBatches[id].sampleIndices);
-    if (!counted.accepted) throw new StaleResultError(push.workerId, 'microBatchIds', id, id, counted.message);
-  }
+  // Held sums are counted when the allreduce that carries them commits (they may still be lost).
+  if (!push.held) countInLedger(job, round, push.workerId, push.microBatchIds);
   checkHash(job, round, push);
   round.accept(handout, sums, headerAtMs, job.now());
   session.lastCountedStep = round.globalStep;
   job.changed.notify();
   return { globalStep: round.globalStep, workersReported: round.workersReported() };
+}
+
+/**
+ * Counts micro-batches in the epoch ledger (exactly once); a repeat is StaleResultError.
+ */
+export function countInLedger(job: JobContext, round: StepRound, workerId: string, ids: readonly number[]): void {
+  const at = { epoch: round.plan.epoch, step: round.plan.step };
+  for (const id of ids) {
+    const counted = job.ledger.accept(at, id, workerId, round.plan.microBatches[id].sampleIndices);
+    if (!counted.accepted) throw new StaleResultError(workerId, 'microBatchIds', id, id, counted.message);
+  }
 }
 
 function checkHash(job: JobContext, round: StepRound, push: GradientPush): void {

@@ -156,6 +156,15 @@ export class ShareCollector {
     return held;
   }
 
+  /**
+   * Takes back accepted micro-batches whose result was lost (held by a worker that died before the
+   * allreduce) and spreads them over `survivors` like a dropped worker's work.
+   */
+  reopen(from: string, ids: readonly number[], survivors: readonly string[]): void {
+    for (const id of ids) this.accepted.delete(id);
+    this.place(from, [...ids].sort((a, b) => a - b), survivors.filter((w) => w !== from));
+  }
+
   /** Whether micro-batch `id` has an accepted result. */
   isAccepted(id: number): boolean {
     return this.accepted.has(id);

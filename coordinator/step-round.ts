@@ -1,12 +1,17 @@
-import type { WireTensorSpec } from '../common';
+import { elementCount, type WireTensorSpec } from '../common';
 import { PlanningError } from './errors';
+import type { Reduction } from './reduction';
 import { type Handout, ShareCollector } from './share-collector';
 import type { StepPlan } from './step-planner';
 
-/** One accepted share of a training step: gradient and BatchNorm-delta sums over its micro-batches. */
+/**
+ * One accepted share of a training step: gradient and BatchNorm-delta sums over its micro-batches. A
+ * held share's sums stay with its worker (empty maps here) until the step's allreduce.
+ */
 export interface ShareSums {
   worker: string;
   microBatchIds: number[];
+  held: boolean;
   grads: Map<string, Float32Array>;
   deltas: Map<string, Float32Array>;
   lossSum: number;
@@ -81,8 +86,10 @@ export class StepRound {
   readonly statSpecs: readonly WireTensorSpec[];
   readonly coordinatorHash?: string;
   readonly openedAtMs: number;
-  /** Settles when the step is complete; rejects when the job fails during it. */
-  readonly completed: Promise<void>;
+  /** Settles when the step is complete; rejects when the job fails during it. Re-armed by `revokeHeld`. */
+  completed: Promise<void>;
+  /** The allreduce attempt in progress (or just failed); null while shares are being computed. */
+  reduction: Reduction | null = null;
   /** Hashes the workers reported for `weightsVersion`, by worker. */
   readonly workerHashes = new Map<string, string>();
   /** Timing of each accepted share, by worker (a worker with two shares keeps the sum of both). */
@@ -91,6 +98,7 @@ export class StepRound {
   private readonly shares = new Map<number, ShareSums>();
   private settle!: { resolve: () => void; reject: (err: unknown) => void };
   private settled = false;
+  private failedWith: unknown;
 
   constructor(options: StepRoundOptions) {
     this.plan = options.plan;
@@ -101,9 +109,14 @@ export class StepRound {
     this.coordinatorHash = options.coordinatorHash;
     this.openedAtMs = options.now();
     this.collector = new ShareCollector(options.plan.microBatches.length, options.workers, { deadlineMs: options.stepDeadlineMs, now: options.now });
-    this.completed = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.completed = this.arm();
+  }
+
+  private arm(): Promise<void> {
+    const p = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
     // The job loop may be waiting on something else when a failure arrives; it reads the outcome later.
-    this.completed.catch(() => undefined);
+    p.catch(() => undefined);
+    return p;
   }
 
   /** The global step this round computes. */
@@ -137,7 +150,81 @@ export class StepRound {
   fail(err: unknown): void {
     if (this.settled) return;
     this.settled = true;
+    this.failedWith = err;
     this.settle.reject(err);
+  }
+
+  /** Workers holding accepted sums for the allreduce, in the order of their first micro-batch. */
+  heldWorkers(): string[] {
+    const ordered = [...this.shares.entries()].sort(([a], [b]) => a - b).map(([, sh]) => sh);
+    return [...new Set(ordered.filter((sh) => sh.held).map((sh) => sh.worker))];
+  }
+
+  /** Shares accepted so far, in micro-batch order. */
+  acceptedShares(): ShareSums[] {
+    return [...this.shares.entries()].sort(([a], [b]) => a - b).map(([, sh]) => sh);
+  }
+
+  /**
+   * The sums `worker` held are lost (it died before the allreduce): its accepted micro-batches go back
+   * to `survivors` and the step waits for them again. Returns the reopened micro-batch ids.
+   */
+  revokeHeld(worker: string, survivors: readonly string[]): number[] {
+    const ids: number[] = [];
+    for (const [first, sh] of [...this.shares]) {
+      if (sh.held && sh.worker === worker) {
+        this.shares.delete(first);
+        ids.push(...sh.microBatchIds);
+      }
+    }
+    if (ids.length === 0) return ids;
+    this.collector.reopen(worker, ids, survivors);
+    if (this.settled && !this.failedWith) {
+      this.settled = false;
+      this.completed = this.arm();
+    }
+    return ids;
+  }
+
+  /** Floats in the allreduce vector: every gradient, then every statistic delta. */
+  get vectorLength(): number {
+    return [...this.gradientSpecs, ...this.statSpecs].reduce((n, s) => n + elementCount(s.shape), 0);
+  }
+
+  /**
+   * The coordinator's input to the allreduce: the shares pushed to it over gRPC (a draining worker's, or
+   * one without a data plane), added in micro-batch order and laid out as the ring's vector; zeros if none.
+   */
+  ringInput(): Float32Array {
+    const out = new Float32Array(this.vectorLength);
+    const pushed = this.acceptedShares().filter((sh) => !sh.held);
+    if (pushed.length === 0) return out;
+    const grads = sumMaps(pushed, (sh) => sh.grads);
+    const deltas = sumMaps(pushed, (sh) => sh.deltas);
+    let at = 0;
+    for (const spec of [...this.gradientSpecs, ...this.statSpecs]) {
+      const values = grads.get(spec.name) ?? deltas.get(spec.name);
+      if (values) out.set(values, at);
+      at += elementCount(spec.shape);
+    }
+    return out;
+  }
+
+  /** The step's sums from the allreduced vector (tensors) and every accepted share (counts). */
+  sumsFromVector(vector: Float32Array): StepSums {
+    const slice = (specs: readonly WireTensorSpec[], start: number): [Map<string, Float32Array>, number] => {
+      const m = new Map<string, Float32Array>();
+      let at = start;
+      for (const spec of specs) {
+        const n = elementCount(spec.shape);
+        m.set(spec.name, vector.subarray(at, at + n));
+        at += n;
+      }
+      return [m, at];
+    };
+    const [grads, end] = slice(this.gradientSpecs, 0);
+    const [deltas] = slice(this.statSpecs, end);
+    return { ...this.counts(), grads, deltas };
   }
 
   /** Workers whose results this step holds so far. */
@@ -155,24 +242,29 @@ export class StepRound {
       throw new PlanningError(`step ${this.globalStep}: summed with ${this.collector.acceptedCount} of ` +
         `${this.collector.microBatchCount} micro-batches in`);
     }
-    const ordered = [...this.shares.entries()].sort(([a], [b]) => a - b).map(([, s]) => s);
+    const ordered = this.acceptedShares();
+    if (ordered.some((sh) => sh.held)) {
+      throw new PlanningError(`step ${this.globalStep}: summed on the coordinator while workers hold sums for an allreduce`);
+    }
+    return {
+      ...this.counts(),
+      grads: sumMaps(ordered, (s) => s.grads),
+      deltas: sumMaps(ordered, (s) => s.deltas),
+    };
+  }
+
+  /** Loss, hits and samples over every accepted share, in micro-batch order. */
+  private counts(): Omit<StepSums, 'grads' | 'deltas'> {
     let lossSum = 0;
     let correctTop1 = 0;
     let correctTop5 = 0;
     let count = 0;
-    for (const s of ordered) {
+    for (const s of this.acceptedShares()) {
       lossSum += s.lossSum;
       correctTop1 += s.correctTop1;
       correctTop5 += s.correctTop5;
       count += s.count;
     }
-    return {
-      grads: sumMaps(ordered, (s) => s.grads),
-      deltas: sumMaps(ordered, (s) => s.deltas),
-      lossSum,
-      correctTop1,
-      correctTop5,
-      count,
-    };
+    return { lossSum, correctTop1, correctTop5, count };
   }
 }

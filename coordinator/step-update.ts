@@ -12,7 +12,8 @@ import {
   type WireTensorSpec,
 } from '../common';
 import type { JobContext } from './job-context';
-import type { StepRound } from './step-round';
+import type { Reduction } from './reduction';
+import type { StepRound, StepSums } from './step-round';
 
 /**
  * What a push must carry in the freeze state in force: the gradient sums of the unfrozen trainable
@@ -32,19 +33,21 @@ export function shareManifests(job: JobContext): { gradients: WireTensorSpec[]; 
 }
 
 /**
- * Applies a complete step exactly as the local trainer does: the shares summed in micro-batch order,
- * `applyGradientSums` over the step's samples, `applyMovingStatDeltas` over its micro-batches. Then the
- * bookkeeping: weights version, the update workers copy, the ledger, the step record, the metrics and
- * the replica hashes. Returns the learning rates used.
+ * Applies a complete step exactly as the local trainer does: `applyGradientSums` over the step's samples,
+ * `applyMovingStatDeltas` over its micro-batches, on `sums` (the shares added in micro-batch order on the
+ * coordinator, or the allreduce's vector). Then the bookkeeping: weights version, the update workers copy
+ * (or, for the members of `reduction`, replay), the ledger, the step record, the metrics and the replica
+ * hashes. Returns the learning rates used.
  */
 export function applyStep(
   job: JobContext,
   round: StepRound,
+  sums: StepSums,
   epochTrain: ClassificationMetrics,
   out: { recorder: RunRecorder; run: RunDirectory },
+  reduction?: Reduction,
 ): GroupLearningRates {
   const reduceStart = job.now();
-  const sums = round.sum();
   const shapes = new Map([...round.gradientSpecs, ...round.statSpecs].map((s) => [s.name, [...s.shape]]));
   const toTensors = (m: Map<string, Float32Array>) =>
     new Map([...m].map(([name, values]) => [name, tf.tensor(values, shapes.get(name), 'float32')]));
@@ -58,7 +61,11 @@ export function applyStep(
     tf.dispose([...grads.values(), ...deltas.values()]);
   }
   job.weightsVersion = job.trainer.globalStep;
-  job.updates.record(job.weightsVersion, job.parts, new Set([...sums.grads.keys(), ...sums.deltas.keys()]));
+  const reduced = reduction && {
+    order: { key: reduction.key, learningRates: lr, sampleCount: sums.count, microBatchCount: round.plan.microBatches.length },
+    members: new Set(reduction.workers),
+  };
+  job.updates.record(job.weightsVersion, job.parts, new Set([...sums.grads.keys(), ...sums.deltas.keys()]), reduced);
   job.ledger.closeStep({ epoch: round.plan.epoch, step: round.plan.step }, round.plan.microBatches.length);
   epochTrain.add(sums);
   const doneMs = job.now();

@@ -1,4 +1,4 @@
-import { type ModelParts, namedVariables, type TrainerState, type WireTensor } from '../common';
+import { type GroupLearningRates, type ModelParts, namedVariables, type TrainerState, type WireTensor } from '../common';
 
 /** How a worker's replica is brought to the coordinator's weights before it computes. */
 export const UpdateKind = {
@@ -8,8 +8,19 @@ export const UpdateKind = {
   Weights: 'weights',
   /** It is further behind (or its hash disagreed): it must call GetWeights. */
   WeightsRef: 'weights-ref',
+  /** It took part in the last update's allreduce: it applies the optimizer to the sums it holds. */
+  Apply: 'apply',
 } as const;
 export type UpdateKind = (typeof UpdateKind)[keyof typeof UpdateKind];
+
+/** How the coordinator applied an allreduce's sums, for the members to do the same. */
+export interface ApplyOrder {
+  /** The reduction whose sums were applied. */
+  key: string;
+  learningRates: GroupLearningRates;
+  sampleCount: number;
+  microBatchCount: number;
+}
 
 /** The update part of an assignment. */
 export interface UpdatePayload {
@@ -17,6 +28,14 @@ export interface UpdatePayload {
   /** The global step whose update `tensors` hold (weightsVersion - 1); 0 when none follow. */
   updateStep: number;
   tensors: WireTensor[];
+  /** Present with kind `apply`. */
+  apply?: ApplyOrder;
+}
+
+/** An update that came from an allreduce: its order and the workers that hold its sums. */
+export interface ReducedUpdate {
+  order: ApplyOrder;
+  members: ReadonlySet<string>;
 }
 
 /** Every variable of the model (trainable and BatchNorm statistics) by `originalName`, in model order. */
@@ -33,16 +52,18 @@ export function modelTensors(parts: ModelParts): WireTensor[] {
 /** Prefix of optimizer slots in GetWeights and checkpoints: `optimizer/<slot>/<variable>`. */
 export const OPTIMIZER_PREFIX = 'optimizer/';
 
-/** The optimizer's slots as tensors named `optimizer/<slot>/<variable>`, and its iteration count. */
-export function optimizerTensors(trainer: TrainerState): { iterations: number; tensors: WireTensor[] } {
+/** The optimizer's slots as tensors named `optimizer/<slot>/<variable>`, its iteration count and each variable's. */
+export function optimizerTensors(trainer: TrainerState): { iterations: number; tensors: WireTensor[]; variableSteps: Record<string, number> } {
   const state = trainer.optimizer.getState();
   const tensors: WireTensor[] = [];
+  const variableSteps: Record<string, number> = {};
   for (const [name, v] of state.variables) {
+    variableSteps[name] = v.step;
     for (const [slot, data] of Object.entries(v.slots)) {
       tensors.push({ name: `${OPTIMIZER_PREFIX}${slot}/${name}`, dtype: 'float32', shape: [...v.shape], data });
     }
   }
-  return { iterations: state.step, tensors };
+  return { iterations: state.step, tensors, variableSteps };
 }
 
 /**
@@ -52,26 +73,35 @@ export function optimizerTensors(trainer: TrainerState): { iterations: number; t
 export class UpdateLog {
   private version = -1;
   private tensors: WireTensor[] = [];
+  private reduced: ReducedUpdate | undefined;
 
-  /** Records that update `weightsVersion` changed the variables `names` (by `originalName`). */
-  record(weightsVersion: number, parts: ModelParts, names: ReadonlySet<string>): void {
+  /**
+   * Records that update `weightsVersion` changed the variables `names` (by `originalName`), and, when it
+   * came from an allreduce, how it was applied: its members then replay it instead of copying weights.
+   */
+  record(weightsVersion: number, parts: ModelParts, names: ReadonlySet<string>, reduced?: ReducedUpdate): void {
     this.version = weightsVersion;
     this.tensors = modelTensors(parts).filter((t) => names.has(t.name));
+    this.reduced = reduced;
   }
 
   /** Forgets the captured update (after a resume the previous update is unknown). */
   clear(): void {
     this.version = -1;
     this.tensors = [];
+    this.reduced = undefined;
   }
 
   /**
    * What a worker whose replica is at `workerVersion` needs to reach `currentVersion`; `forceFull` sends
    * it to GetWeights whatever its version (its hash disagreed).
    */
-  payloadFor(workerVersion: number, currentVersion: number, forceFull = false): UpdatePayload {
+  payloadFor(workerVersion: number, currentVersion: number, forceFull = false, workerId = ''): UpdatePayload {
     if (!forceFull && workerVersion === currentVersion) return { kind: UpdateKind.None, updateStep: 0, tensors: [] };
     if (!forceFull && workerVersion === currentVersion - 1 && this.version === currentVersion) {
+      if (this.reduced?.members.has(workerId)) {
+        return { kind: UpdateKind.Apply, updateStep: currentVersion - 1, tensors: [], apply: this.reduced.order };
+      }
       return { kind: UpdateKind.Weights, updateStep: currentVersion - 1, tensors: this.tensors };
     }
     return { kind: UpdateKind.WeightsRef, updateStep: 0, tensors: [] };

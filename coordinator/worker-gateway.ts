@@ -26,6 +26,8 @@ export interface WorkerCapabilitiesInput {
   maxMessageBytes: number;
   pid: number;
   hostname: string;
+  /** host:port of its ring data plane; empty: none. */
+  dataAddress: string;
 }
 
 /** The answer to a registration. */
@@ -58,6 +60,8 @@ export interface WeightsSnapshot {
   tensors: WireTensor[];
   optimizerStateIncluded: boolean;
   optimizerIterations: number;
+  /** Updates each variable's optimizer state has received, when the state is included. */
+  optimizerVariableSteps: Record<string, number>;
   /** The worker's negotiated message limit: tensors are cut into chunks below it. */
   maxMessageBytes: number;
 }
@@ -119,6 +123,7 @@ export function registerWorker(job: JobContext, caps: WorkerCapabilitiesInput): 
     forceFullWeights: false,
     toldStop: false,
     lastCountedStep: 0,
+    dataAddress: caps.dataAddress,
   });
   job.log(`worker ${id} registered (${caps.hostname || '?'} pid ${caps.pid || '?'}, backend ${caps.backend || '?'}, ` +
     `incarnation ${registration.worker.incarnation})`);
@@ -211,10 +216,12 @@ export function weightsFor(job: JobContext, workerId: string, modelFingerprint: 
   session.forceFullWeights = false;
   const tensors = modelTensors(job.parts);
   let iterations = 0;
+  let variableSteps: Record<string, number> = {};
   if (includeOptimizer) {
     const optimizer = optimizerTensors(job.trainer);
     tensors.push(...optimizer.tensors);
     iterations = optimizer.iterations;
+    variableSteps = optimizer.variableSteps;
   }
   job.telemetry.metrics.sentBytes.inc(tensors.reduce((n, t) => n + t.data.byteLength, 0));
   return {
@@ -223,6 +230,7 @@ export function weightsFor(job: JobContext, workerId: string, modelFingerprint: 
     tensors,
     optimizerStateIncluded: includeOptimizer,
     optimizerIterations: iterations,
+    optimizerVariableSteps: variableSteps,
     maxMessageBytes: session.maxMessageBytes,
   };
 }

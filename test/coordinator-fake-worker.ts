@@ -115,8 +115,9 @@ export class FakeWorker {
       maxMessageBytes: 0,
       pid: process.pid,
       hostname: 'test',
+      dataAddress: '',
       ...overrides,
-    };
+    } as WorkerCapabilities;
     const res = await unaryCall<RegisterResponse>('Register', { deadlineMs: CALL_DEADLINE_MS }, (md, o, cb) =>
       this.client.register({ capabilities }, md, o, cb));
     this.registration = res;
@@ -252,8 +253,9 @@ export class FakeWorker {
       statDeltas: tensors.filter((t) => deltaNames.has(t.name)).map(spec),
       weightsHash: a.reportWeightsHash ? weightsHash(this.model()) : '',
       weightsVersion: this.weightsVersion,
+      held: false,
       ...edit.header,
-    };
+    } as GradientHeader;
     const chunks = [...encodeTensors(tensors, { maxMessageBytes: edit.maxMessageBytes ?? this.registration.maxMessageBytes })];
     return [{ payload: { $case: 'header', header } }, ...chunks.map((chunk) => ({ payload: { $case: 'chunk' as const, chunk } }))];
   }

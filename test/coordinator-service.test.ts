@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { GrpcStatus, initBackend, type JobSpec, parseJobSpec, readMetrics, RpcError, type WireTensor } from '../common';
 import { type RunningCoordinator, startCoordinator } from '../coordinator';
-import { StepKind, type StepAssignment, UpdateKind } from '../proto';
+import { PROTOCOL_VERSION, StepKind, type StepAssignment, UpdateKind } from '../proto';
 import { FakeWorker, writeTinyCifar } from './coordinator-fake-worker';
 import { withDeadline } from './support/deadline';
 
@@ -96,7 +96,7 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
     await start();
     const w = worker();
     await refused(w.register('old', { protocolVersion: 99 }), GrpcStatus.FAILED_PRECONDITION,
-      /incompatible protocol: worker speaks 99, coordinator 1/);
+      new RegExp(`incompatible protocol: worker speaks 99, coordinator ${PROTOCOL_VERSION}`));
     await refused(w.register('old', { shardwiseVersion: '9.0.0' }), GrpcStatus.FAILED_PRECONDITION,
       /incompatible shardwise version: worker runs 9\.0\.0, coordinator \d+\.\d+\.\d+/);
     // Nothing was registered: the same id joins cleanly and trains.

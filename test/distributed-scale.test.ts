@@ -5,6 +5,8 @@ import {
   assertExactlyOnce,
   assertReplicasAgree,
   assertSameWeights,
+  relativeNormDifference,
+  RING_ASSOCIATION_NORM_TOLERANCE,
   assertTrainingFinished,
   finalRunWeights,
   localReference,
@@ -95,7 +97,8 @@ describe('distributed: shardwise scale against a launcher-run cluster', function
     assertTrainingFinished(records, EPOCHS);
     assertExactlyOnce(records, EPOCHS, harness.trainImages);
     assertReplicasAgree(records, EPOCHS, harness.stepsPerEpoch);
-    assertSameWeights(finalRunWeights(runDir), await reference, 1e-4, 'scaled cluster vs local');
+    // Three workers at times: the ring's other association (see RING_ASSOCIATION_NORM_TOLERANCE).
+    assertSameWeights(finalRunWeights(runDir), await reference, RING_ASSOCIATION_NORM_TOLERANCE, 'scaled cluster vs local', relativeNormDifference);
     // The launcher acted on the coordinator's scale events, one each.
     assert.equal(log.matching(/^scale event: 3 worker\(s\) wanted/).length, 1, log.lines.join('\n'));
     assert.equal(log.matching(/^scale event: 2 worker\(s\) wanted/).length, 1, log.lines.join('\n'));

@@ -176,7 +176,7 @@ function push(h: Harness, tensors: WireTensor[], options: { step?: number; chunk
     yield {
       payload: {
         $case: 'header',
-        header: { workerId: 'w1', globalStep: options.step ?? 1, configVersion: 1, sampleCount: 32, lossSum: 70.5, correctCount: 9, correctTop5: 20, microBatchIds: [0, 1], tensors: tensors.map((t) => specToProto(specOf(t))), statDeltas: [], weightsHash: '', weightsVersion: 0 },
+        header: { workerId: 'w1', globalStep: options.step ?? 1, configVersion: 1, sampleCount: 32, lossSum: 70.5, correctCount: 9, correctTop5: 20, microBatchIds: [0, 1], tensors: tensors.map((t) => specToProto(specOf(t))), statDeltas: [], weightsHash: '', weightsVersion: 0, held: false },
       },
     };
     for (const chunk of encodeTensors(tensors, { chunkBytes: options.chunkBytes ?? 64 * 1024, maxMessageBytes: options.maxMessageBytes })) {

@@ -1,5 +1,6 @@
-import type { WireTensor } from '../common';
+import { type GroupLearningRates, type RingMember, specFromProto, type WireTensor, type WireTensorSpec } from '../common';
 import { type StepAssignment, StepKind, UpdateKind } from '../proto';
+import type { ApplyInstruction } from './update-replay';
 import { AssignmentError } from './errors';
 
 /** What the coordinator asks for in one PullStep answer (an `as const` object, not an enum). */
@@ -12,6 +13,8 @@ export const AssignmentKind = {
   Wait: 'wait',
   /** The job is over, or this worker was drained: leave and exit. */
   Stop: 'stop',
+  /** Allreduce the sums held for the step with the ring in `reduce`, then pull again. */
+  Reduce: 'reduce',
 } as const;
 export type AssignmentKind = (typeof AssignmentKind)[keyof typeof AssignmentKind];
 
@@ -23,6 +26,8 @@ export const UpdateKindName = {
   Weights: 'weights',
   /** The replica is too far behind for a delta: fetch a full copy with GetWeights. */
   WeightsRef: 'weights-ref',
+  /** Apply the optimizer to the sums of the allreduce in `apply`, as the coordinator did. */
+  Apply: 'apply',
 } as const;
 export type UpdateKindName = (typeof UpdateKindName)[keyof typeof UpdateKindName];
 
@@ -48,6 +53,18 @@ export interface WeightsUpdate {
   step: number;
   /** By `originalName`; empty unless `kind` is 'weights'. */
   tensors: ReadonlyMap<string, WireTensor>;
+  /** With kind 'apply'. */
+  apply?: ApplyInstruction;
+}
+
+/** A REDUCE order: the ring, this worker's place in it, and the layout of the vector. */
+export interface ReduceOrder {
+  key: string;
+  members: RingMember[];
+  rank: number;
+  tensors: WireTensorSpec[];
+  gradientTensorCount: number;
+  timeoutMs: number;
 }
 
 /** A PullStep answer in the worker's own terms; built only by {@link assignmentFromProto}. */
@@ -68,6 +85,8 @@ export interface Assignment {
   stepMicroBatchCount: number;
   retryAfterMs: number;
   waitReason: string;
+  /** With kind 'reduce'. */
+  reduce?: ReduceOrder;
 }
 
 const KINDS: Partial<Record<StepKind, AssignmentKind>> = {
@@ -75,12 +94,14 @@ const KINDS: Partial<Record<StepKind, AssignmentKind>> = {
   [StepKind.EVAL]: AssignmentKind.Eval,
   [StepKind.WAIT]: AssignmentKind.Wait,
   [StepKind.STOP]: AssignmentKind.Stop,
+  [StepKind.REDUCE]: AssignmentKind.Reduce,
 };
 
 const UPDATES: Partial<Record<UpdateKind, UpdateKindName>> = {
   [UpdateKind.NONE]: UpdateKindName.None,
   [UpdateKind.WEIGHTS]: UpdateKindName.Weights,
   [UpdateKind.WEIGHTS_REF]: UpdateKindName.WeightsRef,
+  [UpdateKind.APPLY]: UpdateKindName.Apply,
 };
 
 /**
@@ -91,19 +112,28 @@ const UPDATES: Partial<Record<UpdateKind, UpdateKindName>> = {
 export function assignmentFromProto(a: StepAssignment, updateTensors: ReadonlyMap<string, WireTensor>): Assignment {
   const kind = KINDS[a.kind];
   if (kind === undefined) {
-    throw new AssignmentError('kind', a.globalStep, `expected TRAIN, EVAL, WAIT or STOP, got enum value ${a.kind}`);
+    throw new AssignmentError('kind', a.globalStep, `expected TRAIN, EVAL, WAIT, STOP or REDUCE, got enum value ${a.kind}`);
   }
   let update = UPDATES[a.updateKind];
   if (update === undefined) {
     if (a.updateKind !== UpdateKind.UNSPECIFIED || a.updateTensors.length > 0) {
-      throw new AssignmentError('update_kind', a.globalStep, `expected NONE, WEIGHTS or WEIGHTS_REF, got enum value ${a.updateKind}`);
+      throw new AssignmentError('update_kind', a.globalStep, `expected NONE, WEIGHTS, WEIGHTS_REF or APPLY, got enum value ${a.updateKind}`);
     }
     update = UpdateKindName.None;
   }
   if (update !== UpdateKindName.Weights && updateTensors.size > 0) {
     throw new AssignmentError('update_tensors', a.globalStep, `expected no tensors with update kind '${update}', got ${updateTensors.size}`);
   }
+  if (kind === AssignmentKind.Reduce && !a.reduce) throw new AssignmentError('reduce', a.globalStep, 'expected a ReduceSpec with STEP_KIND_REDUCE, got none');
+  if (update === UpdateKindName.Apply && !a.apply) throw new AssignmentError('apply', a.globalStep, 'expected an ApplySpec with UPDATE_KIND_APPLY, got none');
   const s = a.samples;
+  const r = a.reduce;
+  const apply = a.apply && {
+    key: a.apply.key,
+    learningRates: Object.fromEntries(a.apply.groups.map((g) => [g.name, g.learningRate])) as GroupLearningRates,
+    sampleCount: a.apply.sampleCount,
+    microBatchCount: a.apply.microBatchCount,
+  };
   return {
     kind,
     globalStep: a.globalStep,
@@ -111,11 +141,19 @@ export function assignmentFromProto(a: StepAssignment, updateTensors: ReadonlyMa
     configVersion: a.configVersion,
     microBatches: a.microBatches.map((mb) => ({ id: mb.id, sampleIds: Uint32Array.from(mb.sampleIndices) })),
     samples: s ? { sampleIds: Uint32Array.from(s.sampleIndices), labels: s.labels, images: s.images } : undefined,
-    update: { kind: update, step: a.updateStep, tensors: updateTensors },
+    update: { kind: update, step: a.updateStep, tensors: updateTensors, apply },
     weightsVersion: a.weightsVersion,
     reportWeightsHash: a.reportWeightsHash,
     stepMicroBatchCount: a.stepMicroBatchCount,
     retryAfterMs: a.retryAfterMs,
     waitReason: a.waitReason,
+    reduce: r && {
+      key: r.key,
+      members: r.members.map((m) => ({ id: m.id, address: m.address })),
+      rank: r.rank,
+      tensors: r.tensors.map(specFromProto),
+      gradientTensorCount: r.gradientTensorCount,
+      timeoutMs: r.timeoutMs,
+    },
   };
 }

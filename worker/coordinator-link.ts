@@ -25,6 +25,7 @@ import {
   type WorkerCapabilities,
   type PullStepRequest,
   type StepAssignment,
+  type WeightsManifest,
 } from '../proto';
 import { type Assignment, assignmentFromProto } from './assignment';
 
@@ -50,6 +51,8 @@ export interface FullWeights {
   globalStep: number;
   configVersion: number;
   tensors: Map<string, WireTensor>;
+  /** When asked for: the optimizer's iteration count and each variable's update count (its slots are in `tensors`). */
+  optimizer?: { iterations: number; variableSteps: Record<string, number> };
 }
 
 /**
@@ -92,12 +95,12 @@ export class CoordinatorLink {
   }
 
   /** GetWeights: the manifest, then every tensor it lists, checked (shapes, sizes, finite values) as it arrives. */
-  async fetchWeights(workerId: string, modelFingerprint: string, signal?: AbortSignal): Promise<FullWeights> {
+  async fetchWeights(workerId: string, modelFingerprint: string, signal?: AbortSignal, includeOptimizerState = false): Promise<FullWeights> {
     const method = 'Coordinator/GetWeights';
-    let manifest: { globalStep: number; configVersion: number } | undefined;
+    let manifest: WeightsManifest | undefined;
     let assembler: TensorAssembler | undefined;
     const stream = serverStreamCall(method, { deadlineMs: this.options.transferDeadlineMs, signal }, (md, o) =>
-      this.client.getWeights({ workerId, includeOptimizerState: false, modelFingerprint }, md, o),
+      this.client.getWeights({ workerId, includeOptimizerState, modelFingerprint }, md, o),
     );
     for await (const message of stream) {
       const p = message.payload;
@@ -112,7 +115,14 @@ export class CoordinatorLink {
       }
     }
     if (!manifest || !assembler) throw protocolError(method, 'expected a WeightsManifest, the stream ended without one');
-    return { globalStep: manifest.globalStep, configVersion: manifest.configVersion, tensors: assembler.finish() };
+    return {
+      globalStep: manifest.globalStep,
+      configVersion: manifest.configVersion,
+      tensors: assembler.finish(),
+      optimizer: manifest.optimizerStateIncluded
+        ? { iterations: manifest.optimizerIterations, variableSteps: manifest.optimizerVariableSteps }
+        : undefined,
+    };
   }
 
   /**

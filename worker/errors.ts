@@ -110,3 +110,11 @@ export class WorkerStateError extends WorkerError {
     this.to = to;
   }
 }
+
+/** The sums an allreduce asks for are not the ones this worker holds (another step, another layout). */
+export class HeldSumsError extends WorkerError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HeldSumsError';
+  }
+}

@@ -11,6 +11,12 @@ export interface WorkerOptions {
   metricsPort?: number;
   /** Address `/metrics` binds; `0.0.0.0` inside a pod so Prometheus can reach it. @default '127.0.0.1' */
   metricsHost?: string;
+  /** Address the allreduce data plane binds; `0.0.0.0` inside a pod. @default '127.0.0.1' */
+  dataHost?: string;
+  /** Port of the data plane; 0 lets the OS choose. @default 0 */
+  dataPort?: number;
+  /** Host the other ring members reach this worker at (the pod IP when `dataHost` is 0.0.0.0). @default dataHost */
+  advertiseHost?: string;
   /** Compute backend. @default 'auto' */
   backend?: BackendPreference;
   /**
@@ -45,6 +51,9 @@ export interface CompiledWorkerOptions {
   id: string;
   metricsPort: number;
   metricsHost: string;
+  dataHost: string;
+  dataPort: number;
+  advertiseHost: string;
   backend: BackendPreference;
   maxMessageBytes: number;
   pullWaitMs: number;
@@ -84,10 +93,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
   if (id.length === 0 || id.length > MAX_WORKER_ID_LENGTH || /\s/.test(id)) {
     throw new ConfigError('id', `expected 1-${MAX_WORKER_ID_LENGTH} characters without spaces, got '${id}'`);
   }
-  const metricsPort = options.metricsPort ?? 0;
-  if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) {
-    throw new ConfigError('metricsPort', `expected a port 0-65535, got ${metricsPort}`);
-  }
+  const metricsPort = checkPort('metricsPort', options.metricsPort ?? 0);
   const backend = options.backend ?? 'auto';
   if (!BACKENDS.includes(backend)) throw new ConfigError('backend', `expected one of ${BACKENDS.join(', ')}, got '${backend}'`);
   const maxMessageBytes = options.maxMessageBytes ?? WORKER_MAX_MESSAGE_BYTES;
@@ -107,6 +113,9 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     id,
     metricsPort,
     metricsHost: options.metricsHost ?? '127.0.0.1',
+    dataHost: options.dataHost ?? '127.0.0.1',
+    dataPort: checkPort('dataPort', options.dataPort ?? 0),
+    advertiseHost: options.advertiseHost || (options.dataHost ?? '127.0.0.1'),
     backend,
     maxMessageBytes,
     pullWaitMs,
@@ -116,4 +125,9 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     shutdownGraceMs,
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
   };
+}
+
+function checkPort(field: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 65535) throw new ConfigError(field, `expected a port 0-65535, got ${value}`);
+  return value;
 }

@@ -32,6 +32,8 @@ export interface CapabilityInput {
   maxMessageBytes: number;
   architecture?: string;
   modelFingerprint?: string;
+  /** host:port of the worker's ring data plane; undefined: none. */
+  dataAddress?: string;
 }
 
 /** The WorkerCapabilities of this process (protocol and package version, pid, hostname included). */
@@ -46,6 +48,7 @@ export function workerCapabilities(input: CapabilityInput): WorkerCapabilities {
     maxMessageBytes: input.maxMessageBytes,
     pid: process.pid,
     hostname: os.hostname(),
+    dataAddress: input.dataAddress ?? '',
   };
 }
 

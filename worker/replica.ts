@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import {
   type JobSpec,
   type ModelParts,
+  type OptimizerSpec,
   type WireTensor,
   buildModel,
   disposeModelParts,
@@ -10,6 +11,8 @@ import {
   weightsHash,
 } from '../common';
 import { ReplicaUpdateError } from './errors';
+import type { ReducedSums } from './held-sums';
+import { type ApplyInstruction, OPTIMIZER_TENSOR_PREFIX, UpdateReplay } from './update-replay';
 
 /** Weights version of a replica that has not loaded the coordinator's weights yet. */
 export const NOT_LOADED = -1;
@@ -26,16 +29,19 @@ export class Replica {
   private readonly variables: ReadonlyMap<string, tf.LayerVariable>;
   private version = NOT_LOADED;
   private disposed = false;
+  /** The optimizer copy ring members apply updates with; absent without an optimizer spec. */
+  private readonly replay: UpdateReplay | undefined;
 
-  constructor(readonly parts: ModelParts) {
+  constructor(readonly parts: ModelParts, optimizer?: OptimizerSpec) {
     const named = namedVariables(parts);
     this.variables = new Map([...named.backbone, ...named.head].map((v) => [v.originalName, v]));
     this.fingerprint = modelFingerprint(parts);
+    this.replay = optimizer && new UpdateReplay(parts, optimizer);
   }
 
   /** Builds the model the job spec describes (its initial values are replaced by GetWeights). */
   static async build(spec: JobSpec): Promise<Replica> {
-    return new Replica(await buildModel(spec.model, spec.seed));
+    return new Replica(await buildModel(spec.model, spec.seed), spec.optimizer);
   }
 
   /** Updates applied to these weights, as the coordinator counts them; NOT_LOADED before the first load. */
@@ -57,7 +63,8 @@ export class Replica {
    * Replaces every variable with the coordinator's values (GetWeights): the copy must name each
    * variable of the model exactly once with its shape. Nothing is written unless all of it fits.
    */
-  loadFull(tensors: ReadonlyMap<string, WireTensor>, globalStep: number): void {
+  loadFull(all: ReadonlyMap<string, WireTensor>, globalStep: number, optimizer?: { iterations: number; variableSteps: Record<string, number> }): void {
+    const tensors = new Map([...all].filter(([name]) => !name.startsWith(OPTIMIZER_TENSOR_PREFIX)));
     const missing = [...this.variables.keys()].filter((name) => !tensors.has(name));
     if (missing.length > 0) {
       throw new ReplicaUpdateError(missing[0], `expected a value for each of the model's ${this.variables.size} variables, ` +
@@ -65,6 +72,28 @@ export class Replica {
     }
     this.write(tensors);
     this.version = globalStep;
+    if (optimizer && this.replay) {
+      this.replay.load(new Map([...all].filter(([name]) => name.startsWith(OPTIMIZER_TENSOR_PREFIX))), optimizer, globalStep);
+    } else {
+      this.replay?.invalidate();
+    }
+  }
+
+  /** Whether this replica can apply the update after its current version itself (its optimizer state is current). */
+  get canReplay(): boolean {
+    return this.loaded && this.replay !== undefined && this.replay.currentAt(this.version);
+  }
+
+  /**
+   * Applies an allreduce's sums with its own optimizer, as the coordinator did: the replica moves to the
+   * next version. @throws ReplicaUpdateError when it cannot (stale optimizer state, other sums).
+   */
+  applyReduced(reduced: ReducedSums, order: ApplyInstruction, newVersion: number): void {
+    if (!this.replay || !this.canApplyUpdate(newVersion)) {
+      throw new ReplicaUpdateError('', `expected an update to version ${this.version + 1} with an optimizer, got one to version ${newVersion}`);
+    }
+    this.replay.apply(reduced, order, this.version);
+    this.version = newVersion;
   }
 
   /**
@@ -77,6 +106,7 @@ export class Replica {
     }
     this.write(tensors);
     this.version = newVersion;
+    this.replay?.invalidate();
   }
 
   /** Whether the update that produces `newVersion` applies to these weights (they are one behind it). */
@@ -93,6 +123,7 @@ export class Replica {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.replay?.dispose();
     disposeModelParts(this.parts);
   }
 

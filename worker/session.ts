@@ -24,6 +24,8 @@ export interface SessionDeps {
   heartbeatState: () => Omit<HeartbeatRequest, 'workerId'>;
   /** A heartbeat answer asked the worker to drain. */
   onDrainRequested: (reason: string) => void;
+  /** host:port of the worker's ring data plane; undefined: it has none. */
+  dataAddress?: string;
 }
 
 /**
@@ -81,6 +83,7 @@ export class Session {
       maxMessageBytes: deps.options.maxMessageBytes,
       architecture: this.model?.parts.spec.architecture,
       modelFingerprint: this.model?.fingerprint,
+      dataAddress: deps.dataAddress,
     });
     const reg = await registerWorker(deps.link, capabilities, this.policy(signal));
     deps.log(`registered as ${reg.workerId} with coordinator ${deps.options.coordinator} ` +
@@ -104,18 +107,28 @@ export class Session {
     this.tensorBaseline = tf.memory().numTensors;
   }
 
-  /** GetWeights into the replica; a model the coordinator refuses is IncompatibleCoordinatorError. */
+  /** Whether this worker takes part in allreduces: the job asks for them and it has a data plane. */
+  get reducesInRing(): boolean {
+    return this.registration.spec.distributed.exchange === 'allreduce' && this.deps.dataAddress !== undefined;
+  }
+
+  /**
+   * GetWeights into the replica (with the optimizer state when the worker replays allreduce updates); a
+   * model the coordinator refuses is IncompatibleCoordinatorError.
+   */
   async loadWeights(signal: AbortSignal): Promise<void> {
     const { workerId } = this.registration;
     const replica = this.replica;
+    const withOptimizer = this.reducesInRing;
     let weights;
     try {
-      weights = await this.call('Coordinator/GetWeights', (s) => this.deps.link.fetchWeights(workerId, replica.fingerprint, s), true, signal);
+      weights = await this.call('Coordinator/GetWeights', (s) => this.deps.link.fetchWeights(workerId, replica.fingerprint, s, withOptimizer), true, signal);
     } catch (err) {
       throw asIncompatible(err, this.deps.options.coordinator);
     }
-    replica.loadFull(weights.tensors, weights.globalStep);
-    this.deps.log(`loaded the coordinator's weights v${weights.globalStep} (${weights.tensors.size} tensors)`);
+    replica.loadFull(weights.tensors, weights.globalStep, weights.optimizer);
+    this.deps.log(`loaded the coordinator's weights v${weights.globalStep} (${weights.tensors.size} tensors` +
+      `${weights.optimizer ? ', optimizer state included' : ''})`);
   }
 
   /** Brings the configuration to `version` (bus events, else GetConfig). */

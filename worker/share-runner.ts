@@ -125,9 +125,10 @@ export async function runTrainShare(parts: ModelParts, input: TrainShareInput, y
 
 /**
  * The PushGradients stream of a share: the GradientHeader (manifests of both tensor lists), then the
- * gradient chunks, then the statistic-delta chunks, each chunk within `maxMessageBytes`.
+ * gradient chunks, then the statistic-delta chunks, each chunk within `maxMessageBytes`. A `held` share
+ * sends the header alone: the sums stay with the worker for the step's allreduce.
  */
-export function gradientMessages(workerId: string, share: ComputedShare, maxMessageBytes: number): () => Iterable<PushGradientsRequest> {
+export function gradientMessages(workerId: string, share: ComputedShare, maxMessageBytes: number, held = false): () => Iterable<PushGradientsRequest> {
   return function* () {
     yield {
       payload: {
@@ -145,9 +146,11 @@ export function gradientMessages(workerId: string, share: ComputedShare, maxMess
           microBatchIds: share.microBatchIds,
           weightsHash: share.weightsHash,
           weightsVersion: share.weightsVersion,
+          held,
         },
       },
     };
+    if (held) return;
     for (const chunk of encodeTensors([...share.grads, ...share.statDeltas], { maxMessageBytes })) {
       yield { payload: { $case: 'chunk', chunk } };
     }

@@ -1,12 +1,23 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs';
 import { Registry } from 'prom-client';
-import { GrpcStatus, RpcError, type MetricsServer, type WorkerMetrics, createWorkerMetrics, initBackend, serveMetrics } from '../common';
+import {
+  DataPlane,
+  GrpcStatus,
+  RingError,
+  RpcError,
+  type MetricsServer,
+  type WorkerMetrics,
+  createWorkerMetrics,
+  initBackend,
+  serveMetrics,
+} from '../common';
 import { type Assignment, AssignmentKind, UpdateKindName } from './assignment';
 import { isUnknownWorker } from './call-policy';
 import { ConfigSync, type WorkerConfig } from './config-sync';
 import { CoordinatorLink } from './coordinator-link';
-import { ConfigSyncError, CoordinatorUnreachableError, IncompatibleCoordinatorError, ReplicaUpdateError, WorkerError } from './errors';
+import { ConfigSyncError, CoordinatorUnreachableError, HeldSumsError, IncompatibleCoordinatorError, ReplicaUpdateError, WorkerError } from './errors';
+import { HeldSums, type ReducedSums } from './held-sums';
 import { evalRequest, runEvalShare } from './eval-runner';
 import { WorkerLifecycle, isFinal, lifecycleToProto, nextLifecycle } from './lifecycle';
 import { type CompiledWorkerOptions, type WorkerOptions, compileWorkerOptions } from './options';
@@ -62,6 +73,12 @@ export class Worker {
   private drainReason = '';
   private graceTimer: NodeJS.Timeout | undefined;
   private metricsServer: MetricsServer | undefined;
+  /** The ring data plane this worker's allreduces run on. */
+  private dataPlane: DataPlane | undefined;
+  /** Sums of the current step's shares, kept for its allreduce. */
+  private readonly held = new HeldSums();
+  /** The last allreduce's result, until its update is applied. */
+  private reduced: ReducedSums | undefined;
   private needsJoin = false;
   private lastCompletedStep = 0;
   private lastWaitReason = '';
@@ -107,6 +124,8 @@ export class Worker {
         port: this.options.metricsPort,
         isHealthy: () => this.lifecycle !== WorkerLifecycle.Failed,
       });
+      const o = this.options;
+      this.dataPlane = await DataPlane.listen({ host: o.dataHost, port: o.dataPort, advertiseHost: o.advertiseHost });
       this.session = new Session({
         options: this.options,
         link: this.link,
@@ -120,6 +139,7 @@ export class Worker {
           configVersion: Math.max(0, this.configSync.version),
         }),
         onDrainRequested: (reason) => this.drain(reason),
+        dataAddress: this.dataPlane.address,
       });
       await this.session.join(AbortSignal.any([this.drainSignal.signal, this.stopSignal.signal]));
       if (this.lifecycle === WorkerLifecycle.Starting) {
@@ -142,6 +162,7 @@ export class Worker {
       clearTimeout(this.graceTimer);
       await this.session?.close();
       this.link.close();
+      await this.dataPlane?.close();
       await this.metricsServer?.close();
     }
   }
@@ -178,7 +199,8 @@ export class Worker {
         await session.leave(`${this.drainReason}; grace period expired`);
         return 'grace-expired';
       }
-      if (this.drainSignal.signal.aborted) {
+      // A worker holding sums for an allreduce stays for it: leaving would lose them and stall the step.
+      if (this.drainSignal.signal.aborted && this.held.step < 0) {
         await session.leave(this.drainReason);
         return 'drained';
       }
@@ -239,6 +261,10 @@ export class Worker {
       return false;
     }
     this.lastWaitReason = '';
+    if (a.kind === AssignmentKind.Reduce) {
+      await this.reduce(a);
+      return false;
+    }
     if (!current) {
       this.log(`step ${a.globalStep}: the replica is at weights v${replica.weightsVersion} after GetWeights, the share needs ` +
         `v${a.weightsVersion}; skipping it (the coordinator redoes it elsewhere)`);
@@ -255,7 +281,19 @@ export class Worker {
   private async catchUp(session: Session, a: Assignment): Promise<boolean> {
     const replica = session.replica;
     const t0 = performance.now();
-    if (a.update.kind === UpdateKindName.Weights && replica.canApplyUpdate(a.weightsVersion)) {
+    if (a.update.kind === UpdateKindName.Apply && a.update.apply && replica.canApplyUpdate(a.weightsVersion)) {
+      const reduced = this.reduced;
+      try {
+        if (!reduced) throw new ReplicaUpdateError('', `it holds no result of allreduce ${a.update.apply.key}`);
+        replica.applyReduced(reduced, a.update.apply, a.weightsVersion);
+        this.held.clear();
+        this.reduced = undefined;
+      } catch (err) {
+        if (!(err instanceof ReplicaUpdateError)) throw err;
+        this.log(`cannot apply the update to weights v${a.weightsVersion} itself (${err.message}); fetching a full copy`);
+        await session.loadWeights(this.stopSignal.signal);
+      }
+    } else if (a.update.kind === UpdateKindName.Weights && replica.canApplyUpdate(a.weightsVersion)) {
       try {
         replica.applyUpdate(a.update.tensors, a.weightsVersion);
       } catch (err) {
@@ -267,6 +305,8 @@ export class Worker {
       await session.loadWeights(this.stopSignal.signal);
     }
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
+    // Replaying an update may create optimizer slots (the first step, an unfreeze): count from here.
+    if (a.update.kind !== UpdateKindName.None) session.tensorBaseline = tf.memory().numTensors;
     return replica.weightsVersion === a.weightsVersion;
   }
 
@@ -287,11 +327,14 @@ export class Worker {
     });
     this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);
     const t0 = performance.now();
-    const messages = gradientMessages(reg.workerId, share, reg.maxMessageBytes);
+    // A draining worker hands its sums over rather than keep them for an allreduce it may not see.
+    const hold = session.reducesInRing && !this.drainSignal.signal.aborted;
+    const messages = gradientMessages(reg.workerId, share, reg.maxMessageBytes, hold);
     const accepted = await this.submit(a, () =>
       session.call('Coordinator/PushGradients', (signal) => this.link.pushGradients(messages, signal), false, this.stopSignal.signal));
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
     if (!accepted) return;
+    if (hold) this.held.add(a.globalStep, [...share.grads, ...share.statDeltas]);
     this.lastCompletedStep = a.globalStep;
     this.counts.trainShares++;
     const m = this.metrics;
@@ -302,6 +345,28 @@ export class Worker {
     m.shareDuration.observe((performance.now() - receivedAt) / 1000);
     this.log(`step ${a.globalStep} (epoch ${a.epoch}): ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
       `${share.sampleCount} samples, loss ${(share.lossSum / share.sampleCount).toFixed(4)}, ${share.computeSeconds.toFixed(2)} s compute`);
+  }
+
+  /**
+   * Takes part in the step's allreduce with the sums it holds. A failure is only logged: the coordinator
+   * notices it too, re-plans the step, and sends a new REDUCE (the held sums are untouched).
+   */
+  private async reduce(a: Assignment): Promise<void> {
+    const order = a.reduce;
+    const plane = this.dataPlane;
+    if (!order || !plane) return;
+    const t0 = performance.now();
+    try {
+      const vector = this.held.vector(a.globalStep, order.tensors);
+      const stats = await plane.allreduce({ key: order.key, members: order.members, rank: order.rank, timeoutMs: order.timeoutMs }, vector);
+      this.reduced = { key: order.key, step: a.globalStep, tensors: order.tensors, gradientTensorCount: order.gradientTensorCount, vector };
+      this.metrics.sentBytes.inc(stats.bytesSent);
+      this.metrics.receivedBytes.inc(stats.bytesReceived);
+      this.metrics.sharePhaseDuration.observe({ phase: 'reduce' }, (performance.now() - t0) / 1000);
+    } catch (err) {
+      if (!(err instanceof RingError || err instanceof HeldSumsError)) throw err;
+      this.log(`step ${a.globalStep}: allreduce ${order.key} failed (${err.message}); the coordinator re-plans the step`);
+    }
   }
 
   private async evaluate(session: Session, a: Assignment): Promise<void> {

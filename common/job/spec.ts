@@ -146,7 +146,18 @@ export interface DistributedSpec {
   hashEverySteps: number;
   /** Largest gRPC message in either direction; tensors travel in chunks below it. @default 4194304 */
   maxMessageBytes: number;
+  /**
+   * How a step's gradient sums meet. `allreduce`: the workers that computed shares and the coordinator
+   * form a ring (common/collective) and each ends with the sum; workers apply the optimizer themselves, as
+   * Horovod and DDP do. `parameter-server`: every worker pushes its sums to the coordinator over gRPC and
+   * receives the changed weights back (W x model size through one process). @default 'parameter-server'
+   */
+  exchange: ExchangeMode;
 }
+
+/** The gradient exchange modes of {@link DistributedSpec.exchange}. */
+export const EXCHANGE_MODES = ['allreduce', 'parameter-server'] as const;
+export type ExchangeMode = (typeof EXCHANGE_MODES)[number];
 
 export interface JobSpec {
   name: string;

@@ -57,6 +57,10 @@ export interface CoordinatorMetrics {
   workerFailures: Counter;
   /** `shardwise_redone_shares_total`: step shares reassigned because their worker failed. */
   redoneShares: Counter;
+  /** `shardwise_allreduce_duration_seconds`: the coordinator's part of a step's ring allreduce. */
+  allreduceDuration: Histogram;
+  /** `shardwise_allreduce_failures_total`: ring attempts that failed (a member died or stalled); the step is redone. */
+  allreduceFailures: Counter;
   /** `shardwise_sent_bytes_total`: bytes the coordinator sent to workers. */
   sentBytes: Counter;
   /** `shardwise_received_bytes_total`: bytes the coordinator received from workers. */
@@ -143,6 +147,13 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
     workerLeaves: counter('shardwise_worker_leaves_total', 'Workers that left cleanly.'),
     workerFailures: counter('shardwise_worker_failures_total', 'Workers dropped for a crash, deadline or lost link.'),
     redoneShares: counter('shardwise_redone_shares_total', 'Step shares reassigned after their worker failed.'),
+    allreduceDuration: new Histogram({
+      name: 'shardwise_allreduce_duration_seconds',
+      help: "The coordinator's part of a step's ring allreduce, from opening the ring to holding the sum.",
+      buckets: [...PHASE_SECONDS_BUCKETS],
+      registers,
+    }),
+    allreduceFailures: counter('shardwise_allreduce_failures_total', 'Ring allreduce attempts that failed; the step was collected and reduced again.'),
     sentBytes: counter('shardwise_sent_bytes_total', 'Bytes sent to workers.'),
     receivedBytes: counter('shardwise_received_bytes_total', 'Bytes received from workers.'),
     epoch: gauge('shardwise_epoch', 'Current epoch, from 0.'),

@@ -59,7 +59,9 @@ export {
 export {
   type TrainerSnapshot,
   type TrainerState,
+  applyGradientMeans,
   applyGradientSums,
+  type UpdateTarget,
   beginEpoch,
   createTrainerState,
   disposeTrainerState,

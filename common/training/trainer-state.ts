@@ -115,16 +115,28 @@ export function applyGradientSums(
     }
   }
   const lr = stepLearningRates(state);
-  const means = new Map<string, tf.Tensor>();
-  try {
-    for (const [key, g] of gradSums) means.set(key, tf.div(g, count));
-    state.optimizer.apply(state.params, means, (key) => lr[state.groupOf.get(key) as ParamGroupName]);
-  } finally {
-    tf.dispose([...means.values()]);
-  }
+  applyGradientMeans(state, gradSums, count, lr);
   state.stepInEpoch++;
   state.globalStep++;
   return lr;
+}
+
+/** The parts of a trainer an update needs: what a worker replaying the coordinator's updates holds. */
+export type UpdateTarget = Pick<TrainerState, 'optimizer' | 'params' | 'groupOf'>;
+
+/**
+ * The update itself, shared by `applyGradientSums` and the workers that replay an allreduce: the sums
+ * divided by `count`, then one optimizer step with each group's rate. The same operations in the same
+ * order on the same bytes give the same weights in every process.
+ */
+export function applyGradientMeans(target: UpdateTarget, gradSums: ReadonlyMap<string, tf.Tensor>, count: number, lr: GroupLearningRates): void {
+  const means = new Map<string, tf.Tensor>();
+  try {
+    for (const [key, g] of gradSums) means.set(key, tf.div(g, count));
+    target.optimizer.apply(target.params, means, (key) => lr[target.groupOf.get(key) as ParamGroupName]);
+  } finally {
+    tf.dispose([...means.values()]);
+  }
 }
 
 /**

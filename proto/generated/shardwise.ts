@@ -88,6 +88,8 @@ export enum StepKind {
   WAIT = 3,
   /** STOP - The job is over (or this worker was told to drain): Leave and exit. */
   STOP = 4,
+  /** REDUCE - Allreduce the sums this worker holds for global_step with the ring in `reduce`, then pull again. */
+  REDUCE = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -103,6 +105,11 @@ export enum UpdateKind {
   WEIGHTS = 3,
   /** WEIGHTS_REF - The worker is more than one step behind: no tensors follow; it must call GetWeights. */
   WEIGHTS_REF = 4,
+  /**
+   * APPLY - No tensors follow: the worker applies the optimizer itself to the sums of update_step it holds from
+   * the allreduce named in `apply` (and fetches GetWeights with optimizer state if it does not hold them).
+   */
+  APPLY = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -148,6 +155,11 @@ export interface WorkerCapabilities {
   maxMessageBytes: number;
   pid: number;
   hostname: string;
+  /**
+   * host:port of the worker's ring data plane (common/collective); empty: it cannot join an allreduce
+   * and pushes its sums over gRPC instead.
+   */
+  dataAddress: string;
 }
 
 export interface RegisterRequest {
@@ -243,6 +255,13 @@ export interface WeightsManifest {
   optimizerStateIncluded: boolean;
   /** Optimizer iteration count (Adam bias correction), valid when optimizer_state_included. */
   optimizerIterations: number;
+  /** Updates each variable's optimizer state has received (its own bias-correction count), by variable. */
+  optimizerVariableSteps: { [key: string]: number };
+}
+
+export interface WeightsManifest_OptimizerVariableStepsEntry {
+  key: string;
+  value: number;
 }
 
 export interface GetWeightsResponse {
@@ -279,6 +298,38 @@ export interface PullStepRequest {
   weightsVersion: number;
 }
 
+/** One member of an allreduce ring. */
+export interface RingMember {
+  id: string;
+  /** host:port of its data plane. */
+  address: string;
+}
+
+/** An allreduce of one step's held sums: the same at every member but for `rank`. */
+export interface ReduceSpec {
+  /** Unique per attempt: "<job>/step-<n>/attempt-<k>". */
+  key: string;
+  members: RingMember[];
+  /** This worker's index in members. */
+  rank: number;
+  /** Layout of the reduced vector: gradient sums, then BatchNorm statistic delta sums, back to back. */
+  tensors: TensorSpec[];
+  gradientTensorCount: number;
+  timeoutMs: number;
+}
+
+/**
+ * How to apply an allreduce's sums as the coordinator did: mean over sample_count, each group's rate,
+ * BatchNorm statistic deltas over micro_batch_count.
+ */
+export interface ApplySpec {
+  /** The ReduceSpec key whose sums to apply. */
+  key: string;
+  groups: ParamGroupState[];
+  sampleCount: number;
+  microBatchCount: number;
+}
+
 export interface StepAssignment {
   kind: StepKind;
   /** The step to compute (TRAIN/EVAL). */
@@ -309,6 +360,12 @@ export interface StepAssignment {
   reportWeightsHash: boolean;
   /** For STEP_KIND_WAIT: why (e.g. "waiting for workers: 1 active, minWorkers=2"), for the worker's log. */
   waitReason: string;
+  /** For STEP_KIND_REDUCE. */
+  reduce?:
+    | ReduceSpec
+    | undefined;
+  /** For UPDATE_KIND_APPLY. */
+  apply?: ApplySpec | undefined;
 }
 
 export interface PullStepResponse {
@@ -338,6 +395,8 @@ export interface GradientHeader {
    */
   weightsHash: string;
   weightsVersion: number;
+  /** True: no chunks follow; the worker keeps the sums for the step's allreduce (STEP_KIND_REDUCE). */
+  held: boolean;
 }
 
 export interface PushGradientsRequest {
@@ -609,6 +668,7 @@ function createBaseWorkerCapabilities(): WorkerCapabilities {
     maxMessageBytes: 0,
     pid: 0,
     hostname: "",
+    dataAddress: "",
   };
 }
 
@@ -640,6 +700,9 @@ export const WorkerCapabilities: MessageFns<WorkerCapabilities> = {
     }
     if (message.hostname !== "") {
       writer.uint32(74).string(message.hostname);
+    }
+    if (message.dataAddress !== "") {
+      writer.uint32(82).string(message.dataAddress);
     }
     return writer;
   },
@@ -729,6 +792,14 @@ export const WorkerCapabilities: MessageFns<WorkerCapabilities> = {
             message.hostname = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.dataAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -755,6 +826,7 @@ export const WorkerCapabilities: MessageFns<WorkerCapabilities> = {
     message.maxMessageBytes = object.maxMessageBytes ?? 0;
     message.pid = object.pid ?? 0;
     message.hostname = object.hostname ?? "";
+    message.dataAddress = object.dataAddress ?? "";
     return message;
   },
 };
@@ -1612,7 +1684,14 @@ export const GetWeightsRequest: MessageFns<GetWeightsRequest> = {
 };
 
 function createBaseWeightsManifest(): WeightsManifest {
-  return { globalStep: 0, configVersion: 0, tensors: [], optimizerStateIncluded: false, optimizerIterations: 0 };
+  return {
+    globalStep: 0,
+    configVersion: 0,
+    tensors: [],
+    optimizerStateIncluded: false,
+    optimizerIterations: 0,
+    optimizerVariableSteps: {},
+  };
 }
 
 export const WeightsManifest: MessageFns<WeightsManifest> = {
@@ -1632,6 +1711,9 @@ export const WeightsManifest: MessageFns<WeightsManifest> = {
     if (message.optimizerIterations !== 0) {
       writer.uint32(40).uint64(message.optimizerIterations);
     }
+    globalThis.Object.entries(message.optimizerVariableSteps).forEach(([key, value]: [string, number]) => {
+      WeightsManifest_OptimizerVariableStepsEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
     return writer;
   },
 
@@ -1688,6 +1770,17 @@ export const WeightsManifest: MessageFns<WeightsManifest> = {
             message.optimizerIterations = longToNumber(reader.uint64());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = WeightsManifest_OptimizerVariableStepsEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.optimizerVariableSteps[entry6.key] = entry6.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1710,6 +1803,90 @@ export const WeightsManifest: MessageFns<WeightsManifest> = {
     message.tensors = object.tensors?.map((e) => TensorSpec.fromPartial(e)) || [];
     message.optimizerStateIncluded = object.optimizerStateIncluded ?? false;
     message.optimizerIterations = object.optimizerIterations ?? 0;
+    message.optimizerVariableSteps =
+      (globalThis.Object.entries(object.optimizerVariableSteps ?? {}) as [string, number][]).reduce(
+        (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+          if (value !== undefined) {
+            acc[key] = globalThis.Number(value);
+          }
+          return acc;
+        },
+        {},
+      );
+    return message;
+  },
+};
+
+function createBaseWeightsManifest_OptimizerVariableStepsEntry(): WeightsManifest_OptimizerVariableStepsEntry {
+  return { key: "", value: 0 };
+}
+
+export const WeightsManifest_OptimizerVariableStepsEntry: MessageFns<WeightsManifest_OptimizerVariableStepsEntry> = {
+  encode(
+    message: WeightsManifest_OptimizerVariableStepsEntry,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WeightsManifest_OptimizerVariableStepsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWeightsManifest_OptimizerVariableStepsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<WeightsManifest_OptimizerVariableStepsEntry>, I>>(
+    base?: I,
+  ): WeightsManifest_OptimizerVariableStepsEntry {
+    return WeightsManifest_OptimizerVariableStepsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WeightsManifest_OptimizerVariableStepsEntry>, I>>(
+    object: I,
+  ): WeightsManifest_OptimizerVariableStepsEntry {
+    const message = createBaseWeightsManifest_OptimizerVariableStepsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
     return message;
   },
 };
@@ -2072,6 +2249,279 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
   },
 };
 
+function createBaseRingMember(): RingMember {
+  return { id: "", address: "" };
+}
+
+export const RingMember: MessageFns<RingMember> = {
+  encode(message: RingMember, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RingMember {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRingMember();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RingMember>, I>>(base?: I): RingMember {
+    return RingMember.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RingMember>, I>>(object: I): RingMember {
+    const message = createBaseRingMember();
+    message.id = object.id ?? "";
+    message.address = object.address ?? "";
+    return message;
+  },
+};
+
+function createBaseReduceSpec(): ReduceSpec {
+  return { key: "", members: [], rank: 0, tensors: [], gradientTensorCount: 0, timeoutMs: 0 };
+}
+
+export const ReduceSpec: MessageFns<ReduceSpec> = {
+  encode(message: ReduceSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    for (const v of message.members) {
+      RingMember.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.rank !== 0) {
+      writer.uint32(24).uint32(message.rank);
+    }
+    for (const v of message.tensors) {
+      TensorSpec.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.gradientTensorCount !== 0) {
+      writer.uint32(40).uint32(message.gradientTensorCount);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(48).uint32(message.timeoutMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReduceSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReduceSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.members.push(RingMember.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rank = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tensors.push(TensorSpec.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.gradientTensorCount = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ReduceSpec>, I>>(base?: I): ReduceSpec {
+    return ReduceSpec.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReduceSpec>, I>>(object: I): ReduceSpec {
+    const message = createBaseReduceSpec();
+    message.key = object.key ?? "";
+    message.members = object.members?.map((e) => RingMember.fromPartial(e)) || [];
+    message.rank = object.rank ?? 0;
+    message.tensors = object.tensors?.map((e) => TensorSpec.fromPartial(e)) || [];
+    message.gradientTensorCount = object.gradientTensorCount ?? 0;
+    message.timeoutMs = object.timeoutMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseApplySpec(): ApplySpec {
+  return { key: "", groups: [], sampleCount: 0, microBatchCount: 0 };
+}
+
+export const ApplySpec: MessageFns<ApplySpec> = {
+  encode(message: ApplySpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    for (const v of message.groups) {
+      ParamGroupState.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.sampleCount !== 0) {
+      writer.uint32(24).uint32(message.sampleCount);
+    }
+    if (message.microBatchCount !== 0) {
+      writer.uint32(32).uint32(message.microBatchCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApplySpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApplySpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.groups.push(ParamGroupState.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sampleCount = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.microBatchCount = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ApplySpec>, I>>(base?: I): ApplySpec {
+    return ApplySpec.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApplySpec>, I>>(object: I): ApplySpec {
+    const message = createBaseApplySpec();
+    message.key = object.key ?? "";
+    message.groups = object.groups?.map((e) => ParamGroupState.fromPartial(e)) || [];
+    message.sampleCount = object.sampleCount ?? 0;
+    message.microBatchCount = object.microBatchCount ?? 0;
+    return message;
+  },
+};
+
 function createBaseStepAssignment(): StepAssignment {
   return {
     kind: 0,
@@ -2088,6 +2538,8 @@ function createBaseStepAssignment(): StepAssignment {
     weightsVersion: 0,
     reportWeightsHash: false,
     waitReason: "",
+    reduce: undefined,
+    apply: undefined,
   };
 }
 
@@ -2134,6 +2586,12 @@ export const StepAssignment: MessageFns<StepAssignment> = {
     }
     if (message.waitReason !== "") {
       writer.uint32(114).string(message.waitReason);
+    }
+    if (message.reduce !== undefined) {
+      ReduceSpec.encode(message.reduce, writer.uint32(122).fork()).join();
+    }
+    if (message.apply !== undefined) {
+      ApplySpec.encode(message.apply, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -2263,6 +2721,22 @@ export const StepAssignment: MessageFns<StepAssignment> = {
             message.waitReason = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.reduce = ReduceSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.apply = ApplySpec.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2296,6 +2770,12 @@ export const StepAssignment: MessageFns<StepAssignment> = {
     message.weightsVersion = object.weightsVersion ?? 0;
     message.reportWeightsHash = object.reportWeightsHash ?? false;
     message.waitReason = object.waitReason ?? "";
+    message.reduce = (object.reduce !== undefined && object.reduce !== null)
+      ? ReduceSpec.fromPartial(object.reduce)
+      : undefined;
+    message.apply = (object.apply !== undefined && object.apply !== null)
+      ? ApplySpec.fromPartial(object.apply)
+      : undefined;
     return message;
   },
 };
@@ -2395,6 +2875,7 @@ function createBaseGradientHeader(): GradientHeader {
     statDeltas: [],
     weightsHash: "",
     weightsVersion: 0,
+    held: false,
   };
 }
 
@@ -2439,6 +2920,9 @@ export const GradientHeader: MessageFns<GradientHeader> = {
     }
     if (message.weightsVersion !== 0) {
       writer.uint32(96).uint64(message.weightsVersion);
+    }
+    if (message.held !== false) {
+      writer.uint32(104).bool(message.held);
     }
     return writer;
   },
@@ -2562,6 +3046,14 @@ export const GradientHeader: MessageFns<GradientHeader> = {
             message.weightsVersion = longToNumber(reader.uint64());
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.held = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2591,6 +3083,7 @@ export const GradientHeader: MessageFns<GradientHeader> = {
     message.statDeltas = object.statDeltas?.map((e) => TensorSpec.fromPartial(e)) || [];
     message.weightsHash = object.weightsHash ?? "";
     message.weightsVersion = object.weightsVersion ?? 0;
+    message.held = object.held ?? false;
     return message;
   },
 };

@@ -37,10 +37,10 @@ export async function datasetShape(dataDir: string): Promise<{ trainImages: numb
  * change inside 18 steps). A global batch of 24 in micro-batches of 8: three micro-batches per step, so
  * 1, 2 and 3 workers all share real work. `distributed` lines tune failure detection for tests.
  */
-export function testJobYaml(name: string, distributed: Record<string, number> = {}): string {
-  const dist: Record<string, number> = { heartbeatIntervalMs: 200, leaseMs: 3000, hashEverySteps: 1, ...distributed };
+export function testJobYaml(name: string, distributed: Record<string, number | string> = {}): string {
+  const dist: Record<string, number | string> = { heartbeatIntervalMs: 200, leaseMs: 3000, hashEverySteps: 1, ...distributed };
   // The spec requires minWorkers <= desiredWorkers (default 2).
-  if ((dist.minWorkers ?? 1) > (dist.desiredWorkers ?? 2)) dist.desiredWorkers = dist.minWorkers;
+  if (Number(dist.minWorkers ?? 1) > Number(dist.desiredWorkers ?? 2)) dist.desiredWorkers = dist.minWorkers;
   return [
     `name: ${name}`,
     'seed: 7',

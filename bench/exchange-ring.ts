@@ -1,0 +1,78 @@
+/**
+ * bench/exchange over the ring allreduce (common/collective): the W workers and, unless
+ * `--no-coordinator-member`, the bench process itself as member 0 contributing zeros, as the product's
+ * coordinator does to get the sum for its own replica. Every member allreduces [gradient sum, sample
+ * count] in place (one float more than the gradient, so nobody needs to be told the total), then
+ * divides by the reduced sample count: the weighted average, identical bytes at every member.
+ */
+import { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { DataPlane, RingMember, RingReduction } from '../common';
+import { DEADLINE_MS, ExchangeServer, FromWorker, ToWorker, checksum, gradientOf, samplesOf, scaleInPlace, serveExchanges } from './exchange-common';
+
+/** The reduction of step `step`; `rank` is this member's index in `members`. */
+function reductionOf(step: number, members: RingMember[], rank: number): RingReduction {
+  return { key: `bench-exchange/w${members.length}/step-${step}`, members, rank, timeoutMs: DEADLINE_MS };
+}
+
+/** Allreduces `work` (gradient, then sample count) and turns it into the weighted average in place. */
+async function averageInPlace(plane: DataPlane, reduction: RingReduction, work: Float32Array): Promise<Float32Array> {
+  await plane.allreduce(reduction, work);
+  const floats = work.length - 1;
+  const average = work.subarray(0, floats);
+  scaleInPlace(average, 1 / work[floats]);
+  return average;
+}
+
+/**
+ * The bench's side: tells every worker the ring once they listen, and (as member 0 unless
+ * `coordinatorMember` is false) takes part in every step with zeros.
+ */
+export async function startRingExchange(floats: number, coordinatorMember: boolean): Promise<ExchangeServer> {
+  const plane = coordinatorMember ? await DataPlane.listen() : undefined;
+  let members: RingMember[] = [];
+  const work = new Float32Array(floats + 1);
+  return {
+    address: 'ring',
+    connect: async (workers: ChildProcess[]) => {
+      const listening = await Promise.all(workers.map(async (w) => ((await once(w, 'message')) as [FromWorker])[0]));
+      const ws = listening.map((m, i): RingMember => {
+        if (m.type !== 'listening') throw new Error(`worker ${i}: expected its data plane address, got ${JSON.stringify(m)}`);
+        return { id: `worker-${i}`, address: m.address };
+      });
+      members = plane ? [{ id: 'coordinator', address: plane.address }, ...ws] : ws;
+      const offset = plane ? 1 : 0;
+      workers.forEach((w, i) => w.send({ type: 'ring', members, rank: i + offset } satisfies ToWorker));
+    },
+    exchange: plane
+      ? async (step: number) => {
+        const sum = checksum(await averageInPlace(plane, reductionOf(step, members, 0), work));
+        setImmediate(() => work.fill(0)); // for the next step, outside this one's timed exchange
+        return sum;
+      }
+      : undefined,
+    shutdown: async () => plane?.close(),
+  };
+}
+
+/** A ring worker process: its gradient (rank = its worker index) allreduced on every "go". */
+export async function runRingWorker(rank: number, floats: number): Promise<void> {
+  const plane = await DataPlane.listen();
+  process.send?.({ type: 'listening', address: plane.address } satisfies FromWorker);
+  const [ring] = (await once(process, 'message')) as [ToWorker];
+  if (ring.type !== 'ring') throw new Error(`expected the ring, got ${JSON.stringify(ring)}`);
+  const gradient = gradientOf(rank, floats);
+  // The allreduce overwrites its input, so the gradient is copied back after every step, once its
+  // checksum is taken and outside the timed exchange (the product allreduces a fresh gradient each step).
+  const work = new Float32Array(floats + 1);
+  const refill = (): void => {
+    work.set(gradient);
+    work[floats] = samplesOf(rank);
+  };
+  refill();
+  serveExchanges(async (step) => {
+    const average = await averageInPlace(plane, reductionOf(step, ring.members, ring.rank), work);
+    setImmediate(refill);
+    return average;
+  }, () => plane.close());
+}

@@ -1,0 +1,72 @@
+import type { RingMember, WireTensorSpec } from '../common';
+
+/** The coordinator's id in every ring: rank 0, contributing what was pushed to it (or zeros). */
+export const COORDINATOR_RING_ID = 'coordinator';
+
+/** Where an allreduce attempt is. */
+export type ReductionState = 'running' | 'failed' | 'done';
+
+/** What a ring member is told in its REDUCE assignment (all but `rank` is the same at every member). */
+export interface ReduceOrder {
+  key: string;
+  members: readonly RingMember[];
+  rank: number;
+  /** Layout of the vector: the gradient sums, then the BatchNorm statistic delta sums. */
+  tensors: readonly WireTensorSpec[];
+  gradientTensorCount: number;
+  timeoutMs: number;
+}
+
+/**
+ * One allreduce attempt of a step's held sums: the ring (the coordinator first, then every worker that
+ * holds an accepted share, in micro-batch order), which members were told, and, once it failed, which
+ * came back asking for work (alive) so the coordinator knows whom to wait for before it retries.
+ */
+export class Reduction {
+  state: ReductionState = 'running';
+  private readonly told = new Set<string>();
+  private readonly back = new Set<string>();
+
+  constructor(
+    readonly key: string,
+    readonly members: readonly RingMember[],
+    readonly tensors: readonly WireTensorSpec[],
+    readonly gradientTensorCount: number,
+    readonly timeoutMs: number,
+  ) {}
+
+  /** Worker ids in the ring (the coordinator left out). */
+  get workers(): string[] {
+    return this.members.filter((m) => m.id !== COORDINATOR_RING_ID).map((m) => m.id);
+  }
+
+  isMember(workerId: string): boolean {
+    return this.members.some((m) => m.id === workerId);
+  }
+
+  /** The member's REDUCE order the first time it asks during a running attempt; undefined afterwards. */
+  orderFor(workerId: string): ReduceOrder | undefined {
+    if (this.state !== 'running' || this.told.has(workerId)) return undefined;
+    const rank = this.members.findIndex((m) => m.id === workerId);
+    if (rank < 0) return undefined;
+    this.told.add(workerId);
+    return {
+      key: this.key,
+      members: this.members,
+      rank,
+      tensors: this.tensors,
+      gradientTensorCount: this.gradientTensorCount,
+      timeoutMs: this.timeoutMs,
+    };
+  }
+
+  /** A member asked for work after the attempt failed: it is alive. */
+  markBack(workerId: string): void {
+    if (this.state === 'failed' && this.isMember(workerId)) this.back.add(workerId);
+  }
+
+  /** Whether the member came back after the failure. */
+  isBack(workerId: string): boolean {
+    return this.back.has(workerId);
+  }
+}

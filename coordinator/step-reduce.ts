@@ -1,0 +1,87 @@
+import { RingError } from '../common';
+import { JobFailedError } from './errors';
+import type { JobContext } from './job-context';
+import { COORDINATOR_RING_ID, Reduction } from './reduction';
+import { countInLedger } from './result-intake';
+import type { StepRound, StepSums } from './step-round';
+
+/** Allreduce attempts in a row that may fail with every member still alive before the job fails. */
+export const MAX_UNEXPLAINED_RING_FAILURES = 3;
+
+/** A committed allreduce: the step's sums, and the attempt whose members replay the update. */
+export interface ReducedStep {
+  sums: StepSums;
+  reduction: Reduction;
+}
+
+/** What one attempt ended in. */
+export type ReduceOutcome = ReducedStep | { failed: 'lost-members' | 'all-alive'; error: RingError };
+
+/**
+ * One allreduce attempt of a complete step whose shares (some or all) are held by their workers: the
+ * coordinator opens the ring (itself first, contributing what was pushed to it, then every holder in
+ * micro-batch order), tells each holder on its next pull, and takes part. The attempt commits when the
+ * coordinator's own part completes: every member that completed holds the same bytes, and one that did
+ * not is sent to GetWeights by its next assignment. When it fails, the coordinator waits until every
+ * member has either come back asking for work or been dropped (lease, or the step deadline), takes the
+ * sums of the dropped ones back into the step, and returns so the step is collected and tried again.
+ */
+export async function reduceStep(job: JobContext, round: StepRound, attempt: number, signal: AbortSignal): Promise<ReduceOutcome> {
+  const dataPlane = job.dataPlane;
+  if (!dataPlane) throw new JobFailedError(`step ${round.globalStep}: workers hold sums, but the coordinator has no data plane`);
+  const holders = round.heldWorkers();
+  const members = [
+    { id: COORDINATOR_RING_ID, address: dataPlane.address },
+    ...holders.map((id) => ({ id, address: job.sessions.get(id)?.dataAddress ?? '' })),
+  ];
+  const tensors = [...round.gradientSpecs, ...round.statSpecs];
+  const timeoutMs = job.spec.distributed.stepDeadlineMs;
+  const reduction = new Reduction(`${job.jobId}/step-${round.globalStep}/attempt-${attempt}`, members, tensors, round.gradientSpecs.length, timeoutMs);
+  round.reduction = reduction;
+  job.changed.notify();
+  const vector = round.ringInput();
+  const t0 = job.now();
+  try {
+    const stats = await dataPlane.allreduce({ key: reduction.key, members, rank: 0, timeoutMs }, vector);
+    reduction.state = 'done';
+    for (const share of round.acceptedShares()) {
+      if (share.held) countInLedger(job, round, share.worker, share.microBatchIds);
+    }
+    const m = job.telemetry.metrics;
+    m.sentBytes.inc(stats.bytesSent);
+    m.receivedBytes.inc(stats.bytesReceived);
+    m.allreduceDuration.observe((job.now() - t0) / 1000);
+    return { sums: round.sumsFromVector(vector), reduction };
+  } catch (err) {
+    if (!(err instanceof RingError)) throw err;
+    reduction.state = 'failed';
+    job.telemetry.metrics.allreduceFailures.inc();
+    job.log(`step ${round.globalStep}: allreduce ${reduction.key} failed (${err.message}); waiting for its members`);
+    job.changed.notify();
+    await awaitMembers(job, reduction, signal);
+    const lost = holders.filter((id) => !job.isLive(id));
+    for (const id of lost) job.redistribute(id);
+    round.reduction = null;
+    job.changed.notify();
+    return { failed: lost.length > 0 ? 'lost-members' : 'all-alive', error: err };
+  }
+}
+
+/**
+ * Waits until every worker of a failed attempt came back or is gone; a member silent past the step
+ * deadline is dropped (its sums are redone by the others), so nobody waits forever.
+ */
+async function awaitMembers(job: JobContext, reduction: Reduction, signal: AbortSignal): Promise<void> {
+  const deadline = job.now() + job.spec.distributed.stepDeadlineMs;
+  const pending = (): string[] => reduction.workers.filter((id) => job.isLive(id) && !reduction.isBack(id));
+  while (pending().length > 0 && !signal.aborted) {
+    const left = deadline - job.now();
+    if (left <= 0) {
+      for (const id of pending()) {
+        job.loseWorker(id, 'failed', `did not come back within ${job.spec.distributed.stepDeadlineMs} ms after allreduce ${reduction.key} failed`);
+      }
+      return;
+    }
+    await job.changed.wait(left, signal);
+  }
+}
