@@ -5,6 +5,7 @@
  */
 import {
   COORDINATOR_SERVICE,
+  addFloatsInto,
   DEFAULT_MAX_MESSAGE_BYTES,
   TensorAssembler,
   WireTensor,
@@ -28,7 +29,7 @@ import {
   StepKind,
   UpdateKind,
 } from '../proto';
-import { DEADLINE_MS, ExchangeServer, GRAD_NAME, addAndScale, addInto, gradientOf, samplesOf, serveExchanges } from './exchange-common';
+import { DEADLINE_MS, ExchangeServer, GRAD_NAME, addAndScale, gradientOf, samplesOf, serveExchanges } from './exchange-common';
 
 /** The server side: gathers W pushes per step, averages, serves the average to every PullStep. */
 class Averager {
@@ -80,7 +81,7 @@ class Averager {
         const sum = this.sum;
         this.samples += samples;
         if (++this.pushes < this.world) {
-          addInto(sum, g);
+          addFloatsInto(sum, g);
         } else {
           // Gradient sums divided by the total sample count: the average weighted by samples.
           addAndScale(sum, g, 1 / this.samples);

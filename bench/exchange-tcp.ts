@@ -2,8 +2,8 @@
  * bench/exchange over the TensorChannel, the same parameter-server exchange without gRPC: one
  * length-prefixed frame each way per worker over plain TCP.
  */
-import { StreamClosedError, TensorChannelServer, WireTensor, WireTensorSpec, connectTensorChannel, specOf, startTensorChannelServer } from '../common';
-import { DEADLINE_MS, ExchangeServer, GRAD_NAME, addAndScale, addInto, gradientOf, samplesOf, serveExchanges } from './exchange-common';
+import { StreamClosedError, addFloatsInto, TensorChannelServer, WireTensor, WireTensorSpec, connectTensorChannel, specOf, startTensorChannelServer } from '../common';
+import { DEADLINE_MS, ExchangeServer, GRAD_NAME, addAndScale, gradientOf, samplesOf, serveExchanges } from './exchange-common';
 
 /**
  * The tcp server side: accepts W channels, then per step receives every push (each into its own warm
@@ -26,7 +26,7 @@ async function serveTcp(server: TensorChannelServer, world: number, floats: numb
         const frame = await ch.receive({ expected, into: () => scratch[i] });
         samples += Number(frame.meta.samples);
         step = Number(frame.meta.step);
-        if (++pushes < world) addInto(sum, scratch[i]);
+        if (++pushes < world) addFloatsInto(sum, scratch[i]);
         else addAndScale(sum, scratch[i], 1 / samples);
       }));
       await Promise.all(channels.map((ch) => ch.send([average], { step })));

@@ -1,4 +1,4 @@
-import { elementCount, type WireTensorSpec } from '../common';
+import { addFloatsInto, elementCount, type WireTensorSpec } from '../common';
 import { PlanningError } from './errors';
 import type { Reduction } from './reduction';
 import { type Handout, ShareCollector } from './share-collector';
@@ -54,18 +54,13 @@ export interface StepRoundOptions {
   now: () => number;
 }
 
-/** Adds `b` into `a` element by element (float32 adds, the same as the tensor add of the local trainer). */
-function addInto(a: Float32Array, b: Float32Array): void {
-  for (let i = 0; i < a.length; i++) a[i] += b[i];
-}
-
 function sumMaps(shares: readonly ShareSums[], pick: (s: ShareSums) => Map<string, Float32Array>): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
   for (const share of shares) {
     for (const [name, values] of pick(share)) {
       const acc = out.get(name);
       if (acc === undefined) out.set(name, Float32Array.from(values));
-      else addInto(acc, values);
+      else addFloatsInto(acc, values);
     }
   }
   return out;

@@ -1,4 +1,4 @@
-import { elementCount, type WireTensor, type WireTensorSpec } from '../common';
+import { addFloatsInto, elementCount, type WireTensor, type WireTensorSpec } from '../common';
 import { HeldSumsError } from './errors';
 
 /** An allreduce's result: the step's whole sums, laid out as the coordinator's ReduceSpec said. */
@@ -33,7 +33,7 @@ export class HeldSums {
       const data = t.data as Float32Array;
       const acc = this.sums.get(t.name);
       if (acc === undefined) this.sums.set(t.name, Float32Array.from(data));
-      else for (let i = 0; i < acc.length; i++) acc[i] += data[i];
+      else addFloatsInto(acc, data);
     }
   }
 

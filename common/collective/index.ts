@@ -4,6 +4,7 @@
  * member ends with identical bytes, which is what keeps the replicas identical.
  */
 export { DataPlane } from './data-plane';
+export { addFloatsInto } from './ring-segments';
 export type { DataPlaneOptions } from './data-plane';
 export { RingError, RING_PHASES } from './errors';
 export type { RingPhase } from './errors';

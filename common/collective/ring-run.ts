@@ -1,7 +1,7 @@
 import { TensorChannel, WireTensorSpec, connectTensorChannel } from '../wire';
 import { RingError, RingPhase } from './errors';
 import { RingHello, helloFor, helloMismatch } from './ring-hello';
-import { addInto, ringIndex, segmentBounds } from './ring-segments';
+import { addFloatsInto, ringIndex, segmentBounds } from './ring-segments';
 import { RingReduction, RingStats } from './ring-types';
 
 /** What a run needs from its DataPlane. */
@@ -155,7 +155,7 @@ export class RingRun {
       const [c, d] = this.bounds('reduce-scatter', s, 'recv');
       const into = scratch.subarray(0, d - c);
       await this.receive('reduce-scatter', s, into, () => into);
-      addInto(this.data.subarray(c, d), into);
+      addFloatsInto(this.data.subarray(c, d), into);
       this.added[s].set();
     }
     this.phase = 'allgather';

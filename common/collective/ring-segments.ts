@@ -22,7 +22,7 @@ export function ringIndex(i: number, world: number): number {
 // Unrolled by 4 in a small function of its own: V8 does not vectorise, and this halves the loop
 // overhead (2.3 ms -> 1.35 ms for 2.16 M floats, bench/exchange.ts).
 /** sum += g, element-wise over sum.length (g must be at least as long). */
-export function addInto(sum: Float32Array, g: Float32Array): void {
+export function addFloatsInto(sum: Float32Array, g: Float32Array): void {
   const n = sum.length;
   const n4 = n & ~3;
   let i = 0;
