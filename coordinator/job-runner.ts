@@ -44,17 +44,6 @@ export interface JobRunnerDeps {
   boundary: Boundary;
 }
 
-/** Resolves `promise` to true, or to false once `ms` pass first; rejections pass through. */
-async function within(promise: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([promise.then(() => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function sumsOf(m: ClassificationMetrics): EpochTrainSums {
   return { lossSum: m.lossSum, correctTop1: m.correctTop1, correctTop5: m.correctTop5, count: m.count };
 }
@@ -190,11 +179,26 @@ export class JobRunner {
     });
     try {
       await Promise.race([round.completed, stopped]);
-      return round.collector.complete || (await within(round.completed, job.options.drainGraceMs));
+      return await this.finishWithinGrace(round);
     } finally {
       signal.removeEventListener('abort', onStop);
       if (!keep) this.closeRound();
     }
+  }
+
+  /**
+   * After a stop: waits up to drainGraceMs for `round` to complete, but not once no live worker is left
+   * to complete it (every worker drained away). Rejections of the round pass through.
+   */
+  private async finishWithinGrace(round: Round): Promise<boolean> {
+    const { job } = this;
+    const deadline = job.now() + job.options.drainGraceMs;
+    while (!round.collector.complete) {
+      const left = deadline - job.now();
+      if (left <= 0 || !job.membership.list().some((w) => job.isLive(w.id))) return false;
+      await Promise.race([round.completed, job.changed.wait(left)]);
+    }
+    return true;
   }
 
   private closeRound(): void {

@@ -114,7 +114,8 @@ describe('worker end to end: real coordinator and worker processes', function ()
   }
 
   /** A 2-epoch job of the small CNN on 80 images: 3 steps of 2 micro-batches per epoch, an evaluation pass each. */
-  function writeJob(name: string): string {
+  /** `minWorkers`: training starts only once that many workers are in. */
+  function writeJob(name: string, minWorkers = 1): string {
     const file = path.join(dir, `${name}.yaml`);
     writeFileSync(file, [
       `name: ${name}`,
@@ -124,7 +125,7 @@ describe('worker end to end: real coordinator and worker processes', function ()
       'training: { epochs: 2, batchSize: 20, microBatchSize: 10, evalBatchSize: 10 }',
       'optimizer: { type: adam, learningRate: 0.003 }',
       'freeze: { backboneEpochs: 1 }',
-      'distributed: { heartbeatIntervalMs: 200, leaseMs: 5000, hashEverySteps: 1 }',
+      `distributed: { heartbeatIntervalMs: 200, leaseMs: 5000, hashEverySteps: 1, minWorkers: ${minWorkers} }`,
       '',
     ].join('\n'));
     return file;
@@ -157,7 +158,8 @@ describe('worker end to end: real coordinator and worker processes', function ()
     const scrape = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
     assert.equal(scrape.status, 200);
     assert.match(await scrape.text(), /^shardwise_worker_shares_total 0$/m);
-    const coord = coordinator(port, writeJob('e2e-basic'));
+    // Both must train: with minWorkers 1 the late worker could take every step while the early one backs off.
+    const coord = coordinator(port, writeJob('e2e-basic', 2));
     await coord.waitFor(COORDINATOR_READY, START_MS, 'the coordinator ready line');
     const late = worker('w-late', port);
     const [readyEarly] = await Promise.all([early.waitFor(WORKER_READY, START_MS, 'the ready line'), late.waitFor(WORKER_READY, START_MS, 'the ready line')]);
