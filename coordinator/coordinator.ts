@@ -12,14 +12,13 @@ import {
   loadTrainVal,
   type MetricsServer,
   modelFingerprint,
-  readMetrics,
   RUN_FILES,
   RunDirectory,
   RunRecorder,
+  recordsBefore,
   type RunningGrpcServer,
   serveMetrics,
   startGrpcServer,
-  writeCurves,
 } from '../common';
 import { ChangeSignal } from './change-signal';
 import { CheckpointStore } from './checkpoint-store';
@@ -146,19 +145,23 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
     job.desiredWorkers = restored?.desiredWorkers ?? d.desiredWorkers;
     telemetry.metrics.desiredWorkers.set(job.desiredWorkers);
     lifecycle.onChange((state) => announcer.jobState(state, job.configVersion, job.weightsVersion));
+    // A resumed run keeps the records from before its checkpoint; the steps after it are recorded again.
+    const history = restored ? recordsBefore(run.readMetrics({ allowTruncatedTail: true }), {
+      epoch: boundary.position.epoch,
+      globalStep: restored.weightsVersion,
+      enteredEpoch: trainer.epoch,
+    }) : [];
+    if (restored) run.rewriteMetrics(history);
     const recorder = new RunRecorder({
       run,
+      history,
       parts,
       epochs: spec.training.epochs,
       stepsPerEpoch: planner.stepsPerEpoch,
       checkpointEveryEpochs: spec.output.checkpointEveryEpochs,
       stream: options.progressStream,
     });
-    cleanup.push(async () => {
-      await recorder.close();
-      // A resumed run's recorder saw only the records since the resume: draw the curves from the whole file.
-      if (restored) await writeCurves(run, readMetrics(run.dir, { allowTruncatedTail: true }), { warn: log });
-    });
+    cleanup.push(() => recorder.close());
     const runner = new JobRunner(job, { store, recorder, run, boundary });
     runner.prepare();
     const server: RunningGrpcServer = await startGrpcServer(

@@ -123,6 +123,10 @@ distributed: { leaseMs: 60000, stepDeadlineMs: 60000, checkpointEverySteps: 2 }
       if (r.type === 'epoch-report') assert.ok(r.exactlyOnce && r.counted === r.expected, `across the restart: ${JSON.stringify(r)}`);
     }
     assert.deepEqual(records.filter((r) => r.type === 'epoch').map((r) => r.type === 'epoch' && r.epoch), [0, 1]);
+    const steps = records.flatMap((r) => (r.type === 'step' ? [r.globalStep] : []));
+    assert.deepEqual(steps, steps.map((_, i) => i), 'each step recorded once: the redone step 2 replaced its first record');
+    const freezes = records.flatMap((r) => (r.type === 'freeze' || r.type === 'unfreeze' ? [`${r.type}@${r.epoch}`] : []));
+    assert.deepEqual(freezes, ['freeze@0', 'unfreeze@1']);
     assert.ok(fs.existsSync(path.join(runDir, 'loss-per-epoch.svg')), 'curves drawn from the whole metrics file');
   });
 

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import YAML from 'yaml';
 import {
-  MetricsFormatError, RunDirectory, RunDirectoryError, readMetrics, utcStamp,
+  MetricsFormatError, RunDirectory, RunDirectoryError, readMetrics, recordsBefore, utcStamp,
   type EpochRecord, type MetricsRecord, type StepRecord,
 } from '../common/reporting';
 
@@ -105,6 +105,24 @@ describe('run-directory', () => {
       assert.equal(JSON.parse(lines[2]).loss, 'NaN');
       assert.deepEqual(readMetrics(run.dir), records);
       assert.deepEqual(run.readMetrics(), records);
+    });
+
+    it('a resume keeps only the records before its checkpoint, rewritten in one rename', () => {
+      const run = RunDirectory.create(tmp, 'demo');
+      const epoch1 = (r: StepRecord): StepRecord => ({ ...r, epoch: 1, step: r.globalStep - 3 });
+      const written: MetricsRecord[] = [
+        { type: 'freeze', epoch: 0 }, step(0, 2), step(1, 2), step(2, 2), EPOCH,
+        { type: 'unfreeze', epoch: 1 }, epoch1(step(3, 1)), epoch1(step(4, 1)),
+      ];
+      for (const r of written) run.appendMetrics(r);
+      // Mid-epoch 1 from the checkpoint after step 3: step 4 is redone, epoch 1's start is in the checkpoint.
+      const mid = recordsBefore(run.readMetrics(), { epoch: 1, globalStep: 4, enteredEpoch: 1 });
+      assert.deepEqual(mid, written.slice(0, 7));
+      // At the epoch boundary: epoch 1 starts again, so its unfreeze is recorded again.
+      const boundary = recordsBefore(run.readMetrics(), { epoch: 1, globalStep: 3, enteredEpoch: 0 });
+      assert.deepEqual(boundary, written.slice(0, 5));
+      run.rewriteMetrics(boundary);
+      assert.deepEqual(run.readMetrics(), boundary);
     });
 
     it('keeps every appended line when the writing process is killed', function () {

@@ -22,6 +22,8 @@ export interface RunRecorderOptions {
   stream?: ProgressStream;
   /** Receives warnings (missing fonts for the PNG curves). @default writes to the progress stream */
   warn?: (line: string) => void;
+  /** Records of the run before a resume (already in `metrics.jsonl`), so the curves cover the whole run. */
+  history?: readonly MetricsRecord[];
 }
 
 /**
@@ -31,11 +33,12 @@ export interface RunRecorderOptions {
  */
 export class RunRecorder {
   private readonly progress: Progress;
-  private readonly records: MetricsRecord[] = [];
+  private readonly records: MetricsRecord[];
   private pending: Promise<void> = Promise.resolve();
   private failure: unknown = undefined;
 
   constructor(private readonly options: RunRecorderOptions) {
+    this.records = [...(options.history ?? [])];
     this.progress = createProgress({ epochs: options.epochs, stepsPerEpoch: options.stepsPerEpoch, stream: options.stream });
   }
 

@@ -13,6 +13,7 @@ export {
 export {
   RUN_FILES, RunDirectory, readMetrics, utcStamp, type CreateRunOptions, type ReadMetricsOptions,
 } from './run-directory';
+export { recordsBefore, type ResumePoint } from './resume-history';
 export { findFonts, rendersText, svgToPng, type FontSet, type PngImage } from './svg-png';
 export {
   CURVE_NAMES, curveSpecs, movingAverage, renderSvg, resolveCurveOptions, writeCurves,

@@ -116,6 +116,11 @@ export class RunDirectory {
     }
   }
 
+  /** Replaces `metrics.jsonl` with `records` in one atomic rename (a resumed run drops what it redoes). */
+  rewriteMetrics(records: readonly MetricsRecord[]): void {
+    writeFileAtomic(this.file(RUN_FILES.metrics), records.map(encodeMetricsLine).join(''));
+  }
+
   /** Reads this run's `metrics.jsonl`; see `readMetrics`. */
   readMetrics(options?: ReadMetricsOptions): MetricsRecord[] {
     return readMetrics(this.dir, options);
