@@ -16,6 +16,7 @@ import {
   startTensorChannelServer,
 } from '../common/wire';
 import { bitsEqual, trickyFloats } from './support/floats';
+import { pollUntil } from './support/deadline';
 
 
 /** Rejects after `ms`, so a test that would hang fails with a message instead. */
@@ -71,6 +72,17 @@ describe('tensor-channel', () => {
       assert.equal(back.tensors.get(big.name)?.data, intoBack);
       for (const t of [kernel, big, steps]) assert.ok(bitsEqual(back.tensors.get(t.name)?.data as ArrayBufferView, t.data), t.name);
     }
+  });
+
+  it('the server forgets a channel once its socket closed', async () => {
+    await connect();
+    const more = await Promise.all([0, 1, 2].map(async () => {
+      const [c] = await Promise.all([connectTensorChannel('127.0.0.1', server.port), server.accept()]);
+      return c;
+    }));
+    assert.equal(server.openChannels, 4);
+    await Promise.all(more.map((c) => c.close()));
+    await pollUntil(() => (server.openChannels === 1 ? true : undefined), { timeoutMs: 5000, intervalMs: 5, what: 'the closed channels to be forgotten' });
   });
 
   it('refuses a shape the manifest does not list, naming the tensor, and closes', async () => {

@@ -357,6 +357,8 @@ export async function connectTensorChannel(host: string, port: number, options: 
 export interface TensorChannelServer {
   readonly host: string;
   readonly port: number;
+  /** Accepted channels whose socket is still open. */
+  readonly openChannels: number;
   /** The next accepted connection (in arrival order); rejects with StreamClosedError once closed. */
   accept(): Promise<TensorChannel>;
   /** Stops listening and closes every channel it accepted. */
@@ -376,6 +378,12 @@ export async function startTensorChannelServer(
   const server = net.createServer({ noDelay: true }, (socket) => {
     const ch = new TensorChannel(socket, options);
     all.add(ch);
+    // Forget a channel once its socket is gone, so a long-lived server does not keep every one it ever had.
+    socket.once('close', () => {
+      all.delete(ch);
+      const i = ready.indexOf(ch);
+      if (i >= 0) ready.splice(i, 1);
+    });
     const w = waiting.shift();
     if (w) w.resolve(ch);
     else ready.push(ch);
@@ -386,6 +394,9 @@ export async function startTensorChannelServer(
   return {
     host,
     port: address.port,
+    get openChannels() {
+      return all.size;
+    },
     accept: () => {
       const ch = ready.shift();
       if (ch) return Promise.resolve(ch);
