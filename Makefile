@@ -52,10 +52,12 @@ compare-pretrained: install
 bench-compute: install
 	$(NODE_TS) bench/compute.ts
 
-## bench-exchange: time to average a 2.16M-float gradient across 2 and 4 worker processes: the ring
-## allreduce the jobs use (the coordinator a ring member), then the parameter-server exchange over gRPC.
+## bench-exchange: time to average a 2.16M-float gradient across 2 and 4 worker processes: the allreduce
+## the jobs use (the coordinator an observer), the same among the workers alone (compare with
+## ../shared/peers/gloo_allreduce.py), then the parameter-server exchange over gRPC.
 bench-exchange: install
-	$(NODE_TS) bench/exchange.ts --transport ring
+	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer
+	$(NODE_TS) bench/exchange.ts --transport ring --coordinator none
 	$(NODE_TS) bench/exchange.ts --transport grpc
 
 ## bench-scaling: end-to-end samples/s with 1 and 2 workers against one process, and the coordinator's

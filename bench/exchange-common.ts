@@ -8,10 +8,11 @@ import { ChildProcess } from 'node:child_process';
 export const GRAD_NAME = 'gradient';
 export const DEADLINE_MS = 60_000;
 
-/** One ring member as the bench tells it to its workers (the shape of `RingMember`). */
+/** One allreduce member as the bench tells it to its workers (the shape of `RingMember`). */
 export interface BenchRingMember {
   id: string;
   address: string;
+  role?: 'contributor' | 'observer';
 }
 
 /** Messages between the bench and its worker processes (over the fork IPC channel). */
@@ -22,15 +23,16 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'listening'; address: string }
-  | { type: 'done'; step: number; checksum: number; cpuMs: number };
+  /** `ms`: the exchange timed inside the worker, from its "go" to its average (as gloo's script times rank 0). */
+  | { type: 'done'; step: number; checksum: number; cpuMs: number; ms: number };
 
 /** The bench process's side of one transport. */
 export interface ExchangeServer {
   /** Given to every worker process on its command line. */
   address: string;
-  /** Once the workers are forked and before they are ready (the ring tells each worker the ring). */
+  /** Once the workers are forked and before they are ready (the allreduce tells each worker the members). */
   connect?(workers: ChildProcess[]): Promise<void>;
-  /** The bench process's own part in step `step`, beside the workers' (the ring's coordinator member): its result's checksum. */
+  /** The bench process's own part in step `step`, beside the workers' (the allreduce's coordinator member): its result's checksum. */
   exchange?(step: number): Promise<number>;
   shutdown(): Promise<void>;
 }
@@ -108,10 +110,12 @@ export function serveExchanges(exchange: (step: number) => Promise<Float32Array>
     }
     if (m.type !== 'go') return;
     const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
     exchange(m.step)
       .then((avg) => {
+        const ms = performance.now() - t0;
         const cpu = process.cpuUsage(cpu0);
-        send({ type: 'done', step: m.step, checksum: checksum(avg), cpuMs: (cpu.user + cpu.system) / 1000 });
+        send({ type: 'done', step: m.step, checksum: checksum(avg), cpuMs: (cpu.user + cpu.system) / 1000, ms });
       })
       .catch((err: unknown) => {
         console.error('worker:', err);

@@ -1,14 +1,20 @@
 /**
- * bench/exchange over the ring allreduce (common/collective): the W workers and, unless
- * `--no-coordinator-member`, the bench process itself as member 0 contributing zeros, as the product's
- * coordinator does to get the sum for its own replica. Every member allreduces [gradient sum, sample
- * count] in place (one float more than the gradient, so nobody needs to be told the total), then
- * divides by the reduced sample count: the weighted average, identical bytes at every member.
+ * bench/exchange over the allreduce (common/collective): the W workers and, unless `--coordinator none`,
+ * the bench process itself as member 0: an observer that only receives the sum (what the product's
+ * coordinator is: it needs the sum for its own replica) or, with `--coordinator member`, a contributor
+ * adding zeros. Every member allreduces [gradient sum, sample count] in place (one float more than the
+ * gradient, so nobody needs to be told the total), then divides by the reduced sample count: the
+ * weighted average, identical bytes at every member.
  */
 import { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { DataPlane, RingMember, RingReduction } from '../common';
 import { DEADLINE_MS, ExchangeServer, FromWorker, ToWorker, checksum, gradientOf, samplesOf, scaleInPlace, serveExchanges } from './exchange-common';
+
+/** The bench process's part in the allreduce: see the file comment. */
+export const COORDINATOR_MODES = ['observer', 'member', 'none'] as const;
+/** One of `COORDINATOR_MODES`. */
+export type CoordinatorMode = (typeof COORDINATOR_MODES)[number];
 
 /** The reduction of step `step`; `rank` is this member's index in `members`. */
 function reductionOf(step: number, members: RingMember[], rank: number): RingReduction {
@@ -25,11 +31,11 @@ async function averageInPlace(plane: DataPlane, reduction: RingReduction, work: 
 }
 
 /**
- * The bench's side: tells every worker the ring once they listen, and (as member 0 unless
- * `coordinatorMember` is false) takes part in every step with zeros.
+ * The bench's side: tells every worker the members once they listen, and (as member 0 unless
+ * `coordinator` is 'none') takes part in every step, as an observer or with zeros.
  */
-export async function startRingExchange(floats: number, coordinatorMember: boolean): Promise<ExchangeServer> {
-  const plane = coordinatorMember ? await DataPlane.listen() : undefined;
+export async function startRingExchange(floats: number, coordinator: CoordinatorMode): Promise<ExchangeServer> {
+  const plane = coordinator === 'none' ? undefined : await DataPlane.listen();
   let members: RingMember[] = [];
   const work = new Float32Array(floats + 1);
   return {
@@ -40,14 +46,16 @@ export async function startRingExchange(floats: number, coordinatorMember: boole
         if (m.type !== 'listening') throw new Error(`worker ${i}: expected its data plane address, got ${JSON.stringify(m)}`);
         return { id: `worker-${i}`, address: m.address };
       });
-      members = plane ? [{ id: 'coordinator', address: plane.address }, ...ws] : ws;
+      const role = coordinator === 'observer' ? 'observer' : 'contributor';
+      members = plane ? [{ id: 'coordinator', address: plane.address, role }, ...ws] : ws;
       const offset = plane ? 1 : 0;
       workers.forEach((w, i) => w.send({ type: 'ring', members, rank: i + offset } satisfies ToWorker));
     },
     exchange: plane
       ? async (step: number) => {
         const sum = checksum(await averageInPlace(plane, reductionOf(step, members, 0), work));
-        setImmediate(() => work.fill(0)); // for the next step, outside this one's timed exchange
+        // An observer's input is ignored; a contributor's must be zeros again for the next step.
+        if (coordinator === 'member') setImmediate(() => work.fill(0));
         return sum;
       }
       : undefined,
@@ -55,12 +63,12 @@ export async function startRingExchange(floats: number, coordinatorMember: boole
   };
 }
 
-/** A ring worker process: its gradient (rank = its worker index) allreduced on every "go". */
+/** A worker process: its gradient (rank = its worker index) allreduced on every "go". */
 export async function runRingWorker(rank: number, floats: number): Promise<void> {
   const plane = await DataPlane.listen();
   process.send?.({ type: 'listening', address: plane.address } satisfies FromWorker);
   const [ring] = (await once(process, 'message')) as [ToWorker];
-  if (ring.type !== 'ring') throw new Error(`expected the ring, got ${JSON.stringify(ring)}`);
+  if (ring.type !== 'ring') throw new Error(`expected the members, got ${JSON.stringify(ring)}`);
   const gradient = gradientOf(rank, floats);
   // The allreduce overwrites its input, so the gradient is copied back after every step, once its
   // checksum is taken and outside the timed exchange (the product allreduces a fresh gradient each step).

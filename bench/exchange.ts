@@ -1,20 +1,23 @@
 /**
  * Gradient exchange among W worker processes, each holding a gradient of FLOATS float32; every worker
- * must end with the average weighted by sample count. The figure is the wall time of one whole
- * exchange, from the "go" to the last member holding the average, median of 7 after 2 warm-ups.
+ * must end with the average weighted by sample count. The figure is the slowest member's own time for
+ * one exchange (from its "go" to its average), median of 7 after 2 warm-ups: what gloo_allreduce.py
+ * measures too (rank 0's all_reduce plus the division, after a barrier). The `#` line adds the wall time
+ * from the first "go" sent to the last "done" received, which includes the fork IPC both ways.
  *
  *   --transport grpc (default): parameter server over loopback gRPC (exchange-grpc.ts).
  *   --transport tcp: the same parameter server over the TensorChannel (exchange-tcp.ts).
- *   --transport ring: ring allreduce through common/collective's DataPlane (exchange-ring.ts), with this
- *     process as member 0 contributing zeros, as the coordinator does in the product;
- *     `--no-coordinator-member` leaves it out (a ring of the W workers only).
+ *   --transport ring (or allreduce): common/collective's DataPlane allreduce (exchange-ring.ts), with this
+ *     process as member 0 the way `--coordinator` says: `observer` (default, what the product's coordinator
+ *     is: it only receives the sum, and must end with the average too), `member` (a contributor adding
+ *     zeros), `none` (left out: the W workers alone, comparable to gloo).
  *
  *   node --import tsx bench/exchange.ts [--workers 2,4] [--floats 2162880] [--chunk-bytes 1048576]
- *     [--transport grpc|tcp|ring] [--no-coordinator-member]
+ *     [--transport grpc|tcp|ring|allreduce] [--coordinator observer|member|none]
  *
  * Prints `bench-exchange workers=2 floats=2162880 ms=12.3` per worker count (other transports:
- * `bench-exchange transport=ring workers=2 …`), then a `#` line with the fastest exchange and the CPU
- * time of all processes per exchange. For comparison, ../shared/peers/gloo_allreduce.py times a
+ * `bench-exchange transport=ring coordinator=observer workers=2 …`), then a `#` line with the wall times
+ * and the CPU time of all processes per exchange. For comparison, ../shared/peers/gloo_allreduce.py times a
  * PyTorch gloo allreduce of the same size. BENCH_DEBUG=1 prints each worker's push / wait / pull times
  * (grpc, tcp); NODE_OPTIONS (--cpu-prof, --trace-gc) reaches the worker processes too.
  */
@@ -22,13 +25,13 @@ import { ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { ExchangeServer, FromWorker, ToWorker, expectedChecksum } from './exchange-common';
 import { runGrpcWorker, startGrpcExchange } from './exchange-grpc';
-import { runRingWorker, startRingExchange } from './exchange-ring';
+import { COORDINATOR_MODES, CoordinatorMode, runRingWorker, startRingExchange } from './exchange-ring';
 import { runTcpWorker, startTcpExchange } from './exchange-tcp';
 
 const WARMUP = 2;
 const MEASURED = 7;
 
-const TRANSPORTS = ['grpc', 'tcp', 'ring'] as const;
+const TRANSPORTS = ['grpc', 'tcp', 'ring', 'allreduce'] as const;
 type Transport = (typeof TRANSPORTS)[number];
 
 interface Args {
@@ -36,8 +39,8 @@ interface Args {
   floats: number;
   chunkBytes: number;
   transport: Transport;
-  /** Ring only: the bench process is a ring member too (the coordinator's place in the product). */
-  coordinatorMember: boolean;
+  /** Ring only: the bench process's part in the allreduce (the coordinator's place in the product). */
+  coordinator: CoordinatorMode;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -45,15 +48,19 @@ function parseArgs(argv: string[]): Args {
     const i = argv.indexOf(flag);
     return i >= 0 ? argv[i + 1] : undefined;
   };
-  const transport = parseTransport(get('--transport') ?? 'grpc');
-  const coordinatorMember = !argv.includes('--no-coordinator-member');
-  if (!coordinatorMember && transport !== 'ring') throw new Error(`--no-coordinator-member: only for --transport ring, got --transport ${transport}`);
+  const parsed = parseTransport(get('--transport') ?? 'grpc');
+  const transport = parsed === 'allreduce' ? 'ring' : parsed;
+  const coordinator = get('--coordinator') ?? 'observer';
+  if (!(COORDINATOR_MODES as readonly string[]).includes(coordinator)) {
+    throw new Error(`--coordinator: expected ${COORDINATOR_MODES.join(', ')}, got '${coordinator}'`);
+  }
+  if (get('--coordinator') !== undefined && transport !== 'ring') throw new Error(`--coordinator: only for --transport ring, got --transport ${transport}`);
   return {
     workers: (get('--workers') ?? '2,4').split(',').map(Number),
     floats: Number(get('--floats') ?? 2_162_880),
     chunkBytes: Number(get('--chunk-bytes') ?? 1024 * 1024),
     transport,
-    coordinatorMember,
+    coordinator: coordinator as CoordinatorMode,
   };
 }
 
@@ -67,8 +74,11 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Median wall time of one exchange, and the median CPU time all processes spent on it. */
+/** Median times of one exchange, and the median CPU time all processes spent on it. */
 interface ExchangeTimes {
+  /** The slowest member's own time (go received to average ready), like gloo's script (rank 0's, after a barrier). */
+  memberMs: number;
+  /** From the first "go" sent to the last "done" received: adds the fork IPC's latency both ways. */
   wallMs: number;
   minWallMs: number;
   cpuMs: number;
@@ -77,7 +87,7 @@ interface ExchangeTimes {
 function startServer(args: Args, world: number): Promise<ExchangeServer> {
   if (args.transport === 'grpc') return startGrpcExchange(world, args.floats, args.chunkBytes);
   if (args.transport === 'tcp') return startTcpExchange(world, args.floats);
-  return startRingExchange(args.floats, args.coordinatorMember);
+  return startRingExchange(args.floats, args.coordinator);
 }
 
 /** Whether `got` is `want` within float32 rounding of the averages. */
@@ -95,6 +105,7 @@ async function benchWorld(args: Args, world: number): Promise<ExchangeTimes> {
     await server.connect?.(children);
     await Promise.all(children.map((c) => once(c, 'message')));
     const times: number[] = [];
+    const memberTimes: number[] = [];
     const cpuTimes: number[] = [];
     for (let step = 0; step < WARMUP + MEASURED; step++) {
       const done = children.map((c) => new Promise<FromWorker>((resolve, reject) => {
@@ -104,9 +115,11 @@ async function benchWorld(args: Args, world: number): Promise<ExchangeTimes> {
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       for (const c of children) c.send({ type: 'go', step } satisfies ToWorker);
-      const own = server.exchange?.(step);
-      const [replies, ownChecksum] = await Promise.all([Promise.all(done), own]);
+      const own = server.exchange?.(step).then((sum) => ({ sum, ms: performance.now() - t0 }));
+      const [replies, ownResult] = await Promise.all([Promise.all(done), own]);
       const ms = performance.now() - t0;
+      const ownChecksum = ownResult?.sum;
+      let memberMs = ownResult?.ms ?? 0;
       const cpu = process.cpuUsage(cpu0);
       let cpuMs = (cpu.user + cpu.system) / 1000;
       for (const r of replies) {
@@ -114,6 +127,7 @@ async function benchWorld(args: Args, world: number): Promise<ExchangeTimes> {
           throw new Error(`step ${step}: expected the weighted average (checksum ${want}), a worker got ${JSON.stringify(r)}`);
         }
         cpuMs += r.cpuMs;
+        memberMs = Math.max(memberMs, r.ms);
       }
       if (ownChecksum !== undefined && !close(ownChecksum, want)) {
         throw new Error(`step ${step}: expected the weighted average (checksum ${want}), the bench's own member got ${ownChecksum}`);
@@ -121,10 +135,11 @@ async function benchWorld(args: Args, world: number): Promise<ExchangeTimes> {
       for (const c of children) c.removeAllListeners('exit');
       if (step >= WARMUP) {
         times.push(ms);
+        memberTimes.push(memberMs);
         cpuTimes.push(cpuMs);
       }
     }
-    return { wallMs: median(times), minWallMs: Math.min(...times), cpuMs: median(cpuTimes) };
+    return { memberMs: median(memberTimes), wallMs: median(times), minWallMs: Math.min(...times), cpuMs: median(cpuTimes) };
   } finally {
     for (const c of children) if (c.connected) c.send({ type: 'exit' } satisfies ToWorker);
     await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined)));
@@ -144,13 +159,15 @@ async function main(): Promise<void> {
   const args = parseArgs(argv);
   for (const w of args.workers) {
     const t = await benchWorld(args, w);
-    const label = args.transport === 'grpc' ? '' : `transport=${args.transport} ${args.coordinatorMember ? '' : 'coordinator-member=no '}`;
-    console.log(`bench-exchange ${label}workers=${w} floats=${args.floats} ms=${t.wallMs.toFixed(1)}`);
+    const label = args.transport === 'grpc' ? '' : `transport=${args.transport} ${args.transport === 'ring' ? `coordinator=${args.coordinator} ` : ''}`;
+    console.log(`bench-exchange ${label}workers=${w} floats=${args.floats} ms=${t.memberMs.toFixed(1)}`);
     // Wall time swings with whatever else the machine runs; CPU time of all processes does much less.
     const framing = args.transport === 'grpc' ? `chunk ${args.chunkBytes} bytes`
       : args.transport === 'tcp' ? 'one frame per tensor set'
-        : args.coordinatorMember ? `ring of ${w + 1}: this process is member 0 with zeros` : `ring of ${w} workers, no coordinator member`;
-    console.log(`#   min ${t.minWallMs.toFixed(1)} ms, cpu ${t.cpuMs.toFixed(1)} ms (all processes), ${framing}`);
+        : args.coordinator === 'none' ? `allreduce among the ${w} workers alone`
+          : `allreduce among ${w + 1}: this process is member 0, ${args.coordinator === 'member' ? 'a contributor adding zeros' : 'an observer'}`;
+    console.log(`#   ms: the slowest member's own time; with the IPC go/done round trip ${t.wallMs.toFixed(1)} ms ` +
+      `(min ${t.minWallMs.toFixed(1)}), cpu ${t.cpuMs.toFixed(1)} ms (all processes), ${framing}`);
   }
 }
 

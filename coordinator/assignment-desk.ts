@@ -81,6 +81,7 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
 function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): Decision {
   if (job.finished || job.lifecycle.state === CoordinatorState.Failed) return { stop: true };
   const round = job.round;
+  if (record.state === WorkerState.Draining && job.lifecycle.state !== CoordinatorState.Running) return { stop: true };
   if (job.lifecycle.state !== CoordinatorState.Running && round === null) {
     return { wait: 'the coordinator is shutting down; a restarted coordinator resumes from its checkpoint' };
   }
@@ -96,7 +97,13 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
   }
   if (record.state === WorkerState.Draining) {
     const held = round?.collector.handout(id);
-    return held ? { handout: held } : { stop: true };
+    if (held) return { handout: held };
+    // Sums it holds for this step's allreduce would be redone elsewhere if it left now, and added in another
+    // order than the trainer's: it stays for the allreduce while the step can still complete.
+    if (round?.kind === 'train' && round.heldWorkers().includes(id) && (round.collector.complete || job.membership.activeWorkers().length > 0)) {
+      return { wait: `step ${round.globalStep}: draining once the allreduce of the sums this worker holds is done` };
+    }
+    return { stop: true };
   }
   if (round === null) return { wait: job.membership.waitingReason() ?? 'between steps' };
   const what = round.kind === 'train' ? `step ${round.globalStep}` : `the evaluation of epoch ${round.epoch}`;

@@ -1,12 +1,12 @@
 import type { RingMember, WireTensorSpec } from '../common';
 
-/** The coordinator's id in every ring: rank 0, contributing what was pushed to it (or zeros). */
+/** The coordinator's id in every reduction: an observer, or the contributor of the shares pushed to it. */
 export const COORDINATOR_RING_ID = 'coordinator';
 
 /** Where an allreduce attempt is. */
 export type ReductionState = 'running' | 'failed' | 'done';
 
-/** What a ring member is told in its REDUCE assignment (all but `rank` is the same at every member). */
+/** What a member is told in its REDUCE assignment (all but `rank` is the same at every member). */
 export interface ReduceOrder {
   key: string;
   members: readonly RingMember[];
@@ -18,8 +18,8 @@ export interface ReduceOrder {
 }
 
 /**
- * One allreduce attempt of a step's held sums: the ring (the coordinator first, then every worker that
- * holds an accepted share, in micro-batch order), which members were told, and, once it failed, which
+ * One allreduce attempt of a step's held sums: its members (every worker that holds an accepted share, and
+ * the coordinator, in micro-batch order; see reduceStep), which members were told, and, once it failed, which
  * came back asking for work (alive) so the coordinator knows whom to wait for before it retries.
  */
 export class Reduction {

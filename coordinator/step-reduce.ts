@@ -1,4 +1,4 @@
-import { RingError } from '../common';
+import { RingError, type RingMember } from '../common';
 import { JobFailedError } from './errors';
 import type { JobContext } from './job-context';
 import { COORDINATOR_RING_ID, Reduction } from './reduction';
@@ -19,8 +19,9 @@ export type ReduceOutcome = ReducedStep | { failed: 'lost-members' | 'all-alive'
 
 /**
  * One allreduce attempt of a complete step whose shares (some or all) are held by their workers: the
- * coordinator opens the ring (itself first, contributing what was pushed to it, then every holder in
- * micro-batch order), tells each holder on its next pull, and takes part. The attempt commits when the
+ * coordinator opens the reduction (every holder in micro-batch order, and itself: an observer that only
+ * receives the sum, or a contributor in its micro-batch place when a draining worker pushed its sums to
+ * it), tells each holder on its next pull, and takes part. The attempt commits when the
  * coordinator's own part completes: every member that completed holds the same bytes, and one that did
  * not is sent to GetWeights by its next assignment. When it fails, the coordinator waits until every
  * member has either come back asking for work or been dropped (lease, or the step deadline), takes the
@@ -30,10 +31,14 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
   const dataPlane = job.dataPlane;
   if (!dataPlane) throw new JobFailedError(`step ${round.globalStep}: workers hold sums, but the coordinator has no data plane`);
   const holders = round.heldWorkers();
-  const members = [
-    { id: COORDINATOR_RING_ID, address: dataPlane.address },
-    ...holders.map((id) => ({ id, address: job.sessions.get(id)?.dataAddress ?? '' })),
-  ];
+  // The coordinator needs the sum for its own replica. It contributes, in micro-batch order, only the shares
+  // pushed to it; with none it observes (first, where its place does not matter).
+  const order = round.contributorOrder(COORDINATOR_RING_ID);
+  const observes = !order.includes(COORDINATOR_RING_ID);
+  const members = (observes ? [COORDINATOR_RING_ID, ...order] : order).map((id): RingMember => id === COORDINATOR_RING_ID
+    ? { id, address: dataPlane.address, role: observes ? 'observer' : 'contributor' }
+    : { id, address: job.sessions.get(id)?.dataAddress ?? '' });
+  const rank = members.findIndex((m) => m.id === COORDINATOR_RING_ID);
   const tensors = [...round.gradientSpecs, ...round.statSpecs];
   const timeoutMs = job.spec.distributed.stepDeadlineMs;
   const reduction = new Reduction(`${job.jobId}/step-${round.globalStep}/attempt-${attempt}`, members, tensors, round.gradientSpecs.length, timeoutMs);
@@ -42,7 +47,7 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
   const vector = round.ringInput();
   const t0 = job.now();
   try {
-    const stats = await dataPlane.allreduce({ key: reduction.key, members, rank: 0, timeoutMs }, vector);
+    const stats = await dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs }, vector);
     reduction.state = 'done';
     for (const share of round.acceptedShares()) {
       if (share.held) countInLedger(job, round, share.worker, share.microBatchIds);

@@ -181,6 +181,15 @@ export class StepRound {
     return ids;
   }
 
+  /**
+   * Who contributes to the allreduce, in the order of their first accepted micro-batch (the order their
+   * sums are added in, as the trainer adds micro-batches): each holder's id, and `coordinatorId` where
+   * shares were pushed to the coordinator (a draining worker's).
+   */
+  contributorOrder(coordinatorId: string): string[] {
+    return [...new Set(this.acceptedShares().map((sh) => (sh.held ? sh.worker : coordinatorId)))];
+  }
+
   /** Floats in the allreduce vector: every gradient, then every statistic delta. */
   get vectorLength(): number {
     return [...this.gradientSpecs, ...this.statSpecs].reduce((n, s) => n + elementCount(s.shape), 0);

@@ -1,7 +1,8 @@
 /**
- * Ring allreduce among real processes, with faults: a member SIGKILLed mid-reduction, a member that
- * never calls allreduce. Forks this same file with `--ring-member`, which runs one DataPlane driven
- * over the fork IPC channel instead of defining tests.
+ * The collective's allreduce among real processes, with faults: a member SIGKILLed mid-reduction, before
+ * it started, or between reductions (its pooled connections dead), a member that never calls allreduce.
+ * Forks this same file with `--ring-member`, which runs one DataPlane driven over the fork IPC channel
+ * instead of defining tests.
  */
 import assert from 'node:assert/strict';
 import { ChildProcess, fork } from 'node:child_process';
@@ -12,10 +13,10 @@ type ToMember = { type: 'run'; key: string; members: RingMember[]; rank: number;
 type FromMember =
   | { type: 'listening'; address: string }
   | { type: 'started' }
-  | { type: 'done'; first: number }
+  | { type: 'done'; first: number; last: number; opened: number }
   | { type: 'failed'; name: string; phase?: string; peer?: string; message: string; cause?: string };
 
-/** The child side: one DataPlane, one reduction per 'run' message, results reported to the parent. */
+/** The child side: one DataPlane, one reduction per 'run' message (input: rank + 1 everywhere), results reported to the parent. */
 async function member(): Promise<void> {
   const plane = await DataPlane.listen();
   const send = (m: FromMember): void => void process.send?.(m);
@@ -23,7 +24,7 @@ async function member(): Promise<void> {
     const data = new Float32Array(m.floats).fill(m.rank + 1);
     send({ type: 'started' });
     plane.allreduce({ key: m.key, members: m.members, rank: m.rank, timeoutMs: m.timeoutMs }, data).then(
-      () => send({ type: 'done', first: data[0] }),
+      () => send({ type: 'done', first: data[0], last: data[data.length - 1], opened: plane.connectionsOpened }),
       (err: unknown) => {
         const e = err as RingError;
         send({ type: 'failed', name: e.name, phase: e.phase, peer: e.peer, message: e.message, cause: (e.cause as Error | undefined)?.name });
@@ -34,13 +35,12 @@ async function member(): Promise<void> {
   send({ type: 'listening', address: plane.address });
 }
 
-/** A forked member and the next message it sends. */
+/** A forked member and the messages it sends. */
 class Member {
-  readonly id: string;
   private readonly inbox: FromMember[] = [];
   private waiter?: (m: FromMember) => void;
-  constructor(readonly child: ChildProcess, index: number) {
-    this.id = `p${index}`;
+  address = '';
+  constructor(readonly child: ChildProcess, readonly id: string) {
     child.on('message', (m: FromMember) => {
       if (this.waiter) {
         const w = this.waiter;
@@ -56,79 +56,124 @@ class Member {
     return new Promise((resolve) => (this.waiter = resolve));
   }
 
+  /** The next message of `type`; a 'started' before it is skipped unless `type` is 'started'. */
   async expect<T extends FromMember['type']>(type: T): Promise<Extract<FromMember, { type: T }>> {
-    const m = await this.next();
+    let m = await this.next();
+    if (m.type === 'started' && type !== 'started') m = await this.next();
     assert.equal(m.type, type, `${this.id}: expected '${type}', got ${JSON.stringify(m)}`);
     return m as Extract<FromMember, { type: T }>;
+  }
+
+  as(role?: 'observer'): RingMember {
+    return { id: this.id, address: this.address, ...(role ? { role } : {}) };
   }
 }
 
 if (process.argv.includes('--ring-member')) {
   void member();
 } else {
-  describe('collective ring allreduce (processes)', function () {
+  describe('collective allreduce (processes)', function () {
     this.timeout(60_000);
     let members: Member[] = [];
 
-    async function start(n: number): Promise<RingMember[]> {
-      members = Array.from({ length: n }, (_, i) => new Member(fork(__filename, ['--ring-member'], { execArgv: ['--import', 'tsx'] }), i));
-      const addresses = await Promise.all(members.map((m) => m.expect('listening')));
-      return addresses.map((a, i) => ({ id: members[i].id, address: a.address }));
+    async function start(n: number): Promise<Member[]> {
+      const started = Array.from({ length: n }, () => {
+        const id = `p${members.length}`;
+        const m = new Member(fork(__filename, ['--ring-member'], { execArgv: ['--import', 'tsx'] }), id);
+        members.push(m);
+        return m;
+      });
+      for (const m of started) m.address = (await m.expect('listening')).address;
+      return started;
     }
 
-    function run(m: Member, ring: RingMember[], key: string, floats: number, timeoutMs: number): void {
-      m.child.send({ type: 'run', key, members: ring, rank: members.indexOf(m), floats, timeoutMs } satisfies ToMember);
+    /** Tells each of `who` to run reduction `key` among `ring` (its rank: its place in `ring`). */
+    function run(who: Member[], ring: RingMember[], key: string, floats: number, timeoutMs: number): void {
+      for (const m of who) m.child.send({ type: 'run', key, members: ring, rank: ring.findIndex((r) => r.id === m.id), floats, timeoutMs } satisfies ToMember);
     }
 
     afterEach(async () => {
       await Promise.all(members.map(async (m) => {
         if (m.child.exitCode !== null || m.child.signalCode !== null) return;
         const exited = once(m.child, 'exit');
-        m.child.disconnect();
+        if (m.child.connected) m.child.disconnect(); // a SIGKILLed child may be disconnected before its 'exit'
         await exited;
       }));
       members = [];
     });
 
     it('sums over 3 processes, then survivors fail fast when one is SIGKILLed mid-reduction', async () => {
-      const ring = await start(3);
-      members.forEach((m) => run(m, ring, 'ok', 100_003, 30_000));
-      for (const m of members) await m.expect('started');
-      for (const m of members) assert.equal((await m.expect('done')).first, 6);
-      // 64 MB each: the kill lands while segments are on the wire (or while connecting; either way mid-reduction).
-      members.forEach((m) => run(m, ring, 'killed', 16_000_000, 120_000));
-      for (const m of members) await m.expect('started');
-      members[1].child.kill('SIGKILL');
-      for (const m of [members[0], members[2]]) {
+      const ps = await start(3);
+      const ring = ps.map((m) => m.as());
+      run(ps, ring, 'ok', 100_003, 30_000);
+      for (const m of ps) await m.expect('started');
+      for (const m of ps) assert.deepEqual(await m.expect('done'), { type: 'done', first: 6, last: 6, opened: 2 });
+      // 64 MB each: the kill lands while segments are on the wire, long before the 120 s timeout.
+      run(ps, ring, 'killed', 16_000_000, 120_000);
+      for (const m of ps) await m.expect('started');
+      ps[1].child.kill('SIGKILL');
+      for (const m of [ps[0], ps[2]]) {
         const r = await m.expect('failed');
         assert.equal(r.name, 'RingError', JSON.stringify(r));
-        assert.match(r.message, /ring allreduce 'killed'/);
+        assert.match(r.message, /allreduce 'killed'/);
+        assert.doesNotMatch(r.message, /not done within/);
       }
     });
 
     it('survivors fail fast when a member that has not started yet is SIGKILLed', async () => {
-      const ring = await start(3);
-      // p2 is held up: never told to run. p0 connects to it (held there), p1 connects to p0.
-      run(members[0], ring, 'held-up', 1000, 120_000);
-      run(members[1], ring, 'held-up', 1000, 120_000);
-      for (const m of [members[0], members[1]]) await m.expect('started');
-      members[2].child.kill('SIGKILL');
-      const [r0, r1] = await Promise.all([members[0].expect('failed'), members[1].expect('failed')]);
-      assert.equal(r0.peer, 'p2', JSON.stringify(r0));
-      assert.equal(r0.cause, 'StreamClosedError', JSON.stringify(r0));
-      assert.equal(r1.name, 'RingError', JSON.stringify(r1));
+      const ps = await start(3);
+      const ring = ps.map((m) => m.as());
+      // p2 is held up: never told to run. p0 and p1 connect to it to receive from it, and wait.
+      run([ps[0], ps[1]], ring, 'held-up', 1000, 120_000);
+      for (const m of [ps[0], ps[1]]) await m.expect('started');
+      ps[2].child.kill('SIGKILL');
+      const results = await Promise.all([ps[0].expect('failed'), ps[1].expect('failed')]);
+      for (const r of results) {
+        assert.equal(r.name, 'RingError', JSON.stringify(r));
+        assert.doesNotMatch(r.message, /not done within/);
+      }
+      // Whichever notices first blames p2 and closes its connections, which fails the other one at once.
+      assert.ok(results.some((r) => r.peer === 'p2' && r.cause === 'StreamClosedError'), JSON.stringify(results));
+    });
+
+    it('fails fast on the pooled connections of a member SIGKILLed between reductions, then goes on without it', async () => {
+      // p0 observes (as the coordinator does), p1..p3 contribute their rank + 1: 2 + 3 + 4.
+      const ps = await start(4);
+      const all = [ps[0].as('observer'), ...ps.slice(1).map((m) => m.as())];
+      run(ps, all, 'before', 10_000, 30_000);
+      for (const m of ps) assert.equal((await m.expect('done')).first, 9);
+      const exited = once(ps[2].child, 'exit');
+      ps[2].child.kill('SIGKILL');
+      await exited;
+      // Everyone still lists p2: the ones that receive from it fail at once, not at the 120 s timeout.
+      const survivors = [ps[0], ps[1], ps[3]];
+      run(survivors, all, 'with-dead', 10_000, 120_000);
+      for (const m of survivors) {
+        const r = await m.expect('failed');
+        assert.equal(r.name, 'RingError', JSON.stringify(r));
+        assert.doesNotMatch(r.message, /not done within/);
+      }
+      // Without p2 (inputs are rank + 1): 2 + 3, over connections reopened where the failure closed them.
+      const without = [ps[0].as('observer'), ps[1].as(), ps[3].as()];
+      run(survivors, without, 'without', 10_000, 30_000);
+      for (const m of survivors) assert.equal((await m.expect('done')).first, 5);
+      // A new process takes p2's place (new id, new address): 2 + 3 + 4.
+      const [p4] = await start(1);
+      const replaced = [...without, p4.as()];
+      run([...survivors, p4], replaced, 'replaced', 10_000, 30_000);
+      for (const m of [...survivors, p4]) assert.equal((await m.expect('done')).first, 9);
     });
 
     it('fails on the timeout when a member never shows up', async () => {
-      const ring = await start(3);
-      run(members[0], ring, 'absent', 1000, 1500);
-      run(members[1], ring, 'absent', 1000, 1500);
-      const results = await Promise.all([members[0], members[1]].map(async (m) => {
+      const ps = await start(3);
+      const ring = ps.map((m) => m.as());
+      run([ps[0], ps[1]], ring, 'absent', 1000, 1500);
+      const results = await Promise.all([ps[0], ps[1]].map(async (m) => {
         await m.expect('started');
         return m.expect('failed');
       }));
       for (const r of results) assert.equal(r.name, 'RingError', JSON.stringify(r));
-      // Whichever times out first closes its channels, which fails the other one at once.
+      // Whichever times out first closes its connections, which fails the other one at once.
       assert.ok(results.some((r) => /not done within 1500 ms \(waiting for 'p2'\)/.test(r.message) && r.peer === 'p2'), JSON.stringify(results));
     });
   });

@@ -1,39 +1,41 @@
+/**
+ * The collective's allreduce among DataPlanes of one process over real loopback sockets: fixed-order
+ * (bit-exact) sums, observers, pooled connections, and the failures members must agree on.
+ * Process deaths are in collective-process.test.ts.
+ */
 import assert from 'node:assert/strict';
-import { NonFiniteValueError, TensorCodecError, TensorChannel, connectTensorChannel, startTensorChannelServer } from '../common/wire';
+import { NonFiniteValueError, TensorChannel, connectTensorChannel, startTensorChannelServer } from '../common/wire';
 import { DataPlane, RingError, RingMember, RingReduction, RingStats } from '../common/collective';
+import { OrderedFold } from '../common/collective/ordered-fold';
+import { SimdScratch } from '../common/collective/simd-scratch';
 
-/** Deterministic, distinct per member, of mixed sign and magnitude so float32 rounding shows. */
+/** Deterministic, distinct per member, of mixed sign and magnitude (1e-3 .. 1e5) so float32 rounding shows. */
 function inputOf(member: number, floats: number, round = 0): Float32Array {
   const a = new Float32Array(floats);
-  for (let i = 0; i < floats; i++) a[i] = Math.sin(i * 0.37 + member * 1.3 + round) * (1 + ((i * 7 + member) % 5) * 100);
+  for (let i = 0; i < floats; i++) a[i] = Math.sin(i * 0.37 + member * 1.3 + round) * 10 ** (((i * 7 + member * 3) % 9) - 3);
   return a;
 }
 
-/** Element-wise sum in float64, the reference the ring's float32 sums must match. */
-function referenceSum(inputs: Float32Array[]): { sum: Float64Array; abs: Float64Array } {
-  const n = inputs[0].length;
-  const sum = new Float64Array(n);
-  const abs = new Float64Array(n);
-  for (const x of inputs) for (let i = 0; i < n; i++) {
-    sum[i] += x[i];
-    abs[i] += Math.abs(x[i]);
-  }
-  return { sum, abs };
+/** The single-process trainer's sum: a sequential float32 left fold in member order. */
+function leftFold(parts: Float32Array[]): Float32Array {
+  const acc = Float32Array.from(parts[0]);
+  for (const p of parts.slice(1)) for (let i = 0; i < acc.length; i++) acc[i] += p[i];
+  return acc;
 }
 
-/** Every member holds the same bytes, and they are the sum within float32 rounding of W-1 additions. */
-function assertReduced(results: Float32Array[], inputs: Float32Array[]): void {
-  const { sum, abs } = referenceSum(inputs);
-  const bytes0 = Buffer.from(results[0].buffer, results[0].byteOffset, results[0].byteLength);
-  results.forEach((r, m) => assert.ok(bytes0.equals(Buffer.from(r.buffer, r.byteOffset, r.byteLength)), `member ${m} differs from member 0`));
-  const tol = 2 ** -23 * inputs.length;
-  for (let i = 0; i < sum.length; i++) {
-    assert.ok(Math.abs(results[0][i] - sum[i]) <= tol * abs[i] + 1e-30, `element ${i}: expected ${sum[i]}, got ${results[0][i]}`);
-  }
+const bytesOf = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** Every member holds exactly the bytes of `expected`. */
+function assertAllEqual(results: Float32Array[], expected: Float32Array): void {
+  results.forEach((r, m) => {
+    if (bytesOf(r).equals(bytesOf(expected))) return;
+    const i = r.findIndex((x, j) => !Object.is(x, expected[j]));
+    assert.fail(`member ${m}: element ${i} is ${r[i]}, the left fold in member order is ${expected[i]}`);
+  });
 }
 
-function membersOf(planes: DataPlane[]): RingMember[] {
-  return planes.map((p, i) => ({ id: `m${i}`, address: p.address }));
+function membersOf(planes: DataPlane[], observers: number[] = []): RingMember[] {
+  return planes.map((p, i) => ({ id: `m${i}`, address: p.address, ...(observers.includes(i) ? { role: 'observer' as const } : {}) }));
 }
 
 function reductionFor(members: RingMember[], rank: number, key: string, timeoutMs = 10_000): RingReduction {
@@ -41,14 +43,23 @@ function reductionFor(members: RingMember[], rank: number, key: string, timeoutM
 }
 
 /** Settles every member's allreduce; returns each one's stats or error. */
-async function runAll(planes: DataPlane[], key: string, data: Float32Array[], timeoutMs = 10_000): Promise<Array<RingStats | RingError>> {
-  const members = membersOf(planes);
+async function runAll(planes: DataPlane[], key: string, data: Float32Array[], members = membersOf(planes), timeoutMs = 10_000): Promise<Array<RingStats | RingError>> {
   const settled = await Promise.allSettled(planes.map((p, r) => p.allreduce(reductionFor(members, r, key, timeoutMs), data[r])));
   return settled.map((s) => {
     if (s.status === 'fulfilled') return s.value;
     assert.ok(s.reason instanceof RingError, `expected RingError, got ${String(s.reason)}`);
     return s.reason;
   });
+}
+
+function assertAllSucceeded(out: Array<RingStats | RingError>): RingStats[] {
+  out.forEach((o, m) => assert.ok(!(o instanceof RingError), `member ${m}: ${String(o)}`));
+  return out as RingStats[];
+}
+
+function assertAllFailed(out: Array<RingStats | RingError>): RingError[] {
+  out.forEach((o, m) => assert.ok(o instanceof RingError, `member ${m} should fail, got ${JSON.stringify(o)}`));
+  return out as RingError[];
 }
 
 /** Resolves once `condition` holds, checking on every turn of the event loop. */
@@ -60,7 +71,31 @@ async function until(condition: () => boolean, what: string, limitMs = 10_000): 
   }
 }
 
-describe('collective ring allreduce (one process)', () => {
+describe('collective OrderedFold', () => {
+  it('folds parts in contributor order bit for bit, whatever order they arrive in', () => {
+    const parts = [0, 1, 2, 3].map((m) => inputOf(m, 257));
+    const expected = leftFold(parts);
+    // Another association gives other bytes on these inputs, so the comparison below can fail.
+    assert.ok(!bytesOf(leftFold([parts[1], parts[2], parts[3], parts[0]])).equals(bytesOf(expected)), 'inputs too tame to tell associations apart');
+    const orders = [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]];
+    const scratch = new SimdScratch();
+    for (let own = 0; own < 4; ++own) {
+      for (const order of orders) {
+        const mine = Float32Array.from(parts[own]);
+        const fold = new OrderedFold(mine, own, 4, scratch);
+        for (const k of order.filter((x) => x !== own)) {
+          assert.equal(fold.done, false);
+          fold.slot(k).set(parts[k]);
+          fold.arrive(k);
+        }
+        assert.equal(fold.done, true);
+        assertAllEqual([mine], expected);
+      }
+    }
+  });
+});
+
+describe('collective allreduce (one process)', () => {
   let planes: DataPlane[] = [];
 
   async function listen(n: number): Promise<DataPlane[]> {
@@ -75,45 +110,106 @@ describe('collective ring allreduce (one process)', () => {
 
   for (const world of [1, 2, 3, 4]) {
     for (const floats of [1001, 3, 0]) {
-      it(`sums ${floats} floats over ${world} member(s), identical bytes everywhere`, async () => {
+      it(`sums ${floats} floats over ${world} member(s), the left fold's bytes everywhere`, async () => {
         await listen(world);
         const inputs = Array.from({ length: world }, (_, m) => inputOf(m, floats));
         const data = inputs.map((x) => Float32Array.from(x));
-        const out = await runAll(planes, `w${world}-n${floats}`, data);
-        out.forEach((o, m) => assert.ok(!(o instanceof RingError), `member ${m}: ${String(o)}`));
-        assertReduced(data, inputs);
-        const stats = out as RingStats[];
+        const stats = assertAllSucceeded(await runAll(planes, `w${world}-n${floats}`, data));
+        assertAllEqual(data, leftFold(inputs));
         const sent = stats.reduce((a, s) => a + s.bytesSent, 0);
-        assert.equal(sent, stats.reduce((a, s) => a + s.bytesReceived, 0), 'bytes sent = bytes received, over the ring');
-        // Each segment travels W-1 hops in each half.
-        assert.equal(sent, 2 * (world - 1) * floats * 4);
+        assert.equal(sent, stats.reduce((a, s) => a + s.bytesReceived, 0), 'bytes sent = bytes received');
+        // Every segment: C-1 parts to its owner, then the reduced segment to the other M-1 members.
+        assert.equal(sent, world === 1 ? 0 : 2 * (world - 1) * floats * 4);
       });
     }
   }
 
-  it('runs several reductions in a row with different keys and vector lengths', async () => {
+  for (const contributors of [2, 3, 4, 5]) {
+    it(`is bit-exact in member order with ${contributors} contributors`, async () => {
+      await listen(contributors);
+      const floats = 20_011;
+      const inputs = planes.map((_, m) => inputOf(m, floats));
+      const expected = leftFold(inputs);
+      if (contributors > 2) {
+        const other = leftFold([...inputs.slice(1), inputs[0]]); // (p1 + p2) + … + p0
+        assert.ok(!bytesOf(other).equals(bytesOf(expected)), 'inputs too tame: another association gives the same bytes');
+      }
+      for (let round = 0; round < 2; round++) {
+        const data = inputs.map((x) => Float32Array.from(x));
+        assertAllSucceeded(await runAll(planes, `exact-${round}`, data));
+        assertAllEqual(data, expected);
+      }
+    });
+  }
+
+  const observerCases: Array<{ world: number; observer: number }> = [
+    { world: 3, observer: 0 },
+    { world: 4, observer: 0 },
+    { world: 3, observer: 1 },
+    { world: 4, observer: 2 },
+  ];
+  for (const { world, observer } of observerCases) {
+    it(`gives an observer at rank ${observer} (of ${world}) the contributors' sum and ignores its input`, async () => {
+      await listen(world);
+      const floats = 10_007;
+      const inputs = planes.map((_, m) => inputOf(m, floats));
+      const members = membersOf(planes, [observer]);
+      const data = inputs.map((x) => Float32Array.from(x)); // the observer's input: nonzero garbage
+      const stats = assertAllSucceeded(await runAll(planes, 'observed', data, members));
+      assertAllEqual(data, leftFold(inputs.filter((_, m) => m !== observer)));
+      assert.equal(stats[observer].bytesSent, 0, 'an observer sends no data');
+      assert.equal(stats[observer].bytesReceived, floats * 4, 'an observer receives the sum once');
+    });
+  }
+
+  it('sends a single contributor\'s data to the observers, and refuses a reduction without contributors', async () => {
     await listen(3);
+    const inputs = planes.map((_, m) => inputOf(m, 999));
+    const data = inputs.map((x) => Float32Array.from(x));
+    assertAllSucceeded(await runAll(planes, 'one', data, membersOf(planes, [0, 2])));
+    assertAllEqual(data, inputs[1]);
+    const out = assertAllFailed(await runAll(planes, 'none', data, membersOf(planes, [0, 1, 2])));
+    for (const err of out) assert.match(err.message, /'none', start: expected at least one contributor, got 3 observer/);
+  });
+
+  it('reuses its connections across reductions, and reconnects to a member replaced by another plane', async () => {
+    await listen(4);
+    const members = membersOf(planes, [0]);
+    const opened: number[][] = [];
     for (let round = 0; round < 5; round++) {
       const floats = 20_000 + round * 333;
       const inputs = planes.map((_, m) => inputOf(m, floats, round));
       const data = inputs.map((x) => Float32Array.from(x));
-      const out = await runAll(planes, `job/step-${round}`, data);
-      out.forEach((o, m) => assert.ok(!(o instanceof RingError), `round ${round} member ${m}: ${String(o)}`));
-      assertReduced(data, inputs);
+      assertAllSucceeded(await runAll(planes, `job/step-${round}`, data, members));
+      assertAllEqual(data, leftFold(inputs.slice(1)));
+      opened.push(planes.map((p) => p.connectionsOpened));
     }
+    // A member opens one connection to each contributor it receives from, once.
+    assert.deepEqual(opened[0], [3, 2, 2, 2]);
+    for (const o of opened) assert.deepEqual(o, opened[0]);
+    assert.deepEqual(planes.map((p) => p.pooledConnections), [3, 5, 5, 5]);
+
+    // Member 3 is replaced by a new plane (new id, new address): the next reduction connects to it.
+    await planes[3].close();
+    planes[3] = await DataPlane.listen();
+    const replaced = membersOf(planes, [0]).map((m, i) => (i === 3 ? { ...m, id: 'm3-new' } : m));
+    const inputs = planes.map((_, m) => inputOf(m, 5000, 9));
+    const data = inputs.map((x) => Float32Array.from(x));
+    assertAllSucceeded(await runAll(planes, 'after-replacement', data, replaced));
+    assertAllEqual(data, leftFold(inputs.slice(1)));
+    assert.deepEqual(planes.map((p) => p.connectionsOpened), [4, 3, 3, 2]);
   });
 
-  it('holds connections that arrive before the local allreduce call', async () => {
+  it('keeps data that arrives for a reduction until it starts here', async () => {
     const [p0, p1, p2] = await listen(3);
     const members = membersOf(planes);
-    const inputs = planes.map((_, m) => inputOf(m, 5000));
+    const inputs = planes.map((_, m) => inputOf(m, 50_000));
     const data = inputs.map((x) => Float32Array.from(x));
-    // Member 1 connects to member 0 (its previous) long before member 0 calls allreduce.
+    // Members 1 and 2 start (connect to member 0, say they are ready) long before member 0 calls allreduce.
     const late = [p1.allreduce(reductionFor(members, 1, 'early'), data[1]), p2.allreduce(reductionFor(members, 2, 'early'), data[2])];
-    await until(() => p0.heldConnections === 1, 'member 1 connected to member 0');
+    await until(() => p0.pooledConnections === 2, 'members 1 and 2 connected to member 0');
     await Promise.all([p0.allreduce(reductionFor(members, 0, 'early'), data[0]), ...late]);
-    assertReduced(data, inputs);
-    assert.equal(p0.heldConnections, 0);
+    assertAllEqual(data, leftFold(inputs));
   });
 
   it('rejects a second concurrent reduction and bad arguments', async () => {
@@ -127,40 +223,62 @@ describe('collective ring allreduce (one process)', () => {
     await assert.rejects(p0.allreduce(reductionFor(members, 2, 'c'), new Float32Array(1)), /expected a rank in \[0, 1\], got 2/);
     await assert.rejects(p0.allreduce({ key: 'd', members: [members[0], { ...members[1], id: 'm0' }], rank: 0, timeoutMs: 100 }, new Float32Array(1)),
       /expected unique member ids/);
+    await assert.rejects(p0.allreduce({ key: 'e', members: [{ ...members[0], role: 'boss' as 'observer' }, members[1]], rank: 0, timeoutMs: 100 }, new Float32Array(1)),
+      /expected role 'contributor' or 'observer', member 'm0' has "boss"/);
   });
 
   it('fails every member at once when a member disagrees on the vector length', async () => {
     await listen(3);
     const data = [new Float32Array(100), new Float32Array(101), new Float32Array(100)];
-    const out = await runAll(planes, 'mismatch', data, 60_000);
-    out.forEach((o, m) => assert.ok(o instanceof RingError, `member ${m} should fail, got ${JSON.stringify(o)}`));
-    const handshake = out.filter((o) => o instanceof RingError && o.phase === 'handshake' && /expected 10[01] floats, 'm\d' reduces 10[01]/.test(o.message));
-    assert.ok(handshake.length >= 1, `expected a handshake error naming the lengths, got ${out.map(String).join(' | ')}`);
+    const t0 = performance.now();
+    const out = assertAllFailed(await runAll(planes, 'mismatch', data, membersOf(planes), 60_000));
+    assert.ok(performance.now() - t0 < 30_000, 'not at the timeout');
+    const said = out.filter((o) => o.phase === 'handshake' && /expected 10[01] floats, 'm\d' reduces 10[01]/.test(o.message));
+    assert.ok(said.length >= 1, `expected a handshake error naming the lengths, got ${out.map(String).join(' | ')}`);
   });
 
-  it('fails with NonFiniteValueError at the neighbour of a member that sends NaN', async () => {
+  it('fails every member at once when a member has another members list', async () => {
+    await listen(3);
+    const members = membersOf(planes);
+    const swapped = [members[1], members[0], members[2]]; // member 2 folds in another order
+    const settled = await Promise.allSettled(planes.map((p, r) => (r === 2
+      ? p.allreduce({ key: 'lists', members: swapped, rank: 2, timeoutMs: 60_000 }, new Float32Array(64))
+      : p.allreduce(reductionFor(members, r, 'lists', 60_000), new Float32Array(64)))));
+    const out = settled.map((s) => (s.status === 'rejected' ? s.reason as RingError : assert.fail('every member should fail')));
+    assert.ok(out.every((e) => e instanceof RingError));
+    const said = out.filter((o) => /the members lists differ: expected \[m\d, m\d, m2\], 'm\d' has \[m\d, m\d, m2\]/.test(o.message));
+    assert.ok(said.length >= 1, `expected an error naming both lists, got ${out.map(String).join(' | ')}`);
+  });
+
+  it('fails with NonFiniteValueError at the owner a member sends NaN to', async () => {
     await listen(3);
     const floats = 3000;
     const data = planes.map((_, m) => inputOf(m, floats));
-    data[1][1500] = NaN; // segment 1: member 1 sends it to member 2 in the first reduce-scatter step
-    const out = await runAll(planes, 'nan', data, 60_000);
-    out.forEach((o, m) => assert.ok(o instanceof RingError, `member ${m} should fail, got ${JSON.stringify(o)}`));
-    const at2 = out[2] as RingError;
+    data[1][2500] = NaN; // segment 2: member 1 sends it to its owner, member 2, in the reduce-scatter
+    const out = assertAllFailed(await runAll(planes, 'nan', data, membersOf(planes), 60_000));
+    const at2 = out[2];
     assert.ok(at2.cause instanceof NonFiniteValueError, `expected NonFiniteValueError at member 2, got ${String(at2.cause)}`);
     assert.equal(at2.peer, 'm1');
     assert.equal(at2.phase, 'reduce-scatter');
     assert.equal(at2.key, 'nan');
   });
 
-  it('times out when a member never shows up', async () => {
+  it('times out naming the member that never shows up', async () => {
     await listen(3);
     const members = membersOf(planes);
     const settled = await Promise.allSettled([0, 1].map((r) => planes[r].allreduce(reductionFor(members, r, 'absent', 300), new Float32Array(64))));
-    for (const s of settled) {
-      assert.equal(s.status, 'rejected');
-      const err = (s as PromiseRejectedResult).reason as RingError;
-      assert.ok(err instanceof RingError && /not done within 300 ms/.test(err.message), String(err));
-    }
+    const errors = settled.map((s) => (s.status === 'rejected' ? s.reason as RingError : assert.fail('should fail')));
+    for (const err of errors) assert.ok(err instanceof RingError, String(err));
+    // Whichever times out first closes its connections, which fails the other one at once.
+    assert.ok(errors.some((e) => /not done within 300 ms \(waiting for 'm2'\)/.test(e.message) && e.peer === 'm2'), errors.map(String).join(' | '));
+  });
+
+  it('fails a running reduction with phase \'closed\' when its plane closes', async () => {
+    const [p0] = await listen(2);
+    const running = p0.allreduce(reductionFor(membersOf(planes), 0, 'closing', 60_000), new Float32Array(10));
+    running.catch(() => undefined);
+    await p0.close();
+    await assert.rejects(running, (err: RingError) => err instanceof RingError && err.phase === 'closed');
   });
 
   describe('against a hand-written peer', () => {
@@ -171,25 +289,43 @@ describe('collective ring allreduce (one process)', () => {
       await fakeServer?.close();
     });
 
-    it('fails with TensorCodecError on a segment of the wrong length', async () => {
+    /** A real member (rank 0) and a fake contributor (rank 1) that has done the handshake; returns the fake's sending channel. */
+    async function handshake(key: string, floats: number): Promise<{ result: Promise<RingStats>; toReal: TensorChannel }> {
       const [p0] = await listen(1);
       fakeServer = await startTensorChannelServer();
       const members: RingMember[] = [{ id: 'real', address: p0.address }, { id: 'fake', address: `127.0.0.1:${fakeServer.port}` }];
-      const result = p0.allreduce(reductionFor(members, 0, 'short'), new Float32Array(100));
+      const result = p0.allreduce(reductionFor(members, 0, key), new Float32Array(floats));
       result.catch(() => undefined);
-      // The real member connects to the fake (its previous) and says hello; the fake answers in kind.
-      const fromReal = await fakeServer.accept();
-      const hello = (await fromReal.receive()).meta;
+      // The real member connects to the fake to receive from it, says hello and ready; the fake does the same.
+      const toReal = await fakeServer.accept();
+      const hello = (await toReal.receive()).meta;
+      const ready = (await toReal.receive()).meta;
+      assert.equal(hello.type, 'allreduce-hello');
+      assert.deepEqual({ ...ready }, { type: 'allreduce-ready', key, floats, members: 'real, fake' });
       fakeOut = await connectTensorChannel('127.0.0.1', Number(p0.address.split(':')[1]));
-      await fakeOut.send([], { ...hello, from: 'fake', to: 'real' });
-      await fromReal.send([{ name: 'reduce-scatter/step-0/segment-1', dtype: 'float32', shape: [49], data: new Float32Array(49) }]);
+      await fakeOut.send([], { type: 'allreduce-hello', from: 'fake', address: members[1].address, to: 'real' });
+      await fakeOut.send([], ready);
+      return { result, toReal };
+    }
+
+    it('fails naming the frame it expected when a segment has the wrong length', async () => {
+      const { result, toReal } = await handshake('short', 100);
+      const name = "reduce-scatter segment 0/2 of 'short' (100 floats, 2 members)";
+      await toReal.send([{ name, dtype: 'float32', shape: [49], data: new Float32Array(49) }]);
       await assert.rejects(result, (err: RingError) => {
         assert.ok(err instanceof RingError, String(err));
-        assert.ok(err.cause instanceof TensorCodecError, `expected TensorCodecError, got ${String(err.cause)}`);
-        assert.match(err.message, /expected shape \[50\] float32, frame has shape \[49\]/);
+        assert.match(err.message, /expected frame 'reduce-scatter segment 0\/2 of 'short' \(100 floats, 2 members\)' of 50 float32, got .* of shape \[49\]/);
         assert.equal(err.peer, 'fake');
+        assert.equal(err.phase, 'reduce-scatter');
         return true;
       });
+    });
+
+    it('refuses a frame of another reduction before reading its data', async () => {
+      const { result, toReal } = await handshake('this-one', 100);
+      const name = "reduce-scatter segment 0/2 of 'other-one' (100 floats, 2 members)";
+      await toReal.send([{ name, dtype: 'float32', shape: [50], data: new Float32Array(50) }]).catch(() => undefined);
+      await assert.rejects(result, /expected frame 'reduce-scatter segment 0\/2 of 'this-one'.*got 'reduce-scatter segment 0\/2 of 'other-one'.*the members disagree/);
     });
   });
 });

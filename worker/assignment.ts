@@ -149,7 +149,7 @@ export function assignmentFromProto(a: StepAssignment, updateTensors: ReadonlyMa
     waitReason: a.waitReason,
     reduce: r && {
       key: r.key,
-      members: r.members.map((m) => ({ id: m.id, address: m.address })),
+      members: r.members.map((m): RingMember => ({ id: m.id, address: m.address, role: m.observer ? 'observer' : 'contributor' })),
       rank: r.rank,
       tensors: r.tensors.map(specFromProto),
       gradientTensorCount: r.gradientTensorCount,

@@ -1,11 +1,13 @@
 import * as net from 'node:net';
 import { once } from 'node:events';
-import { DEFAULT_MAX_TENSOR_BYTES, FrameMeta, TensorChannel } from '../wire';
+import { DEFAULT_MAX_TENSOR_BYTES, FrameMeta, StreamClosedError, TensorChannel, WireError, connectTensorChannel } from '../wire';
 import { RingError } from './errors';
-import { RingHello, parseHello } from './ring-hello';
-import { RingRun } from './ring-run';
-import { segmentLength } from './ring-segments';
-import { RingReduction, RingStats } from './ring-types';
+import { Link, LinkOwner, linkKey } from './link';
+import { helloMeta, parseControl } from './control-frames';
+import { ReductionRun, RunLinks } from './reduction-run';
+import { planReduction } from './segment-plan';
+import { SimdScratch } from './simd-scratch';
+import { RingMember, RingReduction, RingStats } from './types';
 
 /** Where a DataPlane listens and what it accepts. */
 export interface DataPlaneOptions {
@@ -19,37 +21,37 @@ export interface DataPlaneOptions {
   maxTotalBytes?: number;
 }
 
-/** A connection that must say which reduction it belongs to within this, or be closed. */
-const HELLO_TIMEOUT_MS = 30_000;
-/** Hold an unclaimed connection no longer than this, whatever its hello's deadline says. */
-const MAX_HOLD_MS = 10 * 60_000;
-/** Keys of reductions run here that a late connection is recognised by (and closed at once). */
+/** Keys of reductions run here that a late ready frame is recognised by (its link is then closed). */
 const RECENT_KEYS = 256;
 
-/** A connection that arrived before this member's allreduce for its key. */
-interface HeldConnection {
-  channel: TensorChannel;
-  hello: RingHello;
-  /** How many reductions had started here when it arrived. */
-  epoch: number;
-  timer: NodeJS.Timeout;
+/** Splits `host:port` (IPv6 hosts may be bracketed); undefined when there is no numeric port. */
+export function splitAddress(address: string): { host: string; port: number } | undefined {
+  const colon = address.lastIndexOf(':');
+  const port = Number(address.slice(colon + 1));
+  if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) return undefined;
+  return { host: address.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port };
 }
 
 /**
- * One per process: listens for ring connections from peers and runs reductions, one at a time.
- * Each reduction opens fresh connections (one to the previous member, one accepted from the next);
- * connections that arrive before the local `allreduce` for their key are held until it starts.
+ * One per process: listens for its peers' connections and runs allreduces, one at a time. Connections
+ * are pooled across reductions, one per (receiver -> sender) pair, opened by the receiver; a pooled
+ * connection that closes leaves the pool at once, and the next reduction that needs it reconnects.
  */
-export class DataPlane {
+export class DataPlane implements LinkOwner, RunLinks {
   /** `advertiseHost:port`, what peers connect to. */
   readonly address: string;
-  private readonly accepted = new Set<TensorChannel>();
-  private readonly held = new Map<string, HeldConnection>();
+  /** Links this member opened to receive from a peer, by `linkKey`. */
+  private readonly inLinks = new Map<string, Link>();
+  /** Links peers opened to receive from this member, by `linkKey`, once they said hello. */
+  private readonly outLinks = new Map<string, Link>();
+  /** Accepted links that have not said hello yet. */
+  private readonly unnamed = new Set<Link>();
   private readonly recentKeys: string[] = [];
-  private active?: RingRun;
-  private epoch = 0;
-  private scratch = new Float32Array(0);
+  private active?: ReductionRun;
+  /** Where parts are received and folded, reused across reductions (about n floats at an owner). */
+  private readonly scratch = new SimdScratch();
   private closed = false;
+  private opened = 0;
 
   private constructor(private readonly server: net.Server, advertiseHost: string, private readonly maxTotalBytes: number) {
     const port = (server.address() as net.AddressInfo).port;
@@ -57,9 +59,14 @@ export class DataPlane {
     server.on('connection', (socket) => this.onConnection(socket));
   }
 
-  /** Connections held for reductions not started here yet (for tests and metrics). */
-  get heldConnections(): number {
-    return this.held.size;
+  /** Connections this plane has opened so far (to receive from peers): constant while the pool is reused. */
+  get connectionsOpened(): number {
+    return this.opened;
+  }
+
+  /** Live pooled connections, both directions (for tests and metrics). */
+  get pooledConnections(): number {
+    return this.inLinks.size + this.outLinks.size;
   }
 
   /** Starts listening; resolves once the port is bound. */
@@ -72,28 +79,21 @@ export class DataPlane {
   }
 
   /**
-   * Sums `data` element-wise over every member, IN PLACE: on success every member holds identical bytes
-   * (the sum of all members' inputs). One reduction at a time per DataPlane (a second concurrent call rejects).
-   * On any failure (a peer died or closed, timeout, a frame with NaN/Inf or of the wrong size) it closes this
-   * reduction's channels (so the failure propagates around the ring at once, nobody waits for a timeout when a
-   * peer's socket closes) and throws RingError naming the key, the phase and the peer. `data` is then garbage.
+   * Sums the contributors' `data` element-wise, IN PLACE at every member: on success every member holds
+   * identical bytes, the left fold of the contributors' inputs in member order (an observer's input is
+   * ignored and overwritten). One reduction at a time per DataPlane (a second concurrent call rejects).
+   * On any failure (a peer died or closed, timeout, a frame with NaN/Inf or of the wrong size, members that
+   * disagree) it closes the reduction's connections, so every other member fails at once too, and throws
+   * RingError naming the key, the phase and the peer. `data` is then garbage.
    */
   async allreduce(reduction: RingReduction, data: Float32Array): Promise<RingStats> {
     const problem = this.checkReduction(reduction);
-    if (problem) throw new RingError(reduction.key, 'start', problem);
+    const plan = problem ?? planReduction(reduction.members, reduction.rank, data.length);
+    if (typeof plan === 'string') throw new RingError(reduction.key, 'start', plan);
     if (reduction.members.length === 1) return { bytesSent: 0, bytesReceived: 0, ms: 0 };
-    const segment = segmentLength(data.length, reduction.members.length);
-    if (this.scratch.length < segment) this.scratch = new Float32Array(segment);
-    const run = new RingRun(reduction, data, { maxTotalBytes: this.maxTotalBytes, scratch: this.scratch });
+    const run = new ReductionRun(reduction, data, plan, this, this.scratch);
     this.active = run;
     this.remember(reduction.key);
-    const held = this.held.get(reduction.key);
-    if (held) {
-      this.unhold(reduction.key, false);
-      run.offerNext(held.channel, held.hello);
-    }
-    this.dropStaleHeld();
-    this.epoch++;
     try {
       return await run.execute();
     } finally {
@@ -101,14 +101,79 @@ export class DataPlane {
     }
   }
 
-  /** Stops listening and closes every channel; a running reduction fails with phase 'closed'. */
+  /** Stops listening and closes every connection; a running reduction fails with phase 'closed'. */
   async close(): Promise<void> {
     this.closed = true;
     this.active?.fail(new RingError(this.active.key, 'closed', 'the data plane was closed'));
-    for (const key of [...this.held.keys()]) this.unhold(key, true);
+    const reason = new StreamClosedError('collective: the data plane was closed');
+    const links = [...this.inLinks.values(), ...this.outLinks.values(), ...this.unnamed];
+    for (const link of links) link.close(reason);
     const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    await Promise.all([...this.accepted].map((ch) => ch.close()));
+    await Promise.all(links.map((link) => link.channel.close().catch(() => undefined)));
     await stopped;
+  }
+
+  /** RunLinks: the pooled link to receive from `peer`, or a new one that has said hello. */
+  async linkFrom(peer: RingMember, me: RingMember): Promise<Link> {
+    const key = linkKey(peer);
+    const pooled = this.inLinks.get(key);
+    if (pooled) return pooled;
+    const target = splitAddress(peer.address);
+    if (!target) throw new WireError(`expected a host:port address for '${peer.id}', got '${peer.address}'`);
+    const channel = await connectTensorChannel(target.host, target.port, { maxTotalBytes: this.maxTotalBytes });
+    this.opened++;
+    if (this.closed) {
+      await channel.close();
+      throw new StreamClosedError('collective: the data plane was closed');
+    }
+    const link = new Link(channel, 'in', this, { id: peer.id, address: peer.address });
+    this.inLinks.get(key)?.close(new WireError('collective: replaced by a newer connection'));
+    this.inLinks.set(key, link);
+    link.send([], helloMeta(me, peer)).catch(() => undefined); // a failure closes the link, which its user learns
+    return link;
+  }
+
+  /** RunLinks: the link `peer` opened to receive from this member, if it is ready for `key`. */
+  linkTo(peer: RingMember, key: string): Link | undefined {
+    const link = this.outLinks.get(linkKey(peer));
+    return link?.ready?.key === key ? link : undefined;
+  }
+
+  /** RunLinks: closes the links whose peers are ready for the failed `key` (a run closes those it took up itself). */
+  failed(key: string): void {
+    for (const link of [...this.outLinks.values()]) {
+      if (link.ready?.key === key) link.close(new WireError(`collective: reduction '${key}' failed here`));
+    }
+  }
+
+  /** LinkOwner: a hello registers an accepted link in the pool; a ready is offered to the reduction it names. */
+  onControl(link: Link, meta: FrameMeta): void {
+    const c = parseControl(meta);
+    if (typeof c === 'string') throw new WireError(`collective: ${c}`);
+    if (link.direction !== 'out') throw new WireError(`collective: expected only data from '${link.peer?.id}', got an '${c.type}' frame`);
+    if (c.type === 'hello') {
+      if (link.peer) throw new WireError(`collective: expected one hello per connection, '${link.peer.id}' sent another`);
+      link.peer = { id: c.from, address: c.address };
+      link.expectedId = c.to;
+      this.unnamed.delete(link);
+      this.outLinks.get(link.key)?.close(new WireError('collective: replaced by a newer connection from the same peer'));
+      this.outLinks.set(link.key, link);
+      return;
+    }
+    if (!link.peer) throw new WireError(`collective: expected a hello first, got a ready for '${c.key}'`);
+    link.ready = c;
+    if (this.active?.key === c.key) this.active.offerReady(link);
+    else if (this.recentKeys.includes(c.key)) {
+      // Late for a reduction that ended here: closing the link fails the peer's at once.
+      link.close(new WireError(`collective: reduction '${c.key}' already ended here`));
+    }
+  }
+
+  /** LinkOwner: a link that closed leaves the pool. */
+  onDead(link: Link): void {
+    this.unnamed.delete(link);
+    const pool = link.direction === 'in' ? this.inLinks : this.outLinks;
+    if (pool.get(link.key) === link) pool.delete(link.key);
   }
 
   /** Why `reduction` cannot run here, or undefined. */
@@ -130,45 +195,7 @@ export class DataPlane {
       void channel.close();
       return;
     }
-    this.accepted.add(channel);
-    socket.once('close', () => this.accepted.delete(channel));
-    channel.receive({ expected: [], timeoutMs: HELLO_TIMEOUT_MS }).then(
-      (frame) => this.route(channel, frame.meta),
-      () => undefined, // the channel closed itself; the peer's reduction learns from that
-    );
-  }
-
-  /** Hands a hello'd connection to the running reduction for its key, holds it for a later one, or closes it. */
-  private route(channel: TensorChannel, meta: FrameMeta): void {
-    const hello = parseHello(meta);
-    if (typeof hello === 'string' || this.closed) {
-      void channel.close();
-      return;
-    }
-    if (this.active?.key === hello.key) {
-      this.active.offerNext(channel, hello);
-    } else if (this.recentKeys.includes(hello.key) || this.held.has(hello.key)) {
-      // Late for a reduction that ran (or failed) here, or a duplicate: closing it fails the sender fast.
-      void channel.close();
-    } else {
-      const timer = setTimeout(() => this.unhold(hello.key, true), Math.min(hello.timeoutMs, MAX_HOLD_MS));
-      timer.unref();
-      this.held.set(hello.key, { channel, hello, epoch: this.epoch, timer });
-    }
-  }
-
-  /** Closes held connections that outlived a whole reduction here without being claimed. */
-  private dropStaleHeld(): void {
-    for (const [key, h] of this.held) if (h.epoch < this.epoch) this.unhold(key, true);
-  }
-
-  /** Forgets a held connection; `close` unless a reduction just claimed it. */
-  private unhold(key: string, close: boolean): void {
-    const h = this.held.get(key);
-    if (!h) return;
-    this.held.delete(key);
-    clearTimeout(h.timer);
-    if (close) void h.channel.close();
+    this.unnamed.add(new Link(channel, 'out', this));
   }
 
   private remember(key: string): void {

@@ -1,17 +1,20 @@
 import { ShardwiseError } from '../errors';
 
 /**
- * Where a ring reduction was when it failed: checking its arguments, connecting to the previous member,
- * exchanging hellos, the reduce-scatter or allgather half, or shut down by `DataPlane.close`.
+ * Where a reduction was when it failed: checking its arguments, connecting to a member it receives from,
+ * agreeing with its peers on the reduction (hello and ready frames), the reduce-scatter (parts of each
+ * segment sent to its owner and folded there) or the allgather (reduced segments sent to every member),
+ * or shut down by `DataPlane.close`.
  */
 export const RING_PHASES = ['start', 'connect', 'handshake', 'reduce-scatter', 'allgather', 'closed'] as const;
 /** One of `RING_PHASES`. */
 export type RingPhase = (typeof RING_PHASES)[number];
 
 /**
- * A ring allreduce failed: a peer died or closed, the deadline passed, a frame was malformed, held
- * NaN/Inf or had the wrong size, or the members disagree about the ring. The caller's data is garbage
+ * An allreduce failed: a peer died or closed, the deadline passed, a frame was malformed, held NaN/Inf
+ * or had the wrong size, or the members disagree about the reduction. The caller's data is garbage
  * afterwards; the reduction's channels are closed, so every other member fails promptly as well.
+ * (Named after the ring the collective used to be; the product matches on the name.)
  */
 export class RingError extends ShardwiseError {
   /** The reduction's key (e.g. `job-3f2a/step-12/attempt-2`). */
@@ -22,7 +25,7 @@ export class RingError extends ShardwiseError {
   readonly phase: RingPhase;
   constructor(key: string, phase: RingPhase, message: string, options: { peer?: string; cause?: unknown } = {}) {
     const where = options.peer === undefined ? '' : ` (peer '${options.peer}')`;
-    super(`ring allreduce '${key}', ${phase}${where}: ${message}`, { cause: options.cause });
+    super(`allreduce '${key}', ${phase}${where}: ${message}`, { cause: options.cause });
     this.name = 'RingError';
     this.key = key;
     this.peer = options.peer;

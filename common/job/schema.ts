@@ -115,7 +115,7 @@ const distributed = z
     checkpointEverySteps: nonNegativeInt.default(0),
     hashEverySteps: positiveInt.default(10),
     maxMessageBytes: positiveInt.min(64 * 1024).default(4 * 1024 * 1024),
-    exchange: z.enum(EXCHANGE_MODES).default('parameter-server'),
+    exchange: z.enum(EXCHANGE_MODES).default('allreduce'),
   })
   .strict();
 

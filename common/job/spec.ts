@@ -147,10 +147,11 @@ export interface DistributedSpec {
   /** Largest gRPC message in either direction; tensors travel in chunks below it. @default 4194304 */
   maxMessageBytes: number;
   /**
-   * How a step's gradient sums meet. `allreduce`: the workers that computed shares and the coordinator
-   * form a ring (common/collective) and each ends with the sum; workers apply the optimizer themselves, as
-   * Horovod and DDP do. `parameter-server`: every worker pushes its sums to the coordinator over gRPC and
-   * receives the changed weights back (W x model size through one process). @default 'parameter-server'
+   * How a step's gradient sums meet. `allreduce`: the workers that computed shares reduce them among
+   * themselves over a raw-TCP data plane (common/collective), the coordinator receiving the sum too, and
+   * each applies the optimizer itself, as Horovod and DDP do. `parameter-server`: every worker pushes its
+   * sums to the coordinator over gRPC and receives the changed weights back (W x model size through one
+   * process). @default 'allreduce'
    */
   exchange: ExchangeMode;
 }

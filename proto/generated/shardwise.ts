@@ -303,6 +303,11 @@ export interface RingMember {
   id: string;
   /** host:port of its data plane. */
   address: string;
+  /**
+   * Receives the sum but contributes nothing and owns no segment (the coordinator, when nothing was
+   * pushed to it: it needs the sum only for its own replica).
+   */
+  observer: boolean;
 }
 
 /** An allreduce of one step's held sums: the same at every member but for `rank`. */
@@ -2250,7 +2255,7 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
 };
 
 function createBaseRingMember(): RingMember {
-  return { id: "", address: "" };
+  return { id: "", address: "", observer: false };
 }
 
 export const RingMember: MessageFns<RingMember> = {
@@ -2260,6 +2265,9 @@ export const RingMember: MessageFns<RingMember> = {
     }
     if (message.address !== "") {
       writer.uint32(18).string(message.address);
+    }
+    if (message.observer !== false) {
+      writer.uint32(24).bool(message.observer);
     }
     return writer;
   },
@@ -2293,6 +2301,14 @@ export const RingMember: MessageFns<RingMember> = {
             message.address = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.observer = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2312,6 +2328,7 @@ export const RingMember: MessageFns<RingMember> = {
     const message = createBaseRingMember();
     message.id = object.id ?? "";
     message.address = object.address ?? "";
+    message.observer = object.observer ?? false;
     return message;
   },
 };

@@ -126,39 +126,16 @@ export function relativeDifference(a: Float32Array, b: Float32Array): number {
 }
 
 /**
- * A ring of 4 or more members (the coordinator and 3+ workers) adds the shares of some vector segments in
- * another association than the trainer's micro-batch order ((b + c) + a instead of (a + b) + c); the
- * float32 rounding differs, and Adam turns near-zero gradient entries into rate-sized steps of either
- * sign. The conv blocks' BatchNorm betas, whose gradients are near zero, move by such noise-driven steps
- * in the local trainer too, and end ~1.7e-2 apart in relative Euclidean norm after 18 steps; every other
- * variable agrees far closer. A fixed-order reduce-scatter (each segment summed by its owner in member
- * order) would restore the 1e-4 contract for any ring size; until then this bound applies to rings of 4+.
+ * The same variables (names and shapes) with values within `tolerance` relative difference each (the
+ * worst element against the largest).
  */
-export const RING_ASSOCIATION_NORM_TOLERANCE = 5e-2;
-
-/** ||a - b|| / ||b|| (Euclidean): how far a whole variable moved, not its single worst element. */
-export function relativeNormDifference(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff += (a[i] - b[i]) ** 2;
-    norm += b[i] ** 2;
-  }
-  return diff === 0 ? 0 : Math.sqrt(diff / Math.max(norm, 1e-24));
-}
-
-/**
- * The same variables (names and shapes) with values within `tolerance` relative difference each
- * (`measure`: the worst element against the largest, or the Euclidean norms).
- */
-export function assertSameWeights(actual: WeightMap, expected: WeightMap, tolerance: number, label: string,
-  measure: (a: Float32Array, b: Float32Array) => number = relativeDifference): void {
+export function assertSameWeights(actual: WeightMap, expected: WeightMap, tolerance: number, label: string): void {
   assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), `${label}: variable names`);
   const worst: string[] = [];
   for (const [name, exp] of expected) {
     const act = actual.get(name)!;
     assert.deepEqual(act.shape, exp.shape, `${label}: shape of ${name}`);
-    const rel = measure(act.values, exp.values);
+    const rel = relativeDifference(act.values, exp.values);
     if (!(rel <= tolerance)) worst.push(`${name}: relative difference ${rel.toExponential(2)}`);
   }
   assert.deepEqual(worst, [], `${label}: variables beyond relative ${tolerance}`);

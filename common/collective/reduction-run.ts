@@ -1,0 +1,310 @@
+import { StreamClosedError, WireTensorSpec } from '../wire';
+import { RingError, RingPhase } from './errors';
+import { Link, LinkUser } from './link';
+import { OrderedFold } from './ordered-fold';
+import { SimdScratch } from './simd-scratch';
+import { frameName, readyMeta, readyMismatch } from './control-frames';
+import { ReductionPlan, segmentBounds } from './segment-plan';
+import { RingMember, RingReduction, RingStats } from './types';
+
+/** The pooled connections a run uses, as its DataPlane offers them. */
+export interface RunLinks {
+  /** A live link to receive from `peer`, pooled or newly connected (the hello sent as `me`). */
+  linkFrom(peer: RingMember, me: RingMember): Promise<Link>;
+  /** The live link `peer` opened to receive from this member, if it said it is ready for `key`. */
+  linkTo(peer: RingMember, key: string): Link | undefined;
+  /** The reduction `key` failed here: close links announced for it and refuse it from now on. */
+  failed(key: string): void;
+}
+
+/** One data frame a member expects on a link, in link order. */
+interface ExpectedFrame {
+  readonly name: string;
+  readonly phase: RingPhase;
+  /** Where it is read to: a scratch slot (a part to fold) or the caller's data (a reduced segment). */
+  readonly into: Float32Array;
+  readonly arrived: () => void;
+}
+
+/** A member this one receives from, over a link it opened. */
+interface Sender {
+  readonly kind: 'sender';
+  readonly peer: RingMember;
+  link?: Link;
+  readonly frames: ExpectedFrame[];
+  next: number;
+  /** A frame's tensor is being read now. */
+  receiving: boolean;
+  /** The link was replaced once after it closed before any frame came (it was stale). */
+  reconnected: boolean;
+}
+
+/** A member this one sends to, over a link that member opened. */
+interface Receiver {
+  readonly kind: 'receiver';
+  readonly peer: RingMember;
+  /** Contributor index of the peer (the segment whose part it is sent), or -1 for an observer. */
+  readonly owns: number;
+  link?: Link;
+  waiter?: (link: Link) => void;
+  done: boolean;
+}
+
+/** A one-shot event that can be checked synchronously and awaited. */
+class Signal {
+  done = false;
+  readonly promise: Promise<void>;
+  private resolveIt!: () => void;
+  constructor() {
+    this.promise = new Promise<void>((resolve) => (this.resolveIt = resolve));
+  }
+  set(): void {
+    this.done = true;
+    this.resolveIt();
+  }
+}
+
+/**
+ * One allreduce at one member: direct reduce-scatter, then direct allgather. A contributor sends its
+ * slice of every other contributor's segment straight to that owner, folds the parts of its own segment in
+ * member order as they arrive (OrderedFold), then sends the reduced segment straight to every other
+ * member; every member reads the reduced segments straight into `data`. An observer only receives. Each
+ * member sends C-1 parts and its segment to M-1 members; each receives its parts and M-1 segments.
+ *
+ * The run opens (or reuses) a link to each member it receives from and says there that it is ready; it
+ * sends to a member only once that member said it is ready for this key on the link it opened. The first
+ * failure wins (`fail`): it closes every link the run used, which is how the other members learn of it at
+ * once, and every later error is reported as that first one.
+ */
+export class ReductionRun implements LinkUser {
+  private failure?: RingError;
+  /** execute() returned or threw: nothing changes the outcome any more. */
+  private ended = false;
+  private readonly aborted: Promise<never>;
+  private rejectAborted!: (err: RingError) => void;
+  private readonly me: RingMember;
+  private readonly senders: Sender[];
+  private readonly receivers: Receiver[];
+  private readonly byLink = new Map<Link, Sender | Receiver>();
+  private readonly fold?: OrderedFold;
+  private readonly folded = new Signal();
+  private readonly received = new Signal();
+  private framesLeft = 0;
+  private readonly stats: RingStats = { bytesSent: 0, bytesReceived: 0, ms: 0 };
+
+  constructor(readonly reduction: RingReduction, private readonly data: Float32Array, private readonly plan: ReductionPlan,
+    private readonly links: RunLinks, scratch: SimdScratch) {
+    const { members, rank } = reduction;
+    this.me = members[rank];
+    this.aborted = new Promise<never>((_, reject) => (this.rejectAborted = reject));
+    this.aborted.catch(() => undefined);
+    const own = plan.own;
+    if (own >= 0) {
+      this.fold = new OrderedFold(this.segment(own), own, plan.contributors.length, scratch);
+      if (this.fold.done) this.folded.set();
+    }
+    this.senders = plan.senders.map((i): Sender => {
+      const k = plan.contributors.indexOf(i);
+      const frames: ExpectedFrame[] = [];
+      const fold = this.fold;
+      if (fold) {
+        frames.push({ name: this.frameName('reduce-scatter', own), phase: 'reduce-scatter', into: fold.slot(k), arrived: () => {
+          if (fold.arrive(k)) this.folded.set();
+        } });
+      }
+      frames.push({ name: this.frameName('allgather', k), phase: 'allgather', into: this.segment(k), arrived: () => undefined });
+      this.framesLeft += frames.length;
+      return { kind: 'sender', peer: members[i], frames, next: 0, receiving: false, reconnected: false };
+    });
+    this.receivers = plan.receivers.map((i): Receiver => ({ kind: 'receiver', peer: members[i], owns: plan.contributors.indexOf(i), done: false }));
+    if (this.framesLeft === 0) this.received.set();
+  }
+
+  get key(): string {
+    return this.reduction.key;
+  }
+
+  /** Runs the reduction to the end; `data` then holds the sum, or the run throws RingError. */
+  async execute(): Promise<RingStats> {
+    const t0 = performance.now();
+    const { timeoutMs } = this.reduction;
+    const timer = setTimeout(() => {
+      const peer = this.waitingOn();
+      const whom = peer === undefined ? '' : ` (waiting for '${peer}')`;
+      this.fail(new RingError(this.key, this.phase, `not done within ${timeoutMs} ms${whom}`, { peer }));
+    }, timeoutMs);
+    try {
+      for (const s of this.senders) void this.openFrom(s);
+      await this.guard(Promise.all([...this.receivers.map((r) => this.feed(r)), this.received.promise]));
+      this.stats.ms = performance.now() - t0;
+      return this.stats;
+    } catch (err) {
+      throw this.failure ?? this.fail(this.wrap(err, undefined, 'unexpected failure'));
+    } finally {
+      this.ended = true;
+      clearTimeout(timer);
+      // Success: the links stay pooled for the next reduction, used by nobody.
+      for (const link of this.byLink.keys()) if (link.user === this) link.user = undefined;
+    }
+  }
+
+  /** Ends the run with `err` unless it already ended; closes its links; returns the error that won. */
+  fail(err: RingError): RingError {
+    if (!this.failure && !this.ended) {
+      this.failure = err;
+      for (const link of [...this.byLink.keys()]) link.close(err);
+      this.links.failed(this.key);
+      this.rejectAborted(err);
+    }
+    return this.failure ?? err;
+  }
+
+  /** A link whose peer just said it is ready for this key: becomes the link to that receiver if it fits. */
+  offerReady(link: Link): void {
+    const peer = link.peer as { id: string; address: string };
+    const r = this.receivers.find((x) => x.peer.id === peer.id && x.peer.address === peer.address);
+    if (this.failure || !r) {
+      link.close(this.failure ?? new RingError(this.key, 'handshake', `'${peer.id}' expects frames from '${this.me.id}', which sends it none`));
+      if (!r) this.fail(new RingError(this.key, 'handshake', `'${peer.id}' (${peer.address}) is ready to receive from '${this.me.id}', ` +
+        `which does not send to it: the members lists differ (here: [${this.plan.membersText}])`, { peer: peer.id }));
+      return;
+    }
+    if (r.link === link) return;
+    if (r.link) {
+      this.fail(new RingError(this.key, 'handshake', `'${peer.id}' opened a second connection for this reduction`, { peer: peer.id }));
+      return;
+    }
+    const problem = link.expectedId !== this.me.id
+      ? `'${peer.id}' expected member '${link.expectedId}' at ${this.me.address}, this is '${this.me.id}'`
+      : readyMismatch(link.ready as NonNullable<Link['ready']>, this.plan, peer.id);
+    if (problem) {
+      this.fail(new RingError(this.key, 'handshake', problem, { peer: peer.id }));
+      return;
+    }
+    r.link = link;
+    link.user = this;
+    this.byLink.set(link, r);
+    r.waiter?.(link);
+  }
+
+  /** LinkUser: the destination of the data frame arriving from a sender, which must be the one expected next. */
+  into(link: Link, spec: WireTensorSpec): Float32Array {
+    if (this.failure) throw this.failure;
+    const s = this.byLink.get(link);
+    if (s?.kind !== 'sender') throw new RingError(this.key, this.phase, `expected no data from '${link.peer?.id}', got '${spec.name}'`, { peer: link.peer?.id });
+    const e = s.frames[s.next];
+    if (!e) throw new RingError(this.key, this.phase, `expected no more frames from '${s.peer.id}', got '${spec.name}'`, { peer: s.peer.id });
+    if (spec.name !== e.name || spec.dtype !== 'float32' || spec.shape.length !== 1 || spec.shape[0] !== e.into.length) {
+      throw new RingError(this.key, e.phase, `expected frame '${e.name}' of ${e.into.length} float32, got '${spec.name}' of shape ` +
+        `[${spec.shape.join(',')}] ${spec.dtype}: the members disagree about the reduction`, { peer: s.peer.id });
+    }
+    s.receiving = true;
+    return e.into;
+  }
+
+  /** LinkUser: the expected frame arrived whole; a part is folded at once. */
+  onData(link: Link): void {
+    const s = this.byLink.get(link) as Sender;
+    s.receiving = false;
+    const e = s.frames[s.next++];
+    this.stats.bytesReceived += e.into.byteLength;
+    e.arrived();
+    if (--this.framesLeft === 0) this.received.set();
+  }
+
+  /** LinkUser: a link this run used closed. */
+  onClosed(link: Link, err: unknown): void {
+    const x = this.byLink.get(link);
+    this.byLink.delete(link);
+    if (!x || this.failure) return;
+    if (x.kind === 'sender') {
+      if (x.next === x.frames.length) return; // it sent all it had to; the result here is complete
+      if (x.next === 0 && !x.receiving && !x.reconnected && err instanceof StreamClosedError) {
+        // A pooled link the peer had closed (its earlier reduction failed) before this one used it:
+        // reconnect once; a peer that is gone refuses, one that failed this very reduction closes again.
+        x.reconnected = true;
+        x.link = undefined;
+        void this.openFrom(x);
+        return;
+      }
+      this.fail(this.wrap(err, x.peer.id, `the connection from '${x.peer.id}' failed`, x.frames[x.next].phase));
+    } else if (!x.done) {
+      this.fail(this.wrap(err, x.peer.id, `the connection to '${x.peer.id}' failed`));
+    }
+  }
+
+  /** Phase of the run as a whole, for messages: the earliest step not done yet. */
+  private get phase(): RingPhase {
+    if (this.senders.some((s) => !s.link)) return 'connect';
+    if (this.receivers.some((r) => !r.link)) return 'handshake';
+    return this.fold && !this.folded.done ? 'reduce-scatter' : 'allgather';
+  }
+
+  /** Whose move we are waiting for, for the timeout's message. */
+  private waitingOn(): string | undefined {
+    return (this.receivers.find((r) => !r.link) ?? this.senders.find((s) => s.next < s.frames.length) ?? this.receivers.find((r) => !r.done))?.peer.id;
+  }
+
+  /** Takes up the link to receive from sender `s` and says there that this member is ready for the key. */
+  private async openFrom(s: Sender): Promise<void> {
+    let link: Link;
+    try {
+      link = await this.links.linkFrom(s.peer, this.me);
+    } catch (err) {
+      this.fail(this.wrap(err, s.peer.id, `cannot connect to ${s.peer.address}`, 'connect'));
+      return;
+    }
+    if (this.failure) {
+      link.close(this.failure); // a link that connected for a failed run: closing it tells the peer at once
+      return;
+    }
+    s.link = link;
+    link.user = this;
+    this.byLink.set(link, s);
+    // A failed send closes the link (TensorChannel), which `onClosed` handles.
+    link.send([], readyMeta(this.key, this.plan)).catch(() => undefined);
+  }
+
+  /** Everything this member sends to receiver `r`: its part of r's segment (if r owns one), then the reduced own segment. */
+  private async feed(r: Receiver): Promise<void> {
+    const link = r.link ?? this.links.linkTo(r.peer, this.key);
+    if (link) this.offerReady(link);
+    if (!r.link) await this.guard(new Promise<Link>((resolve) => (r.waiter = resolve)));
+    if (r.owns >= 0) await this.sendSegment(r, 'reduce-scatter', r.owns);
+    await this.guard(this.folded.promise);
+    await this.sendSegment(r, 'allgather', this.plan.own);
+    r.done = true;
+  }
+
+  private async sendSegment(r: Receiver, phase: RingPhase, segment: number): Promise<void> {
+    const data = this.segment(segment);
+    const name = this.frameName(phase, segment);
+    try {
+      await this.guard((r.link as Link).send([{ name, dtype: 'float32', shape: [data.length], data }], { key: this.key, phase, segment }));
+    } catch (err) {
+      throw this.fail(this.wrap(err, r.peer.id, `cannot send '${name}'`, phase));
+    }
+    this.stats.bytesSent += data.byteLength;
+  }
+
+  private segment(j: number): Float32Array {
+    const [a, b] = segmentBounds(j, this.data.length, this.plan.contributors.length);
+    return this.data.subarray(a, b);
+  }
+
+  private frameName(phase: RingPhase, segment: number): string {
+    return frameName(phase, this.key, segment, this.plan, this.reduction.members.length);
+  }
+
+  /** `p`, or the run's failure as soon as there is one (a late result of `p` is dropped). */
+  private guard<T>(p: Promise<T>): Promise<T> {
+    p.catch(() => undefined);
+    return Promise.race([p, this.aborted]);
+  }
+
+  private wrap(err: unknown, peer: string | undefined, what: string, phase = this.phase): RingError {
+    if (err instanceof RingError) return err;
+    const detail = err instanceof Error ? err.message : String(err);
+    return new RingError(this.key, phase, `${what}: ${detail}`, { peer, cause: err });
+  }
+}
