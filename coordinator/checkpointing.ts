@@ -64,6 +64,7 @@ export function trainingSpecHash(spec: JobSpec): string {
  * ledger. Taken only at step boundaries, where the weights are exactly those of `boundary`.
  */
 export function captureCheckpoint(job: JobContext, boundary: Boundary): { state: CheckpointState; tensors: NamedTensor[] } {
+  job.settleReplica();
   const tensors: NamedTensor[] = modelTensors(job.parts).map((t) => ({
     name: t.name,
     shape: t.shape,

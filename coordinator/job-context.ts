@@ -3,6 +3,7 @@ import type { ChangeSignal } from './change-signal';
 import type { CompiledCoordinatorOptions } from './coordinator-options';
 import type { CoordinatorTelemetry } from './coordinator-telemetry';
 import type { EpochLedger } from './epoch-ledger';
+import { DeferredUpdate } from './deferred-update';
 import { WorkerGoneError } from './errors';
 import type { EvalRound } from './eval-round';
 import type { JobAnnouncer } from './job-announcer';
@@ -77,6 +78,8 @@ export class JobContext {
   readonly changed: ChangeSignal;
   readonly sessions = new Map<string, WorkerSession>();
   readonly dataPlane: DataPlane | null;
+  /** The last committed step's update of `parts` and `trainer`, if not applied yet: `settleReplica` first. */
+  readonly replicaUpdate = new DeferredUpdate();
   ledger: EpochLedger;
   /** Bumped by every freeze, unfreeze and learning-rate decision. */
   configVersion: number;
@@ -107,6 +110,14 @@ export class JobContext {
     this.weightsVersion = p.weightsVersion;
     this.desiredWorkers = this.spec.distributed.desiredWorkers;
     this.dataPlane = p.dataPlane;
+  }
+
+  /**
+   * Applies a committed update still pending on the coordinator's replica. Call before reading the values
+   * of the weights or the optimizer state (names and shapes never wait).
+   */
+  settleReplica(): void {
+    this.replicaUpdate.settle();
   }
 
   /** Milliseconds on the clock leases and deadlines use. */

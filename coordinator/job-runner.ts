@@ -134,6 +134,7 @@ export class JobRunner {
 
   private enterEpoch(epoch: number): void {
     const { job } = this;
+    job.settleReplica();
     for (const event of beginEpoch(job.trainer, epoch)) {
       job.configVersion++;
       job.announcer.announce(busEventFor(event, job.jobId, job.configVersion, job.weightsVersion));
@@ -221,7 +222,7 @@ export class JobRunner {
       stepDeadlineMs: d.stepDeadlineMs,
       gradientSpecs: specs.gradients,
       statSpecs: specs.stats,
-      coordinatorHash: reportHash ? weightsHash(job.parts) : undefined,
+      coordinatorHash: reportHash ? (job.settleReplica(), weightsHash(job.parts)) : undefined,
       now: () => job.now(),
     });
     try {
@@ -251,6 +252,7 @@ export class JobRunner {
   /** Evaluation, the epoch record, the plateau decision, the exactly-once report, a checkpoint. */
   private async finishEpoch(epoch: number): Promise<boolean> {
     const { job } = this;
+    job.settleReplica();
     const val = await this.evaluate(epoch);
     if (val === false) return false;
     const event: EpochEvent = {

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import {
-  applyGradientSums,
+  applyGradientMeans,
   applyMovingStatDeltas,
+  beginGradientStep,
   type ClassificationMetrics,
   type GroupLearningRates,
   movingStatistics,
@@ -14,6 +15,7 @@ import {
 import type { JobContext } from './job-context';
 import type { Reduction } from './reduction';
 import type { StepRound, StepSums } from './step-round';
+import { modelTensors } from './update-payload';
 
 /**
  * What a push must carry in the freeze state in force: the gradient sums of the unfrozen trainable
@@ -33,11 +35,12 @@ export function shareManifests(job: JobContext): { gradients: WireTensorSpec[]; 
 }
 
 /**
- * Applies a complete step exactly as the local trainer does: `applyGradientSums` over the step's samples,
- * `applyMovingStatDeltas` over its micro-batches, on `sums` (the shares added in micro-batch order on the
- * coordinator, or the allreduce's vector). Then the bookkeeping: weights version, the update workers copy
- * (or, for the members of `reduction`, replay), the ledger, the step record, the metrics and the replica
- * hashes. Returns the learning rates used.
+ * Commits a complete step: the update is exactly the local trainer's (`applyGradientSums` over the step's
+ * samples, `applyMovingStatDeltas` over its micro-batches, on `sums`: the shares added in micro-batch order
+ * on the coordinator, or the allreduce's vector), but the coordinator's replica gets it through
+ * `job.replicaUpdate`, after the next step's assignments went out. Everything else happens now: weights
+ * version, the update workers copy (or, for the members of `reduction`, replay), the ledger, the step
+ * record, the metrics and the replica hashes. Returns the learning rates used.
  */
 export function applyStep(
   job: JobContext,
@@ -48,24 +51,19 @@ export function applyStep(
   reduction?: Reduction,
 ): GroupLearningRates {
   const reduceStart = job.now();
-  const shapes = new Map([...round.gradientSpecs, ...round.statSpecs].map((s) => [s.name, [...s.shape]]));
-  const toTensors = (m: Map<string, Float32Array>) =>
-    new Map([...m].map(([name, values]) => [name, tf.tensor(values, shapes.get(name), 'float32')]));
-  const grads = toTensors(sums.grads);
-  const deltas = toTensors(sums.deltas);
-  let lr: GroupLearningRates;
-  try {
-    lr = applyGradientSums(job.trainer, grads, sums.count);
-    applyMovingStatDeltas(job.parts, deltas, round.plan.microBatches.length);
-  } finally {
-    tf.dispose([...grads.values(), ...deltas.values()]);
-  }
+  const lr = beginGradientStep(job.trainer, sums.grads.keys(), sums.count);
+  const microBatches = round.plan.microBatches.length;
+  job.replicaUpdate.defer(() => applySums(job, round, sums, lr, microBatches));
   job.weightsVersion = job.trainer.globalStep;
   const reduced = reduction && {
-    order: { key: reduction.key, learningRates: lr, sampleCount: sums.count, microBatchCount: round.plan.microBatches.length },
+    order: { key: reduction.key, learningRates: lr, sampleCount: sums.count, microBatchCount: microBatches },
     members: new Set(reduction.workers),
   };
-  job.updates.record(job.weightsVersion, job.parts, new Set([...sums.grads.keys(), ...sums.deltas.keys()]), reduced);
+  const changed = new Set([...sums.grads.keys(), ...sums.deltas.keys()]);
+  job.updates.record(job.weightsVersion, () => {
+    job.settleReplica();
+    return modelTensors(job.parts).filter((t) => changed.has(t.name));
+  }, reduced);
   job.ledger.closeStep({ epoch: round.plan.epoch, step: round.plan.step }, round.plan.microBatches.length);
   epochTrain.add(sums);
   const doneMs = job.now();
@@ -100,6 +98,21 @@ export function applyStep(
   });
   if (round.reportsHash) recordReplicaHashes(out.run, round);
   return lr;
+}
+
+/** The update itself on the coordinator's replica: the optimizer step and the moving statistics. */
+function applySums(job: JobContext, round: StepRound, sums: StepSums, lr: GroupLearningRates, microBatches: number): void {
+  const shapes = new Map([...round.gradientSpecs, ...round.statSpecs].map((s) => [s.name, [...s.shape]]));
+  const toTensors = (m: Map<string, Float32Array>) =>
+    new Map([...m].map(([name, values]) => [name, tf.tensor(values, shapes.get(name), 'float32')]));
+  const grads = toTensors(sums.grads);
+  const deltas = toTensors(sums.deltas);
+  try {
+    applyGradientMeans(job.trainer, grads, sums.count, lr);
+    applyMovingStatDeltas(job.parts, deltas, microBatches);
+  } finally {
+    tf.dispose([...grads.values(), ...deltas.values()]);
+  }
 }
 
 /** Appends the step's `replica-hash` record: every reporting worker's hash beside the coordinator's. */

@@ -67,28 +67,33 @@ export function optimizerTensors(trainer: TrainerState): { iterations: number; t
 }
 
 /**
- * The values the last update changed, captured once right after it (every worker one version behind
- * gets the same arrays), and the choice between sending them, nothing, or a reference to GetWeights.
+ * The values the last update changed, captured once, when the first worker one version behind needs them
+ * (every such worker gets the same arrays; after an allreduce usually none does), and the choice between
+ * sending them, nothing, or a reference to GetWeights.
  */
 export class UpdateLog {
   private version = -1;
-  private tensors: WireTensor[] = [];
+  private capture: (() => WireTensor[]) | undefined;
+  private captured: WireTensor[] | undefined;
   private reduced: ReducedUpdate | undefined;
 
   /**
-   * Records that update `weightsVersion` changed the variables `names` (by `originalName`), and, when it
-   * came from an allreduce, how it was applied: its members then replay it instead of copying weights.
+   * Records update `weightsVersion`: `capture` reads the values it changed (called at most once, before
+   * the next `record`), and, when it came from an allreduce, how it was applied: its members then replay
+   * it instead of copying weights.
    */
-  record(weightsVersion: number, parts: ModelParts, names: ReadonlySet<string>, reduced?: ReducedUpdate): void {
+  record(weightsVersion: number, capture: () => WireTensor[], reduced?: ReducedUpdate): void {
     this.version = weightsVersion;
-    this.tensors = modelTensors(parts).filter((t) => names.has(t.name));
+    this.capture = capture;
+    this.captured = undefined;
     this.reduced = reduced;
   }
 
   /** Forgets the captured update (after a resume the previous update is unknown). */
   clear(): void {
     this.version = -1;
-    this.tensors = [];
+    this.capture = undefined;
+    this.captured = undefined;
     this.reduced = undefined;
   }
 
@@ -102,7 +107,8 @@ export class UpdateLog {
       if (this.reduced?.members.has(workerId)) {
         return { kind: UpdateKind.Apply, updateStep: currentVersion - 1, tensors: [], apply: this.reduced.order };
       }
-      return { kind: UpdateKind.Weights, updateStep: currentVersion - 1, tensors: this.tensors };
+      this.captured ??= this.capture?.() ?? [];
+      return { kind: UpdateKind.Weights, updateStep: currentVersion - 1, tensors: this.captured };
     }
     return { kind: UpdateKind.WeightsRef, updateStep: 0, tensors: [] };
   }

@@ -214,6 +214,7 @@ export function weightsFor(job: JobContext, workerId: string, modelFingerprint: 
     throw new IncompatibleWorkerError(workerId, 'modelFingerprint', job.fingerprint, modelFingerprint, message);
   }
   session.forceFullWeights = false;
+  job.settleReplica();
   const tensors = modelTensors(job.parts);
   let iterations = 0;
   let variableSteps: Record<string, number> = {};

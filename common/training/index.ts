@@ -61,6 +61,7 @@ export {
   type TrainerState,
   applyGradientMeans,
   applyGradientSums,
+  beginGradientStep,
   type UpdateTarget,
   beginEpoch,
   createTrainerState,

@@ -101,10 +101,22 @@ export function applyGradientSums(
   gradSums: ReadonlyMap<string, tf.Tensor>,
   count: number,
 ): GroupLearningRates {
+  const lr = beginGradientStep(state, gradSums.keys(), count);
+  applyGradientMeans(state, gradSums, count, lr);
+  return lr;
+}
+
+/**
+ * The bookkeeping half of `applyGradientSums`, for a caller that applies the update itself later (the
+ * coordinator, off the step's critical path): checks the gradients' names and `count`, takes the rates of
+ * the step, and counts the step. The update must then be `applyGradientMeans(state, sums, count, rates)`,
+ * before anything reads the weights or the optimizer state. Returns the rates.
+ */
+export function beginGradientStep(state: TrainerState, names: Iterable<string>, count: number): GroupLearningRates {
   if (!(Number.isInteger(count) && count >= 1)) {
     throw new OptimizerStateError(`expected a sample count >= 1 for the gradient sums, got ${count}`);
   }
-  for (const key of gradSums.keys()) {
+  for (const key of names) {
     const group = state.groupOf.get(key);
     if (group === undefined) {
       throw new OptimizerStateError(`gradient for ${key}, but the model has no such trainable variable`, { variable: key });
@@ -115,7 +127,6 @@ export function applyGradientSums(
     }
   }
   const lr = stepLearningRates(state);
-  applyGradientMeans(state, gradSums, count, lr);
   state.stepInEpoch++;
   state.globalStep++;
   return lr;

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { DeferredUpdate } from '../coordinator/deferred-update';
+
+describe('coordinator: the deferred replica update', () => {
+  it('runs after the current turn, or at once on settle, exactly once', async () => {
+    const applied: string[] = [];
+    const update = new DeferredUpdate();
+    update.defer(() => applied.push('step 1'));
+    assert.deepEqual(applied.slice(), [], 'not during the commit');
+    await nextTurn();
+    assert.deepEqual(applied.slice(), ['step 1'], 'once the turn is over');
+    update.defer(() => applied.push('step 2'));
+    update.settle();
+    assert.deepEqual(applied.slice(), ['step 1', 'step 2'], 'at once when something reads the weights');
+    await nextTurn();
+    update.settle();
+    assert.deepEqual(applied.slice(), ['step 1', 'step 2'], 'never twice');
+  });
+
+  it('applies updates in commit order: deferring one settles the one before', () => {
+    const applied: number[] = [];
+    const update = new DeferredUpdate();
+    for (let step = 1; step <= 3; step++) update.defer(() => applied.push(step));
+    assert.deepEqual(applied.slice(), [1, 2]);
+    update.settle();
+    assert.deepEqual(applied.slice(), [1, 2, 3]);
+  });
+
+  it('keeps the failure of an update run after the turn and rethrows it on every settle', async () => {
+    const update = new DeferredUpdate();
+    update.defer(() => {
+      throw new Error('optimizer: shape mismatch');
+    });
+    await nextTurn();
+    assert.throws(() => update.settle(), /optimizer: shape mismatch/);
+    assert.throws(() => update.defer(() => undefined), /optimizer: shape mismatch/, 'no later update runs on a broken replica');
+  });
+});
