@@ -14,6 +14,7 @@ import {
   type WeightMap,
 } from './support/cluster-checks';
 import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
+import { pollUntil } from './support/deadline';
 
 const RELATIVE_TOLERANCE = 1e-4;
 /** A worker's log line after it pushed its share of a step. */
@@ -115,6 +116,32 @@ describe('distributed training survives faults', function () {
     const resumed = steps[killedAfter];
     assert.ok(resumed.epoch === 0 && resumed.step > 0 && resumed.step <= killedAfter,
       `expected a mid-epoch resume at or before step ${killedAfter}, the new coordinator began at ${JSON.stringify(resumed)}`);
+  });
+
+  it('a coordinator SIGKILLed while a worker holds sums: the worker drops them when it registers again', async () => {
+    // A checkpoint after every step: the new coordinator redoes exactly the step whose sums were held.
+    const job = harness.writeJob('restart-held', testJobYaml('restart-held', { minWorkers: 2, checkpointEverySteps: 1, leaseMs: 10_000 }));
+    const port = await harness.freePort();
+    const first = await harness.startCoordinator({ job, port });
+    const runDir = first.ready.runDir;
+    const workers = await harness.startWorkers(first.ready.grpc, 2);
+    await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 0), 'the first step');
+    // With worker-2 frozen no step can be reduced: worker-1 pushes its share of the open step and holds the sums.
+    const frozen = pause([workers[1].child]);
+    const heldStep = await pollUntil(() => {
+      const open = recordsOf(runRecords(runDir), 'step').length;
+      const pushed = workers[0].child.lines().some((l) => SHARE_DONE.exec(l)?.[1] === String(open));
+      return pushed ? open : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 20, what: "worker-1's share of the open step" });
+    const held = pause([workers[0].child]);
+    first.child.signal('SIGKILL');
+    await first.child.exited;
+    held.resume();
+    frozen.resume();
+    const second = await harness.startCoordinator({ job, port, runDir });
+    assert.equal(recordsOf(runRecords(runDir), 'step').length, heldStep, 'the new coordinator redoes the held step');
+    // Kept, the stale sums would be added to worker-1's new share of the same step: weights off the reference.
+    await finish(runDir, () => harness.awaitFinished(second, workers), 'after a restart while sums were held');
   });
 
   it('nats-server down across the learning-rate change: workers fetch the config over gRPC', async () => {

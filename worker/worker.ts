@@ -219,6 +219,10 @@ export class Worker {
         if (this.stopping) continue;
         if (isUnknownWorker(err)) {
           this.log(`the coordinator no longer knows this worker (${(err as RpcError).details}); registering again`);
+          // Sums held under the old registration are void (the coordinator redoes those micro-batches): kept,
+          // they would be added to the same step's new share.
+          this.held.clear();
+          this.reduced = undefined;
           this.needsJoin = true;
           continue;
         }
