@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Cifar10Images, DataPlane, JobSpec, ModelParts, TrainerState } from '../common';
 import type { ChangeSignal } from './change-signal';
 import type { CompiledCoordinatorOptions } from './coordinator-options';
@@ -78,6 +79,11 @@ export class JobContext {
   readonly changed: ChangeSignal;
   readonly sessions = new Map<string, WorkerSession>();
   readonly dataPlane: DataPlane | null;
+  /**
+   * Random per coordinator process, in every allreduce key: a restarted coordinator's step-12 reduction
+   * is not mistaken by the workers' data planes for the one its predecessor ran.
+   */
+  readonly instanceId = randomBytes(4).toString('hex');
   /** The last committed step's update of `parts` and `trainer`, if not applied yet: `settleReplica` first. */
   readonly replicaUpdate = new DeferredUpdate();
   ledger: EpochLedger;

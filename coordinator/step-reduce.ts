@@ -41,7 +41,7 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
   const rank = members.findIndex((m) => m.id === COORDINATOR_RING_ID);
   const tensors = [...round.gradientSpecs, ...round.statSpecs];
   const timeoutMs = job.spec.distributed.stepDeadlineMs;
-  const reduction = new Reduction(`${job.jobId}/step-${round.globalStep}/attempt-${attempt}`, members, tensors, round.gradientSpecs.length, timeoutMs);
+  const reduction = new Reduction(`${job.jobId}/${job.instanceId}/step-${round.globalStep}/attempt-${attempt}`, members, tensors, round.gradientSpecs.length, timeoutMs);
   round.reduction = reduction;
   job.changed.notify();
   const vector = round.ringInput();
