@@ -4,22 +4,17 @@
  * answers the bench's "go" messages over the fork IPC channel.
  */
 import { ChildProcess } from 'node:child_process';
+import type { RingMember } from '../common';
 
 export const GRAD_NAME = 'gradient';
 export const DEADLINE_MS = 60_000;
 
-/** One allreduce member as the bench tells it to its workers (the shape of `RingMember`). */
-export interface BenchRingMember {
-  id: string;
-  address: string;
-  role?: 'contributor' | 'observer';
-}
 
 /** Messages between the bench and its worker processes (over the fork IPC channel). */
 export type ToWorker =
   | { type: 'go'; step: number }
   | { type: 'exit' }
-  | { type: 'ring'; members: BenchRingMember[]; rank: number };
+  | { type: 'ring'; members: RingMember[]; rank: number };
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'listening'; address: string }

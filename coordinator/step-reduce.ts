@@ -30,10 +30,10 @@ export type ReduceOutcome = ReducedStep | { failed: 'lost-members' | 'all-alive'
 export async function reduceStep(job: JobContext, round: StepRound, attempt: number, signal: AbortSignal): Promise<ReduceOutcome> {
   const dataPlane = job.dataPlane;
   if (!dataPlane) throw new JobFailedError(`step ${round.globalStep}: workers hold sums, but the coordinator has no data plane`);
-  const holders = round.heldWorkers();
   // The coordinator needs the sum for its own replica. It contributes, in micro-batch order, only the shares
   // pushed to it; with none it observes (first, where its place does not matter).
   const order = round.contributorOrder(COORDINATOR_RING_ID);
+  const holders = order.filter((id) => id !== COORDINATOR_RING_ID);
   const observes = !order.includes(COORDINATOR_RING_ID);
   const members = (observes ? [COORDINATOR_RING_ID, ...order] : order).map((id): RingMember => id === COORDINATOR_RING_ID
     ? { id, address: dataPlane.address, role: observes ? 'observer' : 'contributor' }

@@ -151,8 +151,7 @@ export class StepRound {
 
   /** Workers holding accepted sums for the allreduce, in the order of their first micro-batch. */
   heldWorkers(): string[] {
-    const ordered = [...this.shares.entries()].sort(([a], [b]) => a - b).map(([, sh]) => sh);
-    return [...new Set(ordered.filter((sh) => sh.held).map((sh) => sh.worker))];
+    return [...new Set(this.acceptedShares().filter((sh) => sh.held).map((sh) => sh.worker))];
   }
 
   /** Shares accepted so far, in micro-batch order. */
