@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages test lint demo demo-local compare-pretrained bench bench-compute bench-exchange bench-scaling helm-lint proto
+.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained bench bench-compute bench-exchange bench-scaling helm-lint proto
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # and fonts so the PNG curves carry readable text.
@@ -19,6 +19,20 @@ deb-packages:
 node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+## build: compile the TypeScript into dist/ (what the images run: `node dist/cli/index.js`).
+build: install
+	npm run --silent build
+
+## dashboard: regenerate deploy/grafana/shardwise.json (and the chart's copy) from deploy/grafana/dashboard.ts.
+dashboard: install
+	npm run --silent dashboard
+
+## images: the CPU and GPU images (needs a Docker engine with BuildKit; deploy/README.md). REGISTRY=... to tag.
+REGISTRY ?= shardwise
+images:
+	docker build -f deploy/Dockerfile --target cpu -t $(REGISTRY):$(shell node -p 'require("./package.json").version') .
+	docker build -f deploy/Dockerfile --target gpu -t $(REGISTRY):$(shell node -p 'require("./package.json").version')-gpu .
 
 ## test: lint, type-check, import-cycle check, then the whole mocha suite.
 test: install deb-packages

@@ -65,6 +65,8 @@ export interface CoordinatorMetrics {
   sentBytes: Counter;
   /** `shardwise_received_bytes_total`: bytes the coordinator received from workers. */
   receivedBytes: Counter;
+  /** `shardwise_exactly_once_violations_total`: epochs whose report did not count every sample exactly once. */
+  exactlyOnceViolations: Counter;
   /** `shardwise_epoch`: the current epoch, from 0. */
   epoch: Gauge;
   /** `shardwise_epoch_progress_ratio`: fraction of the current epoch done, in [0, 1]. */
@@ -156,6 +158,7 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
     allreduceFailures: counter('shardwise_allreduce_failures_total', 'Ring allreduce attempts that failed; the step was collected and reduced again.'),
     sentBytes: counter('shardwise_sent_bytes_total', 'Bytes sent to workers.'),
     receivedBytes: counter('shardwise_received_bytes_total', 'Bytes received from workers.'),
+    exactlyOnceViolations: counter('shardwise_exactly_once_violations_total', 'Epochs whose report did not count every training sample exactly once.'),
     epoch: gauge('shardwise_epoch', 'Current epoch, from 0.'),
     epochProgress: gauge('shardwise_epoch_progress_ratio', 'Fraction of the current epoch done, in [0, 1].'),
     etaSeconds: gauge('shardwise_eta_seconds', 'Estimated time until the job finishes.'),
