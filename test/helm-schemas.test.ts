@@ -13,25 +13,23 @@ interface Validatable {
 type ModelClass = new (data: object) => Validatable;
 
 // Both packages are ESM-only (exports with only an `import` condition), so they are loaded with import().
+const model = (load: () => Promise<unknown>, kind: string) => async (): Promise<ModelClass> => ((await load()) as Record<string, ModelClass>)[kind];
 const MODELS: Record<string, () => Promise<ModelClass>> = {
-  'v1/ConfigMap': async () => (await import('kubernetes-models/v1/ConfigMap')).ConfigMap as unknown as ModelClass,
-  'v1/Service': async () => (await import('kubernetes-models/v1/Service')).Service as unknown as ModelClass,
-  'v1/Pod': async () => (await import('kubernetes-models/v1/Pod')).Pod as unknown as ModelClass,
-  'v1/PersistentVolumeClaim': async () => (await import('kubernetes-models/v1/PersistentVolumeClaim')).PersistentVolumeClaim as unknown as ModelClass,
-  'v1/ServiceAccount': async () => (await import('kubernetes-models/v1/ServiceAccount')).ServiceAccount as unknown as ModelClass,
-  'apps/v1/Deployment': async () => (await import('kubernetes-models/apps/v1/Deployment')).Deployment as unknown as ModelClass,
-  'apps/v1/StatefulSet': async () => (await import('kubernetes-models/apps/v1/StatefulSet')).StatefulSet as unknown as ModelClass,
-  'batch/v1/Job': async () => (await import('kubernetes-models/batch/v1/Job')).Job as unknown as ModelClass,
-  'policy/v1/PodDisruptionBudget': async () => (await import('kubernetes-models/policy/v1/PodDisruptionBudget')).PodDisruptionBudget as unknown as ModelClass,
-  'networking.k8s.io/v1/NetworkPolicy': async () => (await import('kubernetes-models/networking.k8s.io/v1/NetworkPolicy')).NetworkPolicy as unknown as ModelClass,
-  'rbac.authorization.k8s.io/v1/Role': async () => (await import('kubernetes-models/rbac.authorization.k8s.io/v1/Role')).Role as unknown as ModelClass,
-  'rbac.authorization.k8s.io/v1/RoleBinding': async () => (await import('kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding')).RoleBinding as unknown as ModelClass,
-  'monitoring.coreos.com/v1/ServiceMonitor': async () =>
-    (await import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor')).ServiceMonitor as unknown as ModelClass,
-  'monitoring.coreos.com/v1/PodMonitor': async () =>
-    (await import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor')).PodMonitor as unknown as ModelClass,
-  'monitoring.coreos.com/v1/PrometheusRule': async () =>
-    (await import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule')).PrometheusRule as unknown as ModelClass,
+  'v1/ConfigMap': model(() => import('kubernetes-models/v1/ConfigMap'), 'ConfigMap'),
+  'v1/Service': model(() => import('kubernetes-models/v1/Service'), 'Service'),
+  'v1/Pod': model(() => import('kubernetes-models/v1/Pod'), 'Pod'),
+  'v1/PersistentVolumeClaim': model(() => import('kubernetes-models/v1/PersistentVolumeClaim'), 'PersistentVolumeClaim'),
+  'v1/ServiceAccount': model(() => import('kubernetes-models/v1/ServiceAccount'), 'ServiceAccount'),
+  'apps/v1/Deployment': model(() => import('kubernetes-models/apps/v1/Deployment'), 'Deployment'),
+  'apps/v1/StatefulSet': model(() => import('kubernetes-models/apps/v1/StatefulSet'), 'StatefulSet'),
+  'batch/v1/Job': model(() => import('kubernetes-models/batch/v1/Job'), 'Job'),
+  'policy/v1/PodDisruptionBudget': model(() => import('kubernetes-models/policy/v1/PodDisruptionBudget'), 'PodDisruptionBudget'),
+  'networking.k8s.io/v1/NetworkPolicy': model(() => import('kubernetes-models/networking.k8s.io/v1/NetworkPolicy'), 'NetworkPolicy'),
+  'rbac.authorization.k8s.io/v1/Role': model(() => import('kubernetes-models/rbac.authorization.k8s.io/v1/Role'), 'Role'),
+  'rbac.authorization.k8s.io/v1/RoleBinding': model(() => import('kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding'), 'RoleBinding'),
+  'monitoring.coreos.com/v1/ServiceMonitor': model(() => import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor'), 'ServiceMonitor'),
+  'monitoring.coreos.com/v1/PodMonitor': model(() => import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor'), 'PodMonitor'),
+  'monitoring.coreos.com/v1/PrometheusRule': model(() => import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule'), 'PrometheusRule'),
 };
 
 interface Manifest {
