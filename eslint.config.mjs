@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'proto/generated/**', 'runs/**', 'helm/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '.cache/**', 'proto/generated/**', 'runs/**', 'helm/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

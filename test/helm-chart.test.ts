@@ -313,7 +313,8 @@ describe('helm chart: helm/shardwise', function () {
     assert.equal(podSpec(sts).nodeSelector?.['nvidia.com/gpu.present'], 'true');
     assert.equal(requiredArg(worker, '--backend'), 'tensorflow');
     assert.equal(requiredArg(container(gpu.get('Deployment', 'coordinator')), '--backend'), 'tensorflow');
-    assert.ok(worker.image.endsWith(':0.1.0-gpu'));
+    assert.equal(worker.image, 'shardwise:0.1.0-gpu', 'workers run the gpu image target');
+    assert.equal(container(gpu.get('Deployment', 'coordinator')).image, 'shardwise:0.1.0', 'the coordinator runs the cpu image');
     assert.equal(container(gpu.get('Deployment', 'coordinator')).resources?.limits?.['nvidia.com/gpu'], undefined, 'the coordinator needs no GPU');
 
     const plain = container(scenario('default').get('StatefulSet', 'worker'));

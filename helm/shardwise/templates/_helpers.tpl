@@ -129,6 +129,11 @@ release: {{ . | quote }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 
+{{/* The workers' image: workers.imageTag (a GPU build) or the shared one. */}}
+{{- define "shardwise.worker.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.workers.imageTag | default .Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
 {{/* host:port workers dial: the coordinator Service's name and gRPC port (pods share the namespace). */}}
 {{- define "shardwise.coordinator.address" -}}
 {{- printf "%s:%d" (include "shardwise.coordinator.fullname" .) (int .Values.coordinator.grpcPort) }}
