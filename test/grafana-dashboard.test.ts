@@ -88,6 +88,9 @@ describe('grafana dashboard: generated, shipped in the chart, queries well forme
     const d = committedDashboard();
     const variable = d.templating.list.find((v) => v.name === 'datasource');
     assert.deepEqual([variable?.type, variable?.query], ['datasource', 'prometheus']);
+    const namespace = d.templating.list.find((v) => v.name === 'namespace');
+    assert.deepEqual([namespace?.type, namespace?.query], ['query', 'label_values(shardwise_desired_workers, namespace)'],
+      'the live test below checks this very metric offers the namespace');
     const titles = queryPanels(d).map((p) => p.title);
     for (const wanted of ['Throughput', 'Step time p50 / p95', 'Share time per worker p50 / p95', 'Step time breakdown', 'Loss',
       'Accuracy top-1 / top-5', 'Learning rate per parameter group', 'Freeze state', 'Active vs desired workers',
@@ -172,6 +175,10 @@ describe('grafana dashboard: every panel answers with data from a real Prometheu
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${harness.outputs(30)}`);
     }
+
+    // The namespace variable's own query (label_values of a coordinator metric) offers the job's namespace.
+    const namespaces = await prometheus.query('count by (namespace) (shardwise_desired_workers)');
+    assert.deepEqual(namespaces.map((n) => n.metric.namespace), [NAMESPACE]);
 
     const report: string[] = [];
     const empty: string[] = [];
