@@ -251,6 +251,8 @@ describe('compute: wasm training kernels against the cpu backend', () => {
       await checkKernel('Sum', { x }, { axis, keepDims }, `axes ${axis}`);
       await checkKernel('Mean', { x }, { axis, keepDims }, `axes ${axis}`);
     }
+    // A depthwise filter gradient's per-image sum: whole SIMD rows, no scalar tail.
+    await checkKernel('Sum', { x: uniform(rng, [9, 16, 12], 0, 1) }, { axis: 1, keepDims: false }, 'middle axis, rows of 12');
     const ints: HostTensor = { shape: [3, 4, 2], values: Int32Array.from({ length: 24 }, (_, i) => i), dtype: 'int32' };
     await checkKernel('Sum', { x: ints }, { axis: [0, 1], keepDims: false }, 'int32');
   });

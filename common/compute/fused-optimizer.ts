@@ -3,7 +3,7 @@ import { ComputeError, KernelShapeError } from './errors';
 import {
   type AdamDecay, adamFunctionName, optimizerModule, type SgdVariant, sgdFunctionName,
 } from './optimizer-wasm-module';
-import { instantiate, type WasmMemory } from './wasm-assembler';
+import { WasmHeap } from './wasm-heap';
 import { WASM_BACKEND } from './wasm-kernel-registry';
 
 /**
@@ -36,28 +36,6 @@ export interface FusedSgdAttrs extends SgdVariant {
   weightDecay: number;
 }
 
-/** What the wasm backend object exposes that the kernels need (tfjs-backend-wasm 4.22 internals). */
-interface WasmBackendInternals {
-  wasm: { asm: { memory: WasmMemory } };
-  dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
-}
-
-type Exports = Record<string, (...args: number[]) => void>;
-const instances = new WeakMap<WasmMemory, Exports>();
-
-/** Our module, instantiated once on the backend's memory (views of the memory stay valid as it grows). */
-function exportsFor(backend: WasmBackendInternals): Exports {
-  const memory = backend.wasm?.asm?.memory;
-  if (!memory) throw new ComputeError('fused optimizer: expected the wasm backend to expose its memory as wasm.asm.memory, found none');
-  let exports = instances.get(memory);
-  if (!exports) {
-    exports = instantiate(optimizerModule(), memory) as Exports;
-    instances.set(memory, exports);
-  }
-  return exports;
-}
-
 /** Every input float32 and shaped like the first (the variable). */
 function expectFloat32Like(kernel: string, names: string[], inputs: (tf.TensorInfo | undefined)[]): void {
   inputs.forEach((t, i) => {
@@ -73,15 +51,14 @@ function expectFloat32Like(kernel: string, names: string[], inputs: (tf.TensorIn
  * `outputs` entry, shaped like the first input), the element count, and `scalars`.
  */
 function runFused(args: Parameters<tf.KernelFunc>[0], kernel: string, fn: string, inputNames: string[], outputs: number, scalars: number[]): tf.TensorInfo[] {
-  const backend = args.backend as unknown as WasmBackendInternals;
+  const heap = new WasmHeap(args.backend);
   const inputs = inputNames.map((n) => args.inputs[n] as tf.TensorInfo);
   expectFloat32Like(kernel, inputNames, inputs);
   const shape = [...inputs[0].shape];
-  const outs = Array.from({ length: outputs }, () => backend.makeOutput(shape, 'float32'));
-  const offset = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
-  const exported = exportsFor(backend)[fn];
+  const outs = Array.from({ length: outputs }, () => heap.allocate(shape));
+  const exported = heap.module('optimizers', optimizerModule)[fn];
   if (typeof exported !== 'function') throw new ComputeError(`${kernel}: our wasm module has no function ${fn}`);
-  exported(...inputs.map(offset), ...outs.map(offset), tf.util.sizeFromShape(shape), ...scalars);
+  exported(...[...inputs, ...outs].map((t) => heap.offset(t)), tf.util.sizeFromShape(shape), ...scalars);
   return outs;
 }
 

@@ -62,6 +62,7 @@ export const i32 = {
 
 /** Scalar float32 instructions; each rounds exactly as a float32 operation in tfjs does. */
 export const f32 = {
+  const: (value: number): Code => [0x43, ...new Uint8Array(Float32Array.of(value).buffer)],
   load: (address: Code): Code => cat(address, [0x2a, 0x02, 0x00]),
   store: (address: Code, value: Code): Code => cat(address, value, [0x38, 0x02, 0x00]),
   add: (a: Code, b: Code): Code => cat(a, b, [0x92]),
