@@ -1,5 +1,6 @@
 // Where a MobileNet training step spends its time, per kernel, on the selected backend.
 // Usage: node --import tsx bench/compute-profile.ts [size=32] [batch=32] [steps=3]
+// Prints the step's phases (forward+backward, gradient sums, optimizer), then kernels by self time.
 // tf.profile counts a composed kernel's inner kernels twice; this wraps every registered kernel
 // of the backend and reports self time (own time minus time in nested kernels) instead.
 import * as tf from '@tensorflow/tfjs';
@@ -43,12 +44,14 @@ async function main(): Promise<void> {
   const backend = await initBackend();
   const bench = await createTrainingBench(size, batch);
   const stepMs = medianMs(() => bench.trainStep(), steps, 2);
+  const phaseLine = Object.entries(bench.phases).map(([k, ms]) => `${k.replace(/Ms$/, '_ms')}=${(ms / (steps + 2)).toFixed(1)}`).join(' ');
   const stats = instrumentKernels(backend.name);
   medianMs(() => bench.trainStep(), steps, 0);
   const rows = [...stats.entries()].sort((a, b) => b[1].selfMs - a[1].selfMs);
   const kernelMs = rows.reduce((sum, [, s]) => sum + s.selfMs, 0) / steps;
   console.log(`profile backend=${backend.name} size=${size} batch=${batch} step_ms=${stepMs.toFixed(1)} ` +
     `kernel_ms=${kernelMs.toFixed(1)} outside_kernels_ms=${(stepMs - kernelMs).toFixed(1)}`);
+  console.log(`phases (mean per step, uninstrumented) ${phaseLine}`);
   for (const [name, s] of rows.slice(0, 30)) {
     console.log(`  ${name.padEnd(36)} ${(s.selfMs / steps).toFixed(2).padStart(8)} ms ${String(s.calls / steps).padStart(6)} calls`);
   }

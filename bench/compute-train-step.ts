@@ -13,9 +13,21 @@ const BENCH_OPTIMIZER: OptimizerSpec = {
   type: 'adam', learningRate: 1e-4, momentum: 0, nesterov: false, weightDecay: 0, beta1: 0.9, beta2: 0.999, epsilon: 1e-7,
 };
 
+/** Milliseconds spent in each phase of {@link TrainingBench.trainStep}, summed over the calls so far. */
+export interface StepPhases {
+  /** Forward and backward passes of the micro-batches (tf.variableGrads, loss read back). */
+  forwardBackwardMs: number;
+  /** Adding the micro-batches' gradients and dividing by the sample count. */
+  gradientSumMs: number;
+  /** The optimizer's update of every variable. */
+  optimizerMs: number;
+}
+
 /** A MobileNet + head with one fixed batch and the two things the benchmark times. */
 export interface TrainingBench {
   source: BackboneSource;
+  /** Where the training steps' time went. */
+  readonly phases: StepPhases;
   /**
    * One training step as the trainers run it: forward + backward per micro-batch of
    * {@link BENCH_MICRO_BATCH} (BatchNorm in training mode), gradient sums added in micro-batch order,
@@ -42,30 +54,46 @@ export async function createTrainingBench(size: number, batch: number, seed = 1)
   });
   const params = new Map(model.trainableWeights.map((w) => [w.originalName, w.read() as tf.Variable]));
   const optimizer = createOptimizer(BENCH_OPTIMIZER);
+  const phases: StepPhases = { forwardBackwardMs: 0, gradientSumMs: 0, optimizerMs: 0 };
+  let clock = 0;
+  /** Milliseconds since the previous call. */
+  const lap = (): number => {
+    const now = performance.now();
+    const ms = now - clock;
+    clock = now;
+    return ms;
+  };
   const step = (): number => {
     let lossSum = 0;
     const sums = new Map<string, tf.Tensor>();
     try {
       for (const part of parts) {
+        lap();
         const { value, grads } = tf.variableGrads(
           () => crossEntropySum(model.apply(part.x, { training: true }) as tf.Tensor2D, part.y as tf.Tensor1D),
           [...params.values()],
         );
         lossSum += value.dataSync()[0];
         value.dispose();
+        phases.forwardBackwardMs += lap();
         for (const [key, v] of params) {
           const g = grads[v.name];
           const prev = sums.get(key);
           sums.set(key, prev ? tf.add(prev, g) : g);
           if (prev) tf.dispose([prev, g]);
         }
+        phases.gradientSumMs += lap();
       }
       const means = new Map([...sums].map(([key, g]) => [key, tf.div(g, batch)]));
+      phases.gradientSumMs += lap();
       try {
         optimizer.apply(params, means, () => BENCH_OPTIMIZER.learningRate);
+        // Reading one value waits for the update (tfjs-wasm kernels are synchronous, so this costs ~0).
+        (params.values().next().value as tf.Variable).dataSync();
       } finally {
         tf.dispose([...means.values()]);
       }
+      phases.optimizerMs += lap();
       return lossSum;
     } finally {
       tf.dispose([...sums.values()]);
@@ -73,6 +101,7 @@ export async function createTrainingBench(size: number, batch: number, seed = 1)
   };
   return {
     source,
+    phases,
     trainStep: step,
     forward: () => tf.tidy(() => void (model.predict(x) as tf.Tensor).dataSync()),
     dispose: () => {

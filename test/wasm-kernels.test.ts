@@ -125,13 +125,14 @@ describe('compute: wasm training kernels against the cpu backend', () => {
 
   // [label, input shape, channel multiplier, strides, pad]
   const depthwiseCases: [string, number[], number, number, 'same' | 'valid' | tf.backend_util.ExplicitPadding][] = [
-    ['s1 same, per-tap route', [2, 7, 7, 5], 1, 1, 'same'],
+    ['s1 same', [2, 7, 7, 5], 1, 1, 'same'],
+    ['s1 same, 13 channels (SIMD steps and a scalar tail)', [2, 6, 6, 13], 1, 1, 'same'],
     ['s2 same odd', [2, 9, 7, 5], 1, 2, 'same'],
     ['s2 valid even (MobileNet)', [2, 10, 10, 4], 1, 2, 'valid'],
-    ['s1 valid, batch-as-channels route', [3, 5, 4, 6], 1, 1, 'valid'],
+    ['s1 valid', [3, 5, 4, 6], 1, 1, 'valid'],
     ['s2 valid, 1x1 output', [2, 4, 4, 3], 1, 2, 'valid'],
-    ['multiplier 2, s2 same', [2, 7, 8, 3], 2, 2, 'same'],
-    ['multiplier 3, s1 valid, small output', [2, 4, 5, 2], 3, 1, 'valid'],
+    ['multiplier 2, s2 same (per-tap ops)', [2, 7, 8, 3], 2, 2, 'same'],
+    ['multiplier 3, s1 valid, small output (batch-as-channels ops)', [2, 4, 5, 2], 3, 1, 'valid'],
     ['explicit pad', [2, 6, 7, 3], 1, 2, [[0, 0], [2, 1], [0, 2], [0, 0]]],
   ];
 

@@ -55,6 +55,8 @@ export const local = {
 export const i32 = {
   const: (value: number): Code => [0x41, ...sleb128(value)],
   add: (a: Code, b: Code): Code => cat(a, b, [0x6a]),
+  sub: (a: Code, b: Code): Code => cat(a, b, [0x6b]),
+  mul: (a: Code, b: Code): Code => cat(a, b, [0x6c]),
   and: (a: Code, b: Code): Code => cat(a, b, [0x71]),
   shl: (a: Code, b: Code): Code => cat(a, b, [0x74]),
   geU: (a: Code, b: Code): Code => cat(a, b, [0x4f]),
@@ -96,6 +98,14 @@ export function whileBelow(counter: number, end: Code, step: number, body: Code)
     local.set(counter, i32.add(local.get(counter), i32.const(step))),
     [0x0c, 0x00, 0x0b, 0x0b], // br 0: next iteration; end loop; end block
   );
+}
+
+/**
+ * `if (index < bound) body` for an i32 index that may be negative: compared unsigned, a negative
+ * index is huge, so one comparison checks both ends. block { br_if exit (index >= bound); body }.
+ */
+export function ifInRange(index: Code, bound: Code, body: Code): Code {
+  return cat([0x02, 0x40], i32.geU(index, bound), [0x0d, 0x00], body, [0x0b]);
 }
 
 /** One exported function of a module. */
