@@ -366,6 +366,11 @@ describe('compute: gradient overrides against independent references', () => {
     const [dx] = await gradsOn('wasm', (t) => tf.mean(t, [0, 1]), [x], dy);
     const expected = Float32Array.from({ length: 60 }, (_, i) => dy.values[i % 5] / 12);
     assertClose(dx, { shape: [3, 4, 5], values: expected }, 'mean');
+    // A middle axis: [o, r, i] takes dy[o, i] / 4; rows of 8 are whole SIMD steps.
+    const dyMiddle = uniform(rng, [3, 1, 8]);
+    const [dxMiddle] = await gradsOn('wasm', (t) => tf.mean(t, 1, true), [uniform(rng, [3, 4, 8])], dyMiddle);
+    const spread = Float32Array.from({ length: 96 }, (_, k) => dyMiddle.values[Math.floor(k / 32) * 8 + (k % 8)] / 4);
+    assertClose(dxMiddle, { shape: [3, 4, 8], values: spread }, 'mean over the middle axis');
   });
 });
 

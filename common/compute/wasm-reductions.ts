@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { sumMiddleAxis } from './wasm-axis-sum';
+import { registerBroadcastMiddle, sumMiddleAxis } from './wasm-axis-sum';
 import { asTensor, KernelArgs, registerWasmKernel, requireStock, tidyKernel } from './wasm-kernel-registry';
 
 /**
@@ -57,5 +57,6 @@ function registerPooledReduction(kernelName: string, exactSum: boolean): void {
 /** Registers the SIMD Sum (wasm-axis-sum.ts) and the pooled Mean for the wasm backend. */
 export function registerWasmReductions(): void {
   registerPooledReduction(tf.Sum, true);
+  registerBroadcastMiddle();
   registerPooledReduction(tf.Mean, false);
 }
