@@ -45,7 +45,11 @@ async function main(): Promise<void> {
   const bench = await createTrainingBench(size, batch);
   medianMs(() => bench.trainStep(), 0, 2); // warm-up: tfjs builds kernels and XNNPACK operators on first use
   Object.assign(bench.phases, { forwardBackwardMs: 0, gradientSumMs: 0, optimizerMs: 0 });
+  // CPU time as well as wall time: on a shared machine it is the steadier of the two.
+  const cpuStart = process.cpuUsage();
   const stepMs = medianMs(() => bench.trainStep(), steps, 0);
+  const cpu = process.cpuUsage(cpuStart);
+  const stepCpuMs = (cpu.user + cpu.system) / 1000 / steps;
   const phaseLine = Object.entries(bench.phases).map(([k, ms]) => `${k.replace(/Ms$/, '_ms')}=${(ms / steps).toFixed(1)}`).join(' ');
   const stats = instrumentKernels(backend.name);
   medianMs(() => bench.trainStep(), steps, 0);
@@ -53,7 +57,7 @@ async function main(): Promise<void> {
   const kernelMs = rows.reduce((sum, [, s]) => sum + s.selfMs, 0) / steps;
   console.log(`profile backend=${backend.name} size=${size} batch=${batch} step_ms=${stepMs.toFixed(1)} ` +
     `kernel_ms=${kernelMs.toFixed(1)} outside_kernels_ms=${(stepMs - kernelMs).toFixed(1)}`);
-  console.log(`phases (mean per step, uninstrumented) ${phaseLine}`);
+  console.log(`phases (mean per step, uninstrumented) ${phaseLine} step_cpu_ms=${stepCpuMs.toFixed(1)}`);
   for (const [name, s] of rows.slice(0, 30)) {
     console.log(`  ${name.padEnd(36)} ${(s.selfMs / steps).toFixed(2).padStart(8)} ms ${String(s.calls / steps).padStart(6)} calls`);
   }
