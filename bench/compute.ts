@@ -6,7 +6,7 @@
 // BatchNorm batch), one after the other so they never compete for the cores. One stdout line per
 // backend and size, medians over the repetitions:
 //   bench-compute backend=wasm size=64 batch=32 train_img_s=... fwd_img_s=... torch_train_img_s=...
-//     torch_fwd_img_s=... ratio=...   (ratio = train_img_s / torch_train_img_s)
+//     torch_fwd_img_s=... ratio=...   (ratio: median over repetitions of shardwise / PyTorch training img/s)
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -76,20 +76,24 @@ async function compare(backend: BackendName, size: number, plan: Plan, reps: num
     ours.push(await measureOurs(size, plan));
     torch.push(await measureTorch(size));
     const last = (r: Rates[]) => r[r.length - 1];
-    console.log(`# rep=${rep + 1} size=${size} train_img_s=${last(ours).train.toFixed(1)} torch_train_img_s=${last(torch).train.toFixed(1)}`);
+    console.log(`# rep=${rep + 1} size=${size} train_img_s=${last(ours).train.toFixed(1)} ` +
+      `torch_train_img_s=${last(torch).train.toFixed(1)} ratio=${(last(ours).train / last(torch).train).toFixed(2)}`);
   }
+  // The ratio is the median of each repetition's ratio: the two runs of a repetition are back to back,
+  // so they share the machine's load, which the medians of each side over the whole run do not.
+  const ratio = median(ours.map((r, i) => r.train / torch[i].train));
   const m = (rates: Rates[], key: keyof Rates) => median(rates.map((r) => r[key]));
   console.log(
     `bench-compute backend=${backend} size=${size} batch=${BATCH} reps=${reps} ` +
       `train_img_s=${m(ours, 'train').toFixed(1)} fwd_img_s=${m(ours, 'forward').toFixed(1)} ` +
       `torch_train_img_s=${m(torch, 'train').toFixed(1)} torch_fwd_img_s=${m(torch, 'forward').toFixed(1)} ` +
-      `ratio=${(m(ours, 'train') / m(torch, 'train')).toFixed(2)}`,
+      `ratio=${ratio.toFixed(2)}`,
   );
 }
 
 async function main(): Promise<void> {
   const opts = new Command()
-    .option('--reps <n>', 'repetitions per size (medians are printed)', (v) => Number.parseInt(v, 10), 3)
+    .option('--reps <n>', 'repetitions per size (medians are printed)', (v) => Number.parseInt(v, 10), 5)
     .option('--sizes <list>', 'input sizes, comma-separated', (v) => v.split(',').map(Number), SIZES)
     .option('--with-cpu', 'also time the plain-JS cpu backend (seconds per step)')
     .parse()
