@@ -62,8 +62,10 @@ compare-pretrained: install
 	$(SHARDWISE) train --local --job examples/demo-local.yaml --runs-dir runs/compare --set name=scratch \
 	  --set model.pretrained=false --set freeze.backboneEpochs=0 --set freeze.unfreezeLearningRate=0.0003 $(DATA_FLAG)
 
-## bench-compute: training and forward images/s of the MobileNet backbone on each backend.
+## bench-compute: training and forward images/s of the MobileNet backbone, beside the PyTorch peer
+## (../shared/peers/torch_mobilenet_speed.py, Debian's python3-torch) in the same run, with the ratio.
 bench-compute: install
+	@scripts/ensure-deb.sh torchrun:python3-torch
 	$(NODE_TS) bench/compute.ts
 
 ## bench-exchange: time to average a 2.16M-float gradient across 2 and 4 worker processes: the allreduce
