@@ -1,0 +1,389 @@
+// shardwise status page. Plain browser JavaScript, no library: it keeps the series the coordinator streams on
+// /events (server-sent events, each message a snapshot from this page's cursor), and redraws the cards and
+// the two SVG charts. Text goes in through textContent only, so nothing a job or worker is named can run here.
+'use strict';
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const COLORS = { train: '#2f6fde', trainSoft: '#b9cdf3', val: '#e0752d', epoch: '#1d4fa8' };
+/** Most vertices one curve is drawn with; longer series are thinned evenly (the last point always kept). */
+const MAX_DRAWN_POINTS = 1500;
+/** Seconds without a heartbeat after which the age is shown as a warning. */
+const STALE_HEARTBEAT_S = 5;
+
+const state = { snapshot: null, steps: [], epochs: [], events: [] };
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, text) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function svgEl(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// ---- formatting ----
+
+function fmtDuration(seconds) {
+  if (seconds === null || !Number.isFinite(seconds)) return '—';
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, '0')}m`;
+}
+const fmtPct = (x) => (x === null || !Number.isFinite(x) ? '—' : `${(100 * x).toFixed(1)}%`);
+const fmtNum = (x, digits = 3) => (x === null || !Number.isFinite(x) ? '—' : x.toFixed(digits));
+const fmtRate = (x) => (x === null || !Number.isFinite(x) ? '—' : x === 0 ? '0' : x.toExponential(2));
+const fmtTime = (ms) => (ms === null ? 'earlier' : new Date(ms).toLocaleTimeString([], { hour12: false }));
+
+// ---- merging the stream ----
+
+/** Appends a slice `{from, items}` to a local series; a slice from earlier (a resumed run) replaces the tail. */
+function merge(series, slice) {
+  if (slice.from > series.length) return false; // a gap: reconnect from what we hold
+  series.length = slice.from;
+  for (const item of slice.items) series.push(item);
+  return true;
+}
+
+function cursorQuery() {
+  return `steps=${state.steps.length}&epochs=${state.epochs.length}&events=${state.events.length}`;
+}
+
+function onSnapshot(s) {
+  const ok = merge(state.steps, s.steps) && merge(state.epochs, s.epochs) && merge(state.events, s.events);
+  state.snapshot = s;
+  if (!ok) {
+    state.steps.length = 0;
+    state.epochs.length = 0;
+    state.events.length = 0;
+    reconnect(0);
+    return;
+  }
+  render();
+}
+
+let source = null;
+function connect() {
+  source = new EventSource(`/events?${cursorQuery()}`);
+  source.onopen = () => $('connection').classList.add('live');
+  source.onmessage = (e) => onSnapshot(JSON.parse(e.data));
+  source.onerror = () => {
+    $('connection').classList.remove('live');
+    // The coordinator went away or restarted: come back with the cursor we hold, so nothing is sent twice.
+    reconnect(1000);
+  };
+}
+function reconnect(delayMs) {
+  if (source) source.close();
+  source = null;
+  setTimeout(connect, delayMs);
+}
+
+// ---- the cards ----
+
+function setPill(node, text) {
+  node.textContent = text;
+  node.className = `pill ${text}`;
+}
+
+function renderHeader(s) {
+  const j = s.job;
+  $('job-name').textContent = j.name;
+  document.title = `${j.name} · shardwise`;
+  setPill($('job-state'), j.state);
+  const facts = $('job-facts');
+  facts.replaceChildren();
+  const fact = (label, value) => {
+    const span = el('span', {}, `${label} `);
+    span.appendChild(el('b', {}, value));
+    facts.appendChild(span);
+  };
+  fact('model', `${j.architecture}${j.pretrained ? ' (pretrained)' : ''} @ ${j.inputSize}px`);
+  fact('optimizer', j.optimizer);
+  fact('batch', `${j.batchSize} (micro ${j.microBatchSize})`);
+  fact('exchange', j.exchange);
+  fact('workers', `${j.minWorkers}–${j.maxWorkers}`);
+}
+
+function renderProgress(s) {
+  const p = s.progress;
+  const j = s.job;
+  const finished = j.state === 'stopped' && p.globalSteps >= p.totalSteps;
+  $('epoch').textContent = `${Math.min(p.epoch + 1, j.epochs)} / ${j.epochs}`;
+  $('steps').textContent = `${p.globalSteps} / ${p.totalSteps}`;
+  $('eta').textContent = finished ? 'done' : fmtDuration(p.etaSeconds);
+  $('throughput').textContent = p.samplesPerSecond > 0 ? `${p.samplesPerSecond.toFixed(1)} img/s` : '—';
+  $('worker-count').textContent = `${p.activeWorkers} active / ${p.desiredWorkers} desired`;
+  $('train-loss').textContent = fmtNum(p.train.loss);
+  $('val-top1').textContent = fmtPct(p.validation.top1);
+  const epochFraction = Math.min(1, p.epochProgress);
+  const jobFraction = p.totalSteps > 0 ? Math.min(1, p.globalSteps / p.totalSteps) : 0;
+  $('epoch-bar').style.width = `${100 * epochFraction}%`;
+  $('epoch-pct').textContent = `${Math.round(100 * epochFraction)}%`;
+  $('job-bar').style.width = `${100 * jobFraction}%`;
+  $('job-pct').textContent = `${Math.round(100 * jobFraction)}%`;
+  $('waiting').hidden = !p.waitingForWorkers || j.state !== 'running';
+}
+
+function renderWorkers(s) {
+  const body = $('workers').querySelector('tbody');
+  body.replaceChildren();
+  if (s.workers.length === 0) {
+    const row = el('tr', { class: 'none' });
+    row.appendChild(el('td', { colspan: '5' }, 'no worker has registered yet'));
+    body.appendChild(row);
+  }
+  for (const w of s.workers) {
+    const row = el('tr', { 'data-worker': w.id, 'data-state': w.state });
+    const id = el('td', { class: 'id' }, w.id);
+    if (w.incarnation > 1) id.appendChild(el('span', { class: 'note' }, `incarnation ${w.incarnation}`));
+    row.appendChild(id);
+    const stateCell = el('td');
+    const pill = el('span');
+    setPill(pill, w.state);
+    stateCell.appendChild(pill);
+    if (w.failureReason) stateCell.appendChild(el('span', { class: 'reason' }, w.failureReason));
+    row.appendChild(stateCell);
+    row.appendChild(el('td', { class: 'num' }, w.stepSeconds === null ? '—' : `${(1000 * w.stepSeconds).toFixed(0)} ms`));
+    row.appendChild(el('td', { class: 'num' }, w.samples.toLocaleString()));
+    const live = w.state === 'joining' || w.state === 'active' || w.state === 'draining';
+    const age = (s.nowMs - w.lastHeartbeatMs) / 1000;
+    const beat = el('td', { class: `num${live && age > STALE_HEARTBEAT_S ? ' stale' : ''}` }, live ? `${age.toFixed(1)} s ago` : fmtTime(w.lastHeartbeatMs));
+    row.appendChild(beat);
+    body.appendChild(row);
+  }
+}
+
+function renderGroups(s) {
+  const body = $('groups').querySelector('tbody');
+  body.replaceChildren();
+  for (const g of s.groups) {
+    const row = el('tr', { 'data-group': g.group });
+    row.appendChild(el('td', { class: 'id' }, g.group));
+    row.appendChild(el('td', { class: 'num' }, fmtRate(g.learningRate)));
+    const cell = el('td');
+    const pill = el('span');
+    setPill(pill, g.frozen ? 'frozen' : 'training');
+    cell.appendChild(pill);
+    row.appendChild(cell);
+    body.appendChild(row);
+  }
+}
+
+function renderEpochs() {
+  const body = $('epochs').querySelector('tbody');
+  body.replaceChildren();
+  if (state.epochs.length === 0) {
+    const row = el('tr', { class: 'none' });
+    row.appendChild(el('td', { colspan: '6' }, 'the first epoch is still running'));
+    body.appendChild(row);
+  }
+  for (const e of state.epochs.slice(-6).reverse()) {
+    const row = el('tr');
+    row.appendChild(el('td', { class: 'id' }, `${e.epoch + 1}${e.frozen ? ' ❄' : ''}`));
+    row.appendChild(el('td', { class: 'num' }, fmtNum(e.trainLoss)));
+    row.appendChild(el('td', { class: 'num' }, fmtNum(e.valLoss)));
+    row.appendChild(el('td', { class: 'num' }, fmtPct(e.trainTop1)));
+    row.appendChild(el('td', { class: 'num' }, fmtPct(e.valTop1)));
+    row.appendChild(el('td', { class: 'num' }, fmtDuration(e.seconds)));
+    body.appendChild(row);
+  }
+}
+
+function renderTimeline() {
+  const list = $('timeline');
+  list.replaceChildren();
+  for (const e of state.events.slice(-200).reverse()) {
+    const item = el('li', { 'data-kind': e.kind });
+    item.appendChild(el('time', {}, fmtTime(e.atMs)));
+    item.appendChild(el('span', { class: `kind ${e.kind}` }, e.kind));
+    item.appendChild(el('span', {}, e.text));
+    list.appendChild(item);
+  }
+}
+
+// ---- charts ----
+
+function niceStep(range, count) {
+  const raw = range / Math.max(1, count);
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const unit = raw / power;
+  return (unit < 1.5 ? 1 : unit < 3 ? 2 : unit < 7 ? 5 : 10) * power;
+}
+
+function thin(points) {
+  if (points.length <= MAX_DRAWN_POINTS) return points;
+  const stride = points.length / MAX_DRAWN_POINTS;
+  const out = [];
+  for (let k = 0; k < MAX_DRAWN_POINTS; k++) out.push(points[Math.floor(k * stride)]);
+  out.push(points[points.length - 1]);
+  return out;
+}
+
+/** Mean of the last `window` values at each point: the trend under noisy per-step losses. */
+function movingAverage(points, window) {
+  const out = [];
+  let sum = 0;
+  for (let k = 0; k < points.length; k++) {
+    sum += points[k][1];
+    if (k >= window) sum -= points[k - window][1];
+    out.push([points[k][0], sum / Math.min(k + 1, window)]);
+  }
+  return out;
+}
+
+/** Step ranges where the backbone was frozen, from the freeze and unfreeze events. */
+function frozenBands(stepsPerEpoch, lastStep) {
+  const bands = [];
+  let start = null;
+  for (const e of state.events) {
+    if (e.kind === 'freeze' && start === null) start = e.epoch * stepsPerEpoch;
+    if (e.kind === 'unfreeze' && start !== null) {
+      bands.push([start, e.epoch * stepsPerEpoch]);
+      start = null;
+    }
+  }
+  if (start !== null && lastStep > start) bands.push([start, lastStep]);
+  return bands;
+}
+
+/**
+ * Draws `series` ({color, points: [[x, y]], width, dots, line, dash}) into `svg`, x from 0 to `xMax`
+ * (the job's total steps, so the curve grows across the chart), with grid lines, axes and frozen bands.
+ */
+function drawChart(svg, { series, xMax, yFormat, yFixed, bands, emptyText }) {
+  const width = svg.clientWidth || 600;
+  const height = svg.clientHeight || 260;
+  const m = { left: 52, right: 14, top: 12, bottom: 30 };
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  svg.replaceChildren();
+  const ys = series.flatMap((s) => s.points.map((p) => p[1])).filter(Number.isFinite);
+  const drawn = series.reduce((n, s) => n + s.points.length, 0);
+  svg.setAttribute('data-points', String(drawn));
+  if (ys.length === 0) {
+    svg.appendChild(svgEl('text', { x: width / 2, y: height / 2, 'text-anchor': 'middle', class: 'empty' }, emptyText));
+    return;
+  }
+  let [y0, y1] = yFixed ?? [Math.min(...ys), Math.max(...ys)];
+  if (!yFixed) {
+    const pad = (y1 - y0) * 0.08 || Math.abs(y1) * 0.1 || 1;
+    y0 = Math.max(0, y0 - pad);
+    y1 += pad;
+  }
+  const xs = (x) => m.left + (x / Math.max(1, xMax)) * (width - m.left - m.right);
+  const ysc = (y) => height - m.bottom - ((y - y0) / (y1 - y0)) * (height - m.top - m.bottom);
+
+  for (const [a, b] of bands) {
+    svg.appendChild(svgEl('rect', { class: 'band', x: xs(a), y: m.top, width: Math.max(0, xs(b) - xs(a)), height: height - m.top - m.bottom }));
+    svg.appendChild(svgEl('text', { class: 'band-label', x: xs(a) + 4, y: m.top + 12 }, 'backbone frozen'));
+  }
+  const yStep = niceStep(y1 - y0, 5);
+  for (let v = Math.ceil(y0 / yStep) * yStep; v <= y1 + 1e-12; v += yStep) {
+    svg.appendChild(svgEl('line', { class: 'grid-line', x1: m.left, x2: width - m.right, y1: ysc(v), y2: ysc(v) }));
+    svg.appendChild(svgEl('text', { x: m.left - 6, y: ysc(v) + 4, 'text-anchor': 'end' }, yFormat(v)));
+  }
+  const xStep = niceStep(xMax, 8);
+  for (let v = 0; v <= xMax + 1e-9; v += xStep) {
+    svg.appendChild(svgEl('text', { x: xs(v), y: height - m.bottom + 16, 'text-anchor': 'middle' }, String(Math.round(v))));
+  }
+  svg.appendChild(svgEl('text', { x: width - m.right, y: height - 4, 'text-anchor': 'end' }, 'global step'));
+  svg.appendChild(svgEl('line', { class: 'axis', x1: m.left, x2: width - m.right, y1: height - m.bottom, y2: height - m.bottom }));
+  svg.appendChild(svgEl('line', { class: 'axis', x1: m.left, x2: m.left, y1: m.top, y2: height - m.bottom }));
+
+  for (const s of series) {
+    const pts = thin(s.points.filter((p) => Number.isFinite(p[1])));
+    if (pts.length === 0) continue;
+    if (s.line !== false && pts.length > 1) {
+      const d = pts.map((p, k) => `${k === 0 ? 'M' : 'L'}${xs(p[0]).toFixed(1)},${ysc(p[1]).toFixed(1)}`).join('');
+      svg.appendChild(svgEl('path', {
+        d, fill: 'none', stroke: s.color, 'stroke-width': s.width ?? 2, 'stroke-linejoin': 'round',
+        'stroke-dasharray': s.dash ?? 'none', 'data-series': s.name,
+      }));
+    }
+    if (s.dots) {
+      for (const p of pts) {
+        svg.appendChild(svgEl('circle', { cx: xs(p[0]), cy: ysc(p[1]), r: 3.5, fill: '#fff', stroke: s.color, 'stroke-width': 2, 'data-series': s.name }));
+      }
+    }
+  }
+}
+
+function legend(id, items) {
+  const box = $(id);
+  box.replaceChildren();
+  for (const it of items) {
+    const span = el('span');
+    const swatch = el('i', { class: it.dot ? 'dot' : '' });
+    // Through the CSSOM: the page's Content-Security-Policy refuses style attributes.
+    swatch.style.background = it.color;
+    span.appendChild(swatch);
+    span.appendChild(document.createTextNode(it.label));
+    box.appendChild(span);
+  }
+}
+
+function renderCharts(s) {
+  const xMax = Math.max(1, s.progress.totalSteps);
+  const stepLoss = state.steps.filter((p) => p.loss !== null).map((p) => [p.globalStep + 1, p.loss]);
+  const window = Math.max(3, Math.round(s.job.stepsPerEpoch / 4));
+  const epochX = (e) => e.globalSteps;
+  const bands = frozenBands(s.job.stepsPerEpoch, s.progress.globalSteps);
+  drawChart($('loss-chart'), {
+    xMax,
+    bands,
+    yFormat: (v) => v.toFixed(2),
+    emptyText: 'waiting for the first step…',
+    series: [
+      { name: 'step', color: COLORS.trainSoft, width: 1.25, points: stepLoss },
+      { name: 'trend', color: COLORS.train, width: 2.5, points: movingAverage(stepLoss, window) },
+      { name: 'val', color: COLORS.val, width: 2, dots: true, points: state.epochs.map((e) => [epochX(e), e.valLoss]) },
+    ],
+  });
+  $('loss-chart').setAttribute('data-steps', String(stepLoss.length));
+  legend('loss-legend', [
+    { label: 'train loss per step', color: COLORS.trainSoft },
+    { label: `moving mean (${window} steps)`, color: COLORS.train },
+    { label: 'validation (epoch end)', color: COLORS.val, dot: true },
+  ]);
+  const running = state.steps.filter((p) => p.runningTop1 !== null).map((p) => [p.globalStep + 1, p.runningTop1]);
+  drawChart($('acc-chart'), {
+    xMax,
+    bands,
+    yFixed: [0, 1],
+    yFormat: (v) => `${Math.round(100 * v)}%`,
+    emptyText: 'waiting for the first step…',
+    series: [
+      { name: 'running', color: COLORS.train, width: 2, points: running },
+      { name: 'train-epoch', color: COLORS.epoch, line: false, dots: true, points: state.epochs.map((e) => [epochX(e), e.trainTop1]) },
+      { name: 'val', color: COLORS.val, width: 2, dots: true, points: state.epochs.map((e) => [epochX(e), e.valTop1]) },
+    ],
+  });
+  legend('acc-legend', [
+    { label: 'train, running epoch mean', color: COLORS.train },
+    { label: 'train (epoch)', color: COLORS.epoch, dot: true },
+    { label: 'validation (epoch end)', color: COLORS.val, dot: true },
+  ]);
+}
+
+function render() {
+  const s = state.snapshot;
+  if (!s) return;
+  renderHeader(s);
+  renderProgress(s);
+  renderWorkers(s);
+  renderGroups(s);
+  renderEpochs();
+  renderTimeline();
+  renderCharts(s);
+}
+
+window.addEventListener('resize', () => render());
+connect();
