@@ -112,7 +112,7 @@ export class StatusSource {
     const r = this.reader;
     const nowMs = this.now();
     const stepSeconds = await r.byLabel('shardwise_worker_step_seconds', 'worker');
-    const samples = await r.byLabel('shardwise_worker_samples_total', 'worker');
+    const samples = await r.byLabel('shardwise_worker_committed_samples_total', 'worker');
     const workers: StatusWorker[] = this.options.workers().map((w) => ({
       id: w.id,
       incarnation: w.incarnation,

@@ -31,7 +31,7 @@ export interface CoordinatorMetrics {
   stepPhaseDuration: Histogram<PhaseLabel>;
   /** `shardwise_worker_step_seconds{worker}`: each worker's time for its share of the last step. */
   workerStepSeconds: Gauge<WorkerLabel>;
-  /** `shardwise_worker_samples_total{worker}`: training samples in each worker's shares of committed steps. */
+  /** `shardwise_worker_committed_samples_total{worker}`: training samples in each worker's shares of committed steps. */
   workerSamples: Counter<WorkerLabel>;
   /** `shardwise_loss{split}`: mean cross-entropy loss (train: recent steps; validation: last evaluation). */
   loss: Gauge<SplitLabel>;
@@ -112,7 +112,7 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
       registers,
     }),
     workerSamples: new Counter({
-      name: 'shardwise_worker_samples_total',
+      name: 'shardwise_worker_committed_samples_total',
       help: "Training samples in each worker's shares of committed steps.",
       labelNames: WORKER_LABEL,
       registers,

@@ -133,68 +133,70 @@ function renderProgress(s) {
   $('waiting').hidden = !p.waitingForWorkers || j.state !== 'running';
 }
 
-function renderWorkers(s) {
-  const body = $('workers').querySelector('tbody');
+/** The cleared body of table `id`; with no rows to come, one muted row saying why. */
+function tableBody(id, rowCount, emptyText) {
+  const body = $(id).querySelector('tbody');
   body.replaceChildren();
-  if (s.workers.length === 0) {
+  if (rowCount === 0) {
     const row = el('tr', { class: 'none' });
-    row.appendChild(el('td', { colspan: '5' }, 'no worker has registered yet'));
+    row.appendChild(el('td', { colspan: String($(id).querySelectorAll('th').length) }, emptyText));
     body.appendChild(row);
   }
+  return body;
+}
+
+/** A table cell holding a state pill, and `note` under it when given. */
+function pillCell(text, note) {
+  const cell = el('td');
+  const pill = el('span');
+  setPill(pill, text);
+  cell.appendChild(pill);
+  if (note) cell.appendChild(el('span', { class: 'reason' }, note));
+  return cell;
+}
+
+/** Appends a row of cells (`[className, text]` pairs, or ready cells) to `body`. */
+function addRow(body, attrs, cells) {
+  const row = el('tr', attrs);
+  for (const c of cells) row.appendChild(Array.isArray(c) ? el('td', { class: c[0] }, c[1]) : c);
+  body.appendChild(row);
+}
+
+function renderWorkers(s) {
+  const body = tableBody('workers', s.workers.length, 'no worker has registered yet');
   for (const w of s.workers) {
-    const row = el('tr', { 'data-worker': w.id, 'data-state': w.state });
     const id = el('td', { class: 'id' }, w.id);
     if (w.incarnation > 1) id.appendChild(el('span', { class: 'note' }, `incarnation ${w.incarnation}`));
-    row.appendChild(id);
-    const stateCell = el('td');
-    const pill = el('span');
-    setPill(pill, w.state);
-    stateCell.appendChild(pill);
-    if (w.failureReason) stateCell.appendChild(el('span', { class: 'reason' }, w.failureReason));
-    row.appendChild(stateCell);
-    row.appendChild(el('td', { class: 'num' }, w.stepSeconds === null ? '—' : `${(1000 * w.stepSeconds).toFixed(0)} ms`));
-    row.appendChild(el('td', { class: 'num' }, w.samples.toLocaleString()));
     const live = w.state === 'joining' || w.state === 'active' || w.state === 'draining';
     const age = (s.nowMs - w.lastHeartbeatMs) / 1000;
-    const beat = el('td', { class: `num${live && age > STALE_HEARTBEAT_S ? ' stale' : ''}` }, live ? `${age.toFixed(1)} s ago` : fmtTime(w.lastHeartbeatMs));
-    row.appendChild(beat);
-    body.appendChild(row);
+    addRow(body, { 'data-worker': w.id, 'data-state': w.state }, [
+      id,
+      pillCell(w.state, w.failureReason),
+      ['num', w.stepSeconds === null ? '—' : `${(1000 * w.stepSeconds).toFixed(0)} ms`],
+      ['num', w.samples.toLocaleString()],
+      [`num${live && age > STALE_HEARTBEAT_S ? ' stale' : ''}`, live ? `${age.toFixed(1)} s ago` : fmtTime(w.lastHeartbeatMs)],
+    ]);
   }
 }
 
 function renderGroups(s) {
-  const body = $('groups').querySelector('tbody');
-  body.replaceChildren();
+  const body = tableBody('groups', s.groups.length, 'no parameter group');
   for (const g of s.groups) {
-    const row = el('tr', { 'data-group': g.group });
-    row.appendChild(el('td', { class: 'id' }, g.group));
-    row.appendChild(el('td', { class: 'num' }, fmtRate(g.learningRate)));
-    const cell = el('td');
-    const pill = el('span');
-    setPill(pill, g.frozen ? 'frozen' : 'training');
-    cell.appendChild(pill);
-    row.appendChild(cell);
-    body.appendChild(row);
+    addRow(body, { 'data-group': g.group }, [['id', g.group], ['num', fmtRate(g.learningRate)], pillCell(g.frozen ? 'frozen' : 'training')]);
   }
 }
 
 function renderEpochs() {
-  const body = $('epochs').querySelector('tbody');
-  body.replaceChildren();
-  if (state.epochs.length === 0) {
-    const row = el('tr', { class: 'none' });
-    row.appendChild(el('td', { colspan: '6' }, 'the first epoch is still running'));
-    body.appendChild(row);
-  }
+  const body = tableBody('epochs', state.epochs.length, 'the first epoch is still running');
   for (const e of state.epochs.slice(-6).reverse()) {
-    const row = el('tr');
-    row.appendChild(el('td', { class: 'id' }, `${e.epoch + 1}${e.frozen ? ' ❄' : ''}`));
-    row.appendChild(el('td', { class: 'num' }, fmtNum(e.trainLoss)));
-    row.appendChild(el('td', { class: 'num' }, fmtNum(e.valLoss)));
-    row.appendChild(el('td', { class: 'num' }, fmtPct(e.trainTop1)));
-    row.appendChild(el('td', { class: 'num' }, fmtPct(e.valTop1)));
-    row.appendChild(el('td', { class: 'num' }, fmtDuration(e.seconds)));
-    body.appendChild(row);
+    addRow(body, {}, [
+      ['id', `${e.epoch + 1}${e.frozen ? ' ❄' : ''}`],
+      ['num', fmtNum(e.trainLoss)],
+      ['num', fmtNum(e.valLoss)],
+      ['num', fmtPct(e.trainTop1)],
+      ['num', fmtPct(e.valTop1)],
+      ['num', fmtDuration(e.seconds)],
+    ]);
   }
 }
 
