@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import { GROUPS, type JobSpec, type MetricsRecord } from '../common';
 import { MetricsTail } from './metrics-tail';
@@ -79,6 +80,7 @@ export class StatusSource {
   private readonly timer: NodeJS.Timeout;
   private refreshing: Promise<void> | undefined;
   private listeners = new Set<() => void>();
+  private readonly instance = randomBytes(6).toString('hex');
 
   constructor(private readonly options: StatusSourceOptions) {
     this.tail = new MetricsTail(options.metricsFile);
@@ -130,6 +132,7 @@ export class StatusSource {
     const slice = <T>(items: readonly T[], from: number) => ({ from: Math.min(from, items.length), items: items.slice(from) });
     return {
       nowMs,
+      instance: this.instance,
       job: publicJob(this.options.spec, this.options.stepsPerEpoch, this.options.state()),
       progress: await this.progress(),
       groups,

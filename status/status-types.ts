@@ -129,6 +129,11 @@ export interface StatusSlice<T> {
 export interface StatusSnapshot {
   /** The coordinator's clock when the snapshot was taken (ms), so ages do not depend on the browser's clock. */
   nowMs: number;
+  /**
+   * Random per source (per coordinator process): a page that sees it change (a restarted, resumed coordinator)
+   * drops what it holds and reads everything again, since the new process numbers its series afresh.
+   */
+  instance: string;
   job: StatusJob;
   progress: StatusProgress;
   groups: StatusGroup[];

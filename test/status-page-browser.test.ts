@@ -3,9 +3,11 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { exitCodeOf } from '../launcher';
 import { statusPageUrl } from '../status';
 import { ClusterHarness, type CoordinatorProc, type WorkerProc } from './support/cluster';
 import { EPOCHS, testJobYaml } from './support/cluster-data';
+import { withDeadline } from './support/deadline';
 
 /** Debian's chromium; the Makefile's TEST_DEB_PACKAGES installs it. */
 const CHROMIUM = '/usr/bin/chromium';
@@ -88,10 +90,10 @@ describe('status page in Chromium: a live local job', function () {
 
   const stepCounts = (page: Page): Promise<number[]> => page.evaluate(() => window.stepCounts);
 
-  it('lists both workers, grows its loss curve as steps commit, and shows the timeline', async () => {
+  it('lists both workers, grows its loss curve as steps commit, shows the timeline and a killed worker', async () => {
     // One more epoch than the other distributed tests, so the coordinator still serves when the screenshot is taken.
     const epochs = EPOCHS + 1;
-    const job = harness.writeJob('status', testJobYaml('status-page', { minWorkers: 2 }));
+    const job = harness.writeJob('status', testJobYaml('status-page', { minWorkers: 1 }));
     const coordinator: CoordinatorProc = await harness.startCoordinator({ job, set: [`training.epochs=${epochs}`] });
     const url = statusPageUrl(coordinator.ready.metrics);
     const { page, requests, problems } = await openPage(url);
@@ -131,6 +133,15 @@ describe('status page in Chromium: a live local job', function () {
     assert.equal(await page.locator('#groups tr[data-group="backbone"] .pill').textContent(), 'training');
     assert.ok(Number(await page.locator('#acc-chart').getAttribute('data-points')) > 2, 'accuracy chart has points');
 
+    // A worker killed outright: the page shows it failed, why, and the failure in the timeline.
+    workers[1].child.signal('SIGKILL');
+    await page.waitForFunction(
+      () => document.querySelectorAll('#workers tr[data-worker="worker-2"][data-state="failed"]').length === 1 &&
+        document.querySelectorAll('#timeline li[data-kind="failure"]').length >= 1,
+      undefined,
+      { timeout: WAIT_MS },
+    );
+
     mkdirSync(ARTIFACTS_DIR, { recursive: true });
     const shot = path.join(ARTIFACTS_DIR, 'status-page.png');
     await page.screenshot({ path: shot, fullPage: true });
@@ -140,6 +151,9 @@ describe('status page in Chromium: a live local job', function () {
     const origin = new URL(url).origin;
     assert.deepEqual(requests.filter((r) => !r.startsWith(`${origin}/`)), [], 'requests to another origin');
     assert.deepEqual(problems, [], 'errors in the page');
-    await harness.awaitFinished(coordinator, workers);
+    // SIGTERM drains the coordinator, which exits 0 although the page still holds its /events stream open.
+    coordinator.child.signal('SIGTERM');
+    assert.equal(exitCodeOf(await withDeadline(coordinator.child.exited, WAIT_MS, 'the coordinator to exit')), 0, coordinator.child.tail(40));
+    await page.waitForFunction(() => document.getElementById('connection')?.getAttribute('class') === 'conn', undefined, { timeout: WAIT_MS });
   });
 });

@@ -10,7 +10,7 @@ const MAX_DRAWN_POINTS = 1500;
 /** Seconds without a heartbeat after which the age is shown as a warning. */
 const STALE_HEARTBEAT_S = 5;
 
-const state = { snapshot: null, steps: [], epochs: [], events: [] };
+const state = { snapshot: null, instance: null, steps: [], epochs: [], events: [] };
 
 const $ = (id) => document.getElementById(id);
 
@@ -58,7 +58,10 @@ function cursorQuery() {
 }
 
 function onSnapshot(s) {
-  const ok = merge(state.steps, s.steps) && merge(state.epochs, s.epochs) && merge(state.events, s.events);
+  // A different coordinator process (restarted, resumed) numbers its series afresh: start over from it.
+  const sameSource = state.instance === null || state.instance === s.instance;
+  state.instance = s.instance;
+  const ok = sameSource && merge(state.steps, s.steps) && merge(state.epochs, s.epochs) && merge(state.events, s.events);
   state.snapshot = s;
   if (!ok) {
     state.steps.length = 0;
