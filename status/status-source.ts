@@ -33,7 +33,7 @@ export interface StatusSourceOptions {
   refreshMs?: number;
   /** Clock, ms. @default Date.now */
   now?: () => number;
-  /** Receives a refresh failure (a damaged metrics file); the page keeps its last good state. @default ignore */
+  /** Receives a refresh failure (a damaged metrics line), once per distinct message; the page keeps going. @default ignore */
   warn?: (line: string) => void;
 }
 
@@ -79,7 +79,8 @@ export class StatusSource {
   private readonly now: () => number;
   private readonly timer: NodeJS.Timeout;
   private refreshing: Promise<void> | undefined;
-  private listeners = new Set<() => void>();
+  private readonly listeners = new Set<() => void>();
+  private lastWarning: string | undefined;
   private readonly instance = randomBytes(6).toString('hex');
 
   constructor(private readonly options: StatusSourceOptions) {
@@ -101,7 +102,12 @@ export class StatusSource {
   /** Reads everything again now; concurrent calls share one read. */
   refresh(): Promise<void> {
     this.refreshing ??= this.read()
-      .catch((err: unknown) => this.options.warn?.(`status page: ${err instanceof Error ? err.message : String(err)}`))
+      .catch((err: unknown) => {
+        // Once per distinct problem: a refresh runs twice a second.
+        const line = `status page: ${err instanceof Error ? err.message : String(err)}`;
+        if (line !== this.lastWarning) this.options.warn?.(line);
+        this.lastWarning = line;
+      })
       .finally(() => {
         this.refreshing = undefined;
         for (const listener of this.listeners) listener();

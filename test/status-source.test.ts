@@ -247,6 +247,25 @@ describe('status page: source and routes over HTTP', () => {
     }
   });
 
+  it('reports a damaged line, naming the file and line, and keeps reading the records after it', async () => {
+    const warnings: string[] = [];
+    const source = new StatusSource({
+      spec: parseJobSpec(`name: x\n${SPEC_BODY}`), stepsPerEpoch: 4, registry, metricsFile: file, state: () => 'running',
+      workers: () => [], checkpoints: async () => [], warn: (line) => warnings.push(line), refreshMs: 60_000,
+    });
+    try {
+      appendFileSync(file, '{"type":"step","epoch":0}\n');
+      await source.refresh();
+      appendFileSync(file, encodeMetricsLine(step(1)));
+      await source.refresh();
+      assert.deepEqual(warnings.length, 1, warnings.join('\n'));
+      assert.ok(warnings[0].startsWith(`status page: ${file}:3: "step" record`), warnings[0]);
+      assert.deepEqual((await source.snapshot()).steps.items.map((p) => p.globalStep), [0, 1]);
+    } finally {
+      source.close();
+    }
+  });
+
   it('fails at start, naming the folder, when the browser files are missing', () => {
     const source = new StatusSource({
       spec: parseJobSpec(`name: x\n${SPEC_BODY}`), stepsPerEpoch: 1, registry, metricsFile: file,
