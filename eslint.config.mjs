@@ -17,12 +17,12 @@ export default tseslint.config(
       }],
     },
   },
-  // The status page's browser script runs in the browser, not in Node.
+  // The status page's browser scripts are ES modules run in the browser, not in Node.
   // (`globals` is not a direct dependency: the few names it uses are listed here.)
   {
     files: ['status/assets/**/*.js'],
     languageOptions: {
-      sourceType: 'script',
+      sourceType: 'module',
       globals: { window: 'readonly', document: 'readonly', EventSource: 'readonly', setTimeout: 'readonly' },
     },
   },

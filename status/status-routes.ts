@@ -10,6 +10,7 @@ const ASSETS: Readonly<Record<string, { file: string; type: string }>> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/status/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  '/status/chart.js': { file: 'chart.js', type: 'text/javascript; charset=utf-8' },
   '/status/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
   '/status/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
 };

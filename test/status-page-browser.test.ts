@@ -23,6 +23,7 @@ const WAIT_MS = 90_000;
 // What the functions run inside Chromium use of the page (Node's tsconfig has no DOM library).
 interface PageElement {
   getAttribute(name: string): string | null;
+  querySelectorAll(selector: string): ArrayLike<PageElement> & Iterable<PageElement>;
   readonly textContent: string | null;
 }
 declare const document: {
@@ -123,13 +124,19 @@ describe('status page in Chromium: a live local job', function () {
     for (const kind of ['join', 'freeze', 'unfreeze', 'lr-change', 'checkpoint', 'state']) {
       assert.ok(kinds.includes(kind), `expected a ${kind} event in the timeline, got ${kinds.join(', ')}`);
     }
-    const rows = await page.locator('#workers tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
-    for (const [id, state, stepTime, samples, beat] of rows) {
-      assert.equal(state, 'active', `${id}: ${rows.join(' | ')}`);
-      assert.match(stepTime ?? '', /^\d+ ms$/, `${id} step time`);
-      assert.ok(Number((samples ?? '').replace(/\D/g, '')) > 0, `${id} samples: ${samples}`);
-      assert.match(beat ?? '', /^\d+\.\d s ago$/, `${id} heartbeat`);
-    }
+    // Every worker row filled in: active, a step time, samples, a recent heartbeat. Waited for: on a loaded
+    // machine a worker starved past its lease is dropped and registers again, and is briefly not active.
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#workers tbody tr[data-worker]')];
+      return rows.length === 2 && rows.every((tr) => {
+        const [, , step, samples, beat] = [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '');
+        return tr.getAttribute('data-state') === 'active' && /^\d+ ms$/.test(step) && Number(samples.replace(/\D/g, '')) > 0 &&
+          /^\d+\.\d s ago$/.test(beat);
+      });
+    }, undefined, { timeout: WAIT_MS }).catch(async (err: unknown) => {
+      const rows = await page.locator('#workers tbody tr').evaluateAll((trs) => trs.map((tr) => tr.textContent));
+      throw new Error(`expected both workers active with step time, samples and heartbeat; rows: ${rows.join(' | ')}`, { cause: err });
+    });
     assert.equal(await page.locator('#groups tr[data-group="backbone"] .pill').textContent(), 'training');
     assert.ok(Number(await page.locator('#acc-chart').getAttribute('data-points')) > 2, 'accuracy chart has points');
 
