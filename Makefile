@@ -32,7 +32,7 @@ DATA_FLAG := $(if $(CIFAR10_DIR),--data $(CIFAR10_DIR),)
 
 ## demo: the main job. A local cluster (nats-server, coordinator, 2 worker processes) fine-tunes the ImageNet
 ## MobileNet on CIFAR-10 (CIFAR10_DIR, else a download). `bin/shardwise scale --coordinator ADDR --workers N`
-## changes the number of workers while it runs.
+## changes the number of workers while it runs; the live status page is at the printed `status page` address.
 demo: install
 	@scripts/ensure-deb.sh nats-server:nats-server
 	$(SHARDWISE) cluster --job examples/demo.yaml --workers 2 $(DATA_FLAG)

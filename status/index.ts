@@ -7,7 +7,7 @@
  */
 export { createStatusPage, statusPageUrl, type StatusPage } from './status-page';
 export { StatusSource, type StatusSourceOptions } from './status-source';
-export { statusRoutes, parseCursor, STATUS_ASSETS_DIR } from './status-routes';
+export { statusRoutes, parseCursor, MAX_EVENT_STREAMS, STATUS_ASSETS_DIR } from './status-routes';
 export { MetricsTail } from './metrics-tail';
 export { Timeline, type WorkerView } from './timeline';
 export { StatusAssetsError, StatusQueryError } from './errors';

@@ -15,6 +15,9 @@ const ASSETS: Readonly<Record<string, { file: string; type: string }>> = {
   '/status/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
 };
 
+/** Open `/events` streams at most; more are answered 503, so forgotten tabs cannot pile up on the coordinator. */
+export const MAX_EVENT_STREAMS = 32;
+
 /** Where the browser files live: beside this module, so a compiled copy finds them the same way. */
 export const STATUS_ASSETS_DIR = path.join(__dirname, 'assets');
 
@@ -65,6 +68,7 @@ function advance(s: StatusSnapshot): StatusCursor {
  */
 export function statusRoutes(source: StatusSource, assetsDir = STATUS_ASSETS_DIR): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
   const assets = loadAssets(assetsDir);
+  let streams = 0;
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://status.invalid');
     const asset = assets.get(url.pathname);
@@ -85,7 +89,12 @@ export function statusRoutes(source: StatusSource, assetsDir = STATUS_ASSETS_DIR
         (s) => res.writeHead(200, { 'Content-Type': 'application/json', ...SECURITY_HEADERS }).end(JSON.stringify(s)),
         (err: unknown) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`status failed: ${(err as Error).message}\n`),
       );
+    } else if (streams >= MAX_EVENT_STREAMS) {
+      res.writeHead(503, { 'Content-Type': 'text/plain', 'Retry-After': '5', ...SECURITY_HEADERS })
+        .end(`expected at most ${MAX_EVENT_STREAMS} open /events streams, ${streams} are open; close a page or poll /status.json\n`);
     } else {
+      streams++;
+      res.on('close', () => streams--);
       streamEvents(source, cursor, req, res);
     }
     return true;

@@ -10,6 +10,7 @@ import { createCoordinatorMetrics, type MetricsServer, serveMetrics } from '../c
 import { Membership } from '../coordinator';
 import {
   createStatusPage,
+  MAX_EVENT_STREAMS,
   MetricsTail,
   STATUS_ASSETS_DIR,
   StatusAssetsError,
@@ -19,7 +20,7 @@ import {
   StatusSource,
   Timeline,
 } from '../status';
-import { withDeadline } from './support/deadline';
+import { pollUntil, withDeadline } from './support/deadline';
 
 const step = (globalStep: number, loss = 2.3): MetricsRecord => ({
   type: 'step', epoch: Math.floor(globalStep / 4), step: globalStep % 4, globalStep, loss, lr: { backbone: 0.001, head: 0.01 }, samplesPerSec: 100,
@@ -37,6 +38,17 @@ function get(url: string): Promise<{ status: number; headers: http.IncomingHttpH
       res.on('data', (chunk: string) => (body += chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
     }).on('error', reject);
+  });
+}
+
+/** The status code of a GET of `url`, without reading the body (an event stream has no end). */
+function statusOf(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, (res) => {
+      resolve(res.statusCode ?? 0);
+      req.destroy();
+    });
+    req.on('error', reject);
   });
 }
 
@@ -245,6 +257,24 @@ describe('status page: source and routes over HTTP', () => {
       assert.deepEqual(sent, [0, 1], 'each step is sent once');
     } finally {
       close();
+    }
+  });
+
+  it('answers 503 beyond MAX_EVENT_STREAMS open streams, and takes a new one once one closes', async () => {
+    const closers: Array<() => void> = [];
+    try {
+      await withDeadline(Promise.all(Array.from({ length: MAX_EVENT_STREAMS }, () =>
+        new Promise<void>((resolve) => closers.push(subscribe(`${server.url}/events`, () => resolve()))))), 10_000, 'every stream\'s first message');
+      const refused = await get(`${server.url}/events`);
+      assert.equal(refused.status, 503);
+      assert.match(refused.body, new RegExp(`expected at most ${MAX_EVENT_STREAMS} open /events streams, ${MAX_EVENT_STREAMS} are open`));
+      closers.pop()!();
+      // The server learns of the close asynchronously: ask until a stream is let in again.
+      await pollUntil(async () => ((await statusOf(`${server.url}/events`)) === 200 ? true : undefined), {
+        timeoutMs: 10_000, intervalMs: 50, what: 'a stream to be accepted after one closed',
+      });
+    } finally {
+      for (const close of closers) close();
     }
   });
 
