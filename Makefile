@@ -8,8 +8,8 @@ SHARDWISE := $(NODE_TS) cli/index.ts
 .PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained bench bench-compute bench-exchange bench-scaling helm-lint proto
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
-# and fonts so the PNG curves carry readable text.
-TEST_DEB_PACKAGES := nats-server:nats-server prometheus:prometheus protoc:protobuf-compiler fc-list:fontconfig
+# fonts so the PNG curves carry readable text, and Chromium for the status-page browser test.
+TEST_DEB_PACKAGES := nats-server:nats-server prometheus:prometheus protoc:protobuf-compiler fc-list:fontconfig chromium:chromium
 
 install: node_modules/.installed
 
@@ -46,7 +46,7 @@ DATA_FLAG := $(if $(CIFAR10_DIR),--data $(CIFAR10_DIR),)
 
 ## demo: the main job. A local cluster (nats-server, coordinator, 2 worker processes) fine-tunes the ImageNet
 ## MobileNet on CIFAR-10 (CIFAR10_DIR, else a download). `bin/shardwise scale --coordinator ADDR --workers N`
-## changes the number of workers while it runs.
+## changes the number of workers while it runs; the live status page is at the printed `status page` address.
 demo: install
 	@scripts/ensure-deb.sh nats-server:nats-server
 	$(SHARDWISE) cluster --job examples/demo.yaml --workers 2 $(DATA_FLAG)

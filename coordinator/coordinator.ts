@@ -20,8 +20,9 @@ import {
   serveMetrics,
   startGrpcServer,
 } from '../common';
+import { createStatusPage } from '../status';
 import { ChangeSignal } from './change-signal';
-import { CheckpointStore } from './checkpoint-store';
+import { CheckpointStore, listCheckpoints } from './checkpoint-store';
 import { type Boundary, restoreCheckpoint, type Restored } from './checkpointing';
 import { type CompiledCoordinatorOptions, compileCoordinatorOptions, type CoordinatorOptions } from './coordinator-options';
 import { coordinatorService } from './coordinator-service';
@@ -162,6 +163,11 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       stream: options.progressStream,
     });
     cleanup.push(() => recorder.close());
+    const status = createStatusPage({
+      spec, stepsPerEpoch: planner.stepsPerEpoch, registry: telemetry.registry, metricsFile: path.join(run.dir, RUN_FILES.metrics),
+      state: () => lifecycle.state, workers: () => job.membership.list(), checkpoints: () => listCheckpoints(store.dir), warn: log,
+    });
+    cleanup.push(() => status.close());
     const runner = new JobRunner(job, { store, recorder, run, boundary });
     runner.prepare();
     const server: RunningGrpcServer = await startGrpcServer(
@@ -173,6 +179,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       host: options.metricsHost,
       port: options.metricsPort,
       isHealthy: () => lifecycle.state !== CoordinatorState.Failed,
+      routes: status.routes,
     });
     cleanup.push(() => metrics.close());
     lifecycle.moveTo(CoordinatorState.Running);

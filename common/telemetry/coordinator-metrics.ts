@@ -31,6 +31,8 @@ export interface CoordinatorMetrics {
   stepPhaseDuration: Histogram<PhaseLabel>;
   /** `shardwise_worker_step_seconds{worker}`: each worker's time for its share of the last step. */
   workerStepSeconds: Gauge<WorkerLabel>;
+  /** `shardwise_worker_committed_samples_total{worker}`: training samples in each worker's shares of committed steps. */
+  workerSamples: Counter<WorkerLabel>;
   /** `shardwise_loss{split}`: mean cross-entropy loss (train: recent steps; validation: last evaluation). */
   loss: Gauge<SplitLabel>;
   /** `shardwise_top1_accuracy_ratio{split}`: top-1 accuracy in [0, 1]. */
@@ -108,6 +110,12 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
     workerStepSeconds: new Gauge({
       name: 'shardwise_worker_step_seconds',
       help: "Each worker's time for its share of the last step; the slowest is the straggler.",
+      labelNames: WORKER_LABEL,
+      registers,
+    }),
+    workerSamples: new Counter({
+      name: 'shardwise_worker_committed_samples_total',
+      help: "Training samples in each worker's shares of committed steps.",
       labelNames: WORKER_LABEL,
       registers,
     }),
