@@ -1,6 +1,6 @@
-import { ExponentialBackoff, handleWhen, retry } from 'cockatiel';
 import type { AppsV1Api } from '@kubernetes/client-node';
-import { type KubeClientModule, loadKubeClient } from './client-loader';
+import type { RetryPolicy } from 'cockatiel';
+import { type KubeClientModule, loadKubeClient, loadRetry } from './client-loader';
 import { describeApiError, isConflict, type KubeCall, MERGE_PATCH } from './api-errors';
 import { type KubeAccessOptions, loadKubeAccess } from './kube-config';
 
@@ -37,27 +37,27 @@ export interface ScaleChange {
  * or the object that is missing.
  */
 export class StatefulSetScaler {
-  private readonly conflictRetry = retry(handleWhen((err) => isConflict(this.k8s, err)), {
-    maxAttempts: SCALE_CONFLICT_ATTEMPTS - 1,
-    backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }),
-  });
-
   private constructor(
     private readonly k8s: KubeClientModule,
     private readonly apps: AppsV1Api,
     private readonly call: Omit<KubeCall, 'verb'>,
+    private readonly conflictRetry: RetryPolicy,
   ) {}
 
   /** Loads the client library and the configuration (kubeconfig or the pod's ServiceAccount). */
   static async connect(options: StatefulSetScalerOptions): Promise<StatefulSetScaler> {
-    const k8s = await loadKubeClient();
+    const [k8s, { retry, handleWhen, ExponentialBackoff }] = await Promise.all([loadKubeClient(), loadRetry()]);
     const access = loadKubeAccess(k8s, options);
+    const conflictRetry = retry(handleWhen((err) => isConflict(k8s, err)), {
+      maxAttempts: SCALE_CONFLICT_ATTEMPTS - 1,
+      backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }),
+    });
     return new StatefulSetScaler(k8s, access.config.makeApiClient(k8s.AppsV1Api), {
       namespace: access.namespace,
       statefulSet: options.statefulSet,
       server: access.server,
       user: access.user,
-    });
+    }, conflictRetry);
   }
 
   /** `<namespace>/<statefulset>`. */
