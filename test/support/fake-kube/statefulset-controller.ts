@@ -1,8 +1,10 @@
 /**
  * A StatefulSet controller for the fake API server: on a change of spec.replicas it starts or stops real
  * local processes, one per ordinal (`<name>-0`, `<name>-1`, ...), as the kubelet would run pods. Scale-down
- * removes the highest ordinal first, one pod at a time: SIGTERM, then SIGKILL once the pod's
- * terminationGracePeriodSeconds is over. status.replicas follows the pods that exist.
+ * removes the highest ordinal first: SIGTERM, then SIGKILL once the pod's terminationGracePeriodSeconds is
+ * over. With podManagementPolicy OrderedReady it waits for each pod to be gone before the next; with
+ * Parallel (the chart's default) it terminates them all at once, highest ordinal signalled first.
+ * status.replicas follows the pods that exist.
  */
 import type { ExitStatus, ManagedChild } from '../../../launcher';
 import type { KubeStore, ObjectKey, StoredObject } from './kube-store';
@@ -19,6 +21,8 @@ export interface PodEvent {
   pod: string;
   event: 'started' | 'terminating' | 'exited';
   exit?: ExitStatus;
+  /** On `exited`: the pod's last output lines (what `kubectl logs --previous` would show). */
+  output?: string;
 }
 
 /** How the controller runs pods. */
@@ -31,6 +35,8 @@ export interface StatefulSetControllerOptions {
   startPod: (podName: string) => Promise<ManagedChild>;
   /** Pod spec terminationGracePeriodSeconds, in ms. */
   terminationGraceMs: number;
+  /** spec.podManagementPolicy. @default 'OrderedReady' (Kubernetes' default) */
+  podManagementPolicy?: 'OrderedReady' | 'Parallel';
 }
 
 /** Reconciles one StatefulSet's pods to its spec.replicas, one change at a time, in order. */
@@ -59,6 +65,13 @@ export class FakeStatefulSetController {
     return [...this.pods.keys()].sort((a, b) => a - b).map((o) => this.pods.get(o)!.name);
   }
 
+  /** The process id of pod `name` (a test holds it with SIGSTOP). */
+  pidOf(name: string): number {
+    const pod = [...this.pods.values()].find((p) => p.name === name);
+    if (!pod?.child.pid) throw new Error(`no running pod ${name}; running: ${this.podNames().join(', ')}`);
+    return pod.child.pid;
+  }
+
   /** Resolves once every change seen so far is carried out; rejects with the first failure. */
   async settled(): Promise<void> {
     await this.queue;
@@ -79,8 +92,11 @@ export class FakeStatefulSetController {
       if (!this.pods.has(ordinal)) starts.push(this.add(ordinal));
     }
     await Promise.all(starts);
-    for (const ordinal of [...this.pods.keys()].sort((a, b) => b - a)) {
-      if (ordinal >= target) await this.remove(ordinal);
+    const excess = [...this.pods.keys()].filter((o) => o >= target).sort((a, b) => b - a);
+    if (this.options.podManagementPolicy === 'Parallel') {
+      await Promise.all(excess.map((ordinal) => this.remove(ordinal)));
+    } else {
+      for (const ordinal of excess) await this.remove(ordinal);
     }
   }
 
@@ -94,7 +110,7 @@ export class FakeStatefulSetController {
       // A pod that exits on its own (a crash, or its job ended) is gone; a real controller would recreate it.
       if (this.pods.get(ordinal)?.child === child) {
         this.pods.delete(ordinal);
-        this.events.push({ pod: name, event: 'exited', exit });
+        this.events.push({ pod: name, event: 'exited', exit, output: child.tail(200) });
         this.writeStatus();
       }
     });
@@ -106,7 +122,7 @@ export class FakeStatefulSetController {
     this.events.push({ pod: pod.name, event: 'terminating' });
     const exit = await pod.child.stop({ graceMs: this.options.terminationGraceMs });
     this.pods.delete(ordinal);
-    this.events.push({ pod: pod.name, event: 'exited', exit });
+    this.events.push({ pod: pod.name, event: 'exited', exit, output: pod.child.tail(200) });
     this.writeStatus();
   }
 
