@@ -1,9 +1,4 @@
-import { ConfigError, StatefulSetScaler } from '../common';
-
-/** Env var naming the workers' StatefulSet (the chart sets it in the coordinator's pod). */
-export const WORKER_STATEFULSET_ENV = 'SHARDWISE_WORKER_STATEFULSET';
-/** Env var naming the namespace (the chart sets it from the pod's metadata). */
-export const NAMESPACE_ENV = 'SHARDWISE_NAMESPACE';
+import { ConfigError, NAMESPACE_ENV, StatefulSetScaler, WORKER_STATEFULSET_ENV } from '../common';
 
 /** Flags of `shardwise scale` when it acts through the Kubernetes API. */
 export interface KubernetesScaleFlags {

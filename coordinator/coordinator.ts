@@ -20,6 +20,7 @@ import {
   serveMetrics,
   startGrpcServer,
 } from '../common';
+import { startAutoscaler } from './autoscaler';
 import { ChangeSignal } from './change-signal';
 import { CheckpointStore } from './checkpoint-store';
 import { type Boundary, restoreCheckpoint, type Restored } from './checkpointing';
@@ -175,6 +176,9 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       isHealthy: () => lifecycle.state !== CoordinatorState.Failed,
     });
     cleanup.push(() => metrics.close());
+    // Before the job starts: autoscaling that cannot reach its Kubernetes API fails the start, loudly.
+    const autoscaler = await startAutoscaler(job);
+    if (autoscaler) cleanup.push(() => autoscaler.stop());
     lifecycle.moveTo(CoordinatorState.Running);
     runner.start();
     void runner.done.then((outcome) => {

@@ -7,7 +7,15 @@ export { loadKubeClient, KUBE_CLIENT_PACKAGE, type KubeClientModule } from './cl
 export { filledBuiltins } from './node20-compat';
 export { KubeApiError, KubeConfigError } from './errors';
 export { describeApiError, MERGE_PATCH, requiredRule, type KubeCall } from './api-errors';
-export { findKubeconfig, inCluster, loadKubeAccess, type KubeAccess, type KubeAccessOptions } from './kube-config';
+export {
+  findKubeconfig,
+  inCluster,
+  loadKubeAccess,
+  NAMESPACE_ENV,
+  WORKER_STATEFULSET_ENV,
+  type KubeAccess,
+  type KubeAccessOptions,
+} from './kube-config';
 export {
   SCALE_CONFLICT_ATTEMPTS,
   StatefulSetScaler,

@@ -5,6 +5,11 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { KubeClientModule } from './client-loader';
 import { KubeConfigError } from './errors';
 
+/** Env var naming the workers' StatefulSet (the chart sets it in the coordinator's pod with autoscale on). */
+export const WORKER_STATEFULSET_ENV = 'SHARDWISE_WORKER_STATEFULSET';
+/** Env var naming the namespace (the chart sets it from the pod's metadata). */
+export const NAMESPACE_ENV = 'SHARDWISE_NAMESPACE';
+
 /** Where a pod finds its own namespace (the ServiceAccount token mount). */
 export const IN_CLUSTER_NAMESPACE_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
