@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import { defaultShardwiseCommand, exitCodeOf, type ExitStatus, ManagedChild } from '../launcher';
 import { ClusterHarness, type CoordinatorProc } from './support/cluster';
 import {
@@ -14,20 +13,8 @@ import {
   waitForRecords,
 } from './support/cluster-checks';
 import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
-import {
-  FakeKubeApi,
-  FakeStatefulSetController,
-  onlyOf,
-  type PodEvent,
-  RbacPolicy,
-  renderChart,
-  serviceAccountUser,
-  writeKubeconfig,
-} from './support/fake-kube';
+import { FAKE_COORDINATOR_USER, FAKE_WORKERS as WORKERS, type FakeCluster, type FakeStatefulSetController, type PodEvent, startFakeCluster } from './support/fake-kube';
 
-const NAMESPACE = 'training';
-const WORKERS = 'demo-shardwise-worker';
-const TOKEN = 'coordinator-token';
 const pod = (ordinal: number): string => `${WORKERS}-${ordinal}`;
 
 /** `shardwise scale --workers N` with only a kubeconfig: the Kubernetes path. */
@@ -48,16 +35,14 @@ async function shardwiseScale(kubeconfig: string, workers: number): Promise<{ co
 describe('kube: a running job scaled through the Kubernetes API', function () {
   this.timeout(300_000);
   let harness: ClusterHarness;
-  let api: FakeKubeApi | undefined;
-  let controller: FakeStatefulSetController | undefined;
+  let fake: FakeCluster | undefined;
 
   before(async () => {
     harness = await ClusterHarness.create({ images: DATASET_IMAGES });
   });
 
   after(async () => {
-    await controller?.stopAll();
-    await api?.close();
+    await fake?.close();
     await harness?.dispose();
   });
 
@@ -67,27 +52,12 @@ describe('kube: a running job scaled through the Kubernetes API', function () {
     const job = harness.writeJob('kube-scaled', testJobYaml('kube-scaled', { minWorkers: 1, desiredWorkers: 2, leaseMs: 60_000 }));
     const coordinator: CoordinatorProc = await harness.startCoordinator({ job });
     const runDir = coordinator.ready.runDir;
-    const rendered = await renderChart('demo', NAMESPACE, ['autoscale.enabled=true']);
-    api = await FakeKubeApi.start({
-      policy: new RbacPolicy(rendered, NAMESPACE),
-      tokens: { [TOKEN]: serviceAccountUser(NAMESPACE, 'demo-shardwise-coordinator') },
-    });
-    const sts = onlyOf(rendered, 'StatefulSet');
-    const stsSpec = sts.spec as { podManagementPolicy: 'Parallel' | 'OrderedReady'; template: { spec: { terminationGracePeriodSeconds: number } } };
-    controller = new FakeStatefulSetController({
-      store: api.store,
-      namespace: NAMESPACE,
-      name: WORKERS,
+    fake = await startFakeCluster({
+      dir: harness.dir,
+      replicas: 2,
       startPod: async (name) => (await harness.startWorker(coordinator.ready.grpc, name)).child,
-      terminationGraceMs: stsSpec.template.spec.terminationGracePeriodSeconds * 1000,
-      podManagementPolicy: stsSpec.podManagementPolicy,
     });
-    api.store.put({ apiGroup: 'apps', resource: 'statefulsets', namespace: NAMESPACE }, {
-      ...sts,
-      metadata: { name: WORKERS, namespace: NAMESPACE },
-      spec: { ...(sts.spec as object), replicas: 2 },
-    });
-    const kubeconfig = writeKubeconfig(path.join(harness.dir, 'kubeconfig'), { server: api.url, token: TOKEN, namespace: NAMESPACE });
+    const { api, controller, kubeconfig } = fake;
     try {
       await controller.settled();
       assert.deepEqual(controller.podNames(), [pod(0), pod(1)]);
@@ -136,7 +106,7 @@ describe('kube: a running job scaled through the Kubernetes API', function () {
     }
     // The requests `shardwise scale` made, as the chart's Role allowed them.
     const scaleCalls = api.requests.map((r) => `${r.method} ${r.status} ${r.contentType ?? '-'} ${r.user}`);
-    const user = serviceAccountUser(NAMESPACE, 'demo-shardwise-coordinator');
+    const user = FAKE_COORDINATOR_USER;
     assert.deepEqual(scaleCalls, [
       `GET 200 - ${user}`, `PATCH 200 application/merge-patch+json ${user}`,
       `GET 200 - ${user}`, `PATCH 200 application/merge-patch+json ${user}`,
