@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { NAMESPACE_ENV, WORKER_STATEFULSET_ENV } from '../common';
 import { defaultShardwiseCommand, exitCodeOf, type ExitStatus, ManagedChild } from '../launcher';
 import { ClusterHarness, type CoordinatorProc } from './support/cluster';
 import {
@@ -13,7 +14,18 @@ import {
   waitForRecords,
 } from './support/cluster-checks';
 import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
-import { FAKE_COORDINATOR_USER, FAKE_WORKERS as WORKERS, type FakeCluster, type FakeStatefulSetController, type PodEvent, startFakeCluster } from './support/fake-kube';
+import {
+  FAKE_COORDINATOR_USER,
+  FAKE_NAMESPACE,
+  FAKE_WORKERS as WORKERS,
+  type FakeCluster,
+  type FakeStatefulSetController,
+  type PodEvent,
+  startFakeCluster,
+} from './support/fake-kube';
+
+/** Epochs of the autoscaled job: more than the other tests' 3, so the autoscaler has steps to measure. */
+const AUTOSCALE_EPOCHS = 5;
 
 const pod = (ordinal: number): string => `${WORKERS}-${ordinal}`;
 
@@ -29,9 +41,9 @@ async function shardwiseScale(kubeconfig: string, workers: number): Promise<{ co
   return { code: exitCodeOf(await child.exited), output: child.tail() };
 }
 
-// A running job scaled up and down through the Kubernetes API: `shardwise scale` patches the StatefulSet's
-// scale on the fake API server (RBAC from the chart's Role), whose StatefulSet controller starts and stops
-// real `shardwise worker` processes (pods) against a real coordinator and nats-server.
+// A running job scaled through the Kubernetes API: the fake API server enforces the chart's Role, and its
+// StatefulSet controller starts and stops real `shardwise worker` processes (pods) against a real coordinator
+// and nats-server. First `shardwise scale` (an operator), then `distributed.autoscale` (the coordinator).
 describe('kube: a running job scaled through the Kubernetes API', function () {
   this.timeout(300_000);
   let harness: ClusterHarness;
@@ -41,8 +53,12 @@ describe('kube: a running job scaled through the Kubernetes API', function () {
     harness = await ClusterHarness.create({ images: DATASET_IMAGES });
   });
 
-  after(async () => {
+  afterEach(async () => {
     await fake?.close();
+    fake = undefined;
+  });
+
+  after(async () => {
     await harness?.dispose();
   });
 
@@ -123,6 +139,44 @@ describe('kube: a running job scaled through the Kubernetes API', function () {
     assert.ok(two >= 0 && three > two, sets.join(' | '));
     assert.equal(sets.at(-1), pod(0), sets.join(' | '));
     assertSameWeights(finalRunWeights(runDir), await reference, 1e-4, 'kube-scaled cluster vs local');
+  });
+
+  it('from 1 worker up to the 3 micro-batches per step, every sample once, replicas agree', async () => {
+    const job = harness.writeJob('autoscaled', testJobYaml('autoscaled', { minWorkers: 1, desiredWorkers: 1, maxWorkers: 8 }));
+    // A pod's worker waits for the coordinator, as a real one retries until its Service answers.
+    let coordinatorUp!: (address: string) => void;
+    const address = new Promise<string>((resolve) => (coordinatorUp = resolve));
+    fake = await startFakeCluster({ dir: harness.dir, replicas: 1, startPod: async (name) => (await harness.startWorker(await address, name)).child });
+    // Any efficiency pays off: the rule adds workers as soon as it has measured a count, up to the cap of
+    // 3 (micro-batches per step), however slow this machine is.
+    const coordinator = await harness.startCoordinator({
+      job,
+      set: [`training.epochs=${AUTOSCALE_EPOCHS}`, 'distributed.autoscale={minEfficiency: 0.01, measureSteps: 1, cooldownMs: 0}'],
+      env: { KUBECONFIG: fake.kubeconfig, [WORKER_STATEFULSET_ENV]: WORKERS, [NAMESPACE_ENV]: FAKE_NAMESPACE },
+    });
+    coordinatorUp(coordinator.ready.grpc);
+    const { api } = fake;
+    try {
+      await coordinator.child.waitForLine(/autoscale: 1-3 workers, .* through the Kubernetes API \(statefulset training\/demo-shardwise-worker\)/, {
+        what: 'the autoscaler start line', timeoutMs: 10_000,
+      });
+      await waitForRecords(coordinator.ready.runDir, (rs) => recordsOf(rs, 'replica-hash').find((h) => pod(2) in h.workers),
+        'a step computed by the third pod', 240_000);
+      await harness.awaitFinished(coordinator, []);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${harness.outputs(60)}`);
+    }
+    const patches = api.requestsFor('patch', 'statefulsets/scale');
+    assert.deepEqual(patches.map((r) => [(r.body as { spec: { replicas: number } }).spec.replicas, r.status, r.contentType, r.user]), [
+      [2, 200, 'application/merge-patch+json', FAKE_COORDINATOR_USER],
+      [3, 200, 'application/merge-patch+json', FAKE_COORDINATOR_USER],
+    ]);
+    assert.equal(api.requests.filter((r) => r.status === 403).length, 0);
+    assert.equal(coordinator.child.tail(400).match(/autoscale: 1 -> 2 workers/g)?.length, 1);
+    const records = runRecords(coordinator.ready.runDir);
+    assertTrainingFinished(records, AUTOSCALE_EPOCHS);
+    assertExactlyOnce(records, AUTOSCALE_EPOCHS, harness.trainImages);
+    assertReplicasAgree(records, AUTOSCALE_EPOCHS, harness.stepsPerEpoch);
   });
 });
 
