@@ -15,7 +15,7 @@ const ROOT = path.resolve(__dirname, '..');
 const CHART = path.join(ROOT, 'helm', 'shardwise');
 const HELM = path.join(ROOT, 'scripts', 'helm.sh');
 const RELEASE = 'ci';
-const SCENARIOS = ['default', 'gpu-workers', 'external-nats', 'persistence-disabled'] as const;
+const SCENARIOS = ['default', 'gpu-workers', 'external-nats', 'persistence-disabled', 'autoscale'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 type Labels = Record<string, string>;
@@ -206,7 +206,7 @@ describe('helm chart: helm/shardwise', function () {
     return r;
   };
 
-  it('passes helm lint --strict in every ci/ scenario, and ci/ holds the four scenarios', () => {
+  it('passes helm lint --strict in every ci/ scenario, and ci/ holds the five scenarios', () => {
     const files = fs.readdirSync(path.join(CHART, 'ci')).filter((f) => f.endsWith('-values.yaml')).sort();
     assert.deepEqual(files, SCENARIOS.map((s) => `${s}-values.yaml`).sort());
     for (const file of files) {
