@@ -135,8 +135,6 @@ describe('kube: StatefulSetScaler against the fake API server', function () {
 
   it('415: the server refuses a PATCH that is not a patch type; client-node\'s default JSON patch is refused too', async () => {
     const k8s = await loadKubeClient();
-    const scaler = await connect();
-    await scaler.read(); // loads the config the same way
     const config = new k8s.KubeConfig();
     config.loadFromFile(kubeconfig);
     const apps = config.makeApiClient(k8s.AppsV1Api);
