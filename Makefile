@@ -8,8 +8,8 @@ SHARDWISE := $(NODE_TS) cli/index.ts
 .PHONY: install deb-packages test lint demo demo-local compare-pretrained bench bench-compute bench-exchange bench-scaling helm-lint proto scale
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
-# and fonts so the PNG curves carry readable text.
-TEST_DEB_PACKAGES := nats-server:nats-server prometheus:prometheus protoc:protobuf-compiler fc-list:fontconfig
+# fonts so the PNG curves carry readable text, and openssl for the fake Kubernetes API server's TLS certificate.
+TEST_DEB_PACKAGES := nats-server:nats-server prometheus:prometheus protoc:protobuf-compiler fc-list:fontconfig openssl:openssl
 
 install: node_modules/.installed
 

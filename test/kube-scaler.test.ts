@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describeApiError, KubeApiError, loadKubeClient, MERGE_PATCH, SCALE_CONFLICT_ATTEMPTS, StatefulSetScaler } from '../common/kube';
-import { FakeKubeApi, onlyOf, RbacPolicy, renderChart, type RenderedObject, serviceAccountUser, writeKubeconfig } from './support/fake-kube';
+import { FakeKubeApi, onlyOf, RbacPolicy, renderChart, type RenderedObject, selfSignedCertificate, serviceAccountUser, writeKubeconfig } from './support/fake-kube';
 
 const NAMESPACE = 'training';
 const RELEASE = 'demo';
@@ -75,6 +75,23 @@ describe('kube: StatefulSetScaler against the fake API server', function () {
     // Already there: read only, no patch.
     assert.deepEqual(await scaler.scaleTo(3), { from: 3, to: 3, patches: 0 });
     assert.equal(api.requests.length, 3);
+  });
+
+  it('over HTTPS, verifying the server against the kubeconfig\'s CA as in a real cluster; a wrong CA is refused', async () => {
+    const tls = selfSignedCertificate();
+    const secure = await FakeKubeApi.start({ policy: new RbacPolicy(rendered, NAMESPACE), tokens: { [COORDINATOR_TOKEN]: serviceAccountUser(NAMESPACE, 'demo-shardwise-coordinator') }, tls });
+    try {
+      const sts = onlyOf(rendered, 'StatefulSet');
+      secure.store.put({ apiGroup: 'apps', resource: 'statefulsets', namespace: NAMESPACE }, { ...sts, metadata: { name: sts.metadata.name, namespace: NAMESPACE } });
+      const trusted = writeKubeconfig(path.join(dir, 'tls'), { server: secure.url, token: COORDINATOR_TOKEN, namespace: NAMESPACE, caPem: tls.cert });
+      assert.deepEqual(await (await connect(WORKERS, trusted)).scaleTo(4), { from: 2, to: 4, patches: 1 });
+      const other = writeKubeconfig(path.join(dir, 'other-ca'), { server: secure.url, token: COORDINATOR_TOKEN, namespace: NAMESPACE, caPem: selfSignedCertificate().cert });
+      const err = await (await connect(WORKERS, other)).read().then(() => undefined, (e: unknown) => e);
+      assert.ok(err instanceof KubeApiError, String(err));
+      assert.match(err.message, /cannot reach the Kubernetes API at https:\/\/127\.0\.0\.1:\d+ .*certificate/);
+    } finally {
+      await secure.close();
+    }
   });
 
   it('403: a StatefulSet outside the Role\'s resourceNames; the message names the missing rule', async () => {

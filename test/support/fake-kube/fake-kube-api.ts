@@ -9,6 +9,7 @@
  * subresource are built in.
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { forbiddenMessage, type RbacPolicy, type RequestAttributes } from './rbac';
 import { KubeStore, StatusError, type StoredObject } from './kube-store';
@@ -79,18 +80,22 @@ export class FakeKubeApi {
     this.serve('apps', 'statefulsets', 'scale', (req, store) => scaleHandler(req, store));
   }
 
-  /** Starts on 127.0.0.1:<free port>. `tokens` maps bearer tokens to user names. */
-  static async start(options: { policy: RbacPolicy; tokens: Record<string, string> }): Promise<FakeKubeApi> {
-    const server = http.createServer();
+  /**
+   * Starts on 127.0.0.1:<free port>. `tokens` maps bearer tokens to user names. With `tls` it serves
+   * HTTPS with that certificate, as a real API server does (clients then verify it against their CA).
+   */
+  static async start(options: { policy: RbacPolicy; tokens: Record<string, string>; tls?: { cert: string; key: string } }): Promise<FakeKubeApi> {
+    const server = options.tls ? https.createServer(options.tls) : http.createServer();
     const api = new FakeKubeApi(server, new Map(Object.entries(options.tokens)), options.policy);
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => void api.handle(req, res));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return api;
   }
 
-  /** `http://127.0.0.1:<port>`. */
+  /** `http(s)://127.0.0.1:<port>`. */
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    const scheme = this.server instanceof https.Server ? 'https' : 'http';
+    return `${scheme}://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
   /** Replaces the RBAC policy (a test revokes a rule by rendering a different Role). */

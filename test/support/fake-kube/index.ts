@@ -9,3 +9,4 @@ export { renderChart, onlyOf, type RenderedObject } from './chart-render';
 export { FakeStatefulSetController, type FakePod, type PodEvent, type StatefulSetControllerOptions } from './statefulset-controller';
 export { writeKubeconfig } from './kubeconfig';
 export { FAKE_COORDINATOR_USER, FAKE_NAMESPACE, FAKE_RELEASE, FAKE_WORKERS, startFakeCluster, type FakeCluster } from './fake-cluster';
+export { selfSignedCertificate } from './self-signed';
