@@ -5,11 +5,12 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained bench bench-compute bench-exchange bench-scaling helm-lint proto
+.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained bench bench-compute bench-exchange bench-scaling helm-lint proto scale
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
-# fonts so the PNG curves carry readable text, and Chromium for the status-page browser test.
-TEST_DEB_PACKAGES := nats-server:nats-server prometheus:prometheus protoc:protobuf-compiler fc-list:fontconfig chromium:chromium
+# fonts so the PNG curves carry readable text, Chromium for the status-page browser test, and openssl for the
+# fake Kubernetes API server's TLS certificate.
+TEST_DEB_PACKAGES := nats-server:nats-server prometheus:prometheus protoc:protobuf-compiler fc-list:fontconfig chromium:chromium openssl:openssl
 
 install: node_modules/.installed
 
@@ -50,6 +51,15 @@ DATA_FLAG := $(if $(CIFAR10_DIR),--data $(CIFAR10_DIR),)
 demo: install
 	@scripts/ensure-deb.sh nats-server:nats-server
 	$(SHARDWISE) cluster --job examples/demo.yaml --workers 2 $(DATA_FLAG)
+
+## scale: change the number of workers of a running job: `make scale WORKERS=N`. In a cluster it patches the
+## worker StatefulSet's scale through the Kubernetes API with your kubeconfig (STATEFULSET, default the chart's
+## demo-shardwise-worker; NAMESPACE, default the kubeconfig context's). COORDINATOR=HOST:PORT scales a local
+## cluster (`make demo` prints the address) through its coordinator instead.
+STATEFULSET ?= demo-shardwise-worker
+scale: install
+	@test -n "$(WORKERS)" || { echo 'usage: make scale WORKERS=N [STATEFULSET=name] [NAMESPACE=ns] | [COORDINATOR=host:port]' >&2; exit 2; }
+	$(SHARDWISE) scale --workers $(WORKERS) $(if $(COORDINATOR),--coordinator $(COORDINATOR),--statefulset $(STATEFULSET) $(if $(NAMESPACE),--namespace $(NAMESPACE)))
 
 ## demo-local: the same fine-tune in one process (the reference trainer).
 demo-local: install

@@ -21,6 +21,7 @@ import {
   startGrpcServer,
 } from '../common';
 import { createStatusPage } from '../status';
+import { startAutoscaler } from './autoscaler';
 import { ChangeSignal } from './change-signal';
 import { CheckpointStore, listCheckpoints } from './checkpoint-store';
 import { type Boundary, restoreCheckpoint, type Restored } from './checkpointing';
@@ -182,6 +183,9 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       routes: status.routes,
     });
     cleanup.push(() => metrics.close());
+    // Before the job starts: autoscaling that cannot reach its Kubernetes API fails the start, loudly.
+    const autoscaler = await startAutoscaler(job);
+    if (autoscaler) cleanup.push(() => autoscaler.stop());
     lifecycle.moveTo(CoordinatorState.Running);
     runner.start();
     void runner.done.then((outcome) => {

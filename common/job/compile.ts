@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
+import { autoscaleDefaults, autoscaleProblems } from './autoscale';
 import { JobSpecError } from './errors';
 import { jobSpecSchema, type ParsedJobSpec } from './schema';
 import type { JobSpec } from './spec';
@@ -87,6 +88,7 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
   if (d.leaseMs <= d.heartbeatIntervalMs) {
     problems.push(`distributed.leaseMs: must exceed distributed.heartbeatIntervalMs (${d.leaseMs} <= ${d.heartbeatIntervalMs})`);
   }
+  problems.push(...autoscaleProblems(spec));
   if (spec.schedule.warmupEpochs >= training.epochs) {
     problems.push(`schedule.warmupEpochs: must be less than training.epochs (${training.epochs})`);
   }
@@ -96,14 +98,17 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
 function withDerivedDefaults(spec: ParsedJobSpec): JobSpec {
   const builtIn = BUILT_IN_ARCHITECTURES.has(spec.model.architecture);
   const weightDecay = spec.optimizer.weightDecay ?? (spec.optimizer.type === 'adamw' ? ADAMW_DEFAULT_WEIGHT_DECAY : 0);
+  const microBatchSize = spec.training.microBatchSize ?? Math.min(spec.training.batchSize, DEFAULT_MICRO_BATCH_SIZE);
+  const { autoscale, ...distributed } = spec.distributed;
   return {
     ...spec,
     model: { ...spec.model, pretrained: spec.model.pretrained ?? !builtIn },
     optimizer: { ...spec.optimizer, weightDecay },
     training: {
       ...spec.training,
-      microBatchSize: spec.training.microBatchSize ?? Math.min(spec.training.batchSize, DEFAULT_MICRO_BATCH_SIZE),
+      microBatchSize,
     },
+    distributed: autoscale ? { ...distributed, autoscale: autoscaleDefaults(spec, autoscale, microBatchSize) } : distributed,
   };
 }
 
