@@ -10,7 +10,7 @@ import {
   FAKE_RELEASE,
   FAKE_WORKERS,
   FakeKubeApi,
-  onlyOf,
+  applyWorkerStatefulSet,
   RbacPolicy,
   renderChart,
   writeKubeconfig,
@@ -48,8 +48,7 @@ describe('shardwise CLI: scale through Kubernetes, --version, train, help', func
   before(async () => {
     const rendered = await renderChart(FAKE_RELEASE, FAKE_NAMESPACE, ['autoscale.enabled=true']);
     api = await FakeKubeApi.start({ policy: new RbacPolicy(rendered, FAKE_NAMESPACE), tokens: { token: FAKE_COORDINATOR_USER } });
-    const sts = onlyOf(rendered, 'StatefulSet');
-    api.store.put({ apiGroup: 'apps', resource: 'statefulsets', namespace: FAKE_NAMESPACE }, { ...sts, metadata: { name: FAKE_WORKERS, namespace: FAKE_NAMESPACE } });
+    applyWorkerStatefulSet(api.store, rendered, { name: FAKE_WORKERS, namespace: FAKE_NAMESPACE, replicas: 2 });
     dir = mkdtempSync(path.join(tmpdir(), 'shardwise-cli-scale-'));
     env = { KUBECONFIG: writeKubeconfig(path.join(dir, 'kubeconfig'), { server: api.url, token: 'token', namespace: FAKE_NAMESPACE }), HOME: dir };
   });

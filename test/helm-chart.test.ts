@@ -256,7 +256,7 @@ describe('helm chart: helm/shardwise', function () {
       const r = scenario(name);
       const spec = parseJobSpec(jobOf(r), `${name}: job.yaml`);
       // With autoscale the StatefulSet leaves replicas to the coordinator, which starts from desiredWorkers.
-      const replicas = r.get('StatefulSet', 'worker').spec?.replicas ?? (name === 'monitoring-autoscale' ? 2 : undefined);
+      const replicas = r.get('StatefulSet', 'worker').spec?.replicas ?? (['monitoring-autoscale', 'autoscale'].includes(name) ? 2 : undefined);
       assert.equal(spec.distributed.desiredWorkers, replicas, `${name}: desiredWorkers follows workers.replicas`);
       assert.ok(requiredArg(container(r.get('Deployment', 'coordinator')), '--run-dir').endsWith(`/${spec.name}`), `${name}: one run directory per job name`);
     }

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describeApiError, KubeApiError, loadKubeClient, MERGE_PATCH, SCALE_CONFLICT_ATTEMPTS, StatefulSetScaler } from '../common/kube';
-import { FakeKubeApi, onlyOf, RbacPolicy, renderChart, type RenderedObject, selfSignedCertificate, serviceAccountUser, writeKubeconfig } from './support/fake-kube';
+import { applyWorkerStatefulSet, FakeKubeApi, onlyOf, RbacPolicy, renderChart, type RenderedObject, selfSignedCertificate, serviceAccountUser, writeKubeconfig } from './support/fake-kube';
 
 const NAMESPACE = 'training';
 const RELEASE = 'demo';
@@ -28,8 +28,7 @@ describe('kube: StatefulSetScaler against the fake API server', function () {
       policy: new RbacPolicy(rendered, NAMESPACE),
       tokens: { [COORDINATOR_TOKEN]: serviceAccountUser(NAMESPACE, 'demo-shardwise-coordinator') },
     });
-    const sts = onlyOf(rendered, 'StatefulSet');
-    api.store.put({ apiGroup: 'apps', resource: 'statefulsets', namespace: NAMESPACE }, { ...sts, metadata: { name: sts.metadata.name, namespace: NAMESPACE } });
+    applyWorkerStatefulSet(api.store, rendered, { name: WORKERS, namespace: NAMESPACE, replicas: 2 });
     dir = mkdtempSync(path.join(tmpdir(), 'shardwise-kube-'));
     kubeconfig = writeKubeconfig(path.join(dir, 'kubeconfig'), { server: api.url, token: COORDINATOR_TOKEN, namespace: NAMESPACE });
   });
@@ -81,8 +80,7 @@ describe('kube: StatefulSetScaler against the fake API server', function () {
     const tls = selfSignedCertificate();
     const secure = await FakeKubeApi.start({ policy: new RbacPolicy(rendered, NAMESPACE), tokens: { [COORDINATOR_TOKEN]: serviceAccountUser(NAMESPACE, 'demo-shardwise-coordinator') }, tls });
     try {
-      const sts = onlyOf(rendered, 'StatefulSet');
-      secure.store.put({ apiGroup: 'apps', resource: 'statefulsets', namespace: NAMESPACE }, { ...sts, metadata: { name: sts.metadata.name, namespace: NAMESPACE } });
+      applyWorkerStatefulSet(secure.store, rendered, { name: WORKERS, namespace: NAMESPACE, replicas: 2 });
       const trusted = writeKubeconfig(path.join(dir, 'tls'), { server: secure.url, token: COORDINATOR_TOKEN, namespace: NAMESPACE, caPem: tls.cert });
       assert.deepEqual(await (await connect(WORKERS, trusted)).scaleTo(4), { from: 2, to: 4, patches: 1 });
       const other = writeKubeconfig(path.join(dir, 'other-ca'), { server: secure.url, token: COORDINATOR_TOKEN, namespace: NAMESPACE, caPem: selfSignedCertificate().cert });

@@ -32,3 +32,22 @@ export function onlyOf(objects: readonly RenderedObject[], kind: string): Render
   if (found.length !== 1) throw new Error(`expected one ${kind} in the render, found ${found.length}: ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
   return found[0];
 }
+
+/** Where a rendered object is stored in a fake API server. */
+interface ObjectStore {
+  put(key: { apiGroup: string; resource: string; namespace: string }, obj: Record<string, unknown>): unknown;
+}
+
+/**
+ * Stores the chart's worker StatefulSet in `store` as named, with `replicas` pods wanted. With
+ * `autoscale.enabled` the chart leaves spec.replicas unset (the coordinator owns the count), so a test states
+ * the count the StatefulSet has reached instead of taking the API server's default of 1.
+ */
+export function applyWorkerStatefulSet(store: ObjectStore, rendered: readonly RenderedObject[], at: { name: string; namespace: string; replicas: number }): void {
+  const sts = onlyOf(rendered, 'StatefulSet');
+  store.put({ apiGroup: 'apps', resource: 'statefulsets', namespace: at.namespace }, {
+    ...sts,
+    metadata: { name: at.name, namespace: at.namespace },
+    spec: { ...(sts.spec as object), replicas: at.replicas },
+  });
+}

@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import type { ManagedChild } from '../../../launcher';
-import { onlyOf, renderChart } from './chart-render';
+import { applyWorkerStatefulSet, onlyOf, renderChart } from './chart-render';
 import { FakeKubeApi } from './fake-kube-api';
 import { RbacPolicy, serviceAccountUser } from './rbac';
 import { FakeStatefulSetController } from './statefulset-controller';
@@ -43,11 +43,7 @@ export async function startFakeCluster(options: { dir: string; replicas: number;
     terminationGraceMs: spec.template.spec.terminationGracePeriodSeconds * 1000,
     podManagementPolicy: spec.podManagementPolicy,
   });
-  api.store.put({ apiGroup: 'apps', resource: 'statefulsets', namespace: FAKE_NAMESPACE }, {
-    ...sts,
-    metadata: { name: FAKE_WORKERS, namespace: FAKE_NAMESPACE },
-    spec: { ...spec, replicas: options.replicas },
-  });
+  applyWorkerStatefulSet(api.store, rendered, { name: FAKE_WORKERS, namespace: FAKE_NAMESPACE, replicas: options.replicas });
   const kubeconfig = writeKubeconfig(path.join(options.dir, 'kubeconfig'), { server: api.url, token, namespace: FAKE_NAMESPACE });
   return {
     api,

@@ -5,7 +5,7 @@
 export { FakeKubeApi, parseApiPath, scaleOf, type RecordedRequest, type ResourceHandler, type ResourceRequest } from './fake-kube-api';
 export { KubeStore, StatusError, type ObjectKey, type StoredObject } from './kube-store';
 export { RbacPolicy, forbiddenMessage, ruleAllows, serviceAccountUser, type PolicyRule, type RequestAttributes } from './rbac';
-export { renderChart, onlyOf, type RenderedObject } from './chart-render';
+export { applyWorkerStatefulSet, renderChart, onlyOf, type RenderedObject } from './chart-render';
 export { FakeStatefulSetController, type FakePod, type PodEvent, type StatefulSetControllerOptions } from './statefulset-controller';
 export { writeKubeconfig } from './kubeconfig';
 export { FAKE_COORDINATOR_USER, FAKE_NAMESPACE, FAKE_RELEASE, FAKE_WORKERS, startFakeCluster, type FakeCluster } from './fake-cluster';
