@@ -5,11 +5,14 @@ import {
   initBackend,
   type JobSpec,
   loadJobSpec,
+  LocalTrainer,
   loadTrainVal,
+  restoreEpochCheckpoint,
   RunDirectory,
   RunRecorder,
-  runLocalTraining,
+  saveEpochCheckpoint,
   stepsPerEpoch,
+  weightsHash,
   type BackendName,
 } from '../common';
 
@@ -23,6 +26,12 @@ export interface TrainLocalOptions {
   /** Overrides output.runsDir. */
   runsDir?: string;
   backend?: 'auto' | BackendName;
+  /** An epoch checkpoint (`checkpoints/epoch-NNN` of an earlier run) to continue from. */
+  resumeFrom?: string;
+  /** Stop once this many epochs are done. @default training.epochs */
+  untilEpoch?: number;
+  /** Keep a training checkpoint after every epoch in `checkpoints/epoch-NNN` (what sweeps resume and fork from). */
+  epochCheckpoints?: boolean;
 }
 
 /**
@@ -49,16 +58,25 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
     stepsPerEpoch: stepsPerEpoch(data.train.count, spec.training.batchSize),
     checkpointEveryEpochs: spec.output.checkpointEveryEpochs,
   });
+  const trainer = new LocalTrainer(spec, {
+    train: data.train,
+    val: data.val,
+    parts,
+    onEvent: (event) => recorder.onEvent(event),
+    untilEpoch: options.untilEpoch,
+    onEpochEnd: options.epochCheckpoints ? (state) => saveEpochCheckpoint(state, run.checkpointDir(state.epoch)) : undefined,
+  });
   try {
-    const result = await runLocalTraining(spec, {
-      train: data.train,
-      val: data.val,
-      parts,
-      onEvent: (event) => recorder.onEvent(event),
-    });
+    if (options.resumeFrom !== undefined) {
+      const from = restoreEpochCheckpoint(trainer.state, options.resumeFrom);
+      log(`resumed after epoch ${from.epochsDone} from ${options.resumeFrom} (weights ${from.weightsHash})`);
+    }
+    const result = await trainer.run();
     await recorder.close();
     const { final } = result;
-    run.writeSummary({ backend: backend.name, seconds: result.seconds, globalSteps: result.globalSteps, final });
+    run.writeSummary({
+      backend: backend.name, seconds: result.seconds, globalSteps: result.globalSteps, final, weightsHash: weightsHash(parts),
+    });
     log(
       `done in ${result.seconds.toFixed(0)} s: validation top-1 ${pct(final.val?.top1)}, top-5 ${pct(final.val?.top5)}, ` +
         `loss ${final.val?.loss.toFixed(4) ?? 'n/a'}; model in ${path.join(run.dir, 'checkpoint')}`,
@@ -66,6 +84,7 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
     return run.dir;
   } finally {
     await recorder.close().catch(() => undefined);
+    trainer.dispose();
     disposeModelParts(parts);
   }
 }

@@ -107,7 +107,8 @@ function withDerivedDefaults(spec: ParsedJobSpec): JobSpec {
   };
 }
 
-function formatIssue(issue: z.core.$ZodIssue): string {
+/** One zod issue as `field.path: problem`, unknown keys named: how every spec error in shardwise reads. */
+export function formatIssue(issue: z.core.$ZodIssue): string {
   const field = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
   if (issue.code === 'unrecognized_keys') {
     return `${field}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;

@@ -27,6 +27,10 @@ export interface LocalTrainerDeps {
   onEvent?: (e: TrainerEvent) => void;
   /** Stops training between steps; `run` then rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Stop once this many epochs are done (a sweep's rung boundary); @default training.epochs */
+  untilEpoch?: number;
+  /** Called between epochs, after the schedule's end-of-epoch update: where epoch checkpoints are taken. */
+  onEpochEnd?: (state: TrainerState) => void | Promise<void>;
 }
 
 /** What a finished run returns. */
@@ -129,7 +133,8 @@ export class LocalTrainer {
     const emit = (e: TrainerEvent): void => deps.onEvent?.(e);
     const t0 = performance.now();
     const epochs: EpochEvent[] = [];
-    for (let epoch = state.epoch + 1; epoch < spec.training.epochs; epoch++) {
+    const until = Math.min(deps.untilEpoch ?? spec.training.epochs, spec.training.epochs);
+    for (let epoch = state.epoch + 1; epoch < until; epoch++) {
       const te = performance.now();
       beginEpoch(state, epoch).forEach(emit);
       const trainMetrics = new ClassificationMetrics(spec.model.numClasses);
@@ -157,8 +162,9 @@ export class LocalTrainer {
       epochs.push(event);
       emit(event);
       endEpoch(state, val?.loss ?? null).forEach(emit);
+      await deps.onEpochEnd?.(state);
     }
-    if (epochs.length === 0) throw new RangeError(`no epoch left to train: state is at epoch ${state.epoch} of ${spec.training.epochs}`);
+    if (epochs.length === 0) throw new RangeError(`no epoch left to train: state is at epoch ${state.epoch}, stopping before ${until}`);
     return { epochs, final: epochs[epochs.length - 1], globalSteps: state.globalStep, seconds: (performance.now() - t0) / 1000 };
   }
 
