@@ -10,6 +10,7 @@ import { coordinatorCommand } from './coordinator-command';
 import { reportAndExit } from './fail';
 import { backendOption, collectOverride, log, parsePositiveInt } from './options';
 import { scaleCommand } from './scale-command';
+import { sweepCommand } from './sweep-command';
 import { trainLocal } from './train-local';
 import { workerCommand } from './worker-command';
 
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   program.addCommand(workerCommand());
   program.addCommand(scaleCommand());
   program.addCommand(clusterCommand());
+  program.addCommand(sweepCommand());
   return program;
 }
 

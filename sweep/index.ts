@@ -10,3 +10,16 @@ export {
 } from './sweep-spec';
 export { createSearch, gridPoint, randomPoint, type SearchAlgorithm } from './search';
 export { parzen, suggestTpe, type TpeOptions } from './tpe';
+export { epochSignatures, sharedEpochs } from './effective-config';
+export { decideAtRung, objectiveValue, type Objective, quantile, rungsFor, score } from './early-stopping';
+export { TrialRun, trialCores, type TrialRunRequest } from './local-executor';
+export { LiveTable, type LiveTableStream } from './live-table';
+export { formatTable, trialRows, type TrialRow } from './results-table';
+export { bestTrial, sweepSavings, type SweepSavings, writeSweepReport } from './sweep-report';
+export { runSweep, type RunSweepOptions, type SweepOutcome } from './sweep-controller';
+export { SWEEP_LOCK_FILE, SweepLock } from './sweep-lock';
+export {
+  emptyState, type EpochResult, isTerminal, readSweepState, type RungDecision, SWEEP_STATE_FILE, type SweepState, trainedEpochs,
+  type TrialRecord, type TrialState, writeSweepState,
+} from './sweep-state';
+export { createTrial, forkFor, TrainCounts, trialId } from './trial-planner';
