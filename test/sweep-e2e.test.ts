@@ -1,0 +1,128 @@
+/**
+ * Real sweeps end to end: real `shardwise train --local` processes on a generated CIFAR-format dataset.
+ * One sweep exercises early stopping and a forked trial (checked bit-identical to the same trial run
+ * alone); another is interrupted with SIGINT and continued, redoing no finished trial.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { readEpochCheckpointInfo } from '../common';
+import { decideAtRung, parseSweepSpec, readSweepState, runSweep, SWEEP_LOCK_FILE, type SweepState, sweepSavings } from '../sweep';
+import { writeSignalCifar } from './support/cluster-data';
+
+const SHARDWISE = resolve(__dirname, '..', 'bin', 'shardwise');
+
+function sweepYaml(name: string, out: string, extra: string, epochs = 3): string {
+  return `name: ${name}
+job:
+  seed: 7
+  data: { valFraction: 0.25 }
+  model: { architecture: small_cnn }
+  training: { epochs: ${epochs}, batchSize: 20 }
+  optimizer: { type: adam, learningRate: 0.003 }
+  freeze: { backboneEpochs: 1, unfreezeLearningRate: 0.001 }
+outputDir: ${out}
+objective: { metric: val.loss }
+budget: { maxConcurrentTrials: 2 }
+executor: { cores: 2 }
+${extra}`;
+}
+
+function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(SHARDWISE, args, (err, stdout, stderr) => done({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 90_000): Promise<void> {
+  const t0 = Date.now();
+  while (!check()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('sweep end to end (real trial processes)', function () {
+  this.timeout(240_000);
+  const root = mkdtempSync(join(tmpdir(), 'sweep-e2e-'));
+  const data = join(root, 'data');
+
+  before(() => {
+    mkdirSync(data);
+    writeSignalCifar(data, 160, 1);
+  });
+
+  it('stops trials at a rung, forks a trial from a shared prefix, ends it bit-identical to the trial run alone, and reports', async () => {
+    // t000 (lr 3e-3, 1 frozen) t001 (3e-3, 2 frozen: shares epoch 1 with t000) t002 (1e-6, 1) t003 (1e-6, 2: shares with t002).
+    const spec = parseSweepSpec(sweepYaml('es-fork', join(root, 'sweeps'), `parameters:
+  optimizer.learningRate: [0.003, 0.000001]
+  freeze.backboneEpochs: [1, 2]
+earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
+`));
+    const { state, interrupted } = await runSweep(spec, { dataDir: data, backend: 'wasm', pollMs: 200 });
+    assert.equal(interrupted, false);
+    const [t0, t1, t2, t3] = state.trials;
+    assert.deepEqual(state.trials.map((t) => t.state), ['completed', 'completed', 'stopped', 'stopped']);
+    // Stopped trials are kept, with their results up to the rung and the reason.
+    assert.equal(t2.results.length, 1);
+    assert.match(t2.decisions[0].reason, /val\.loss .* outside the top 1\/3/);
+    // Deterministic: every decision is what the rule gives on the recorded results of the earlier trials.
+    for (const t of state.trials) {
+      for (const d of t.decisions) assert.deepEqual(decideAtRung(spec.earlyStopping, spec.objective, t, state.trials.slice(0, t.index), d.rung), d);
+    }
+    // Sharing: t001 took epoch 1 over from t000 and trained 2; t003 trained nothing (stopped on the shared epoch).
+    assert.deepEqual(t1.fork, { from: 't000', epochs: 1 });
+    assert.deepEqual(t1.results.map((r) => r.ranBy), ['t000', 't001', 't001']);
+    assert.deepEqual(t3.fork, { from: 't002', epochs: 1 });
+    assert.equal(t3.results.filter((r) => r.ranBy === 't003').length, 0);
+    assert.deepEqual(sweepSavings(state), {
+      trials: 4, naiveTrialEpochs: 12, runTrialEpochs: 6, sharedTrialEpochs: 2, stoppedTrialEpochs: 4, savedFraction: 0.5,
+    });
+    assert.deepEqual(t0.results[0], { ...t1.results[0] });
+    // The forked trial, run alone from scratch, ends with the same weights to the bit.
+    const alone = await run(['train', '--local', '--job', t1.jobFile, '--data', data, '--runs-dir', join(root, 'alone'), '--backend', 'wasm']);
+    assert.equal(alone.code, 0, alone.stderr);
+    const aloneDir = join(root, 'alone', readdirSync(join(root, 'alone'))[0]);
+    const aloneHash = (JSON.parse(readFileSync(join(aloneDir, 'summary.json'), 'utf8')) as { weightsHash: string }).weightsHash;
+    assert.equal(readEpochCheckpointInfo(t1.checkpoints[3]).weightsHash, aloneHash);
+  });
+
+  it('continues after SIGINT without redoing a finished trial; a second sweep on a running one refuses, naming the lock', async () => {
+    const file = join(root, 'resume.yaml');
+    writeFileSync(file, sweepYaml('resume', join(root, 'sweeps'), 'parameters:\n  seed: [1, 2, 3]\nbudget: { maxConcurrentTrials: 1 }\nsharedPrefixes: false\n')
+      .replace('budget: { maxConcurrentTrials: 2 }\n', ''), 2);
+    const dir = join(root, 'sweeps', 'resume');
+    const state = (): SweepState | undefined => (existsSync(dir) ? readSweepState(dir) : undefined);
+    const first: ChildProcess = spawn(SHARDWISE, ['sweep', '--spec', file, '--data', data, '--backend', 'wasm'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let firstErr = '';
+    first.stderr!.on('data', (b: Buffer) => (firstErr += b.toString()));
+    const exited = new Promise<number | null>((r) => first.on('exit', (code) => r(code)));
+    await until('one finished trial and a second one running', () => {
+      const s = state();
+      return s !== undefined && s.trials[0]?.state === 'completed' && s.trials[1]?.state === 'running';
+    });
+    const second = await run(['sweep', '--spec', file, '--data', data]);
+    assert.notEqual(second.code, 0);
+    assert.match(second.stderr, new RegExp(`lock ${join(dir, SWEEP_LOCK_FILE).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is held by process ${first.pid}`));
+    first.kill('SIGINT');
+    assert.equal(await exited, 130, firstErr);
+    assert.match(firstErr, /interrupted; finished trials are kept/);
+    const paused = state()!;
+    assert.equal(existsSync(join(dir, SWEEP_LOCK_FILE)), false, 'the lock is released');
+    assert.deepEqual(paused.trials.map((t) => t.state), ['completed', 'pending', 'pending']);
+    const finishedRuns = paused.trials[0].runDirs;
+
+    const again = await run(['sweep', '--spec', file, '--data', data, '--backend', 'wasm']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^sweep report: .*resume[/\\]report$/m);
+    const done = state()!;
+    assert.deepEqual(done.trials.map((t) => t.state), ['completed', 'completed', 'completed']);
+    assert.deepEqual(done.trials[0].runDirs, finishedRuns, 'the finished trial was not run again');
+    assert.deepEqual(done.trials[0].results, paused.trials[0].results);
+    for (const f of ['results.csv', 'results.md', 'validation-curves.svg', 'params-vs-metric.svg', join('best', 'job.yaml')]) {
+      assert.ok(existsSync(join(dir, 'report', f)), `report has ${f}`);
+    }
+  });
+});
