@@ -91,8 +91,8 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
 
   it('continues after SIGINT without redoing a finished trial; a second sweep on a running one refuses, naming the lock', async () => {
     const file = join(root, 'resume.yaml');
-    writeFileSync(file, sweepYaml('resume', join(root, 'sweeps'), 'parameters:\n  seed: [1, 2, 3]\nbudget: { maxConcurrentTrials: 1 }\nsharedPrefixes: false\n')
-      .replace('budget: { maxConcurrentTrials: 2 }\n', ''), 2);
+    writeFileSync(file, sweepYaml('resume', join(root, 'sweeps'), 'parameters:\n  seed: [1, 2, 3]\nbudget: { maxConcurrentTrials: 1 }\nsharedPrefixes: false\n', 2)
+      .replace('budget: { maxConcurrentTrials: 2 }\n', ''));
     const dir = join(root, 'sweeps', 'resume');
     const state = (): SweepState | undefined => (existsSync(dir) ? readSweepState(dir) : undefined);
     const first: ChildProcess = spawn(SHARDWISE, ['sweep', '--spec', file, '--data', data, '--backend', 'wasm'], { stdio: ['ignore', 'pipe', 'pipe'] });
