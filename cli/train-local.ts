@@ -47,7 +47,8 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
     disposeModelParts(parts);
     throw err;
   });
-  log(`data: ${data.train.count} training and ${data.val.count} validation images from ${data.dir}`);
+  log(`data: ${data.train.count} training and ${data.val.count} validation images` +
+    `${data.test ? `, ${data.test.count} test images (test_batch.bin, reported only)` : ''} from ${data.dir}`);
   const run = RunDirectory.create(spec.output.runsDir, spec.name);
   run.writeJobSpec(spec);
   log(`run directory: ${run.dir}`);
@@ -61,6 +62,7 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
   const trainer = new LocalTrainer(spec, {
     train: data.train,
     val: data.val,
+    test: data.test,
     parts,
     onEvent: (event) => recorder.onEvent(event),
     untilEpoch: options.untilEpoch,

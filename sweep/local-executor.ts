@@ -92,7 +92,10 @@ export class TrialRun {
         if (!fs.existsSync(path.join(ckpt, 'trainer-state.json'))) break;
         checkpoints.set(e.epoch + 1, ckpt);
       }
-      results.push({ epoch: e.epoch, val: { loss: e.val.loss, top1: e.val.top1, top5: e.val.top5 }, train: { loss: e.train.loss, top1: e.train.top1 } });
+      results.push({
+        epoch: e.epoch, val: { loss: e.val.loss, top1: e.val.top1, top5: e.val.top5 }, train: { loss: e.train.loss, top1: e.train.top1 },
+        ...(e.test ? { test: { loss: e.test.loss, top1: e.test.top1, top5: e.test.top5 } } : {}),
+      });
     }
     return { results, checkpoints };
   }

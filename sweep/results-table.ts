@@ -15,6 +15,8 @@ export interface TrialRow {
   epoch: string;
   /** The objective after the last epoch done, when there is one. */
   metric: number | undefined;
+  /** The same metric on the test set (`data.testSet`), reported only. */
+  test: number | undefined;
   state: string;
   note: string;
 }
@@ -37,6 +39,7 @@ export function trialRows(spec: Pick<SweepSpec, 'objective'>, state: SweepState,
       params: Object.fromEntries(Object.entries(t.params).map(([k, v]) => [k, formatValue(v)])),
       epoch,
       metric: last ? objectiveValue(last, spec.objective.metric) : undefined,
+      test: last?.test ? last.test[spec.objective.metric.slice('val.'.length) as 'loss' | 'top1' | 'top5'] : undefined,
       state: t.state,
       note: noteOf(t),
     };
@@ -56,9 +59,12 @@ function noteOf(t: TrialRecord): string {
 /** The rows as aligned text lines, a header first. */
 export function formatTable(spec: Pick<SweepSpec, 'objective'>, rows: readonly TrialRow[]): string[] {
   const paramNames = rows.length > 0 ? Object.keys(rows[0].params) : [];
-  const header = ['trial', ...paramNames.map(shortName), 'epoch', spec.objective.metric, 'state', 'note'];
+  const withTest = rows.some((r) => r.test !== undefined);
+  const testName = `test.${spec.objective.metric.slice('val.'.length)} (reported only)`;
+  const fmt = (x: number | undefined): string => (x === undefined ? '-' : x.toFixed(4));
+  const header = ['trial', ...paramNames.map(shortName), 'epoch', spec.objective.metric, ...(withTest ? [testName] : []), 'state', 'note'];
   const cells = rows.map((r) => [
-    r.trial, ...paramNames.map((p) => r.params[p]), r.epoch, r.metric === undefined ? '-' : r.metric.toFixed(4), r.state, r.note,
+    r.trial, ...paramNames.map((p) => r.params[p]), r.epoch, fmt(r.metric), ...(withTest ? [fmt(r.test)] : []), r.state, r.note,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c: string[]): string => c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]))).join('  ').trimEnd();

@@ -63,12 +63,13 @@ export async function writeSweepReport(spec: SweepSpec, state: SweepState): Prom
 function resultsCsv(spec: SweepSpec, state: SweepState): string {
   const params = spec.parameters.map((p) => p.path);
   const header = ['trial', ...params, 'state', 'epochs_done', 'epochs', 'trained_epochs', 'shared_from', 'shared_epochs',
-    'stopped_at_rung', 'val_loss', 'val_top1', 'val_top5', 'objective', 'error'];
+    'stopped_at_rung', 'val_loss', 'val_top1', 'val_top5', 'objective', 'test_loss', 'test_top1', 'test_top5', 'error'];
   const rows = state.trials.map((t) => {
     const last = t.results.at(-1);
     return [t.id, ...params.map((p) => String(t.params[p])), t.state, t.results.length, t.epochs, trainedEpochs(t), t.fork?.from ?? '',
       t.fork?.epochs ?? 0, t.decisions.find((d) => d.action === 'stop')?.rung ?? '', last?.val.loss ?? '', last?.val.top1 ?? '',
-      last?.val.top5 ?? '', last ? objectiveValue(last, spec.objective.metric) : '', t.error ?? ''];
+      last?.val.top5 ?? '', last ? objectiveValue(last, spec.objective.metric) : '', last?.test?.loss ?? '', last?.test?.top1 ?? '',
+      last?.test?.top5 ?? '', t.error ?? ''];
   });
   return [header, ...rows].map((r) => r.map(csvCell).join(',')).join('\n') + '\n';
 }
@@ -87,8 +88,12 @@ function resultsMarkdown(spec: SweepSpec, state: SweepState, s: SweepSavings, be
   const lines = [
     `# Sweep ${spec.name}`,
     '',
-    `Objective: ${spec.objective.direction} ${spec.objective.metric} (validation set, last epoch). Search: ${spec.algorithm.type}; ` +
-      `early stopping: ${spec.earlyStopping.type}; shared prefixes: ${spec.sharedPrefixes ? 'on' : 'off'}.`,
+    `Objective: ${spec.objective.direction} ${spec.objective.metric}, computed on the validation split (images held out of ` +
+      `the training batches by data.valFraction), last epoch. ` +
+      (state.trials.some((t) => t.results.some((r) => r.test))
+        ? 'Test-set metrics (CIFAR-10 test_batch.bin) are reported beside it and were never used to choose. '
+        : '') +
+      `Search: ${spec.algorithm.type}; early stopping: ${spec.earlyStopping.type}; shared prefixes: ${spec.sharedPrefixes ? 'on' : 'off'}.`,
     '',
     best
       ? `**Best trial: ${best.id}** (${Object.entries(best.params).map(([k, v]) => `${k}=${v}`).join(', ')}): ${spec.objective.metric} ` +

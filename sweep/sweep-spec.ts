@@ -48,6 +48,9 @@ export interface Observation {
   loss: number;
 }
 
+const NO_VALIDATION = 'job: data.valFraction is 0, but the objective is always a validation metric ' +
+  '(test-set metrics are reported beside it, never used to choose); hold out a validation split';
+
 /** Reads and validates a sweep spec file; the base job path is relative to it. */
 export function loadSweepSpec(file: string): SweepSpec {
   let text: string;
@@ -161,7 +164,7 @@ function resolveBaseJob(job: string | Record<string, unknown>, source: string, p
     return {};
   }
   try {
-    compileJobSpec(raw, 'job');
+    if (compileJobSpec(raw, 'job').data.valFraction === 0) problems.push(NO_VALIDATION);
   } catch (err) {
     if (!(err instanceof JobSpecError)) throw err;
     problems.push(...err.problems.map((p) => `job: ${p}`));
@@ -179,7 +182,7 @@ function domainProblems(p: string, domain: ParameterDomain, baseJob: Record<stri
   const out: string[] = [];
   for (const value of probes) {
     try {
-      compileJobSpec(withParams(baseJob, { [p]: value }), 'job');
+      if (compileJobSpec(withParams(baseJob, { [p]: value }), 'job').data.valFraction === 0) return [`parameters.${p} = ${value}: ${NO_VALIDATION}`];
     } catch (err) {
       if (err instanceof SweepSpecError) return [...err.problems];
       if (!(err instanceof JobSpecError)) throw err;

@@ -22,6 +22,8 @@ export interface EpochResult {
   epoch: number;
   val: { loss: number; top1: number; top5: number };
   train: { loss: number; top1: number };
+  /** CIFAR-10's test_batch.bin, when the job sets `data.testSet`: reported beside, never used to decide. */
+  test?: { loss: number; top1: number; top5: number };
   /** The trial whose process trained this epoch: itself, or the trial it forked from. */
   ranBy: string;
 }

@@ -8,17 +8,19 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { readEpochCheckpointInfo } from '../common';
-import { decideAtRung, parseSweepSpec, readSweepState, runSweep, SWEEP_LOCK_FILE, type SweepState, sweepSavings } from '../sweep';
-import { writeSignalCifar } from './support/cluster-data';
+import { encodeCifar10Records, readEpochCheckpointInfo } from '../common';
+import {
+  decideAtRung, parseSweepSpec, readSweepState, runSweep, SWEEP_LOCK_FILE, type SweepState, sweepSavings, writeSweepReport,
+} from '../sweep';
+import { signalImages, writeSignalCifar } from './support/cluster-data';
 
 const SHARDWISE = resolve(__dirname, '..', 'bin', 'shardwise');
 
-function sweepYaml(name: string, out: string, extra: string, epochs = 3): string {
+function sweepYaml(name: string, out: string, extra: string, epochs = 3, testSet = false): string {
   return `name: ${name}
 job:
   seed: 7
-  data: { valFraction: 0.25 }
+  data: { valFraction: 0.25, testSet: ${testSet} }
   model: { architecture: small_cnn }
   training: { epochs: ${epochs}, batchSize: 20 }
   optimizer: { type: adam, learningRate: 0.003 }
@@ -52,6 +54,7 @@ describe('sweep end to end (real trial processes)', function () {
   before(() => {
     mkdirSync(data);
     writeSignalCifar(data, 160, 1);
+    writeFileSync(join(data, 'test_batch.bin'), encodeCifar10Records(signalImages(40, 9)));
   });
 
   it('stops trials at a rung, forks a trial from a shared prefix, ends it bit-identical to the trial run alone, and reports', async () => {
@@ -60,7 +63,7 @@ describe('sweep end to end (real trial processes)', function () {
   optimizer.learningRate: [0.003, 0.000001]
   freeze.backboneEpochs: [1, 2]
 earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
-`));
+`, 3, true));
     const { state, interrupted } = await runSweep(spec, { dataDir: data, backend: 'wasm', pollMs: 200 });
     assert.equal(interrupted, false);
     const [t0, t1, t2, t3] = state.trials;
@@ -81,6 +84,14 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
       trials: 4, naiveTrialEpochs: 12, runTrialEpochs: 6, sharedTrialEpochs: 2, stoppedTrialEpochs: 4, savedFraction: 0.5,
     });
     assert.deepEqual(t0.results[0], { ...t1.results[0] });
+    // The test set is reported beside validation, named as such, and the decisions above used validation only.
+    assert.ok(state.trials.every((t) => t.results.every((r) => r.test !== undefined && Number.isFinite(r.test.loss))));
+    const report = await writeSweepReport(spec, state);
+    const md = readFileSync(join(report, 'results.md'), 'utf8');
+    assert.match(md, /computed on the validation split/);
+    assert.match(md, /Test-set metrics \(CIFAR-10 test_batch\.bin\) are reported beside it and were never used to choose/);
+    assert.match(md, /\| trial \| optimizer\.learningRate \| freeze\.backboneEpochs \| epoch \| val\.loss \| test\.loss \(reported only\) \| state \| note \|/);
+    assert.match(readFileSync(join(report, 'results.csv'), 'utf8').split('\n')[0], /,val_loss,val_top1,val_top5,objective,test_loss,test_top1,test_top5,/);
     // The forked trial, run alone from scratch, ends with the same weights to the bit.
     const alone = await run(['train', '--local', '--job', t1.jobFile, '--data', data, '--runs-dir', join(root, 'alone'), '--backend', 'wasm']);
     assert.equal(alone.code, 0, alone.stderr);

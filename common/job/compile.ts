@@ -87,6 +87,9 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
   if (d.leaseMs <= d.heartbeatIntervalMs) {
     problems.push(`distributed.leaseMs: must exceed distributed.heartbeatIntervalMs (${d.leaseMs} <= ${d.heartbeatIntervalMs})`);
   }
+  if (spec.data.valFraction === 0 && !spec.data.testSet) {
+    problems.push('data.valFraction: 0 holds out no images to evaluate on; allowed only with data.testSet: true (test_batch.bin)');
+  }
   if (spec.schedule.warmupEpochs >= training.epochs) {
     problems.push(`schedule.warmupEpochs: must be less than training.epochs (${training.epochs})`);
   }

@@ -22,6 +22,8 @@ export interface LocalTrainerDeps {
   train: Cifar10Images;
   /** Validation images; an empty set (count 0) skips validation and ReduceLROnPlateau. */
   val: Cifar10Images;
+  /** Test images (`data.testSet`), evaluated after every epoch and only reported. */
+  test?: Cifar10Images;
   parts: ModelParts;
   /** Receives every event synchronously, in order. An exception thrown here stops training. */
   onEvent?: (e: TrainerEvent) => void;
@@ -149,12 +151,16 @@ export class LocalTrainer {
       const val = deps.val.count > 0
         ? evaluateDataset(deps.parts, deps.val, spec.training.evalBatchSize, spec.model.numClasses).validationSummary()
         : null;
+      const test = deps.test
+        ? evaluateDataset(deps.parts, deps.test, spec.training.evalBatchSize, spec.model.numClasses).validationSummary()
+        : undefined;
       const event: EpochEvent = {
         type: TrainerEventType.Epoch,
         epoch,
         globalStep: state.globalStep,
         train: trainMetrics.summary(),
         val,
+        ...(test ? { test } : {}),
         lr: last?.lr ?? { backbone: 0, head: 0 },
         frozen: state.frozen,
         seconds: (performance.now() - te) / 1000,
