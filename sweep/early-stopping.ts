@@ -6,6 +6,8 @@
  * - ASHA (Li et al. 2020), in the stopping form Ray Tune uses: rungs at gracePeriod * reductionFactor^k
  *   epochs; a trial continues when its objective is at least the (1 - 1/reductionFactor) quantile of the
  *   earlier trials' objectives at that rung (the first trial at a rung always continues).
+ * - Synchronous ASHA (successive halving): a rung is judged once every trial of the sweep has reached it or
+ *   ended; the top max(1, floor(n / reductionFactor)) of the n trials there continue, ties to the lower index.
  * - Median stopping (Golovin et al. 2017, Vizier): from gracePeriod on, every epoch; a trial stops when its
  *   best objective so far is worse than the median of the earlier trials' running means to that epoch.
  */
@@ -42,17 +44,30 @@ export function rungsFor(es: EarlyStoppingSpec, epochs: number): number[] {
 }
 
 /**
- * The decision for `trial` at `rung` (it has at least `rung` results), or null while an earlier trial has
- * neither reached the rung nor ended: the decision must wait for it to stay deterministic.
+ * The decision for `trial` at `rung` (it has at least `rung` results), given the sweep's other trials, or
+ * null while a trial it is judged against (an earlier one; every one when synchronous) has neither reached
+ * the rung nor ended: the decision must wait for it to stay deterministic.
  */
-export function decideAtRung(es: EarlyStoppingSpec, objective: Objective, trial: TrialRecord, earlier: readonly TrialRecord[],
+export function decideAtRung(es: EarlyStoppingSpec, objective: Objective, trial: TrialRecord, trials: readonly TrialRecord[],
   rung: number): RungDecision | null {
-  if (earlier.some((t) => t.results.length < rung && !isTerminal(t))) return null;
-  const peers = earlier.filter((t) => t.results.length >= rung);
+  const synchronous = es.type === 'asha' && es.synchronous;
+  const judges = trials.filter((t) => (synchronous ? t.index !== trial.index : t.index < trial.index));
+  if (judges.some((t) => t.results.length < rung && !isTerminal(t))) return null;
+  const peers = judges.filter((t) => t.results.length >= rung);
   const value = objectiveValue(trial.results[rung - 1], objective.metric);
   const mine = score(trial.results[rung - 1], objective);
   const fmt = (x: number): string => (objective.direction === 'maximize' ? x : -x).toFixed(4);
   const name = objective.metric;
+  if (es.type === 'asha' && es.synchronous) {
+    const field = [...peers, trial].map((t) => ({ index: t.index, s: score(t.results[rung - 1], objective) }))
+      .sort((a, b) => b.s - a.s || a.index - b.index);
+    const keep = Math.max(1, Math.floor(field.length / es.reductionFactor));
+    const rank = field.findIndex((x) => x.index === trial.index);
+    return {
+      rung, value, action: rank < keep ? 'continue' : 'stop',
+      reason: `${name} ${value.toFixed(4)} ranks ${rank + 1} of ${field.length} trials at rung ${rung}; the top ${keep} continue`,
+    };
+  }
   if (es.type === 'asha') {
     if (peers.length === 0) return { rung, value, action: 'continue', reason: `first trial to reach rung ${rung}` };
     const cutoff = quantile(peers.map((t) => score(t.results[rung - 1], objective)), 1 - 1 / es.reductionFactor);

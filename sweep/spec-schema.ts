@@ -57,6 +57,11 @@ const earlyStopping = z.discriminatedUnion('type', [
     gracePeriod: z.number().int().positive().default(1),
     /** Rungs at gracePeriod * reductionFactor^k epochs; the top 1/reductionFactor continue. */
     reductionFactor: z.number().int().min(2).default(3),
+    /**
+     * Judge a rung once EVERY trial has reached it or ended, keeping the top 1/reductionFactor of all of
+     * them (successive halving, as in ASHA's synchronous variant). Stops more, waits more; grid and random only.
+     */
+    synchronous: z.boolean().default(false),
   }).strict(),
   z.object({
     type: z.literal('median'),

@@ -153,7 +153,7 @@ class SweepLoop {
       }
       const rung = rungsFor(this.spec.earlyStopping, t.epochs).find((r) => r <= t.results.length && !t.decisions.some((d) => d.rung === r));
       if (rung !== undefined) {
-        const decision = decideAtRung(this.spec.earlyStopping, this.objective, t, this.state.trials.slice(0, t.index), rung);
+        const decision = decideAtRung(this.spec.earlyStopping, this.objective, t, this.state.trials, rung);
         if (decision === null) return;
         t.decisions.push(decision);
         if (decision.action === 'stop') {

@@ -87,6 +87,9 @@ export function parseSweepSpec(text: string, source = '<inline>'): SweepSpec {
   } else if (parsed.budget.maxTrials === undefined) {
     problems.push(`budget.maxTrials: required for ${parsed.algorithm.type} search (only a grid has a natural size)`);
   }
+  if (parsed.earlyStopping.type === 'asha' && parsed.earlyStopping.synchronous && parsed.algorithm.type === 'tpe') {
+    problems.push('earlyStopping.synchronous: needs every trial up front (grid or random); TPE proposes trials as others finish');
+  }
   if (problems.length > 0) throw new SweepSpecError(source, problems);
   const gridSize = parameters.reduce((n, { domain }) => n * finiteValues(domain).length, 1);
   const metric = parsed.objective.metric;

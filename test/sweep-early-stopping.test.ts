@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { decideAtRung, type EpochResult, quantile, rungsFor, type TrialRecord } from '../sweep';
 
 const OBJ = { metric: 'val.top1', direction: 'maximize' } as const;
-const ASHA = { type: 'asha', gracePeriod: 1, reductionFactor: 2 } as const;
+const ASHA = { type: 'asha', gracePeriod: 1, reductionFactor: 2, synchronous: false } as const;
 
 function trial(index: number, top1: number[], state: TrialRecord['state'] = 'pending'): TrialRecord {
   const results: EpochResult[] = top1.map((v, epoch) => ({ epoch, val: { loss: 1 - v, top1: v, top5: 1 }, train: { loss: 1, top1: v }, ranBy: `t${index}` }));
@@ -14,8 +14,8 @@ function trial(index: number, top1: number[], state: TrialRecord['state'] = 'pen
 
 describe('sweep early stopping', () => {
   it('puts ASHA rungs at grace * eta^k below the last epoch, median rungs at every epoch from the grace period', () => {
-    assert.deepEqual(rungsFor({ type: 'asha', gracePeriod: 1, reductionFactor: 3 }, 10), [1, 3, 9]);
-    assert.deepEqual(rungsFor({ type: 'asha', gracePeriod: 2, reductionFactor: 2 }, 8), [2, 4]);
+    assert.deepEqual(rungsFor({ type: 'asha', gracePeriod: 1, reductionFactor: 3, synchronous: false }, 10), [1, 3, 9]);
+    assert.deepEqual(rungsFor({ type: 'asha', gracePeriod: 2, reductionFactor: 2, synchronous: false }, 8), [2, 4]);
     assert.deepEqual(rungsFor({ type: 'median', gracePeriod: 2, minTrials: 1 }, 5), [2, 3, 4]);
     assert.deepEqual(rungsFor({ type: 'none' }, 5), []);
   });
@@ -60,6 +60,16 @@ describe('sweep early stopping', () => {
     assert.deepEqual(inOrder, ['continue', 'stop', 'continue', 'stop', 'continue', 'stop']);
     assert.deepEqual(outcome([5, 3, 1, 4, 2, 0]), inOrder);
     assert.deepEqual(outcome([2, 0, 4, 1, 5, 3]), inOrder);
+  });
+
+  it('synchronous ASHA waits for every trial at the rung, then keeps the top floor(n / eta) of all, ties to the lower index', () => {
+    const sync = { ...ASHA, synchronous: true, reductionFactor: 3 };
+    const trials = [trial(0, [0.2]), trial(1, [0.5]), trial(2, [0.5]), trial(3, []), trial(4, [0.9]), trial(5, [0.1])];
+    assert.equal(decideAtRung(sync, OBJ, trials[0], trials, 1), null, 'a later trial has not reached the rung');
+    trials[3].results = trial(3, [0.4]).results;
+    assert.deepEqual(trials.map((t) => decideAtRung(sync, OBJ, t, trials, 1)?.action),
+      ['stop', 'continue', 'stop', 'stop', 'continue', 'stop']);
+    assert.match(decideAtRung(sync, OBJ, trials[2], trials, 1)!.reason, /val\.top1 0\.5000 ranks 3 of 6 trials at rung 1; the top 2 continue/);
   });
 
   it('median stopping compares the best so far with the median of earlier running means, after minTrials', () => {
