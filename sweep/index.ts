@@ -15,6 +15,7 @@ export { decideAtRung, objectiveValue, type Objective, quantile, rungsFor, score
 export { TrialRun, trialCores, type TrialRunRequest } from './local-executor';
 export { LiveTable, type LiveTableStream } from './live-table';
 export { formatTable, trialRows, type TrialRow } from './results-table';
+export { curvesSpec, paramsSpec } from './report-charts';
 export { bestTrial, sweepSavings, type SweepSavings, writeSweepReport } from './sweep-report';
 export { runSweep, type RunSweepOptions, type SweepOutcome } from './sweep-controller';
 export { SWEEP_LOCK_FILE, SweepLock } from './sweep-lock';

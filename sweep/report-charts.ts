@@ -13,6 +13,7 @@ import type { SweepState } from './sweep-state';
 import { formatValue } from './results-table';
 
 const FRAME = { width: 720, height: 380 };
+const STATES = ['completed', 'stopped', 'failed', 'running', 'pending'] as const;
 
 /** Every trial's objective per epoch; stopped trials dashed, forked epochs drawn as the trial's own. */
 export function curvesSpec(spec: Pick<SweepSpec, 'objective' | 'name'>, state: SweepState): TopLevelSpec {
@@ -21,7 +22,10 @@ export function curvesSpec(spec: Pick<SweepSpec, 'objective' | 'name'>, state: S
   })));
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: `${spec.name}: validation ${spec.objective.metric.slice(4)} per epoch, every trial`,
+    title: {
+      text: `${spec.name}: validation ${spec.objective.metric.slice(4)} per epoch, every trial`,
+      subtitle: 'solid: ran to the end; dashed: stopped early (or failed). Trials sharing a prefix overlap on its epochs (trained once)',
+    },
     ...FRAME,
     autosize: { type: 'fit', contains: 'padding' },
     background: 'white',
@@ -31,7 +35,13 @@ export function curvesSpec(spec: Pick<SweepSpec, 'objective' | 'name'>, state: S
       x: { field: 'epoch', type: 'quantitative', title: 'Epoch', axis: { tickMinStep: 1, format: 'd' } },
       y: { field: 'value', type: 'quantitative', title: spec.objective.metric, scale: { zero: false } },
       color: { field: 'trial', type: 'nominal', title: 'trial', legend: { labelLimit: 0, columns: state.trials.length > 16 ? 2 : 1 } },
-      strokeDash: { field: 'state', type: 'nominal', title: 'state', scale: { domain: ['completed', 'stopped', 'failed', 'running', 'pending'] } },
+      // Solid for trials that ran to the end, dashed for the rest; the legend lists only states that occur.
+      strokeDash: {
+        field: 'state', type: 'nominal', title: 'state',
+        scale: { domain: STATES.filter((s) => rows.some((r) => r.state === s)), range: [[1, 0], [6, 4], [2, 2], [8, 2, 2, 2], [1, 3]] },
+        // resvg draws no stroke-only legend symbols, so the subtitle says what the dashes mean.
+        legend: null,
+      },
     },
   } as TopLevelSpec;
 }
