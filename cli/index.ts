@@ -30,6 +30,7 @@ export function buildProgram(): Command {
     .option('--resume-from <dir>', 'continue from an epoch checkpoint (checkpoints/epoch-NNN of an earlier local run)')
     .option('--until-epoch <n>', 'stop once this many epochs are done', parsePositiveInt)
     .option('--epoch-checkpoints', 'keep a training checkpoint after every epoch (checkpoints/epoch-NNN)')
+    .option('--exit-with-parent', 'stop when the parent process dies (sweeps start their trials with it)')
     .addOption(backendOption())
     .action(async (opts) => {
       if (!opts.local) {
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
       await trainLocal({
         job: opts.job, data: opts.data, set: opts.set, runsDir: opts.runsDir, backend: opts.backend,
         resumeFrom: opts.resumeFrom, untilEpoch: opts.untilEpoch, epochCheckpoints: opts.epochCheckpoints === true,
+        exitWithParent: opts.exitWithParent === true,
       }, log);
     });
 

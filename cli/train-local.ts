@@ -32,6 +32,8 @@ export interface TrainLocalOptions {
   untilEpoch?: number;
   /** Keep a training checkpoint after every epoch in `checkpoints/epoch-NNN` (what sweeps resume and fork from). */
   epochCheckpoints?: boolean;
+  /** Stop (at the next step) when the parent process dies: a sweep killed with SIGKILL leaves no orphan trials. */
+  exitWithParent?: boolean;
 }
 
 /**
@@ -66,6 +68,7 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
     parts,
     onEvent: (event) => recorder.onEvent(event),
     untilEpoch: options.untilEpoch,
+    signal: options.exitWithParent ? parentDeath() : undefined,
     onEpochEnd: options.epochCheckpoints ? (state) => saveEpochCheckpoint(state, run.checkpointDir(state.epoch)) : undefined,
   });
   try {
@@ -89,6 +92,17 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
     trainer.dispose();
     disposeModelParts(parts);
   }
+}
+
+// A process re-parented (to init or a subreaper) has lost its parent; polled, since Node has no PDEATHSIG.
+function parentDeath(): AbortSignal {
+  const controller = new AbortController();
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) controller.abort(new Error(`parent process ${parent} is gone; stopping at the last epoch checkpoint`));
+  }, 500);
+  timer.unref();
+  return controller.signal;
 }
 
 function withFlags(spec: JobSpec, options: TrainLocalOptions): JobSpec {

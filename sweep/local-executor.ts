@@ -46,7 +46,7 @@ export class TrialRun {
     const r = request;
     const common = ['--job', r.jobFile, ...(r.dataDir ? ['--data', r.dataDir] : []), ...(r.backend ? ['--backend', r.backend] : [])];
     const args = r.workers === 1
-      ? ['train', '--local', ...common, '--runs-dir', r.runsDir, '--epoch-checkpoints', '--until-epoch', String(r.untilEpoch),
+      ? ['train', '--local', ...common, '--runs-dir', r.runsDir, '--epoch-checkpoints', '--exit-with-parent', '--until-epoch', String(r.untilEpoch),
         ...(r.resumeFrom ? ['--resume-from', r.resumeFrom] : [])]
       : ['cluster', ...common, '--workers', String(r.workers), '--run-dir', r.runsDir];
     fs.mkdirSync(r.runsDir, { recursive: true });

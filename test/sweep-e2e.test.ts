@@ -100,16 +100,19 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
     assert.equal(readEpochCheckpointInfo(t1.checkpoints[3]).weightsHash, aloneHash);
   });
 
-  it('continues after SIGINT without redoing a finished trial; a second sweep on a running one refuses, naming the lock', async () => {
+  it('continues after SIGINT and after SIGKILL mid-trial without redoing finished work; a second sweep on a running one refuses, naming the lock', async () => {
     const file = join(root, 'resume.yaml');
-    writeFileSync(file, sweepYaml('resume', join(root, 'sweeps'), 'parameters:\n  seed: [1, 2, 3]\nbudget: { maxConcurrentTrials: 1 }\nsharedPrefixes: false\n', 2)
+    writeFileSync(file, sweepYaml('resume', join(root, 'sweeps'), 'parameters:\n  seed: [1, 2, 3]\nbudget: { maxConcurrentTrials: 1 }\nsharedPrefixes: false\n', 3)
       .replace('budget: { maxConcurrentTrials: 2 }\n', ''));
     const dir = join(root, 'sweeps', 'resume');
     const state = (): SweepState | undefined => (existsSync(dir) ? readSweepState(dir) : undefined);
-    const first: ChildProcess = spawn(SHARDWISE, ['sweep', '--spec', file, '--data', data, '--backend', 'wasm'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let firstErr = '';
-    first.stderr!.on('data', (b: Buffer) => (firstErr += b.toString()));
-    const exited = new Promise<number | null>((r) => first.on('exit', (code) => r(code)));
+    const start = (): { child: ChildProcess; exited: Promise<number | null>; stderr: () => string } => {
+      const child = spawn(SHARDWISE, ['sweep', '--spec', file, '--data', data, '--backend', 'wasm'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      child.stderr!.on('data', (b: Buffer) => (text += b.toString()));
+      return { child, exited: new Promise((r) => child.on('exit', (code) => r(code))), stderr: () => text };
+    };
+    const { child: first, exited, stderr: firstStderr } = start();
     await until('one finished trial and a second one running', () => {
       const s = state();
       return s !== undefined && s.trials[0]?.state === 'completed' && s.trials[1]?.state === 'running';
@@ -118,12 +121,25 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
     assert.notEqual(second.code, 0);
     assert.match(second.stderr, new RegExp(`lock ${join(dir, SWEEP_LOCK_FILE).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is held by process ${first.pid}`));
     first.kill('SIGINT');
-    assert.equal(await exited, 130, firstErr);
-    assert.match(firstErr, /interrupted; finished trials are kept/);
+    assert.equal(await exited, 130, firstStderr());
+    assert.match(firstStderr(), /interrupted; finished trials are kept/);
     const paused = state()!;
     assert.equal(existsSync(join(dir, SWEEP_LOCK_FILE)), false, 'the lock is released');
     assert.deepEqual(paused.trials.map((t) => t.state), ['completed', 'pending', 'pending']);
     const finishedRuns = paused.trials[0].runDirs;
+
+    // SIGKILL in the middle of a trial, once it has committed an epoch: nothing is cleaned up, the lock stays.
+    const killed = start();
+    let victim = -1;
+    await until('a trial with an epoch committed and more to go', () => {
+      const s = state();
+      victim = s?.trials.findIndex((t) => t.state === 'running' && t.results.length >= 1 && t.results.length < t.epochs) ?? -1;
+      return victim >= 0;
+    });
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    const atKill = state()!.trials[victim];
+    assert.ok(existsSync(join(dir, SWEEP_LOCK_FILE)), 'a SIGKILLed sweep leaves its lock behind');
 
     const again = await run(['sweep', '--spec', file, '--data', data, '--backend', 'wasm']);
     assert.equal(again.code, 0, again.stderr);
@@ -132,6 +148,10 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
     assert.deepEqual(done.trials.map((t) => t.state), ['completed', 'completed', 'completed']);
     assert.deepEqual(done.trials[0].runDirs, finishedRuns, 'the finished trial was not run again');
     assert.deepEqual(done.trials[0].results, paused.trials[0].results);
+    // The killed trial went on from its last checkpoint: its committed epochs kept, the next run started after them.
+    const resumed = done.trials[victim];
+    assert.deepEqual(resumed.results.slice(0, atKill.results.length), atKill.results);
+    assert.match(resumed.runDirs.at(-1)!, new RegExp(`from-epoch-${atKill.results.length}-\\d+$`));
     for (const f of ['results.csv', 'results.md', 'validation-curves.svg', 'params-vs-metric.svg', join('best', 'job.yaml')]) {
       assert.ok(existsSync(join(dir, 'report', f)), `report has ${f}`);
     }
