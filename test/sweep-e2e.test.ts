@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { encodeCifar10Records, readEpochCheckpointInfo } from '../common';
 import {
-  decideAtRung, parseSweepSpec, readSweepState, runSweep, SWEEP_LOCK_FILE, type SweepState, sweepSavings, writeSweepReport,
+  decideAtRung, parseSweepSpec, readSweepState, runSweep, SWEEP_LOCK_FILE, type SweepState, sweepSavings, trialCores, writeSweepReport,
 } from '../sweep';
 import { signalImages, writeSignalCifar } from './support/cluster-data';
 
@@ -155,5 +155,19 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
     for (const f of ['results.csv', 'results.md', 'validation-curves.svg', 'params-vs-metric.svg', join('best', 'job.yaml')]) {
       assert.ok(existsSync(join(dir, 'report', f)), `report has ${f}`);
     }
+  });
+
+  it('runs a trial that asks for 2 workers as a local cluster, alone on 2 cores (coordinator + 2 workers need 3)', async () => {
+    assert.deepEqual([trialCores(1, 2), trialCores(2, 2), trialCores(2, 8), trialCores(3, 16)], [1, 2, 3, 4]);
+    const spec = parseSweepSpec(sweepYaml('cluster', join(root, 'sweeps'), 'parameters:\n  seed: [1, 2]\n', 2)
+      .replace('  optimizer: {', '  distributed: { desiredWorkers: 2 }\n  optimizer: {'));
+    let overlap = false;
+    const { state } = await runSweep(spec, {
+      dataDir: data, backend: 'wasm', pollMs: 200,
+      onChange: (s) => { overlap ||= s.trials.filter((t) => t.state === 'running').length > 1; },
+    });
+    assert.deepEqual(state.trials.map((t) => [t.workers, t.state, t.results.length]), [[2, 'completed', 2], [2, 'completed', 2]]);
+    assert.ok(state.trials.every((t) => t.runDirs.length === 1 && t.runDirs[0].endsWith('cluster')));
+    assert.equal(overlap, false, 'two 2-worker trials never ran at once on 2 cores');
   });
 });
