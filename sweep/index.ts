@@ -4,7 +4,7 @@
  * resume, and the report. `runSweep` is the entry point `shardwise sweep` calls.
  */
 export { FailureBudgetError, SweepLockedError, SweepSpecError, SweepStateError } from './errors';
-export { OBJECTIVE_METRICS, type ObjectiveMetric, type ParameterDomain, type ParamValue } from './spec-schema';
+export { type EarlyStoppingSpec, OBJECTIVE_METRICS, type ObjectiveMetric, type ParameterDomain, type ParamValue } from './spec-schema';
 export {
   finiteValues, loadSweepSpec, type Observation, parseSweepSpec, type SearchSpace, type SweepSpec, trialJob, type TrialParams,
 } from './sweep-spec';
