@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { encodeCifar10Records, readEpochCheckpointInfo } from '../common';
 import {
-  decideAtRung, parseSweepSpec, readSweepState, runSweep, SWEEP_LOCK_FILE, type SweepState, sweepSavings, trialCores, writeSweepReport,
+  decideAtRung, FailureBudgetError, parseSweepSpec, readSweepState, runSweep, SWEEP_LOCK_FILE, type SweepState, sweepSavings, trialCores, writeSweepReport,
 } from '../sweep';
 import { signalImages, writeSignalCifar } from './support/cluster-data';
 
@@ -169,5 +169,21 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
     assert.deepEqual(state.trials.map((t) => [t.workers, t.state, t.results.length]), [[2, 'completed', 2], [2, 'completed', 2]]);
     assert.ok(state.trials.every((t) => t.runDirs.length === 1 && t.runDirs[0].endsWith('cluster')));
     assert.equal(overlap, false, 'two 2-worker trials never ran at once on 2 cores');
+  });
+
+  it('marks a crashed trial failed with its error and goes on; past maxFailedTrials it stops with a clear message', async () => {
+    // The MobileNet trial points at a model file that does not exist: its process fails while loading it.
+    const yaml = (name: string, maxFailed: number): string => sweepYaml(name, join(root, 'sweeps'),
+      `parameters:\n  model.architecture: [mobilenet_v1, small_cnn]\nbudget: { maxFailedTrials: ${maxFailed} }\n`, 2)
+      .replace('budget: { maxConcurrentTrials: 2 }\n', '')
+      .replace('model: { architecture: small_cnn }', `model: { architecture: small_cnn, path: ${join(root, 'missing', 'model.json')} }`);
+    const tolerant = await runSweep(parseSweepSpec(yaml('tolerant', 1)), { dataDir: data, backend: 'wasm', pollMs: 200 });
+    assert.deepEqual(tolerant.state.trials.map((t) => t.state), ['failed', 'completed']);
+    assert.match(tolerant.state.trials[0].error!, /shardwise train --local exited with code \d+ after 0 of 2 epochs: .*missing/);
+    await assert.rejects(runSweep(parseSweepSpec(yaml('strict', 0)), { dataDir: data, backend: 'wasm', pollMs: 200 }),
+      (err) => err instanceof FailureBudgetError && /sweep stopped: 1 trials failed, more than budget\.maxFailedTrials=0; last error: .*missing/.test(err.message));
+    const stopped = readSweepState(join(root, 'sweeps', 'strict'))!;
+    assert.match(stopped.stopReason!, /more than budget\.maxFailedTrials=0/);
+    assert.notEqual(stopped.trials[1].state, 'completed', 'the sweep stopped before the other trial finished');
   });
 });
