@@ -24,7 +24,7 @@ export function curvesSpec(spec: Pick<SweepSpec, 'objective' | 'name'>, state: S
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: {
       text: `${spec.name}: validation ${spec.objective.metric.slice(4)} per epoch, every trial`,
-      subtitle: 'solid: ran to the end; dashed: stopped early (or failed). Trials sharing a prefix overlap on its epochs (trained once)',
+      subtitle: ['solid: ran to the end; dashed: stopped early or failed', 'trials sharing a prefix overlap on its epochs (trained once)'],
     },
     ...FRAME,
     autosize: { type: 'fit', contains: 'padding' },
@@ -32,7 +32,8 @@ export function curvesSpec(spec: Pick<SweepSpec, 'objective' | 'name'>, state: S
     data: { values: rows },
     mark: { type: 'line', point: true, strokeWidth: 1.8 },
     encoding: {
-      x: { field: 'epoch', type: 'quantitative', title: 'Epoch', axis: { tickMinStep: 1, format: 'd' } },
+      // Explicit ticks: vega would put rounded half-epoch ticks between epochs of a short sweep.
+      x: { field: 'epoch', type: 'quantitative', title: 'Epoch', axis: { values: [...new Set(rows.map((r) => r.epoch))], format: 'd' } },
       y: { field: 'value', type: 'quantitative', title: spec.objective.metric, scale: { zero: false } },
       color: { field: 'trial', type: 'nominal', title: 'trial', legend: { labelLimit: 0, columns: state.trials.length > 16 ? 2 : 1 } },
       // Solid for trials that ran to the end, dashed for the rest; the legend lists only states that occur.
