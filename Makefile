@@ -5,11 +5,12 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep helm-lint proto
+.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep helm-lint proto scale
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
-# and fonts so the PNG curves carry readable text.
-TEST_DEB_PACKAGES := nats-server:nats-server prometheus:prometheus protoc:protobuf-compiler fc-list:fontconfig
+# fonts so the PNG curves carry readable text, Chromium for the status-page browser test, and openssl for the
+# fake Kubernetes API server's TLS certificate.
+TEST_DEB_PACKAGES := nats-server:nats-server prometheus:prometheus protoc:protobuf-compiler fc-list:fontconfig chromium:chromium openssl:openssl
 
 install: node_modules/.installed
 
@@ -19,6 +20,20 @@ deb-packages:
 node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+## build: compile the TypeScript into dist/ (what the images run: `node dist/cli/index.js`).
+build: install
+	npm run --silent build
+
+## dashboard: regenerate deploy/grafana/shardwise.json (and the chart's copy) from deploy/grafana/dashboard.ts.
+dashboard: install
+	npm run --silent dashboard
+
+## images: the CPU and GPU images (needs a Docker engine with BuildKit; deploy/README.md). REGISTRY=... to tag.
+REGISTRY ?= shardwise
+images:
+	docker build -f deploy/Dockerfile --target cpu -t $(REGISTRY):$(shell node -p 'require("./package.json").version') .
+	docker build -f deploy/Dockerfile --target gpu -t $(REGISTRY):$(shell node -p 'require("./package.json").version')-gpu .
 
 ## test: lint, type-check, import-cycle check, then the whole mocha suite.
 test: install deb-packages
@@ -32,10 +47,19 @@ DATA_FLAG := $(if $(CIFAR10_DIR),--data $(CIFAR10_DIR),)
 
 ## demo: the main job. A local cluster (nats-server, coordinator, 2 worker processes) fine-tunes the ImageNet
 ## MobileNet on CIFAR-10 (CIFAR10_DIR, else a download). `bin/shardwise scale --coordinator ADDR --workers N`
-## changes the number of workers while it runs.
+## changes the number of workers while it runs; the live status page is at the printed `status page` address.
 demo: install
 	@scripts/ensure-deb.sh nats-server:nats-server
 	$(SHARDWISE) cluster --job examples/demo.yaml --workers 2 $(DATA_FLAG)
+
+## scale: change the number of workers of a running job: `make scale WORKERS=N`. In a cluster it patches the
+## worker StatefulSet's scale through the Kubernetes API with your kubeconfig (STATEFULSET, default the chart's
+## demo-shardwise-worker; NAMESPACE, default the kubeconfig context's). COORDINATOR=HOST:PORT scales a local
+## cluster (`make demo` prints the address) through its coordinator instead.
+STATEFULSET ?= demo-shardwise-worker
+scale: install
+	@test -n "$(WORKERS)" || { echo 'usage: make scale WORKERS=N [STATEFULSET=name] [NAMESPACE=ns] | [COORDINATOR=host:port]' >&2; exit 2; }
+	$(SHARDWISE) scale --workers $(WORKERS) $(if $(COORDINATOR),--coordinator $(COORDINATOR),--statefulset $(STATEFULSET) $(if $(NAMESPACE),--namespace $(NAMESPACE)))
 
 ## demo-local: the same fine-tune in one process (the reference trainer).
 demo-local: install
@@ -60,8 +84,10 @@ sweep: install
 bench-sweep: install
 	$(NODE_TS) bench/sweep.ts $(DATA_FLAG)
 
-## bench-compute: training and forward images/s of the MobileNet backbone on each backend.
+## bench-compute: training and forward images/s of the MobileNet backbone, beside the PyTorch peer
+## (../shared/peers/torch_mobilenet_speed.py, Debian's python3-torch) in the same run, with the ratio.
 bench-compute: install
+	@scripts/ensure-deb.sh torchrun:python3-torch
 	$(NODE_TS) bench/compute.ts
 
 ## bench-exchange: time to average a 2.16M-float gradient across 2 and 4 worker processes: the allreduce

@@ -4,7 +4,7 @@
  * to the module that does the work.
  */
 import { Command } from 'commander';
-import { ConfigError } from '../common';
+import { version } from '../package.json';
 import { clusterCommand } from './cluster-command';
 import { coordinatorCommand } from './coordinator-command';
 import { reportAndExit } from './fail';
@@ -17,13 +17,15 @@ import { workerCommand } from './worker-command';
 export function buildProgram(): Command {
   const program = new Command('shardwise')
     .description('Distributed data-parallel fine-tuning of image classifiers')
+    .version(version, '-V, --version', 'print the shardwise version')
     .showHelpAfterError();
 
   program
     .command('train')
-    .description('fine-tune a model on CIFAR-10 as described by a job spec')
+    .description('fine-tune a model on CIFAR-10 in this process (the single-process reference trainer); ' +
+      'for a distributed job use `shardwise cluster` (local) or `coordinator` + `worker`')
     .requiredOption('--job <file>', 'job spec (YAML or JSON)')
-    .option('--local', 'train in this process (the single-process reference trainer)')
+    .option('--local', 'train in this process: the default and only mode of `train`, accepted for older scripts')
     .option('--data <dir>', 'CIFAR-10 folder with data_batch_*.bin (default: data.dir, CIFAR10_DIR, then download)')
     .option('--runs-dir <dir>', 'parent folder of run directories (default: output.runsDir)')
     .option('--set <key=value>', 'override a job spec field, e.g. --set training.epochs=2 (repeatable)', collectOverride, [])
@@ -33,9 +35,6 @@ export function buildProgram(): Command {
     .option('--exit-with-parent', 'stop when the parent process dies (sweeps start their trials with it)')
     .addOption(backendOption())
     .action(async (opts) => {
-      if (!opts.local) {
-        throw new ConfigError('train', 'only --local training runs in this process; start a distributed job with `shardwise coordinator`');
-      }
       await trainLocal({
         job: opts.job, data: opts.data, set: opts.set, runsDir: opts.runsDir, backend: opts.backend,
         resumeFrom: opts.resumeFrom, untilEpoch: opts.untilEpoch, epochCheckpoints: opts.epochCheckpoints === true,

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { createCoordinatorClient, unaryCall, withRpcRetry } from '../common';
+import { ConfigError, createCoordinatorClient, unaryCall, withRpcRetry } from '../common';
 import type { ScaleResponse } from '../proto';
+import { scaleStatefulSet } from './scale-kubernetes';
 
 /** How long one Scale call may take. */
 const SCALE_DEADLINE_MS = 10_000;
@@ -11,16 +12,42 @@ function parseWorkers(value: string): number {
   return n;
 }
 
+const SCALE_HELP = `
+Where the number goes:
+  --coordinator HOST:PORT   The coordinator records it (shardwise_desired_workers) and announces it on the
+                            job's NATS bus. A launcher acts on it: \`shardwise cluster\` starts workers or
+                            drains the newest. With no launcher listening (workers started by hand, a cluster
+                            run with --no-bus), nothing is started or stopped: the count is only recorded and
+                            the job trains on with the workers it has (waiting while fewer than minWorkers).
+  without --coordinator     Kubernetes: patches the scale of the workers' StatefulSet (--statefulset, or
+                            $SHARDWISE_WORKER_STATEFULSET) with the kubeconfig's or the pod's credentials, as
+                            \`kubectl scale\` does; RBAC must allow get and patch on statefulsets/scale. The
+                            StatefulSet controller adds pods or removes the highest ordinals; a removed pod
+                            drains (SIGTERM: it finishes its share) before it exits, so no step is lost.
+                            With no Kubernetes configuration this fails, naming what it looked for.
+Either way, a worker beyond distributed.maxWorkers is refused when it registers.`;
+
 /**
- * `shardwise scale`: asks the coordinator for a number of workers. It records it, updates the
- * `shardwise_desired_workers` gauge and publishes a `scale` event that launchers act on.
+ * \`shardwise scale\`: changes the number of workers, through the coordinator (local launcher) or through
+ * the Kubernetes API (the workers' StatefulSet).
  */
 export function scaleCommand(): Command {
   return new Command('scale')
-    .description('change the number of workers a distributed job asks for')
-    .requiredOption('--coordinator <host:port>', 'gRPC address of the coordinator')
+    .description('change the number of workers of a running job: through its coordinator, or the Kubernetes API')
     .requiredOption('--workers <n>', 'desired number of workers', parseWorkers)
+    .option('--coordinator <host:port>', 'gRPC address of the coordinator (a local cluster)')
+    .option('--statefulset <name>', "the workers' StatefulSet (Kubernetes; default $SHARDWISE_WORKER_STATEFULSET)")
+    .option('--namespace <ns>', "its namespace (default $SHARDWISE_NAMESPACE, the kubeconfig context's, then the pod's)")
+    .option('--kubeconfig <file>', 'kubeconfig (default $KUBECONFIG, ~/.kube/config, then the pod\'s ServiceAccount)')
+    .addHelpText('after', SCALE_HELP)
     .action(async (opts) => {
+      if (opts.coordinator === undefined) {
+        process.stdout.write(`${await scaleStatefulSet(opts)}\n`);
+        return;
+      }
+      if (opts.statefulset !== undefined || opts.kubeconfig !== undefined) {
+        throw new ConfigError('--coordinator', 'expected either --coordinator (a local cluster) or the Kubernetes flags, got both');
+      }
       const client = createCoordinatorClient({ target: opts.coordinator });
       try {
         const res = await withRpcRetry('Coordinator/Scale', () =>

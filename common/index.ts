@@ -16,3 +16,4 @@ export * from './wire';
 export * from './collective';
 export * from './bus';
 export * from './telemetry';
+export * from './kube';

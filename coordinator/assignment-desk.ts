@@ -47,7 +47,7 @@ export interface PullRequest {
 /** Pull again at once after a long poll that waited its full time; a little later after a short one. */
 const RETRY_AFTER_SHORT_POLL_MS = 100;
 
-type Decision = { handout: Handout } | { stop: true } | { wait: string } | { reduce: ReduceOrder; step: number };
+type Decision = { handout: Handout } | { stop: string } | { wait: string } | { reduce: ReduceOrder; step: number };
 
 /**
  * Answers a PullStep: waits (up to the worker's max_wait_ms, capped by maxPullWaitMs) until there is work
@@ -68,7 +68,7 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
     if ('stop' in decision) {
       session.toldStop = true;
       job.changed.notify();
-      return waitOrStop(job, AssignmentKind.Stop, request, session, 'the job is finished', 0);
+      return waitOrStop(job, AssignmentKind.Stop, request, session, decision.stop, 0);
     }
     const left = deadline - job.now();
     if (left <= 0 || signal?.aborted) {
@@ -79,9 +79,12 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
 }
 
 function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): Decision {
-  if (job.finished || job.lifecycle.state === CoordinatorState.Failed) return { stop: true };
+  if (job.finished) return { stop: 'the job is finished' };
+  if (job.lifecycle.state === CoordinatorState.Failed) return { stop: 'the job failed' };
   const round = job.round;
-  if (record.state === WorkerState.Draining && job.lifecycle.state !== CoordinatorState.Running) return { stop: true };
+  if (record.state === WorkerState.Draining && job.lifecycle.state !== CoordinatorState.Running) {
+    return { stop: 'drained: the coordinator is stopping; the job resumes from its checkpoint' };
+  }
   if (job.lifecycle.state !== CoordinatorState.Running && round === null) {
     return { wait: 'the coordinator is shutting down; a restarted coordinator resumes from its checkpoint' };
   }
@@ -103,7 +106,7 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
     if (round?.kind === 'train' && round.heldWorkers().includes(id) && (round.collector.complete || job.membership.activeWorkers().length > 0)) {
       return { wait: `step ${round.globalStep}: draining once the allreduce of the sums this worker holds is done` };
     }
-    return { stop: true };
+    return { stop: 'drained: this worker has nothing left to finish; the job goes on without it' };
   }
   if (round === null) return { wait: job.membership.waitingReason() ?? 'between steps' };
   const what = round.kind === 'train' ? `step ${round.globalStep}` : `the evaluation of epoch ${round.epoch}`;

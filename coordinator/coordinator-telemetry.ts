@@ -61,6 +61,7 @@ export class CoordinatorTelemetry {
     m.stepPhaseDuration.observe({ phase: 'reduce' }, s.reduceSeconds);
     m.stepPhaseDuration.observe({ phase: 'wait' }, Math.max(0, s.seconds - compute - transfer - s.reduceSeconds));
     for (const [worker, seconds] of s.workerSeconds) m.workerStepSeconds.set({ worker }, seconds);
+    for (const t of s.timings) m.workerSamples.inc({ worker: t.worker }, t.samples);
     const rate = s.samples / Math.max(s.seconds, 1e-9);
     this.samplesPerSecondAverage = this.smooth(this.samplesPerSecondAverage, rate);
     this.stepSecondsAverage = this.smooth(this.stepSecondsAverage, s.seconds);

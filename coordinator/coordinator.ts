@@ -20,8 +20,10 @@ import {
   serveMetrics,
   startGrpcServer,
 } from '../common';
+import { createStatusPage } from '../status';
+import { startAutoscaler } from './autoscaler';
 import { ChangeSignal } from './change-signal';
-import { CheckpointStore } from './checkpoint-store';
+import { CheckpointStore, listCheckpoints } from './checkpoint-store';
 import { type Boundary, restoreCheckpoint, type Restored } from './checkpointing';
 import { type CompiledCoordinatorOptions, compileCoordinatorOptions, type CoordinatorOptions } from './coordinator-options';
 import { coordinatorService } from './coordinator-service';
@@ -162,6 +164,11 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       stream: options.progressStream,
     });
     cleanup.push(() => recorder.close());
+    const status = createStatusPage({
+      spec, stepsPerEpoch: planner.stepsPerEpoch, registry: telemetry.registry, metricsFile: path.join(run.dir, RUN_FILES.metrics),
+      state: () => lifecycle.state, workers: () => job.membership.list(), checkpoints: () => listCheckpoints(store.dir), warn: log,
+    });
+    cleanup.push(() => status.close());
     const runner = new JobRunner(job, { store, recorder, run, boundary });
     runner.prepare();
     const server: RunningGrpcServer = await startGrpcServer(
@@ -173,8 +180,12 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       host: options.metricsHost,
       port: options.metricsPort,
       isHealthy: () => lifecycle.state !== CoordinatorState.Failed,
+      routes: status.routes,
     });
     cleanup.push(() => metrics.close());
+    // Before the job starts: autoscaling that cannot reach its Kubernetes API fails the start, loudly.
+    const autoscaler = await startAutoscaler(job);
+    if (autoscaler) cleanup.push(() => autoscaler.stop());
     lifecycle.moveTo(CoordinatorState.Running);
     runner.start();
     void runner.done.then((outcome) => {

@@ -13,6 +13,7 @@ export {
   type CoordinatorOptions,
 } from './coordinator-options';
 export type { JobOutcome } from './job-runner';
+export { AutoscaleRule, type ScaleDecision, type ThroughputMeasurement } from './autoscale-rule';
 export { CoordinatorState } from './lifecycle';
 export { trainingSpecHash } from './checkpointing';
 export {

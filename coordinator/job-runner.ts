@@ -287,6 +287,7 @@ export class JobRunner {
       exactlyOnce: report.exactlyOnce,
     });
     if (!report.exactlyOnce) {
+      job.telemetry.metrics.exactlyOnceViolations.inc();
       job.log(`error: epoch ${epoch} did not count every sample once: ${report.missing.length} missing, ` +
         `${report.repeated.length} repeated`);
     }

@@ -30,8 +30,10 @@ export interface StepSums {
   count: number;
 }
 
-/** When a share was handed out, when its push started and when it was accepted (ms). */
+/** Who computed an accepted share, on how many samples, and when it was handed out, pushed and accepted (ms). */
 export interface ShareTiming {
+  worker: string;
+  samples: number;
   handedAtMs: number;
   headerAtMs: number;
   doneAtMs: number;
@@ -133,7 +135,7 @@ export class StepRound {
   accept(handout: Handout, sums: ShareSums, headerAtMs: number, doneAtMs: number): void {
     this.collector.accept(sums.worker, sums.microBatchIds);
     this.shares.set(sums.microBatchIds[0], sums);
-    this.timings.push({ handedAtMs: handout.handedAtMs, headerAtMs, doneAtMs });
+    this.timings.push({ worker: sums.worker, samples: sums.count, handedAtMs: handout.handedAtMs, headerAtMs, doneAtMs });
     this.workerSeconds.set(sums.worker, (this.workerSeconds.get(sums.worker) ?? 0) + (doneAtMs - handout.handedAtMs) / 1000);
     if (this.collector.complete && !this.settled) {
       this.settled = true;

@@ -93,11 +93,15 @@ export interface CompiledClusterOptions {
 export const MAX_LOCAL_WORKERS = 64;
 
 /**
- * The shardwise command of this checkout: the same node binary with tsx loaded by absolute URL, so it
- * works from any working directory (the children keep the user's, so relative paths in flags still mean
- * what the user meant).
+ * The shardwise command of this checkout: the same node binary running the entry point beside this file,
+ * so it works from any working directory (the children keep the user's, so relative paths in flags still
+ * mean what the user meant). Compiled (`npm run build`, what the images run) that is `cli/index.js` under
+ * dist/; from source it is `cli/index.ts` with tsx loaded by absolute URL.
  */
 export function defaultShardwiseCommand(): ShardwiseCommand {
+  if (path.extname(__filename) === '.js') {
+    return { command: process.execPath, args: [path.resolve(__dirname, '..', 'cli', 'index.js')] };
+  }
   const tsx = pathToFileURL(require.resolve('tsx')).href;
   return { command: process.execPath, args: ['--import', tsx, path.resolve(__dirname, '..', 'cli', 'index.ts')] };
 }

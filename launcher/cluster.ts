@@ -1,4 +1,5 @@
 import { BusEventType, EventBus, type EventSubscription } from '../common';
+import { statusPageUrl } from '../status';
 import { exitCodeOf, type ExitStatus, ManagedChild } from './child-process';
 import { type ClusterOptions, type CompiledClusterOptions, compileClusterOptions } from './cluster-options';
 import { LauncherError } from './errors';
@@ -181,7 +182,8 @@ export class LocalCluster {
     });
     this.coordinatorReady = coordinatorReadyFrom(ready);
     this.throwIfStopRequested();
-    options.log(`coordinator: grpc ${this.coordinatorReady.grpc}, metrics ${this.coordinatorReady.metrics} (pid ${coordinator.pid})`);
+    options.log(`coordinator: grpc ${this.coordinatorReady.grpc}, metrics ${this.coordinatorReady.metrics}, ` +
+      `status page ${statusPageUrl(this.coordinatorReady.metrics)} (pid ${coordinator.pid})`);
     options.log(`run directory: ${this.coordinatorReady.runDir}`);
     this.pool = new WorkerPool({
       coordinator: this.coordinatorReady.grpc,

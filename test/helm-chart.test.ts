@@ -1,21 +1,19 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { parse as parseYaml } from 'yaml';
 import { jobSpecSchema, parseJobSpec } from '../common/job';
+import { CHART, ciScenarios, Helm, ROOT, scenarioFile } from './support/helm';
 
 // The Helm chart, checked with a real helm v3 (scripts/helm.sh takes it from a devDependency): lint, then
 // render every ci/ scenario and assert the wiring between the objects — the parts a typo breaks without
 // any error from helm: the worker's --coordinator against the Service, probes against the metrics port,
 // selectors against pod labels, the job spec against parseJobSpec. No Kubernetes API server runs here.
+// test/helm-schemas.test.ts validates every rendered object against the Kubernetes OpenAPI schemas, and
+// test/helm-policies.test.ts the NetworkPolicies and monitoring objects.
 
-const ROOT = path.resolve(__dirname, '..');
-const CHART = path.join(ROOT, 'helm', 'shardwise');
-const HELM = path.join(ROOT, 'scripts', 'helm.sh');
 const RELEASE = 'ci';
-const SCENARIOS = ['default', 'gpu-workers', 'external-nats', 'persistence-disabled'] as const;
+const SCENARIOS = ['default', 'gpu-workers', 'external-nats', 'persistence-disabled', 'monitoring-autoscale', 'autoscale'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 type Labels = Record<string, string>;
@@ -68,19 +66,6 @@ interface K8sObject {
     endpoints?: Array<{ port: string; path: string }>;
     containers?: Container[];
   };
-}
-
-/** Runs scripts/helm.sh with helm's config and cache homes in a throwaway folder. */
-function helm(args: string[], homes: string): { status: number; stdout: string; stderr: string } {
-  const env = {
-    ...process.env,
-    HELM_CONFIG_HOME: path.join(homes, 'config'),
-    HELM_CACHE_HOME: path.join(homes, 'cache'),
-    HELM_DATA_HOME: path.join(homes, 'data'),
-  };
-  const run = spawnSync(HELM, args, { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
-  if (run.error) throw run.error;
-  return { status: run.status ?? -1, stdout: run.stdout, stderr: run.stderr };
 }
 
 /** The rendered manifests of one `helm template`, looked up by kind and component label. */
@@ -155,10 +140,6 @@ function env(c: Container, name: string): string | undefined {
   return c.env?.find((e) => e.name === name)?.value;
 }
 
-function scenarioFile(name: Scenario): string {
-  return path.join(CHART, 'ci', `${name}-values.yaml`);
-}
-
 /** Every leaf key path of a parsed values tree (a non-empty mapping is a branch; anything else a leaf). */
 function leafPaths(node: unknown, prefix = ''): string[] {
   if (node === null || typeof node !== 'object' || Array.isArray(node) || Object.keys(node).length === 0) return [prefix];
@@ -166,39 +147,26 @@ function leafPaths(node: unknown, prefix = ''): string[] {
 }
 
 describe('helm chart: helm/shardwise', function () {
-  let homes: string;
+  let helm: Helm;
   const rendered = new Map<Scenario, Rendered>();
   let chartVersion: string;
 
-  const render = (files: string[], sets: string[] = []): Rendered => {
-    const args = ['template', RELEASE, CHART, ...files.flatMap((f) => ['-f', f]), ...sets.flatMap((s) => ['--set', s])];
-    const run = helm(args, homes);
-    assert.equal(run.status, 0, `helm ${args.join(' ')} failed:\n${run.stderr}`);
-    const objects: K8sObject[] = [];
-    for (const doc of parseAllDocuments(run.stdout)) {
-      assert.deepEqual(doc.errors, [], 'helm rendered invalid YAML');
-      const value = doc.toJS() as K8sObject | null;
-      if (value !== null) objects.push(value);
-    }
-    return new Rendered(objects);
-  };
+  const render = (files: string[], sets: string[] = []): Rendered => new Rendered(helm.template(RELEASE, files, sets) as K8sObject[]);
 
   /** Renders the default values with `--set`s that must fail; returns helm's error output. */
   const renderFailure = (sets: string[]): string => {
-    const run = helm(['template', RELEASE, CHART, ...sets.flatMap((s) => ['--set', s])], homes);
+    const run = helm.run(['template', RELEASE, CHART, ...sets.flatMap((s) => ['--set', s])]);
     assert.notEqual(run.status, 0, `expected helm template --set ${sets.join(' --set ')} to fail, it rendered`);
     return run.stderr;
   };
 
   before(function () {
-    homes = fs.mkdtempSync(path.join(os.tmpdir(), 'shardwise-helm-'));
+    helm = Helm.create();
     chartVersion = (parseYaml(fs.readFileSync(path.join(CHART, 'Chart.yaml'), 'utf8')) as { version: string }).version;
     for (const scenario of SCENARIOS) rendered.set(scenario, render([scenarioFile(scenario)]));
   });
 
-  after(() => {
-    if (homes) fs.rmSync(homes, { recursive: true, force: true });
-  });
+  after(() => helm?.dispose());
 
   const scenario = (name: Scenario): Rendered => {
     const r = rendered.get(name);
@@ -206,12 +174,11 @@ describe('helm chart: helm/shardwise', function () {
     return r;
   };
 
-  it('passes helm lint --strict in every ci/ scenario, and ci/ holds the four scenarios', () => {
-    const files = fs.readdirSync(path.join(CHART, 'ci')).filter((f) => f.endsWith('-values.yaml')).sort();
-    assert.deepEqual(files, SCENARIOS.map((s) => `${s}-values.yaml`).sort());
-    for (const file of files) {
-      const run = helm(['lint', CHART, '--strict', '-f', path.join(CHART, 'ci', file)], homes);
-      assert.equal(run.status, 0, `helm lint with ${file} failed:\n${run.stdout}${run.stderr}`);
+  it('passes helm lint --strict in every ci/ scenario, and ci/ holds the scenarios these tests know', () => {
+    assert.deepEqual(ciScenarios(), [...SCENARIOS].sort());
+    for (const name of SCENARIOS) {
+      const run = helm.run(['lint', CHART, '--strict', '-f', scenarioFile(name)]);
+      assert.equal(run.status, 0, `helm lint with ${name} failed:\n${run.stdout}${run.stderr}`);
       assert.match(run.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
     }
   });
@@ -288,7 +255,9 @@ describe('helm chart: helm/shardwise', function () {
     for (const name of SCENARIOS) {
       const r = scenario(name);
       const spec = parseJobSpec(jobOf(r), `${name}: job.yaml`);
-      assert.equal(spec.distributed.desiredWorkers, r.get('StatefulSet', 'worker').spec?.replicas, `${name}: desiredWorkers follows workers.replicas`);
+      // With autoscale the StatefulSet leaves replicas to the coordinator, which starts from desiredWorkers.
+      const replicas = r.get('StatefulSet', 'worker').spec?.replicas ?? (name === 'monitoring-autoscale' ? 2 : undefined);
+      assert.equal(spec.distributed.desiredWorkers, replicas, `${name}: desiredWorkers follows workers.replicas`);
       assert.ok(requiredArg(container(r.get('Deployment', 'coordinator')), '--run-dir').endsWith(`/${spec.name}`), `${name}: one run directory per job name`);
     }
     // The default job is the demo job (examples/demo.yaml), distributed over the default 2 workers.
@@ -344,7 +313,8 @@ describe('helm chart: helm/shardwise', function () {
     assert.equal(podSpec(sts).nodeSelector?.['nvidia.com/gpu.present'], 'true');
     assert.equal(requiredArg(worker, '--backend'), 'tensorflow');
     assert.equal(requiredArg(container(gpu.get('Deployment', 'coordinator')), '--backend'), 'tensorflow');
-    assert.ok(worker.image.endsWith(':0.1.0-gpu'));
+    assert.equal(worker.image, 'shardwise:0.1.0-gpu', 'workers run the gpu image target');
+    assert.equal(container(gpu.get('Deployment', 'coordinator')).image, 'shardwise:0.1.0', 'the coordinator runs the cpu image');
     assert.equal(container(gpu.get('Deployment', 'coordinator')).resources?.limits?.['nvidia.com/gpu'], undefined, 'the coordinator needs no GPU');
 
     const plain = container(scenario('default').get('StatefulSet', 'worker'));
@@ -413,7 +383,8 @@ describe('helm chart: helm/shardwise', function () {
 
   it('creates a ServiceMonitor only when enabled, for the metrics port of the coordinator and worker Services', () => {
     for (const name of SCENARIOS) {
-      if (name !== 'external-nats') assert.deepEqual(scenario(name).all('ServiceMonitor'), [], name);
+      const enabled = ['external-nats', 'monitoring-autoscale'].includes(name);
+      assert.equal(scenario(name).all('ServiceMonitor').length, enabled ? 1 : 0, name);
     }
     const r = scenario('external-nats');
     const [monitor] = r.all('ServiceMonitor');

@@ -111,6 +111,7 @@ describe('launcher: local cluster process handling', function () {
     await output.waitFor(/^\[coordinator\] shardwise coordinator ready /);
     await output.waitFor(/^\[worker-1\] worker worker-1: step 0 \(epoch 0\): /);
     assert.ok(log.matching(/run directory: \/tmp\/fake run/).length === 1, log.lines.join('\n'));
+    assert.equal(log.matching(/^coordinator: grpc \S+, metrics http:\/\/127\.0\.0\.1:9\/metrics, status page http:\/\/127\.0\.0\.1:9\/ \(pid \d+\)$/).length, 1, log.lines.join('\n'));
     assert.deepEqual(output.matching(/^\[nats\].*\[INF\]/), [], "nats-server's informational lines are not forwarded");
   });
 

@@ -125,13 +125,14 @@ describe('compute: wasm training kernels against the cpu backend', () => {
 
   // [label, input shape, channel multiplier, strides, pad]
   const depthwiseCases: [string, number[], number, number, 'same' | 'valid' | tf.backend_util.ExplicitPadding][] = [
-    ['s1 same, per-tap route', [2, 7, 7, 5], 1, 1, 'same'],
+    ['s1 same', [2, 7, 7, 5], 1, 1, 'same'],
+    ['s1 same, 13 channels (SIMD steps and a scalar tail)', [2, 6, 6, 13], 1, 1, 'same'],
     ['s2 same odd', [2, 9, 7, 5], 1, 2, 'same'],
     ['s2 valid even (MobileNet)', [2, 10, 10, 4], 1, 2, 'valid'],
-    ['s1 valid, batch-as-channels route', [3, 5, 4, 6], 1, 1, 'valid'],
+    ['s1 valid', [3, 5, 4, 6], 1, 1, 'valid'],
     ['s2 valid, 1x1 output', [2, 4, 4, 3], 1, 2, 'valid'],
-    ['multiplier 2, s2 same', [2, 7, 8, 3], 2, 2, 'same'],
-    ['multiplier 3, s1 valid, small output', [2, 4, 5, 2], 3, 1, 'valid'],
+    ['multiplier 2, s2 same (per-tap ops)', [2, 7, 8, 3], 2, 2, 'same'],
+    ['multiplier 3, s1 valid, small output (batch-as-channels ops)', [2, 4, 5, 2], 3, 1, 'valid'],
     ['explicit pad', [2, 6, 7, 3], 1, 2, [[0, 0], [2, 1], [0, 2], [0, 0]]],
   ];
 
@@ -251,6 +252,8 @@ describe('compute: wasm training kernels against the cpu backend', () => {
       await checkKernel('Sum', { x }, { axis, keepDims }, `axes ${axis}`);
       await checkKernel('Mean', { x }, { axis, keepDims }, `axes ${axis}`);
     }
+    // A depthwise filter gradient's per-image sum: whole SIMD rows, no scalar tail.
+    await checkKernel('Sum', { x: uniform(rng, [9, 16, 12], 0, 1) }, { axis: 1, keepDims: false }, 'middle axis, rows of 12');
     const ints: HostTensor = { shape: [3, 4, 2], values: Int32Array.from({ length: 24 }, (_, i) => i), dtype: 'int32' };
     await checkKernel('Sum', { x: ints }, { axis: [0, 1], keepDims: false }, 'int32');
   });
@@ -363,6 +366,11 @@ describe('compute: gradient overrides against independent references', () => {
     const [dx] = await gradsOn('wasm', (t) => tf.mean(t, [0, 1]), [x], dy);
     const expected = Float32Array.from({ length: 60 }, (_, i) => dy.values[i % 5] / 12);
     assertClose(dx, { shape: [3, 4, 5], values: expected }, 'mean');
+    // A middle axis: [o, r, i] takes dy[o, i] / 4; rows of 8 are whole SIMD steps.
+    const dyMiddle = uniform(rng, [3, 1, 8]);
+    const [dxMiddle] = await gradsOn('wasm', (t) => tf.mean(t, 1, true), [uniform(rng, [3, 4, 8])], dyMiddle);
+    const spread = Float32Array.from({ length: 96 }, (_, k) => dyMiddle.values[Math.floor(k / 32) * 8 + (k % 8)] / 4);
+    assertClose(dxMiddle, { shape: [3, 4, 8], values: spread }, 'mean over the middle axis');
   });
 });
 

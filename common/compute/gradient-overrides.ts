@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
+import { BROADCAST_MIDDLE_KERNEL, type BroadcastMiddleAttrs } from './wasm-axis-sum';
+import { poolableReduction } from './wasm-reductions';
 
 /**
  * Gradients that tfjs computes with boolean tensors or tf.ones. On wasm the comparison ops and
@@ -67,6 +69,12 @@ export const meanGradConfig: tf.GradConfig = {
     const axes = tf.util.parseAxisParam(axis, x.shape);
     const keptShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     const count = axes.reduce((n, a) => n * x.shape[a], 1);
+    // On wasm, leading or middle axes (BatchNorm statistics): one SIMD pass writes dy / n everywhere.
+    const plan = poolableReduction(x.shape, axes);
+    if (plan && x.dtype === 'float32' && tf.getKernel(BROADCAST_MIDDLE_KERNEL, tf.getBackend())) {
+      const attrs: BroadcastMiddleAttrs = { shape: x.shape, ...plan, scale: 1 / count };
+      return { x: () => tf.engine().runKernel(BROADCAST_MIDDLE_KERNEL, { x: dy as tf.Tensor }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor };
+    }
     return { x: () => tf.mul(tf.reshape(dy as tf.Tensor, keptShape), tf.fill(x.shape, 1 / count, 'float32')) };
   },
 };

@@ -11,3 +11,12 @@ export {
 } from './backend';
 export { registerWasmTrainingKernels, WASM_TRAINING_KERNELS, OVERRIDDEN_GRADIENTS } from './register-wasm-kernels';
 export { ComputeError, BackendUnavailableError, UnsupportedKernelError, KernelShapeError } from './errors';
+export {
+  fusedAdamUpdate,
+  fusedSgdUpdate,
+  FUSED_ADAM_KERNEL,
+  FUSED_SGD_KERNEL,
+  type FusedAdamAttrs,
+  type FusedSgdAttrs,
+} from './fused-optimizer';
+export type { AdamDecay } from './optimizer-wasm-module';

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 // The stock wasm kernels must be registered before ours can wrap them.
 import '@tensorflow/tfjs-backend-wasm';
 import { fusedBatchNormGradConfig } from './fused-batch-norm-grad';
+import { registerFusedOptimizerKernels } from './fused-optimizer';
 import { ELEMENTWISE_GRADIENT_OVERRIDES } from './gradient-overrides';
 import { registerWasmBatchMatMul } from './wasm-batch-matmul';
 import { registerWasmConv2DBackpropFilter } from './wasm-conv2d-backprop-filter';
@@ -63,6 +64,7 @@ export function registerWasmTrainingKernels(): void {
   registerWasmConv2DBackpropInput();
   registerWasmConv2DBackpropFilter();
   registerWasmDepthwiseBackprop();
+  registerFusedOptimizerKernels();
   // registerGradient replaces silently and gradients are looked up per op call.
   for (const config of GRADIENT_OVERRIDES) tf.registerGradient(config);
   registered = true;

@@ -9,10 +9,12 @@ import {
   phaseView,
   tapPixels,
 } from './conv-geometry';
+import { depthwiseFilterGrad, depthwiseInputGrad } from './wasm-depthwise-backprop-kernels';
 import { asTensor, KernelArgs, registerWasmKernel, tidyKernel } from './wasm-kernel-registry';
 
 /**
- * Input gradient of a depthwise convolution: a stride-1 depthwise convolution of the
+ * Input gradient of a depthwise convolution: our SIMD kernel (wasm-depthwise-backprop-kernels.ts)
+ * for a channel multiplier of 1. Otherwise a stride-1 depthwise convolution of the
  * stride-dilated output gradient with the spatially flipped filter. With a channel multiplier
  * M > 1 each of the C·M gradient channels is convolved on its own and the M results of each
  * input channel are summed.
@@ -24,6 +26,11 @@ export function wasmDepthwiseBackpropInput(args: KernelArgs): tf.TensorInfo {
   const [kh, kw, channels, multiplier] = filterInfo.shape;
   const dyShape = (args.inputs.dy as tf.TensorInfo).shape;
   expectOutputGradShape(tf.DepthwiseConv2dNativeBackpropInput, dyShape, g, attrs.inputShape[0], channels * multiplier);
+  const dyInfo = args.inputs.dy as tf.TensorInfo;
+  if (multiplier === 1 && filterInfo.dtype === 'float32' && dyInfo.dtype === 'float32') {
+    return depthwiseInputGrad(args.backend, dyInfo, filterInfo, g, [...attrs.inputShape]);
+  }
+  // A channel multiplier above 1 (MobileNet has none) composes tfjs ops.
   return tidyKernel(() => {
     let filter = asTensor(filterInfo, 'filter') as tf.Tensor4D;
     if (kh > 1 || kw > 1) filter = tf.reverse(filter, [0, 1]);
@@ -81,7 +88,10 @@ function filterGradByTaps(x: tf.Tensor4D, dy: tf.Tensor4D, g: ConvGeometry, filt
 /** Output positions up to which the batch-as-channels convolution stays on XNNPACK's fast kernels. */
 const MAX_FAST_TAPS = 9;
 
-/** Filter gradient of a depthwise convolution (tfjs 4.22's wasm backend has none). */
+/**
+ * Filter gradient of a depthwise convolution (tfjs 4.22's wasm backend has none): our SIMD kernel
+ * (wasm-depthwise-filter-grad.ts) for a channel multiplier of 1, else a composition of ops.
+ */
 export function wasmDepthwiseBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const attrs = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
   const xInfo = args.inputs.x as tf.TensorInfo;
@@ -89,6 +99,11 @@ export function wasmDepthwiseBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const dyShape = (args.inputs.dy as tf.TensorInfo).shape;
   const [, , channels, multiplier] = attrs.filterShape;
   expectOutputGradShape(tf.DepthwiseConv2dNativeBackpropFilter, dyShape, g, xInfo.shape[0], channels * multiplier);
+  const dyInfo = args.inputs.dy as tf.TensorInfo;
+  if (multiplier === 1 && xInfo.dtype === 'float32' && dyInfo.dtype === 'float32') {
+    return depthwiseFilterGrad(args.backend, xInfo, dyInfo, g, attrs.filterShape);
+  }
+  // A channel multiplier above 1 (MobileNet has none) composes tfjs ops.
   return tidyKernel(() => {
     const x = asTensor(xInfo, 'x') as tf.Tensor4D;
     const dy = asTensor(args.inputs.dy, 'dy') as tf.Tensor4D;

@@ -1,11 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
+import { registerBroadcastMiddle, sumMiddleAxis } from './wasm-axis-sum';
 import { asTensor, KernelArgs, registerWasmKernel, requireStock, tidyKernel } from './wasm-kernel-registry';
 
 /**
  * The stock wasm Sum and Mean only reduce the innermost axes; anything else is first transposed
  * by a slow generic transpose. Batch-norm statistics and their gradients reduce over
  * [batch, height, width] of NHWC tensors, i.e. the leading axes: ~1 ms for a 2 MB tensor. The
- * same reduction is an average pooling whose window covers the reduced axes, which XNNPACK does
+ * same reduction is a sum over the middle axis of an [outer, reduced, inner] view: Sum runs our SIMD
+ * kernel for it, Mean an average pooling whose window covers the reduced axes, which XNNPACK does
  * in one vectorised read (~0.07 ms). Reductions of a contiguous block of axes with something
  * left after it take that route; innermost or scattered axes stay with the stock kernels.
  */
@@ -33,7 +35,7 @@ function outputShape(shape: readonly number[], axes: readonly number[], keepDims
   return keepDims ? shape.map((d, i) => (axes.includes(i) ? 1 : d)) : shape.filter((_, i) => !axes.includes(i));
 }
 
-function registerPooledReduction(kernelName: string, scaleBySize: boolean): void {
+function registerPooledReduction(kernelName: string, exactSum: boolean): void {
   registerWasmKernel(kernelName, (stockFunc) => {
     const stock = requireStock(kernelName, stockFunc);
     return (args: KernelArgs) => {
@@ -43,18 +45,18 @@ function registerPooledReduction(kernelName: string, scaleBySize: boolean): void
       const axes = tf.util.parseAxisParam(axis, xInfo.shape);
       const plan = poolableReduction(xInfo.shape, axes);
       if (!plan) return stock(args);
+      if (exactSum) return sumMiddleAxis(args.backend, xInfo, plan, outputShape(xInfo.shape, axes, keepDims));
       return tidyKernel(() => {
         const x4 = tf.reshape(asTensor(xInfo, 'x'), [plan.outer, plan.reduced, 1, plan.inner]) as tf.Tensor4D;
-        let out: tf.Tensor = tf.avgPool(x4, [plan.reduced, 1], 1, 'valid');
-        if (scaleBySize) out = tf.mul(out, tf.scalar(plan.reduced));
-        return tf.reshape(out, outputShape(xInfo.shape, axes, keepDims));
+        return tf.reshape(tf.avgPool(x4, [plan.reduced, 1], 1, 'valid'), outputShape(xInfo.shape, axes, keepDims));
       });
     };
   });
 }
 
-/** Registers the pooled Sum and Mean for the wasm backend. */
+/** Registers the SIMD Sum (wasm-axis-sum.ts) and the pooled Mean for the wasm backend. */
 export function registerWasmReductions(): void {
   registerPooledReduction(tf.Sum, true);
+  registerBroadcastMiddle();
   registerPooledReduction(tf.Mean, false);
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
+import { autoscaleDefaults, autoscaleProblems } from './autoscale';
 import { JobSpecError } from './errors';
 import { jobSpecSchema, type ParsedJobSpec } from './schema';
 import type { JobSpec } from './spec';
@@ -90,6 +91,7 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
   if (spec.data.valFraction === 0 && !spec.data.testSet) {
     problems.push('data.valFraction: 0 holds out no images to evaluate on; allowed only with data.testSet: true (test_batch.bin)');
   }
+  problems.push(...autoscaleProblems(spec));
   if (spec.schedule.warmupEpochs >= training.epochs) {
     problems.push(`schedule.warmupEpochs: must be less than training.epochs (${training.epochs})`);
   }
@@ -99,14 +101,17 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
 function withDerivedDefaults(spec: ParsedJobSpec): JobSpec {
   const builtIn = BUILT_IN_ARCHITECTURES.has(spec.model.architecture);
   const weightDecay = spec.optimizer.weightDecay ?? (spec.optimizer.type === 'adamw' ? ADAMW_DEFAULT_WEIGHT_DECAY : 0);
+  const microBatchSize = spec.training.microBatchSize ?? Math.min(spec.training.batchSize, DEFAULT_MICRO_BATCH_SIZE);
+  const { autoscale, ...distributed } = spec.distributed;
   return {
     ...spec,
     model: { ...spec.model, pretrained: spec.model.pretrained ?? !builtIn },
     optimizer: { ...spec.optimizer, weightDecay },
     training: {
       ...spec.training,
-      microBatchSize: spec.training.microBatchSize ?? Math.min(spec.training.batchSize, DEFAULT_MICRO_BATCH_SIZE),
+      microBatchSize,
     },
+    distributed: autoscale ? { ...distributed, autoscale: autoscaleDefaults(spec, autoscale, microBatchSize) } : distributed,
   };
 }
 

@@ -105,6 +105,17 @@ const output = z
   })
   .strict();
 
+// minWorkers and maxWorkers default from the rest of the spec (compileJobSpec).
+const autoscale = z
+  .object({
+    minWorkers: positiveInt.optional(),
+    maxWorkers: positiveInt.optional(),
+    minEfficiency: z.number().gt(0).max(1).default(0.8),
+    measureSteps: positiveInt.default(5),
+    cooldownMs: nonNegativeInt.default(60_000),
+  })
+  .strict();
+
 const distributed = z
   .object({
     minWorkers: positiveInt.default(1),
@@ -117,6 +128,7 @@ const distributed = z
     hashEverySteps: positiveInt.default(10),
     maxMessageBytes: positiveInt.min(64 * 1024).default(4 * 1024 * 1024),
     exchange: z.enum(EXCHANGE_MODES).default('allreduce'),
+    autoscale: autoscale.optional(),
   })
   .strict();
 

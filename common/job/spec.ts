@@ -159,6 +159,30 @@ export interface DistributedSpec {
    * process). @default 'allreduce'
    */
   exchange: ExchangeMode;
+  /** The coordinator changes the worker count itself (see {@link AutoscaleSpec}); absent: only operators scale. */
+  autoscale?: AutoscaleSpec;
+}
+
+/**
+ * Autoscaling: the coordinator adds a worker while the throughput per worker stays at or above
+ * `minEfficiency` of the one-worker rate (the per-worker throughput measured at the smallest worker count
+ * the job has run with), and removes one, for good, when a count falls below it. It acts through the
+ * Kubernetes API in a cluster (the worker StatefulSet's scale), else through the local launcher.
+ */
+export interface AutoscaleSpec {
+  /** Fewest workers it scales to. @default distributed.minWorkers */
+  minWorkers: number;
+  /**
+   * Most workers it scales to, capped at the micro-batches per step (more workers would idle).
+   * @default the micro-batches per step, or distributed.maxWorkers if fewer
+   */
+  maxWorkers: number;
+  /** Add a worker while throughput per worker is at least this fraction of the one-worker rate. @default 0.8 */
+  minEfficiency: number;
+  /** Steps measured at a worker count before deciding on it. @default 5 */
+  measureSteps: number;
+  /** No change sooner than this after the previous one. @default 60000 */
+  cooldownMs: number;
 }
 
 /** The gradient exchange modes of {@link DistributedSpec.exchange}. */

@@ -30,8 +30,11 @@ export interface LocateMobilenetOptions {
   sharedDir?: string;
 }
 
-/** Default shared folder: beside the repository root (this file is `<repo>/common/models/`). */
-export const DEFAULT_SHARED_DIR = path.resolve(__dirname, '../../../shared');
+/**
+ * Default shared folder: beside the repository root. This file is `<repo>/common/models/`, or
+ * `<repo>/dist/common/models/` once compiled (`npm run build`).
+ */
+export const DEFAULT_SHARED_DIR = path.resolve(__dirname, path.extname(__filename) === '.js' ? '../../../..' : '../../..', 'shared');
 
 /** Picks the MobileNet v1 location by the resolution order in the module comment. */
 export function locateMobilenet(specPath: string | undefined, options: LocateMobilenetOptions = {}): MobilenetLocation {

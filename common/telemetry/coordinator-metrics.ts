@@ -31,6 +31,8 @@ export interface CoordinatorMetrics {
   stepPhaseDuration: Histogram<PhaseLabel>;
   /** `shardwise_worker_step_seconds{worker}`: each worker's time for its share of the last step. */
   workerStepSeconds: Gauge<WorkerLabel>;
+  /** `shardwise_worker_committed_samples_total{worker}`: training samples in each worker's shares of committed steps. */
+  workerSamples: Counter<WorkerLabel>;
   /** `shardwise_loss{split}`: mean cross-entropy loss (train: recent steps; validation: last evaluation). */
   loss: Gauge<SplitLabel>;
   /** `shardwise_top1_accuracy_ratio{split}`: top-1 accuracy in [0, 1]. */
@@ -65,6 +67,8 @@ export interface CoordinatorMetrics {
   sentBytes: Counter;
   /** `shardwise_received_bytes_total`: bytes the coordinator received from workers. */
   receivedBytes: Counter;
+  /** `shardwise_exactly_once_violations_total`: epochs whose report did not count every sample exactly once. */
+  exactlyOnceViolations: Counter;
   /** `shardwise_epoch`: the current epoch, from 0. */
   epoch: Gauge;
   /** `shardwise_epoch_progress_ratio`: fraction of the current epoch done, in [0, 1]. */
@@ -106,6 +110,12 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
     workerStepSeconds: new Gauge({
       name: 'shardwise_worker_step_seconds',
       help: "Each worker's time for its share of the last step; the slowest is the straggler.",
+      labelNames: WORKER_LABEL,
+      registers,
+    }),
+    workerSamples: new Counter({
+      name: 'shardwise_worker_committed_samples_total',
+      help: "Training samples in each worker's shares of committed steps.",
       labelNames: WORKER_LABEL,
       registers,
     }),
@@ -156,6 +166,7 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
     allreduceFailures: counter('shardwise_allreduce_failures_total', 'Ring allreduce attempts that failed; the step was collected and reduced again.'),
     sentBytes: counter('shardwise_sent_bytes_total', 'Bytes sent to workers.'),
     receivedBytes: counter('shardwise_received_bytes_total', 'Bytes received from workers.'),
+    exactlyOnceViolations: counter('shardwise_exactly_once_violations_total', 'Epochs whose report did not count every training sample exactly once.'),
     epoch: gauge('shardwise_epoch', 'Current epoch, from 0.'),
     epochProgress: gauge('shardwise_epoch_progress_ratio', 'Fraction of the current epoch done, in [0, 1].'),
     etaSeconds: gauge('shardwise_eta_seconds', 'Estimated time until the job finishes.'),

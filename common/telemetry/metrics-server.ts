@@ -11,6 +11,11 @@ export interface MetricsServerOptions {
   port?: number;
   /** `/healthz` answers 200 while this returns true, 503 otherwise. @default always healthy */
   isHealthy?: () => boolean;
+  /**
+   * More routes beside `/metrics` and `/healthz` (the coordinator's status page): answers a GET or HEAD and
+   * returns true, or returns false to leave the request to the 404. @default none
+   */
+  routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 }
 
 /** A running metrics endpoint. */
@@ -51,7 +56,7 @@ export async function serveMetrics(registry: Registry, options: MetricsServerOpt
     } else if (path === '/healthz') {
       const ok = isHealthy();
       res.writeHead(ok ? 200 : 503, { 'Content-Type': 'text/plain' }).end(ok ? 'ok\n' : 'unhealthy\n');
-    } else {
+    } else if (!options.routes?.(req, res)) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end(`no route ${path}; try /metrics or /healthz\n`);
     }
   });

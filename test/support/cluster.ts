@@ -54,6 +54,8 @@ export interface CoordinatorStart {
   /** Connect to the harness's nats-server. @default true */
   bus?: boolean;
   set?: readonly string[];
+  /** Extra environment variables of the process. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -108,7 +110,7 @@ export class ClusterHarness {
     if (start.bus ?? true) args.push('--nats', this.nats.url);
     if (start.runDir) args.push('--run-dir', start.runDir);
     for (const override of start.set ?? []) args.push('--set', override);
-    const child = this.spawn('coordinator', args);
+    const child = this.spawn('coordinator', args, start.env);
     const match = await child.waitForLine(COORDINATOR_READY_PATTERN, { what: 'the coordinator ready line', timeoutMs: START_TIMEOUT_MS });
     return { child, ready: coordinatorReadyFrom(match) };
   }
@@ -156,12 +158,12 @@ export class ClusterHarness {
     if (process.env.SHARDWISE_TEST_KEEP !== '1') rmSync(this.dir, { recursive: true, force: true });
   }
 
-  private spawn(name: string, args: string[]): ManagedChild {
+  private spawn(name: string, args: string[], env: NodeJS.ProcessEnv = {}): ManagedChild {
     const child = ManagedChild.spawn({
       name,
       command: this.shardwise.command,
       args: [...this.shardwise.args, ...args],
-      env: { ...process.env, SHARDWISE_DEBUG: '1' },
+      env: { ...process.env, SHARDWISE_DEBUG: '1', ...env },
       onLine: VERBOSE ? (line) => process.stderr.write(`[${name}] ${line}\n`) : undefined,
     });
     this.children.push(child);

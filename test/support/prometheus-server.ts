@@ -7,6 +7,8 @@ import { ReadyProcess } from './ready-process';
 /** The Debian package providing the binary; `make test` installs it (as root) with scripts/ensure-deb.sh. */
 const INSTALL_HINT = 'scripts/ensure-deb.sh prometheus:prometheus (as root), or apt-get install prometheus';
 const HOST = '127.0.0.1';
+/** The file_sd targets file inside the server's folder. */
+const TARGETS_FILE = 'targets.json';
 
 /** One sample of an instant-vector query result. */
 export interface PromSample {
@@ -15,9 +17,16 @@ export interface PromSample {
   value: string;
 }
 
+/** Targets sharing labels, in Prometheus' file_sd format: how a pod's `namespace` and `pod` labels arrive. */
+export interface TargetGroup {
+  targets: string[];
+  labels: Record<string, string>;
+}
+
 /**
  * A real Prometheus scraping the given targets every second, with its data in a temporary folder, so a
- * test can check that what we expose is what Prometheus actually ingests.
+ * test can check that what we expose is what Prometheus actually ingests. Targets are static, or come
+ * from a file (`fileSd`) that {@link PrometheusServer.setTargetGroups} rewrites as processes come and go.
  */
 export class PrometheusServer {
   private constructor(
@@ -28,20 +37,23 @@ export class PrometheusServer {
   ) {}
 
   /** Writes a config scraping `targets` (`host:port`) as job `jobName`, starts Prometheus, waits until ready. */
-  static async start(options: { targets: readonly string[]; jobName: string }): Promise<PrometheusServer> {
+  static async start(options: { targets?: readonly string[]; fileSd?: boolean; jobName: string }): Promise<PrometheusServer> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'shardwise-prometheus-'));
+    const discovery = options.fileSd
+      ? ['    file_sd_configs:', `      - files: [${JSON.stringify(path.join(dir, TARGETS_FILE))}]`, '        refresh_interval: 1s']
+      : ['    static_configs:', `      - targets: ${JSON.stringify(options.targets ?? [])}`];
     const config = [
       'global:',
       '  scrape_interval: 1s',
       '  scrape_timeout: 1s',
       'scrape_configs:',
       `  - job_name: ${JSON.stringify(options.jobName)}`,
-      '    static_configs:',
-      `      - targets: ${JSON.stringify(options.targets)}`,
+      ...discovery,
       '',
     ].join('\n');
     const configPath = path.join(dir, 'prometheus.yml');
     await fs.writeFile(configPath, config);
+    if (options.fileSd) await fs.writeFile(path.join(dir, TARGETS_FILE), '[]');
     const port = await getFreePort(HOST);
     try {
       const proc = await ReadyProcess.start({
@@ -60,6 +72,13 @@ export class PrometheusServer {
       await fs.rm(dir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** Replaces the scraped targets (a `fileSd` server); written then renamed, so Prometheus never reads half. */
+  async setTargetGroups(groups: readonly TargetGroup[]): Promise<void> {
+    const tmp = path.join(this.dir, `${TARGETS_FILE}.tmp`);
+    await fs.writeFile(tmp, JSON.stringify(groups));
+    await fs.rename(tmp, path.join(this.dir, TARGETS_FILE));
   }
 
   /** Prometheus's recent log, for failure messages. */

@@ -86,9 +86,52 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.coordinator.persistence.existingClaim | default (include "shardwise.coordinator.fullname" .) }}
 {{- end }}
 
+{{/*
+The claim holding CIFAR-10 for the coordinator: coordinator.dataset.existingClaim, else the one the
+download Job fills (pvc-dataset.yaml), else empty (the coordinator downloads into its run volume).
+*/}}
+{{- define "shardwise.dataset.claimName" -}}
+{{- $d := .Values.coordinator.dataset }}
+{{- if $d.existingClaim }}
+{{- $d.existingClaim }}
+{{- else if $d.download.enabled }}
+{{- printf "%s-dataset" (include "shardwise.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Folder inside that claim holding data_batch_*.bin: the archive's own folder when the Job downloaded it. */}}
+{{- define "shardwise.dataset.subPath" -}}
+{{- if .Values.coordinator.dataset.existingClaim }}
+{{- .Values.coordinator.dataset.subPath }}
+{{- else }}
+{{- "cifar-10-batches-bin" }}
+{{- end }}
+{{- end }}
+
+{{/* The file the download Job writes last; the coordinator's init container waits for it. */}}
+{{- define "shardwise.dataset.doneMarker" -}}
+.shardwise-download-complete
+{{- end }}
+
+{{/* Labels of the monitoring objects: the chart's, `release` for the Prometheus selectors, and extras. */}}
+{{- define "shardwise.monitoringLabels" -}}
+{{ include "shardwise.labels" .context }}
+{{- with .context.Values.metrics.release }}
+release: {{ . | quote }}
+{{- end }}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{/* The shardwise image reference. */}}
 {{- define "shardwise.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* The workers' image: workers.imageTag (a GPU build) or the shared one. */}}
+{{- define "shardwise.worker.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.workers.imageTag | default .Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 
 {{/* host:port workers dial: the coordinator Service's name and gRPC port (pods share the namespace). */}}
