@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained bench bench-compute bench-exchange bench-scaling helm-lint proto scale
+.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep helm-lint proto scale
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # fonts so the PNG curves carry readable text, Chromium for the status-page browser test, and openssl for the
@@ -71,6 +71,18 @@ compare-pretrained: install
 	$(SHARDWISE) train --local --job examples/demo-local.yaml --runs-dir runs/compare --set name=pretrained $(DATA_FLAG)
 	$(SHARDWISE) train --local --job examples/demo-local.yaml --runs-dir runs/compare --set name=scratch \
 	  --set model.pretrained=false --set freeze.backboneEpochs=0 --set freeze.unfreezeLearningRate=0.0003 $(DATA_FLAG)
+
+## sweep: a hyperparameter sweep (SWEEP=file, default sweeps/smoke.yaml): trials as local processes, early
+## stopping, shared prefixes; prints a live table, then `sweep report: PATH`. Run it again to continue an
+## interrupted sweep.
+SWEEP ?= sweeps/smoke.yaml
+sweep: install
+	$(SHARDWISE) sweep --spec $(SWEEP) $(DATA_FLAG)
+
+## bench-sweep: sweeps/seeds-freeze-lr.yaml on a small data limit, against the plain grid (no early stopping,
+## no sharing): trial-epochs saved, and whether both pick the same best trial.
+bench-sweep: install
+	$(NODE_TS) bench/sweep.ts $(DATA_FLAG)
 
 ## bench-compute: training and forward images/s of the MobileNet backbone, beside the PyTorch peer
 ## (../shared/peers/torch_mobilenet_speed.py, Debian's python3-torch) in the same run, with the ratio.

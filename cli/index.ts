@@ -8,8 +8,9 @@ import { version } from '../package.json';
 import { clusterCommand } from './cluster-command';
 import { coordinatorCommand } from './coordinator-command';
 import { reportAndExit } from './fail';
-import { backendOption, collectOverride, log } from './options';
+import { backendOption, collectOverride, log, parsePositiveInt } from './options';
 import { scaleCommand } from './scale-command';
+import { sweepCommand } from './sweep-command';
 import { trainLocal } from './train-local';
 import { workerCommand } from './worker-command';
 
@@ -28,15 +29,24 @@ export function buildProgram(): Command {
     .option('--data <dir>', 'CIFAR-10 folder with data_batch_*.bin (default: data.dir, CIFAR10_DIR, then download)')
     .option('--runs-dir <dir>', 'parent folder of run directories (default: output.runsDir)')
     .option('--set <key=value>', 'override a job spec field, e.g. --set training.epochs=2 (repeatable)', collectOverride, [])
+    .option('--resume-from <dir>', 'continue from an epoch checkpoint (checkpoints/epoch-NNN of an earlier local run)')
+    .option('--until-epoch <n>', 'stop once this many epochs are done', parsePositiveInt)
+    .option('--epoch-checkpoints', 'keep a training checkpoint after every epoch (checkpoints/epoch-NNN)')
+    .option('--exit-with-parent', 'stop when the parent process dies (sweeps start their trials with it)')
     .addOption(backendOption())
     .action(async (opts) => {
-      await trainLocal({ job: opts.job, data: opts.data, set: opts.set, runsDir: opts.runsDir, backend: opts.backend }, log);
+      await trainLocal({
+        job: opts.job, data: opts.data, set: opts.set, runsDir: opts.runsDir, backend: opts.backend,
+        resumeFrom: opts.resumeFrom, untilEpoch: opts.untilEpoch, epochCheckpoints: opts.epochCheckpoints === true,
+        exitWithParent: opts.exitWithParent === true,
+      }, log);
     });
 
   program.addCommand(coordinatorCommand());
   program.addCommand(workerCommand());
   program.addCommand(scaleCommand());
   program.addCommand(clusterCommand());
+  program.addCommand(sweepCommand());
   return program;
 }
 

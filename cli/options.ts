@@ -21,6 +21,13 @@ export function parsePort(value: string): number {
   return port;
 }
 
+/** Parses a flag that must be an integer >= 1. */
+export function parsePositiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected an integer >= 1, got '${value}'`);
+  return n;
+}
+
 /** Progress and status lines go to stderr; stdout is kept for machine-read lines (ready lines). */
 export function log(line: string): void {
   process.stderr.write(`${line}\n`);

@@ -5,11 +5,14 @@ import {
   initBackend,
   type JobSpec,
   loadJobSpec,
+  LocalTrainer,
   loadTrainVal,
+  restoreEpochCheckpoint,
   RunDirectory,
   RunRecorder,
-  runLocalTraining,
+  saveEpochCheckpoint,
   stepsPerEpoch,
+  weightsHash,
   type BackendName,
 } from '../common';
 
@@ -23,6 +26,14 @@ export interface TrainLocalOptions {
   /** Overrides output.runsDir. */
   runsDir?: string;
   backend?: 'auto' | BackendName;
+  /** An epoch checkpoint (`checkpoints/epoch-NNN` of an earlier run) to continue from. */
+  resumeFrom?: string;
+  /** Stop once this many epochs are done. @default training.epochs */
+  untilEpoch?: number;
+  /** Keep a training checkpoint after every epoch in `checkpoints/epoch-NNN` (what sweeps resume and fork from). */
+  epochCheckpoints?: boolean;
+  /** Stop (at the next step) when the parent process dies: a sweep killed with SIGKILL leaves no orphan trials. */
+  exitWithParent?: boolean;
 }
 
 /**
@@ -38,7 +49,8 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
     disposeModelParts(parts);
     throw err;
   });
-  log(`data: ${data.train.count} training and ${data.val.count} validation images from ${data.dir}`);
+  log(`data: ${data.train.count} training and ${data.val.count} validation images` +
+    `${data.test ? `, ${data.test.count} test images (test_batch.bin, reported only)` : ''} from ${data.dir}`);
   const run = RunDirectory.create(spec.output.runsDir, spec.name);
   run.writeJobSpec(spec);
   log(`run directory: ${run.dir}`);
@@ -49,16 +61,27 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
     stepsPerEpoch: stepsPerEpoch(data.train.count, spec.training.batchSize),
     checkpointEveryEpochs: spec.output.checkpointEveryEpochs,
   });
+  const trainer = new LocalTrainer(spec, {
+    train: data.train,
+    val: data.val,
+    test: data.test,
+    parts,
+    onEvent: (event) => recorder.onEvent(event),
+    untilEpoch: options.untilEpoch,
+    signal: options.exitWithParent ? parentDeath() : undefined,
+    onEpochEnd: options.epochCheckpoints ? (state) => saveEpochCheckpoint(state, run.checkpointDir(state.epoch)) : undefined,
+  });
   try {
-    const result = await runLocalTraining(spec, {
-      train: data.train,
-      val: data.val,
-      parts,
-      onEvent: (event) => recorder.onEvent(event),
-    });
+    if (options.resumeFrom !== undefined) {
+      const from = restoreEpochCheckpoint(trainer.state, options.resumeFrom);
+      log(`resumed after epoch ${from.epochsDone} from ${options.resumeFrom} (weights ${from.weightsHash})`);
+    }
+    const result = await trainer.run();
     await recorder.close();
     const { final } = result;
-    run.writeSummary({ backend: backend.name, seconds: result.seconds, globalSteps: result.globalSteps, final });
+    run.writeSummary({
+      backend: backend.name, seconds: result.seconds, globalSteps: result.globalSteps, final, weightsHash: weightsHash(parts),
+    });
     log(
       `done in ${result.seconds.toFixed(0)} s: validation top-1 ${pct(final.val?.top1)}, top-5 ${pct(final.val?.top5)}, ` +
         `loss ${final.val?.loss.toFixed(4) ?? 'n/a'}; model in ${path.join(run.dir, 'checkpoint')}`,
@@ -66,8 +89,20 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
     return run.dir;
   } finally {
     await recorder.close().catch(() => undefined);
+    trainer.dispose();
     disposeModelParts(parts);
   }
+}
+
+// A process re-parented (to init or a subreaper) has lost its parent; polled, since Node has no PDEATHSIG.
+function parentDeath(): AbortSignal {
+  const controller = new AbortController();
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) controller.abort(new Error(`parent process ${parent} is gone; stopping at the last epoch checkpoint`));
+  }, 500);
+  timer.unref();
+  return controller.signal;
 }
 
 function withFlags(spec: JobSpec, options: TrainLocalOptions): JobSpec {

@@ -94,6 +94,8 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
   const host = options.host ?? '127.0.0.1';
   const keep = options.keepCheckpoints ?? 3;
   if (!Number.isInteger(keep) || keep < 1) throw new ConfigError('keepCheckpoints', `expected an integer >= 1, got ${keep}`);
+  // The distributed evaluation round covers the validation split only; refusing beats a silently missing test column.
+  if (spec.data.testSet) throw new ConfigError('data.testSet', 'the distributed trainer does not evaluate test_batch.bin yet; use `shardwise train --local`');
   const largestMicroBatch = Math.max(spec.training.microBatchSize, spec.training.evalBatchSize);
   const fits = samplesPerMessage(spec.distributed.maxMessageBytes);
   if (fits < largestMicroBatch) {

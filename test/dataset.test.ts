@@ -147,7 +147,7 @@ describe('dataset', () => {
         const half = Math.floor(data.count / 2);
         await fs.writeFile(path.join(dir, 'data_batch_1.bin'), encodeCifar10Records(applyLimit(data, half)));
         await fs.writeFile(path.join(dir, 'data_batch_2.bin'), encodeCifar10Records(data));
-        const spec: DataSpec = { dataset: 'cifar10', dir, valFraction: 0.25, limit: half + 40, augment: AUGMENT };
+        const spec: DataSpec = { dataset: 'cifar10', dir, valFraction: 0.25, testSet: false, limit: half + 40, augment: AUGMENT };
         const loaded = await loadTrainVal(spec, 9, { download: false });
         assert.equal(loaded.dir, dir);
         assert.equal(loaded.train.count + loaded.val.count, half + 40);
@@ -166,7 +166,7 @@ describe('dataset', () => {
 
     it('splits the shared real subset with balanced classes', async function () {
       if (!existsSync(SHARED_DIR)) this.skip(); // ../shared is optional: the project works without it
-      const spec: DataSpec = { dataset: 'cifar10', dir: SHARED_DIR, valFraction: 0.1, limit: 0, augment: AUGMENT };
+      const spec: DataSpec = { dataset: 'cifar10', dir: SHARED_DIR, valFraction: 0.1, testSet: false, limit: 0, augment: AUGMENT };
       const loaded = await loadTrainVal(spec, 0, { download: false });
       assert.equal(loaded.train.count + loaded.val.count, 5085);
       const val = classCounts(loaded.val);

@@ -139,6 +139,8 @@ export function makeBatch(data: Cifar10Images, indices: ArrayLike<number>, optio
 export interface LoadedCifar10 extends TrainValSplit {
   /** Folder the batches were read from. */
   dir: string;
+  /** test_batch.bin, when `DataSpec.testSet` asks for it. */
+  test?: Cifar10Images;
 }
 
 /**
@@ -153,5 +155,6 @@ export async function loadTrainVal(
 ): Promise<LoadedCifar10> {
   const dir = await resolveCifar10Dir({ ...resolve, dir: spec.dir });
   const all = applyLimit(await loadCifar10(dir, 'train'), spec.limit);
-  return { ...trainValSplit(all, spec.valFraction, seed), dir };
+  const test = spec.testSet ? await loadCifar10(dir, 'test') : undefined;
+  return { ...trainValSplit(all, spec.valFraction, seed), dir, ...(test ? { test } : {}) };
 }

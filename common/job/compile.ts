@@ -88,6 +88,9 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
   if (d.leaseMs <= d.heartbeatIntervalMs) {
     problems.push(`distributed.leaseMs: must exceed distributed.heartbeatIntervalMs (${d.leaseMs} <= ${d.heartbeatIntervalMs})`);
   }
+  if (spec.data.valFraction === 0 && !spec.data.testSet) {
+    problems.push('data.valFraction: 0 holds out no images to evaluate on; allowed only with data.testSet: true (test_batch.bin)');
+  }
   problems.push(...autoscaleProblems(spec));
   if (spec.schedule.warmupEpochs >= training.epochs) {
     problems.push(`schedule.warmupEpochs: must be less than training.epochs (${training.epochs})`);
@@ -112,7 +115,8 @@ function withDerivedDefaults(spec: ParsedJobSpec): JobSpec {
   };
 }
 
-function formatIssue(issue: z.core.$ZodIssue): string {
+/** One zod issue as `field.path: problem`, unknown keys named: how every spec error in shardwise reads. */
+export function formatIssue(issue: z.core.$ZodIssue): string {
   const field = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
   if (issue.code === 'unrecognized_keys') {
     return `${field}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;

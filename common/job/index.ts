@@ -1,5 +1,5 @@
 export * from './spec';
 export { JobSpecError } from './errors';
-export { parseJobSpec, loadJobSpec, compileJobSpec } from './compile';
+export { parseJobSpec, loadJobSpec, compileJobSpec, formatIssue } from './compile';
 export { jobSpecSchema, type JobSpecInput } from './schema';
 export { microBatchesPerStep } from './autoscale';

@@ -25,7 +25,8 @@ const data = z
   .object({
     dataset: z.literal('cifar10').default('cifar10'),
     dir: z.string().min(1).optional(),
-    valFraction: z.number().gt(0).lt(1).default(0.1),
+    valFraction: z.number().min(0).lt(1).default(0.1),
+    testSet: z.boolean().default(false),
     limit: nonNegativeInt.default(0),
     augment: augment.prefault({}),
   })

@@ -37,8 +37,13 @@ export interface DataSpec {
   dataset: 'cifar10';
   /** Folder with data_batch_*.bin; undefined means CIFAR10_DIR, then the download cache. */
   dir?: string;
-  /** Fraction of the training images held out (stratified) for validation. @default 0.1 */
+  /** Fraction of the training images held out (stratified) for validation; 0 only with `testSet`. @default 0.1 */
   valFraction: number;
+  /**
+   * Also evaluate on CIFAR-10's official test_batch.bin after every epoch, as the seed documents do. Reported
+   * as `test`, beside validation; never used for a decision (ReduceLROnPlateau, a sweep's objective). @default false
+   */
+  testSet: boolean;
   /** Use only the first N training images (before the split); 0 means all. @default 0 */
   limit: number;
   augment: AugmentSpec;

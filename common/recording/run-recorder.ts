@@ -109,5 +109,6 @@ function epochRecord(event: EpochEvent): EpochRecord {
   const val = event.val
     ? { loss: event.val.loss, top1: event.val.top1, top5: event.val.top5, perClass: event.val.perClass.map((a) => a ?? NaN) }
     : { loss: NaN, top1: NaN, top5: NaN };
-  return { type: 'epoch', epoch: event.epoch, train: { loss, top1, top5 }, val, lr: event.lr, frozen: event.frozen, seconds: event.seconds };
+  const test = event.test ? { test: { loss: event.test.loss, top1: event.test.top1, top5: event.test.top5 } } : {};
+  return { type: 'epoch', epoch: event.epoch, train: { loss, top1, top5 }, val, ...test, lr: event.lr, frozen: event.frozen, seconds: event.seconds };
 }

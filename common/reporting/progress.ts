@@ -85,6 +85,7 @@ export function formatEpochLine(record: EpochRecord, epochs: number): string {
   return `epoch ${record.epoch + 1}/${epochs} done in ${record.seconds.toFixed(1)} s:`
     + ` train loss ${fmtLoss(train.loss)} top-1 ${pct(train.top1)}`
     + ` | val loss ${fmtLoss(val.loss)} top-1 ${pct(val.top1)} top-5 ${pct(val.top5)}`
+    + (record.test ? ` | test loss ${fmtLoss(record.test.loss)} top-1 ${pct(record.test.top1)} top-5 ${pct(record.test.top5)}` : '')
     + ` | lr ${fmtLrs(record.lr)} | backbone ${record.frozen ? 'frozen' : 'training'}`;
 }
 

@@ -42,6 +42,8 @@ export interface EpochRecord {
   epoch: number;
   train: SplitMetrics;
   val: ValidationMetrics;
+  /** The official test set (`data.testSet`), when the job evaluates it: reported, never used to decide. */
+  test?: SplitMetrics;
   /** Learning rate of each parameter group at the end of the epoch. */
   lr: Record<string, number>;
   /** Whether the backbone was frozen during this epoch. */
@@ -145,6 +147,7 @@ const epochSchema = z.object({
   epoch: index,
   train: split,
   val: split.extend({ perClass: z.array(num).optional() }),
+  test: split.optional(),
   lr: lrs,
   frozen: z.boolean(),
   seconds: num,

@@ -65,6 +65,8 @@ export interface EpochEvent {
   train: MetricsSummary;
   /** null when the job holds out no validation images. */
   val: ValidationSummary | null;
+  /** The official test set (`data.testSet`), when evaluated; never used for a decision. */
+  test?: ValidationSummary;
   /** Rates of the epoch's last step. */
   lr: GroupLearningRates;
   /** Whether the backbone was frozen during this epoch. */

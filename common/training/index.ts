@@ -22,6 +22,9 @@ export {
   type UnfreezeEvent,
   type ValidationSummary,
 } from './events';
+export {
+  EPOCH_CHECKPOINT_VERSION, type EpochCheckpointInfo, readEpochCheckpointInfo, restoreEpochCheckpoint, saveEpochCheckpoint,
+} from './epoch-checkpoint';
 export { isBackboneFrozen, scheduledEvents } from './freeze-schedule';
 export {
   LocalTrainer,

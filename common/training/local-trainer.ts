@@ -22,11 +22,17 @@ export interface LocalTrainerDeps {
   train: Cifar10Images;
   /** Validation images; an empty set (count 0) skips validation and ReduceLROnPlateau. */
   val: Cifar10Images;
+  /** Test images (`data.testSet`), evaluated after every epoch and only reported. */
+  test?: Cifar10Images;
   parts: ModelParts;
   /** Receives every event synchronously, in order. An exception thrown here stops training. */
   onEvent?: (e: TrainerEvent) => void;
   /** Stops training between steps; `run` then rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** Stop once this many epochs are done (a sweep's rung boundary); @default training.epochs */
+  untilEpoch?: number;
+  /** Called between epochs, after the schedule's end-of-epoch update: where epoch checkpoints are taken. */
+  onEpochEnd?: (state: TrainerState) => void | Promise<void>;
 }
 
 /** What a finished run returns. */
@@ -129,7 +135,8 @@ export class LocalTrainer {
     const emit = (e: TrainerEvent): void => deps.onEvent?.(e);
     const t0 = performance.now();
     const epochs: EpochEvent[] = [];
-    for (let epoch = state.epoch + 1; epoch < spec.training.epochs; epoch++) {
+    const until = Math.min(deps.untilEpoch ?? spec.training.epochs, spec.training.epochs);
+    for (let epoch = state.epoch + 1; epoch < until; epoch++) {
       const te = performance.now();
       beginEpoch(state, epoch).forEach(emit);
       const trainMetrics = new ClassificationMetrics(spec.model.numClasses);
@@ -144,12 +151,16 @@ export class LocalTrainer {
       const val = deps.val.count > 0
         ? evaluateDataset(deps.parts, deps.val, spec.training.evalBatchSize, spec.model.numClasses).validationSummary()
         : null;
+      const test = deps.test
+        ? evaluateDataset(deps.parts, deps.test, spec.training.evalBatchSize, spec.model.numClasses).validationSummary()
+        : undefined;
       const event: EpochEvent = {
         type: TrainerEventType.Epoch,
         epoch,
         globalStep: state.globalStep,
         train: trainMetrics.summary(),
         val,
+        ...(test ? { test } : {}),
         lr: last?.lr ?? { backbone: 0, head: 0 },
         frozen: state.frozen,
         seconds: (performance.now() - te) / 1000,
@@ -157,8 +168,9 @@ export class LocalTrainer {
       epochs.push(event);
       emit(event);
       endEpoch(state, val?.loss ?? null).forEach(emit);
+      await deps.onEpochEnd?.(state);
     }
-    if (epochs.length === 0) throw new RangeError(`no epoch left to train: state is at epoch ${state.epoch} of ${spec.training.epochs}`);
+    if (epochs.length === 0) throw new RangeError(`no epoch left to train: state is at epoch ${state.epoch}, stopping before ${until}`);
     return { epochs, final: epochs[epochs.length - 1], globalSteps: state.globalStep, seconds: (performance.now() - t0) / 1000 };
   }
 

@@ -1,0 +1,48 @@
+import { Command } from 'commander';
+import { FailureBudgetError, LiveTable, loadSweepSpec, readSweepState, runSweep, type SweepOutcome, writeSweepReport } from '../sweep';
+import { backendOption, log } from './options';
+
+/** `shardwise sweep`: runs or continues a hyperparameter sweep and writes its report. */
+export function sweepCommand(): Command {
+  return new Command('sweep')
+    .description('run (or continue) a hyperparameter sweep described by a sweep spec, then write its report')
+    .requiredOption('--spec <file>', 'sweep spec (YAML)')
+    .option('--data <dir>', 'CIFAR-10 folder for every trial (default: data.dir, CIFAR10_DIR, then download)')
+    .addOption(backendOption())
+    .action(async (opts: { spec: string; data?: string; backend: string }) => {
+      const spec = loadSweepSpec(opts.spec);
+      log(`sweep ${spec.name}: ${spec.budget.maxTrials} trials at most, folder ${spec.dir}`);
+      const table = new LiveTable(spec);
+      const controller = new AbortController();
+      const onSigint = (): void => {
+        log('\nSIGINT: stopping the running trials at their last checkpoint; run the same command again to continue');
+        controller.abort();
+      };
+      process.once('SIGINT', onSigint);
+      process.once('SIGTERM', onSigint);
+      let failure: unknown;
+      let outcome: SweepOutcome | undefined;
+      try {
+        outcome = await runSweep(spec, {
+          dataDir: opts.data, backend: opts.backend === 'auto' ? undefined : opts.backend, signal: controller.signal,
+          onChange: (state, live) => table.update(state, live),
+        });
+      } catch (err) {
+        if (!(err instanceof FailureBudgetError)) throw err;
+        failure = err;
+      } finally {
+        process.off('SIGINT', onSigint);
+        process.off('SIGTERM', onSigint);
+      }
+      const state = outcome?.state ?? readSweepState(spec.dir);
+      if (state) {
+        table.update(state, new Map());
+        process.stdout.write(`sweep report: ${await writeSweepReport(spec, state)}\n`);
+      }
+      if (failure !== undefined) throw failure;
+      if (outcome?.interrupted) {
+        log(`sweep ${spec.name} interrupted; finished trials are kept, run the same command again to continue`);
+        process.exitCode = 130;
+      }
+    });
+}

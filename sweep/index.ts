@@ -1,0 +1,26 @@
+/**
+ * Hyperparameter sweeps: the sweep spec, the search algorithms (grid, random, TPE), early stopping,
+ * shared prefixes derived from each trial's effective per-step configuration, the local executor with
+ * resume, and the report. `runSweep` is the entry point `shardwise sweep` calls.
+ */
+export { FailureBudgetError, SweepLockedError, SweepSpecError, SweepStateError } from './errors';
+export { type EarlyStoppingSpec, OBJECTIVE_METRICS, type ObjectiveMetric, type ParameterDomain, type ParamValue } from './spec-schema';
+export {
+  finiteValues, loadSweepSpec, type Observation, parseSweepSpec, type SearchSpace, type SweepSpec, trialJob, type TrialParams,
+} from './sweep-spec';
+export { createSearch, gridPoint, randomPoint, type SearchAlgorithm } from './search';
+export { parzen, suggestTpe, type TpeOptions } from './tpe';
+export { epochSignatures, sharedEpochs } from './effective-config';
+export { decideAtRung, objectiveValue, type Objective, quantile, rungsFor, score } from './early-stopping';
+export { TrialRun, trialCores, type TrialRunRequest } from './local-executor';
+export { LiveTable, type LiveTableStream } from './live-table';
+export { formatTable, trialRows, type TrialRow } from './results-table';
+export { curvesSpec, paramsSpec } from './report-charts';
+export { bestTrial, sweepSavings, type SweepSavings, writeSweepReport } from './sweep-report';
+export { runSweep, type RunSweepOptions, type SweepOutcome } from './sweep-controller';
+export { SWEEP_LOCK_FILE, SweepLock } from './sweep-lock';
+export {
+  emptyState, type EpochResult, isTerminal, readSweepState, type RungDecision, SWEEP_STATE_FILE, type SweepState, trainedEpochs,
+  type TrialRecord, type TrialState, writeSweepState,
+} from './sweep-state';
+export { createTrial, forkFor, TrainCounts, trialId } from './trial-planner';
