@@ -54,6 +54,8 @@ export interface CoordinatorStart {
   /** Connect to the harness's nats-server. @default true */
   bus?: boolean;
   set?: readonly string[];
+  /** `--split`: micro-batches per worker and step, forced. @default an even cut */
+  split?: readonly number[];
 }
 
 /**
@@ -108,6 +110,7 @@ export class ClusterHarness {
     if (start.bus ?? true) args.push('--nats', this.nats.url);
     if (start.runDir) args.push('--run-dir', start.runDir);
     for (const override of start.set ?? []) args.push('--set', override);
+    if (start.split) args.push('--split', start.split.join(','));
     const child = this.spawn('coordinator', args);
     const match = await child.waitForLine(COORDINATOR_READY_PATTERN, { what: 'the coordinator ready line', timeoutMs: START_TIMEOUT_MS });
     return { child, ready: coordinatorReadyFrom(match) };
