@@ -77,6 +77,7 @@ function capabilitiesOf(c: WorkerCapabilities | undefined): WorkerCapabilitiesIn
     pid: c?.pid ?? 0,
     hostname: c?.hostname ?? '',
     dataAddress: c?.dataAddress ?? '',
+    processId: c?.processId ?? '',
   };
 }
 

@@ -160,6 +160,11 @@ export interface WorkerCapabilities {
    * and pushes its sums over gRPC instead.
    */
   dataAddress: string;
+  /**
+   * Random per worker process: a registration from another process under a live id is refused until the
+   * live one is gone, one from the same process (it lost an answer) replaces its own registration.
+   */
+  processId: string;
 }
 
 export interface RegisterRequest {
@@ -685,6 +690,7 @@ function createBaseWorkerCapabilities(): WorkerCapabilities {
     pid: 0,
     hostname: "",
     dataAddress: "",
+    processId: "",
   };
 }
 
@@ -719,6 +725,9 @@ export const WorkerCapabilities: MessageFns<WorkerCapabilities> = {
     }
     if (message.dataAddress !== "") {
       writer.uint32(82).string(message.dataAddress);
+    }
+    if (message.processId !== "") {
+      writer.uint32(90).string(message.processId);
     }
     return writer;
   },
@@ -816,6 +825,14 @@ export const WorkerCapabilities: MessageFns<WorkerCapabilities> = {
             message.dataAddress = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.processId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -843,6 +860,7 @@ export const WorkerCapabilities: MessageFns<WorkerCapabilities> = {
     message.pid = object.pid ?? 0;
     message.hostname = object.hostname ?? "";
     message.dataAddress = object.dataAddress ?? "";
+    message.processId = object.processId ?? "";
     return message;
   },
 };

@@ -116,9 +116,14 @@ export class ClusterHarness {
     return { child, ready: coordinatorReadyFrom(match) };
   }
 
+  /** Starts `shardwise worker --id <id>` (plus `args`) against `coordinator` without waiting for it. */
+  launchWorker(coordinator: string, id: string, args: readonly string[] = [], name = id): ManagedChild {
+    return this.spawn(name, ['worker', '--coordinator', coordinator, '--id', id, '--metrics-port', '0', '--backend', TEST_BACKEND, ...args]);
+  }
+
   /** Starts `shardwise worker --id <id>` against `coordinator` and resolves at its ready line. */
   async startWorker(coordinator: string, id: string): Promise<WorkerProc> {
-    const child = this.spawn(id, ['worker', '--coordinator', coordinator, '--id', id, '--metrics-port', '0', '--backend', TEST_BACKEND]);
+    const child = this.launchWorker(coordinator, id);
     const match = await child.waitForLine(WORKER_READY_PATTERN, { what: 'the worker ready line', timeoutMs: START_TIMEOUT_MS });
     return { child, ready: workerReadyFrom(match) };
   }
@@ -137,7 +142,7 @@ export class ClusterHarness {
    * Waits for the job to finish: the coordinator prints its done line and exits 0, and every worker
    * leaves with 0. Fails with the processes' output otherwise.
    */
-  async awaitFinished(coordinator: CoordinatorProc, workers: readonly WorkerProc[], timeoutMs = 240_000): Promise<void> {
+  async awaitFinished(coordinator: CoordinatorProc, workers: readonly Pick<WorkerProc, 'child'>[], timeoutMs = 240_000): Promise<void> {
     await coordinator.child.waitForLine(COORDINATOR_DONE_PATTERN, { what: 'the coordinator done line', timeoutMs });
     const status = await coordinator.child.exited;
     assert.equal(exitCodeOf(status), 0, `coordinator exit status; its output:\n${coordinator.child.tail(60)}`);
