@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ManagedChild } from '../launcher';
-import { ClusterHarness, type WorkerProc } from './support/cluster';
+import { ClusterHarness, pause, type WorkerProc } from './support/cluster';
 import {
   assertExactlyOnce,
   assertReplicasAgree,
@@ -18,12 +17,6 @@ import { pollUntil } from './support/deadline';
 
 /** A worker's log line after it pushed its share of a step. */
 const SHARE_DONE = /step (\d+) \(epoch (\d+)\): \d+\/\d+ micro-batches/;
-
-/** Freezes processes (SIGSTOP) so the job cannot move on while a fault is injected; `resume` thaws them. */
-function pause(children: readonly ManagedChild[]): { resume: () => void } {
-  for (const c of children) c.signal('SIGSTOP');
-  return { resume: () => children.forEach((c) => c.signal('SIGCONT')) };
-}
 
 // Faults injected on purpose into a real cluster (processes, gRPC, nats-server). After each, the job must
 // finish with every sample counted exactly once per epoch, replicas agreeing, and the same weights as the

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ManagedChild } from '../launcher';
-import { ClusterHarness } from './support/cluster';
+import { ClusterHarness, pause } from './support/cluster';
 import {
   assertExactlyOnce,
   assertReplicasAgree,
@@ -18,12 +18,6 @@ import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
 const SHARE_DONE = /step (\d+) \(epoch (\d+)\): \d+\/\d+ micro-batches/;
 /** What the refused process says as it exits. */
 const TAKEN = /worker id 'worker-[12]' is taken: .*another live process holds this id \(incarnation 1, last heartbeat \d+ ms ago\)/;
-
-/** Freezes processes (SIGSTOP); `resume` thaws them. */
-function pause(children: readonly ManagedChild[]): { resume: () => void } {
-  for (const c of children) c.signal('SIGSTOP');
-  return { resume: () => children.forEach((c) => c.signal('SIGCONT')) };
-}
 
 // Incarnations: a registration under a live worker id is admitted only once the old incarnation is gone
 // (it left, or its lease expired), never by dropping a live one mid-step, which made two pods under one

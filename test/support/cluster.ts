@@ -44,6 +44,12 @@ export interface WorkerProc {
   ready: WorkerReady;
 }
 
+/** Freezes processes (SIGSTOP) so the job cannot move on while a fault is injected; `resume` thaws them. */
+export function pause(children: readonly ManagedChild[]): { resume: () => void } {
+  for (const c of children) c.signal('SIGSTOP');
+  return { resume: () => children.forEach((c) => c.signal('SIGCONT')) };
+}
+
 /** Flags of a `shardwise coordinator` start. */
 export interface CoordinatorStart {
   job: string;
