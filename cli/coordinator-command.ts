@@ -22,6 +22,13 @@ export function coordinatorDoneLine(runDir: string): string {
   return `shardwise coordinator done run=${runDir}`;
 }
 
+/** `--split 1,3`: positive integer counts (their sum is checked against the job by the coordinator). */
+function parseSplit(value: string): number[] {
+  const counts = value.split(',').map(Number);
+  if (counts.some((n) => !Number.isInteger(n) || n < 1)) throw new InvalidArgumentError(`expected positive integers like 1,3, got '${value}'`);
+  return counts;
+}
+
 /**
  * `shardwise coordinator`: serves one distributed job. SIGTERM (or Ctrl-C) drains it: the step in
  * progress may finish, a checkpoint is written and the process exits 0; a later `--run-dir` of the same
@@ -44,6 +51,8 @@ export function coordinatorCommand(): Command {
     .option('--nats <url>', 'NATS server to publish job events on (default: no bus)')
     .option('--stop-grace <seconds>', 'after the job, how long to wait until every worker was told to stop', parseSeconds, 10)
     .option('--drain-grace <seconds>', 'on SIGTERM, how long the step in progress may take before checkpointing without it', parseSeconds, 30)
+    .option('--split <counts>', 'micro-batches per worker and step, e.g. 1,3 (tests of the determinism contract; default: an even cut)',
+      parseSplit)
     .addOption(backendOption())
     .action(async (opts) => {
       const loaded = loadJobSpec(opts.job, opts.set);
@@ -62,6 +71,7 @@ export function coordinatorCommand(): Command {
         natsUrl: opts.nats,
         stopGraceMs: Math.round(opts.stopGrace * 1000),
         drainGraceMs: Math.round(opts.drainGrace * 1000),
+        split: opts.split,
         log,
       });
       process.stdout.write(`${coordinatorReadyLine(coordinator)}\n`);

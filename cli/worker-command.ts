@@ -41,6 +41,11 @@ export function workerCommand(): Command {
         .argParser(parseSeconds)
         .default(60),
     )
+    .addOption(
+      new Option('--id-in-use-wait <seconds>', 'when another live process holds the id, wait this long for it to go, then exit')
+        .argParser(parseSeconds)
+        .default(60),
+    )
     .addOption(backendOption())
     .action(async (opts) => {
       const worker = new Worker(
@@ -55,6 +60,7 @@ export function workerCommand(): Command {
           backend: opts.backend as BackendPreference,
           retryLimitMs: Math.round(opts.retryLimit * 1000),
           shutdownGraceMs: Math.round(opts.shutdownGrace * 1000),
+          idInUseWaitMs: Math.round(opts.idInUseWait * 1000),
           log,
         },
         { onReady: (info) => process.stdout.write(`${workerReadyLine(info)}\n`) },

@@ -39,6 +39,12 @@ export interface CoordinatorOptions {
   maxPullWaitMs?: number;
   /** Complete checkpoints kept in `<runDir>/checkpoints`. @default 3 */
   keepCheckpoints?: number;
+  /**
+   * Micro-batches each active worker is handed per training step, in the order the workers joined
+   * (`--split 1,3`), instead of an even cut: how the tests force unaligned splits to check that the
+   * weights do not depend on the split. A short step fills the counts in order. @default an even cut
+   */
+  split?: readonly number[];
   /** Receives status lines. @default writes to stderr */
   log?: (line: string) => void;
   /** Where the training progress display goes. @default process.stderr */
@@ -61,6 +67,7 @@ export interface CompiledCoordinatorOptions {
   drainGraceMs: number;
   maxPullWaitMs: number;
   keepCheckpoints: number;
+  split?: readonly number[];
   log: (line: string) => void;
   progressStream?: ProgressStream;
 }
@@ -83,6 +90,16 @@ function port(field: string, value: number): number {
 function positiveMs(field: string, value: number): number {
   if (!Number.isFinite(value) || value <= 0) throw new ConfigError(field, `expected a positive number of milliseconds, got ${value}`);
   return value;
+}
+
+function checkSplit(split: readonly number[] | undefined, spec: JobSpec): readonly number[] | undefined {
+  if (split === undefined) return undefined;
+  const perStep = Math.ceil(spec.training.batchSize / spec.training.microBatchSize);
+  const total = split.reduce((a, b) => a + b, 0);
+  if (split.length === 0 || split.some((n) => !Number.isInteger(n) || n < 1) || total !== perStep) {
+    throw new ConfigError('split', `expected positive micro-batch counts summing to the ${perStep} micro-batches of a step, got [${split.join(', ')}]`);
+  }
+  return [...split];
 }
 
 /**
@@ -120,6 +137,7 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
     drainGraceMs: positiveMs('drainGraceMs', options.drainGraceMs ?? 30_000),
     maxPullWaitMs: positiveMs('maxPullWaitMs', options.maxPullWaitMs ?? 30_000),
     keepCheckpoints: keep,
+    split: checkSplit(options.split, spec),
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
     progressStream: options.progressStream,
   };

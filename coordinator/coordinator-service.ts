@@ -77,6 +77,7 @@ function capabilitiesOf(c: WorkerCapabilities | undefined): WorkerCapabilitiesIn
     pid: c?.pid ?? 0,
     hostname: c?.hostname ?? '',
     dataAddress: c?.dataAddress ?? '',
+    processId: c?.processId ?? '',
   };
 }
 
@@ -102,7 +103,7 @@ function toStepAssignment(a: Assignment): StepAssignment {
     waitReason: a.waitReason,
     reduce: a.reduce && {
       key: a.reduce.key,
-      members: a.reduce.members.map((m) => ({ id: m.id, address: m.address, observer: m.role === 'observer' })),
+      members: a.reduce.members.map((m) => ({ id: m.id, address: m.address, observer: m.role === 'observer', parts: [...(m.parts ?? [])] })),
       rank: a.reduce.rank,
       tensors: a.reduce.tensors.map(specToProto),
       gradientTensorCount: a.reduce.gradientTensorCount,

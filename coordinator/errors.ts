@@ -31,6 +31,8 @@ export const RegistrationRejection = {
   Full: 'full',
   /** The worker id is malformed (empty, too long). */
   InvalidId: 'invalid-id',
+  /** Another live process holds the id: the worker may retry once that one is gone. */
+  IdInUse: 'id-in-use',
 } as const;
 export type RegistrationRejection = (typeof RegistrationRejection)[keyof typeof RegistrationRejection];
 

@@ -224,6 +224,7 @@ export class JobRunner {
       statSpecs: specs.stats,
       coordinatorHash: reportHash ? (job.settleReplica(), weightsHash(job.parts)) : undefined,
       now: () => job.now(),
+      split: job.options.split,
     });
     try {
       let unexplained = 0;

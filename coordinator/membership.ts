@@ -76,6 +76,8 @@ export interface WorkerRecord {
   deadlineMs: number;
   /** Why it failed, for `failed` workers. */
   failureReason?: string;
+  /** The registering process's random id ('' when it sent none). */
+  processId: string;
 }
 
 /** What {@link Membership.register} did. */
@@ -122,11 +124,14 @@ export class Membership {
 
   /**
    * Registers a worker as `joining` with a fresh incarnation; it becomes active at the next
-   * `admitPending()`. A live worker re-registering under the same id is treated as restarted: its old
-   * incarnation fails (returned as `replaced`) so its late results are rejected.
-   * @throws RegistrationRejectedError when `maxWorkers` live workers are registered already.
+   * `admitPending()`. The same process registering again under a live id (it lost an answer) replaces
+   * its old incarnation, which fails (returned as `replaced`) so its late results are rejected. Another
+   * process under a live id is refused until the live incarnation is gone (left, or its lease expired):
+   * two pods under one name must not take turns dropping each other mid-step.
+   * @throws RegistrationRejectedError when `maxWorkers` live workers are registered already, or
+   *   (reason `id-in-use`) another live process holds the id.
    */
-  register(workerId: string, nowMs: number): Registration {
+  register(workerId: string, nowMs: number, processId = ''): Registration {
     if (workerId.length === 0 || workerId.length > MAX_WORKER_ID_LENGTH) {
       this.counts.rejectedRegistrations++;
       throw new RegistrationRejectedError(
@@ -146,9 +151,19 @@ export class Membership {
         `expected fewer than maxWorkers=${this.options.maxWorkers} live workers, found ${liveOthers}`,
       );
     }
+    const leaseOver = previous !== undefined && nowMs > previous.deadlineMs;
+    if (previous && previousLive && !leaseOver && previous.processId !== '' && previous.processId !== processId) {
+      this.counts.rejectedRegistrations++;
+      throw new RegistrationRejectedError(workerId, RegistrationRejection.IdInUse,
+        `another live process holds this id (incarnation ${previous.incarnation}, last heartbeat ` +
+        `${Math.max(0, nowMs - previous.lastHeartbeatMs)} ms ago); a new process is admitted under it once that one is gone ` +
+        `(it leaves, or ${this.options.heartbeatTimeoutMs} ms pass without its heartbeat)`);
+    }
     let replaced: WorkerRecord | undefined;
     if (previous && previousLive) {
-      this.markFailed(previous, `replaced by incarnation ${previous.incarnation + 1} (worker re-registered)`);
+      this.markFailed(previous, leaseOver
+        ? `lease expired (no heartbeat for ${nowMs - previous.lastHeartbeatMs} ms); incarnation ${previous.incarnation + 1} registered`
+        : `replaced by incarnation ${previous.incarnation + 1} (worker re-registered)`);
       replaced = { ...previous };
     }
     const record: WorkerRecord = {
@@ -158,6 +173,7 @@ export class Membership {
       registeredAtMs: nowMs,
       lastHeartbeatMs: nowMs,
       deadlineMs: nowMs + this.options.heartbeatTimeoutMs,
+      processId,
     };
     this.workers.set(workerId, record);
     this.counts.joins++;

@@ -1,3 +1,4 @@
+import { nodePrefix } from '../common';
 import { PlanningError } from './errors';
 import { assignMicroBatches, reassign, type Share } from './step-planner';
 
@@ -25,6 +26,8 @@ export interface ShareCollectorOptions {
   deadlineMs: number;
   /** Clock in milliseconds. @default Date.now */
   now?: () => number;
+  /** Micro-batches per worker, in the order of `workers`, instead of an even cut (see CoordinatorOptions.split). */
+  split?: readonly number[];
 }
 
 /** Why a result does not match what the collector expects from its sender. */
@@ -38,6 +41,18 @@ function sameIds(a: readonly number[], b: readonly number[]): boolean {
 
 function describe(ids: readonly number[]): string {
   return `[${ids.join(', ')}]`;
+}
+
+/** `ids` cut into runs of `counts[k]` for `workers[k]`, in order, until they run out; the rest to the last worker. */
+function splitAs(ids: readonly number[], workers: readonly string[], counts: readonly number[]): Share[] {
+  const shares: Share[] = [];
+  let next = 0;
+  workers.forEach((worker, k) => {
+    const take = k === workers.length - 1 ? ids.length - next : Math.min(counts[k] ?? 0, ids.length - next);
+    if (take > 0) shares.push({ worker, microBatchIds: ids.slice(next, next + take) });
+    next += take;
+  });
+  return shares;
 }
 
 /**
@@ -69,7 +84,9 @@ export class ShareCollector {
     this.microBatchCount = microBatchCount;
     const ids = Array.from({ length: microBatchCount }, (_, id) => id);
     if (workers.length === 0) this.orphans = ids;
-    for (const share of assignMicroBatches(ids, workers)) this.enqueue(share.worker, share.microBatchIds);
+    for (const share of options.split ? splitAs(ids, workers, options.split) : assignMicroBatches(ids, workers)) {
+      this.enqueue(share.worker, share.microBatchIds);
+    }
   }
 
   /** Every micro-batch has an accepted result. */
@@ -99,7 +116,9 @@ export class ShareCollector {
 
   /**
    * The work to give `worker` now: the handout it already holds (sent again), else the head of its next
-   * queued run, at most `limit` micro-batches (what fits in one message). Undefined when it has nothing.
+   * queued run, at most `limit` micro-batches (what fits in one message), cut to the largest node of the
+   * summation tree there (a run [1, 4) of 4 micro-batches goes out as [1] then [2, 3]). Undefined when it
+   * has nothing.
    */
   take(worker: string, limit: number): Handout | undefined {
     const held = this.handouts.get(worker);
@@ -107,7 +126,8 @@ export class ShareCollector {
     const queue = this.queues.get(worker);
     if (!queue || queue.length === 0) return undefined;
     const run = queue[0];
-    const ids = run.splice(0, Math.max(1, limit));
+    // Only whole nodes of the step's summation tree are handed out, so every share's sum is one node's.
+    const ids = run.splice(0, nodePrefix(run[0], run[run.length - 1] + 1, this.microBatchCount, Math.max(1, limit)));
     if (run.length === 0) queue.shift();
     const nowMs = this.now();
     const handout: Handout = { worker, microBatchIds: ids, handedAtMs: nowMs, deadlineMs: nowMs + this.deadlineMs };

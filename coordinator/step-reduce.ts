@@ -19,9 +19,8 @@ export type ReduceOutcome = ReducedStep | { failed: 'lost-members' | 'all-alive'
 
 /**
  * One allreduce attempt of a complete step whose shares (some or all) are held by their workers: the
- * coordinator opens the reduction (every holder in micro-batch order, and itself: an observer that only
- * receives the sum, or a contributor in its micro-batch place when a draining worker pushed its sums to
- * it), tells each holder on its next pull, and takes part. The attempt commits when the
+ * coordinator opens the reduction (every holder with the tree nodes it holds, and itself: an observer that
+ * only receives the sum, or a contributor of the nodes a draining worker pushed to it), tells each holder on its next pull, and takes part. The attempt commits when the
  * coordinator's own part completes: every member that completed holds the same bytes, and one that did
  * not is sent to GetWeights by its next assignment. When it fails, the coordinator waits until every
  * member has either come back asking for work or been dropped (lease, or the step deadline), takes the
@@ -30,14 +29,15 @@ export type ReduceOutcome = ReducedStep | { failed: 'lost-members' | 'all-alive'
 export async function reduceStep(job: JobContext, round: StepRound, attempt: number, signal: AbortSignal): Promise<ReduceOutcome> {
   const dataPlane = job.dataPlane;
   if (!dataPlane) throw new JobFailedError(`step ${round.globalStep}: workers hold sums, but the coordinator has no data plane`);
-  // The coordinator needs the sum for its own replica. It contributes, in micro-batch order, only the shares
-  // pushed to it; with none it observes (first, where its place does not matter).
-  const order = round.contributorOrder(COORDINATOR_RING_ID);
-  const holders = order.filter((id) => id !== COORDINATOR_RING_ID);
-  const observes = !order.includes(COORDINATOR_RING_ID);
-  const members = (observes ? [COORDINATOR_RING_ID, ...order] : order).map((id): RingMember => id === COORDINATOR_RING_ID
-    ? { id, address: dataPlane.address, role: observes ? 'observer' : 'contributor' }
-    : { id, address: job.sessions.get(id)?.dataAddress ?? '' });
+  // The coordinator needs the sum for its own replica. It contributes only the shares pushed to it (each a
+  // node of the summation tree, like every holder's); with none it observes.
+  const contributors = round.contributors(COORDINATOR_RING_ID);
+  const holders = contributors.map((c) => c.id).filter((id) => id !== COORDINATOR_RING_ID);
+  const observes = !contributors.some((c) => c.id === COORDINATOR_RING_ID);
+  const members: RingMember[] = [
+    ...(observes ? [{ id: COORDINATOR_RING_ID, address: dataPlane.address, role: 'observer' as const }] : []),
+    ...contributors.map(({ id, parts }) => ({ id, parts, address: id === COORDINATOR_RING_ID ? dataPlane.address : job.sessions.get(id)?.dataAddress ?? '' })),
+  ];
   const rank = members.findIndex((m) => m.id === COORDINATOR_RING_ID);
   const tensors = [...round.gradientSpecs, ...round.statSpecs];
   const timeoutMs = job.spec.distributed.stepDeadlineMs;
@@ -56,7 +56,7 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
     m.sentBytes.inc(stats.bytesSent);
     m.receivedBytes.inc(stats.bytesReceived);
     m.allreduceDuration.observe((job.now() - t0) / 1000);
-    return { sums: round.sumsFromVector(vector), reduction };
+    return { sums: round.sumsFromVector(vector.subarray(0, round.vectorLength)), reduction };
   } catch (err) {
     if (!(err instanceof RingError)) throw err;
     reduction.state = 'failed';

@@ -1,4 +1,4 @@
-import { addFloatsInto, elementCount, type WireTensorSpec } from '../common';
+import { addFloatsInto, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../common';
 import { PlanningError } from './errors';
 import type { Reduction } from './reduction';
 import { type Handout, ShareCollector } from './share-collector';
@@ -20,7 +20,7 @@ export interface ShareSums {
   count: number;
 }
 
-/** A whole step's sums, added in micro-batch order. */
+/** A whole step's sums, added by the summation tree over its micro-batches. */
 export interface StepSums {
   grads: Map<string, Float32Array>;
   deltas: Map<string, Float32Array>;
@@ -54,18 +54,37 @@ export interface StepRoundOptions {
   coordinatorHash?: string;
   /** The job's clock. */
   now: () => number;
+  /** Forced micro-batches per worker (CoordinatorOptions.split). @default an even cut */
+  split?: readonly number[];
 }
 
-function sumMaps(shares: readonly ShareSums[], pick: (s: ShareSums) => Map<string, Float32Array>): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>();
-  for (const share of shares) {
-    for (const [name, values] of pick(share)) {
-      const acc = out.get(name);
-      if (acc === undefined) out.set(name, Float32Array.from(values));
+/** A contributor to a step's allreduce: a worker holding sums, or the coordinator with the shares pushed to it. */
+export interface RingContributor {
+  id: string;
+  /** The nodes of the summation tree it brings: its accepted shares, ascending. */
+  parts: MicroBatchRun[];
+}
+
+/** The run of micro-batches a share covers: one node of the summation tree, as every handout is. */
+export function runOf(share: { microBatchIds: readonly number[] }): MicroBatchRun {
+  return { start: share.microBatchIds[0], end: share.microBatchIds[share.microBatchIds.length - 1] + 1 };
+}
+
+/**
+ * The shares' tensors added by the summation tree over `leaves` micro-batches (each share a node of it),
+ * into new arrays: the same bytes for any split of the step, and the bytes the single-process trainer adds.
+ */
+function treeSumMaps(shares: readonly ShareSums[], leaves: number, pick: (s: ShareSums) => Map<string, Float32Array>): Map<string, Float32Array> {
+  const tree = new TreeSum<Map<string, Float32Array>>(leaves, (left, right) => {
+    for (const [name, values] of right) {
+      const acc = left.get(name);
+      if (acc === undefined) left.set(name, values);
       else addFloatsInto(acc, values);
     }
-  }
-  return out;
+    return left;
+  });
+  for (const share of shares) tree.put(runOf(share), new Map([...pick(share)].map(([name, v]) => [name, Float32Array.from(v)])));
+  return tree.result();
 }
 
 /**
@@ -105,7 +124,7 @@ export class StepRound {
     this.statSpecs = options.statSpecs;
     this.coordinatorHash = options.coordinatorHash;
     this.openedAtMs = options.now();
-    this.collector = new ShareCollector(options.plan.microBatches.length, options.workers, { deadlineMs: options.stepDeadlineMs, now: options.now });
+    this.collector = new ShareCollector(options.plan.microBatches.length, options.workers, { deadlineMs: options.stepDeadlineMs, now: options.now, split: options.split });
     this.completed = this.arm();
   }
 
@@ -183,12 +202,17 @@ export class StepRound {
   }
 
   /**
-   * Who contributes to the allreduce, in the order of their first accepted micro-batch (the order their
-   * sums are added in, as the trainer adds micro-batches): each holder's id, and `coordinatorId` where
-   * shares were pushed to the coordinator (a draining worker's).
+   * Who contributes to the allreduce, in the order of their first accepted micro-batch, with the tree
+   * nodes each brings: each holder, and `coordinatorId` where shares were pushed to the coordinator (a
+   * draining worker's). The sum does not depend on this order: the segment owners add by the tree.
    */
-  contributorOrder(coordinatorId: string): string[] {
-    return [...new Set(this.acceptedShares().map((sh) => (sh.held ? sh.worker : coordinatorId)))];
+  contributors(coordinatorId: string): RingContributor[] {
+    const byId = new Map<string, MicroBatchRun[]>();
+    for (const sh of this.acceptedShares()) {
+      const id = sh.held ? sh.worker : coordinatorId;
+      byId.set(id, [...(byId.get(id) ?? []), runOf(sh)]);
+    }
+    return [...byId].map(([id, parts]) => ({ id, parts }));
   }
 
   /** Floats in the allreduce vector: every gradient, then every statistic delta. */
@@ -198,20 +222,21 @@ export class StepRound {
 
   /**
    * The coordinator's input to the allreduce: the shares pushed to it over gRPC (a draining worker's, or
-   * one without a data plane), added in micro-batch order and laid out as the ring's vector; zeros if none.
+   * one without a data plane), one vector per share (a node of the summation tree, in the order of
+   * `contributors`), back to back and laid out as the reduction's vector; one vector of zeros if none.
    */
   ringInput(): Float32Array {
-    const out = new Float32Array(this.vectorLength);
+    const n = this.vectorLength;
     const pushed = this.acceptedShares().filter((sh) => !sh.held);
-    if (pushed.length === 0) return out;
-    const grads = sumMaps(pushed, (sh) => sh.grads);
-    const deltas = sumMaps(pushed, (sh) => sh.deltas);
-    let at = 0;
-    for (const spec of [...this.gradientSpecs, ...this.statSpecs]) {
-      const values = grads.get(spec.name) ?? deltas.get(spec.name);
-      if (values) out.set(values, at);
-      at += elementCount(spec.shape);
-    }
+    const out = new Float32Array(Math.max(1, pushed.length) * n);
+    pushed.forEach((sh, k) => {
+      let at = k * n;
+      for (const spec of [...this.gradientSpecs, ...this.statSpecs]) {
+        const values = sh.grads.get(spec.name) ?? sh.deltas.get(spec.name);
+        if (values) out.set(values, at);
+        at += elementCount(spec.shape);
+      }
+    });
     return out;
   }
 
@@ -238,8 +263,8 @@ export class StepRound {
   }
 
   /**
-   * The step's sums: the shares added in ascending micro-batch order, starting from the share that holds
-   * micro-batch 0, which is what makes every split of the step agree with the local trainer.
+   * The step's sums: the shares (nodes of the summation tree) added by the tree, which is what makes every
+   * split of the step agree with the local trainer bit for bit.
    * @throws PlanningError when called before the step is complete.
    */
   sum(): StepSums {
@@ -253,8 +278,8 @@ export class StepRound {
     }
     return {
       ...this.counts(),
-      grads: sumMaps(ordered, (s) => s.grads),
-      deltas: sumMaps(ordered, (s) => s.deltas),
+      grads: treeSumMaps(ordered, this.plan.microBatches.length, (s) => s.grads),
+      deltas: treeSumMaps(ordered, this.plan.microBatches.length, (s) => s.deltas),
     };
   }
 

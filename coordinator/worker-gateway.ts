@@ -2,6 +2,7 @@ import {
   ConfigError,
   GROUPS,
   NotReadyError,
+  WorkerIdInUseError,
   type ParamGroupName,
   stepLearningRates,
   type WireTensor,
@@ -28,6 +29,8 @@ export interface WorkerCapabilitiesInput {
   hostname: string;
   /** host:port of its ring data plane; empty: none. */
   dataAddress: string;
+  /** Random per worker process; '' from a client that sends none (it is then never refused as another process). */
+  processId: string;
 }
 
 /** The answer to a registration. */
@@ -104,17 +107,22 @@ export function registerWorker(job: JobContext, caps: WorkerCapabilitiesInput): 
   const id = requested !== '' ? requested : chooseId(job, caps);
   let registration;
   try {
-    registration = job.membership.register(id, job.now());
+    registration = job.membership.register(id, job.now(), caps.processId);
   } catch (err) {
     if (err instanceof RegistrationRejectedError && err.reason === RegistrationRejection.Full) {
       throw new NotReadyError(`${err.message}; try again later`, { cause: err });
+    }
+    if (err instanceof RegistrationRejectedError && err.reason === RegistrationRejection.IdInUse) {
+      job.log(`registration refused: ${err.message} (${caps.hostname || '?'} pid ${caps.pid || '?'})`);
+      job.telemetry.metrics.idInUseRefusals.inc();
+      throw new WorkerIdInUseError(id, err.message);
     }
     if (err instanceof RegistrationRejectedError) throw new ConfigError('worker_id', err.message, { cause: err });
     throw err;
   }
   if (registration.replaced) {
     job.telemetry.metrics.workerFailures.inc();
-    job.log(`worker ${id} registered again: its previous incarnation is dropped`);
+    job.log(`worker ${id}: incarnation ${registration.replaced.incarnation} dropped (${registration.replaced.failureReason})`);
     job.redistribute(id);
   }
   job.sessions.set(id, {

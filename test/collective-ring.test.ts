@@ -1,12 +1,12 @@
 /**
- * The collective's allreduce among DataPlanes of one process over real loopback sockets: fixed-order
- * (bit-exact) sums, observers, pooled connections, and the failures members must agree on.
+ * The collective's allreduce among DataPlanes of one process over real loopback sockets: the summation
+ * tree's (bit-exact) sums whatever the split, observers, pooled connections, and the failures members must agree on.
  * Process deaths are in collective-process.test.ts.
  */
 import assert from 'node:assert/strict';
 import { NonFiniteValueError, TensorChannel, connectTensorChannel, startTensorChannelServer } from '../common/wire';
 import { DataPlane, RingError, RingMember, RingReduction, RingStats } from '../common/collective';
-import { OrderedFold } from '../common/collective/ordered-fold';
+import { TreeFold } from '../common/collective/tree-fold';
 import { SimdScratch } from '../common/collective/simd-scratch';
 
 /** Deterministic, distinct per member, of mixed sign and magnitude (1e-3 .. 1e5) so float32 rounding shows. */
@@ -16,11 +16,24 @@ function inputOf(member: number, floats: number, round = 0): Float32Array {
   return a;
 }
 
-/** The single-process trainer's sum: a sequential float32 left fold in member order. */
+/** A sequential float32 left fold in member order (what the collective computed before the tree). */
 function leftFold(parts: Float32Array[]): Float32Array {
   const acc = Float32Array.from(parts[0]);
   for (const p of parts.slice(1)) for (let i = 0; i < acc.length; i++) acc[i] += p[i];
   return acc;
+}
+
+/**
+ * The single-process trainer's sum, written out independently of TreeSum: the pairwise tree over the
+ * leaves, the left half ceil(n / 2) long, in float32.
+ */
+function treeSum(leaves: Float32Array[]): Float32Array {
+  if (leaves.length === 1) return Float32Array.from(leaves[0]);
+  const mid = Math.ceil(leaves.length / 2);
+  const left = treeSum(leaves.slice(0, mid));
+  const right = treeSum(leaves.slice(mid));
+  for (let i = 0; i < left.length; i++) left[i] += right[i];
+  return left;
 }
 
 const bytesOf = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -30,7 +43,7 @@ function assertAllEqual(results: Float32Array[], expected: Float32Array): void {
   results.forEach((r, m) => {
     if (bytesOf(r).equals(bytesOf(expected))) return;
     const i = r.findIndex((x, j) => !Object.is(x, expected[j]));
-    assert.fail(`member ${m}: element ${i} is ${r[i]}, the left fold in member order is ${expected[i]}`);
+    assert.fail(`member ${m}: element ${i} is ${r[i]}, the summation tree's sum is ${expected[i]}`);
   });
 }
 
@@ -71,25 +84,34 @@ async function until(condition: () => boolean, what: string, limitMs = 10_000): 
   }
 }
 
-describe('collective OrderedFold', () => {
-  it('folds parts in contributor order bit for bit, whatever order they arrive in', () => {
-    const parts = [0, 1, 2, 3].map((m) => inputOf(m, 257));
-    const expected = leftFold(parts);
+describe('collective TreeFold', () => {
+  it('adds the parts of any split by the summation tree bit for bit, whatever order they arrive in', () => {
+    const leaves = [0, 1, 2, 3, 4].map((m) => inputOf(m, 257));
+    const expected = treeSum(leaves);
     // Another association gives other bytes on these inputs, so the comparison below can fail.
-    assert.ok(!bytesOf(leftFold([parts[1], parts[2], parts[3], parts[0]])).equals(bytesOf(expected)), 'inputs too tame to tell associations apart');
-    const orders = [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]];
+    assert.ok(!bytesOf(leftFold(leaves)).equals(bytesOf(expected)), 'inputs too tame to tell associations apart');
+    const sumOf = (r: { start: number; end: number }) => treeSum(leaves.slice(r.start, r.end));
+    // Splits of 5 micro-batches (tree: [0,3) = [0,2) + [2,3), [3,5)) into nodes per contributor.
+    const splits = [
+      [[{ start: 0, end: 3 }], [{ start: 3, end: 5 }]],
+      [[{ start: 0, end: 1 }], [{ start: 1, end: 2 }, { start: 2, end: 3 }, { start: 3, end: 4 }], [{ start: 4, end: 5 }]],
+      [[{ start: 0, end: 2 }, { start: 4, end: 5 }], [{ start: 2, end: 3 }, { start: 3, end: 4 }]],
+    ];
     const scratch = new SimdScratch();
-    for (let own = 0; own < 4; ++own) {
-      for (const order of orders) {
-        const mine = Float32Array.from(parts[own]);
-        const fold = new OrderedFold(mine, own, 4, scratch);
-        for (const k of order.filter((x) => x !== own)) {
-          assert.equal(fold.done, false);
-          fold.slot(k).set(parts[k]);
-          fold.arrive(k);
+    for (const parts of splits) {
+      for (let own = 0; own < parts.length; ++own) {
+        for (const reversed of [false, true]) {
+          const target = new Float32Array(257);
+          const fold = new TreeFold(target, parts[own].map(sumOf), own, parts, 5, scratch);
+          const others = parts.flatMap((p, k) => (k === own ? [] : p.map((_, i) => [k, i] as const)));
+          for (const [k, i] of reversed ? others.reverse() : others) {
+            assert.equal(fold.done, false);
+            fold.slot(k, i).set(sumOf(parts[k][i]));
+            fold.arrive(k, i);
+          }
+          assert.equal(fold.done, true);
+          assertAllEqual([target], expected);
         }
-        assert.equal(fold.done, true);
-        assertAllEqual([mine], expected);
       }
     }
   });
@@ -110,12 +132,12 @@ describe('collective allreduce (one process)', () => {
 
   for (const world of [1, 2, 3, 4]) {
     for (const floats of [1001, 3, 0]) {
-      it(`sums ${floats} floats over ${world} member(s), the left fold's bytes everywhere`, async () => {
+      it(`sums ${floats} floats over ${world} member(s), the summation tree's bytes everywhere`, async () => {
         await listen(world);
         const inputs = Array.from({ length: world }, (_, m) => inputOf(m, floats));
         const data = inputs.map((x) => Float32Array.from(x));
         const stats = assertAllSucceeded(await runAll(planes, `w${world}-n${floats}`, data));
-        assertAllEqual(data, leftFold(inputs));
+        assertAllEqual(data, treeSum(inputs));
         const sent = stats.reduce((a, s) => a + s.bytesSent, 0);
         assert.equal(sent, stats.reduce((a, s) => a + s.bytesReceived, 0), 'bytes sent = bytes received');
         // Every segment: C-1 parts to its owner, then the reduced segment to the other M-1 members.
@@ -125,13 +147,13 @@ describe('collective allreduce (one process)', () => {
   }
 
   for (const contributors of [2, 3, 4, 5]) {
-    it(`is bit-exact in member order with ${contributors} contributors`, async () => {
+    it(`is bit-exact to the summation tree with ${contributors} contributors`, async () => {
       await listen(contributors);
       const floats = 20_011;
       const inputs = planes.map((_, m) => inputOf(m, floats));
-      const expected = leftFold(inputs);
+      const expected = treeSum(inputs);
       if (contributors > 2) {
-        const other = leftFold([...inputs.slice(1), inputs[0]]); // (p1 + p2) + … + p0
+        const other = leftFold([...inputs.slice(1), inputs[0]]); // ((p1 + p2) + …) + p0
         assert.ok(!bytesOf(other).equals(bytesOf(expected)), 'inputs too tame: another association gives the same bytes');
       }
       for (let round = 0; round < 2; round++) {
@@ -141,6 +163,53 @@ describe('collective allreduce (one process)', () => {
       }
     });
   }
+
+  // 4 micro-batches (tree [0,2) + [2,4)) split 4, 2+1+1 and 1+3 among contributors behind an observer,
+  // and 3 (tree [0,2) + [2,3)) split 1+2: every split gives the single-process trainer's bytes.
+  const splits: Array<{ name: string; leaves: number; parts: Array<Array<[number, number]>> }> = [
+    { name: '4', leaves: 4, parts: [[[0, 2], [2, 4]]] },
+    { name: '2+1+1', leaves: 4, parts: [[[0, 2]], [[2, 3]], [[3, 4]]] },
+    { name: '1+3', leaves: 4, parts: [[[0, 1]], [[1, 2], [2, 4]]] },
+    { name: '1+2', leaves: 3, parts: [[[0, 1]], [[1, 2], [2, 3]]] },
+  ];
+  for (const { name, leaves, parts } of splits) {
+    it(`gives the summation tree's bytes for the split ${name} of ${leaves} micro-batches, one vector per part`, async () => {
+      await listen(parts.length + 1);
+      const floats = 4099;
+      const micro = Array.from({ length: leaves }, (_, m) => inputOf(m, floats));
+      const members: RingMember[] = [{ id: 'observer', address: planes[0].address, role: 'observer' },
+        ...parts.map((p, k) => ({ id: `w${k}`, address: planes[k + 1].address, parts: p.map(([start, end]) => ({ start, end })) }))];
+      const data = [new Float32Array(floats), ...parts.map((p) => {
+        const input = new Float32Array(p.length * floats);
+        p.forEach(([start, end], i) => input.set(treeSum(micro.slice(start, end)), i * floats));
+        return input;
+      })];
+      const stats = assertAllSucceeded(await runAll(planes, `split-${name}`, data, members));
+      assertAllEqual(data.map((d) => d.subarray(0, floats)), treeSum(micro));
+      // Each part's slices go to the other owners once; each owner's reduced segment to every other member.
+      const c = parts.length;
+      const seg = (j: number) => Math.min(floats, (j + 1) * Math.ceil(floats / c)) - Math.min(floats, j * Math.ceil(floats / c));
+      const expectedSent = parts.reduce((n, p, k) => n + p.length * (floats - seg(k)) + seg(k) * c, 0) * 4;
+      assert.equal(stats.reduce((n, x) => n + x.bytesSent, 0), expectedSent);
+    });
+  }
+
+  it('refuses parts that do not cover the micro-batches with nodes of the summation tree', async () => {
+    await listen(2);
+    const bad: Array<[Array<[number, number]>, Array<[number, number]>, RegExp]> = [
+      [[[0, 1]], [[1, 3]], /expected a node of the summation tree over 3 micro-batches, got \[1, 3\)/],
+      [[[0, 2]], [[1, 3]], /\[1, 3\)|overlap/],
+      [[[0, 1]], [[2, 3]], /expected all 3 micro-batches in the sum, have \[0, 1\) \[2, 3\)/],
+    ];
+    for (const [a, b, message] of bad) {
+      const members = [a, b].map((p, k) => ({ id: `w${k}`, address: planes[k].address, parts: p.map(([start, end]) => ({ start, end })) }));
+      const out = assertAllFailed(await runAll(planes, 'bad-parts', [new Float32Array(a.length * 8), new Float32Array(b.length * 8)], members));
+      for (const err of out) {
+        assert.equal(err.phase, 'start');
+        assert.match(err.message, message);
+      }
+    }
+  });
 
   const observerCases: Array<{ world: number; observer: number }> = [
     { world: 3, observer: 0 },
@@ -156,7 +225,7 @@ describe('collective allreduce (one process)', () => {
       const members = membersOf(planes, [observer]);
       const data = inputs.map((x) => Float32Array.from(x)); // the observer's input: nonzero garbage
       const stats = assertAllSucceeded(await runAll(planes, 'observed', data, members));
-      assertAllEqual(data, leftFold(inputs.filter((_, m) => m !== observer)));
+      assertAllEqual(data, treeSum(inputs.filter((_, m) => m !== observer)));
       assert.equal(stats[observer].bytesSent, 0, 'an observer sends no data');
       assert.equal(stats[observer].bytesReceived, floats * 4, 'an observer receives the sum once');
     });
@@ -181,7 +250,7 @@ describe('collective allreduce (one process)', () => {
       const inputs = planes.map((_, m) => inputOf(m, floats, round));
       const data = inputs.map((x) => Float32Array.from(x));
       assertAllSucceeded(await runAll(planes, `job/step-${round}`, data, members));
-      assertAllEqual(data, leftFold(inputs.slice(1)));
+      assertAllEqual(data, treeSum(inputs.slice(1)));
       opened.push(planes.map((p) => p.connectionsOpened));
     }
     // A member opens one connection to each contributor it receives from, once.
@@ -196,7 +265,7 @@ describe('collective allreduce (one process)', () => {
     const inputs = planes.map((_, m) => inputOf(m, 5000, 9));
     const data = inputs.map((x) => Float32Array.from(x));
     assertAllSucceeded(await runAll(planes, 'after-replacement', data, replaced));
-    assertAllEqual(data, leftFold(inputs.slice(1)));
+    assertAllEqual(data, treeSum(inputs.slice(1)));
     assert.deepEqual(planes.map((p) => p.connectionsOpened), [4, 3, 3, 2]);
   });
 
@@ -209,7 +278,7 @@ describe('collective allreduce (one process)', () => {
     const late = [p1.allreduce(reductionFor(members, 1, 'early'), data[1]), p2.allreduce(reductionFor(members, 2, 'early'), data[2])];
     await until(() => p0.pooledConnections === 2, 'members 1 and 2 connected to member 0');
     await Promise.all([p0.allreduce(reductionFor(members, 0, 'early'), data[0]), ...late]);
-    assertAllEqual(data, leftFold(inputs));
+    assertAllEqual(data, treeSum(inputs));
   });
 
   it('rejects a second concurrent reduction and bad arguments', async () => {

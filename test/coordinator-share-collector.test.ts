@@ -19,14 +19,15 @@ describe('ShareCollector: who computes which micro-batches of a round', () => {
     assert.equal(c.take('c', 10), undefined, 'a worker outside the round has nothing');
   });
 
-  it('hands out at most `limit` micro-batches at a time (what fits in one message)', () => {
+  it('hands out at most `limit` micro-batches at a time (what fits in one message), as nodes of the summation tree', () => {
+    // 5 micro-batches: [0, 3) = [0, 2) + [2, 3), and [3, 5).
     const { c } = collector(5, ['a']);
     assert.deepEqual(c.take('a', 2)?.microBatchIds, [0, 1]);
     c.accept('a', [0, 1]);
-    assert.deepEqual(c.take('a', 2)?.microBatchIds, [2, 3]);
-    c.accept('a', [2, 3]);
-    assert.deepEqual(c.take('a', 2)?.microBatchIds, [4]);
-    c.accept('a', [4]);
+    assert.deepEqual(c.take('a', 2)?.microBatchIds, [2]);
+    c.accept('a', [2]);
+    assert.deepEqual(c.take('a', 2)?.microBatchIds, [3, 4]);
+    c.accept('a', [3, 4]);
     assert.ok(c.complete);
   });
 
@@ -41,15 +42,20 @@ describe('ShareCollector: who computes which micro-batches of a round', () => {
   });
 
   it("spreads a dropped worker's unfinished micro-batches over the survivors, least loaded first, and skips accepted ones", () => {
+    // 6 micro-batches: [0, 3) = [0, 2) + [2, 3), [3, 6) = [3, 5) + [5, 6); b's run [2, 3] goes out as two nodes.
     const { c } = collector(6, ['a', 'b', 'c']);
     c.take('a', 10);
-    c.take('b', 10);
-    c.accept('b', [2, 3]);
+    assert.deepEqual(c.take('b', 10)?.microBatchIds, [2]);
+    c.accept('b', [2]);
+    assert.deepEqual(c.take('b', 10)?.microBatchIds, [3]);
+    c.accept('b', [3]);
     assert.deepEqual(c.drop('a', ['b', 'c']), [0, 1]);
     // b is idle (its share is in), c still has [4, 5] queued: b takes the first half.
     assert.deepEqual(c.take('b', 10)?.microBatchIds, [0]);
-    assert.deepEqual(c.take('c', 10)?.microBatchIds, [4, 5]);
-    c.accept('c', [4, 5]);
+    assert.deepEqual(c.take('c', 10)?.microBatchIds, [4]);
+    c.accept('c', [4]);
+    assert.deepEqual(c.take('c', 10)?.microBatchIds, [5]);
+    c.accept('c', [5]);
     assert.deepEqual(c.take('c', 10)?.microBatchIds, [1]);
   });
 

@@ -8,7 +8,7 @@ import { ClusterHarness } from './support/cluster';
 import {
   assertExactlyOnce,
   assertReplicasAgree,
-  assertSameWeights,
+  assertSameWeightsHash,
   assertTrainingFinished,
   finalRunWeights,
   initialWeights,
@@ -19,9 +19,6 @@ import {
   type WeightMap,
 } from './support/cluster-checks';
 import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
-
-/** The contract: the distributed job and the single-process trainer agree to this relative difference. */
-const RELATIVE_TOLERANCE = 1e-4;
 
 
 // Real coordinator and worker processes over gRPC on loopback with a real nats-server, against the
@@ -70,7 +67,7 @@ describe('distributed training equals the single-process trainer', function () {
       assert.deepEqual(changes, ['freeze@0', 'unfreeze@1', 'lr-change@1']);
       assert.deepEqual(recordsOf(records, 'epoch').map((e) => e.frozen), [true, false, false]);
       const final = finalRunWeights(coordinator.ready.runDir);
-      assertSameWeights(final, reference, RELATIVE_TOLERANCE, `${workers} worker(s) ${exchange} vs local`);
+      assertSameWeightsHash(final, reference, `${workers} worker(s) ${exchange} vs local`);
     });
   }
 });
@@ -115,6 +112,6 @@ describe('distributed demo job equals the single-process trainer', function () {
     assertExactlyOnce(records, 3, train.count);
     assertReplicasAgree(records, 3, stepsPerEpoch(train.count, spec.training.batchSize));
     assert.deepEqual(recordsOf(records, 'epoch').map((e) => e.frozen), [true, true, false]);
-    assertSameWeights(finalRunWeights(coordinator.ready.runDir), await reference, RELATIVE_TOLERANCE, 'demo job, 2 workers vs local');
+    assertSameWeightsHash(finalRunWeights(coordinator.ready.runDir), await reference, 'demo job, 2 workers vs local');
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ConfigError } from '../common/errors';
-import { RegistrationRejectedError, UnknownWorkerError } from '../coordinator/errors';
+import { RegistrationRejectedError, RegistrationRejection, UnknownWorkerError } from '../coordinator/errors';
 import { Membership, WorkerState, compileMembershipOptions } from '../coordinator/membership';
 
 const TIMEOUT_MS = 1000;
@@ -132,11 +132,27 @@ describe('membership', () => {
     );
   });
 
-  it('fails the old incarnation of a live worker that registers again (it restarted)', () => {
+  it('refuses another live process under a live id until the first is gone, and admits it then', () => {
     const m = registry();
-    m.register('a', 0);
+    m.register('a', 0, 'process-1');
     m.admitPending(0);
-    const again = m.register('a', 10);
+    m.heartbeat('a', 1, 900);
+    assert.throws(() => m.register('a', 1000, 'process-2'), (e: unknown) => e instanceof RegistrationRejectedError &&
+      e.reason === RegistrationRejection.IdInUse &&
+      /another live process holds this id \(incarnation 1, last heartbeat 100 ms ago\); a new process is admitted under it once that one is gone/.test(e.message));
+    assert.deepEqual(m.activeWorkers(), ['a'], 'the live incarnation is untouched');
+    assert.equal(m.counters().rejectedRegistrations, 1);
+    // Its lease expires: the other process is admitted as incarnation 2, the first fails (its shares are redone).
+    const next = m.register('a', 900 + m.options.heartbeatTimeoutMs + 1, 'process-2');
+    assert.equal(next.worker.incarnation, 2);
+    assert.match(next.replaced?.failureReason ?? '', /lease expired \(no heartbeat for \d+ ms\); incarnation 2 registered/);
+  });
+
+  it('fails the old incarnation when the same process registers again (it lost the answer)', () => {
+    const m = registry();
+    m.register('a', 0, 'process-1');
+    m.admitPending(0);
+    const again = m.register('a', 10, 'process-1');
     assert.equal(again.replaced?.incarnation, 1);
     assert.equal(again.replaced?.state, WorkerState.Failed);
     assert.match(again.replaced?.failureReason ?? '', /replaced by incarnation 2/);

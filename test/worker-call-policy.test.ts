@@ -75,7 +75,7 @@ describe('worker call policy: wait out an unreachable coordinator, for a limited
     const port = await getFreePort();
     const link = new CoordinatorLink({ target: `127.0.0.1:${port}`, maxMessageBytes: 1 << 20, rpcDeadlineMs: 2000, transferDeadlineMs: 5000 });
     try {
-      const caps = workerCapabilities({ workerId: 'w', backend: 'cpu', maxMessageBytes: 1 << 20 });
+      const caps = workerCapabilities({ workerId: 'w', processId: 'p', backend: 'cpu', maxMessageBytes: 1 << 20 });
       await assert.rejects(callWithRetry('Coordinator/Register', () => link.register(caps), { target: link.target, retryLimitMs: 500, idempotent: true }),
         (e: unknown) => e instanceof CoordinatorUnreachableError && (e.cause as RpcError).code === status.UNAVAILABLE);
     } finally {

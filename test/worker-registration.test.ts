@@ -25,7 +25,7 @@ function response(overrides: Partial<RegisterResponse> = {}): RegisterResponse {
 
 describe('worker registration, options and lifecycle', () => {
   it('states its protocol and package version, pid and host', () => {
-    const caps = workerCapabilities({ workerId: 'w', backend: 'wasm', maxMessageBytes: 1024, modelFingerprint: 'sha256:x' });
+    const caps = workerCapabilities({ workerId: 'w', processId: 'p', backend: 'wasm', maxMessageBytes: 1024, modelFingerprint: 'sha256:x' });
     assert.deepEqual([caps.protocolVersion, caps.shardwiseVersion, caps.pid, caps.backend, caps.modelFingerprint, caps.architecture],
       [PROTOCOL_VERSION, SHARDWISE_VERSION, process.pid, 'wasm', 'sha256:x', '']);
   });

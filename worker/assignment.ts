@@ -149,7 +149,9 @@ export function assignmentFromProto(a: StepAssignment, updateTensors: ReadonlyMa
     waitReason: a.waitReason,
     reduce: r && {
       key: r.key,
-      members: r.members.map((m): RingMember => ({ id: m.id, address: m.address, role: m.observer ? 'observer' : 'contributor' })),
+      members: r.members.map((m): RingMember => m.observer
+        ? { id: m.id, address: m.address, role: 'observer' }
+        : { id: m.id, address: m.address, role: 'contributor', parts: m.parts.map((p) => ({ start: p.start, end: p.end })) }),
       rank: r.rank,
       tensors: r.tensors.map(specFromProto),
       gradientTensorCount: r.gradientTensorCount,

@@ -1,4 +1,4 @@
-import { addFloatsInto, elementCount, type WireTensor, type WireTensorSpec } from '../common';
+import { elementCount, type MicroBatchRun, type WireTensor, type WireTensorSpec } from '../common';
 import { HeldSumsError } from './errors';
 
 /** An allreduce's result: the step's whole sums, laid out as the coordinator's ReduceSpec said. */
@@ -12,56 +12,65 @@ export interface ReducedSums {
 
 /**
  * The sums of the shares this worker computed for the current step and kept for the allreduce (its
- * pushes carried only the header). A second share of the same step is added to the first; a share of
- * another step starts over. They stay untouched through an allreduce attempt (the ring works on a copy),
- * so a failed attempt can be run again with the same input.
+ * pushes carried only the header), one set per share: each share is a node of the step's summation tree,
+ * and the segment owners add the nodes by the tree, so a second share of the same step is kept apart,
+ * not added to the first. A share of another step starts over. They stay untouched through an allreduce
+ * attempt (the collective works on a copy), so a failed attempt can be run again with the same input.
  */
 export class HeldSums {
   private heldStep = -1;
-  private readonly sums = new Map<string, Float32Array>();
+  /** By the first micro-batch of the share. */
+  private readonly shares = new Map<number, { run: MicroBatchRun; sums: Map<string, Float32Array> }>();
 
   /** The step whose sums are held; -1 when none. */
   get step(): number {
     return this.heldStep;
   }
 
-  /** Keeps the sums of a share the coordinator accepted as held. */
-  add(step: number, tensors: readonly WireTensor[]): void {
+  /** Keeps the sums of a share (micro-batches `microBatchIds`) the coordinator accepted as held. */
+  add(step: number, microBatchIds: readonly number[], tensors: readonly WireTensor[]): void {
     if (step !== this.heldStep) this.clear();
     this.heldStep = step;
-    for (const t of tensors) {
-      const data = t.data as Float32Array;
-      const acc = this.sums.get(t.name);
-      if (acc === undefined) this.sums.set(t.name, Float32Array.from(data));
-      else addFloatsInto(acc, data);
-    }
+    const run = { start: microBatchIds[0], end: microBatchIds[microBatchIds.length - 1] + 1 };
+    this.shares.set(run.start, { run, sums: new Map(tensors.map((t) => [t.name, Float32Array.from(t.data as Float32Array)])) });
   }
 
   /**
-   * The allreduce input: the held sums laid out as `tensors`, in a new vector.
-   * @throws HeldSumsError when another step's sums are held, or a tensor is missing or of another size.
+   * The allreduce input: the held sums of each of `parts` (as the coordinator's ReduceSpec lists them for
+   * this worker) laid out as `tensors`, back to back in a new vector.
+   * @throws HeldSumsError when another step's sums are held, the parts are not the shares held, or a
+   * tensor is missing or of another size.
    */
-  vector(step: number, tensors: readonly WireTensorSpec[]): Float32Array {
+  vector(step: number, tensors: readonly WireTensorSpec[], parts: readonly MicroBatchRun[]): Float32Array {
     if (step !== this.heldStep) {
       throw new HeldSumsError(`allreduce of step ${step}: this worker holds ${this.heldStep < 0 ? 'no sums' : `the sums of step ${this.heldStep}`}`);
     }
-    const out = new Float32Array(tensors.reduce((n, s) => n + elementCount(s.shape), 0));
-    let at = 0;
-    for (const spec of tensors) {
-      const n = elementCount(spec.shape);
-      const values = this.sums.get(spec.name);
-      if (!values || values.length !== n) {
-        throw new HeldSumsError(`allreduce of step ${step}: expected ${n} held values of '${spec.name}', ` +
-          `found ${values ? values.length : 'none'}`);
-      }
-      out.set(values, at);
-      at += n;
+    const text = (runs: readonly MicroBatchRun[]) => runs.map((r) => `[${r.start}, ${r.end})`).join(' ') || 'none';
+    const held = [...this.shares.values()].map((s) => s.run).sort((a, b) => a.start - b.start);
+    if (text(held) !== text(parts)) {
+      throw new HeldSumsError(`allreduce of step ${step}: expected to hold micro-batches ${text(parts)}, this worker holds ${text(held)}`);
     }
+    const n = tensors.reduce((k, s) => k + elementCount(s.shape), 0);
+    const out = new Float32Array(parts.length * n);
+    parts.forEach((part, k) => {
+      const sums = this.shares.get(part.start)?.sums as Map<string, Float32Array>;
+      let at = k * n;
+      for (const spec of tensors) {
+        const size = elementCount(spec.shape);
+        const values = sums.get(spec.name);
+        if (!values || values.length !== size) {
+          throw new HeldSumsError(`allreduce of step ${step}: expected ${size} held values of '${spec.name}', ` +
+            `found ${values ? values.length : 'none'}`);
+        }
+        out.set(values, at);
+        at += size;
+      }
+    });
     return out;
   }
 
   clear(): void {
     this.heldStep = -1;
-    this.sums.clear();
+    this.shares.clear();
   }
 }

@@ -1,6 +1,7 @@
 /**
- * The shardwise worker: a stateless replica of the coordinator's model that pulls step assignments,
- * computes gradient sums (or evaluation counts) on the samples they carry, and pushes them back.
+ * The shardwise worker: a replica of the coordinator's model (with its own optimizer state under the
+ * allreduce) that pulls step assignments, computes gradient sums (or evaluation counts) on the samples
+ * they carry, keeps them for the step's allreduce or pushes them back, and applies each step's update.
  * `Worker` is the entry point; the other exports are its parts, for tests and tools.
  */
 export { Worker, MAX_CONSECUTIVE_FAILURES, type WorkerExitReason, type WorkerOutcome, type WorkerReadyInfo } from './worker';

@@ -37,6 +37,12 @@ export interface WorkerOptions {
    */
   retryLimitMs?: number;
   /**
+   * How long a registration refused because another live process holds the id (ALREADY_EXISTS) is tried
+   * again: long enough for a dead predecessor's lease to expire (a pod recreated under its name); then
+   * the worker exits with WorkerIdInUseError. @default 60000
+   */
+  idInUseWaitMs?: number;
+  /**
    * After a drain starts (SIGTERM, or the coordinator asks), wait this long for the share in progress
    * to be pushed; then cancel what is left and leave anyway. @default 60000
    */
@@ -60,6 +66,7 @@ export interface CompiledWorkerOptions {
   rpcDeadlineMs: number;
   transferDeadlineMs: number;
   retryLimitMs: number;
+  idInUseWaitMs: number;
   shutdownGraceMs: number;
   log: (line: string) => void;
 }
@@ -122,6 +129,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     rpcDeadlineMs,
     transferDeadlineMs,
     retryLimitMs,
+    idInUseWaitMs: positiveMs('idInUseWaitMs', options.idInUseWaitMs ?? 60_000),
     shutdownGraceMs,
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
   };

@@ -1,7 +1,7 @@
 import * as os from 'node:os';
-import { GrpcStatus, type JobSpec, RpcError, compileJobSpec } from '../common';
+import { GrpcStatus, type JobSpec, RpcError, WorkerIdInUseError, compileJobSpec, retry } from '../common';
 import { PROTOCOL_VERSION, type RegisterResponse, SHARDWISE_VERSION, type WorkerCapabilities } from '../proto';
-import { type CallPolicy, callWithRetry } from './call-policy';
+import { type CallPolicy, WORKER_RETRY_BACKOFF, callWithRetry } from './call-policy';
 import type { CoordinatorLink } from './coordinator-link';
 import { IncompatibleCoordinatorError } from './errors';
 
@@ -28,6 +28,8 @@ export interface Registration {
 /** What the worker says about itself; the model fields are known only after the first registration. */
 export interface CapabilityInput {
   workerId: string;
+  /** Random per worker process, the same in each of its registrations. */
+  processId: string;
   backend: string;
   maxMessageBytes: number;
   architecture?: string;
@@ -49,6 +51,7 @@ export function workerCapabilities(input: CapabilityInput): WorkerCapabilities {
     pid: process.pid,
     hostname: os.hostname(),
     dataAddress: input.dataAddress ?? '',
+    processId: input.processId,
   };
 }
 
@@ -98,16 +101,30 @@ export function parseRegistration(response: RegisterResponse, target: string): R
  * or be restarting). A refusal for good (FAILED_PRECONDITION: protocol, version or model mismatch;
  * INVALID_ARGUMENT) becomes IncompatibleCoordinatorError carrying the coordinator's reason.
  */
-export async function registerWorker(link: CoordinatorLink, capabilities: WorkerCapabilities, policy: CallPolicy): Promise<Registration> {
+export async function registerWorker(link: CoordinatorLink, capabilities: WorkerCapabilities,
+  policy: CallPolicy & { idInUseWaitMs: number }): Promise<Registration> {
+  const started = Date.now();
+  const idInUse = (err: unknown): err is RpcError => err instanceof RpcError && err.code === GrpcStatus.ALREADY_EXISTS;
   let response: RegisterResponse;
   try {
-    response = await callWithRetry('Coordinator/Register', () => link.register(capabilities, policy.signal), {
+    // Another live process holds the id: wait for it to go (its lease to expire), but not forever.
+    response = await retry(() => callWithRetry('Coordinator/Register', () => link.register(capabilities, policy.signal), {
       ...policy,
       idempotent: true,
       // The job is full (maxWorkers live): a place may free up, so wait like for an unreachable coordinator.
       alsoRetry: [GrpcStatus.RESOURCE_EXHAUSTED],
+    }), {
+      ...WORKER_RETRY_BACKOFF,
+      maxAttempts: Number.MAX_SAFE_INTEGER,
+      signal: policy.signal,
+      shouldRetry: (err) => idInUse(err) && Date.now() - started < policy.idInUseWaitMs,
+      onRetry: policy.onRetry ? (err, n, ms) => policy.onRetry?.(err as RpcError, n, ms) : undefined,
     });
   } catch (err) {
+    if (idInUse(err)) {
+      throw new WorkerIdInUseError(capabilities.workerId, `worker id '${capabilities.workerId}' is taken: ${err.details}; ` +
+        `gave up after ${Math.round((Date.now() - started) / 1000)} s (idInUseWaitMs ${policy.idInUseWaitMs})`);
+    }
     throw asIncompatible(err, link.target);
   }
   return parseRegistration(response, link.target);

@@ -20,7 +20,9 @@ export const NOT_LOADED = -1;
 /**
  * The worker's copy of the model. It never trains on its own: it holds exactly the coordinator's
  * weights at `weightsVersion` (the number of updates applied), loaded in full by GetWeights and then
- * moved forward one update at a time by the WEIGHTS deltas that come with assignments. Variables are
+ * moved forward one update at a time: under the allreduce by applying the reduced sums with its own
+ * optimizer copy as the coordinator did (`applyReduced`, an APPLY update), under the parameter server by
+ * the WEIGHTS values that come with assignments (`applyUpdate`). Variables are
  * addressed by `originalName`, the one name that is the same in every process.
  */
 export class Replica {

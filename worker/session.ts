@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { Augmenter, PARAM_GROUPS, type WorkerMetrics } from '../common';
 import type { HeartbeatRequest } from '../proto';
@@ -35,6 +36,8 @@ export interface SessionDeps {
  * re-registration costs one GetWeights, not a rebuild.
  */
 export class Session {
+  /** Sent with every registration: tells this worker's re-registration from another process under its id. */
+  readonly processId = randomUUID();
   private reg: Registration | undefined;
   private model: Replica | undefined;
   private augment: Augmenter | undefined;
@@ -79,13 +82,14 @@ export class Session {
     const { deps } = this;
     const capabilities = workerCapabilities({
       workerId: this.id,
+      processId: this.processId,
       backend: deps.backend,
       maxMessageBytes: deps.options.maxMessageBytes,
       architecture: this.model?.parts.spec.architecture,
       modelFingerprint: this.model?.fingerprint,
       dataAddress: deps.dataAddress,
     });
-    const reg = await registerWorker(deps.link, capabilities, this.policy(signal));
+    const reg = await registerWorker(deps.link, capabilities, { ...this.policy(signal), idInUseWaitMs: deps.options.idInUseWaitMs });
     deps.log(`registered as ${reg.workerId} with coordinator ${deps.options.coordinator} ` +
       `(job ${reg.jobId}, step ${reg.globalStep}, config v${reg.configVersion})`);
     if (!this.model || JSON.stringify(this.model.parts.spec) !== JSON.stringify(reg.spec.model)) {

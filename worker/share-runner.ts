@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   type Augmenter,
-  accumulateTensors,
   type ModelParts,
   type ShareInput,
   type ShareResult,
   type WireTensor,
   computeShare,
+  microBatchResult,
+  ShareSum,
   encodeTensors,
   specOf,
   specToProto,
@@ -23,27 +24,21 @@ export const yieldToEventLoop: Yield = () => new Promise<void>((resolve) => setI
 /**
  * computeShare over `input.microBatches`, one micro-batch at a time with `yieldFn` in between, so the
  * heartbeat timer and the metrics endpoint keep running during a long share. The sums are the same
- * operations in the same order as one computeShare call over all of them (gradients and statistic
- * deltas added in micro-batch order, BatchNorm statistics restored after each), so the result is
- * bit-identical to it. The caller owns the returned tensors.
+ * operations in the same order as one computeShare call over all of them (each micro-batch's result added
+ * by the summation tree, BatchNorm statistics restored after each), so the result is bit-identical to it.
+ * The caller owns the returned tensors.
  */
 export async function computeShareStepwise(parts: ModelParts, input: ShareInput, yieldFn: Yield = yieldToEventLoop): Promise<ShareResult> {
-  const acc: ShareResult = { grads: new Map(), movingStatDeltas: new Map(), microBatches: 0, lossSum: 0, correctTop1: 0, correctTop5: 0, count: 0 };
+  if (input.microBatches.length === 0) return computeShare(parts, input); // throws the shape error
+  const sum = new ShareSum(input.microBatches.length);
   try {
-    for (const mb of input.microBatches) {
-      const part = computeShare(parts, { ...input, microBatches: [mb] });
-      accumulateTensors(acc.grads, part.grads);
-      accumulateTensors(acc.movingStatDeltas, part.movingStatDeltas);
-      acc.microBatches += part.microBatches;
-      acc.lossSum += part.lossSum;
-      acc.correctTop1 += part.correctTop1;
-      acc.correctTop5 += part.correctTop5;
-      acc.count += part.count;
+    for (const [position, mb] of input.microBatches.entries()) {
+      sum.add(position, microBatchResult(parts, input, mb));
       await yieldFn();
     }
-    return acc;
+    return sum.finish();
   } catch (err) {
-    tf.dispose([...acc.grads.values(), ...acc.movingStatDeltas.values()]);
+    sum.dispose();
     throw err;
   }
 }

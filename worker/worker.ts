@@ -318,6 +318,7 @@ export class Worker {
     const { registration: reg, replica } = session;
     const config = this.configSync.config as WorkerConfig;
     const samples = localSamples(a.globalStep, a.microBatches, a.samples, reg.spec.model.numClasses);
+    this.log(`step ${a.globalStep}: computing micro-batches [${a.microBatches.map((mb) => mb.id).join(', ')}]`);
     const share = await runTrainShare(replica.parts, {
       samples,
       augmenter: session.augmenter,
@@ -338,7 +339,7 @@ export class Worker {
       session.call('Coordinator/PushGradients', (signal) => this.link.pushGradients(messages, signal), false, this.stopSignal.signal));
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
     if (!accepted) return;
-    if (hold) this.held.add(a.globalStep, [...share.grads, ...share.statDeltas]);
+    if (hold) this.held.add(a.globalStep, share.microBatchIds, [...share.grads, ...share.statDeltas]);
     this.lastCompletedStep = a.globalStep;
     this.counts.trainShares++;
     const m = this.metrics;
@@ -361,8 +362,9 @@ export class Worker {
     if (!order || !plane) return;
     const t0 = performance.now();
     try {
-      const vector = this.held.vector(a.globalStep, order.tensors);
-      const stats = await plane.allreduce({ key: order.key, members: order.members, rank: order.rank, timeoutMs: order.timeoutMs }, vector);
+      const input = this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []);
+      const stats = await plane.allreduce({ key: order.key, members: order.members, rank: order.rank, timeoutMs: order.timeoutMs }, input);
+      const vector = input.subarray(0, input.length / Math.max(1, order.members[order.rank]?.parts?.length ?? 1));
       this.reduced = { key: order.key, step: a.globalStep, tensors: order.tensors, gradientTensorCount: order.gradientTensorCount, vector };
       this.metrics.sentBytes.inc(stats.bytesSent);
       this.metrics.receivedBytes.inc(stats.bytesReceived);

@@ -50,6 +50,7 @@ export function readyMismatch(ready: Extract<ControlFrame, { type: 'ready' }>, p
  * The one tensor of a data frame: its name says all both sides must agree on, so the receiver, which
  * checks it against the frame it expects before reading a byte of payload, never adds a wrong frame.
  */
-export function frameName(phase: RingPhase, key: string, segment: number, plan: ReductionPlan, world: number): string {
-  return `${phase} segment ${segment}/${plan.contributors.length} of '${key}' (${plan.floats} floats, ${world} members)`;
+export function frameName(phase: RingPhase, key: string, segment: number, plan: ReductionPlan, world: number, part?: number): string {
+  const which = part === undefined ? '' : ` part ${part}`;
+  return `${phase} segment ${segment}/${plan.contributors.length}${which} of '${key}' (${plan.floats} floats, ${world} members)`;
 }

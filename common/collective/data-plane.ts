@@ -79,9 +79,11 @@ export class DataPlane implements LinkOwner, RunLinks {
   }
 
   /**
-   * Sums the contributors' `data` element-wise, IN PLACE at every member: on success every member holds
-   * identical bytes, the left fold of the contributors' inputs in member order (an observer's input is
-   * ignored and overwritten). One reduction at a time per DataPlane (a second concurrent call rejects).
+   * Sums the contributors' parts element-wise, IN PLACE at every member: a contributor's `data` holds one
+   * vector per part it lists (`RingMember.parts`, one by default) back to back, an observer's one vector.
+   * On success every member holds identical bytes in its first vector: the summation tree's sum of every
+   * contributor's parts (`TreeSum`), whatever the member order or the split (an observer's input is ignored
+   * and overwritten). One reduction at a time per DataPlane (a second concurrent call rejects).
    * On any failure (a peer died or closed, timeout, a frame with NaN/Inf or of the wrong size, members that
    * disagree) it closes the reduction's connections, so every other member fails at once too, and throws
    * RingError naming the key, the phase and the peer. `data` is then garbage.
@@ -90,7 +92,7 @@ export class DataPlane implements LinkOwner, RunLinks {
     const problem = this.checkReduction(reduction);
     const plan = problem ?? planReduction(reduction.members, reduction.rank, data.length);
     if (typeof plan === 'string') throw new RingError(reduction.key, 'start', plan);
-    if (reduction.members.length === 1) return { bytesSent: 0, bytesReceived: 0, ms: 0 };
+    if (reduction.members.length === 1 && plan.parts[0].length === 1) return { bytesSent: 0, bytesReceived: 0, ms: 0 };
     const run = new ReductionRun(reduction, data, plan, this, this.scratch);
     this.active = run;
     this.remember(reduction.key);

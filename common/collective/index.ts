@@ -1,12 +1,13 @@
 /**
  * The gradient data plane: an allreduce among a step's members over pooled TensorChannel connections,
  * instead of a parameter server. Direct reduce-scatter (each contributor's slice of a segment goes
- * straight to the segment's owner, which folds the slices in member order, bit for bit the sum a single
- * process would compute), then direct allgather (each owner sends its reduced segment to every member,
+ * straight to the segment's owner, which adds them by the fixed summation tree over micro-batches, bit
+ * for bit the sum the single-process trainer computes), then direct allgather (each owner sends its reduced segment to every member,
  * observers included). Every member ends with identical bytes, which is what keeps the replicas identical.
  */
 export { DataPlane } from './data-plane';
 export { addFloatsInto } from './segment-plan';
+export { contiguousRuns, isTreeNode, type MicroBatchRun, nodePrefix, parentNode, splitPoint, TreeSum } from './summation-tree';
 export type { DataPlaneOptions } from './data-plane';
 export { RingError, RING_PHASES } from './errors';
 export type { RingPhase } from './errors';

@@ -1,7 +1,7 @@
 import { StreamClosedError, WireTensorSpec } from '../wire';
 import { RingError, RingPhase } from './errors';
 import { Link, LinkUser } from './link';
-import { OrderedFold } from './ordered-fold';
+import { TreeFold } from './tree-fold';
 import { SimdScratch } from './simd-scratch';
 import { frameName, readyMeta, readyMismatch } from './control-frames';
 import { ReductionPlan, segmentBounds } from './segment-plan';
@@ -66,10 +66,11 @@ class Signal {
 
 /**
  * One allreduce at one member: direct reduce-scatter, then direct allgather. A contributor sends its
- * slice of every other contributor's segment straight to that owner, folds the parts of its own segment in
- * member order as they arrive (OrderedFold), then sends the reduced segment straight to every other
- * member; every member reads the reduced segments straight into `data`. An observer only receives. Each
- * member sends C-1 parts and its segment to M-1 members; each receives its parts and M-1 segments.
+ * parts' slices of every other contributor's segment straight to that owner, adds the parts of its own
+ * segment by the summation tree as they arrive (TreeFold), then sends the reduced segment straight to
+ * every other member; every member reads the reduced segments straight into the first vector of `data`.
+ * An observer only receives. With one part per contributor (an aligned split) each member sends C-1
+ * parts and its segment to M-1 members; each receives its parts and M-1 segments.
  *
  * The run opens (or reuses) a link to each member it receives from and says there that it is ready; it
  * sends to a member only once that member said it is ready for this key on the link it opened. The first
@@ -86,7 +87,9 @@ export class ReductionRun implements LinkUser {
   private readonly senders: Sender[];
   private readonly receivers: Receiver[];
   private readonly byLink = new Map<Link, Sender | Receiver>();
-  private readonly fold?: OrderedFold;
+  private readonly fold?: TreeFold;
+  /** The reduced vector: the first `plan.floats` of `data`. */
+  private readonly result: Float32Array;
   private readonly folded = new Signal();
   private readonly received = new Signal();
   private framesLeft = 0;
@@ -98,9 +101,10 @@ export class ReductionRun implements LinkUser {
     this.me = members[rank];
     this.aborted = new Promise<never>((_, reject) => (this.rejectAborted = reject));
     this.aborted.catch(() => undefined);
+    this.result = data.subarray(0, plan.floats);
     const own = plan.own;
     if (own >= 0) {
-      this.fold = new OrderedFold(this.segment(own), own, plan.contributors.length, scratch);
+      this.fold = new TreeFold(this.segment(own), plan.parts[own].map((_, i) => this.partSegment(i, own)), own, plan.parts, plan.leaves, scratch);
       if (this.fold.done) this.folded.set();
     }
     this.senders = plan.senders.map((i): Sender => {
@@ -108,9 +112,10 @@ export class ReductionRun implements LinkUser {
       const frames: ExpectedFrame[] = [];
       const fold = this.fold;
       if (fold) {
-        frames.push({ name: this.frameName('reduce-scatter', own), phase: 'reduce-scatter', into: fold.slot(k), arrived: () => {
-          if (fold.arrive(k)) this.folded.set();
-        } });
+        plan.parts[k].forEach((_, part) => frames.push({ name: this.frameName('reduce-scatter', own, plan.parts[k].length > 1 ? part : undefined), phase: 'reduce-scatter',
+          into: fold.slot(k, part), arrived: () => {
+            if (fold.arrive(k, part)) this.folded.set();
+          } }));
       }
       frames.push({ name: this.frameName('allgather', k), phase: 'allgather', into: this.segment(k), arrived: () => undefined });
       this.framesLeft += frames.length;
@@ -124,7 +129,7 @@ export class ReductionRun implements LinkUser {
     return this.reduction.key;
   }
 
-  /** Runs the reduction to the end; `data` then holds the sum, or the run throws RingError. */
+  /** Runs the reduction to the end; `data`'s first vector then holds the sum, or the run throws RingError. */
   async execute(): Promise<RingStats> {
     const t0 = performance.now();
     const { timeoutMs } = this.reduction;
@@ -270,15 +275,20 @@ export class ReductionRun implements LinkUser {
     const link = r.link ?? this.links.linkTo(r.peer, this.key);
     if (link) this.offerReady(link);
     if (!r.link) await this.guard(new Promise<Link>((resolve) => (r.waiter = resolve)));
-    if (r.owns >= 0) await this.sendSegment(r, 'reduce-scatter', r.owns);
+    if (r.owns >= 0) {
+      const mine = this.plan.parts[this.plan.own];
+      for (let part = 0; part < mine.length; part++) await this.sendSegment(r, 'reduce-scatter', r.owns, part);
+    }
     await this.guard(this.folded.promise);
     await this.sendSegment(r, 'allgather', this.plan.own);
     r.done = true;
   }
 
-  private async sendSegment(r: Receiver, phase: RingPhase, segment: number): Promise<void> {
-    const data = this.segment(segment);
-    const name = this.frameName(phase, segment);
+  /** Sends `segment` of part `part` of this member's input (reduce-scatter), or of the reduced vector (allgather). */
+  private async sendSegment(r: Receiver, phase: RingPhase, segment: number, part?: number): Promise<void> {
+    const data = part === undefined ? this.segment(segment) : this.partSegment(part, segment);
+    // The part is named only where there are several, so an aligned split's frames keep their names.
+    const name = this.frameName(phase, segment, part !== undefined && this.plan.parts[this.plan.own].length > 1 ? part : undefined);
     try {
       await this.guard((r.link as Link).send([{ name, dtype: 'float32', shape: [data.length], data }], { key: this.key, phase, segment }));
     } catch (err) {
@@ -287,13 +297,21 @@ export class ReductionRun implements LinkUser {
     this.stats.bytesSent += data.byteLength;
   }
 
+  /** Segment `j` of the reduced vector. */
   private segment(j: number): Float32Array {
-    const [a, b] = segmentBounds(j, this.data.length, this.plan.contributors.length);
-    return this.data.subarray(a, b);
+    const [a, b] = segmentBounds(j, this.plan.floats, this.plan.contributors.length);
+    return this.result.subarray(a, b);
   }
 
-  private frameName(phase: RingPhase, segment: number): string {
-    return frameName(phase, this.key, segment, this.plan, this.reduction.members.length);
+  /** Segment `j` of this member's input part `part` (the parts lie back to back in `data`). */
+  private partSegment(part: number, j: number): Float32Array {
+    const [a, b] = segmentBounds(j, this.plan.floats, this.plan.contributors.length);
+    const at = part * this.plan.floats;
+    return this.data.subarray(at + a, at + b);
+  }
+
+  private frameName(phase: RingPhase, segment: number, part?: number): string {
+    return frameName(phase, this.key, segment, this.plan, this.reduction.members.length, part);
   }
 
   /** `p`, or the run's failure as soon as there is one (a late result of `p` is dropped). */

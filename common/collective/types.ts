@@ -1,3 +1,5 @@
+import type { MicroBatchRun } from './summation-tree';
+
 /** What a member does in a reduction: adds its input to the sum, or only receives the sum. */
 export const MEMBER_ROLES = ['contributor', 'observer'] as const;
 /** One of `MEMBER_ROLES`. */
@@ -13,6 +15,13 @@ export interface RingMember {
    * @default 'contributor'
    */
   readonly role?: MemberRole;
+  /**
+   * The nodes of the step's summation tree whose sums this contributor brings, ascending: its input is
+   * one vector per part, back to back. Either every contributor lists its parts (together they cover the
+   * micro-batches [0, leaves) exactly) or none does, and then contributor j brings micro-batch j.
+   * @default [{ start: j, end: j + 1 }] for the j-th contributor
+   */
+  readonly parts?: readonly MicroBatchRun[];
 }
 
 /** One reduction, described identically at every member. */
@@ -20,8 +29,9 @@ export interface RingReduction {
   /** Unique per reduction and identical at every member, e.g. `job-3f2a/step-12/attempt-2`. */
   readonly key: string;
   /**
-   * Identical at every member. The contributors' inputs are summed in this order (a left fold), bit for
-   * bit; observers may sit anywhere. 1 contributor and no observer: allreduce returns at once.
+   * Identical at every member. The contributors' parts are added by the summation tree over micro-batch
+   * indices (`TreeSum`), so the member order does not change the bytes; observers may sit anywhere.
+   * 1 member: allreduce returns at once.
    */
   readonly members: readonly RingMember[];
   /** This process's index in `members`. */

@@ -57,6 +57,8 @@ export interface CoordinatorMetrics {
   workerLeaves: Counter;
   /** `shardwise_worker_failures_total`: workers dropped for a crash, a missed deadline or a lost link. */
   workerFailures: Counter;
+  /** `shardwise_worker_id_in_use_refusals_total`: registrations refused because another live process holds the id. */
+  idInUseRefusals: Counter;
   /** `shardwise_redone_shares_total`: step shares reassigned because their worker failed. */
   redoneShares: Counter;
   /** `shardwise_allreduce_duration_seconds`: the coordinator's part of a step's ring allreduce. */
@@ -156,6 +158,7 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
     workerJoins: counter('shardwise_worker_joins_total', 'Workers admitted to the job.'),
     workerLeaves: counter('shardwise_worker_leaves_total', 'Workers that left cleanly.'),
     workerFailures: counter('shardwise_worker_failures_total', 'Workers dropped for a crash, deadline or lost link.'),
+    idInUseRefusals: counter('shardwise_worker_id_in_use_refusals_total', 'Registrations refused: another live process holds the worker id.'),
     redoneShares: counter('shardwise_redone_shares_total', 'Step shares reassigned after their worker failed.'),
     allreduceDuration: new Histogram({
       name: 'shardwise_allreduce_duration_seconds',

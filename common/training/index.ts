@@ -47,7 +47,8 @@ export { type Optimizer, type OptimizerState, type VariableOptimizerState, creat
 export { SlotOptimizer, type UpdateResult } from './optimizer-base';
 export { type PlateauDecision, type PlateauState, ReduceLrOnPlateau } from './reduce-lr-on-plateau';
 export { SgdOptimizer, type SgdOptions } from './sgd';
-export { addInto as accumulateTensors, applyMovingStatDeltas, computeShare, movingStatistics, type ShareInput, type ShareResult } from './share';
+export { applyMovingStatDeltas, computeShare, microBatchResult, movingStatistics, type ShareInput, type ShareResult } from './share';
+export { ShareSum } from './share-sum';
 export {
   type ComputeGradientsOptions,
   type GradientResult,

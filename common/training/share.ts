@@ -4,23 +4,10 @@ import { type ModelParts, namedVariables } from '../models';
 import type { MicroBatch } from './batch-plan';
 import type { BatchMetrics } from './classification-metrics';
 import { TrainingShapeError } from './errors';
+import { type ShareResult, ShareSum } from './share-sum';
 import { computeGradients, toTensorBatch } from './train-step';
 
-/**
- * What one worker contributes to a global step for its run of micro-batches (the local trainer is one
- * worker with every micro-batch). Sums, so shares of any size add up to the whole step.
- */
-export interface ShareResult extends BatchMetrics {
-  /** Gradient sums over the share's samples, by variable `originalName`; frozen variables absent. */
-  grads: Map<string, tf.Tensor>;
-  /**
-   * Sum over the share's micro-batches of the change each made to a BatchNorm moving statistic, by
-   * `originalName`. The replica's statistics are restored after every micro-batch, so the change is
-   * applied once per step, on every replica alike, by {@link applyMovingStatDeltas}.
-   */
-  movingStatDeltas: Map<string, tf.Tensor>;
-  microBatches: number;
-}
+export type { ShareResult };
 
 /** Where a share's samples come from and how they are augmented. */
 export interface ShareInput {
@@ -52,34 +39,38 @@ export function movingStatistics(parts: ModelParts, options: { backboneFrozen: b
 /**
  * Forward and backward passes over a run of micro-batches of one step. Each micro-batch is its own
  * BatchNorm batch (ghost batch norm) with its own Dropout seed `(jobSeed, globalStep, micro-batch id)`, so
- * its gradient is the same whichever worker computes it. Gradients are summed in micro-batch order.
+ * its gradient is the same whichever worker computes it. Gradients and statistic deltas are added by the
+ * fixed summation tree over the run's micro-batches (`ShareSum`), which is what keeps every split of a
+ * step bit-identical.
  */
 export function computeShare(parts: ModelParts, input: ShareInput): ShareResult {
   if (input.microBatches.length === 0) throw new TrainingShapeError('share', 'expected at least one micro-batch, got none');
+  const sum = new ShareSum(input.microBatches.length);
+  try {
+    input.microBatches.forEach((mb, position) => sum.add(position, microBatchResult(parts, input, mb)));
+    return sum.finish();
+  } catch (err) {
+    sum.dispose();
+    throw err;
+  }
+}
+
+/**
+ * One micro-batch's gradients, loss and hits, and the change it made to each BatchNorm moving statistic,
+ * which is measured and then undone: the replica's statistics move once per step, by the mean change.
+ */
+export function microBatchResult(parts: ModelParts, input: ShareInput, mb: MicroBatch): ShareResult {
   const stats = movingStatistics(parts, input);
   const before = new Map([...stats].map(([key, v]) => [key, tf.keep(v.read().clone())]));
-  const result: ShareResult = { grads: new Map(), movingStatDeltas: new Map(), microBatches: 0, lossSum: 0, correctTop1: 0, correctTop5: 0, count: 0 };
   try {
-    for (const mb of input.microBatches) {
-      const part = microBatchGradients(parts, input, mb);
-      addInto(result.grads, part.grads);
-      const deltas = new Map<string, tf.Tensor>();
-      for (const [key, v] of stats) {
-        const start = before.get(key) as tf.Tensor;
-        deltas.set(key, tf.sub(v.read(), start));
-        v.write(start);
-      }
-      addInto(result.movingStatDeltas, deltas);
-      result.microBatches++;
-      result.lossSum += part.lossSum;
-      result.correctTop1 += part.correctTop1;
-      result.correctTop5 += part.correctTop5;
-      result.count += part.count;
+    const part = microBatchGradients(parts, input, mb);
+    const movingStatDeltas = new Map<string, tf.Tensor>();
+    for (const [key, v] of stats) {
+      const start = before.get(key) as tf.Tensor;
+      movingStatDeltas.set(key, tf.sub(v.read(), start));
+      v.write(start);
     }
-    return result;
-  } catch (err) {
-    tf.dispose([...result.grads.values(), ...result.movingStatDeltas.values()]);
-    throw err;
+    return { ...part, movingStatDeltas, microBatches: 1 };
   } finally {
     tf.dispose([...before.values()]);
   }
@@ -121,21 +112,5 @@ function microBatchGradients(
     });
   } finally {
     tf.dispose([tensors.x, tensors.y]);
-  }
-}
-
-/**
- * Adds `part` into `acc` key by key, taking ownership of `part`'s tensors; the order of calls is the order
- * of summation, which is what keeps shares of a step bit-reproducible.
- */
-export function addInto(acc: Map<string, tf.Tensor>, part: Map<string, tf.Tensor>): void {
-  for (const [key, t] of part) {
-    const prev = acc.get(key);
-    if (prev === undefined) {
-      acc.set(key, t);
-    } else {
-      acc.set(key, tf.add(prev, t));
-      tf.dispose([prev, t]);
-    }
   }
 }

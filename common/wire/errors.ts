@@ -105,6 +105,20 @@ export class UnknownWorkerError extends WireError {
   }
 }
 
+/**
+ * Another live process holds the requested worker id (two pods under one name, or a restarted one whose
+ * old incarnation has not gone yet): maps to ALREADY_EXISTS. The registration is admitted once the live
+ * incarnation is gone (it left, or its lease expired), never by dropping it.
+ */
+export class WorkerIdInUseError extends WireError {
+  readonly workerId: string;
+  constructor(workerId: string, message: string) {
+    super(message);
+    this.name = 'WorkerIdInUseError';
+    this.workerId = workerId;
+  }
+}
+
 /** The coordinator cannot serve the call right now (starting, draining); maps to UNAVAILABLE, retried. */
 export class NotReadyError extends WireError {
   constructor(message: string, options?: { cause?: unknown }) {

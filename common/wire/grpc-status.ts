@@ -9,6 +9,7 @@ import {
   StaleRequestError,
   TensorCodecError,
   UnknownWorkerError,
+  WorkerIdInUseError,
 } from './errors';
 
 /*
@@ -27,6 +28,7 @@ export function statusCodeFor(error: unknown): status {
   if (error instanceof IncompatiblePeerError || error instanceof StaleRequestError) return status.FAILED_PRECONDITION;
   if (error instanceof UnknownWorkerError) return status.NOT_FOUND;
   if (error instanceof NotReadyError) return status.UNAVAILABLE;
+  if (error instanceof WorkerIdInUseError) return status.ALREADY_EXISTS;
   return status.INTERNAL;
 }
 

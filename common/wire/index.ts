@@ -12,6 +12,7 @@ export {
   StaleRequestError,
   UnknownWorkerError,
   NotReadyError,
+  WorkerIdInUseError,
   RpcError,
 } from './errors';
 export {

@@ -160,6 +160,11 @@ export interface WorkerCapabilities {
    * and pushes its sums over gRPC instead.
    */
   dataAddress: string;
+  /**
+   * Random per worker process: a registration from another process under a live id is refused until the
+   * live one is gone, one from the same process (it lost an answer) replaces its own registration.
+   */
+  processId: string;
 }
 
 export interface RegisterRequest {
@@ -308,6 +313,17 @@ export interface RingMember {
    * pushed to it: it needs the sum only for its own replica).
    */
   observer: boolean;
+  /**
+   * The nodes of the step's summation tree whose sums it brings, ascending: its input is one vector per
+   * part. Empty for an observer.
+   */
+  parts: MicroBatchRun[];
+}
+
+/** Micro-batches [start, end) of a step: a node of its fixed pairwise summation tree. */
+export interface MicroBatchRun {
+  start: number;
+  end: number;
 }
 
 /** An allreduce of one step's held sums: the same at every member but for `rank`. */
@@ -674,6 +690,7 @@ function createBaseWorkerCapabilities(): WorkerCapabilities {
     pid: 0,
     hostname: "",
     dataAddress: "",
+    processId: "",
   };
 }
 
@@ -708,6 +725,9 @@ export const WorkerCapabilities: MessageFns<WorkerCapabilities> = {
     }
     if (message.dataAddress !== "") {
       writer.uint32(82).string(message.dataAddress);
+    }
+    if (message.processId !== "") {
+      writer.uint32(90).string(message.processId);
     }
     return writer;
   },
@@ -805,6 +825,14 @@ export const WorkerCapabilities: MessageFns<WorkerCapabilities> = {
             message.dataAddress = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.processId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -832,6 +860,7 @@ export const WorkerCapabilities: MessageFns<WorkerCapabilities> = {
     message.pid = object.pid ?? 0;
     message.hostname = object.hostname ?? "";
     message.dataAddress = object.dataAddress ?? "";
+    message.processId = object.processId ?? "";
     return message;
   },
 };
@@ -2255,7 +2284,7 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
 };
 
 function createBaseRingMember(): RingMember {
-  return { id: "", address: "", observer: false };
+  return { id: "", address: "", observer: false, parts: [] };
 }
 
 export const RingMember: MessageFns<RingMember> = {
@@ -2268,6 +2297,9 @@ export const RingMember: MessageFns<RingMember> = {
     }
     if (message.observer !== false) {
       writer.uint32(24).bool(message.observer);
+    }
+    for (const v of message.parts) {
+      MicroBatchRun.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2309,6 +2341,14 @@ export const RingMember: MessageFns<RingMember> = {
             message.observer = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.parts.push(MicroBatchRun.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2329,6 +2369,74 @@ export const RingMember: MessageFns<RingMember> = {
     message.id = object.id ?? "";
     message.address = object.address ?? "";
     message.observer = object.observer ?? false;
+    message.parts = object.parts?.map((e) => MicroBatchRun.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseMicroBatchRun(): MicroBatchRun {
+  return { start: 0, end: 0 };
+}
+
+export const MicroBatchRun: MessageFns<MicroBatchRun> = {
+  encode(message: MicroBatchRun, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.start !== 0) {
+      writer.uint32(8).uint32(message.start);
+    }
+    if (message.end !== 0) {
+      writer.uint32(16).uint32(message.end);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MicroBatchRun {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMicroBatchRun();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.start = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.end = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<MicroBatchRun>, I>>(base?: I): MicroBatchRun {
+    return MicroBatchRun.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MicroBatchRun>, I>>(object: I): MicroBatchRun {
+    const message = createBaseMicroBatchRun();
+    message.start = object.start ?? 0;
+    message.end = object.end ?? 0;
     return message;
   },
 };

@@ -4,6 +4,7 @@
  * single-process trainer reaches on the same job.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../../common/compute';
@@ -125,20 +126,31 @@ export function relativeDifference(a: Float32Array, b: Float32Array): number {
   return diff === 0 ? 0 : diff / Math.max(scale, 1e-12);
 }
 
-/**
- * The same variables (names and shapes) with values within `tolerance` relative difference each (the
- * worst element against the largest).
- */
-export function assertSameWeights(actual: WeightMap, expected: WeightMap, tolerance: number, label: string): void {
-  assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), `${label}: variable names`);
-  const worst: string[] = [];
-  for (const [name, exp] of expected) {
-    const act = actual.get(name)!;
-    assert.deepEqual(act.shape, exp.shape, `${label}: shape of ${name}`);
-    const rel = relativeDifference(act.values, exp.values);
-    if (!(rel <= tolerance)) worst.push(`${name}: relative difference ${rel.toExponential(2)}`);
+/** sha256 over every variable's name, shape and float32 bytes, in name order: equal only for identical weights. */
+export function weightsHashOf(weights: WeightMap): string {
+  const h = createHash('sha256');
+  for (const name of [...weights.keys()].sort()) {
+    const w = weights.get(name)!;
+    h.update(`${name} [${w.shape.join(',')}]\n`);
+    h.update(Buffer.from(w.values.buffer, w.values.byteOffset, w.values.byteLength));
   }
-  assert.deepEqual(worst, [], `${label}: variables beyond relative ${tolerance}`);
+  return `sha256:${h.digest('hex')}`;
+}
+
+/**
+ * The determinism contract: the same weights bit for bit (equal hashes). On a difference the message
+ * lists the variables that differ and by how much, so a failure says where the sums parted.
+ */
+export function assertSameWeightsHash(actual: WeightMap, expected: WeightMap, label: string): void {
+  if (weightsHashOf(actual) === weightsHashOf(expected)) return;
+  assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), `${label}: variable names`);
+  const differ = [...expected].flatMap(([name, exp]) => {
+    const act = actual.get(name)!;
+    const rel = relativeDifference(act.values, exp.values);
+    return rel === 0 && Buffer.from(act.values.buffer).equals(Buffer.from(exp.values.buffer)) ? [] : [`${name}: relative difference ${rel.toExponential(2)}`];
+  });
+  assert.fail(`${label}: weights hashes differ (${weightsHashOf(actual)} vs ${weightsHashOf(expected)}); ` +
+    `${differ.length} of ${expected.size} variables differ: ${differ.slice(0, 8).join('; ')}`);
 }
 
 const references = new Map<string, Promise<WeightMap>>();

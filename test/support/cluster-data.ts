@@ -35,9 +35,10 @@ export async function datasetShape(dataDir: string): Promise<{ trainImages: numb
  * The tests' job: the small CNN (BatchNorm in every block) with the `seed` head (dropout), augmentation
  * on, Adam; epoch 0 frozen, then unfrozen with a smaller rate (a freeze, an unfreeze and a learning-rate
  * change inside 18 steps). A global batch of 24 in micro-batches of 8: three micro-batches per step, so
- * 1, 2 and 3 workers all share real work. `distributed` lines tune failure detection for tests.
+ * 1, 2 and 3 workers all share real work. `distributed` lines tune failure detection for tests; `training`
+ * changes the global batch (32: four micro-batches per step, for the forced splits) or the epochs.
  */
-export function testJobYaml(name: string, distributed: Record<string, number | string> = {}): string {
+export function testJobYaml(name: string, distributed: Record<string, number | string> = {}, training: { batchSize?: number; epochs?: number } = {}): string {
   const dist: Record<string, number | string> = { heartbeatIntervalMs: 200, leaseMs: 3000, hashEverySteps: 1, ...distributed };
   // The spec requires minWorkers <= desiredWorkers (default 2).
   if (Number(dist.minWorkers ?? 1) > Number(dist.desiredWorkers ?? 2)) dist.desiredWorkers = dist.minWorkers;
@@ -46,7 +47,7 @@ export function testJobYaml(name: string, distributed: Record<string, number | s
     'seed: 7',
     'data: { valFraction: 0.25 }',
     'model: { architecture: small_cnn, head: seed, headUnits: 16, dropout: 0.3 }',
-    `training: { epochs: ${EPOCHS}, batchSize: ${BATCH_SIZE}, microBatchSize: 8, evalBatchSize: 16 }`,
+    `training: { epochs: ${training.epochs ?? EPOCHS}, batchSize: ${training.batchSize ?? BATCH_SIZE}, microBatchSize: 8, evalBatchSize: 16 }`,
     'optimizer: { type: adam, learningRate: 0.003 }',
     'freeze: { backboneEpochs: 1, unfreezeLearningRate: 0.001 }',
     `distributed: { ${Object.entries(dist).map(([k, v]) => `${k}: ${v}`).join(', ')} }`,

@@ -44,6 +44,12 @@ export interface WorkerProc {
   ready: WorkerReady;
 }
 
+/** Freezes processes (SIGSTOP) so the job cannot move on while a fault is injected; `resume` thaws them. */
+export function pause(children: readonly ManagedChild[]): { resume: () => void } {
+  for (const c of children) c.signal('SIGSTOP');
+  return { resume: () => children.forEach((c) => c.signal('SIGCONT')) };
+}
+
 /** Flags of a `shardwise coordinator` start. */
 export interface CoordinatorStart {
   job: string;
@@ -56,6 +62,8 @@ export interface CoordinatorStart {
   set?: readonly string[];
   /** Extra environment variables of the process. */
   env?: NodeJS.ProcessEnv;
+  /** `--split`: micro-batches per worker and step, forced. @default an even cut */
+  split?: readonly number[];
 }
 
 /**
@@ -110,14 +118,20 @@ export class ClusterHarness {
     if (start.bus ?? true) args.push('--nats', this.nats.url);
     if (start.runDir) args.push('--run-dir', start.runDir);
     for (const override of start.set ?? []) args.push('--set', override);
+    if (start.split) args.push('--split', start.split.join(','));
     const child = this.spawn('coordinator', args, start.env);
     const match = await child.waitForLine(COORDINATOR_READY_PATTERN, { what: 'the coordinator ready line', timeoutMs: START_TIMEOUT_MS });
     return { child, ready: coordinatorReadyFrom(match) };
   }
 
+  /** Starts `shardwise worker --id <id>` (plus `args`) against `coordinator` without waiting for it. */
+  launchWorker(coordinator: string, id: string, args: readonly string[] = [], name = id): ManagedChild {
+    return this.spawn(name, ['worker', '--coordinator', coordinator, '--id', id, '--metrics-port', '0', '--backend', TEST_BACKEND, ...args]);
+  }
+
   /** Starts `shardwise worker --id <id>` against `coordinator` and resolves at its ready line. */
   async startWorker(coordinator: string, id: string): Promise<WorkerProc> {
-    const child = this.spawn(id, ['worker', '--coordinator', coordinator, '--id', id, '--metrics-port', '0', '--backend', TEST_BACKEND]);
+    const child = this.launchWorker(coordinator, id);
     const match = await child.waitForLine(WORKER_READY_PATTERN, { what: 'the worker ready line', timeoutMs: START_TIMEOUT_MS });
     return { child, ready: workerReadyFrom(match) };
   }
@@ -136,7 +150,7 @@ export class ClusterHarness {
    * Waits for the job to finish: the coordinator prints its done line and exits 0, and every worker
    * leaves with 0. Fails with the processes' output otherwise.
    */
-  async awaitFinished(coordinator: CoordinatorProc, workers: readonly WorkerProc[], timeoutMs = 240_000): Promise<void> {
+  async awaitFinished(coordinator: CoordinatorProc, workers: readonly Pick<WorkerProc, 'child'>[], timeoutMs = 240_000): Promise<void> {
     await coordinator.child.waitForLine(COORDINATOR_DONE_PATTERN, { what: 'the coordinator done line', timeoutMs });
     const status = await coordinator.child.exited;
     assert.equal(exitCodeOf(status), 0, `coordinator exit status; its output:\n${coordinator.child.tail(60)}`);

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { ClusterHarness, type WorkerProc } from './support/cluster';
+import {
+  assertExactlyOnce,
+  assertReplicasAgree,
+  assertSameWeightsHash,
+  assertTrainingFinished,
+  finalRunWeights,
+  localReference,
+  recordsOf,
+  runRecords,
+  type WeightMap,
+} from './support/cluster-checks';
+import { DATASET_IMAGES, testJobYaml } from './support/cluster-data';
+
+/** Four micro-batches of 8 per step; 144 training images make the last step of an epoch 16 (two micro-batches). */
+const TRAINING = { batchSize: 32, epochs: 2 };
+/** A worker's log line after it pushed a share: step, epoch, micro-batches of the step it computed. */
+const SHARE_DONE = /step (\d+) \(epoch \d+\): (\d+)\/(\d+) micro-batches/;
+/** A worker's log line as it starts computing a share of a step after the first. */
+const COMPUTING_LATER = /step ([1-9]\d*): computing micro-batches/;
+
+/** Micro-batches each worker pushed per step, as `step -> counts` (a worker with two shares in a step: both). */
+function sharesByStep(workers: readonly WorkerProc[]): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  for (const w of workers) {
+    for (const line of w.child.lines()) {
+      const m = SHARE_DONE.exec(line);
+      if (m) out.set(Number(m[1]), [...(out.get(Number(m[1])) ?? []), Number(m[2])]);
+    }
+  }
+  return out;
+}
+
+// The determinism contract: whatever the split of a step's micro-batches over workers (forced, unaligned
+// with the summation tree), and with a worker killed mid-compute, the job ends with the weights hash of
+// the single-process trainer. A left fold would fail here: 1 + 3 adds a + ((b + c) + d), 2 + 1 + 1 adds
+// ((a + b) + c) + d, the trainer (a + b) + (c + d).
+describe('distributed training gives the same weights whatever the split', function () {
+  this.timeout(240_000);
+  let harness: ClusterHarness;
+  let reference: WeightMap;
+
+  before(async function () {
+    this.timeout(120_000);
+    harness = await ClusterHarness.create({ images: DATASET_IMAGES });
+    reference = await localReference('split-job', testJobYaml('reference', {}, TRAINING), harness.dataDir);
+  });
+
+  after(async () => {
+    await harness?.dispose();
+  });
+
+  async function run(name: string, workers: number, options: { exchange: string; split?: number[]; killMidCompute?: boolean }): Promise<WorkerProc[]> {
+    // minWorkers: every worker is in before training starts, but the kill must not stall the job below it.
+    const minWorkers = options.killMidCompute ? workers - 1 : workers;
+    const job = harness.writeJob(name, testJobYaml(name, { minWorkers, exchange: options.exchange, leaseMs: 2000 }, TRAINING));
+    const coordinator = await harness.startCoordinator({ job, split: options.split });
+    const procs = await harness.startWorkers(coordinator.ready.grpc, workers);
+    let survivors = procs;
+    let killedAt = -1;
+    try {
+      if (options.killMidCompute) {
+        const victim = procs[workers - 1];
+        // Killed as it starts computing a share of the second step: its micro-batches must be redone.
+        const [, step] = await victim.child.waitForLine(COMPUTING_LATER, { what: 'the victim computing a share', timeoutMs: 120_000 });
+        victim.child.signal('SIGKILL');
+        killedAt = Number(step);
+        survivors = procs.slice(0, -1);
+      }
+      await harness.awaitFinished(coordinator, survivors, 150_000);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
+    }
+    const records = runRecords(coordinator.ready.runDir);
+    const stepsPerEpoch = Math.ceil(harness.trainImages / TRAINING.batchSize);
+    assertTrainingFinished(records, TRAINING.epochs);
+    assertExactlyOnce(records, TRAINING.epochs, harness.trainImages);
+    assertReplicasAgree(records, TRAINING.epochs, stepsPerEpoch);
+    assertSameWeightsHash(finalRunWeights(coordinator.ready.runDir), reference, name);
+    if (killedAt >= 0) {
+      const victimPushed = sharesByStep([procs[workers - 1]]).has(killedAt);
+      assert.equal(victimPushed, false, `the victim pushed its share of step ${killedAt} before the kill: not mid-compute`);
+      const redone = recordsOf(records, 'epoch-report').reduce((sum, r) => sum + r.redoneMicroBatches, 0);
+      assert.ok(redone > 0, `expected the victim's micro-batches of step ${killedAt} redone`);
+    }
+    return procs;
+  }
+
+  it('3 workers split 2+1+1, allreduce: the local weights hash', async () => {
+    const procs = await run('split-2-1-1', 3, { exchange: 'allreduce', split: [2, 1, 1] });
+    const full = [...sharesByStep(procs)].filter(([, counts]) => counts.reduce((a, b) => a + b, 0) === 4);
+    assert.ok(full.length > 0 && full.every(([, counts]) => [...counts].sort().join() === '1,1,2'), `shares per step: ${JSON.stringify(full)}`);
+  });
+
+  it('2 workers split 1+3, allreduce: the 3 go out as two tree nodes, the local weights hash', async () => {
+    const procs = await run('split-1-3', 2, { exchange: 'allreduce', split: [1, 3] });
+    const full = [...sharesByStep(procs)].filter(([, counts]) => counts.reduce((a, b) => a + b, 0) === 4);
+    assert.ok(full.length > 0 && full.every(([, counts]) => [...counts].sort().join() === '1,1,2'), `shares per step: ${JSON.stringify(full)}`);
+  });
+
+  it('2 workers split 1+3, parameter server: the local weights hash', async () => {
+    await run('split-1-3-ps', 2, { exchange: 'parameter-server', split: [1, 3] });
+  });
+
+  it('3 workers, one SIGKILLed mid-compute: its share is redone, the local weights hash', async () => {
+    await run('split-kill', 3, { exchange: 'allreduce', killMidCompute: true });
+  });
+});
