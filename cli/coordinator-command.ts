@@ -93,7 +93,7 @@ export function coordinatorCommand(): Command {
       const val = outcome.final?.val;
       if (val) log(`validation after epoch ${(outcome.final?.epoch ?? 0) + 1}: top-1 ${pct(val.top1)}, top-5 ${pct(val.top5)}, loss ${val.loss.toFixed(4)}`);
       if (outcome.status === 'finished') process.stdout.write(`${coordinatorDoneLine(coordinator.runDir)}\n`);
-      else log(`shardwise coordinator: stopped at global step ${outcome.globalStep}; resume with --run-dir ${coordinator.runDir}`);
+      else log(`shardwise coordinator: stopped at global step ${outcome.globalStep}; resume with --run-dir ${coordinator.runDir} (from ${outcome.checkpoint ?? 'the start: no checkpoint was written'})`);
       // Open handles (gRPC channels winding down, the wasm backend's threads) must not keep a finished process alive.
       process.exit(0);
     });

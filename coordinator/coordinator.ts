@@ -169,7 +169,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       state: () => lifecycle.state, workers: () => job.membership.list(), checkpoints: () => listCheckpoints(store.dir), warn: log,
     });
     cleanup.push(() => status.close());
-    const runner = new JobRunner(job, { store, recorder, run, boundary });
+    const runner = new JobRunner(job, { store, recorder, run, boundary, resumedFrom: latest.checkpoint?.path });
     runner.prepare();
     const server: RunningGrpcServer = await startGrpcServer(
       [{ definition: COORDINATOR_SERVICE, implementation: coordinatorService(job) }],
@@ -197,6 +197,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
           globalSteps: outcome.globalStep,
           final: outcome.final,
           error: outcome.error instanceof Error ? outcome.error.message : undefined,
+          checkpoint: outcome.checkpoint ?? null,
           membership: job.membership.counters(),
           ledger: job.ledger.counters(),
         });

@@ -1,4 +1,4 @@
-import { LedgerError } from './errors';
+import { ExactlyOnceViolationError, LedgerError } from './errors';
 import type { StepPosition } from './step-planner';
 
 /** Why a micro-batch result was not counted. */
@@ -299,4 +299,27 @@ export class EpochLedger {
       );
     }
   }
+}
+
+/** Sample indices an exactly-once error lists before it only says how many more there are. */
+const LISTED_SAMPLES = 20;
+
+function listed(indices: readonly number[]): string {
+  const shown = indices.slice(0, LISTED_SAMPLES).join(', ');
+  return indices.length > LISTED_SAMPLES ? `[${shown}, ... ${indices.length - LISTED_SAMPLES} more]` : `[${shown}]`;
+}
+
+/**
+ * Decides whether an epoch's report lets the job go on: every sample counted exactly once.
+ * @throws ExactlyOnceViolationError naming the epoch and the missing and repeated sample indices.
+ */
+export function assertExactlyOnce(report: EpochReport): void {
+  if (report.missing.length === 0 && report.repeated.length === 0) return;
+  throw new ExactlyOnceViolationError(
+    report.epoch,
+    `epoch ${report.epoch} broke exactly-once: expected each of ${report.expected} training samples counted once, ` +
+      `counted ${report.counted}; ${report.missing.length} missing ${listed(report.missing)}, ` +
+      `${report.repeated.length} duplicated ${listed(report.repeated)}`,
+    { missing: report.missing, repeated: report.repeated },
+  );
 }

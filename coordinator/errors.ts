@@ -190,6 +190,25 @@ export class JobFailedError extends CoordinatorError {
   }
 }
 
+/**
+ * An epoch ended without counting every training sample exactly once: its weights were trained on a
+ * skipped or repeated sample, so the job stops rather than report a result it cannot vouch for.
+ */
+export class ExactlyOnceViolationError extends JobFailedError {
+  readonly epoch: number;
+  /** Sample indices never counted, ascending. */
+  readonly missing: readonly number[];
+  /** Sample indices counted more than once, ascending. */
+  readonly repeated: readonly number[];
+  constructor(epoch: number, message: string, samples: { missing: readonly number[]; repeated: readonly number[] }) {
+    super(message);
+    this.name = 'ExactlyOnceViolationError';
+    this.epoch = epoch;
+    this.missing = samples.missing;
+    this.repeated = samples.repeated;
+  }
+}
+
 /** A run directory cannot be resumed from: the job spec changed in a way that changes training. */
 export class ResumeError extends CoordinatorError {
   readonly runDir: string;

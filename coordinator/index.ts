@@ -38,7 +38,7 @@ export {
   type Registration,
   type WorkerRecord,
 } from './membership';
-export { EpochLedger, RejectReason, type EpochReport, type LedgerCounters, type LedgerState } from './epoch-ledger';
+export { assertExactlyOnce, EpochLedger, RejectReason, type EpochReport, type LedgerCounters, type LedgerState } from './epoch-ledger';
 export { CheckpointStore, latestCheckpoint, listCheckpoints, type LatestCheckpoint } from './checkpoint-store';
 export {
   jobSpecHash,
@@ -62,5 +62,6 @@ export {
   StaleResultError,
   InvalidResultError,
   JobFailedError,
+  ExactlyOnceViolationError,
   ResumeError,
 } from './errors';

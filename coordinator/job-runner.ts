@@ -11,6 +11,7 @@ import {
 } from '../common';
 import type { CheckpointStore } from './checkpoint-store';
 import { type Boundary, captureCheckpoint, type EpochTrainSums } from './checkpointing';
+import { assertExactlyOnce } from './epoch-ledger';
 import { EvalRound } from './eval-round';
 import { busEventFor } from './job-announcer';
 import type { JobContext, Round } from './job-context';
@@ -33,6 +34,11 @@ export interface JobOutcome {
   seconds: number;
   /** Why it failed. */
   error?: unknown;
+  /**
+   * The checkpoint a restart resumes from: the last one written, or the one this coordinator resumed
+   * from; never one whose write failed. None when no checkpoint exists.
+   */
+  checkpoint?: string;
 }
 
 /** What the loop writes to besides the job's own state. */
@@ -42,6 +48,8 @@ export interface JobRunnerDeps {
   run: RunDirectory;
   /** Where to start: step 0 of epoch 0, or the boundary a checkpoint recorded. */
   boundary: Boundary;
+  /** The checkpoint `boundary` was restored from, if any: the resume point until a newer one is written. */
+  resumedFrom?: string;
 }
 
 function sumsOf(m: ClassificationMetrics): EpochTrainSums {
@@ -67,12 +75,14 @@ export class JobRunner {
   private readonly stopping = new AbortController();
   private resolveDone!: (outcome: JobOutcome) => void;
   private started = false;
+  private lastCheckpoint: string | undefined;
 
   constructor(
     private readonly job: JobContext,
     private readonly deps: JobRunnerDeps,
   ) {
     this.boundary = deps.boundary;
+    this.lastCheckpoint = deps.resumedFrom;
     this.epochTrain = new ClassificationMetrics(job.spec.model.numClasses);
     Object.assign(this.epochTrain, deps.boundary.epochTrain);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
@@ -287,11 +297,9 @@ export class JobRunner {
       missing: report.missing,
       exactlyOnce: report.exactlyOnce,
     });
-    if (!report.exactlyOnce) {
-      job.telemetry.metrics.exactlyOnceViolations.inc();
-      job.log(`error: epoch ${epoch} did not count every sample once: ${report.missing.length} missing, ` +
-        `${report.repeated.length} repeated`);
-    }
+    if (!report.exactlyOnce) job.telemetry.metrics.exactlyOnceViolations.inc();
+    // Weights trained on a skipped or repeated sample are not the job's result: fail, with no checkpoint.
+    assertExactlyOnce(report);
     this.epochTrain = new ClassificationMetrics(job.spec.model.numClasses);
     this.boundary = { position: { epoch: epoch + 1, step: 0 }, ledger: job.ledger.toJSON(), epochTrain: sumsOf(this.epochTrain) };
     await this.checkpoint('epoch end');
@@ -318,15 +326,27 @@ export class JobRunner {
     return round.metrics.validationSummary();
   }
 
+  /**
+   * Writes a checkpoint of the current boundary. A write that fails (disk full, folder gone) does not stop
+   * training: it is counted and logged, and the last good checkpoint stays the resume point. A capture
+   * that fails is a bug and fails the job.
+   */
   private async checkpoint(why: string): Promise<void> {
     const { job } = this;
+    const { state, tensors } = captureCheckpoint(job, this.boundary);
     try {
-      const { state, tensors } = captureCheckpoint(job, this.boundary);
-      const folder = await this.deps.store.write(state, tensors);
-      job.log(`checkpoint ${folder} (${why}, global step ${job.weightsVersion})`);
+      this.lastCheckpoint = await this.deps.store.write(state, tensors);
+      job.log(`checkpoint ${this.lastCheckpoint} (${why}, global step ${job.weightsVersion})`);
     } catch (err) {
-      job.log(`error: checkpoint at global step ${job.weightsVersion} failed: ${(err as Error).message}`);
+      job.telemetry.metrics.checkpointFailures.inc();
+      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+      job.log(`error: the ${why} checkpoint at global step ${job.weightsVersion} could not be written, training goes on: ` +
+        `${err instanceof Error ? err.message : String(err)}${cause}; the resume point stays ${this.resumePoint()}`);
     }
+  }
+
+  private resumePoint(): string {
+    return this.lastCheckpoint ?? 'none (a restart starts from scratch)';
   }
 
   /** Drops workers whose lease or step deadline passed; their work goes to the others. */
@@ -345,6 +365,7 @@ export class JobRunner {
   private async interrupt(): Promise<JobOutcome> {
     const { job } = this;
     await this.checkpoint('shutdown');
+    job.log(`job interrupted at global step ${job.weightsVersion}; resume point: ${this.resumePoint()}`);
     job.lifecycle.moveTo(CoordinatorState.Stopped);
     return this.outcome('interrupted');
   }
@@ -373,7 +394,7 @@ export class JobRunner {
     const { job } = this;
     job.finished = true;
     job.changed.notify();
-    job.log(`job finished after ${job.weightsVersion} steps; telling workers to stop`);
+    job.log(`job finished after ${job.weightsVersion} steps (last checkpoint: ${this.resumePoint()}); telling workers to stop`);
     await this.tellWorkersToStop();
     job.lifecycle.moveTo(CoordinatorState.Stopped);
     return this.outcome('finished');
@@ -389,6 +410,12 @@ export class JobRunner {
   }
 
   private outcome(status: JobOutcome['status']): JobOutcome {
-    return { status, globalStep: this.job.weightsVersion, final: this.lastEpoch, seconds: (Date.now() - this.startedMs) / 1000 };
+    return {
+      status,
+      globalStep: this.job.weightsVersion,
+      final: this.lastEpoch,
+      seconds: (Date.now() - this.startedMs) / 1000,
+      checkpoint: this.lastCheckpoint,
+    };
   }
 }

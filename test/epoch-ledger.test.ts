@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { LedgerError } from '../coordinator/errors';
-import { EpochLedger, type LedgerState, RejectReason } from '../coordinator/epoch-ledger';
+import { ExactlyOnceViolationError, JobFailedError, LedgerError } from '../coordinator/errors';
+import { assertExactlyOnce, EpochLedger, type LedgerState, RejectReason } from '../coordinator/epoch-ledger';
 import { type Share, type StepPlan, StepPlanner, assignMicroBatches, reassign } from '../coordinator/step-planner';
 
 const planner = new StepPlanner({ sampleCount: 50, seed: 3, batchSize: 16, microBatchSize: 4 });
@@ -92,6 +92,34 @@ describe('epoch ledger', () => {
     assert.equal(report.counted, 7);
     assert.deepEqual(report.repeated, [3]);
     assert.deepEqual(report.missing, [6, 7, 8, 9]);
+  });
+
+  it('a broken exactly-once fails the job with an error naming the epoch and the missing and duplicated samples', () => {
+    const ledger = new EpochLedger(10, { epoch: 2, step: 0 });
+    ledger.accept({ epoch: 2, step: 0 }, 0, 'a', [0, 1, 2, 3]);
+    ledger.accept({ epoch: 2, step: 0 }, 1, 'a', [3, 4, 5]); // sample 3 in two micro-batches, 6..9 in none
+    ledger.closeStep({ epoch: 2, step: 0 }, 2);
+    const report = ledger.complete(2);
+    let error: unknown;
+    try {
+      assertExactlyOnce(report);
+    } catch (e) {
+      error = e;
+    }
+    assert.ok(error instanceof ExactlyOnceViolationError && error instanceof JobFailedError, `expected an ExactlyOnceViolationError, got ${String(error)}`);
+    assert.equal(
+      error.message,
+      'epoch 2 broke exactly-once: expected each of 10 training samples counted once, counted 7; 4 missing [6, 7, 8, 9], 1 duplicated [3]',
+    );
+    assert.deepEqual([error.epoch, error.missing, error.repeated], [2, [6, 7, 8, 9], [3]]);
+  });
+
+  it('lets a clean epoch go on, and lists at most 20 samples of a large violation', () => {
+    const clean = new EpochLedger(planner.sampleCount);
+    for (let step = 0; step < planner.stepsPerEpoch; step++) runStep(clean, planner.plan({ epoch: 0, step }));
+    assert.doesNotThrow(() => assertExactlyOnce(clean.complete(0)));
+    const empty = new EpochLedger(50);
+    assert.throws(() => assertExactlyOnce(empty.complete(0)), /counted 0; 50 missing \[0, 1, .*, 19, \.\.\. 30 more\], 0 duplicated \[\]$/);
   });
 
   it('refuses results for steps not yet open, without calling them duplicates', () => {

@@ -71,6 +71,8 @@ export interface CoordinatorMetrics {
   receivedBytes: Counter;
   /** `shardwise_exactly_once_violations_total`: epochs whose report did not count every sample exactly once. */
   exactlyOnceViolations: Counter;
+  /** `shardwise_checkpoint_failures_total`: checkpoints that could not be written; training went on from the last good one. */
+  checkpointFailures: Counter;
   /** `shardwise_epoch`: the current epoch, from 0. */
   epoch: Gauge;
   /** `shardwise_epoch_progress_ratio`: fraction of the current epoch done, in [0, 1]. */
@@ -170,6 +172,7 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
     sentBytes: counter('shardwise_sent_bytes_total', 'Bytes sent to workers.'),
     receivedBytes: counter('shardwise_received_bytes_total', 'Bytes received from workers.'),
     exactlyOnceViolations: counter('shardwise_exactly_once_violations_total', 'Epochs whose report did not count every training sample exactly once.'),
+    checkpointFailures: counter('shardwise_checkpoint_failures_total', 'Checkpoints that could not be written (the last good one stays the resume point).'),
     epoch: gauge('shardwise_epoch', 'Current epoch, from 0.'),
     epochProgress: gauge('shardwise_epoch_progress_ratio', 'Fraction of the current epoch done, in [0, 1].'),
     etaSeconds: gauge('shardwise_eta_seconds', 'Estimated time until the job finishes.'),

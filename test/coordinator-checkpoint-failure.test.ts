@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { initBackend, type JobSpec, parseJobSpec } from '../common';
+import { latestCheckpoint, type RunningCoordinator, startCoordinator } from '../coordinator';
+import { StepKind } from '../proto';
+import { FakeWorker, writeTinyCifar } from './coordinator-fake-worker';
+import { withDeadline } from './support/deadline';
+
+/** The value of an unlabelled series in a Prometheus text exposition. */
+async function scrape(metricsUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  assert.ok(line, `expected ${name} in ${metricsUrl}`);
+  return Number(line.slice(name.length + 1));
+}
+
+describe('coordinator: a checkpoint that cannot be written', function () {
+  this.timeout(120_000);
+  let dataDir: string;
+  let runsDir: string;
+
+  function jobSpec(): JobSpec {
+    return parseJobSpec(`
+name: checkpoint-failure
+seed: 5
+data: { dir: ${JSON.stringify(dataDir)}, limit: 64, valFraction: 0.15 }
+model: { architecture: small_cnn, head: seed, headUnits: 8 }
+training: { epochs: 1, batchSize: 16, microBatchSize: 8, evalBatchSize: 16 }
+optimizer: { type: adam, learningRate: 0.002 }
+output: { runsDir: ${JSON.stringify(runsDir)} }
+distributed: { leaseMs: 60000, stepDeadlineMs: 60000, checkpointEverySteps: 1 }
+`);
+  }
+
+  const quiet = { progressStream: fs.createWriteStream('/dev/null'), drainGraceMs: 200, stopGraceMs: 5000 };
+
+  before(async () => {
+    await initBackend({ prefer: 'wasm', log: () => undefined });
+    dataDir = writeTinyCifar(64, 11);
+    runsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shardwise-checkpoint-failure-'));
+  });
+  after(() => {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    fs.rmSync(runsDir, { recursive: true, force: true });
+  });
+
+  it('training goes on, each failure is counted and logged, and the outcome names the last good checkpoint', async () => {
+    const spec = jobSpec();
+    const lines: string[] = [];
+    let first: RunningCoordinator | undefined;
+    let second: RunningCoordinator | undefined;
+    let worker: FakeWorker | undefined;
+    try {
+      first = await startCoordinator({ spec, ...quiet, log: (line) => lines.push(line) });
+      const checkpoints = path.join(first.runDir, 'checkpoints');
+      const lastGood = path.join(checkpoints, 'step-0000000002');
+      worker = await new FakeWorker(first.grpcAddress).join('w1');
+      for (let step = 0; step < 2; step++) await worker.train(await worker.pullUntil(StepKind.TRAIN));
+      // Step 2 is handed out only after the checkpoint of step 1's result (global step 2) was written.
+      const step2 = await worker.pullUntil(StepKind.TRAIN);
+      assert.equal(step2.globalStep, 2);
+      assert.ok(fs.existsSync(lastGood), `expected ${lastGood} written before step 2 was handed out`);
+      // The fault, as root can suffer it too: the checkpoints folder is moved away and a file takes its
+      // place, so every later write fails to create its folder. The coordinator is waiting for step 2.
+      const aside = `${checkpoints}.aside`;
+      fs.renameSync(checkpoints, aside);
+      fs.writeFileSync(checkpoints, 'not a folder\n');
+
+      await worker.train(step2);
+      const done = await withDeadline(worker.runUntilStop(), 60_000, 'the job to finish');
+      assert.ok(done.train >= 1 && done.eval >= 1, `the job trained on after the fault: ${JSON.stringify(done)}`);
+      const outcome = await withDeadline(first.done, 10_000, 'the coordinator to finish');
+      assert.equal(outcome.status, 'finished');
+      assert.ok(outcome.globalStep > 3, `expected steps after the failed checkpoints, got global step ${outcome.globalStep}`);
+      assert.equal(outcome.checkpoint, lastGood, 'the outcome names the last checkpoint written, not a failed one');
+
+      const failures = lines.filter((l) => l.includes('could not be written'));
+      // One per step after the fault (global steps 3..last) and one at the epoch's end.
+      assert.equal(failures.length, outcome.globalStep - 2 + 1, failures.join('\n'));
+      assert.equal(await scrape(first.metricsUrl, 'shardwise_checkpoint_failures_total'), failures.length);
+      for (const line of failures) {
+        assert.match(line, new RegExp(`checkpoint ${checkpoints}/step-\\d{10}: write failed: .*(EEXIST|ENOTDIR)`), 'the path and the cause');
+        assert.ok(line.endsWith(`the resume point stays ${lastGood}`), line);
+      }
+      assert.ok(lines.some((l) => l.includes(`job finished after ${outcome.globalStep} steps (last checkpoint: ${lastGood})`)), lines.join('\n'));
+      await first.close();
+      const summary = JSON.parse(fs.readFileSync(path.join(first.runDir, 'summary.json'), 'utf8')) as { status: string; checkpoint: string };
+      assert.deepEqual([summary.status, summary.checkpoint], ['finished', lastGood]);
+
+      // The disk is back: the checkpoint the outcome named is whole, and a restart resumes from it.
+      fs.rmSync(checkpoints);
+      fs.renameSync(aside, checkpoints);
+      const latest = await latestCheckpoint(checkpoints);
+      assert.equal(latest.checkpoint?.path, lastGood);
+      second = await startCoordinator({ spec, runDir: first.runDir, ...quiet, log: () => undefined });
+      assert.equal(second.resumedAtStep, 2);
+    } finally {
+      worker?.close();
+      await first?.close();
+      await second?.close();
+    }
+  });
+});
