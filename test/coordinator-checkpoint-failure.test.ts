@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { initBackend, type JobSpec, parseJobSpec } from '../common';
 import { latestCheckpoint, type RunningCoordinator, startCoordinator } from '../coordinator';
-import { StepKind } from '../proto';
+import { type StepAssignment, StepKind } from '../proto';
 import { FakeWorker, writeTinyCifar } from './coordinator-fake-worker';
 import { withDeadline } from './support/deadline';
 
@@ -14,6 +14,17 @@ async function scrape(metricsUrl: string, name: string): Promise<number> {
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   assert.ok(line, `expected ${name} in ${metricsUrl}`);
   return Number(line.slice(name.length + 1));
+}
+
+/** A run whose checkpoints folder was broken after the checkpoint of global step 2 (`lastGood`). */
+interface BrokenRun {
+  coordinator: RunningCoordinator;
+  worker: FakeWorker;
+  /** Step 2's assignment, handed out before the fault. */
+  step2: StepAssignment;
+  lastGood: string;
+  /** Where the real checkpoints folder was moved. */
+  aside: string;
 }
 
 describe('coordinator: a checkpoint that cannot be written', function () {
@@ -46,28 +57,35 @@ distributed: { leaseMs: 60000, stepDeadlineMs: 60000, checkpointEverySteps: 1 }
     fs.rmSync(runsDir, { recursive: true, force: true });
   });
 
-  it('training goes on, each failure is counted and logged, and the outcome names the last good checkpoint', async () => {
-    const spec = jobSpec();
-    const lines: string[] = [];
-    let first: RunningCoordinator | undefined;
-    let second: RunningCoordinator | undefined;
-    let worker: FakeWorker | undefined;
-    try {
-      first = await startCoordinator({ spec, ...quiet, log: (line) => lines.push(line) });
-      const checkpoints = path.join(first.runDir, 'checkpoints');
-      const lastGood = path.join(checkpoints, 'step-0000000002');
-      worker = await new FakeWorker(first.grpcAddress).join('w1');
-      for (let step = 0; step < 2; step++) await worker.train(await worker.pullUntil(StepKind.TRAIN));
-      // Step 2 is handed out only after the checkpoint of step 1's result (global step 2) was written.
-      const step2 = await worker.pullUntil(StepKind.TRAIN);
-      assert.equal(step2.globalStep, 2);
-      assert.ok(fs.existsSync(lastGood), `expected ${lastGood} written before step 2 was handed out`);
-      // The fault, as root can suffer it too: the checkpoints folder is moved away and a file takes its
-      // place, so every later write fails to create its folder. The coordinator is waiting for step 2.
-      const aside = `${checkpoints}.aside`;
-      fs.renameSync(checkpoints, aside);
-      fs.writeFileSync(checkpoints, 'not a folder\n');
+  /**
+   * Starts a coordinator and a worker, trains two steps (their checkpoints written), hands out step 2,
+   * then breaks the checkpoints folder the way root can suffer it too: the folder is moved aside and a
+   * file takes its place, so every later write fails to create its folder.
+   */
+  async function breakAfterTwoSteps(lines: string[]): Promise<BrokenRun> {
+    const coordinator = await startCoordinator({ spec: jobSpec(), ...quiet, log: (line) => lines.push(line) });
+    const checkpoints = path.join(coordinator.runDir, 'checkpoints');
+    const lastGood = path.join(checkpoints, 'step-0000000002');
+    const worker = await new FakeWorker(coordinator.grpcAddress).join('w1');
+    for (let step = 0; step < 2; step++) await worker.train(await worker.pullUntil(StepKind.TRAIN));
+    // Step 2 is handed out only after the checkpoint of step 1's result (global step 2) was written.
+    const step2 = await worker.pullUntil(StepKind.TRAIN);
+    assert.equal(step2.globalStep, 2);
+    assert.ok(fs.existsSync(lastGood), `expected ${lastGood} written before step 2 was handed out`);
+    const aside = `${checkpoints}.aside`;
+    fs.renameSync(checkpoints, aside);
+    fs.writeFileSync(checkpoints, 'not a folder\n');
+    return { coordinator, worker, step2, lastGood, aside };
+  }
 
+  it('training goes on, each failure is counted and logged, and the outcome names the last good checkpoint', async () => {
+    const lines: string[] = [];
+    let broken: BrokenRun | undefined;
+    let second: RunningCoordinator | undefined;
+    try {
+      broken = await breakAfterTwoSteps(lines);
+      const { coordinator: first, worker, step2, lastGood, aside } = broken;
+      const checkpoints = path.dirname(lastGood);
       await worker.train(step2);
       const done = await withDeadline(worker.runUntilStop(), 60_000, 'the job to finish');
       assert.ok(done.train >= 1 && done.eval >= 1, `the job trained on after the fault: ${JSON.stringify(done)}`);
@@ -94,12 +112,33 @@ distributed: { leaseMs: 60000, stepDeadlineMs: 60000, checkpointEverySteps: 1 }
       fs.renameSync(aside, checkpoints);
       const latest = await latestCheckpoint(checkpoints);
       assert.equal(latest.checkpoint?.path, lastGood);
-      second = await startCoordinator({ spec, runDir: first.runDir, ...quiet, log: () => undefined });
+      second = await startCoordinator({ spec: jobSpec(), runDir: first.runDir, ...quiet, log: () => undefined });
       assert.equal(second.resumedAtStep, 2);
     } finally {
-      worker?.close();
-      await first?.close();
+      broken?.worker.close();
+      await broken?.coordinator.close();
       await second?.close();
+    }
+  });
+
+  it('an interrupted job whose shutdown checkpoint fails names the last good checkpoint, not the one it failed to write', async () => {
+    const lines: string[] = [];
+    let broken: BrokenRun | undefined;
+    try {
+      broken = await breakAfterTwoSteps(lines);
+      const { coordinator, worker, step2, lastGood } = broken;
+      await worker.train(step2);
+      assert.equal((await worker.pullUntil(StepKind.TRAIN)).globalStep, 3, 'step 3 handed out after its checkpoint failed');
+      coordinator.stop();
+      const outcome = await withDeadline(coordinator.done, 10_000, 'the coordinator to stop');
+      assert.deepEqual([outcome.status, outcome.globalStep, outcome.checkpoint], ['interrupted', 3, lastGood]);
+      const failures = lines.filter((l) => l.includes('could not be written'));
+      assert.deepEqual(failures.map((l) => /the (\w+) checkpoint at global step (\d+)/.exec(l)?.slice(1, 3).join('@')), ['step@3', 'shutdown@3']);
+      assert.equal(await scrape(coordinator.metricsUrl, 'shardwise_checkpoint_failures_total'), 2);
+      assert.equal(lines.at(-1), `job interrupted at global step 3; resume point: ${lastGood}`);
+    } finally {
+      broken?.worker.close();
+      await broken?.coordinator.close();
     }
   });
 });
