@@ -132,8 +132,13 @@ describe('grafana dashboard: every panel answers with data from a real Prometheu
       prometheus.setTargetGroups([...pods].map(([pod, url]): TargetGroup => ({ targets: [new URL(url).host], labels: { namespace: NAMESPACE, pod } })));
     const job = harness.writeJob('dashboard', testJobYaml('dashboard', { minWorkers: 1, leaseMs: 2000 }));
     // Many epochs: the job must still run when the panels are read; the harness stops it afterwards.
-    const coordinator = await harness.startCoordinator({ job, set: ['training.epochs=200'] });
+    // Three frozen epochs, and the coordinator scraped before any worker starts: Prometheus holds the rate from
+    // before the unfreeze, so the change is visible to `changes()` however the machine's load shifts the steps.
+    const coordinator = await harness.startCoordinator({ job, set: ['training.epochs=200', 'freeze.backboneEpochs=3'] });
     pods.set('coordinator', coordinator.ready.metrics);
+    await publish();
+    await pollUntil(async () => ((await prometheus.query(`up{namespace="${NAMESPACE}", pod="coordinator"} == 1`)).length > 0 ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 500, what: 'Prometheus to scrape the coordinator' });
     const addWorkers = async (workers: WorkerProc[]): Promise<void> => {
       for (const w of workers) pods.set(w.ready.id, w.ready.metrics);
       await publish();
@@ -157,7 +162,7 @@ describe('grafana dashboard: every panel answers with data from a real Prometheu
       await victim.child.exited;
       pods.delete('worker-2');
       await publish();
-      // The learning-rate change: the unfreeze at epoch 1 lowers the rate (testJobYaml's freeze section).
+      // The learning-rate change: the unfreeze at epoch 3 lowers the rate (testJobYaml's freeze section).
       await waitForRecords(runDir, (rs) => recordsOf(rs, 'lr-change')[0], 'the learning-rate change at the unfreeze');
       // Prometheus has seen all of it, the validation figures included, and a minute of steps on worker-1.
       const seen = async (expr: string): Promise<true | undefined> =>
