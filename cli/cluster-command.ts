@@ -1,6 +1,8 @@
+import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { mergeTimeline } from '../common';
 import { describeFinalEpoch, LocalCluster, MAX_LOCAL_WORKERS, readFinalEpoch } from '../launcher';
-import { backendOption, collectOverride, log } from './options';
+import { backendOption, collectOverride, log, timelineOption } from './options';
 
 function parseWorkerCount(value: string): number {
   const n = Number(value);
@@ -26,6 +28,7 @@ export function clusterCommand(): Command {
     .option('--set <key=value>', 'override a job spec field, e.g. --set training.epochs=2 (repeatable)', collectOverride, [])
     .option('--no-bus', 'do not start nats-server (config changes still reach workers over gRPC; `shardwise scale` cannot add or drain workers)')
     .addOption(backendOption())
+    .addOption(timelineOption())
     .action(async (opts) => {
       const cluster = LocalCluster.create({
         job: opts.job,
@@ -36,6 +39,8 @@ export function clusterCommand(): Command {
         set: opts.set,
         bus: opts.bus,
         backend: opts.backend === 'auto' ? undefined : opts.backend,
+        // Every child records its part of the trace (the flag's environment variable reaches them all).
+        env: opts.timeline ? { ...process.env, SHARDWISE_TIMELINE: path.resolve(opts.timeline) } : undefined,
       });
       // Installed before anything starts: the children run in their own process groups, so the terminal's
       // Ctrl-C reaches only this process, and without a handler they would outlive it.
@@ -63,6 +68,8 @@ export function clusterCommand(): Command {
       log(`[cluster] ${describeFinalEpoch(runDir, readFinalEpoch(runDir))}`);
       if (!cluster.jobFinished) log(`[cluster] the job did not finish; resume it with: shardwise cluster --job ${opts.job} --run-dir ${runDir}`);
       log(`[cluster] metrics.jsonl and curves in ${runDir}; live metrics were served at ${metrics} while it ran`);
+      // Merged again once every process has exited: the coordinator's merge came before the workers' last spans.
+      if (opts.timeline) log(`[cluster] timeline ${mergeTimeline(path.resolve(opts.timeline)).file}`);
       process.exit(code);
     });
 }

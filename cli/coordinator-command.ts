@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { type BackendPreference, initBackend, type JobSpec, loadJobSpec } from '../common';
+import { type BackendPreference, closeTimeline, initBackend, type JobSpec, loadJobSpec, mergeTimeline, openTimeline } from '../common';
 import { type RunningCoordinator, startCoordinator } from '../coordinator';
-import { backendOption, collectOverride, log, parsePort } from './options';
+import { backendOption, collectOverride, log, parsePort, timelineOption } from './options';
 
 /** Exit status after a second SIGTERM/SIGINT: 128 + SIGTERM. */
 const EXIT_KILLED = 143;
@@ -54,7 +54,9 @@ export function coordinatorCommand(): Command {
     .option('--split <counts>', 'micro-batches per worker and step, e.g. 1,3 (tests of the determinism contract; default: an even cut)',
       parseSplit)
     .addOption(backendOption())
+    .addOption(timelineOption())
     .action(async (opts) => {
+      if (opts.timeline) openTimeline({ file: opts.timeline, processName: 'coordinator' });
       const loaded = loadJobSpec(opts.job, opts.set);
       const spec: JobSpec = { ...loaded, data: { ...loaded.data, dir: opts.data ?? loaded.data.dir } };
       await initBackend({ prefer: opts.backend as BackendPreference, log });
@@ -89,6 +91,11 @@ export function coordinatorCommand(): Command {
       process.on('SIGINT', onSignal);
       const outcome = await coordinator.done;
       await coordinator.close();
+      if (opts.timeline) {
+        closeTimeline();
+        const merged = mergeTimeline(opts.timeline);
+        log(`timeline: ${merged.events} events of ${merged.parts} processes in ${merged.file}`);
+      }
       if (outcome.status === 'failed') throw outcome.error;
       const val = outcome.final?.val;
       if (val) log(`validation after epoch ${(outcome.final?.epoch ?? 0) + 1}: top-1 ${pct(val.top1)}, top-5 ${pct(val.top5)}, loss ${val.loss.toFixed(4)}`);

@@ -28,6 +28,15 @@ export function parsePositiveInt(value: string): number {
   return n;
 }
 
+/**
+ * `--timeline FILE` (or SHARDWISE_TIMELINE): a Chrome trace of the step phases. Every process of the job
+ * writes its part into `FILE.parts/`; the coordinator merges them into FILE when the job ends.
+ */
+export function timelineOption(): Option {
+  return new Option('--timeline <file>', "write a Chrome trace (chrome://tracing, Perfetto) of every process's step phases to FILE")
+    .env('SHARDWISE_TIMELINE');
+}
+
 /** Progress and status lines go to stderr; stdout is kept for machine-read lines (ready lines). */
 export function log(line: string): void {
   process.stderr.write(`${line}\n`);

@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { BackendPreference } from '../common';
+import { type BackendPreference, closeTimeline, openTimeline } from '../common';
 import { Worker, type WorkerReadyInfo } from '../worker';
-import { backendOption, log, parsePort } from './options';
+import { backendOption, log, parsePort, timelineOption } from './options';
 
 /** Exit status after a second SIGTERM/SIGINT: the conventional 128 + signal number of SIGTERM. */
 export const EXIT_KILLED = 143;
@@ -47,7 +47,9 @@ export function workerCommand(): Command {
         .default(60),
     )
     .addOption(backendOption())
+    .addOption(timelineOption())
     .action(async (opts) => {
+      if (opts.timeline) openTimeline({ file: opts.timeline, processName: opts.id ?? 'worker' });
       const worker = new Worker(
         {
           coordinator: opts.coordinator,
@@ -76,7 +78,7 @@ export function workerCommand(): Command {
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
-      const outcome = await worker.run();
+      const outcome = await worker.run().finally(closeTimeline);
       log(`shardwise worker: ${outcome.reason}: ${outcome.trainShares} training and ${outcome.evalShares} evaluation shares accepted`);
       // Open handles (a gRPC channel winding down, the wasm backend's threads) must not keep a finished worker alive.
       process.exit(0);

@@ -4,6 +4,7 @@ import {
   endEpoch,
   type EpochEvent,
   type GroupLearningRates,
+  processTimeline,
   type RunDirectory,
   type RunRecorder,
   type ValidationSummary,
@@ -220,6 +221,8 @@ export class JobRunner {
   private async runStep(at: StepPosition): Promise<boolean> {
     const { job } = this;
     if (!(await this.waitForWorkers())) return false;
+    const timeline = processTimeline();
+    let phaseStart = timeline.now();
     const plan = job.planner.plan(at);
     const d = job.spec.distributed;
     const reportHash = plan.globalStep % d.hashEverySteps === 0 || plan.step === 0;
@@ -236,17 +239,26 @@ export class JobRunner {
       now: () => job.now(),
       split: job.options.split,
     });
+    timeline.phase('plan', plan.globalStep, phaseStart);
     try {
       let unexplained = 0;
       for (let attempt = 1; ; attempt++) {
+        phaseStart = timeline.now();
         if (!(await this.collect(round, true))) return false;
+        timeline.phase('wait for shares', plan.globalStep, phaseStart, { attempt });
         if (round.heldWorkers().length === 0) {
+          const end = timeline.begin('commit', plan.globalStep);
           this.lastLr = applyStep(job, round, round.sum(), this.epochTrain, this.deps);
+          end();
           return true;
         }
+        phaseStart = timeline.now();
         const outcome = await reduceStep(job, round, attempt, this.stopping.signal);
+        timeline.phase('allreduce', plan.globalStep, phaseStart, { attempt });
         if ('sums' in outcome) {
+          const end = timeline.begin('commit', plan.globalStep);
           this.lastLr = applyStep(job, round, outcome.sums, this.epochTrain, this.deps, outcome.reduction);
+          end();
           return true;
         }
         if (outcome.failed === 'lost-members') unexplained = 0;
@@ -264,7 +276,9 @@ export class JobRunner {
   private async finishEpoch(epoch: number): Promise<boolean> {
     const { job } = this;
     job.settleReplica();
+    const endEvaluation = processTimeline().begin('evaluate', job.weightsVersion - 1, { epoch });
     const val = await this.evaluate(epoch);
+    endEvaluation();
     if (val === false) return false;
     const event: EpochEvent = {
       type: 'epoch',
@@ -333,6 +347,7 @@ export class JobRunner {
    */
   private async checkpoint(why: string): Promise<void> {
     const { job } = this;
+    const endCheckpoint = processTimeline().begin('checkpoint', job.weightsVersion - 1, { why });
     const { state, tensors } = captureCheckpoint(job, this.boundary);
     try {
       this.lastCheckpoint = await this.deps.store.write(state, tensors);
@@ -342,6 +357,8 @@ export class JobRunner {
       const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
       job.log(`error: the ${why} checkpoint at global step ${job.weightsVersion} could not be written, training goes on: ` +
         `${err instanceof Error ? err.message : String(err)}${cause}; the resume point stays ${this.resumePoint()}`);
+    } finally {
+      endCheckpoint();
     }
   }
 

@@ -6,6 +6,7 @@ import {
   type ClassificationMetrics,
   type GroupLearningRates,
   movingStatistics,
+  processTimeline,
   type RunDirectory,
   type RunRecorder,
   type StepEvent,
@@ -53,7 +54,11 @@ export function applyStep(
   const reduceStart = job.now();
   const lr = beginGradientStep(job.trainer, sums.grads.keys(), sums.count);
   const microBatches = round.plan.microBatches.length;
-  job.replicaUpdate.defer(() => applySums(job, round, sums, lr, microBatches));
+  job.replicaUpdate.defer(() => {
+    const startUs = processTimeline().now();
+    applySums(job, round, sums, lr, microBatches);
+    processTimeline().background('apply update (coordinator replica)', round.globalStep, startUs);
+  });
   job.weightsVersion = job.trainer.globalStep;
   const reduced = reduction && {
     order: { key: reduction.key, learningRates: lr, sampleCount: sums.count, microBatchCount: microBatches },

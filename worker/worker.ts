@@ -10,6 +10,7 @@ import {
   type WorkerMetrics,
   createWorkerMetrics,
   initBackend,
+  processTimeline,
   serveMetrics,
 } from '../common';
 import { type Assignment, AssignmentKind, UpdateKindName } from './assignment';
@@ -244,6 +245,8 @@ export class Worker {
   private async turn(session: Session): Promise<boolean> {
     const { registration: reg, replica } = session;
     const t0 = performance.now();
+    const timeline = processTimeline();
+    const pullStart = timeline.now();
     const a = await session.call('Coordinator/PullStep', (signal) => this.link.pullStep({
       workerId: reg.workerId,
       lastCompletedStep: this.lastCompletedStep,
@@ -257,7 +260,11 @@ export class Worker {
       this.log(`the coordinator says stop${a.waitReason ? ` (${a.waitReason})` : ''}; leaving`);
       return true;
     }
+    const pulled = a.kind !== AssignmentKind.Wait;
+    if (pulled) timeline.phase('pull', a.globalStep, pullStart);
+    const catchUpStart = timeline.now();
     const current = await this.catchUp(session, a);
+    if (pulled) timeline.phase('apply update', a.globalStep, catchUpStart);
     if (a.kind === AssignmentKind.Wait) {
       if (a.waitReason !== this.lastWaitReason) this.log(`waiting: ${a.waitReason || 'no share for this worker now'}`);
       this.lastWaitReason = a.waitReason;
@@ -266,7 +273,9 @@ export class Worker {
     }
     this.lastWaitReason = '';
     if (a.kind === AssignmentKind.Reduce) {
+      const endReduce = timeline.begin('reduce', a.globalStep);
       await this.reduce(a);
+      endReduce();
       return false;
     }
     if (!current) {
@@ -276,7 +285,11 @@ export class Worker {
     }
     await session.syncConfig(a.configVersion, this.stopSignal.signal);
     if (a.kind === AssignmentKind.Train) await this.train(session, a, t1);
-    else await this.evaluate(session, a);
+    else {
+      const endEvaluate = timeline.begin('evaluate', a.globalStep);
+      await this.evaluate(session, a);
+      endEvaluate();
+    }
     this.checkTensorCount(session);
     return false;
   }
@@ -319,6 +332,7 @@ export class Worker {
     const config = this.configSync.config as WorkerConfig;
     const samples = localSamples(a.globalStep, a.microBatches, a.samples, reg.spec.model.numClasses);
     this.log(`step ${a.globalStep}: computing micro-batches [${a.microBatches.map((mb) => mb.id).join(', ')}]`);
+    const endCompute = processTimeline().begin('compute', a.globalStep, { microBatches: a.microBatches.length });
     const share = await runTrainShare(replica.parts, {
       samples,
       augmenter: session.augmenter,
@@ -330,13 +344,16 @@ export class Worker {
       weightsVersion: replica.weightsVersion,
       weightsHash: a.reportWeightsHash ? replica.hash() : undefined,
     });
+    endCompute();
     this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);
     const t0 = performance.now();
+    const endPush = processTimeline().begin('push', a.globalStep);
     // A draining worker hands its sums over rather than keep them for an allreduce it may not see.
     const hold = session.reducesInRing && !this.drainSignal.signal.aborted;
     const messages = gradientMessages(reg.workerId, share, reg.maxMessageBytes, hold);
     const accepted = await this.submit(a, () =>
       session.call('Coordinator/PushGradients', (signal) => this.link.pushGradients(messages, signal), false, this.stopSignal.signal));
+    endPush();
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
     if (!accepted) return;
     if (hold) this.held.add(a.globalStep, share.microBatchIds, [...share.grads, ...share.statDeltas]);

@@ -5,7 +5,17 @@
 export { createCoordinatorMetrics, type CoordinatorMetrics } from './coordinator-metrics';
 export { createWorkerMetrics, type WorkerMetrics } from './worker-metrics';
 export { serveMetrics, type MetricsServer, type MetricsServerOptions } from './metrics-server';
-export { MetricsServerError } from './errors';
+export { MetricsServerError, TimelineError } from './errors';
+export {
+  closeTimeline,
+  openTimeline,
+  processTimeline,
+  timelinePartsDir,
+  type Timeline,
+  type TimelineOptions,
+  type TraceEvent,
+} from './timeline';
+export { mergeTimeline, type MergedTimeline } from './timeline-merge';
 export {
   GROUP_LABEL,
   GROUPS,
