@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep helm-lint proto scale
+.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep bench-tta helm-lint proto scale
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # fonts so the PNG curves carry readable text, Chromium for the status-page browser test, and openssl for the
@@ -103,6 +103,14 @@ bench-exchange: install
 bench-scaling: install
 	@scripts/ensure-deb.sh nats-server:nats-server
 	$(NODE_TS) bench/scaling.ts
+
+## bench-tta: time to accuracy of the fine-tuning recipe (MobileNet 64x64, 3 frozen + 5 unfrozen epochs, batch 64)
+## with 2 workers, against ../shared/peers/torch_finetune.py (2 processes, gloo) holding out the same images, with
+## each epoch's time and the per-phase breakdown of an unfrozen step from the timeline. CIFAR10_DIR: the peer's
+## ../shared/data/cifar10-subset (the default) or a copy of it. About 10 minutes on 2 cores.
+bench-tta: install
+	@scripts/ensure-deb.sh nats-server:nats-server torchrun:python3-torch
+	$(NODE_TS) bench/tta.ts $(DATA_FLAG)
 
 ## bench: every benchmark; each prints `name key=value ...` lines.
 bench: bench-compute bench-exchange bench-scaling

@@ -1,6 +1,6 @@
 import { existsSync, type FSWatcher, openSync, closeSync, readSync, fstatSync, watch } from 'node:fs';
 import * as path from 'node:path';
-import { decodeMetricsLine, RUN_FILES } from '../common';
+import { decodeMetricsLine, type MetricsRecord, RUN_FILES } from '../common';
 
 /** How often the file is read when no change notification arrives (a fallback; inotify is the fast path). */
 const POLL_MS = 25;
@@ -37,7 +37,8 @@ export class StepClock {
   private watcher: FSWatcher | undefined;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(runDir: string) {
+  /** `onRecord` also hears every other record as it appears, with the same clock (bench-tta's epoch times). */
+  constructor(runDir: string, private readonly onRecord?: (record: MetricsRecord, atMs: number) => void) {
     this.file = path.join(runDir, RUN_FILES.metrics);
     try {
       // Watch the folder: the file may not exist before the first record.
@@ -100,10 +101,11 @@ export class StepClock {
     this.offset += got;
     const lines = (this.partial + buffer.toString('utf8', 0, got)).split('\n');
     this.partial = lines.pop() ?? '';
-    for (const line of lines) this.onRecord(line, now);
+    for (const line of lines) this.onLine(line, now);
   }
 
-  private onRecord(line: string, atMs: number): void {
+  private onLine(line: string, atMs: number): void {
+    if (this.onRecord && line.trim() !== '') this.onRecord(decodeMetricsLine(line), atMs);
     if (!line.includes('"type":"step"')) return;
     const record = decodeMetricsLine(line);
     if (record.type !== 'step' || this.arrivals.has(record.globalStep)) return;

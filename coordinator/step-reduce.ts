@@ -1,4 +1,4 @@
-import { RingError, type RingMember } from '../common';
+import { RingError, type RingMember, ringCompression } from '../common';
 import { JobFailedError } from './errors';
 import type { JobContext } from './job-context';
 import { COORDINATOR_RING_ID, Reduction } from './reduction';
@@ -47,7 +47,8 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
   const vector = round.ringInput();
   const t0 = job.now();
   try {
-    const stats = await dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs }, vector);
+    const compression = ringCompression(job.spec.distributed);
+    const stats = await dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs, compression, tensors }, vector);
     reduction.state = 'done';
     for (const share of round.acceptedShares()) {
       if (share.held) countInLedger(job, round, share.worker, share.microBatchIds);

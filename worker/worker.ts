@@ -11,6 +11,7 @@ import {
   createWorkerMetrics,
   initBackend,
   processTimeline,
+  ringCompression,
   serveMetrics,
 } from '../common';
 import { type Assignment, AssignmentKind, UpdateKindName } from './assignment';
@@ -380,7 +381,9 @@ export class Worker {
     const t0 = performance.now();
     try {
       const input = this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []);
-      const stats = await plane.allreduce({ key: order.key, members: order.members, rank: order.rank, timeoutMs: order.timeoutMs }, input);
+      const compression = this.session && ringCompression(this.session.registration.spec.distributed);
+      const reduction = { key: order.key, members: order.members, rank: order.rank, timeoutMs: order.timeoutMs, compression, tensors: order.tensors };
+      const stats = await plane.allreduce(reduction, input);
       const vector = input.subarray(0, input.length / Math.max(1, order.members[order.rank]?.parts?.length ?? 1));
       this.reduced = { key: order.key, step: a.globalStep, tensors: order.tensors, gradientTensorCount: order.gradientTensorCount, vector };
       this.metrics.sentBytes.inc(stats.bytesSent);

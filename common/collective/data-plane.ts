@@ -90,7 +90,7 @@ export class DataPlane implements LinkOwner, RunLinks {
    */
   async allreduce(reduction: RingReduction, data: Float32Array): Promise<RingStats> {
     const problem = this.checkReduction(reduction);
-    const plan = problem ?? planReduction(reduction.members, reduction.rank, data.length);
+    const plan = problem ?? planReduction(reduction.members, reduction.rank, data.length, reduction.compression);
     if (typeof plan === 'string') throw new RingError(reduction.key, 'start', plan);
     if (reduction.members.length === 1 && plan.parts[0].length === 1) return { bytesSent: 0, bytesReceived: 0, ms: 0 };
     const run = new ReductionRun(reduction, data, plan, this, this.scratch);
@@ -186,6 +186,8 @@ export class DataPlane implements LinkOwner, RunLinks {
     if (world === 0) return 'expected at least one member, got none';
     if (!Number.isInteger(r.rank) || r.rank < 0 || r.rank >= world) return `expected a rank in [0, ${world - 1}], got ${r.rank}`;
     if (!(r.timeoutMs > 0)) return `expected a positive timeoutMs, got ${r.timeoutMs}`;
+    const prescale = r.compression?.prescale;
+    if (prescale !== undefined && !(Number.isFinite(prescale) && prescale > 0)) return `expected a finite prescale > 0, got ${prescale}`;
     const ids = new Set(r.members.map((m) => m.id));
     if (ids.size !== world) return `expected unique member ids, got ${r.members.map((m) => `'${m.id}'`).join(', ')}`;
     return undefined;

@@ -12,4 +12,6 @@ export type { DataPlaneOptions } from './data-plane';
 export { RingError, RING_PHASES } from './errors';
 export type { RingPhase } from './errors';
 export { MEMBER_ROLES } from './types';
-export type { MemberRole, RingMember, RingReduction, RingStats } from './types';
+export type { MemberRole, RingCompression, RingMember, RingReduction, RingStats } from './types';
+export { decodeFp16, encodeFp16, FP16_MAX } from './fp16';
+export { ringCompression } from './half-frames';

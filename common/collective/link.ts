@@ -10,7 +10,7 @@ export type LinkDirection = 'in' | 'out';
 /** The reduction using a link: where its data frames go, and what it learns of the link's end. */
 export interface LinkUser {
   /** Where the tensor of the data frame now arriving goes; throws (closing the link) if it is not the one expected. */
-  into(link: Link, spec: WireTensorSpec): Float32Array;
+  into(link: Link, spec: WireTensorSpec): Float32Array | Uint8Array;
   /** That frame arrived whole, validated (finite values), in the array `into` gave. */
   onData(link: Link, frame: ReceivedFrame): void;
   /** The link closed or failed; it has left the pool. */
@@ -88,7 +88,7 @@ export class Link {
     );
   }
 
-  private into(spec: WireTensorSpec): Float32Array {
+  private into(spec: WireTensorSpec): Float32Array | Uint8Array {
     if (this.inFrame) throw new WireError(`collective: expected one tensor per data frame, got a second one, '${spec.name}'`);
     if (!this.user) throw new WireError(`collective: expected no data on a connection no reduction uses, got '${spec.name}'`);
     const into = this.user.into(this, spec);

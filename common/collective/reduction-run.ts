@@ -4,6 +4,7 @@ import { Link, LinkUser } from './link';
 import { TreeFold } from './tree-fold';
 import { SimdScratch } from './simd-scratch';
 import { frameName, readyMeta, readyMismatch } from './control-frames';
+import { HalfFrames } from './half-frames';
 import { ReductionPlan, segmentBounds } from './segment-plan';
 import { RingMember, RingReduction, RingStats } from './types';
 
@@ -21,8 +22,11 @@ export interface RunLinks {
 interface ExpectedFrame {
   readonly name: string;
   readonly phase: RingPhase;
-  /** Where it is read to: a scratch slot (a part to fold) or the caller's data (a reduced segment). */
-  readonly into: Float32Array;
+  /**
+   * Where it is read to: a scratch slot (a part to fold) or the caller's data (a reduced segment); with
+   * fp16 compression, a byte buffer that `arrived` decodes into those.
+   */
+  readonly into: Float32Array | Uint8Array;
   readonly arrived: () => void;
 }
 
@@ -94,6 +98,8 @@ export class ReductionRun implements LinkUser {
   private readonly received = new Signal();
   private framesLeft = 0;
   private readonly stats: RingStats = { bytesSent: 0, bytesReceived: 0, ms: 0 };
+  /** The fp16 conversions, with `reduction.compression`. */
+  private readonly half?: HalfFrames;
 
   constructor(readonly reduction: RingReduction, private readonly data: Float32Array, private readonly plan: ReductionPlan,
     private readonly links: RunLinks, scratch: SimdScratch) {
@@ -102,22 +108,27 @@ export class ReductionRun implements LinkUser {
     this.aborted = new Promise<never>((_, reject) => (this.rejectAborted = reject));
     this.aborted.catch(() => undefined);
     this.result = data.subarray(0, plan.floats);
+    if (reduction.compression) this.half = new HalfFrames(reduction, reduction.compression);
     const own = plan.own;
     if (own >= 0) {
-      this.fold = new TreeFold(this.segment(own), plan.parts[own].map((_, i) => this.partSegment(i, own)), own, plan.parts, plan.leaves, scratch);
-      if (this.fold.done) this.folded.set();
+      const ownParts = plan.parts[own].map((_, i) => this.partSegment(i, own));
+      for (const part of ownParts) this.half?.quantizeOwnPart(part);
+      this.fold = new TreeFold(this.segment(own), ownParts, own, plan.parts, plan.leaves, scratch);
+      if (this.fold.done) this.onFolded();
     }
     this.senders = plan.senders.map((i): Sender => {
       const k = plan.contributors.indexOf(i);
       const frames: ExpectedFrame[] = [];
       const fold = this.fold;
       if (fold) {
-        plan.parts[k].forEach((_, part) => frames.push({ name: this.frameName('reduce-scatter', own, plan.parts[k].length > 1 ? part : undefined), phase: 'reduce-scatter',
-          into: fold.slot(k, part), arrived: () => {
-            if (fold.arrive(k, part)) this.folded.set();
-          } }));
+        plan.parts[k].forEach((_, part) => frames.push(this.expect(this.frameName('reduce-scatter', own, plan.parts[k].length > 1 ? part : undefined),
+          'reduce-scatter', fold.slot(k, part), (bytes) => this.half?.decodePart(bytes, fold.slot(k, part)), () => {
+            if (fold.arrive(k, part)) this.onFolded();
+          })));
       }
-      frames.push({ name: this.frameName('allgather', k), phase: 'allgather', into: this.segment(k), arrived: () => undefined });
+      const offset = segmentBounds(k, plan.floats, plan.contributors.length)[0];
+      frames.push(this.expect(this.frameName('allgather', k), 'allgather', this.segment(k),
+        (bytes) => this.half?.decodeResult(bytes, this.segment(k), offset), () => undefined));
       this.framesLeft += frames.length;
       return { kind: 'sender', peer: members[i], frames, next: 0, receiving: false, reconnected: false };
     });
@@ -142,7 +153,6 @@ export class ReductionRun implements LinkUser {
       for (const s of this.senders) void this.openFrom(s);
       await this.guard(Promise.all([...this.receivers.map((r) => this.feed(r)), this.received.promise]));
       this.stats.ms = performance.now() - t0;
-      return this.stats;
     } catch (err) {
       throw this.failure ?? this.fail(this.wrap(err, undefined, 'unexpected failure'));
     } finally {
@@ -151,6 +161,10 @@ export class ReductionRun implements LinkUser {
       // Success: the links stay pooled for the next reduction, used by nobody.
       for (const link of this.byLink.keys()) if (link.user === this) link.user = undefined;
     }
+    // Checked once everything was sent and received, with the links left open: every member decoded the same
+    // halves, so each fails here with the same error naming the tensor, none with a closed connection.
+    this.half?.assertFinite();
+    return this.stats;
   }
 
   /** Ends the run with `err` unless it already ended; closes its links; returns the error that won. */
@@ -193,14 +207,15 @@ export class ReductionRun implements LinkUser {
   }
 
   /** LinkUser: the destination of the data frame arriving from a sender, which must be the one expected next. */
-  into(link: Link, spec: WireTensorSpec): Float32Array {
+  into(link: Link, spec: WireTensorSpec): Float32Array | Uint8Array {
     if (this.failure) throw this.failure;
     const s = this.byLink.get(link);
     if (s?.kind !== 'sender') throw new RingError(this.key, this.phase, `expected no data from '${link.peer?.id}', got '${spec.name}'`, { peer: link.peer?.id });
     const e = s.frames[s.next];
     if (!e) throw new RingError(this.key, this.phase, `expected no more frames from '${s.peer.id}', got '${spec.name}'`, { peer: s.peer.id });
-    if (spec.name !== e.name || spec.dtype !== 'float32' || spec.shape.length !== 1 || spec.shape[0] !== e.into.length) {
-      throw new RingError(this.key, e.phase, `expected frame '${e.name}' of ${e.into.length} float32, got '${spec.name}' of shape ` +
+    const dtype = e.into instanceof Float32Array ? 'float32' : 'uint8';
+    if (spec.name !== e.name || spec.dtype !== dtype || spec.shape.length !== 1 || spec.shape[0] !== e.into.length) {
+      throw new RingError(this.key, e.phase, `expected frame '${e.name}' of ${e.into.length} ${dtype}, got '${spec.name}' of shape ` +
         `[${spec.shape.join(',')}] ${spec.dtype}: the members disagree about the reduction`, { peer: s.peer.id });
     }
     s.receiving = true;
@@ -270,6 +285,20 @@ export class ReductionRun implements LinkUser {
     link.send([], readyMeta(this.key, this.plan)).catch(() => undefined);
   }
 
+  /** The frame expected into `target`, or with fp16 into bytes that `decode` turns into it before `arrived`. */
+  private expect(name: string, phase: RingPhase, target: Float32Array, decode: (bytes: Uint8Array) => void, arrived: () => void): ExpectedFrame {
+    if (!this.half) return { name, phase, into: target, arrived };
+    const bytes = new Uint8Array(HalfFrames.bytes(target.length));
+    return { name, phase, into: bytes, arrived: () => (decode(bytes), arrived()) };
+  }
+
+  /** The own segment is folded: with fp16 it is rounded once, as every member will hold it; then it may be sent. */
+  private onFolded(): void {
+    const own = this.plan.own;
+    this.half?.finishOwnSegment(this.segment(own), segmentBounds(own, this.plan.floats, this.plan.contributors.length)[0]);
+    this.folded.set();
+  }
+
   /** Everything this member sends to receiver `r`: its part of r's segment (if r owns one), then the reduced own segment. */
   private async feed(r: Receiver): Promise<void> {
     const link = r.link ?? this.links.linkTo(r.peer, this.key);
@@ -286,11 +315,14 @@ export class ReductionRun implements LinkUser {
 
   /** Sends `segment` of part `part` of this member's input (reduce-scatter), or of the reduced vector (allgather). */
   private async sendSegment(r: Receiver, phase: RingPhase, segment: number, part?: number): Promise<void> {
-    const data = part === undefined ? this.segment(segment) : this.partSegment(part, segment);
+    const values = part === undefined ? this.segment(segment) : this.partSegment(part, segment);
+    const half = this.half;
+    const data = !half ? values : part === undefined ? half.reducedSegment : half.encodePart(values);
     // The part is named only where there are several, so an aligned split's frames keep their names.
     const name = this.frameName(phase, segment, part !== undefined && this.plan.parts[this.plan.own].length > 1 ? part : undefined);
+    const dtype = half ? 'uint8' : 'float32';
     try {
-      await this.guard((r.link as Link).send([{ name, dtype: 'float32', shape: [data.length], data }], { key: this.key, phase, segment }));
+      await this.guard((r.link as Link).send([{ name, dtype, shape: [data.length], data }], { key: this.key, phase, segment }));
     } catch (err) {
       throw this.fail(this.wrap(err, r.peer.id, `cannot send '${name}'`, phase));
     }

@@ -1,5 +1,5 @@
 import { type MicroBatchRun, TreeSum } from './summation-tree';
-import { MEMBER_ROLES, RingMember } from './types';
+import { MEMBER_ROLES, RingCompression, RingMember } from './types';
 
 /**
  * How a reduction splits its vector and who talks to whom. The C contributors (in member order) own C
@@ -22,7 +22,7 @@ export interface ReductionPlan {
   readonly senders: readonly number[];
   /** Member indices this member sends frames to: every other member for a contributor, none for an observer. */
   readonly receivers: readonly number[];
-  /** `ids, roles and parts in member order`: what every member must agree on, compared in the handshake. */
+  /** `ids, roles and parts in member order` (and the compression): what every member must agree on, compared in the handshake. */
   readonly membersText: string;
 }
 
@@ -56,7 +56,7 @@ function planParts(members: readonly RingMember[], contributors: readonly number
  * The plan of `rank`'s part in a reduction of `inputFloats` (the member's input: one vector per part it
  * brings, or one for an observer) among `members`, or why there is none.
  */
-export function planReduction(members: readonly RingMember[], rank: number, inputFloats: number): ReductionPlan | string {
+export function planReduction(members: readonly RingMember[], rank: number, inputFloats: number, compression?: RingCompression): ReductionPlan | string {
   const bad = members.find((m) => m.role !== undefined && !MEMBER_ROLES.includes(m.role));
   if (bad) return `expected role ${MEMBER_ROLES.map((r) => `'${r}'`).join(' or ')}, member '${bad.id}' has ${JSON.stringify(bad.role)}`;
   const contributors = members.flatMap((m, i) => (m.role === 'observer' ? [] : [i]));
@@ -79,7 +79,7 @@ export function planReduction(members: readonly RingMember[], rank: number, inpu
       const j = contributors.indexOf(i);
       if (j < 0) return `${m.id} (observer)`;
       return m.parts === undefined ? m.id : `${m.id} ${runsText(tree.parts[j])}`;
-    }).join(', '),
+    }).join(', ') + (compression ? `; ${compression.type} prescaled by ${compression.prescale}` : ''),
   };
 }
 

@@ -24,6 +24,19 @@ export interface RingMember {
   readonly parts?: readonly MicroBatchRun[];
 }
 
+/**
+ * How the data frames carry the vector. `fp16`: IEEE half floats, rounded to nearest even, half the bytes,
+ * as Horovod's and DDP's fp16 compression. Each value is multiplied by `prescale` before its conversion and
+ * divided by it after (Horovod's prescale_factor), the parts are added in float32 by the same summation
+ * tree, and the owner rounds its reduced segment to fp16 and uses that rounded value itself too, so every
+ * member still ends with identical bytes.
+ */
+export interface RingCompression {
+  readonly type: 'fp16';
+  /** Multiplies every value before the conversion to fp16; the result is divided by it. @default 1 */
+  readonly prescale: number;
+}
+
 /** One reduction, described identically at every member. */
 export interface RingReduction {
   /** Unique per reduction and identical at every member, e.g. `job-3f2a/step-12/attempt-2`. */
@@ -38,6 +51,10 @@ export interface RingReduction {
   readonly rank: number;
   /** Give up (close the reduction's channels, throw RingError) when the reduction is not done within this. */
   readonly timeoutMs: number;
+  /** Identical at every member (checked in the handshake). @default none: float32 frames, bit-exact */
+  readonly compression?: RingCompression;
+  /** The tensors the vector holds back to back, to name one in an error (a value beyond the fp16 range). */
+  readonly tensors?: readonly { readonly name: string; readonly shape: readonly number[] }[];
 }
 
 /** What one reduction moved, for metrics. */

@@ -88,6 +88,12 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
   if (d.leaseMs <= d.heartbeatIntervalMs) {
     problems.push(`distributed.leaseMs: must exceed distributed.heartbeatIntervalMs (${d.leaseMs} <= ${d.heartbeatIntervalMs})`);
   }
+  if (d.compression === 'fp16' && d.exchange !== 'allreduce') {
+    problems.push(`distributed.compression: fp16 applies to the allreduce's data plane, expected exchange 'allreduce', got '${d.exchange}'`);
+  }
+  if (d.compression === 'none' && d.prescaleFactor !== 1) {
+    problems.push(`distributed.prescaleFactor: applies only with compression 'fp16' (none stays bit-exact), got ${d.prescaleFactor}`);
+  }
   if (spec.data.valFraction === 0 && !spec.data.testSet) {
     problems.push('data.valFraction: 0 holds out no images to evaluate on; allowed only with data.testSet: true (test_batch.bin)');
   }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ARCHITECTURES, EXCHANGE_MODES, HEAD_KINDS, LR_SCHEDULES, OPTIMIZERS } from './spec';
+import { ARCHITECTURES, COMPRESSION_MODES, EXCHANGE_MODES, HEAD_KINDS, LR_SCHEDULES, OPTIMIZERS } from './spec';
 
 // The job spec schema. Every object is strict, so a misspelt key is an error rather than a silent default,
 // and every default lives here, once. `prefault({})` parses an omitted section so its own defaults apply.
@@ -128,6 +128,8 @@ const distributed = z
     hashEverySteps: positiveInt.default(10),
     maxMessageBytes: positiveInt.min(64 * 1024).default(4 * 1024 * 1024),
     exchange: z.enum(EXCHANGE_MODES).default('allreduce'),
+    compression: z.enum(COMPRESSION_MODES).default('none'),
+    prescaleFactor: z.number().positive().finite().default(1),
     autoscale: autoscale.optional(),
   })
   .strict();

@@ -159,6 +159,18 @@ export interface DistributedSpec {
    * process). @default 'allreduce'
    */
   exchange: ExchangeMode;
+  /**
+   * What the allreduce's frames carry. `none`: float32, bit-exact (every replica equals the single-process
+   * trainer's). `fp16`: IEEE half floats rounded to nearest even, half the bytes; every replica still holds
+   * the same bytes, but no longer the single-process trainer's. Allreduce only. @default 'none'
+   */
+  compression: CompressionMode;
+  /**
+   * With `fp16`: gradient sums are multiplied by this before the conversion and divided by it after
+   * (Horovod's prescale_factor), to keep them inside fp16's range (±65504) and above its subnormals.
+   * A reduced value beyond the range fails the step with an error naming the tensor. @default 1
+   */
+  prescaleFactor: number;
   /** The coordinator changes the worker count itself (see {@link AutoscaleSpec}); absent: only operators scale. */
   autoscale?: AutoscaleSpec;
 }
@@ -184,6 +196,10 @@ export interface AutoscaleSpec {
   /** No change sooner than this after the previous one. @default 60000 */
   cooldownMs: number;
 }
+
+/** The data-plane encodings of {@link DistributedSpec.compression}. */
+export const COMPRESSION_MODES = ['none', 'fp16'] as const;
+export type CompressionMode = (typeof COMPRESSION_MODES)[number];
 
 /** The gradient exchange modes of {@link DistributedSpec.exchange}. */
 export const EXCHANGE_MODES = ['allreduce', 'parameter-server'] as const;
