@@ -92,9 +92,11 @@ bench-compute: install
 
 ## bench-exchange: time to average a 2.16M-float gradient across 2 and 4 worker processes: the allreduce
 ## the jobs use (the coordinator an observer), the same among the workers alone (compare with
-## ../shared/peers/gloo_allreduce.py), then the parameter-server exchange over gRPC.
+## ../shared/peers/gloo_allreduce.py), then the parameter-server exchange over gRPC. The allreduce runs
+## again with fp16 frames (distributed.compression: fp16): its `#` line gives the payload received.
 bench-exchange: install
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer
+	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer --compression fp16
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator none
 	$(NODE_TS) bench/exchange.ts --transport grpc
 

@@ -4,7 +4,7 @@
  * answers the bench's "go" messages over the fork IPC channel.
  */
 import { ChildProcess } from 'node:child_process';
-import type { RingMember } from '../common';
+import type { RingCompression, RingMember } from '../common';
 
 export const GRAD_NAME = 'gradient';
 export const DEADLINE_MS = 60_000;
@@ -14,7 +14,7 @@ export const DEADLINE_MS = 60_000;
 export type ToWorker =
   | { type: 'go'; step: number }
   | { type: 'exit' }
-  | { type: 'ring'; members: RingMember[]; rank: number };
+  | { type: 'ring'; members: RingMember[]; rank: number; compression?: RingCompression };
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'listening'; address: string }
@@ -29,6 +29,8 @@ export interface ExchangeServer {
   connect?(workers: ChildProcess[]): Promise<void>;
   /** The bench process's own part in step `step`, beside the workers' (the allreduce's coordinator member): its result's checksum. */
   exchange?(step: number): Promise<number>;
+  /** Payload bytes the bench process's own member received in its last exchange (the allreduce's observer). */
+  receivedBytes?(): number;
   shutdown(): Promise<void>;
 }
 

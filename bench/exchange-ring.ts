@@ -8,7 +8,7 @@
  */
 import { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { DataPlane, RingMember, RingReduction } from '../common';
+import { DataPlane, RingCompression, RingMember, RingReduction } from '../common';
 import { DEADLINE_MS, ExchangeServer, FromWorker, ToWorker, checksum, gradientOf, samplesOf, scaleInPlace, serveExchanges } from './exchange-common';
 
 /** The bench process's part in the allreduce: see the file comment. */
@@ -17,26 +17,27 @@ export const COORDINATOR_MODES = ['observer', 'member', 'none'] as const;
 export type CoordinatorMode = (typeof COORDINATOR_MODES)[number];
 
 /** The reduction of step `step`; `rank` is this member's index in `members`. */
-function reductionOf(step: number, members: RingMember[], rank: number): RingReduction {
-  return { key: `bench-exchange/w${members.length}/step-${step}`, members, rank, timeoutMs: DEADLINE_MS };
+function reductionOf(step: number, members: RingMember[], rank: number, compression?: RingCompression): RingReduction {
+  return { key: `bench-exchange/w${members.length}/step-${step}`, members, rank, timeoutMs: DEADLINE_MS, compression };
 }
 
 /** Allreduces `work` (gradient, then sample count) and turns it into the weighted average in place. */
-async function averageInPlace(plane: DataPlane, reduction: RingReduction, work: Float32Array): Promise<Float32Array> {
-  await plane.allreduce(reduction, work);
+async function averageInPlace(plane: DataPlane, reduction: RingReduction, work: Float32Array): Promise<{ average: Float32Array; receivedBytes: number }> {
+  const stats = await plane.allreduce(reduction, work);
   const floats = work.length - 1;
   const average = work.subarray(0, floats);
   scaleInPlace(average, 1 / work[floats]);
-  return average;
+  return { average, receivedBytes: stats.bytesReceived };
 }
 
 /**
  * The bench's side: tells every worker the members once they listen, and (as member 0 unless
  * `coordinator` is 'none') takes part in every step, as an observer or with zeros.
  */
-export async function startRingExchange(floats: number, coordinator: CoordinatorMode): Promise<ExchangeServer> {
+export async function startRingExchange(floats: number, coordinator: CoordinatorMode, compression?: RingCompression): Promise<ExchangeServer> {
   const plane = coordinator === 'none' ? undefined : await DataPlane.listen();
   let members: RingMember[] = [];
+  let received = 0;
   const work = new Float32Array(floats + 1);
   return {
     address: 'ring',
@@ -49,16 +50,19 @@ export async function startRingExchange(floats: number, coordinator: Coordinator
       const role = coordinator === 'observer' ? 'observer' : 'contributor';
       members = plane ? [{ id: 'coordinator', address: plane.address, role }, ...ws] : ws;
       const offset = plane ? 1 : 0;
-      workers.forEach((w, i) => w.send({ type: 'ring', members, rank: i + offset } satisfies ToWorker));
+      workers.forEach((w, i) => w.send({ type: 'ring', members, rank: i + offset, compression } satisfies ToWorker));
     },
     exchange: plane
       ? async (step: number) => {
-        const sum = checksum(await averageInPlace(plane, reductionOf(step, members, 0), work));
+        const { average, receivedBytes } = await averageInPlace(plane, reductionOf(step, members, 0, compression), work);
+        received = receivedBytes;
+        const sum = checksum(average);
         // An observer's input is ignored; a contributor's must be zeros again for the next step.
         if (coordinator === 'member') setImmediate(() => work.fill(0));
         return sum;
       }
       : undefined,
+    receivedBytes: () => received,
     shutdown: async () => plane?.close(),
   };
 }
@@ -79,7 +83,7 @@ export async function runRingWorker(rank: number, floats: number): Promise<void>
   };
   refill();
   serveExchanges(async (step) => {
-    const average = await averageInPlace(plane, reductionOf(step, ring.members, ring.rank), work);
+    const { average } = await averageInPlace(plane, reductionOf(step, ring.members, ring.rank, ring.compression), work);
     setImmediate(refill);
     return average;
   }, () => plane.close());

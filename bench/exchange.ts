@@ -13,7 +13,10 @@
  *     zeros), `none` (left out: the W workers alone, comparable to gloo).
  *
  *   node --import tsx bench/exchange.ts [--workers 2,4] [--floats 2162880] [--chunk-bytes 1048576]
- *     [--transport grpc|tcp|ring|allreduce] [--coordinator observer|member|none]
+ *     [--transport grpc|tcp|ring|allreduce] [--coordinator observer|member|none] [--compression none|fp16]
+ *
+ * `--compression fp16` (ring only): the frames carry IEEE halves (distributed.compression: fp16), and the
+ * `#` line gives the payload the bench's observer received per exchange, to compare with `none`.
  *
  * Prints `bench-exchange workers=2 floats=2162880 ms=12.3` per worker count (other transports:
  * `bench-exchange transport=ring coordinator=observer workers=2 …`), then a `#` line with the wall times
@@ -23,6 +26,7 @@
  */
 import { ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
+import { decodeFp16, encodeFp16, type RingCompression } from '../common';
 import { ExchangeServer, FromWorker, ToWorker, expectedChecksum } from './exchange-common';
 import { runGrpcWorker, startGrpcExchange } from './exchange-grpc';
 import { COORDINATOR_MODES, CoordinatorMode, runRingWorker, startRingExchange } from './exchange-ring';
@@ -41,6 +45,8 @@ interface Args {
   transport: Transport;
   /** Ring only: the bench process's part in the allreduce (the coordinator's place in the product). */
   coordinator: CoordinatorMode;
+  /** Ring only: the data plane's frames. */
+  compression?: RingCompression;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -55,12 +61,16 @@ function parseArgs(argv: string[]): Args {
     throw new Error(`--coordinator: expected ${COORDINATOR_MODES.join(', ')}, got '${coordinator}'`);
   }
   if (get('--coordinator') !== undefined && transport !== 'ring') throw new Error(`--coordinator: only for --transport ring, got --transport ${transport}`);
+  const compression = get('--compression') ?? 'none';
+  if (compression !== 'none' && compression !== 'fp16') throw new Error(`--compression: expected none or fp16, got '${compression}'`);
+  if (compression === 'fp16' && transport !== 'ring') throw new Error(`--compression fp16: only for --transport ring, got --transport ${transport}`);
   return {
     workers: (get('--workers') ?? '2,4').split(',').map(Number),
     floats: Number(get('--floats') ?? 2_162_880),
     chunkBytes: Number(get('--chunk-bytes') ?? 1024 * 1024),
     transport,
     coordinator: coordinator as CoordinatorMode,
+    compression: compression === 'fp16' ? { type: 'fp16', prescale: 1 } : undefined,
   };
 }
 
@@ -82,21 +92,24 @@ interface ExchangeTimes {
   wallMs: number;
   minWallMs: number;
   cpuMs: number;
+  /** Payload the bench process's member received in the last exchange, where it takes part. */
+  receivedBytes?: number;
 }
 
 function startServer(args: Args, world: number): Promise<ExchangeServer> {
   if (args.transport === 'grpc') return startGrpcExchange(world, args.floats, args.chunkBytes);
   if (args.transport === 'tcp') return startTcpExchange(world, args.floats);
-  return startRingExchange(args.floats, args.coordinator);
+  return startRingExchange(args.floats, args.coordinator, args.compression);
 }
 
-/** Whether `got` is `want` within float32 rounding of the averages. */
-const close = (got: number, want: number): boolean => Math.abs(got - want) <= 1e-3 * Math.max(1, Math.abs(want));
+/** Whether `got` is `want` within float32 rounding of the averages (fp16's: halves keep 11 bits). */
+const close = (got: number, want: number, tolerance = 1e-3): boolean => Math.abs(got - want) <= tolerance * Math.max(1, Math.abs(want));
 
 async function benchWorld(args: Args, world: number): Promise<ExchangeTimes> {
   const { transport, floats, chunkBytes } = args;
   const server = await startServer(args, world);
   const want = expectedChecksum(world, floats);
+  const tolerance = args.compression ? 4e-3 : 1e-3;
   const children: ChildProcess[] = [];
   for (let r = 0; r < world; r++) {
     children.push(fork(__filename, ['--worker', transport, server.address, String(r), String(floats), String(chunkBytes)], { execArgv: ['--import', 'tsx'] }));
@@ -123,13 +136,13 @@ async function benchWorld(args: Args, world: number): Promise<ExchangeTimes> {
       const cpu = process.cpuUsage(cpu0);
       let cpuMs = (cpu.user + cpu.system) / 1000;
       for (const r of replies) {
-        if (r.type !== 'done' || !close(r.checksum, want)) {
+        if (r.type !== 'done' || !close(r.checksum, want, tolerance)) {
           throw new Error(`step ${step}: expected the weighted average (checksum ${want}), a worker got ${JSON.stringify(r)}`);
         }
         cpuMs += r.cpuMs;
         memberMs = Math.max(memberMs, r.ms);
       }
-      if (ownChecksum !== undefined && !close(ownChecksum, want)) {
+      if (ownChecksum !== undefined && !close(ownChecksum, want, tolerance)) {
         throw new Error(`step ${step}: expected the weighted average (checksum ${want}), the bench's own member got ${ownChecksum}`);
       }
       for (const c of children) c.removeAllListeners('exit');
@@ -139,12 +152,35 @@ async function benchWorld(args: Args, world: number): Promise<ExchangeTimes> {
         cpuTimes.push(cpuMs);
       }
     }
-    return { memberMs: median(memberTimes), wallMs: median(times), minWallMs: Math.min(...times), cpuMs: median(cpuTimes) };
+    return { memberMs: median(memberTimes), wallMs: median(times), minWallMs: Math.min(...times), cpuMs: median(cpuTimes),
+      receivedBytes: server.receivedBytes?.() };
   } finally {
     for (const c of children) if (c.connected) c.send({ type: 'exit' } satisfies ToWorker);
     await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined)));
     await server.shutdown();
   }
+}
+
+/** Median ms of `run` over 7 calls after 2 warm-ups. */
+function timeIt(run: () => void): number {
+  const times: number[] = [];
+  for (let i = 0; i < WARMUP + MEASURED; i++) {
+    const t0 = performance.now();
+    run();
+    if (i >= WARMUP) times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+/** The fp16 kernels alone on one gradient: what each member spends converting, beside the exchange's time. */
+function kernelLine(floats: number): string {
+  const values = Float32Array.from({ length: floats }, (_, i) => Math.sin(i) * 10 ** ((i % 7) - 4));
+  const halves = new Uint16Array(floats);
+  const encodeMs = timeIt(() => encodeFp16(values, halves, 1));
+  const encodeScaledMs = timeIt(() => encodeFp16(values, halves, 4));
+  const decodeMs = timeIt(() => decodeFp16(halves, values, 0.25));
+  return `#   fp16 kernels on ${floats} floats (one thread): encode ${encodeMs.toFixed(1)} ms (prescaled ${encodeScaledMs.toFixed(1)} ms), ` +
+    `decode with postscale ${decodeMs.toFixed(1)} ms`;
 }
 
 async function main(): Promise<void> {
@@ -157,9 +193,11 @@ async function main(): Promise<void> {
     return;
   }
   const args = parseArgs(argv);
+  if (args.compression) console.log(kernelLine(args.floats));
   for (const w of args.workers) {
     const t = await benchWorld(args, w);
-    const label = args.transport === 'grpc' ? '' : `transport=${args.transport} ${args.transport === 'ring' ? `coordinator=${args.coordinator} ` : ''}`;
+    const ring = args.transport === 'ring' ? `coordinator=${args.coordinator} ${args.compression ? 'compression=fp16 ' : ''}` : '';
+    const label = args.transport === 'grpc' ? '' : `transport=${args.transport} ${ring}`;
     console.log(`bench-exchange ${label}workers=${w} floats=${args.floats} ms=${t.memberMs.toFixed(1)}`);
     // Wall time swings with whatever else the machine runs; CPU time of all processes does much less.
     const framing = args.transport === 'grpc' ? `chunk ${args.chunkBytes} bytes`
@@ -167,7 +205,8 @@ async function main(): Promise<void> {
         : args.coordinator === 'none' ? `allreduce among the ${w} workers alone`
           : `allreduce among ${w + 1}: this process is member 0, ${args.coordinator === 'member' ? 'a contributor adding zeros' : 'an observer'}`;
     console.log(`#   ms: the slowest member's own time; with the IPC go/done round trip ${t.wallMs.toFixed(1)} ms ` +
-      `(min ${t.minWallMs.toFixed(1)}), cpu ${t.cpuMs.toFixed(1)} ms (all processes), ${framing}`);
+      `(min ${t.minWallMs.toFixed(1)}), cpu ${t.cpuMs.toFixed(1)} ms (all processes), ${framing}` +
+      (t.receivedBytes ? `; the observer received ${t.receivedBytes} payload bytes per exchange` : ''));
   }
 }
 

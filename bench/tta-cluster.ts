@@ -13,7 +13,7 @@ const STOP_GRACE_MS = 10_000;
 export interface ClusterResult {
   /** From all workers ready (training can start) to the last epoch's record. */
   wallSeconds: number;
-  epochs: EpochTime[];
+  epochs: Array<EpochTime & { loss: number }>;
   runDir: string;
   backendLine?: string;
   /** The merged timeline's events. */
@@ -80,6 +80,7 @@ export async function runTtaCluster(plan: {
       epoch: r.epoch + 1,
       frozen: r.frozen,
       top1: r.val.top1,
+      loss: r.val.loss,
       seconds: (endOf(r.epoch) - (r.epoch === 0 ? startMs : endOf(r.epoch - 1))) / 1000,
     }));
     const unfrozenSteps = new Set(records.flatMap((r) => (r.type === 'step' && r.epoch >= TTA_FROZEN_EPOCHS ? [r.globalStep] : [])));

@@ -30,9 +30,10 @@ export const MOBILENET_MODEL = path.join(SHARED_DIR, 'models', 'mobilenet_v1_ima
  * MobileNet v1 at 64x64 with a linear head, 3 frozen then 5 unfrozen epochs, global batch 64, Adam at 1e-3
  * for the head and 1e-4 for the backbone (base rate 1e-4, head multiplier 10, also while frozen), weight
  * decay 1e-4, random crop (pad 4) and flip only, 10% held out. `microBatch` is the span BatchNorm
- * normalises over: 32, the peer's per-process batch, unless the bench is told otherwise.
+ * normalises over: 32, the peer's per-process batch, unless the bench is told otherwise; `compression` the
+ * data plane's frames (fp16 for its accuracy bound against float32).
  */
-export function ttaJobYaml(microBatch: number): string {
+export function ttaJobYaml(microBatch: number, compression: 'none' | 'fp16' = 'none'): string {
   return [
     'name: bench-tta',
     'seed: 0',
@@ -43,7 +44,7 @@ export function ttaJobYaml(microBatch: number): string {
     'optimizer: { type: adam, learningRate: 0.0001, weightDecay: 0.0001 }',
     'paramGroups: { backbone: { lrMultiplier: 1 }, head: { lrMultiplier: 10 } }',
     `freeze: { backboneEpochs: ${TTA_FROZEN_EPOCHS} }`,
-    `distributed: { desiredWorkers: ${TTA_WORKERS}, minWorkers: ${TTA_WORKERS} }`,
+    `distributed: { desiredWorkers: ${TTA_WORKERS}, minWorkers: ${TTA_WORKERS}, compression: ${compression} }`,
     '',
   ].join('\n');
 }

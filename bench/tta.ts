@@ -5,7 +5,7 @@
  * ../shared/peers/torch_finetune.py with 2 processes and gloo, holding out the same images (shardwise's
  * validation indices, passed with --holdout-file). One after the other, never side by side.
  *
- *   node --import tsx bench/tta.ts [--data DIR] [--micro-batch 32] [--backend auto|wasm|cpu] [--skip-peer]
+ *   node --import tsx bench/tta.ts [--data DIR] [--micro-batch 32] [--compression none|fp16] [--backend auto|wasm|cpu] [--skip-peer]
  *
  * Prints `bench-tta workers=2 epochs=8 wall_s=W val_top1=A peer_wall_s=P peer_top1=B ratio=W/P` (top-1 in
  * percent of the held-out images after the last epoch), with `#` lines: each epoch's time on both sides,
@@ -14,9 +14,9 @@
  * BENCH_KEEP=1 keeps the temp folder (job, holdout file, run directory, timeline).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { breakdownTable, phaseBreakdown } from './tta-breakdown';
 import { runTtaCluster } from './tta-cluster';
 import { checkSameImagesAsPeer, type EpochTime, PEER_DATA_DIR, TTA_BATCH, TTA_EPOCHS, TTA_WORKERS, ttaJobYaml, writeHoldoutFile } from './tta-inputs';
@@ -35,6 +35,8 @@ function microBatch(value: string): number {
 }
 
 const pct = (fraction: number): string => (100 * fraction).toFixed(1);
+/** The 1-minute load average: other jobs on the machine slow one side and not the other. */
+const load = (): string => loadavg()[0].toFixed(1);
 
 function epochLine(side: string, epochs: readonly EpochTime[]): string {
   return `# ${side} epochs (s, f frozen, u unfrozen, held-out top-1): ${epochs.map((e) => `${e.epoch}${e.frozen ? 'f' : 'u'} ${e.seconds.toFixed(1)} (${pct(e.top1)}%)`).join(', ')}`;
@@ -44,10 +46,11 @@ async function main(): Promise<void> {
   const opts = new Command('bench-tta')
     .option('--data <dir>', 'CIFAR-10 folder: the peer\'s images or a copy of them', PEER_DATA_DIR)
     .option('--micro-batch <n>', 'shardwise micro-batch (the BatchNorm span); 32 is the peer\'s batch per process', microBatch, 32)
+    .addOption(new Option('--compression <mode>', 'the data plane\'s frames (distributed.compression)').choices(['none', 'fp16']).default('none'))
     .option('--backend <name>', 'compute backend of every shardwise process')
     .option('--skip-peer', 'run shardwise only (no ratio)')
     .parse(process.argv)
-    .opts<{ data: string; microBatch: number; backend?: string; skipPeer?: boolean }>();
+    .opts<{ data: string; microBatch: number; compression: 'none' | 'fp16'; backend?: string; skipPeer?: boolean }>();
   checkSameImagesAsPeer(opts.data);
   const dir = mkdtempSync(path.join(tmpdir(), 'shardwise-bench-tta-'));
   const removeDir = (): void => {
@@ -58,15 +61,16 @@ async function main(): Promise<void> {
     process.once(signal, () => void Promise.allSettled([...live].map((stop) => stop())).then(() => (removeDir(), process.exit(code))));
   }
   try {
-    const yaml = ttaJobYaml(opts.microBatch);
+    const yaml = ttaJobYaml(opts.microBatch, opts.compression);
     const job = path.join(dir, 'tta.yaml');
     writeFileSync(job, yaml);
     const holdout = path.join(dir, 'holdout.json');
     const split = await writeHoldoutFile(yaml, opts.data, holdout);
     const output = process.env.BENCH_DEBUG === '1' ? (line: string) => process.stderr.write(`${line}\n`) : undefined;
     console.log(`# bench-tta: ${split.train} training and ${split.val} held-out images of ${opts.data}; shardwise: coordinator + ` +
-      `${TTA_WORKERS} workers, micro-batches of ${opts.microBatch}; wall_s from every worker ready to the last epoch's ` +
+      `${TTA_WORKERS} workers, micro-batches of ${opts.microBatch}, compression ${opts.compression}; wall_s from every worker ready to the last epoch's ` +
       'record (evaluations included), as the peer times from the start of training');
+    const loads = [load()];
     const ours = await runTtaCluster({ job, dataDir: opts.data, runsDir: path.join(dir, 'runs'), timeline: path.join(dir, 'timeline.json'),
       backend: opts.backend, output, track });
     if (ours.backendLine) console.log(`# ${ours.backendLine}`);
@@ -75,12 +79,18 @@ async function main(): Promise<void> {
     console.log(`# shardwise timeline: an average unfrozen step (${b.steps} steps), ms per step by process and phase:`);
     for (const line of breakdownTable(b)) console.log(`# ${line}`);
     const top1 = pct(ours.epochs[TTA_EPOCHS - 1].top1);
-    const head = `bench-tta workers=${TTA_WORKERS} epochs=${TTA_EPOCHS} wall_s=${ours.wallSeconds.toFixed(1)} val_top1=${top1}`;
+    const last = ours.epochs[TTA_EPOCHS - 1];
+    console.log(`# shardwise after epoch ${TTA_EPOCHS}: val loss ${last.loss.toFixed(4)}, top-1 ${pct(last.top1)}%`);
+    const compression = opts.compression === 'none' ? '' : ` compression=${opts.compression}`;
+    const head = `bench-tta workers=${TTA_WORKERS} epochs=${TTA_EPOCHS}${compression} wall_s=${ours.wallSeconds.toFixed(1)} val_top1=${top1}`;
     if (opts.skipPeer) {
       console.log(head);
       return;
     }
+    loads.push(load());
     const peer = await runPeer(holdout, track, output);
+    loads.push(load());
+    console.log(`# load average (1 min) at shardwise's start, the peer's start, the end: ${loads.join(', ')} on ${availableParallelism()} cores`);
     console.log(`# peer: ${peer.command}`);
     console.log(epochLine('peer', peer.epochs));
     const unfrozen = peer.epochs.filter((e) => !e.frozen);
