@@ -30,7 +30,7 @@ import { type Assignment, AssignmentKind, pullAssignment } from './assignment-de
 import { InvalidResultError } from './errors';
 import type { JobContext } from './job-context';
 import { type GradientPush, receiveEval, receiveGradients, type WireChunk } from './result-intake';
-import { UpdateKind } from './update-payload';
+import { UpdateKind } from './step/update-log';
 import {
   configFor,
   heartbeat,
@@ -39,7 +39,7 @@ import {
   scaleJob,
   type WorkerCapabilitiesInput,
   weightsFor,
-} from './worker-gateway';
+} from './worker-calls';
 
 /*
  * The gRPC face of the coordinator: each handler turns proto messages into domain calls and their

@@ -26,11 +26,11 @@ export {
   type StepPlan,
   type StepPlannerOptions,
   type StepPosition,
-} from './step-planner';
-export { ShareCollector, type Handout } from './share-collector';
+} from './step/step-planner';
+export { HandoutTracker, type Handout } from './step/handout-tracker';
 export {
   Membership,
-  WorkerState,
+  MemberState,
   MAX_WORKER_ID_LENGTH,
   compileMembershipOptions,
   type MembershipOptions,

@@ -4,7 +4,7 @@
  * half the payload, and a value beyond the range failing every member with the tensor's name.
  */
 import assert from 'node:assert/strict';
-import { DataPlane, decodeFp16, encodeFp16, FP16_MAX, RingError, type RingMember, type RingStats } from '../common/collective';
+import { DataPlane, decodeFp16, encodeFp16, FP16_MAX, AllreduceError, type AllreduceMember, type AllreduceStats } from '../common/collective';
 import { Rng } from '../common';
 
 const half = (x: number, scale = 1): number => {
@@ -100,7 +100,7 @@ describe('collective allreduce with fp16 compression (one process)', () => {
 
   const tensors = [{ name: 'conv/kernel', shape: [3, 100] }, { name: 'dense/bias', shape: [101] }];
   const FLOATS = 401;
-  const members = (): RingMember[] => [
+  const members = (): AllreduceMember[] => [
     { id: 'w0', address: planes[0].address },
     { id: 'w1', address: planes[1].address },
     { id: 'coordinator', address: planes[2].address, role: 'observer' },
@@ -113,12 +113,12 @@ describe('collective allreduce with fp16 compression (one process)', () => {
       return a;
     });
   }
-  async function reduce(data: Float32Array[], prescale: number, key: string, compressed = [true, true, true]): Promise<Array<RingStats | RingError>> {
+  async function reduce(data: Float32Array[], prescale: number, key: string, compressed = [true, true, true]): Promise<Array<AllreduceStats | AllreduceError>> {
     const list = members();
     const settled = await Promise.allSettled(planes.map((p, rank) => p.allreduce({
       key, members: list, rank, timeoutMs: 10_000, tensors, ...(compressed[rank] ? { compression: { type: 'fp16' as const, prescale } } : {}),
     }, data[rank])));
-    return settled.map((s) => (s.status === 'fulfilled' ? s.value : s.reason as RingError));
+    return settled.map((s) => (s.status === 'fulfilled' ? s.value : s.reason as AllreduceError));
   }
 
   it('leaves every member, the observer included, with the same bytes, near the float32 sum, in half the payload', async () => {
@@ -137,13 +137,13 @@ describe('collective allreduce with fp16 compression (one process)', () => {
       assert.ok(Math.abs(data[0][i] - exact[i]) <= bound,
         `element ${i}: ${data[0][i]} against the float32 sum ${exact[i]}`);
     }
-    assert.equal((stats[0] as RingStats).bytesSent * 2, (plain[0] as RingStats).bytesSent, 'fp16 sends half the bytes');
+    assert.equal((stats[0] as AllreduceStats).bytesSent * 2, (plain[0] as AllreduceStats).bytesSent, 'fp16 sends half the bytes');
   });
 
   it('fails every member with the tensor\'s name when a sum leaves the fp16 range, never training on an Inf', async () => {
     const out = await reduce(inputs('fp16-overflow', { member: 1, index: 350, value: 40_000 }), 2, 'overflow');
     out.forEach((e, m) => {
-      assert.ok(e instanceof RingError, `member ${m} should fail, got ${JSON.stringify(e)}`);
+      assert.ok(e instanceof AllreduceError, `member ${m} should fail, got ${JSON.stringify(e)}`);
       assert.match(e.message, /tensor 'dense\/bias' at element 50 is beyond the fp16 range \(±65504\) after prescaling by 2/);
     });
     const nan = await reduce(inputs('fp16-nan', { member: 0, index: 3, value: NaN }), 1, 'nan');
@@ -152,7 +152,7 @@ describe('collective allreduce with fp16 compression (one process)', () => {
 
   it('fails every member at once when one of them does not compress', async () => {
     const out = await reduce(inputs('fp16-mixed'), 1, 'mixed', [true, false, true]);
-    for (const e of out) assert.ok(e instanceof RingError, `expected RingError, got ${JSON.stringify(e)}`);
+    for (const e of out) assert.ok(e instanceof AllreduceError, `expected AllreduceError, got ${JSON.stringify(e)}`);
     assert.ok(out.some((e) => /fp16 prescaled by 1/.test(String(e))), out.map(String).join('\n'));
   });
 });

@@ -16,7 +16,7 @@ export {
 export { WorkerLifecycle, isFinal, lifecycleToProto, nextLifecycle } from './lifecycle';
 export {
   AssignmentKind,
-  UpdateKindName,
+  UpdateKind,
   assignmentFromProto,
   type AssignedMicroBatch,
   type Assignment,

@@ -1,6 +1,6 @@
-import { RingError } from './errors';
+import { AllreduceError } from './errors';
 import { decodeFp16, encodeFp16, FP16_MAX } from './fp16';
-import type { RingCompression, RingReduction } from './types';
+import type { RingCompression, AllreduceRequest } from './types';
 
 /** Reads `bytes` (a whole number of halves, host order) as halves. */
 function halves(bytes: Uint8Array): Uint16Array {
@@ -26,7 +26,7 @@ export class HalfFrames {
   /** The first offset in the vector whose reduced value is not a finite half, and what it was. */
   private firstBad?: { offset: number; nan: boolean };
 
-  constructor(private readonly reduction: RingReduction, private readonly compression: RingCompression) {
+  constructor(private readonly reduction: AllreduceRequest, private readonly compression: RingCompression) {
     this.postscale = 1 / compression.prescale;
   }
 
@@ -81,7 +81,7 @@ export class HalfFrames {
   }
 
   /**
-   * Throws RingError naming the tensor of the first reduced value that was not a finite half. Every member
+   * Throws AllreduceError naming the tensor of the first reduced value that was not a finite half. Every member
    * reads the same halves, so every member throws the same error.
    */
   assertFinite(): void {
@@ -91,7 +91,7 @@ export class HalfFrames {
     const what = bad.nan
       ? 'is NaN'
       : `is beyond the fp16 range (±${FP16_MAX}) after prescaling by ${this.compression.prescale}: lower the prescale factor or use no compression`;
-    throw new RingError(this.reduction.key, 'allgather', `the reduced gradient of tensor '${name}' at element ${index} ${what}`);
+    throw new AllreduceError(this.reduction.key, 'allgather', `the reduced gradient of tensor '${name}' at element ${index} ${what}`);
   }
 
   /** The tensor holding vector offset `offset`, and the element's index within it. */
@@ -106,7 +106,7 @@ export class HalfFrames {
   }
 }
 
-/** The `RingReduction.compression` of a job's `distributed.compression` and `prescaleFactor`. */
+/** The `AllreduceRequest.compression` of a job's `distributed.compression` and `prescaleFactor`. */
 export function ringCompression(d: { readonly compression: 'none' | 'fp16'; readonly prescaleFactor: number }): RingCompression | undefined {
   return d.compression === 'fp16' ? { type: 'fp16', prescale: d.prescaleFactor } : undefined;
 }

@@ -1,4 +1,4 @@
-import { type GroupLearningRates, type ModelParts, namedVariables, type TrainerState, type WireTensor } from '../common';
+import { type GroupLearningRates, type ModelParts, namedVariables, type TrainerState, type WireTensor } from '../../common';
 
 /** How a worker's replica is brought to the coordinator's weights before it computes. */
 export const UpdateKind = {
