@@ -8,7 +8,7 @@
  */
 import { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { DataPlane, RingCompression, AllreduceMember, AllreduceRequest } from '../common';
+import { DataPlane, AllreduceCompression, AllreduceMember, AllreduceRequest } from '../common';
 import { DEADLINE_MS, ExchangeServer, FromWorker, ToWorker, checksum, gradientOf, samplesOf, scaleInPlace, serveExchanges } from './exchange-common';
 
 /** The bench process's part in the allreduce: see the file comment. */
@@ -17,7 +17,7 @@ export const COORDINATOR_MODES = ['observer', 'member', 'none'] as const;
 export type CoordinatorMode = (typeof COORDINATOR_MODES)[number];
 
 /** The reduction of step `step`; `rank` is this member's index in `members`. */
-function reductionOf(step: number, members: AllreduceMember[], rank: number, compression?: RingCompression): AllreduceRequest {
+function reductionOf(step: number, members: AllreduceMember[], rank: number, compression?: AllreduceCompression): AllreduceRequest {
   return { key: `bench-exchange/w${members.length}/step-${step}`, members, rank, timeoutMs: DEADLINE_MS, compression };
 }
 
@@ -34,7 +34,7 @@ async function averageInPlace(plane: DataPlane, reduction: AllreduceRequest, wor
  * The bench's side: tells every worker the members once they listen, and (as member 0 unless
  * `coordinator` is 'none') takes part in every step, as an observer or with zeros.
  */
-export async function startAllreduceExchange(floats: number, coordinator: CoordinatorMode, compression?: RingCompression): Promise<ExchangeServer> {
+export async function startAllreduceExchange(floats: number, coordinator: CoordinatorMode, compression?: AllreduceCompression): Promise<ExchangeServer> {
   const plane = coordinator === 'none' ? undefined : await DataPlane.listen();
   let members: AllreduceMember[] = [];
   let received = 0;

@@ -26,7 +26,7 @@
  */
 import { ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
-import { decodeFp16, encodeFp16, type RingCompression } from '../common';
+import { decodeFp16, encodeFp16, type AllreduceCompression } from '../common';
 import { ExchangeServer, FromWorker, ToWorker, expectedChecksum } from './exchange-common';
 import { runGrpcWorker, startGrpcExchange } from './exchange-grpc';
 import { COORDINATOR_MODES, CoordinatorMode, runAllreduceWorker, startAllreduceExchange } from './exchange-allreduce';
@@ -46,7 +46,7 @@ interface Args {
   /** Ring only: the bench process's part in the allreduce (the coordinator's place in the product). */
   coordinator: CoordinatorMode;
   /** Ring only: the data plane's frames. */
-  compression?: RingCompression;
+  compression?: AllreduceCompression;
 }
 
 function parseArgs(argv: string[]): Args {

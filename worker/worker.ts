@@ -11,7 +11,7 @@ import {
   createWorkerMetrics,
   initBackend,
   processTimeline,
-  ringCompression,
+  allreduceCompression,
   serveMetrics,
 } from '../common';
 import { type Assignment, AssignmentKind, UpdateKind } from './assignment';
@@ -381,7 +381,7 @@ export class Worker {
     const t0 = performance.now();
     try {
       const input = this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []);
-      const compression = this.session && ringCompression(this.session.registration.spec.distributed);
+      const compression = this.session && allreduceCompression(this.session.registration.spec.distributed);
       const reduction = { key: order.key, members: order.members, rank: order.rank, timeoutMs: order.timeoutMs, compression, tensors: order.tensors };
       const stats = await plane.allreduce(reduction, input);
       const vector = input.subarray(0, input.length / Math.max(1, order.members[order.rank]?.parts?.length ?? 1));

@@ -1,6 +1,6 @@
 import { AllreduceError } from './errors';
 import { decodeFp16, encodeFp16, FP16_MAX } from './fp16';
-import type { RingCompression, AllreduceRequest } from './types';
+import type { AllreduceCompression, AllreduceRequest } from './types';
 
 /** Reads `bytes` (a whole number of halves, host order) as halves. */
 function halves(bytes: Uint8Array): Uint16Array {
@@ -8,7 +8,7 @@ function halves(bytes: Uint8Array): Uint16Array {
 }
 
 /**
- * The fp16 side of one reduction run (`RingCompression`): what a member sends as halves and how what it
+ * The fp16 side of one reduction run (`AllreduceCompression`): what a member sends as halves and how what it
  * receives becomes float32 again. The contributors' parts are prescaled and rounded to fp16 (its own parts
  * too, in place, so the owner adds exactly what the others would have sent); the owner adds them in float32
  * by the summation tree, rounds the sum to fp16 once, and sends those halves to every member, itself
@@ -26,7 +26,7 @@ export class HalfFrames {
   /** The first offset in the vector whose reduced value is not a finite half, and what it was. */
   private firstBad?: { offset: number; nan: boolean };
 
-  constructor(private readonly reduction: AllreduceRequest, private readonly compression: RingCompression) {
+  constructor(private readonly reduction: AllreduceRequest, private readonly compression: AllreduceCompression) {
     this.postscale = 1 / compression.prescale;
   }
 
@@ -107,6 +107,6 @@ export class HalfFrames {
 }
 
 /** The `AllreduceRequest.compression` of a job's `distributed.compression` and `prescaleFactor`. */
-export function ringCompression(d: { readonly compression: 'none' | 'fp16'; readonly prescaleFactor: number }): RingCompression | undefined {
+export function allreduceCompression(d: { readonly compression: 'none' | 'fp16'; readonly prescaleFactor: number }): AllreduceCompression | undefined {
   return d.compression === 'fp16' ? { type: 'fp16', prescale: d.prescaleFactor } : undefined;
 }

@@ -12,6 +12,6 @@ export type { DataPlaneOptions } from './data-plane';
 export { AllreduceError, ALLREDUCE_PHASES } from './errors';
 export type { AllreducePhase } from './errors';
 export { MEMBER_ROLES } from './types';
-export type { MemberRole, RingCompression, AllreduceMember, AllreduceRequest, AllreduceStats } from './types';
+export type { MemberRole, AllreduceCompression, AllreduceMember, AllreduceRequest, AllreduceStats } from './types';
 export { decodeFp16, encodeFp16, FP16_MAX } from './fp16';
-export { ringCompression } from './half-frames';
+export { allreduceCompression } from './half-frames';

@@ -1,5 +1,5 @@
 import { type MicroBatchRun, TreeSum } from './summation-tree';
-import { MEMBER_ROLES, RingCompression, AllreduceMember } from './types';
+import { MEMBER_ROLES, AllreduceCompression, AllreduceMember } from './types';
 
 /**
  * How a reduction splits its vector and who talks to whom. The C contributors (in member order) own C
@@ -56,7 +56,7 @@ function planParts(members: readonly AllreduceMember[], contributors: readonly n
  * The plan of `rank`'s part in a reduction of `inputFloats` (the member's input: one vector per part it
  * brings, or one for an observer) among `members`, or why there is none.
  */
-export function planReduction(members: readonly AllreduceMember[], rank: number, inputFloats: number, compression?: RingCompression): ReductionPlan | string {
+export function planReduction(members: readonly AllreduceMember[], rank: number, inputFloats: number, compression?: AllreduceCompression): ReductionPlan | string {
   const bad = members.find((m) => m.role !== undefined && !MEMBER_ROLES.includes(m.role));
   if (bad) return `expected role ${MEMBER_ROLES.map((r) => `'${r}'`).join(' or ')}, member '${bad.id}' has ${JSON.stringify(bad.role)}`;
   const contributors = members.flatMap((m, i) => (m.role === 'observer' ? [] : [i]));

@@ -31,7 +31,7 @@ export interface AllreduceMember {
  * tree, and the owner rounds its reduced segment to fp16 and uses that rounded value itself too, so every
  * member still ends with identical bytes.
  */
-export interface RingCompression {
+export interface AllreduceCompression {
   readonly type: 'fp16';
   /** Multiplies every value before the conversion to fp16; the result is divided by it. @default 1 */
   readonly prescale: number;
@@ -52,7 +52,7 @@ export interface AllreduceRequest {
   /** Give up (close the reduction's channels, throw AllreduceError) when the reduction is not done within this. */
   readonly timeoutMs: number;
   /** Identical at every member (checked in the handshake). @default none: float32 frames, bit-exact */
-  readonly compression?: RingCompression;
+  readonly compression?: AllreduceCompression;
   /** The tensors the vector holds back to back, to name one in an error (a value beyond the fp16 range). */
   readonly tensors?: readonly { readonly name: string; readonly shape: readonly number[] }[];
 }

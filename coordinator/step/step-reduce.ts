@@ -1,4 +1,4 @@
-import { AllreduceError, type AllreduceMember, ringCompression } from '../../common';
+import { AllreduceError, type AllreduceMember, allreduceCompression } from '../../common';
 import { JobFailedError } from '../errors';
 import type { JobContext } from '../job-context';
 import { COORDINATOR_MEMBER_ID, Reduction } from './reduction';
@@ -47,7 +47,7 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
   const vector = round.allreduceInput();
   const t0 = job.now();
   try {
-    const compression = ringCompression(job.spec.distributed);
+    const compression = allreduceCompression(job.spec.distributed);
     const stats = await dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs, compression, tensors }, vector);
     reduction.state = 'done';
     for (const share of round.acceptedShares()) {
