@@ -17,3 +17,4 @@ export * from './collective';
 export * from './bus';
 export * from './telemetry';
 export * from './kube';
+export * from './security';
