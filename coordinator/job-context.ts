@@ -25,7 +25,7 @@ export interface WorkerSession {
   toldStop: boolean;
   /** Last global step whose share from it was counted. */
   lastCountedStep: number;
-  /** host:port of its ring data plane; empty when it has none (it pushes its sums over gRPC). */
+  /** host:port of its allreduce data plane; empty when it has none (it pushes its sums over gRPC). */
   dataAddress: string;
 }
 
@@ -52,7 +52,7 @@ export interface JobContextParts {
   changed: ChangeSignal;
   configVersion: number;
   weightsVersion: number;
-  /** The ring data plane, with `distributed.exchange: allreduce`. */
+  /** The allreduce data plane, with `distributed.exchange: allreduce`. */
   dataPlane: DataPlane | null;
 }
 

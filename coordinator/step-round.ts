@@ -59,7 +59,7 @@ export interface StepRoundOptions {
 }
 
 /** A contributor to a step's allreduce: a worker holding sums, or the coordinator with the shares pushed to it. */
-export interface RingContributor {
+export interface AllreduceContributor {
   id: string;
   /** The nodes of the summation tree it brings: its accepted shares, ascending. */
   parts: MicroBatchRun[];
@@ -206,7 +206,7 @@ export class StepRound {
    * nodes each brings: each holder, and `coordinatorId` where shares were pushed to the coordinator (a
    * draining worker's). The sum does not depend on this order: the segment owners add by the tree.
    */
-  contributors(coordinatorId: string): RingContributor[] {
+  contributors(coordinatorId: string): AllreduceContributor[] {
     const byId = new Map<string, MicroBatchRun[]>();
     for (const sh of this.acceptedShares()) {
       const id = sh.held ? sh.worker : coordinatorId;

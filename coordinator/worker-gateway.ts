@@ -27,7 +27,7 @@ export interface WorkerCapabilitiesInput {
   maxMessageBytes: number;
   pid: number;
   hostname: string;
-  /** host:port of its ring data plane; empty: none. */
+  /** host:port of its allreduce data plane; empty: none. */
   dataAddress: string;
   /** Random per worker process; '' from a client that sends none (it is then never refused as another process). */
   processId: string;

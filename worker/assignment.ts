@@ -1,4 +1,4 @@
-import { type GroupLearningRates, type RingMember, specFromProto, type WireTensor, type WireTensorSpec } from '../common';
+import { type GroupLearningRates, type AllreduceMember, specFromProto, type WireTensor, type WireTensorSpec } from '../common';
 import { type StepAssignment, StepKind, UpdateKind } from '../proto';
 import type { ApplyInstruction } from './update-replay';
 import { AssignmentError } from './errors';
@@ -60,7 +60,7 @@ export interface WeightsUpdate {
 /** A REDUCE order: the ring, this worker's place in it, and the layout of the vector. */
 export interface ReduceOrder {
   key: string;
-  members: RingMember[];
+  members: AllreduceMember[];
   rank: number;
   tensors: WireTensorSpec[];
   gradientTensorCount: number;
@@ -149,7 +149,7 @@ export function assignmentFromProto(a: StepAssignment, updateTensors: ReadonlyMa
     waitReason: a.waitReason,
     reduce: r && {
       key: r.key,
-      members: r.members.map((m): RingMember => m.observer
+      members: r.members.map((m): AllreduceMember => m.observer
         ? { id: m.id, address: m.address, role: 'observer' }
         : { id: m.id, address: m.address, role: 'contributor', parts: m.parts.map((p) => ({ start: p.start, end: p.end })) }),
       rank: r.rank,

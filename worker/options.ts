@@ -15,7 +15,7 @@ export interface WorkerOptions {
   dataHost?: string;
   /** Port of the data plane; 0 lets the OS choose. @default 0 */
   dataPort?: number;
-  /** Host the other ring members reach this worker at (the pod IP when `dataHost` is 0.0.0.0). @default dataHost */
+  /** Host the other allreduce members reach this worker at (the pod IP when `dataHost` is 0.0.0.0). @default dataHost */
   advertiseHost?: string;
   /** Compute backend. @default 'auto' */
   backend?: BackendPreference;

@@ -27,7 +27,7 @@ export interface ApplyInstruction {
 }
 
 /**
- * The worker's copy of the coordinator's optimizer, so a ring member applies each update itself (as
+ * The worker's copy of the coordinator's optimizer, so an allreduce member applies each update itself (as
  * DDP replicas do) instead of receiving the new weights: the same `applyGradientMeans` and
  * `applyMovingStatDeltas` on the same reduced bytes. Its state is only trusted at the weights version it
  * was loaded or last advanced at; a replica moved any other way (a WEIGHTS copy) needs a fresh load.

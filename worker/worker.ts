@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import {
   DataPlane,
   GrpcStatus,
-  RingError,
+  AllreduceError,
   RpcError,
   type MetricsServer,
   type WorkerMetrics,
@@ -73,7 +73,7 @@ export class Worker {
   private drainReason = '';
   private graceTimer: NodeJS.Timeout | undefined;
   private metricsServer: MetricsServer | undefined;
-  /** The ring data plane this worker's allreduces run on. */
+  /** The allreduce data plane this worker's allreduces run on. */
   private dataPlane: DataPlane | undefined;
   /** Sums of the current step's shares, kept for its allreduce. */
   private readonly held = new HeldSums();
@@ -333,7 +333,7 @@ export class Worker {
     this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);
     const t0 = performance.now();
     // A draining worker hands its sums over rather than keep them for an allreduce it may not see.
-    const hold = session.reducesInRing && !this.drainSignal.signal.aborted;
+    const hold = session.joinsAllreduce && !this.drainSignal.signal.aborted;
     const messages = gradientMessages(reg.workerId, share, reg.maxMessageBytes, hold);
     const accepted = await this.submit(a, () =>
       session.call('Coordinator/PushGradients', (signal) => this.link.pushGradients(messages, signal), false, this.stopSignal.signal));
@@ -370,7 +370,7 @@ export class Worker {
       this.metrics.receivedBytes.inc(stats.bytesReceived);
       this.metrics.sharePhaseDuration.observe({ phase: 'reduce' }, (performance.now() - t0) / 1000);
     } catch (err) {
-      if (!(err instanceof RingError || err instanceof HeldSumsError)) throw err;
+      if (!(err instanceof AllreduceError || err instanceof HeldSumsError)) throw err;
       this.log(`step ${a.globalStep}: allreduce ${order.key} failed (${err.message}); the coordinator re-plans the step`);
     }
   }
