@@ -36,7 +36,7 @@ export {
 export type { WireDtype, WireTypedArray, WireTensorSpec, WireTensor, EncodeOptions } from './tensor-codec';
 export { TensorAssembler } from './tensor-assembler';
 export type { AssembleOptions } from './tensor-assembler';
-export { COORDINATOR_SERVICE } from './coordinator-service';
+export { COORDINATOR_SERVICE } from './chunk-serializer';
 export {
   ERROR_NAME_TRAILER,
   RPC_BACKOFF,
