@@ -6,7 +6,7 @@ import { CoordinatorState } from './lifecycle';
 import { type WorkerRecord, WorkerState } from './membership';
 import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
 import type { ReduceOrder } from './reduction';
-import type { Handout } from './share-collector';
+import type { Handout } from './handout-tracker';
 import { tensorBytes, UpdateKind, type UpdatePayload } from './update-payload';
 
 /** What a worker is told to do next. */

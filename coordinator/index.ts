@@ -27,7 +27,7 @@ export {
   type StepPlannerOptions,
   type StepPosition,
 } from './step-planner';
-export { ShareCollector, type Handout } from './share-collector';
+export { HandoutTracker, type Handout } from './handout-tracker';
 export {
   Membership,
   WorkerState,
