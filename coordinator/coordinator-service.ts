@@ -39,7 +39,7 @@ import {
   scaleJob,
   type WorkerCapabilitiesInput,
   weightsFor,
-} from './worker-gateway';
+} from './worker-calls';
 
 /*
  * The gRPC face of the coordinator: each handler turns proto messages into domain calls and their

@@ -57,7 +57,7 @@ export interface JobContextParts {
 }
 
 /**
- * The state one job shares between its loop (job-runner), the worker-facing operations (worker-gateway,
+ * The state one job shares between its loop (job-runner), the worker-facing operations (worker-calls,
  * assignment-desk, result-intake) and checkpoints, with the few mutations that keep it consistent:
  * losing a worker redistributes its work, admitting workers updates the gauges, and every change wakes
  * the long polls.
