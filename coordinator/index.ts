@@ -30,7 +30,7 @@ export {
 export { HandoutTracker, type Handout } from './handout-tracker';
 export {
   Membership,
-  WorkerState,
+  MemberState,
   MAX_WORKER_ID_LENGTH,
   compileMembershipOptions,
   type MembershipOptions,

@@ -9,7 +9,7 @@ import { WorkerGoneError } from './errors';
 import type { EvalRound } from './eval-round';
 import type { JobAnnouncer } from './job-announcer';
 import { type Lifecycle } from './lifecycle';
-import { type Membership, type WorkerRecord, WorkerState } from './membership';
+import { type Membership, type WorkerRecord, MemberState } from './membership';
 import type { StepRound } from './step-round';
 import type { StepPlanner } from './step-planner';
 import type { UpdateLog } from './update-payload';
@@ -32,7 +32,7 @@ export interface WorkerSession {
 /** A round in progress: a training step or an evaluation pass. */
 export type Round = StepRound | EvalRound;
 
-const LIVE: ReadonlySet<string> = new Set([WorkerState.Joining, WorkerState.Active, WorkerState.Draining]);
+const LIVE: ReadonlySet<string> = new Set([MemberState.Joining, MemberState.Active, MemberState.Draining]);
 
 /** Everything the job holds, handed to its parts at construction. */
 export interface JobContextParts {
@@ -143,7 +143,7 @@ export class JobContext {
     const record = this.membership.get(workerId);
     if (!record) throw new WorkerGoneError(workerId, 'is not registered (or the coordinator restarted)');
     if (!LIVE.has(record.state)) {
-      const why = record.state === WorkerState.Failed ? `was dropped (${record.failureReason ?? 'failed'})` : 'has left the job';
+      const why = record.state === MemberState.Failed ? `was dropped (${record.failureReason ?? 'failed'})` : 'has left the job';
       throw new WorkerGoneError(workerId, why);
     }
     const session = this.sessions.get(workerId);
