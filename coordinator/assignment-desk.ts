@@ -1,4 +1,4 @@
-import type { MicroBatch } from '../common';
+import { type MicroBatch, UpdateKind } from '../common';
 import { samplesPerMessage } from './coordinator-options';
 import { PlanningError } from './errors';
 import type { JobContext, WorkerSession } from './job-context';
@@ -7,7 +7,7 @@ import { type WorkerRecord, MemberState } from './membership';
 import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
 import type { ReduceOrder } from './reduction';
 import type { Handout } from './handout-tracker';
-import { tensorBytes, UpdateKind, type UpdatePayload } from './update-payload';
+import { tensorBytes, type UpdatePayload } from './update-payload';
 
 /** What a worker is told to do next. */
 export const AssignmentKind = { Train: 'train', Eval: 'eval', Wait: 'wait', Stop: 'stop', Reduce: 'reduce' } as const;

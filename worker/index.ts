@@ -16,7 +16,6 @@ export {
 export { WorkerLifecycle, isFinal, lifecycleToProto, nextLifecycle } from './lifecycle';
 export {
   AssignmentKind,
-  UpdateKindName,
   assignmentFromProto,
   type AssignedMicroBatch,
   type Assignment,
