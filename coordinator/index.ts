@@ -31,7 +31,6 @@ export { HandoutTracker, type Handout } from './handout-tracker';
 export {
   Membership,
   MemberState,
-  MAX_WORKER_ID_LENGTH,
   compileMembershipOptions,
   type MembershipOptions,
   type MembershipCounters,
@@ -52,7 +51,6 @@ export {
   PlanningError,
   RegistrationRejectedError,
   RegistrationRejection,
-  UnknownWorkerError,
   WorkerStateError,
   LedgerError,
   CheckpointError,

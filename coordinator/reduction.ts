@@ -35,7 +35,7 @@ export class Reduction {
     readonly timeoutMs: number,
   ) {}
 
-  /** Worker ids in the ring (the coordinator left out). */
+  /** Worker ids among the members (the coordinator left out). */
   get workers(): string[] {
     return this.members.filter((m) => m.id !== COORDINATOR_RING_ID).map((m) => m.id);
   }

@@ -20,7 +20,7 @@ export const AssignmentKind = {
   Wait: 'wait',
   /** The job is over, or this worker was drained: leave and exit. */
   Stop: 'stop',
-  /** Allreduce the sums held for the step with the ring in `reduce`, then pull again. */
+  /** Allreduce the sums held for the step with the members in `reduce`, then pull again. */
   Reduce: 'reduce',
 } as const;
 export type AssignmentKind = (typeof AssignmentKind)[keyof typeof AssignmentKind];
@@ -51,7 +51,7 @@ export interface WeightsUpdate {
   apply?: ApplyOrder;
 }
 
-/** A REDUCE order: the ring, this worker's place in it, and the layout of the vector. */
+/** A REDUCE order: the members, this worker's place in it, and the layout of the vector. */
 export interface ReduceOrder {
   key: string;
   members: AllreduceMember[];

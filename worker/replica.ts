@@ -33,7 +33,7 @@ export class Replica {
   private readonly variables: ReadonlyMap<string, tf.LayerVariable>;
   private version = NOT_LOADED;
   private disposed = false;
-  /** The optimizer copy ring members apply updates with; absent without an optimizer spec. */
+  /** The optimizer copy allreduce members apply updates with; absent without an optimizer spec. */
   private readonly replay: UpdateReplay | undefined;
 
   constructor(readonly parts: ModelParts, optimizer?: OptimizerSpec) {
