@@ -30,7 +30,7 @@ export function workerCommand(): Command {
     .option('--metrics-host <address>', 'address /metrics binds (0.0.0.0 to be scraped from other hosts)', '127.0.0.1')
     .option('--data-host <address>', 'address the allreduce data plane binds (0.0.0.0 in a pod)', '127.0.0.1')
     .option('--data-port <port>', 'port of the allreduce data plane (0: any free port)', parsePort, 0)
-    .option('--advertise-host <host>', 'host the other ring members reach this worker at (default: --data-host; the pod IP in a pod)')
+    .option('--advertise-host <host>', 'host the other allreduce members reach this worker at (default: --data-host; the pod IP in a pod)')
     .addOption(
       new Option('--retry-limit <seconds>', 'give up when the coordinator stays unreachable this long')
         .argParser(parseSeconds)

@@ -11,7 +11,6 @@ export * from './data';
 export * from './models';
 export * from './training';
 export * from './reporting';
-export * from './recording';
 export * from './wire';
 export * from './collective';
 export * from './bus';

@@ -1,5 +1,5 @@
 import * as os from 'node:os';
-import { type BackendPreference, ConfigError, type NatsCredentials } from '../common';
+import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH, type NatsCredentials } from '../common';
 
 /** How a worker reaches its coordinator and how patient it is. */
 export interface WorkerOptions {
@@ -15,7 +15,7 @@ export interface WorkerOptions {
   dataHost?: string;
   /** Port of the data plane; 0 lets the OS choose. @default 0 */
   dataPort?: number;
-  /** Host the other ring members reach this worker at (the pod IP when `dataHost` is 0.0.0.0). @default dataHost */
+  /** Host the other allreduce members reach this worker at (the pod IP when `dataHost` is 0.0.0.0). @default dataHost */
   advertiseHost?: string;
   /** Compute backend. @default 'auto' */
   backend?: BackendPreference;
@@ -76,8 +76,6 @@ export interface CompiledWorkerOptions {
 
 /** Default of {@link WorkerOptions.maxMessageBytes}: room for a large evaluation share's pixels. */
 export const WORKER_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
-/** Longest worker id accepted here; the coordinator enforces the same bound (ids become metric labels). */
-export const MAX_WORKER_ID_LENGTH = 128;
 const BACKENDS: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
 
 /** The id a worker asks for when none is given: unique per host and process, readable in logs. */
