@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep helm-lint proto scale
+.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep helm-lint proto scale certs
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # fonts so the PNG curves carry readable text, Chromium for the status-page browser test, and openssl for the
@@ -60,6 +60,12 @@ STATEFULSET ?= demo-shardwise-worker
 scale: install
 	@test -n "$(WORKERS)" || { echo 'usage: make scale WORKERS=N [STATEFULSET=name] [NAMESPACE=ns] | [COORDINATOR=host:port]' >&2; exit 2; }
 	$(SHARDWISE) scale --workers $(WORKERS) $(if $(COORDINATOR),--coordinator $(COORDINATOR),--statefulset $(STATEFULSET) $(if $(NAMESPACE),--namespace $(NAMESPACE)))
+
+## certs: a development CA, coordinator, worker (worker-1 ... worker-WORKERS) and operator certificates, and a
+## join token, in OUT (default certs/). Run again to add workers: existing files are kept.
+certs: install
+	@scripts/ensure-deb.sh openssl:openssl
+	$(SHARDWISE) certs --out $(or $(OUT),certs) --workers $(or $(WORKERS),3)
 
 ## demo-local: the same fine-tune in one process (the reference trainer).
 demo-local: install

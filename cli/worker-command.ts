@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { BackendPreference } from '../common';
+import { type BackendPreference, readNatsCredentials } from '../common';
 import { Worker, type WorkerReadyInfo } from '../worker';
 import { backendOption, log, parsePort } from './options';
 
@@ -46,6 +46,7 @@ export function workerCommand(): Command {
         .argParser(parseSeconds)
         .default(60),
     )
+    .option('--nats-credentials <file>', 'JSON {"user", "password"} for the job\'s NATS server, when it requires them (a mounted Secret)')
     .addOption(backendOption())
     .action(async (opts) => {
       const worker = new Worker(
@@ -61,6 +62,7 @@ export function workerCommand(): Command {
           retryLimitMs: Math.round(opts.retryLimit * 1000),
           shutdownGraceMs: Math.round(opts.shutdownGrace * 1000),
           idInUseWaitMs: Math.round(opts.idInUseWait * 1000),
+          natsCredentials: opts.natsCredentials === undefined ? undefined : readNatsCredentials(opts.natsCredentials),
           log,
         },
         { onReady: (info) => process.stdout.write(`${workerReadyLine(info)}\n`) },

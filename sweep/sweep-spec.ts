@@ -70,7 +70,7 @@ export function parseSweepSpec(text: string, source = '<inline>'): SweepSpec {
   } catch (err) {
     throw new SweepSpecError(source, [`not valid YAML: ${(err as Error).message.split('\n')[0]}`], { cause: err });
   }
-  const result = sweepSpecSchema.safeParse(raw);
+  const result = sweepSpecSchema.safeParse(raw, { reportInput: true });
   if (!result.success) throw new SweepSpecError(source, result.error.issues.map(formatIssue));
   const parsed = result.data;
   const problems: string[] = [];

@@ -1,5 +1,5 @@
 import * as os from 'node:os';
-import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH } from '../common';
+import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH, type NatsCredentials } from '../common';
 
 /** How a worker reaches its coordinator and how patient it is. */
 export interface WorkerOptions {
@@ -42,6 +42,8 @@ export interface WorkerOptions {
    * the worker exits with WorkerIdInUseError. @default 60000
    */
   idInUseWaitMs?: number;
+  /** User and password on the job's NATS server, when it requires them (`--nats-credentials`). @default none */
+  natsCredentials?: NatsCredentials;
   /**
    * After a drain starts (SIGTERM, or the coordinator asks), wait this long for the share in progress
    * to be pushed; then cancel what is left and leave anyway. @default 60000
@@ -67,6 +69,7 @@ export interface CompiledWorkerOptions {
   transferDeadlineMs: number;
   retryLimitMs: number;
   idInUseWaitMs: number;
+  natsCredentials?: NatsCredentials;
   shutdownGraceMs: number;
   log: (line: string) => void;
 }
@@ -128,6 +131,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     transferDeadlineMs,
     retryLimitMs,
     idInUseWaitMs: positiveMs('idInUseWaitMs', options.idInUseWaitMs ?? 60_000),
+    natsCredentials: options.natsCredentials,
     shutdownGraceMs,
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
   };
