@@ -197,3 +197,13 @@ failureThreshold: {{ .probe.failureThreshold }}
 {{- fail (printf "workers.terminationGracePeriodSeconds (%d) must exceed workers.shutdownGraceSeconds (%d), or Kubernetes kills a draining worker before it pushes its share" (int .Values.workers.terminationGracePeriodSeconds) (int .Values.workers.shutdownGraceSeconds)) }}
 {{- end }}
 {{- end }}
+
+{{/* The sweep controller's ServiceAccount, Role and shared claim. */}}
+{{- define "shardwise.sweep.fullname" -}}
+{{- printf "%s-sweep" (include "shardwise.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The sweep's ReadWriteMany claim: the existing one, or the one pvc-sweep.yaml creates. */}}
+{{- define "shardwise.sweep.claimName" -}}
+{{- .Values.sweep.persistence.existingClaim | default (include "shardwise.sweep.fullname" .) }}
+{{- end }}
