@@ -1,20 +1,25 @@
 /**
  * The Kubernetes executor: each stretch of a one-worker trial is a batch/v1 Job (see kube-trial-job.ts),
- * created through `@kubernetes/client-node`, watched by reading it every poll, and deleted once it ended.
+ * created through `@kubernetes/client-node`, watched by reading it every poll, and deleted once it ended; a
+ * multi-worker trial is the chart's coordinator and worker objects, rendered as a release of its own
+ * (kube-trial-release.ts, kube-release-run.ts).
  * Results come back through the sweep folder on the shared ReadWriteMany volume: the pod writes its run
  * folder there and this process reads it as the local executor reads a child's (so a forked trial's pod
  * finds its donor's checkpoint at the same path). A failed pod's termination message (its last log
  * lines) becomes the trial's error.
  *
- * Only the verbs of the chart's role-sweep.yaml are used: jobs create/get/list/delete, pods list, and get
- * on the shared claim. A 403 names the verb and the rule to add.
+ * Only the verbs of the chart's role-sweep.yaml are used: jobs create/get/list/delete, pods list, get on
+ * the shared claim, and create/list/delete on the kinds of a trial release. A 403 names the verb and the
+ * rule to add.
  */
 import * as path from 'node:path';
-import type { BatchV1Api, CoreV1Api, V1Job } from '@kubernetes/client-node';
+import type { AppsV1Api, BatchV1Api, CoreV1Api, V1ContainerStatus, V1Job } from '@kubernetes/client-node';
 import { describeResourceError, type KubeAccessOptions, type KubeClientModule, loadKubeAccess, loadKubeClient, type ResourceCall } from '../common';
 import { SweepSpecError } from './errors';
 import type { TrialExecutor, TrialExit, TrialRun, TrialRunRequest } from './executor';
+import { deleteReleaseObjects, KubeReleaseRun, type ReleaseHost, releaseKinds } from './kube-release-run';
 import { JOB_NAME_LABEL, SWEEP_LABEL, TRIAL_CONTAINER, trialJobManifest } from './kube-trial-job';
+import { renderTrialRelease, trialReleaseName } from './kube-trial-release';
 import type { KubernetesExecutorSpec } from './spec-schema';
 import type { SweepSpec } from './sweep-spec';
 import { committedEpochs, runProgress } from './trial-run-dir';
@@ -34,16 +39,18 @@ function inside(parent: string, child: string): boolean {
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
-/** Runs trial stretches as Jobs in one namespace. */
-export class KubernetesExecutor implements TrialExecutor {
+/** Runs one-worker trial stretches as Jobs, and multi-worker trials as chart releases, in one namespace. */
+export class KubernetesExecutor implements TrialExecutor, ReleaseHost {
   readonly kind = 'kubernetes';
   readonly capacity: number;
-  private readonly runs = new Set<KubeTrialRun>();
+  readonly kinds: ReleaseHost['kinds'];
+  private readonly runs = new Set<TrialRun>();
 
   private constructor(
     readonly k8s: KubeClientModule,
     readonly batch: BatchV1Api,
     readonly core: CoreV1Api,
+    apps: AppsV1Api,
     readonly namespace: string,
     private readonly access: { server: string; user: string },
     private readonly spec: SweepSpec,
@@ -51,6 +58,7 @@ export class KubernetesExecutor implements TrialExecutor {
     readonly pollMs: number,
   ) {
     this.capacity = settings.parallelism;
+    this.kinds = releaseKinds(core, apps);
   }
 
   /**
@@ -76,7 +84,7 @@ export class KubernetesExecutor implements TrialExecutor {
     const k8s = await loadKubeClient();
     const access = loadKubeAccess(k8s, { ...options, namespace: options.namespace ?? settings.namespace });
     const executor = new KubernetesExecutor(k8s, access.config.makeApiClient(k8s.BatchV1Api), access.config.makeApiClient(k8s.CoreV1Api),
-      access.namespace, access, spec, settings, options.pollMs ?? 1000);
+      access.config.makeApiClient(k8s.AppsV1Api), access.namespace, access, spec, settings, options.pollMs ?? 1000);
     await executor.checkClaim();
     await executor.deleteLeftovers();
     return executor;
@@ -87,13 +95,17 @@ export class KubernetesExecutor implements TrialExecutor {
   }
 
   async start(request: TrialRunRequest): Promise<TrialRun> {
-    if (request.workers !== 1) {
-      throw new SweepSpecError(this.spec.source, [`trial ${request.trialId} asks for ${request.workers} workers: the Kubernetes executor runs ` +
-        'one-worker trials (a Job each); run multi-worker trials with the local executor, or set distributed.desiredWorkers to 1']);
+    if (request.workers > 1) {
+      const release = trialReleaseName(this.spec.name, request.trialId);
+      await KubeReleaseRun.create(this, await renderTrialRelease(this.settings, this.spec.name, this.namespace, request));
+      return this.track(new KubeReleaseRun(this, request, release, this.spec.name));
     }
     const body = trialJobManifest(this.settings, this.spec.name, this.namespace, request);
     await this.call({ verb: 'create', group: 'batch', resource: 'jobs' }, () => this.batch.createNamespacedJob({ namespace: this.namespace, body }));
-    const run = new KubeTrialRun(this, request, body.metadata!.name!);
+    return this.track(new KubeTrialRun(this, request, body.metadata!.name!));
+  }
+
+  private track(run: TrialRun): TrialRun {
     this.runs.add(run);
     void run.ended.then(() => this.runs.delete(run));
     return run;
@@ -133,6 +145,7 @@ export class KubernetesExecutor implements TrialExecutor {
     const jobs = await this.call({ verb: 'list', group: 'batch', resource: 'jobs' },
       () => this.batch.listNamespacedJob({ namespace: this.namespace, labelSelector: `${SWEEP_LABEL}=${this.spec.name}` }));
     await Promise.all(jobs.items.map((job) => this.deleteJob(job.metadata?.name ?? '', 'Foreground')));
+    await deleteReleaseObjects(this, `${SWEEP_LABEL}=${this.spec.name}`, 'Foreground');
   }
 
   /** Deletes a Job and (by propagation) its pods; a Job already gone is fine. */
@@ -157,20 +170,34 @@ export class KubernetesExecutor implements TrialExecutor {
 
   /** The termination message of the Job's trial container (its last log lines, for a failed pod). */
   async terminationMessage(jobName: string): Promise<string> {
-    const pods = await this.call({ verb: 'list', group: '', resource: 'pods' },
-      () => this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${JOB_NAME_LABEL}=${jobName}` }));
-    const terminated = pods.items.flatMap((p) => p.status?.containerStatuses ?? []).filter((c) => c.name === TRIAL_CONTAINER)
-      .map((c) => c.state?.terminated).filter((t) => t !== undefined);
-    const last = terminated.at(-1);
-    if (last === undefined) return '(no terminated trial container found)';
-    const lines = (last.message ?? '').split('\n').filter((l) => l.trim() !== '' && !/^\s*(epoch \d|\[|█|░)/.test(l));
-    return `exit code ${last.exitCode}${last.reason ? ` (${last.reason})` : ''}: ${lines.slice(-6).join(' | ').slice(-800)}`;
+    const statuses = await this.containerStatuses(`${JOB_NAME_LABEL}=${jobName}`);
+    const last = statuses.filter((c) => c.name === TRIAL_CONTAINER && c.state?.terminated).at(-1);
+    return last ? describeTermination(last.state!.terminated!) : '(no terminated trial container found)';
+  }
+
+  async failedContainer(labelSelector: string): Promise<string | undefined> {
+    for (const c of await this.containerStatuses(labelSelector)) {
+      const t = [c.state?.terminated, c.lastState?.terminated].find((x) => x !== undefined && x.exitCode !== 0);
+      if (t) return `container ${c.name}${c.restartCount ? ` (restarted ${c.restartCount} times)` : ''}: ${describeTermination(t)}`;
+    }
+    return undefined;
+  }
+
+  private async containerStatuses(labelSelector: string): Promise<V1ContainerStatus[]> {
+    const pods = await this.call({ verb: 'list', group: '', resource: 'pods' }, () => this.core.listNamespacedPod({ namespace: this.namespace, labelSelector }));
+    return pods.items.flatMap((p) => p.status?.containerStatuses ?? []);
   }
 
   /** Resolves after `ms`. */
   pause(ms: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
+}
+
+/** `exit code N (reason): last lines` of a terminated container; progress-bar lines are left out. */
+function describeTermination(t: { exitCode: number; reason?: string; message?: string }): string {
+  const lines = (t.message ?? '').split('\n').filter((l) => l.trim() !== '' && !/^\s*(epoch \d|\[|█|░)/.test(l));
+  return `exit code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}: ${lines.slice(-6).join(' | ').slice(-800)}`;
 }
 
 /** One trial stretch as a Job: read every poll until it completes or fails, then deleted. */

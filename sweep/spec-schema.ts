@@ -92,7 +92,9 @@ const kubernetesExecutor = z.object({
   parallelism: z.number().int().positive().default(4),
   /** Environment of the trial containers (e.g. SHARDWISE_MOBILENET_PATH). */
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string()).default({}),
-  /** Container resources of a trial pod, as in a pod spec (`{requests: {cpu: "1"}}`). */
+  /** The shardwise chart a multi-worker trial is rendered from. @default this installation's helm/shardwise */
+  chart: z.string().min(1).optional(),
+  /** Container resources of a one-worker trial pod, as in a pod spec (`{requests: {cpu: "1"}}`). */
   resources: z.object({
     requests: z.record(z.string(), z.string()).optional(),
     limits: z.record(z.string(), z.string()).optional(),

@@ -3,8 +3,9 @@
  * the real client library as the chart's sweep ServiceAccount (its Role enforced), each Job's pod a real
  * `shardwise train --local` process whose run folder lands on the shared ReadWriteMany volume (a local
  * folder here), where forks find their donor's checkpoint. Covers early stopping and a fork end to end,
- * a crashed pod, the failure budget, a Role missing a verb, cleanup of a killed sweep's Jobs, and that the
- * Role holds exactly the verbs the executor uses.
+ * a crashed pod, the failure budget, a Role missing a verb, cleanup of a killed sweep's Jobs, a multi-worker
+ * trial as the chart's objects (created, checked, failed, deleted; not run: see fake-sweep-cluster.ts), and
+ * that the Role holds exactly the verbs the executor uses.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync } from 'node:fs';
@@ -118,6 +119,50 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
     const again = await run(s);
     assert.deepEqual(again.state.trials.map((t) => t.state), ['completed']);
     assert.deepEqual(leftovers(), []);
+  });
+
+  it('runs a multi-worker trial as the chart\'s coordinator and worker objects under its own release; a crashing coordinator fails it; all deleted', async () => {
+    const s = spec('kmw', 'parameters:\n  seed: [1]\nbudget: { maxFailedTrials: 1 }\n', 2,
+      (y) => y.replace('budget: { maxConcurrentTrials: 2 }\n', '').replace('  optimizer: {', '  distributed: { desiredWorkers: 2 }\n  optimizer: {'));
+    // The fake runs no pods for a release (its pods find each other by Service DNS names): a kubelet's report of
+    // the coordinator crash-looping stands in, stored when the coordinator's Deployment is created.
+    const crashed = 'kmw-t000-shardwise-coordinator-7d9f-x2x4q';
+    fake.api.store.onChange((key, obj, previous) => {
+      if (key.resource !== 'deployments' || previous || obj.metadata.name !== 'kmw-t000-shardwise-coordinator') return;
+      fake.api.store.put({ apiGroup: '', resource: 'pods', namespace: FAKE_NAMESPACE }, {
+        apiVersion: 'v1', kind: 'Pod',
+        metadata: { name: crashed, namespace: FAKE_NAMESPACE, labels: { 'app.kubernetes.io/instance': 'kmw-t000', 'app.kubernetes.io/component': 'coordinator' } },
+        status: { phase: 'Running', containerStatuses: [{ name: 'coordinator', ready: false, restartCount: 1, image: '', imageID: '',
+          state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 1, reason: 'Error', message: 'shardwise: the job spec is broken' } } }] },
+      });
+    });
+    const { state } = await run(s);
+    fake.api.store.delete({ apiGroup: '', resource: 'pods', namespace: FAKE_NAMESPACE, name: crashed });
+    const [t0] = state.trials;
+    assert.equal(t0.workers, 2);
+    assert.equal(t0.state, 'failed');
+    assert.equal(t0.error, 'release kmw-t000 (2 workers) failed after 0 of 2 epochs: container coordinator (restarted 1 times): exit code 1 (Error): shardwise: the job spec is broken');
+    // The chart's objects, named by the trial's release, labelled with the sweep and the trial, each accepted by its schema.
+    const created = fake.api.requests.filter((r) => r.verb === 'create' && r.user === FAKE_SWEEP_USER && (r.body as { metadata: { name: string } }).metadata.name.startsWith('kmw-'));
+    assert.ok(created.every((r) => r.status === 200), created.map((r) => `${r.resource} ${r.status}`).join(', '));
+    const objects = created.map((r) => r.body as { kind: string; metadata: { name: string; labels: Record<string, string> }; spec?: Record<string, unknown> });
+    assert.deepEqual(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
+      'ConfigMap/kmw-t000-shardwise-job', 'Deployment/kmw-t000-shardwise-coordinator', 'Deployment/kmw-t000-shardwise-nats',
+      'Service/kmw-t000-shardwise-coordinator', 'Service/kmw-t000-shardwise-nats', 'Service/kmw-t000-shardwise-worker-headless',
+      'ServiceAccount/kmw-t000-shardwise-coordinator', 'StatefulSet/kmw-t000-shardwise-worker',
+    ]);
+    assert.ok(objects.every((o) => o.metadata.labels['shardwise.io/sweep'] === 'kmw' && o.metadata.labels['shardwise.io/trial'] === 't000'));
+    assert.equal((objects.find((o) => o.kind === 'StatefulSet')!.spec as { replicas: number }).replicas, 2);
+    // The coordinator's run directory is the trial's folder on the shared volume, which its pod mounts at the same path.
+    const pod = (objects.find((o) => o.metadata.name === 'kmw-t000-shardwise-coordinator' && o.kind === 'Deployment')!.spec as {
+      template: { spec: { containers: Array<{ args: string[]; volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Array<{ name: string; persistentVolumeClaim?: { claimName: string } }> } } }).template.spec;
+    assert.ok(pod.containers[0].args.includes(`--run-dir=${t0.runDirs[0]}`) && t0.runDirs[0].startsWith(shared), pod.containers[0].args.join(' '));
+    assert.ok(pod.containers[0].args.includes(`--data=${data}`));
+    assert.deepEqual(pod.containers[0].volumeMounts.find((m) => m.mountPath === shared)?.name, 'sweep');
+    assert.equal(pod.volumes.find((v) => v.name === 'sweep')?.persistentVolumeClaim?.claimName, FAKE_SWEEP_NAME);
+    for (const [group, resource] of [['', 'serviceaccounts'], ['', 'configmaps'], ['', 'services'], ['apps', 'statefulsets'], ['apps', 'deployments']]) {
+      assert.deepEqual(fake.api.store.list({ apiGroup: group, resource, namespace: FAKE_NAMESPACE }).map((o) => o.metadata.name), [], `${resource} deleted`);
+    }
   });
 
   it('the sweep Role grants exactly the verbs the executor used; the sweep folder must lie on the shared volume', async () => {

@@ -169,7 +169,7 @@ to workers.replicas so the coordinator's shardwise_desired_workers matches the S
 
 {{/* Run directory of the job on the coordinator's volume: one folder per job name, so a renamed job starts fresh. */}}
 {{- define "shardwise.coordinator.runDir" -}}
-{{- printf "/var/lib/shardwise/runs/%s" (.Values.job.name | default "job") }}
+{{- .Values.coordinator.runDir | default (printf "/var/lib/shardwise/runs/%s" (.Values.job.name | default "job")) }}
 {{- end }}
 
 {{/*

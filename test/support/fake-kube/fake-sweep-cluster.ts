@@ -1,8 +1,10 @@
 /**
  * The chart installed with `sweep.enabled=true` on a fake API server, for the sweep's Kubernetes executor:
  * the sweep ServiceAccount's Role enforced, its ReadWriteMany claim stored (standing for a local folder),
- * Jobs (validated against kubernetes-models' Job schema), pods and claims served, and a Job controller
- * running each trial pod as a real `shardwise` process.
+ * Jobs and the kinds of a trial release (each validated against its kubernetes-models schema), pods and
+ * claims served, and a Job controller running each trial pod as a real `shardwise` process. The release's
+ * Deployments and StatefulSets get no pods here: the chart's pods dial each other by Service DNS names
+ * on fixed ports, which local processes cannot.
  */
 import * as path from 'node:path';
 import { defaultShardwiseCommand, ManagedChild } from '../../../launcher';
@@ -36,9 +38,23 @@ export async function startFakeSweepCluster(options: { dir: string; sharedDir: s
   const rendered = await renderChart(FAKE_RELEASE, FAKE_NAMESPACE, ['sweep.enabled=true']);
   const token = 'sweep-token';
   const api = await FakeKubeApi.start({ policy: new RbacPolicy(rendered, FAKE_NAMESPACE), tokens: { [token]: FAKE_SWEEP_USER } });
-  // ESM-only: loaded with import(), as the helm-schemas test does.
-  const { Job } = (await import('kubernetes-models/batch/v1/Job')) as unknown as { Job: new (data: object) => { validate(): void } };
-  api.serve('batch', 'jobs', undefined, objectRoute('batch', 'jobs', { kind: 'Job', apiVersion: 'batch/v1', validate: (o) => new Job(o).validate(), hasDependents: true }));
+  // ESM-only: loaded with import(), as the helm-schemas test does. Every created object is checked against its schema.
+  type Model = new (data: object) => { validate(): void };
+  const models = {
+    Job: ((await import('kubernetes-models/batch/v1/Job')) as unknown as { Job: Model }).Job,
+    ServiceAccount: ((await import('kubernetes-models/v1/ServiceAccount')) as unknown as { ServiceAccount: Model }).ServiceAccount,
+    ConfigMap: ((await import('kubernetes-models/v1/ConfigMap')) as unknown as { ConfigMap: Model }).ConfigMap,
+    Service: ((await import('kubernetes-models/v1/Service')) as unknown as { Service: Model }).Service,
+    StatefulSet: ((await import('kubernetes-models/apps/v1/StatefulSet')) as unknown as { StatefulSet: Model }).StatefulSet,
+    Deployment: ((await import('kubernetes-models/apps/v1/Deployment')) as unknown as { Deployment: Model }).Deployment,
+  };
+  const served: Array<[group: string, resource: string, kind: keyof typeof models, apiVersion: string]> = [
+    ['batch', 'jobs', 'Job', 'batch/v1'], ['', 'serviceaccounts', 'ServiceAccount', 'v1'], ['', 'configmaps', 'ConfigMap', 'v1'],
+    ['', 'services', 'Service', 'v1'], ['apps', 'statefulsets', 'StatefulSet', 'apps/v1'], ['apps', 'deployments', 'Deployment', 'apps/v1'],
+  ];
+  for (const [group, resource, kind, apiVersion] of served) {
+    api.serve(group, resource, undefined, objectRoute(group, resource, { kind, apiVersion, validate: (o) => new models[kind](o).validate(), hasDependents: kind === 'Job' }));
+  }
   api.serve('', 'pods', undefined, objectRoute('', 'pods', { kind: 'Pod', apiVersion: 'v1' }));
   api.serve('', 'persistentvolumeclaims', undefined, objectRoute('', 'persistentvolumeclaims', { kind: 'PersistentVolumeClaim', apiVersion: 'v1' }));
   const claim = onlyOf(rendered.filter((o) => o.metadata.name === FAKE_SWEEP_NAME), 'PersistentVolumeClaim');
