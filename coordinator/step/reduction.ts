@@ -1,4 +1,4 @@
-import type { AllreduceMember, WireTensorSpec } from '../common';
+import type { AllreduceMember, WireTensorSpec } from '../../common';
 
 /** The coordinator's id in every reduction: an observer, or the contributor of the shares pushed to it. */
 export const COORDINATOR_RING_ID = 'coordinator';

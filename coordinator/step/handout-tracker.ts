@@ -1,5 +1,5 @@
-import { nodePrefix } from '../common';
-import { PlanningError } from './errors';
+import { nodePrefix } from '../../common';
+import { PlanningError } from '../errors';
 import { assignMicroBatches, reassign, type Share } from './step-planner';
 
 /** Micro-batches handed to one worker in one assignment, awaiting its result. */

@@ -1,8 +1,8 @@
-import { AllreduceError, type AllreduceMember } from '../common';
-import { JobFailedError } from './errors';
-import type { JobContext } from './job-context';
+import { AllreduceError, type AllreduceMember } from '../../common';
+import { JobFailedError } from '../errors';
+import type { JobContext } from '../job-context';
 import { COORDINATOR_RING_ID, Reduction } from './reduction';
-import { countInLedger } from './result-intake';
+import { countInLedger } from '../result-intake';
 import type { StepRound, StepSums } from './step-round';
 
 /** Allreduce attempts in a row that may fail with every member still alive before the job fails. */

@@ -1,5 +1,5 @@
-import { addFloatsInto, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../common';
-import { PlanningError } from './errors';
+import { addFloatsInto, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../../common';
+import { PlanningError } from '../errors';
 import type { Reduction } from './reduction';
 import { type Handout, HandoutTracker } from './handout-tracker';
 import type { StepPlan } from './step-planner';
