@@ -5,9 +5,7 @@ import type { JobContext, WorkerSession } from './job-context';
 import { CoordinatorState } from './lifecycle';
 import { type WorkerRecord, MemberState } from './membership';
 import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
-import type { ReduceOrder } from './step/reduction';
-import type { Handout } from './step/handout-tracker';
-import { tensorBytes, type UpdatePayload } from './step/update-log';
+import { type ReduceOrder, type Handout, tensorBytes, type UpdatePayload } from './step';
 
 /** What a worker is told to do next. */
 export const AssignmentKind = { Train: 'train', Eval: 'eval', Wait: 'wait', Stop: 'stop', Reduce: 'reduce' } as const;
@@ -89,14 +87,15 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
     return { wait: 'the coordinator is shutting down; a restarted coordinator resumes from its checkpoint' };
   }
   const id = record.id;
-  if (round?.kind === 'train' && round.reduction) {
-    // The step's shares are in; its members allreduce them (a member told once per attempt).
-    const r = round.reduction;
-    const order = r.orderFor(id);
+  const phase = round?.kind === 'train' ? round.phase : undefined;
+  if (round?.kind === 'train' && (phase?.name === 'reducing' || phase?.name === 'reduce-failed')) {
+    // The step's shares are in; its members allreduce them (a member told once per attempt). After a
+    // failed attempt, a member that asks is alive: the job loop waiting for the members is woken.
+    const order = round.reduceOrderFor(id);
     if (order) return { reduce: order, step: round.globalStep };
-    r.markBack(id);
-    if (r.state === 'failed') job.changed.notify();
-    return { wait: `step ${round.globalStep}: allreduce ${r.key} ${r.state === 'failed' ? 'failed; re-planning' : 'in progress'}` };
+    const failed = phase.name === 'reduce-failed';
+    if (failed) job.changed.notify();
+    return { wait: `step ${round.globalStep}: allreduce ${phase.reduction.key} ${failed ? 'failed; re-planning' : 'in progress'}` };
   }
   if (record.state === MemberState.Draining) {
     const held = round?.collector.handout(id);

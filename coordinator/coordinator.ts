@@ -34,8 +34,7 @@ import { JobContext } from './job-context';
 import { type JobOutcome, JobRunner } from './job-runner';
 import { CoordinatorState, Lifecycle } from './lifecycle';
 import { Membership } from './membership';
-import { StepPlanner } from './step/step-planner';
-import { UpdateLog } from './step/update-log';
+import { StepPlanner, UpdateLog } from './step';
 
 /** A coordinator serving a job. */
 export interface RunningCoordinator {

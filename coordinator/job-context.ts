@@ -4,15 +4,12 @@ import type { ChangeSignal } from './change-signal';
 import type { CompiledCoordinatorOptions } from './coordinator-options';
 import type { CoordinatorTelemetry } from './coordinator-telemetry';
 import type { EpochLedger } from './epoch-ledger';
-import { DeferredUpdate } from './step/deferred-update';
+import { DeferredUpdate, type StepRound, type StepPlanner, type UpdateLog } from './step';
 import { WorkerGoneError } from './errors';
 import type { EvalRound } from './eval-round';
 import type { JobAnnouncer } from './job-announcer';
 import { type Lifecycle } from './lifecycle';
 import { type Membership, type WorkerRecord, MemberState } from './membership';
-import type { StepRound } from './step/step-round';
-import type { StepPlanner } from './step/step-planner';
-import type { UpdateLog } from './step/update-log';
 
 /** What the coordinator remembers about a registered worker beyond its membership record. */
 export interface WorkerSession {
@@ -126,6 +123,21 @@ export class JobContext {
     this.replicaUpdate.settle();
   }
 
+  /** A step committed: the weights are at `version` now (= the trainer's global step). */
+  commitWeights(version: number): void {
+    this.weightsVersion = version;
+  }
+
+  /** Ids of the active workers, in admission order. */
+  activeWorkers(): string[] {
+    return this.membership.activeWorkers();
+  }
+
+  /** host:port of the worker's allreduce data plane; '' when it has none. */
+  dataAddressOf(workerId: string): string {
+    return this.sessions.get(workerId)?.dataAddress ?? '';
+  }
+
   /** Milliseconds on the clock leases and deadlines use. */
   now(): number {
     return Date.now();
@@ -196,7 +208,7 @@ export class JobContext {
       const survivors = this.membership.activeWorkers();
       const moved = round.collector.drop(workerId, survivors);
       // Sums it held for the allreduce are gone with it, unless an attempt that may still carry them is running.
-      const lost = round.kind === 'train' && round.reduction?.state !== 'running' ? round.revokeHeld(workerId, survivors) : [];
+      const lost = round.kind === 'train' && round.phase.name !== 'reducing' ? round.revokeHeld(workerId, survivors) : [];
       this.countRedone(round, workerId, [...moved, ...lost]);
     }
     this.updateGauges();

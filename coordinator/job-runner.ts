@@ -7,7 +7,6 @@ import {
   type RunDirectory,
   type RunRecorder,
   type ValidationSummary,
-  weightsHash,
 } from '../common';
 import type { CheckpointStore } from './checkpoint-store';
 import { type Boundary, captureCheckpoint, type EpochTrainSums } from './checkpointing';
@@ -16,11 +15,7 @@ import { EvalRound } from './eval-round';
 import { busEventFor } from './job-announcer';
 import type { JobContext, Round } from './job-context';
 import { CoordinatorState } from './lifecycle';
-import { StepRound } from './step/step-round';
-import type { StepPosition } from './step/step-planner';
-import { JobFailedError } from './errors';
-import { MAX_UNEXPLAINED_RING_FAILURES, reduceStep } from './step/step-reduce';
-import { applyStep, shareManifests } from './step/step-commit';
+import { runStep, type StepPosition } from './step';
 
 /** How a job ended. */
 export interface JobOutcome {
@@ -217,44 +212,19 @@ export class JobRunner {
     this.job.changed.notify();
   }
 
+  /** Waits for workers, then runs the step (coordinator/step); false when a stop came first. */
   private async runStep(at: StepPosition): Promise<boolean> {
-    const { job } = this;
     if (!(await this.waitForWorkers())) return false;
-    const plan = job.planner.plan(at);
-    const d = job.spec.distributed;
-    const reportHash = plan.globalStep % d.hashEverySteps === 0 || plan.step === 0;
-    const specs = shareManifests(job);
-    const round = new StepRound({
-      plan,
-      configVersion: job.configVersion,
-      weightsVersion: job.weightsVersion,
-      workers: job.membership.activeWorkers(),
-      stepDeadlineMs: d.stepDeadlineMs,
-      gradientSpecs: specs.gradients,
-      statSpecs: specs.stats,
-      coordinatorHash: reportHash ? (job.settleReplica(), weightsHash(job.parts)) : undefined,
-      now: () => job.now(),
-      split: job.options.split,
-    });
     try {
-      let unexplained = 0;
-      for (let attempt = 1; ; attempt++) {
-        if (!(await this.collect(round, true))) return false;
-        if (round.heldWorkers().length === 0) {
-          this.lastLr = applyStep(job, round, round.sum(), this.epochTrain, this.deps);
-          return true;
-        }
-        const outcome = await reduceStep(job, round, attempt, this.stopping.signal);
-        if ('sums' in outcome) {
-          this.lastLr = applyStep(job, round, outcome.sums, this.epochTrain, this.deps, outcome.reduction);
-          return true;
-        }
-        if (outcome.failed === 'lost-members') unexplained = 0;
-        else if (++unexplained >= MAX_UNEXPLAINED_RING_FAILURES) {
-          throw new JobFailedError(`step ${round.globalStep}: the allreduce failed ${unexplained} times in a row with every ` +
-            `member alive; the last: ${outcome.error.message}`, { cause: outcome.error });
-        }
-      }
+      const lr = await runStep(this.job, at, {
+        collect: (round) => this.collect(round, true),
+        signal: this.stopping.signal,
+        epochTrain: this.epochTrain,
+        out: this.deps,
+      });
+      if (lr === null) return false;
+      this.lastLr = lr;
+      return true;
     } finally {
       this.closeRound();
     }

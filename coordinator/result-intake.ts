@@ -8,8 +8,7 @@ import {
 import { InvalidResultError, JobFailedError, StaleResultError } from './errors';
 import type { EvalRound } from './eval-round';
 import type { JobContext } from './job-context';
-import type { Handout } from './step/handout-tracker';
-import type { ShareSums, StepRound } from './step/step-round';
+import { countInLedger, type Handout, type ShareSums, type StepRound } from './step';
 
 /** A chunk of a pushed tensor, as the wire layer's assembler takes it. */
 export type WireChunk = Parameters<TensorAssembler['add']>[0];
@@ -204,17 +203,6 @@ export async function receiveGradients(job: JobContext, push: GradientPush, chun
   session.lastCountedStep = round.globalStep;
   job.changed.notify();
   return { globalStep: round.globalStep, workersReported: round.workersReported() };
-}
-
-/**
- * Counts micro-batches in the epoch ledger (exactly once); a repeat is StaleResultError.
- */
-export function countInLedger(job: JobContext, round: StepRound, workerId: string, ids: readonly number[]): void {
-  const at = { epoch: round.plan.epoch, step: round.plan.step };
-  for (const id of ids) {
-    const counted = job.ledger.accept(at, id, workerId, round.plan.microBatches[id].sampleIndices);
-    if (!counted.accepted) throw new StaleResultError(workerId, 'microBatchIds', id, id, counted.message);
-  }
 }
 
 function checkHash(job: JobContext, round: StepRound, push: GradientPush): void {

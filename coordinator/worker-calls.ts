@@ -13,7 +13,7 @@ import { IncompatibleWorkerError, RegistrationRejectedError, RegistrationRejecti
 import type { JobContext } from './job-context';
 import { CoordinatorState } from './lifecycle';
 import { MemberState } from './membership';
-import { modelTensors, optimizerTensors } from './step/update-log';
+import { modelTensors, optimizerTensors } from './step';
 
 /** What a worker states when it registers. */
 export interface WorkerCapabilitiesInput {
