@@ -1,9 +1,9 @@
 import { type MicroBatch, UpdateKind } from '../common';
 import { samplesPerMessage } from './coordinator-options';
 import { PlanningError } from './errors';
-import type { JobContext, WorkerSession } from './job-context';
+import type { JobContext } from './job-context';
 import { CoordinatorState } from './lifecycle';
-import { type WorkerRecord, MemberState } from './membership';
+import { MemberState, type WorkerRecord, type WorkerSession } from './membership';
 import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
 import { type ReduceOrder, type Handout, tensorBytes, type UpdatePayload } from './step';
 
@@ -57,15 +57,14 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
   const waitMs = Math.max(0, Math.min(request.maxWaitMs, job.options.maxPullWaitMs));
   const deadline = job.now() + waitMs;
   for (;;) {
-    const { record, session } = job.member(request.workerId);
+    const { record, session } = job.members.member(request.workerId);
     const decision = decide(job, record, session);
     if ('handout' in decision) return workAssignment(job, decision.handout, request, session);
     if ('reduce' in decision) {
       return { ...waitOrStop(job, AssignmentKind.Reduce, request, session, '', 0), globalStep: decision.step, reduce: decision.reduce };
     }
     if ('stop' in decision) {
-      session.toldStop = true;
-      job.changed.notify();
+      job.members.toldStop(request.workerId);
       return waitOrStop(job, AssignmentKind.Stop, request, session, decision.stop, 0);
     }
     const left = deadline - job.now();
@@ -102,19 +101,19 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
     if (held) return { handout: held };
     // Sums it holds for this step's allreduce would be redone elsewhere if it left now, and added in another
     // order than the trainer's: it stays for the allreduce while the step can still complete.
-    if (round?.kind === 'train' && round.heldWorkers().includes(id) && (round.collector.complete || job.membership.activeWorkers().length > 0)) {
+    if (round?.kind === 'train' && round.heldWorkers().includes(id) && (round.collector.complete || job.members.activeWorkers().length > 0)) {
       return { wait: `step ${round.globalStep}: draining once the allreduce of the sums this worker holds is done` };
     }
     return { stop: 'drained: this worker has nothing left to finish; the job goes on without it' };
   }
-  if (round === null) return { wait: job.membership.waitingReason() ?? 'between steps' };
+  if (round === null) return { wait: job.members.waitingReason() ?? 'between steps' };
   const what = round.kind === 'train' ? `step ${round.globalStep}` : `the evaluation of epoch ${round.epoch}`;
   if (round.collector.orphanCount > 0) {
     // Every worker that held these micro-batches is gone: admit joiners now rather than at the boundary.
-    if (record.state === MemberState.Joining) job.admitPending();
-    round.collector.adoptOrphans(job.membership.activeWorkers());
+    if (record.state === MemberState.Joining) job.members.admitPending();
+    round.collector.adoptOrphans(job.members.activeWorkers());
   }
-  if (job.membership.get(id)?.state === MemberState.Joining) {
+  if (job.members.get(id)?.state === MemberState.Joining) {
     return { wait: `joining: admitted at the next step boundary (${what} in progress)` };
   }
   const perMessage = samplesPerMessage(session.maxMessageBytes);

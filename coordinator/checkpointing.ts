@@ -82,7 +82,7 @@ export function captureCheckpoint(job: JobContext, boundary: Boundary): { state:
   const schedule: ScheduleJson = {
     trainer: { epoch: t.epoch, stepInEpoch: t.stepInEpoch, globalStep: t.globalStep, plateau: t.plateau?.getState() ?? null },
     epochTrain: { ...boundary.epochTrain },
-    desiredWorkers: job.desiredWorkers,
+    desiredWorkers: job.members.desiredWorkers,
   };
   const optimizerJson: OptimizerJson = { type: optimizer.type, step: optimizer.step, variables };
   return {

@@ -133,7 +133,7 @@ function expectedShare(job: JobContext, push: GradientPush): { round: StepRound;
  */
 export async function receiveGradients(job: JobContext, push: GradientPush, chunks: AsyncIterable<WireChunk>): Promise<PushAccepted> {
   const headerAtMs = job.now();
-  const { session } = job.member(push.workerId);
+  const { session } = job.members.member(push.workerId);
   const { round } = expectedShare(job, push);
   if (push.configVersion !== round.configVersion) {
     throw new StaleResultError(push.workerId, 'configVersion', round.configVersion, push.configVersion,
@@ -200,18 +200,17 @@ export async function receiveGradients(job: JobContext, push: GradientPush, chun
   if (!push.held) countInLedger(job, round, push.workerId, push.microBatchIds);
   checkHash(job, round, push);
   round.accept(handout, sums, headerAtMs, job.now());
-  session.lastCountedStep = round.globalStep;
+  job.members.counted(push.workerId, round.globalStep);
   job.changed.notify();
   return { globalStep: round.globalStep, workersReported: round.workersReported() };
 }
 
 function checkHash(job: JobContext, round: StepRound, push: GradientPush): void {
   if (!round.reportsHash || push.weightsHash === '') return;
-  round.workerHashes.set(push.workerId, push.weightsHash);
+  round.reportHash(push.workerId, push.weightsHash);
   if (push.weightsHash === round.coordinatorHash && push.weightsVersion === round.weightsVersion) return;
   job.telemetry.hashMismatches.inc();
-  const session = job.sessions.get(push.workerId);
-  if (session) session.forceFullWeights = true;
+  job.members.needsFullWeights(push.workerId, true);
   job.log(`error: replica of worker ${push.workerId} disagrees at step ${round.globalStep}: weights v${push.weightsVersion} ` +
     `hash ${push.weightsHash}, coordinator v${round.weightsVersion} hash ${round.coordinatorHash}; sending it full weights`);
 }
@@ -221,7 +220,7 @@ function checkHash(job: JobContext, round: StepRound, push: GradientPush): void 
  * worker holds. A malformed result fails the worker (its micro-batches are evaluated by others).
  */
 export function receiveEval(job: JobContext, result: EvalResult): { globalStep: number } {
-  job.member(result.workerId);
+  job.members.member(result.workerId);
   const round = job.round;
   if (round?.kind !== 'eval' || round.weightsVersion !== result.globalStep || round.epoch !== result.epoch) {
     const expected = round?.kind === 'eval' ? round.weightsVersion : job.weightsVersion;

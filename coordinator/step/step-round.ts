@@ -97,8 +97,7 @@ export class StepRound {
   readonly openedAtMs: number;
   /** Settles when the step is complete; rejects when the job fails during it. Re-armed by `revokeHeld`. */
   completed: Promise<void>;
-  /** Hashes the workers reported for `weightsVersion`, by worker. */
-  readonly workerHashes = new Map<string, string>();
+  private readonly hashes = new Map<string, string>();
   /** Timing of each accepted share, by worker (a worker with two shares keeps the sum of both). */
   readonly timings: ShareTiming[] = [];
   readonly workerSeconds = new Map<string, number>();
@@ -125,6 +124,16 @@ export class StepRound {
     // The job loop may be waiting on something else when a failure arrives; it reads the outcome later.
     p.catch(() => undefined);
     return p;
+  }
+
+  /** Hashes the workers reported for `weightsVersion`, by worker. */
+  get workerHashes(): ReadonlyMap<string, string> {
+    return this.hashes;
+  }
+
+  /** A worker reported its replica's weights hash with its share. */
+  reportHash(workerId: string, hash: string): void {
+    this.hashes.set(workerId, hash);
   }
 
   /** Where the step is: collecting, reducing, reduce-failed or committed (see {@link StepPhase}). */
