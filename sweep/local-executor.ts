@@ -11,7 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readMetrics, type EpochRecord, type MetricsRecord, RUN_FILES } from '../common';
+import { readMetrics, type EpochRecord, type MetricsRecord, RUN_FILES, THREADS_ENV_VAR } from '../common';
 import { defaultShardwiseCommand, ManagedChild } from '../launcher';
 import type { EpochResult } from './sweep-state';
 
@@ -54,6 +54,8 @@ export class TrialRun {
       name: `trial ${r.trialId}`,
       command: shardwise.command,
       args: [...shardwise.args, ...args],
+      // Trials run side by side on one machine: one compute thread each unless OMP_NUM_THREADS says otherwise.
+      env: { [THREADS_ENV_VAR]: '1', ...process.env },
       // Own process group: a Ctrl-C reaches the sweep, which stops its trials in order.
       detached: true,
       historyLines: 200,

@@ -11,6 +11,7 @@ import {
   createWorkerMetrics,
   initBackend,
   serveMetrics,
+  ShareThreads,
 } from '../common';
 import { type Assignment, AssignmentKind, UpdateKindName } from './assignment';
 import { isUnknownWorker } from './call-policy';
@@ -84,9 +85,12 @@ export class Worker {
   private lastWaitReason = '';
   private leakReported = false;
   private readonly counts = { trainShares: 0, evalShares: 0 };
+  /** Threads computing the micro-batches when the worker has more than one; started by the first share. */
+  private readonly shareThreads: ShareThreads | undefined;
 
   constructor(options: WorkerOptions, private readonly hooks: { onReady?: (info: WorkerReadyInfo) => void } = {}) {
     this.options = compileWorkerOptions(options);
+    this.shareThreads = this.options.threads > 1 ? new ShareThreads(this.options.threads) : undefined;
     this.metrics = createWorkerMetrics(this.registry);
     this.configSync = new ConfigSync((line) => this.log(line));
     this.link = new CoordinatorLink({
@@ -119,6 +123,7 @@ export class Worker {
     this.runStarted = true;
     try {
       const backend = await initBackend({ prefer: this.options.backend, log: (line) => this.log(line) });
+      this.log(`compute: ${this.options.threads} thread${this.options.threads === 1 ? '' : 's'} per share`);
       this.metricsServer = await serveMetrics(this.registry, {
         host: this.options.metricsHost,
         port: this.options.metricsPort,
@@ -164,6 +169,7 @@ export class Worker {
       this.link.close();
       await this.dataPlane?.close();
       await this.metricsServer?.close();
+      await this.shareThreads?.close();
     }
   }
 
@@ -329,6 +335,7 @@ export class Worker {
       backboneFrozen: config.frozen.backbone,
       weightsVersion: replica.weightsVersion,
       weightsHash: a.reportWeightsHash ? replica.hash() : undefined,
+      threads: this.shareThreads,
     });
     this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);
     const t0 = performance.now();
