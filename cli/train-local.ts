@@ -12,7 +12,7 @@ import {
   RunRecorder,
   resolveThreads,
   saveEpochCheckpoint,
-  ShareThreads,
+  shareThreadsFor,
   stepsPerEpoch,
   weightsHash,
   type BackendName,
@@ -48,7 +48,8 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
   const spec = withFlags(loadJobSpec(options.job, options.set), options);
   const backend = await initBackend({ prefer: options.backend, log });
   const threads = resolveThreads(options.threads);
-  log(`compute: ${threads.threads} thread${threads.threads === 1 ? '' : 's'} (${threads.source})`);
+  const pool = shareThreadsFor(threads.threads, backend.name);
+  log(`compute: ${pool?.count ?? 1} thread${pool ? 's' : ''} (${threads.threads} from ${threads.source})`);
   // The model first: a bad model fails in seconds, before a possibly long dataset download.
   const parts = await buildModel(spec.model, spec.seed);
   const data = await loadTrainVal(spec.data, spec.seed, { log }).catch((err: unknown) => {
@@ -67,7 +68,6 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
     stepsPerEpoch: stepsPerEpoch(data.train.count, spec.training.batchSize),
     checkpointEveryEpochs: spec.output.checkpointEveryEpochs,
   });
-  const pool = threads.threads > 1 ? new ShareThreads(threads.threads) : undefined;
   const trainer = new LocalTrainer(spec, {
     train: data.train,
     val: data.val,

@@ -11,7 +11,8 @@ import {
   createWorkerMetrics,
   initBackend,
   serveMetrics,
-  ShareThreads,
+  type ShareThreads,
+  shareThreadsFor,
 } from '../common';
 import { type Assignment, AssignmentKind, UpdateKindName } from './assignment';
 import { isUnknownWorker } from './call-policy';
@@ -86,11 +87,10 @@ export class Worker {
   private leakReported = false;
   private readonly counts = { trainShares: 0, evalShares: 0 };
   /** Threads computing the micro-batches when the worker has more than one; started by the first share. */
-  private readonly shareThreads: ShareThreads | undefined;
+  private shareThreads: ShareThreads | undefined;
 
   constructor(options: WorkerOptions, private readonly hooks: { onReady?: (info: WorkerReadyInfo) => void } = {}) {
     this.options = compileWorkerOptions(options);
-    this.shareThreads = this.options.threads > 1 ? new ShareThreads(this.options.threads) : undefined;
     this.metrics = createWorkerMetrics(this.registry);
     this.configSync = new ConfigSync((line) => this.log(line));
     this.link = new CoordinatorLink({
@@ -123,7 +123,8 @@ export class Worker {
     this.runStarted = true;
     try {
       const backend = await initBackend({ prefer: this.options.backend, log: (line) => this.log(line) });
-      this.log(`compute: ${this.options.threads} thread${this.options.threads === 1 ? '' : 's'} per share`);
+      this.shareThreads = shareThreadsFor(this.options.threads, backend.name);
+      this.log(`compute: ${this.shareThreads?.count ?? 1} thread${this.shareThreads ? 's' : ''} per share`);
       this.metricsServer = await serveMetrics(this.registry, {
         host: this.options.metricsHost,
         port: this.options.metricsPort,

@@ -50,7 +50,7 @@ export { type PlateauDecision, type PlateauState, ReduceLrOnPlateau } from './re
 export { SgdOptimizer, type SgdOptions } from './sgd';
 export { applyMovingStatDeltas, computeShare, microBatchResult, movingStatistics, type ShareInput, type ShareResult } from './share';
 export { ShareSum } from './share-sum';
-export { ShareThreads } from './share-threads';
+export { ShareThreads, shareThreadsFor } from './share-threads';
 export {
   type ComputeGradientsOptions,
   type GradientResult,

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
+import type { BackendName } from '../compute';
 import { CIFAR10_IMAGE_BYTES } from '../data';
 import { type ModelParts, modelFingerprint } from '../models';
 import { ShareThreadError, TrainingShapeError } from './errors';
@@ -15,6 +16,15 @@ import {
   unflatten,
   weightLayout,
 } from './share-thread-protocol';
+
+/**
+ * The pool a process with `threads` compute threads on `backend` computes its shares with; undefined where
+ * the share is best computed in the calling thread: one thread, or libtensorflow (tfjs-node), which runs
+ * its own thread pool inside each kernel.
+ */
+export function shareThreadsFor(threads: number, backend: BackendName): ShareThreads | undefined {
+  return threads > 1 && backend !== 'tensorflow' ? new ShareThreads(threads) : undefined;
+}
 
 /** The thread entry beside this file: share-thread-main.ts under tsx, .js once compiled. */
 const THREAD_ENTRY = path.join(__dirname, `share-thread-main${path.extname(__filename)}`);
