@@ -7,6 +7,7 @@ import {
   specOf,
   specToProto,
   unaryHandler,
+  UpdateKind,
   type WireTensor,
 } from '../common';
 import {
@@ -30,7 +31,6 @@ import { type Assignment, AssignmentKind, pullAssignment } from './assignment-de
 import { InvalidResultError } from './errors';
 import type { JobContext } from './job-context';
 import { type GradientPush, receiveEval, receiveGradients, type WireChunk } from './result-intake';
-import { UpdateKind } from './update-payload';
 import {
   configFor,
   heartbeat,
@@ -39,7 +39,7 @@ import {
   scaleJob,
   type WorkerCapabilitiesInput,
   weightsFor,
-} from './worker-gateway';
+} from './worker-calls';
 
 /*
  * The gRPC face of the coordinator: each handler turns proto messages into domain calls and their

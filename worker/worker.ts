@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import {
   DataPlane,
   GrpcStatus,
-  RingError,
+  AllreduceError,
   RpcError,
   type MetricsServer,
   type WorkerMetrics,
@@ -13,8 +13,9 @@ import {
   serveMetrics,
   type ShareThreads,
   shareThreadsFor,
+  UpdateKind,
 } from '../common';
-import { type Assignment, AssignmentKind, UpdateKindName } from './assignment';
+import { type Assignment, AssignmentKind } from './assignment';
 import { isUnknownWorker } from './call-policy';
 import { ConfigSync, type WorkerConfig } from './config-sync';
 import { CoordinatorLink } from './coordinator-link';
@@ -75,7 +76,7 @@ export class Worker {
   private drainReason = '';
   private graceTimer: NodeJS.Timeout | undefined;
   private metricsServer: MetricsServer | undefined;
-  /** The ring data plane this worker's allreduces run on. */
+  /** The allreduce data plane this worker's allreduces run on. */
   private dataPlane: DataPlane | undefined;
   /** Sums of the current step's shares, kept for its allreduce. */
   private readonly held = new HeldSums();
@@ -292,7 +293,7 @@ export class Worker {
   private async catchUp(session: Session, a: Assignment): Promise<boolean> {
     const replica = session.replica;
     const t0 = performance.now();
-    if (a.update.kind === UpdateKindName.Apply && a.update.apply && replica.canApplyUpdate(a.weightsVersion)) {
+    if (a.update.kind === UpdateKind.Apply && a.update.apply && replica.canApplyUpdate(a.weightsVersion)) {
       const reduced = this.reduced;
       try {
         if (!reduced) throw new ReplicaUpdateError('', `it holds no result of allreduce ${a.update.apply.key}`);
@@ -304,7 +305,7 @@ export class Worker {
         this.log(`cannot apply the update to weights v${a.weightsVersion} itself (${err.message}); fetching a full copy`);
         await session.loadWeights(this.stopSignal.signal);
       }
-    } else if (a.update.kind === UpdateKindName.Weights && replica.canApplyUpdate(a.weightsVersion)) {
+    } else if (a.update.kind === UpdateKind.Weights && replica.canApplyUpdate(a.weightsVersion)) {
       try {
         replica.applyUpdate(a.update.tensors, a.weightsVersion);
       } catch (err) {
@@ -312,12 +313,12 @@ export class Worker {
         this.log(`the update to weights v${a.weightsVersion} does not fit the replica (${err.message}); fetching a full copy`);
         await session.loadWeights(this.stopSignal.signal);
       }
-    } else if (a.update.kind !== UpdateKindName.None || replica.weightsVersion !== a.weightsVersion) {
+    } else if (a.update.kind !== UpdateKind.None || replica.weightsVersion !== a.weightsVersion) {
       await session.loadWeights(this.stopSignal.signal);
     }
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
     // Replaying an update may create optimizer slots (the first step, an unfreeze): count from here.
-    if (a.update.kind !== UpdateKindName.None) session.tensorBaseline = tf.memory().numTensors;
+    if (a.update.kind !== UpdateKind.None) session.tensorBaseline = tf.memory().numTensors;
     return replica.weightsVersion === a.weightsVersion;
   }
 
@@ -341,7 +342,7 @@ export class Worker {
     this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);
     const t0 = performance.now();
     // A draining worker hands its sums over rather than keep them for an allreduce it may not see.
-    const hold = session.reducesInRing && !this.drainSignal.signal.aborted;
+    const hold = session.joinsAllreduce && !this.drainSignal.signal.aborted;
     const messages = gradientMessages(reg.workerId, share, reg.maxMessageBytes, hold);
     const accepted = await this.submit(a, () =>
       session.call('Coordinator/PushGradients', (signal) => this.link.pushGradients(messages, signal), false, this.stopSignal.signal));
@@ -378,7 +379,7 @@ export class Worker {
       this.metrics.receivedBytes.inc(stats.bytesReceived);
       this.metrics.sharePhaseDuration.observe({ phase: 'reduce' }, (performance.now() - t0) / 1000);
     } catch (err) {
-      if (!(err instanceof RingError || err instanceof HeldSumsError)) throw err;
+      if (!(err instanceof AllreduceError || err instanceof HeldSumsError)) throw err;
       this.log(`step ${a.globalStep}: allreduce ${order.key} failed (${err.message}); the coordinator re-plans the step`);
     }
   }
