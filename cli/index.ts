@@ -5,10 +5,11 @@
  */
 import { Command } from 'commander';
 import { version } from '../package.json';
+import { certsCommand } from './certs-command';
 import { clusterCommand } from './cluster-command';
 import { coordinatorCommand } from './coordinator-command';
-import { reportAndExit } from './fail';
-import { backendOption, collectOverride, log, parsePositiveInt } from './options';
+import { EXIT_USAGE, reportAndExit } from './fail';
+import { backendOption, collectOverride, log, parsePositiveInt, threadsFlag, threadsOption } from './options';
 import { scaleCommand } from './scale-command';
 import { sweepCommand } from './sweep-command';
 import { trainLocal } from './train-local';
@@ -34,11 +35,12 @@ export function buildProgram(): Command {
     .option('--epoch-checkpoints', 'keep a training checkpoint after every epoch (checkpoints/epoch-NNN)')
     .option('--exit-with-parent', 'stop when the parent process dies (sweeps start their trials with it)')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .action(async (opts) => {
       await trainLocal({
         job: opts.job, data: opts.data, set: opts.set, runsDir: opts.runsDir, backend: opts.backend,
         resumeFrom: opts.resumeFrom, untilEpoch: opts.untilEpoch, epochCheckpoints: opts.epochCheckpoints === true,
-        exitWithParent: opts.exitWithParent === true,
+        exitWithParent: opts.exitWithParent === true, threads: threadsFlag(opts.threads),
       }, log);
     });
 
@@ -47,6 +49,13 @@ export function buildProgram(): Command {
   program.addCommand(scaleCommand());
   program.addCommand(clusterCommand());
   program.addCommand(sweepCommand());
+  program.addCommand(certsCommand());
+  // A bad flag is bad input like a bad job spec: exit status 2 for both, so scripts can tell them from a
+  // failed run. Commander exits 1 on its own; help and --version stay 0. addCommand() does not pass the
+  // override on, so each subcommand gets it.
+  for (const command of [program, ...program.commands]) {
+    command.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE));
+  }
   return program;
 }
 

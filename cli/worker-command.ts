@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { type BackendPreference, closeTimeline, openTimeline } from '../common';
+import { type BackendPreference, closeTimeline, openTimeline, readNatsCredentials } from '../common';
 import { Worker, type WorkerReadyInfo } from '../worker';
-import { backendOption, log, parsePort, timelineOption } from './options';
+import { backendOption, log, parsePort, threadsFlag, threadsOption, timelineOption } from './options';
 
 /** Exit status after a second SIGTERM/SIGINT: the conventional 128 + signal number of SIGTERM. */
 export const EXIT_KILLED = 143;
@@ -46,7 +46,9 @@ export function workerCommand(): Command {
         .argParser(parseSeconds)
         .default(60),
     )
+    .option('--nats-credentials <file>', 'JSON {"user", "password"} for the job\'s NATS server, when it requires them (a mounted Secret)')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .addOption(timelineOption())
     .action(async (opts) => {
       if (opts.timeline) openTimeline({ file: opts.timeline, processName: opts.id ?? 'worker' });
@@ -60,9 +62,11 @@ export function workerCommand(): Command {
           dataPort: opts.dataPort,
           advertiseHost: opts.advertiseHost,
           backend: opts.backend as BackendPreference,
+          threads: threadsFlag(opts.threads),
           retryLimitMs: Math.round(opts.retryLimit * 1000),
           shutdownGraceMs: Math.round(opts.shutdownGrace * 1000),
           idInUseWaitMs: Math.round(opts.idInUseWait * 1000),
+          natsCredentials: opts.natsCredentials === undefined ? undefined : readNatsCredentials(opts.natsCredentials),
           log,
         },
         { onReady: (info) => process.stdout.write(`${workerReadyLine(info)}\n`) },

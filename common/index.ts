@@ -16,3 +16,4 @@ export * from './collective';
 export * from './bus';
 export * from './telemetry';
 export * from './kube';
+export * from './security';

@@ -7,6 +7,7 @@ import {
   specOf,
   specToProto,
   unaryHandler,
+  UpdateKind,
   type WireTensor,
 } from '../common';
 import {
@@ -30,7 +31,6 @@ import { type Assignment, AssignmentKind, pullAssignment } from './assignment-de
 import { InvalidResultError } from './errors';
 import type { JobContext } from './job-context';
 import { type GradientPush, receiveEval, receiveGradients, type WireChunk } from './result-intake';
-import { UpdateKind } from './step/update-log';
 import {
   configFor,
   heartbeat,

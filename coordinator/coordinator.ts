@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   buildModel,
+  ConfigError,
   COORDINATOR_SERVICE,
   DataPlane,
   DEFAULT_MAX_TENSOR_BYTES,
@@ -34,8 +35,7 @@ import { JobContext } from './job-context';
 import { type JobOutcome, JobRunner } from './job-runner';
 import { CoordinatorState, Lifecycle } from './lifecycle';
 import { Membership } from './membership';
-import { StepPlanner } from './step/step-planner';
-import { UpdateLog } from './step/update-log';
+import { StepPlanner, UpdateLog } from './step';
 
 /** A coordinator serving a job. */
 export interface RunningCoordinator {
@@ -62,11 +62,24 @@ export interface RunningCoordinator {
   close(): Promise<void>;
 }
 
-/** Opens `dir` as a run directory, creating it when missing. */
+/**
+ * Opens `--run-dir` to resume it, or starts a new run there when it does not exist yet (a chart's fixed
+ * path on a fresh volume) and says so. A run directory whose parent is missing too is refused: that is a
+ * typo, and starting afresh would look like a resume that silently lost the run.
+ */
 function openRunDirectory(options: CompiledCoordinatorOptions): RunDirectory {
   if (options.runDir === undefined) return RunDirectory.create(options.runsDir, options.spec.name);
-  fs.mkdirSync(options.runDir, { recursive: true });
-  return RunDirectory.open(options.runDir);
+  const dir = path.resolve(options.runDir);
+  if (!fs.existsSync(dir)) {
+    const parent = path.dirname(dir);
+    if (!fs.statSync(parent, { throwIfNoEntry: false })?.isDirectory()) {
+      throw new ConfigError('runDir', `${dir} does not exist and neither does its parent ${parent}: nothing to resume ` +
+        'there; create the parent to start a new run in it, or leave --run-dir out to start one under --runs-dir');
+    }
+    options.log(`run directory ${dir} does not exist: starting a new run in it`);
+    fs.mkdirSync(dir);
+  }
+  return RunDirectory.open(dir);
 }
 
 /**
@@ -112,7 +125,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       ledger: ledger.toJSON(),
       epochTrain: { lossSum: 0, correctTop1: 0, correctTop5: 0, count: 0 },
     };
-    const bus = options.natsUrl ? await EventBus.connect({ servers: options.natsUrl, jobId: spec.name, name: 'shardwise-coordinator' }) : null;
+    const bus = options.natsUrl ? await EventBus.connect({ servers: options.natsUrl, jobId: spec.name, name: 'shardwise-coordinator', credentials: options.natsCredentials }) : null;
     const announcer = new JobAnnouncer(bus, spec.name, log);
     cleanup.push(() => announcer.close());
     const telemetry = new CoordinatorTelemetry();
@@ -144,8 +157,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       configVersion: restored?.configVersion ?? 0,
       weightsVersion: restored?.weightsVersion ?? 0,
     });
-    job.desiredWorkers = restored?.desiredWorkers ?? d.desiredWorkers;
-    telemetry.metrics.desiredWorkers.set(job.desiredWorkers);
+    job.members.restoreDesired(restored?.desiredWorkers ?? d.desiredWorkers);
     lifecycle.onChange((state) => announcer.jobState(state, job.configVersion, job.weightsVersion));
     // A resumed run keeps the records from before its checkpoint; the steps after it are recorded again.
     const history = restored ? recordsBefore(run.readMetrics({ allowTruncatedTail: true }), {
@@ -166,7 +178,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
     cleanup.push(() => recorder.close());
     const status = createStatusPage({
       spec, stepsPerEpoch: planner.stepsPerEpoch, registry: telemetry.registry, metricsFile: path.join(run.dir, RUN_FILES.metrics),
-      state: () => lifecycle.state, workers: () => job.membership.list(), checkpoints: () => listCheckpoints(store.dir), warn: log,
+      state: () => lifecycle.state, workers: () => job.members.list(), checkpoints: () => listCheckpoints(store.dir), warn: log,
     });
     cleanup.push(() => status.close());
     const runner = new JobRunner(job, { store, recorder, run, boundary, resumedFrom: latest.checkpoint?.path });
@@ -198,7 +210,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
           final: outcome.final,
           error: outcome.error instanceof Error ? outcome.error.message : undefined,
           checkpoint: outcome.checkpoint ?? null,
-          membership: job.membership.counters(),
+          membership: job.members.counters(),
           ledger: job.ledger.counters(),
         });
       } catch (err) {

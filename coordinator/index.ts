@@ -26,12 +26,11 @@ export {
   type StepPlan,
   type StepPlannerOptions,
   type StepPosition,
-} from './step/step-planner';
-export { HandoutTracker, type Handout } from './step/handout-tracker';
+} from './step';
+export { HandoutTracker, type Handout } from './step';
 export {
   Membership,
   MemberState,
-  MAX_WORKER_ID_LENGTH,
   compileMembershipOptions,
   type MembershipOptions,
   type MembershipCounters,
@@ -52,7 +51,6 @@ export {
   PlanningError,
   RegistrationRejectedError,
   RegistrationRejection,
-  UnknownWorkerError,
   WorkerStateError,
   LedgerError,
   CheckpointError,

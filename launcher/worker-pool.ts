@@ -1,3 +1,4 @@
+import { THREADS_ENV_VAR } from '../common';
 import { exitCodeOf, type ExitStatus, ManagedChild } from './child-process';
 import { MAX_LOCAL_WORKERS, type ShardwiseCommand } from './cluster-options';
 import { LauncherError } from './errors';
@@ -27,6 +28,8 @@ export interface WorkerPoolOptions {
   shardwise: ShardwiseCommand;
   env: NodeJS.ProcessEnv;
   backend?: string;
+  /** The workers' `--nats-credentials` file, when the cluster's NATS server requires users. */
+  natsCredentialsFile?: string;
   workerOutput: 'all' | 'quiet';
   output: (line: string) => void;
   log: (line: string) => void;
@@ -128,11 +131,14 @@ export class WorkerPool {
     const id = `worker-${this.nextWorker++}`;
     const args = ['worker', '--coordinator', options.coordinator, '--id', id];
     if (options.backend !== undefined) args.push('--backend', options.backend);
+    if (options.natsCredentialsFile !== undefined) args.push('--nats-credentials', options.natsCredentialsFile);
     const child = ManagedChild.spawn({
       name: id,
       command: options.shardwise.command,
       args: [...options.shardwise.args, ...args],
-      env: options.env,
+      // Workers on one machine share its cores: one compute thread each unless OMP_NUM_THREADS says
+      // otherwise, as torchrun does for the processes it starts.
+      env: { [THREADS_ENV_VAR]: '1', ...options.env },
       onLine: (line) => {
         if (options.workerOutput === 'all' || !ROUTINE_WORKER_LINE.test(line)) options.output(`[${id}] ${line}`);
       },

@@ -15,10 +15,11 @@ import {
   localReference,
   recordsOf,
   relativeDifference,
+  runCleanJob,
   runRecords,
   type WeightMap,
 } from './support/cluster-checks';
-import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
+import { DATASET_IMAGES, testJobYaml } from './support/cluster-data';
 
 
 // Real coordinator and worker processes over gRPC on loopback with a real nats-server, against the
@@ -49,17 +50,7 @@ describe('distributed training equals the single-process trainer', function () {
       // minWorkers = workers: training starts only when all of them are in, so each run really uses that many.
       const name = `equiv-${workers}-${exchange}`;
       const job = harness.writeJob(name, testJobYaml(name, { minWorkers: workers, exchange }));
-      const coordinator = await harness.startCoordinator({ job });
-      const procs = await harness.startWorkers(coordinator.ready.grpc, workers);
-      try {
-        await harness.awaitFinished(coordinator, procs);
-      } catch (err) {
-        throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
-      }
-      const records = runRecords(coordinator.ready.runDir);
-      assertTrainingFinished(records, EPOCHS);
-      assertExactlyOnce(records, EPOCHS, harness.trainImages);
-      const hashes = assertReplicasAgree(records, EPOCHS, harness.stepsPerEpoch);
+      const { coordinator, workers: procs, records, hashes } = await runCleanJob(harness, job, workers);
       const reporting = new Set(hashes.flatMap((h) => Object.keys(h.workers)));
       assert.deepEqual([...reporting].sort(), procs.map((p) => p.ready.id).sort(), 'workers whose replicas were compared');
       // The schedule changed inside the window: frozen in epoch 0, unfrozen with a new rate in epoch 1.

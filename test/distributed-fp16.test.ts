@@ -1,17 +1,18 @@
 import assert from 'node:assert/strict';
 import { parseJobSpec } from '../common/job';
+import { exitCodeOf } from '../launcher';
 import { ClusterHarness } from './support/cluster';
 import {
-  assertExactlyOnce,
-  assertReplicasAgree,
-  assertTrainingFinished,
   finalRunWeights,
+  recordsOf,
+  runRecords,
   localReference,
   relativeDifference,
-  runRecords,
+  runCleanJob,
   type WeightMap,
 } from './support/cluster-checks';
-import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
+import { DATASET_IMAGES, testJobYaml } from './support/cluster-data';
+import { withDeadline } from './support/deadline';
 
 describe('job spec: distributed.compression', () => {
   const spec = (distributed: string): string =>
@@ -51,17 +52,7 @@ describe('distributed training with fp16 compression', function () {
 
   it('2 worker processes: the replicas agree every step, and the weights stay near the float32 trainer\'s', async () => {
     const job = harness.writeJob('fp16', testJobYaml('fp16', { minWorkers: 2, compression: 'fp16', prescaleFactor: 4 }));
-    const coordinator = await harness.startCoordinator({ job });
-    const procs = await harness.startWorkers(coordinator.ready.grpc, 2);
-    try {
-      await harness.awaitFinished(coordinator, procs);
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
-    }
-    const records = runRecords(coordinator.ready.runDir);
-    assertTrainingFinished(records, EPOCHS);
-    assertExactlyOnce(records, EPOCHS, harness.trainImages);
-    const hashes = assertReplicasAgree(records, EPOCHS, harness.stepsPerEpoch);
+    const { coordinator, hashes } = await runCleanJob(harness, job, 2);
     assert.deepEqual([...new Set(hashes.flatMap((h) => Object.keys(h.workers)))].sort(), ['worker-1', 'worker-2']);
     const final = finalRunWeights(coordinator.ready.runDir);
     const differences = [...reference].map(([name, w]) => ({ name, d: relativeDifference(final.get(name)!.values, w.values) }));
@@ -74,5 +65,17 @@ describe('distributed training with fp16 compression', function () {
     assert.ok(median < 0.01, `median relative difference ${median} from the float32 trainer's`);
     const worst = differences.reduce((a, b) => (b.d > a.d ? b : a));
     assert.ok(worst.d < 0.25, `${worst.name} differs by ${worst.d} from the float32 trainer's`);
+  });
+
+  it('a prescale that throws gradients beyond the fp16 range fails the job naming the tensor, never training on an Inf', async () => {
+    const job = harness.writeJob('fp16-overflow', testJobYaml('fp16-overflow', { minWorkers: 2, compression: 'fp16', prescaleFactor: 1e30 }));
+    const coordinator = await harness.startCoordinator({ job });
+    await harness.startWorkers(coordinator.ready.grpc, 2);
+    const status = await withDeadline(coordinator.child.exited, 180_000, 'the coordinator to fail the job');
+    const output = coordinator.child.lines().join('\n');
+    assert.notEqual(exitCodeOf(status), 0, `the coordinator should fail the job; its output:\n${coordinator.child.tail(30)}`);
+    assert.match(output, /the allreduce failed 3 times in a row with every member alive; the last: .*the reduced gradient of tensor '[^']+' at element \d+ is beyond the fp16 range \(±65504\) after prescaling by 1e\+30/);
+    // No step committed: the first step's sums were already out of range, so no replica moved on an Inf.
+    assert.deepEqual(recordsOf(runRecords(coordinator.ready.runDir), 'step'), []);
   });
 });

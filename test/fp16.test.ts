@@ -105,11 +105,11 @@ describe('collective allreduce with fp16 compression (one process)', () => {
     { id: 'w1', address: planes[1].address },
     { id: 'coordinator', address: planes[2].address, role: 'observer' },
   ];
-  function inputs(seed: string, big?: { member: number; index: number; value: number }): Float32Array[] {
+  function inputs(seed: string, ...big: { member: number; index: number; value: number }[]): Float32Array[] {
     const rng = new Rng(seed);
     return [0, 1, 2].map((m) => {
       const a = Float32Array.from({ length: FLOATS }, () => (rng.next() * 2 - 1) * 10 ** (rng.int(6) - 3));
-      if (big?.member === m) a[big.index] = big.value;
+      for (const b of big) if (b.member === m) a[b.index] = b.value;
       return a;
     });
   }
@@ -146,6 +146,9 @@ describe('collective allreduce with fp16 compression (one process)', () => {
       assert.ok(e instanceof AllreduceError, `member ${m} should fail, got ${JSON.stringify(e)}`);
       assert.match(e.message, /tensor 'dense\/bias' at element 50 is beyond the fp16 range \(±65504\) after prescaling by 2/);
     });
+    // Out of range with opposite signs: +Inf and -Inf meet as NaN in the sum, still reported as the range.
+    const opposite = await reduce(inputs('fp16-opposite', { member: 0, index: 350, value: 40_000 }, { member: 1, index: 350, value: -40_000 }), 2, 'opposite');
+    for (const e of opposite) assert.match(String(e), /tensor 'dense\/bias' at element 50 is beyond the fp16 range/);
     const nan = await reduce(inputs('fp16-nan', { member: 0, index: 3, value: NaN }), 1, 'nan');
     for (const e of nan) assert.match(String(e), /tensor 'conv\/kernel' at element 3 is NaN/);
   });

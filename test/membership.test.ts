@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { ConfigError } from '../common/errors';
-import { RegistrationRejectedError, RegistrationRejection, UnknownWorkerError } from '../coordinator/errors';
+import { UnknownWorkerError } from '../common';
+import { RegistrationRejectedError, RegistrationRejection } from '../coordinator/errors';
 import { Membership, MemberState, compileMembershipOptions } from '../coordinator/membership';
 
 const TIMEOUT_MS = 1000;

@@ -3,7 +3,8 @@ import { Augmenter, type Cifar10Images, makeBatch, subset } from '../common/data
 import { parseJobSpec } from '../common/job';
 import { Rng } from '../common/random';
 import { StepAssignment, StepKind, UpdateKind as ProtoUpdateKind } from '../proto';
-import { AssignmentError, AssignmentKind, UpdateKind, assignmentFromProto, localSamples } from '../worker';
+import { UpdateKind } from '../common/training';
+import { AssignmentError, AssignmentKind, assignmentFromProto, localSamples } from '../worker';
 
 const SPEC = parseJobSpec('model: {architecture: small_cnn}\ntraining: {epochs: 1}\noptimizer: {learningRate: 0.1}');
 

@@ -1,6 +1,13 @@
-import { type GroupLearningRates, type AllreduceMember, specFromProto, type WireTensor, type WireTensorSpec } from '../common';
+import {
+  type AllreduceMember,
+  type ApplyOrder,
+  type GroupLearningRates,
+  specFromProto,
+  UpdateKind,
+  type WireTensor,
+  type WireTensorSpec,
+} from '../common';
 import { type StepAssignment, StepKind, UpdateKind as ProtoUpdateKind } from '../proto';
-import type { ApplyOrder } from './update-replay';
 import { AssignmentError } from './errors';
 
 /** What the coordinator asks for in one PullStep answer (an `as const` object, not an enum). */
@@ -13,23 +20,10 @@ export const AssignmentKind = {
   Wait: 'wait',
   /** The job is over, or this worker was drained: leave and exit. */
   Stop: 'stop',
-  /** Allreduce the sums held for the step with the ring in `reduce`, then pull again. */
+  /** Allreduce the sums held for the step with the members in `reduce`, then pull again. */
   Reduce: 'reduce',
 } as const;
 export type AssignmentKind = (typeof AssignmentKind)[keyof typeof AssignmentKind];
-
-/** How the replica catches up before computing. */
-export const UpdateKind = {
-  /** The replica is current. */
-  None: 'none',
-  /** The tensors that follow are the new values of what the last update changed. */
-  Weights: 'weights',
-  /** The replica is too far behind for a delta: fetch a full copy with GetWeights. */
-  WeightsRef: 'weights-ref',
-  /** Apply the optimizer to the sums of the allreduce in `apply`, as the coordinator did. */
-  Apply: 'apply',
-} as const;
-export type UpdateKind = (typeof UpdateKind)[keyof typeof UpdateKind];
 
 /** One micro-batch of the share, by sample id (into the TRAIN split, or the VAL split for EVAL). */
 export interface AssignedMicroBatch {
@@ -57,7 +51,7 @@ export interface WeightsUpdate {
   apply?: ApplyOrder;
 }
 
-/** A REDUCE order: the ring, this worker's place in it, and the layout of the vector. */
+/** A REDUCE order: the members, this worker's place in it, and the layout of the vector. */
 export interface ReduceOrder {
   key: string;
   members: AllreduceMember[];

@@ -1,5 +1,5 @@
 import * as os from 'node:os';
-import { type BackendPreference, ConfigError } from '../common';
+import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH, type NatsCredentials, resolveThreads } from '../common';
 
 /** How a worker reaches its coordinator and how patient it is. */
 export interface WorkerOptions {
@@ -19,6 +19,11 @@ export interface WorkerOptions {
   advertiseHost?: string;
   /** Compute backend. @default 'auto' */
   backend?: BackendPreference;
+  /**
+   * Threads computing a share's micro-batches (a pool of replicas, see ShareThreads); the sums do not
+   * depend on it. @default OMP_NUM_THREADS, else the cores this process is given
+   */
+  threads?: number;
   /**
    * Largest gRPC message this worker accepts (it tells the coordinator, which sends at most the smaller
    * of this and its own limit). Generous because a step's samples arrive in one message. @default 67108864
@@ -42,6 +47,8 @@ export interface WorkerOptions {
    * the worker exits with WorkerIdInUseError. @default 60000
    */
   idInUseWaitMs?: number;
+  /** User and password on the job's NATS server, when it requires them (`--nats-credentials`). @default none */
+  natsCredentials?: NatsCredentials;
   /**
    * After a drain starts (SIGTERM, or the coordinator asks), wait this long for the share in progress
    * to be pushed; then cancel what is left and leave anyway. @default 60000
@@ -61,20 +68,20 @@ export interface CompiledWorkerOptions {
   dataPort: number;
   advertiseHost: string;
   backend: BackendPreference;
+  threads: number;
   maxMessageBytes: number;
   pullWaitMs: number;
   rpcDeadlineMs: number;
   transferDeadlineMs: number;
   retryLimitMs: number;
   idInUseWaitMs: number;
+  natsCredentials?: NatsCredentials;
   shutdownGraceMs: number;
   log: (line: string) => void;
 }
 
 /** Default of {@link WorkerOptions.maxMessageBytes}: room for a large evaluation share's pixels. */
 export const WORKER_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
-/** Longest worker id accepted here; the coordinator enforces the same bound (ids become metric labels). */
-export const MAX_WORKER_ID_LENGTH = 128;
 const BACKENDS: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
 
 /** The id a worker asks for when none is given: unique per host and process, readable in logs. */
@@ -89,7 +96,8 @@ function positiveMs(field: string, value: number): number {
 
 /**
  * Fills the defaults of {@link WorkerOptions} and checks every field and the rules between them,
- * throwing a ConfigError that names the field. Pure apart from the default id (hostname, pid).
+ * throwing a ConfigError that names the field. Pure apart from the default id (hostname, pid) and thread
+ * count (OMP_NUM_THREADS, the cores given).
  */
 export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOptions {
   const coordinator = options.coordinator?.trim() ?? '';
@@ -124,12 +132,14 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     dataPort: checkPort('dataPort', options.dataPort ?? 0),
     advertiseHost: options.advertiseHost || (options.dataHost ?? '127.0.0.1'),
     backend,
+    threads: resolveThreads(options.threads).threads,
     maxMessageBytes,
     pullWaitMs,
     rpcDeadlineMs,
     transferDeadlineMs,
     retryLimitMs,
     idInUseWaitMs: positiveMs('idInUseWaitMs', options.idInUseWaitMs ?? 60_000),
+    natsCredentials: options.natsCredentials,
     shutdownGraceMs,
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
   };

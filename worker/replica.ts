@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import {
+  type ApplyOrder,
   type JobSpec,
   type ModelParts,
   type OptimizerSpec,
@@ -8,11 +9,12 @@ import {
   disposeModelParts,
   modelFingerprint,
   namedVariables,
+  OPTIMIZER_PREFIX,
   weightsHash,
 } from '../common';
 import { ReplicaUpdateError } from './errors';
 import type { ReducedSums } from './held-sums';
-import { type ApplyOrder, OPTIMIZER_PREFIX, UpdateReplay } from './update-replay';
+import { UpdateReplay } from './update-replay';
 
 /** Weights version of a replica that has not loaded the coordinator's weights yet. */
 export const NOT_LOADED = -1;
@@ -31,7 +33,7 @@ export class Replica {
   private readonly variables: ReadonlyMap<string, tf.LayerVariable>;
   private version = NOT_LOADED;
   private disposed = false;
-  /** The optimizer copy ring members apply updates with; absent without an optimizer spec. */
+  /** The optimizer copy allreduce members apply updates with; absent without an optimizer spec. */
   private readonly replay: UpdateReplay | undefined;
 
   constructor(readonly parts: ModelParts, optimizer?: OptimizerSpec) {

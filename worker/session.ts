@@ -205,6 +205,7 @@ export class Session {
       url: reg.natsUrl,
       jobId: reg.jobId,
       name: `worker-${reg.workerId}`,
+      credentials: deps.options.natsCredentials,
       onEvent: (event) => deps.configSync.onEvent(event),
       // Events were lost while disconnected; the next assignment's config version catches that, so
       // only log here rather than race the step loop with a GetConfig of our own.

@@ -2,29 +2,19 @@ import * as tf from '@tensorflow/tfjs';
 import {
   applyGradientMeans,
   applyMovingStatDeltas,
+  type ApplyOrder,
   createOptimizer,
   elementCount,
-  type GroupLearningRates,
   type ModelParts,
   type OptimizerSpec,
   type OptimizerState,
+  OPTIMIZER_PREFIX,
   type UpdateTarget,
   type WireTensor,
   trainableVariables,
 } from '../common';
 import type { ReducedSums } from './held-sums';
 import { ReplicaUpdateError } from './errors';
-
-/** Prefix of optimizer slot tensors in GetWeights: `optimizer/<slot>/<variable>`. */
-export const OPTIMIZER_PREFIX = 'optimizer/';
-
-/** How the coordinator applied an allreduce's sums (UPDATE_KIND_APPLY). */
-export interface ApplyOrder {
-  key: string;
-  learningRates: GroupLearningRates;
-  sampleCount: number;
-  microBatchCount: number;
-}
 
 /**
  * The worker's copy of the coordinator's optimizer, so an allreduce member applies each update itself (as

@@ -13,8 +13,11 @@ import {
   processTimeline,
   allreduceCompression,
   serveMetrics,
+  type ShareThreads,
+  shareThreadsFor,
+  UpdateKind,
 } from '../common';
-import { type Assignment, AssignmentKind, UpdateKind } from './assignment';
+import { type Assignment, AssignmentKind } from './assignment';
 import { isUnknownWorker } from './call-policy';
 import { ConfigSync, type WorkerConfig } from './config-sync';
 import { CoordinatorLink } from './coordinator-link';
@@ -86,6 +89,8 @@ export class Worker {
   private lastWaitReason = '';
   private leakReported = false;
   private readonly counts = { trainShares: 0, evalShares: 0 };
+  /** Threads computing the micro-batches when the worker has more than one; started by the first share. */
+  private shareThreads: ShareThreads | undefined;
 
   constructor(options: WorkerOptions, private readonly hooks: { onReady?: (info: WorkerReadyInfo) => void } = {}) {
     this.options = compileWorkerOptions(options);
@@ -121,6 +126,8 @@ export class Worker {
     this.runStarted = true;
     try {
       const backend = await initBackend({ prefer: this.options.backend, log: (line) => this.log(line) });
+      this.shareThreads = shareThreadsFor(this.options.threads, backend.name);
+      this.log(`compute: ${this.shareThreads?.count ?? 1} thread${this.shareThreads ? 's' : ''} per share`);
       this.metricsServer = await serveMetrics(this.registry, {
         host: this.options.metricsHost,
         port: this.options.metricsPort,
@@ -166,6 +173,7 @@ export class Worker {
       this.link.close();
       await this.dataPlane?.close();
       await this.metricsServer?.close();
+      await this.shareThreads?.close();
     }
   }
 
@@ -344,6 +352,7 @@ export class Worker {
       backboneFrozen: config.frozen.backbone,
       weightsVersion: replica.weightsVersion,
       weightsHash: a.reportWeightsHash ? replica.hash() : undefined,
+      threads: this.shareThreads,
     });
     endCompute();
     this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);

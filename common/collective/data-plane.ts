@@ -1,5 +1,7 @@
 import * as net from 'node:net';
 import { once } from 'node:events';
+import { hostPort } from '../address';
+import { ListenError } from '../errors';
 import { DEFAULT_MAX_TENSOR_BYTES, FrameMeta, StreamClosedError, TensorChannel, WireError, connectTensorChannel } from '../wire';
 import { AllreduceError } from './errors';
 import { Link, LinkOwner, linkKey } from './link';
@@ -55,7 +57,7 @@ export class DataPlane implements LinkOwner, RunLinks {
 
   private constructor(private readonly server: net.Server, advertiseHost: string, private readonly maxTotalBytes: number) {
     const port = (server.address() as net.AddressInfo).port;
-    this.address = `${advertiseHost.includes(':') ? `[${advertiseHost}]` : advertiseHost}:${port}`;
+    this.address = hostPort(advertiseHost, port);
     server.on('connection', (socket) => this.onConnection(socket));
   }
 
@@ -73,8 +75,13 @@ export class DataPlane implements LinkOwner, RunLinks {
   static async listen(options: DataPlaneOptions = {}): Promise<DataPlane> {
     const host = options.host ?? '127.0.0.1';
     const server = net.createServer({ noDelay: true });
-    server.listen(options.port ?? 0, host);
-    await once(server, 'listening');
+    const port = options.port ?? 0;
+    server.listen(port, host);
+    try {
+      await once(server, 'listening');
+    } catch (err) {
+      throw new ListenError('data plane', hostPort(host, port), '--data-port', { cause: err });
+    }
     return new DataPlane(server, options.advertiseHost ?? host, options.maxTotalBytes ?? DEFAULT_MAX_TENSOR_BYTES);
   }
 

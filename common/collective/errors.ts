@@ -14,7 +14,6 @@ export type AllreducePhase = (typeof ALLREDUCE_PHASES)[number];
  * An allreduce failed: a peer died or closed, the deadline passed, a frame was malformed, held NaN/Inf
  * or had the wrong size, or the members disagree about the reduction. The caller's data is garbage
  * afterwards; the reduction's channels are closed, so every other member fails promptly as well.
- * (Named after the ring the collective used to be; the product matches on the name.)
  */
 export class AllreduceError extends ShardwiseError {
   /** The reduction's key (e.g. `job-3f2a/step-12/attempt-2`). */

@@ -2,6 +2,12 @@ import { AllreduceError } from './errors';
 import { decodeFp16, encodeFp16, FP16_MAX } from './fp16';
 import type { AllreduceCompression, AllreduceRequest } from './types';
 
+/** Whether any of `values`, from index `from` on, is NaN (a half's NaN decodes to a float32 NaN). */
+function hasNaN(values: Float32Array, from: number): boolean {
+  for (let i = Math.max(0, from); i < values.length; i++) if (Number.isNaN(values[i])) return true;
+  return false;
+}
+
 /** Reads `bytes` (a whole number of halves, host order) as halves. */
 function halves(bytes: Uint8Array): Uint16Array {
   return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
@@ -17,7 +23,9 @@ function halves(bytes: Uint8Array): Uint16Array {
  * A value beyond the fp16 range becomes Infinity where it is converted and travels on as such (a sum with
  * an Infinity is one): every member then finds it when it decodes the result, and all fail alike with an
  * error naming the tensor, where failing at the first member would leave the others with a closed
- * connection and no reason. Halves are sent in little-endian order (every platform Node runs on here).
+ * connection and no reason. Two such values of opposite signs meet as NaN in the owner's sum: when no part
+ * the owner folded was NaN, a NaN there can only be that, so the owner sends it as Infinity and every
+ * member reports the range, not a NaN. Halves are sent in little-endian order (every platform Node runs on here).
  */
 export class HalfFrames {
   private readonly postscale: number;
@@ -25,6 +33,8 @@ export class HalfFrames {
   private reduced?: Uint8Array;
   /** The first offset in the vector whose reduced value is not a finite half, and what it was. */
   private firstBad?: { offset: number; nan: boolean };
+  /** Whether a part this member folds (its own or one received) held a NaN: see the class comment. */
+  private nanInPart = false;
 
   constructor(private readonly reduction: AllreduceRequest, private readonly compression: AllreduceCompression) {
     this.postscale = 1 / compression.prescale;
@@ -45,13 +55,15 @@ export class HalfFrames {
   /** The owner's own part, in place: prescaled and rounded to fp16, as if it had been sent. */
   quantizeOwnPart(values: Float32Array): void {
     const out = new Uint16Array(values.length);
-    encodeFp16(values, out, this.compression.prescale);
+    const bad = encodeFp16(values, out, this.compression.prescale);
     decodeFp16(out, values);
+    if (bad >= 0 && hasNaN(values, bad)) this.nanInPart = true;
   }
 
   /** A part that arrived in `bytes`, into the fold's slot, still prescaled (an Infinity is kept: see the class comment). */
   decodePart(bytes: Uint8Array, slot: Float32Array): void {
-    decodeFp16(halves(bytes), slot);
+    const bad = decodeFp16(halves(bytes), slot);
+    if (bad >= 0 && hasNaN(slot, bad)) this.nanInPart = true;
   }
 
   /**
@@ -60,7 +72,11 @@ export class HalfFrames {
    */
   finishOwnSegment(segment: Float32Array, offset: number): void {
     const out = new Uint16Array(segment.length);
-    encodeFp16(segment, out);
+    const bad = encodeFp16(segment, out);
+    if (bad >= 0 && !this.nanInPart && hasNaN(segment, bad)) {
+      for (let i = bad; i < segment.length; i++) if (Number.isNaN(segment[i])) segment[i] = Infinity;
+      encodeFp16(segment, out);
+    }
     this.reduced = new Uint8Array(out.buffer);
     this.decodeResult(this.reduced, segment, offset);
   }

@@ -5,7 +5,7 @@
 export { createCoordinatorMetrics, type CoordinatorMetrics } from './coordinator-metrics';
 export { createWorkerMetrics, type WorkerMetrics } from './worker-metrics';
 export { serveMetrics, type MetricsServer, type MetricsServerOptions } from './metrics-server';
-export { MetricsServerError, TimelineError } from './errors';
+export { TimelineError } from './errors';
 export {
   closeTimeline,
   openTimeline,

@@ -15,6 +15,7 @@ export {
   WorkerIdInUseError,
   RpcError,
 } from './errors';
+export { MAX_WORKER_ID_LENGTH } from './worker-id';
 export {
   WIRE_DTYPES,
   DEFAULT_MAX_MESSAGE_BYTES,

@@ -13,8 +13,9 @@ import {
   trainableVariables,
   type WireTensorSpec,
 } from '../../common';
-import type { JobContext } from '../job-context';
+import { StaleResultError } from '../errors';
 import type { Reduction } from './reduction';
+import type { StepHost } from './step-host';
 import type { StepRound, StepSums } from './step-round';
 import { modelTensors } from './update-log';
 
@@ -22,7 +23,7 @@ import { modelTensors } from './update-log';
  * What a push must carry in the freeze state in force: the gradient sums of the unfrozen trainable
  * variables and the deltas of the moving statistics that train (`computeShare` returns exactly these).
  */
-export function shareManifests(job: JobContext): { gradients: WireTensorSpec[]; stats: WireTensorSpec[] } {
+export function shareManifests(job: StepHost): { gradients: WireTensorSpec[]; stats: WireTensorSpec[] } {
   const { parts, trainer } = job;
   const gradients = trainableVariables(parts)
     .filter((v) => !(trainer.frozen && v.group === 'backbone'))
@@ -44,7 +45,7 @@ export function shareManifests(job: JobContext): { gradients: WireTensorSpec[]; 
  * record, the metrics and the replica hashes. Returns the learning rates used.
  */
 export function applyStep(
-  job: JobContext,
+  job: StepHost,
   round: StepRound,
   sums: StepSums,
   epochTrain: ClassificationMetrics,
@@ -59,7 +60,8 @@ export function applyStep(
     applySums(job, round, sums, lr, microBatches);
     processTimeline().background('apply update (coordinator replica)', round.globalStep, startUs);
   });
-  job.weightsVersion = job.trainer.globalStep;
+  round.commit();
+  job.commitWeights(job.trainer.globalStep);
   const reduced = reduction && {
     order: { key: reduction.key, learningRates: lr, sampleCount: sums.count, microBatchCount: microBatches },
     members: new Set(reduction.workers),
@@ -106,7 +108,7 @@ export function applyStep(
 }
 
 /** The update itself on the coordinator's replica: the optimizer step and the moving statistics. */
-function applySums(job: JobContext, round: StepRound, sums: StepSums, lr: GroupLearningRates, microBatches: number): void {
+function applySums(job: StepHost, round: StepRound, sums: StepSums, lr: GroupLearningRates, microBatches: number): void {
   const shapes = new Map([...round.gradientSpecs, ...round.statSpecs].map((s) => [s.name, [...s.shape]]));
   const toTensors = (m: Map<string, Float32Array>) =>
     new Map([...m].map(([name, values]) => [name, tf.tensor(values, shapes.get(name), 'float32')]));
@@ -131,4 +133,16 @@ function recordReplicaHashes(run: RunDirectory, round: StepRound): void {
     workers,
     agree: Object.values(workers).every((h) => h === round.coordinatorHash),
   });
+}
+
+/**
+ * Counts micro-batches in the epoch ledger (exactly once): a pushed share when it is accepted, held ones
+ * when the allreduce that carries them commits. A repeat is StaleResultError.
+ */
+export function countInLedger(job: StepHost, round: StepRound, workerId: string, ids: readonly number[]): void {
+  const at = { epoch: round.plan.epoch, step: round.plan.step };
+  for (const id of ids) {
+    const counted = job.ledger.accept(at, id, workerId, round.plan.microBatches[id].sampleIndices);
+    if (!counted.accepted) throw new StaleResultError(workerId, 'microBatchIds', id, id, counted.message);
+  }
 }

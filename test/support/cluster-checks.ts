@@ -13,7 +13,8 @@ import { type JobSpec, parseJobSpec } from '../../common/job';
 import { buildModel, disposeModelParts, MODEL_JSON_FILE, namedVariables, WEIGHTS_FILE } from '../../common/models';
 import { type MetricsRecord, readMetrics, RUN_FILES } from '../../common/reporting';
 import { runLocalTraining } from '../../common/training';
-import { TEST_BACKEND } from './cluster';
+import { type ClusterHarness, type CoordinatorProc, TEST_BACKEND, type WorkerProc } from './cluster';
+import { EPOCHS } from './cluster-data';
 import { pollUntil } from './deadline';
 
 /** Variable values by `originalName` (`block1_conv1_conv/kernel`), BatchNorm statistics included. */
@@ -85,6 +86,34 @@ export function assertTrainingFinished(records: readonly MetricsRecord[], epochs
   const done = [...new Set(recordsOf(records, 'epoch').map((e) => e.epoch))].sort((a, b) => a - b);
   assert.deepEqual(done, Array.from({ length: epochs }, (_, i) => i), 'epochs with an epoch record');
   for (const e of recordsOf(records, 'epoch')) assert.ok(Number.isFinite(e.val.loss), `epoch ${e.epoch} validation loss ${e.val.loss}`);
+}
+
+/** What `runCleanJob` leaves to look at: the processes, the run's records and its replica-hash records. */
+export interface CleanRun {
+  coordinator: CoordinatorProc;
+  workers: WorkerProc[];
+  records: MetricsRecord[];
+  hashes: Of<'replica-hash'>[];
+}
+
+/**
+ * Runs the job file `job` (EPOCHS epochs) to its end with `workers` fresh worker processes and checks what
+ * every undisturbed run must show: training finished, every sample once per epoch, the replicas agreeing.
+ * Fails with every process's output when the job does not finish.
+ */
+export async function runCleanJob(harness: ClusterHarness, job: string, workers: number): Promise<CleanRun> {
+  const coordinator = await harness.startCoordinator({ job });
+  const procs = await harness.startWorkers(coordinator.ready.grpc, workers);
+  try {
+    await harness.awaitFinished(coordinator, procs);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
+  }
+  const records = runRecords(coordinator.ready.runDir);
+  assertTrainingFinished(records, EPOCHS);
+  assertExactlyOnce(records, EPOCHS, harness.trainImages);
+  const hashes = assertReplicasAgree(records, EPOCHS, harness.stepsPerEpoch);
+  return { coordinator, workers: procs, records, hashes };
 }
 
 /** The weights of a saved TF.js layers model (model.json + one weights.bin), by the names it stored. */

@@ -1,5 +1,5 @@
-import { ConfigError } from '../common';
-import { RegistrationRejectedError, RegistrationRejection, UnknownWorkerError, WorkerStateError } from './errors';
+import { ConfigError, MAX_WORKER_ID_LENGTH } from '../../common';
+import { RegistrationRejectedError, RegistrationRejection, WorkerGoneError, WorkerStateError } from '../errors';
 
 /**
  * Lifecycle of one worker incarnation. `joining` workers wait for the next step boundary; only `active`
@@ -26,9 +26,6 @@ const TRANSITIONS: Readonly<Record<MemberState, readonly MemberState[]>> = {
   left: [],
   failed: [],
 };
-
-/** Longest worker id accepted; ids end up in metric labels and log lines. */
-export const MAX_WORKER_ID_LENGTH = 128;
 
 /** Options of {@link Membership}. */
 export interface MembershipOptions {
@@ -198,7 +195,7 @@ export class Membership {
 
   /**
    * Records a heartbeat, pushing the worker's deadline to `nowMs + heartbeatTimeoutMs`.
-   * @throws UnknownWorkerError for an unknown id, a stale incarnation or a worker that left or failed:
+   * @throws WorkerGoneError for an unknown id, a stale incarnation or a worker that left or failed:
    *   the worker should register again.
    */
   heartbeat(workerId: string, incarnation: number, nowMs: number): WorkerRecord {
@@ -335,17 +332,11 @@ export class Membership {
 
   private live(workerId: string, incarnation: number): WorkerRecord {
     const record = this.workers.get(workerId);
-    if (!record) throw new UnknownWorkerError(workerId, 'not registered', incarnation);
+    if (!record) throw new WorkerGoneError(workerId, 'is not registered', incarnation);
     if (record.incarnation !== incarnation) {
-      throw new UnknownWorkerError(
-        workerId,
-        `incarnation ${incarnation} is stale (current is ${record.incarnation}); register again`,
-        incarnation,
-      );
+      throw new WorkerGoneError(workerId, `incarnation ${incarnation} is stale (current is ${record.incarnation})`, incarnation);
     }
-    if (!LIVE_STATES.has(record.state)) {
-      throw new UnknownWorkerError(workerId, `it is ${record.state}; register again`, incarnation);
-    }
+    if (!LIVE_STATES.has(record.state)) throw new WorkerGoneError(workerId, `is ${record.state}`, incarnation);
     return record;
   }
 }
