@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep bench-tta helm-lint proto scale certs
+.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep bench-tta bench-fp16 helm-lint proto scale certs
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # fonts so the PNG curves carry readable text, Chromium for the status-page browser test, and openssl for the
@@ -120,6 +120,12 @@ bench-scaling: install
 bench-tta: install
 	@scripts/ensure-deb.sh nats-server:nats-server torchrun:python3-torch
 	$(NODE_TS) bench/tta.ts $(DATA_FLAG)
+
+## bench-fp16: fp16 gradients' accuracy bound: bench-tta's recipe (2 workers, 1 frozen + 2 unfrozen epochs) with
+## compression none then fp16, back to back; fails unless top-1 is within 1 point and the final loss within 2%.
+bench-fp16: install
+	@scripts/ensure-deb.sh nats-server:nats-server
+	$(NODE_TS) bench/fp16-bound.ts $(DATA_FLAG)
 
 ## bench: every benchmark; each prints `name key=value ...` lines.
 bench: bench-compute bench-exchange bench-scaling

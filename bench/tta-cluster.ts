@@ -3,11 +3,26 @@ import * as path from 'node:path';
 import { decodeMetricsLine, type EpochRecord, mergeTimeline, RUN_FILES, type TraceEvent } from '../common';
 import { LocalCluster } from '../launcher';
 import { StepClock } from './scaling-steps';
-import { type EpochTime, TTA_EPOCHS, TTA_FROZEN_EPOCHS, TTA_WORKERS } from './tta-inputs';
+import { type EpochTime, TTA_SCHEDULE, TTA_WORKERS, type TtaSchedule } from './tta-inputs';
 
 /** Longest a process may take to start on a loaded 2-core machine. */
 const START_TIMEOUT_MS = 180_000;
 const STOP_GRACE_MS = 10_000;
+
+/**
+ * Stops whatever a bench has running (a cluster, the peer) when it is interrupted (SIGINT, SIGTERM), then
+ * runs `cleanup` and exits. Returns `track`: register a stop function; the function it returns unregisters it.
+ */
+export function stopOnInterrupt(cleanup: () => void): (stop: () => Promise<unknown>) => () => void {
+  const live = new Set<() => Promise<unknown>>();
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    process.once(signal, () => void Promise.allSettled([...live].map((stop) => stop())).then(() => (cleanup(), process.exit(code))));
+  }
+  return (stop) => {
+    live.add(stop);
+    return () => live.delete(stop);
+  };
+}
 
 /** What the shardwise side of bench-tta measured. */
 export interface ClusterResult {
@@ -36,7 +51,10 @@ export async function runTtaCluster(plan: {
   backend?: string;
   output?: (line: string) => void;
   track: (stop: () => Promise<unknown>) => () => void;
+  /** The job's epochs (the recipe's unless told): how many epoch records to wait for. */
+  schedule?: TtaSchedule;
 }): Promise<ClusterResult> {
+  const { epochs: total, frozen } = plan.schedule ?? TTA_SCHEDULE;
   let backendLine: string | undefined;
   const onLine = (line: string): void => {
     backendLine ??= /shardwise compute: backend .*/.exec(line)?.[0];
@@ -72,8 +90,8 @@ export async function runTtaCluster(plan: {
     const runDir = cluster.coordinator.runDir;
     const records = readFileSync(path.join(runDir, RUN_FILES.metrics), 'utf8').split('\n').filter((l) => l.trim() !== '').map(decodeMetricsLine);
     const epochRecords = records.filter((r): r is EpochRecord => r.type === 'epoch');
-    if (epochRecords.length !== TTA_EPOCHS || epochEnds.size !== TTA_EPOCHS) {
-      throw new Error(`expected ${TTA_EPOCHS} epoch records in ${runDir}, found ${epochRecords.length} (${epochEnds.size} seen arriving)`);
+    if (epochRecords.length !== total || epochEnds.size !== total) {
+      throw new Error(`expected ${total} epoch records in ${runDir}, found ${epochRecords.length} (${epochEnds.size} seen arriving)`);
     }
     const endOf = (epoch: number): number => epochEnds.get(epoch)!;
     const epochs = epochRecords.map((r) => ({
@@ -83,10 +101,10 @@ export async function runTtaCluster(plan: {
       loss: r.val.loss,
       seconds: (endOf(r.epoch) - (r.epoch === 0 ? startMs : endOf(r.epoch - 1))) / 1000,
     }));
-    const unfrozenSteps = new Set(records.flatMap((r) => (r.type === 'step' && r.epoch >= TTA_FROZEN_EPOCHS ? [r.globalStep] : [])));
+    const unfrozenSteps = new Set(records.flatMap((r) => (r.type === 'step' && r.epoch >= frozen ? [r.globalStep] : [])));
     const merged = mergeTimeline(plan.timeline);
     const trace = (JSON.parse(readFileSync(merged.file, 'utf8')) as { traceEvents: TraceEvent[] }).traceEvents;
-    return { wallSeconds: (endOf(TTA_EPOCHS - 1) - startMs) / 1000, epochs, runDir, backendLine, trace, unfrozenSteps };
+    return { wallSeconds: (endOf(total - 1) - startMs) / 1000, epochs, runDir, backendLine, trace, unfrozenSteps };
   } finally {
     clock?.close();
     await cluster.stop().catch(() => undefined);

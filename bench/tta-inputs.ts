@@ -12,6 +12,15 @@ export const TTA_BATCH = 64;
 export const TTA_SIZE = 64;
 export const TTA_WORKERS = 2;
 
+/** How many epochs a run trains, the first `frozen` of them with the backbone frozen. */
+export interface TtaSchedule {
+  epochs: number;
+  frozen: number;
+}
+
+/** The recipe's schedule, as the PyTorch peer runs it. */
+export const TTA_SCHEDULE: TtaSchedule = { epochs: TTA_EPOCHS, frozen: TTA_FROZEN_EPOCHS };
+
 /** One epoch of either side: 1-based, whether the backbone was frozen, held-out top-1 (a fraction), its time. */
 export interface EpochTime {
   epoch: number;
@@ -31,20 +40,22 @@ export const MOBILENET_MODEL = path.join(SHARED_DIR, 'models', 'mobilenet_v1_ima
  * for the head and 1e-4 for the backbone (base rate 1e-4, head multiplier 10, also while frozen), weight
  * decay 1e-4, random crop (pad 4) and flip only, 10% held out. `microBatch` is the span BatchNorm
  * normalises over: 32, the peer's per-process batch, unless the bench is told otherwise; `compression` the
- * data plane's frames (fp16 for its accuracy bound against float32).
+ * data plane's frames (fp16 for its accuracy bound against float32, prescaled by `prescale`); `schedule`
+ * shortens the epochs for bench-fp16.
  */
-export function ttaJobYaml(microBatch: number, compression: 'none' | 'fp16' = 'none'): string {
+export function ttaJobYaml(microBatch: number, compression: 'none' | 'fp16' = 'none', schedule: TtaSchedule = TTA_SCHEDULE, prescale = 1): string {
+  const prescaled = compression === 'fp16' ? `, prescaleFactor: ${prescale}` : '';
   return [
     'name: bench-tta',
     'seed: 0',
     'data: { valFraction: 0.1, augment: { cropPadding: 4, horizontalFlip: true, brightness: 0, contrast: 0, saturation: 0, ' +
       'hue: 0, rotationDeg: 0 } }',
     `model: { architecture: mobilenet_v1, pretrained: true, inputSize: ${TTA_SIZE}, head: linear, path: ${JSON.stringify(MOBILENET_MODEL)} }`,
-    `training: { epochs: ${TTA_EPOCHS}, batchSize: ${TTA_BATCH}, microBatchSize: ${microBatch} }`,
+    `training: { epochs: ${schedule.epochs}, batchSize: ${TTA_BATCH}, microBatchSize: ${microBatch} }`,
     'optimizer: { type: adam, learningRate: 0.0001, weightDecay: 0.0001 }',
     'paramGroups: { backbone: { lrMultiplier: 1 }, head: { lrMultiplier: 10 } }',
-    `freeze: { backboneEpochs: ${TTA_FROZEN_EPOCHS} }`,
-    `distributed: { desiredWorkers: ${TTA_WORKERS}, minWorkers: ${TTA_WORKERS}, compression: ${compression} }`,
+    `freeze: { backboneEpochs: ${schedule.frozen} }`,
+    `distributed: { desiredWorkers: ${TTA_WORKERS}, minWorkers: ${TTA_WORKERS}, compression: ${compression}${prescaled} }`,
     '',
   ].join('\n');
 }

@@ -18,15 +18,9 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { breakdownTable, phaseBreakdown } from './tta-breakdown';
-import { runTtaCluster } from './tta-cluster';
+import { runTtaCluster, stopOnInterrupt } from './tta-cluster';
 import { checkSameImagesAsPeer, type EpochTime, PEER_DATA_DIR, TTA_BATCH, TTA_EPOCHS, TTA_WORKERS, ttaJobYaml, writeHoldoutFile } from './tta-inputs';
 import { runPeer } from './tta-peer';
-
-const live = new Set<() => Promise<unknown>>();
-const track = (stop: () => Promise<unknown>): (() => void) => {
-  live.add(stop);
-  return () => live.delete(stop);
-};
 
 function microBatch(value: string): number {
   const n = Number(value);
@@ -57,9 +51,7 @@ async function main(): Promise<void> {
     if (process.env.BENCH_KEEP === '1') process.stderr.write(`kept ${dir}\n`);
     else rmSync(dir, { recursive: true, force: true });
   };
-  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
-    process.once(signal, () => void Promise.allSettled([...live].map((stop) => stop())).then(() => (removeDir(), process.exit(code))));
-  }
+  const track = stopOnInterrupt(removeDir);
   try {
     const yaml = ttaJobYaml(opts.microBatch, opts.compression);
     const job = path.join(dir, 'tta.yaml');
