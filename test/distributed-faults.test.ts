@@ -141,7 +141,7 @@ describe('distributed training survives faults', function () {
     await finish(runDir, () => harness.awaitFinished(second, workers), 'after a restart while sums were held');
   });
 
-  it('nats-server down across the learning-rate change: workers fetch the config over gRPC', async () => {
+  it('nats-server down across the learning-rate change: workers get the config on their session stream', async () => {
     const job = harness.writeJob('bus-outage', testJobYaml('bus-outage', { minWorkers: 2 }));
     const coordinator = await harness.startCoordinator({ job });
     const runDir = coordinator.ready.runDir;
@@ -158,7 +158,7 @@ describe('distributed training survives faults', function () {
     await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 1), 'a step of epoch 1 while the bus is down');
     await harness.nats.restart();
     await finish(runDir, () => harness.awaitFinished(coordinator, workers), 'across a bus outage');
-    const fetched = workers.flatMap((w) => w.child.lines().filter((l) => /config v\d+ missed on the bus; fetched over gRPC/.test(l)));
-    assert.ok(fetched.length >= workers.length, `each worker should fetch the missed config over gRPC; saw: ${fetched.join(' | ')}`);
+    const pushed = workers.flatMap((w) => w.child.lines().filter((l) => /config v\d+ pushed on the session stream/.test(l)));
+    assert.ok(pushed.length >= workers.length, `each worker should get the config on its session stream; saw: ${pushed.join(' | ')}`);
   });
 });

@@ -3,7 +3,7 @@ import { type StepAssignment, StepKind, UpdateKind } from '../proto';
 import type { ApplyInstruction } from './update-replay';
 import { AssignmentError } from './errors';
 
-/** What the coordinator asks for in one PullStep answer (an `as const` object, not an enum). */
+/** What the coordinator asks for in one order on the Session stream (an `as const` object, not an enum). */
 export const AssignmentKind = {
   /** Compute gradient sums for the micro-batches and push them. */
   Train: 'train',
@@ -67,7 +67,7 @@ export interface ReduceOrder {
   timeoutMs: number;
 }
 
-/** A PullStep answer in the worker's own terms; built only by {@link assignmentFromProto}. */
+/** An order in the worker's own terms; built only by {@link assignmentFromProto}. */
 export interface Assignment {
   kind: AssignmentKind;
   globalStep: number;
