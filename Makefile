@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep helm-lint proto scale
+.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep helm-lint proto scale certs
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # fonts so the PNG curves carry readable text, Chromium for the status-page browser test, and openssl for the
@@ -61,6 +61,12 @@ scale: install
 	@test -n "$(WORKERS)" || { echo 'usage: make scale WORKERS=N [STATEFULSET=name] [NAMESPACE=ns] | [COORDINATOR=host:port]' >&2; exit 2; }
 	$(SHARDWISE) scale --workers $(WORKERS) $(if $(COORDINATOR),--coordinator $(COORDINATOR),--statefulset $(STATEFULSET) $(if $(NAMESPACE),--namespace $(NAMESPACE)))
 
+## certs: a development CA, coordinator, worker (worker-1 ... worker-WORKERS) and operator certificates, and a
+## join token, in OUT (default certs/). Run again to add workers: existing files are kept.
+certs: install
+	@scripts/ensure-deb.sh openssl:openssl
+	$(SHARDWISE) certs --out $(or $(OUT),certs) --workers $(or $(WORKERS),3)
+
 ## demo-local: the same fine-tune in one process (the reference trainer).
 demo-local: install
 	$(SHARDWISE) train --local --job examples/demo-local.yaml $(DATA_FLAG)
@@ -74,10 +80,11 @@ compare-pretrained: install
 
 ## sweep: a hyperparameter sweep (SWEEP=file, default sweeps/smoke.yaml): trials as local processes, early
 ## stopping, shared prefixes; prints a live table, then `sweep report: PATH`. Run it again to continue an
-## interrupted sweep.
+## interrupted sweep. EXECUTOR=kubernetes runs each trial as a Job (the spec's executor.kubernetes section;
+## $KUBECONFIG or ~/.kube/config, else the pod's ServiceAccount; KUBE_NAMESPACE=ns), see docs/sweeps-kubernetes.md.
 SWEEP ?= sweeps/smoke.yaml
 sweep: install
-	$(SHARDWISE) sweep --spec $(SWEEP) $(DATA_FLAG)
+	$(SHARDWISE) sweep --spec $(SWEEP) $(DATA_FLAG) $(if $(EXECUTOR),--executor $(EXECUTOR),) $(if $(KUBE_NAMESPACE),--namespace $(KUBE_NAMESPACE),)
 
 ## bench-sweep: sweeps/seeds-freeze-lr.yaml on a small data limit, against the plain grid (no early stopping,
 ## no sharing): trial-epochs saved, and whether both pick the same best trial.

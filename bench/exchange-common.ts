@@ -4,7 +4,7 @@
  * answers the bench's "go" messages over the fork IPC channel.
  */
 import { ChildProcess } from 'node:child_process';
-import type { RingMember } from '../common';
+import type { AllreduceMember } from '../common';
 
 export const GRAD_NAME = 'gradient';
 export const DEADLINE_MS = 60_000;
@@ -14,7 +14,7 @@ export const DEADLINE_MS = 60_000;
 export type ToWorker =
   | { type: 'go'; step: number }
   | { type: 'exit' }
-  | { type: 'ring'; members: RingMember[]; rank: number };
+  | { type: 'ring'; members: AllreduceMember[]; rank: number };
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'listening'; address: string }

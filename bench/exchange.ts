@@ -7,7 +7,7 @@
  *
  *   --transport grpc (default): parameter server over loopback gRPC (exchange-grpc.ts).
  *   --transport tcp: the same parameter server over the TensorChannel (exchange-tcp.ts).
- *   --transport ring (or allreduce): common/collective's DataPlane allreduce (exchange-ring.ts), with this
+ *   --transport ring (or allreduce): common/collective's DataPlane allreduce (exchange-allreduce.ts), with this
  *     process as member 0 the way `--coordinator` says: `observer` (default, what the product's coordinator
  *     is: it only receives the sum, and must end with the average too), `member` (a contributor adding
  *     zeros), `none` (left out: the W workers alone, comparable to gloo).
@@ -25,7 +25,7 @@ import { ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { ExchangeServer, FromWorker, ToWorker, expectedChecksum } from './exchange-common';
 import { runGrpcWorker, startGrpcExchange } from './exchange-grpc';
-import { COORDINATOR_MODES, CoordinatorMode, runRingWorker, startRingExchange } from './exchange-ring';
+import { COORDINATOR_MODES, CoordinatorMode, runAllreduceWorker, startAllreduceExchange } from './exchange-allreduce';
 import { runTcpWorker, startTcpExchange } from './exchange-tcp';
 
 const WARMUP = 2;
@@ -87,7 +87,7 @@ interface ExchangeTimes {
 function startServer(args: Args, world: number): Promise<ExchangeServer> {
   if (args.transport === 'grpc') return startGrpcExchange(world, args.floats, args.chunkBytes);
   if (args.transport === 'tcp') return startTcpExchange(world, args.floats);
-  return startRingExchange(args.floats, args.coordinator);
+  return startAllreduceExchange(args.floats, args.coordinator);
 }
 
 /** Whether `got` is `want` within float32 rounding of the averages. */
@@ -152,7 +152,7 @@ async function main(): Promise<void> {
   if (argv[0] === '--worker') {
     const [, transport, target, rank, floats, chunkBytes] = argv;
     if (transport === 'tcp') await runTcpWorker(target, Number(rank), Number(floats));
-    else if (transport === 'ring') await runRingWorker(Number(rank), Number(floats));
+    else if (transport === 'ring') await runAllreduceWorker(Number(rank), Number(floats));
     else await runGrpcWorker(target, Number(rank), Number(floats), Number(chunkBytes));
     return;
   }

@@ -4,8 +4,8 @@ import { backendOption, collectOverride, log } from './options';
 
 function parseWorkerCount(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > MAX_LOCAL_WORKERS) {
-    throw new InvalidArgumentError(`expected a worker count from 0 to ${MAX_LOCAL_WORKERS}, got '${value}'`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_LOCAL_WORKERS) {
+    throw new InvalidArgumentError(`expected a worker count from 1 to ${MAX_LOCAL_WORKERS}, got '${value}'`);
   }
   return n;
 }

@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { type BackendPreference, initBackend, type JobSpec, loadJobSpec } from '../common';
+import { type BackendPreference, initBackend, type JobSpec, loadJobSpec, readNatsCredentials } from '../common';
 import { type RunningCoordinator, startCoordinator } from '../coordinator';
 import { backendOption, collectOverride, log, parsePort } from './options';
 
@@ -49,6 +49,7 @@ export function coordinatorCommand(): Command {
     .option('--metrics-host <address>', 'address /metrics binds (default: --host)')
     .option('--metrics-port <port>', 'port of /metrics (0: any free port)', parsePort, 0)
     .option('--nats <url>', 'NATS server to publish job events on (default: no bus)')
+    .option('--nats-credentials <file>', 'JSON {"user", "password"} for --nats, when it requires them (a mounted Secret)')
     .option('--stop-grace <seconds>', 'after the job, how long to wait until every worker was told to stop', parseSeconds, 10)
     .option('--drain-grace <seconds>', 'on SIGTERM, how long the step in progress may take before checkpointing without it', parseSeconds, 30)
     .option('--split <counts>', 'micro-batches per worker and step, e.g. 1,3 (tests of the determinism contract; default: an even cut)',
@@ -69,6 +70,7 @@ export function coordinatorCommand(): Command {
         metricsHost: opts.metricsHost,
         metricsPort: opts.metricsPort,
         natsUrl: opts.nats,
+        natsCredentials: opts.natsCredentials === undefined ? undefined : readNatsCredentials(opts.natsCredentials),
         stopGraceMs: Math.round(opts.stopGrace * 1000),
         drainGraceMs: Math.round(opts.drainGrace * 1000),
         split: opts.split,

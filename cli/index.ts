@@ -5,9 +5,10 @@
  */
 import { Command } from 'commander';
 import { version } from '../package.json';
+import { certsCommand } from './certs-command';
 import { clusterCommand } from './cluster-command';
 import { coordinatorCommand } from './coordinator-command';
-import { reportAndExit } from './fail';
+import { EXIT_USAGE, reportAndExit } from './fail';
 import { backendOption, collectOverride, log, parsePositiveInt } from './options';
 import { scaleCommand } from './scale-command';
 import { sweepCommand } from './sweep-command';
@@ -47,6 +48,13 @@ export function buildProgram(): Command {
   program.addCommand(scaleCommand());
   program.addCommand(clusterCommand());
   program.addCommand(sweepCommand());
+  program.addCommand(certsCommand());
+  // A bad flag is bad input like a bad job spec: exit status 2 for both, so scripts can tell them from a
+  // failed run. Commander exits 1 on its own; help and --version stay 0. addCommand() does not pass the
+  // override on, so each subcommand gets it.
+  for (const command of [program, ...program.commands]) {
+    command.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE));
+  }
   return program;
 }
 

@@ -14,6 +14,11 @@ export function collectOverride(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+/** Commander reducer for a repeatable flag: every value, in order. */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
 /** Parses a TCP port flag (0 = any free port). */
 export function parsePort(value: string): number {
   const port = Number(value);

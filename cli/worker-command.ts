@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { BackendPreference } from '../common';
+import { type BackendPreference, readNatsCredentials } from '../common';
 import { Worker, type WorkerReadyInfo } from '../worker';
 import { backendOption, log, parsePort } from './options';
 
@@ -30,7 +30,7 @@ export function workerCommand(): Command {
     .option('--metrics-host <address>', 'address /metrics binds (0.0.0.0 to be scraped from other hosts)', '127.0.0.1')
     .option('--data-host <address>', 'address the allreduce data plane binds (0.0.0.0 in a pod)', '127.0.0.1')
     .option('--data-port <port>', 'port of the allreduce data plane (0: any free port)', parsePort, 0)
-    .option('--advertise-host <host>', 'host the other ring members reach this worker at (default: --data-host; the pod IP in a pod)')
+    .option('--advertise-host <host>', 'host the other allreduce members reach this worker at (default: --data-host; the pod IP in a pod)')
     .addOption(
       new Option('--retry-limit <seconds>', 'give up when the coordinator stays unreachable this long')
         .argParser(parseSeconds)
@@ -46,6 +46,7 @@ export function workerCommand(): Command {
         .argParser(parseSeconds)
         .default(60),
     )
+    .option('--nats-credentials <file>', 'JSON {"user", "password"} for the job\'s NATS server, when it requires them (a mounted Secret)')
     .addOption(backendOption())
     .action(async (opts) => {
       const worker = new Worker(
@@ -61,6 +62,7 @@ export function workerCommand(): Command {
           retryLimitMs: Math.round(opts.retryLimit * 1000),
           shutdownGraceMs: Math.round(opts.shutdownGrace * 1000),
           idInUseWaitMs: Math.round(opts.idInUseWait * 1000),
+          natsCredentials: opts.natsCredentials === undefined ? undefined : readNatsCredentials(opts.natsCredentials),
           log,
         },
         { onReady: (info) => process.stdout.write(`${workerReadyLine(info)}\n`) },

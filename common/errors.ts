@@ -19,3 +19,37 @@ export class ConfigError extends ShardwiseError {
     this.field = field;
   }
 }
+
+/** Why a listen failed, in words a user can act on; the system's own message for anything else. */
+function listenReason(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  // grpc-js puts the code only in its message ("No address added ... listen EADDRINUSE: ...").
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? /\b(EADDRINUSE|EACCES|EADDRNOTAVAIL)\b/.exec(message)?.[1];
+  switch (code) {
+    case 'EADDRINUSE':
+      return 'the port is already in use by another process';
+    case 'EACCES':
+      return 'permission denied (ports below 1024 need privileges)';
+    case 'EADDRNOTAVAIL':
+      return 'no network interface of this machine has that address';
+    default:
+      return message;
+  }
+}
+
+/**
+ * A server could not bind its address. Names the server, the address and the flag that chose it, so
+ * `listen EADDRINUSE` never reaches a user without saying which of a process's ports it was.
+ */
+export class ListenError extends ShardwiseError {
+  /** The `host:port` that could not be bound. */
+  readonly address: string;
+  /** The command-line flag that sets it, e.g. `--data-port`. */
+  readonly flag: string;
+  constructor(server: string, address: string, flag: string, options?: { cause?: unknown }) {
+    super(`${server}: cannot listen on ${address}: ${listenReason(options?.cause)}; choose another ${flag} (0 picks a free port)`, options);
+    this.name = 'ListenError';
+    this.address = address;
+    this.flag = flag;
+  }
+}

@@ -1,13 +1,13 @@
-import type { MicroBatch } from '../common';
+import { type MicroBatch, UpdateKind } from '../common';
 import { samplesPerMessage } from './coordinator-options';
 import { PlanningError } from './errors';
 import type { JobContext, WorkerSession } from './job-context';
 import { CoordinatorState } from './lifecycle';
-import { type WorkerRecord, WorkerState } from './membership';
+import { type WorkerRecord, MemberState } from './membership';
 import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
 import type { ReduceOrder } from './reduction';
-import type { Handout } from './share-collector';
-import { tensorBytes, UpdateKind, type UpdatePayload } from './update-payload';
+import type { Handout } from './handout-tracker';
+import { tensorBytes, type UpdatePayload } from './update-payload';
 
 /** What a worker is told to do next. */
 export const AssignmentKind = { Train: 'train', Eval: 'eval', Wait: 'wait', Stop: 'stop', Reduce: 'reduce' } as const;
@@ -82,7 +82,7 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
   if (job.finished) return { stop: 'the job is finished' };
   if (job.lifecycle.state === CoordinatorState.Failed) return { stop: 'the job failed' };
   const round = job.round;
-  if (record.state === WorkerState.Draining && job.lifecycle.state !== CoordinatorState.Running) {
+  if (record.state === MemberState.Draining && job.lifecycle.state !== CoordinatorState.Running) {
     return { stop: 'drained: the coordinator is stopping; the job resumes from its checkpoint' };
   }
   if (job.lifecycle.state !== CoordinatorState.Running && round === null) {
@@ -98,7 +98,7 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
     if (r.state === 'failed') job.changed.notify();
     return { wait: `step ${round.globalStep}: allreduce ${r.key} ${r.state === 'failed' ? 'failed; re-planning' : 'in progress'}` };
   }
-  if (record.state === WorkerState.Draining) {
+  if (record.state === MemberState.Draining) {
     const held = round?.collector.handout(id);
     if (held) return { handout: held };
     // Sums it holds for this step's allreduce would be redone elsewhere if it left now, and added in another
@@ -112,10 +112,10 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
   const what = round.kind === 'train' ? `step ${round.globalStep}` : `the evaluation of epoch ${round.epoch}`;
   if (round.collector.orphanCount > 0) {
     // Every worker that held these micro-batches is gone: admit joiners now rather than at the boundary.
-    if (record.state === WorkerState.Joining) job.admitPending();
+    if (record.state === MemberState.Joining) job.admitPending();
     round.collector.adoptOrphans(job.membership.activeWorkers());
   }
-  if (job.membership.get(id)?.state === WorkerState.Joining) {
+  if (job.membership.get(id)?.state === MemberState.Joining) {
     return { wait: `joining: admitted at the next step boundary (${what} in progress)` };
   }
   const perMessage = samplesPerMessage(session.maxMessageBytes);

@@ -1,7 +1,7 @@
 import { NAMESPACE_ENV, StatefulSetScaler, WORKER_STATEFULSET_ENV } from '../common';
 import { AutoscaleRule } from './autoscale-rule';
 import type { JobContext } from './job-context';
-import { scaleJob } from './worker-gateway';
+import { scaleJob } from './worker-calls';
 
 /** How often the autoscaler looks at the job's progress. */
 const AUTOSCALE_POLL_MS = 250;

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import {
   type JobSpec,
   namedVariables,
+  OPTIMIZER_PREFIX,
   type OptimizerState,
   type PlateauState,
   restoreTrainerState,
@@ -14,7 +15,7 @@ import type { LedgerState } from './epoch-ledger';
 import { CheckpointError, ResumeError } from './errors';
 import type { JobContext } from './job-context';
 import type { StepPosition } from './step-planner';
-import { modelTensors, OPTIMIZER_PREFIX } from './update-payload';
+import { modelTensors } from './update-payload';
 
 /** Running training sums of the epoch in progress, so a resumed epoch reports the whole epoch. */
 export interface EpochTrainSums {

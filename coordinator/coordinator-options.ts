@@ -1,4 +1,4 @@
-import { ConfigError, type JobSpec, type ProgressStream } from '../common';
+import { ConfigError, type JobSpec, type NatsCredentials, type ProgressStream } from '../common';
 
 /** Where a coordinator serves, where it writes, and how patient it is. */
 export interface CoordinatorOptions {
@@ -25,6 +25,8 @@ export interface CoordinatorOptions {
   metricsPort?: number;
   /** NATS server to publish job events on; undefined runs without a bus. @default undefined */
   natsUrl?: string;
+  /** The coordinator role's NATS user, when the server requires one (`--nats-credentials`). @default none */
+  natsCredentials?: NatsCredentials;
   /**
    * After the last epoch, how long the coordinator keeps answering STOP until every live worker was
    * told; then it finishes anyway. @default 10000
@@ -63,6 +65,7 @@ export interface CompiledCoordinatorOptions {
   metricsHost: string;
   metricsPort: number;
   natsUrl?: string;
+  natsCredentials?: NatsCredentials;
   stopGraceMs: number;
   drainGraceMs: number;
   maxPullWaitMs: number;
@@ -133,6 +136,7 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
     metricsHost: options.metricsHost ?? host,
     metricsPort: port('metricsPort', options.metricsPort ?? 0),
     natsUrl: options.natsUrl === '' ? undefined : options.natsUrl,
+    natsCredentials: options.natsCredentials,
     stopGraceMs: positiveMs('stopGraceMs', options.stopGraceMs ?? 10_000),
     drainGraceMs: positiveMs('drainGraceMs', options.drainGraceMs ?? 30_000),
     maxPullWaitMs: positiveMs('maxPullWaitMs', options.maxPullWaitMs ?? 30_000),

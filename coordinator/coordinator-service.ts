@@ -7,6 +7,7 @@ import {
   specOf,
   specToProto,
   unaryHandler,
+  UpdateKind,
   type WireTensor,
 } from '../common';
 import {
@@ -31,7 +32,6 @@ import { InvalidResultError, WorkerGoneError } from './errors';
 import type { JobContext } from './job-context';
 import { type GradientPush, receiveEval, receiveGradients, type WireChunk } from './result-intake';
 import { SessionOrders } from './session-orders';
-import { UpdateKind } from './update-payload';
 import {
   configFor,
   heartbeat,
@@ -40,7 +40,7 @@ import {
   scaleJob,
   type WorkerCapabilitiesInput,
   weightsFor,
-} from './worker-gateway';
+} from './worker-calls';
 
 /*
  * The gRPC face of the coordinator: each handler turns proto messages into domain calls and their

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   buildModel,
+  ConfigError,
   COORDINATOR_SERVICE,
   DataPlane,
   DEFAULT_MAX_TENSOR_BYTES,
@@ -62,11 +63,24 @@ export interface RunningCoordinator {
   close(): Promise<void>;
 }
 
-/** Opens `dir` as a run directory, creating it when missing. */
+/**
+ * Opens `--run-dir` to resume it, or starts a new run there when it does not exist yet (a chart's fixed
+ * path on a fresh volume) and says so. A run directory whose parent is missing too is refused: that is a
+ * typo, and starting afresh would look like a resume that silently lost the run.
+ */
 function openRunDirectory(options: CompiledCoordinatorOptions): RunDirectory {
   if (options.runDir === undefined) return RunDirectory.create(options.runsDir, options.spec.name);
-  fs.mkdirSync(options.runDir, { recursive: true });
-  return RunDirectory.open(options.runDir);
+  const dir = path.resolve(options.runDir);
+  if (!fs.existsSync(dir)) {
+    const parent = path.dirname(dir);
+    if (!fs.statSync(parent, { throwIfNoEntry: false })?.isDirectory()) {
+      throw new ConfigError('runDir', `${dir} does not exist and neither does its parent ${parent}: nothing to resume ` +
+        'there; create the parent to start a new run in it, or leave --run-dir out to start one under --runs-dir');
+    }
+    options.log(`run directory ${dir} does not exist: starting a new run in it`);
+    fs.mkdirSync(dir);
+  }
+  return RunDirectory.open(dir);
 }
 
 /**
@@ -112,7 +126,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       ledger: ledger.toJSON(),
       epochTrain: { lossSum: 0, correctTop1: 0, correctTop5: 0, count: 0 },
     };
-    const bus = options.natsUrl ? await EventBus.connect({ servers: options.natsUrl, jobId: spec.name, name: 'shardwise-coordinator' }) : null;
+    const bus = options.natsUrl ? await EventBus.connect({ servers: options.natsUrl, jobId: spec.name, name: 'shardwise-coordinator', credentials: options.natsCredentials }) : null;
     const announcer = new JobAnnouncer(bus, spec.name, log);
     cleanup.push(() => announcer.close());
     const telemetry = new CoordinatorTelemetry();

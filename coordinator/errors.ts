@@ -3,7 +3,7 @@ import {
   ShardwiseError,
   StaleRequestError,
   TensorCodecError,
-  UnknownWorkerError as WireUnknownWorkerError,
+  UnknownWorkerError,
 } from '../common';
 
 /** Base of every error the coordinator's planning and bookkeeping throws. */
@@ -45,22 +45,6 @@ export class RegistrationRejectedError extends CoordinatorError {
     this.name = 'RegistrationRejectedError';
     this.workerId = workerId;
     this.reason = reason;
-  }
-}
-
-/**
- * A call named a worker the registry does not know as live: never registered, already left or failed,
- * or an older incarnation than the current one. The worker should re-register.
- */
-export class UnknownWorkerError extends CoordinatorError {
-  readonly workerId: string;
-  /** The incarnation the caller claimed, when it claimed one. */
-  readonly incarnation?: number;
-  constructor(workerId: string, message: string, incarnation?: number) {
-    super(`worker ${JSON.stringify(workerId)}: ${message}`);
-    this.name = 'UnknownWorkerError';
-    this.workerId = workerId;
-    this.incarnation = incarnation;
   }
 }
 
@@ -128,11 +112,11 @@ export class CorruptCheckpointError extends CheckpointError {
  * The caller is not (or no longer) a live member: never registered, lease expired, failed for a bad
  * result, replaced by a newer registration, or left. NOT_FOUND: the worker registers again.
  */
-export class WorkerGoneError extends WireUnknownWorkerError {
+export class WorkerGoneError extends UnknownWorkerError {
   /** Why the worker is not a member, e.g. `failed: no heartbeat for 10000 ms`. */
   readonly why: string;
-  constructor(workerId: string, why: string) {
-    super(workerId);
+  constructor(workerId: string, why: string, incarnation?: number) {
+    super(workerId, incarnation);
     this.name = 'WorkerGoneError';
     this.why = why;
     this.message = `worker '${workerId}' ${why}; register again`;

@@ -1,5 +1,5 @@
 import { type BatchMetrics, ClassificationMetrics, cutMicroBatches, type MicroBatch } from '../common';
-import { type Handout, ShareCollector } from './share-collector';
+import { type Handout, HandoutTracker } from './handout-tracker';
 
 /** What an evaluation round is created with. */
 export interface EvalRoundOptions {
@@ -29,7 +29,7 @@ export class EvalRound {
   readonly weightsVersion: number;
   readonly configVersion: number;
   readonly microBatches: readonly MicroBatch[];
-  readonly collector: ShareCollector;
+  readonly collector: HandoutTracker;
   readonly metrics: ClassificationMetrics;
   /** Settles when every micro-batch is in. */
   readonly completed: Promise<void>;
@@ -41,7 +41,7 @@ export class EvalRound {
     this.configVersion = options.configVersion;
     const ids = Uint32Array.from({ length: options.valCount }, (_, i) => i);
     this.microBatches = cutMicroBatches(ids, options.evalBatchSize);
-    this.collector = new ShareCollector(this.microBatches.length, options.workers, { deadlineMs: options.deadlineMs, now: options.now });
+    this.collector = new HandoutTracker(this.microBatches.length, options.workers, { deadlineMs: options.deadlineMs, now: options.now });
     this.metrics = new ClassificationMetrics(options.numClasses);
     this.completed = new Promise<void>((resolve) => (this.resolve = resolve));
   }

@@ -27,11 +27,10 @@ export {
   type StepPlannerOptions,
   type StepPosition,
 } from './step-planner';
-export { ShareCollector, type Handout } from './share-collector';
+export { HandoutTracker, type Handout } from './handout-tracker';
 export {
   Membership,
-  WorkerState,
-  MAX_WORKER_ID_LENGTH,
+  MemberState,
   compileMembershipOptions,
   type MembershipOptions,
   type MembershipCounters,
@@ -52,7 +51,6 @@ export {
   PlanningError,
   RegistrationRejectedError,
   RegistrationRejection,
-  UnknownWorkerError,
   WorkerStateError,
   LedgerError,
   CheckpointError,

@@ -9,7 +9,7 @@ import { WorkerGoneError } from './errors';
 import type { EvalRound } from './eval-round';
 import type { JobAnnouncer } from './job-announcer';
 import { type Lifecycle } from './lifecycle';
-import { type Membership, type WorkerRecord, WorkerState } from './membership';
+import { type Membership, type WorkerRecord, MemberState } from './membership';
 import type { StepRound } from './step-round';
 import type { StepPlanner } from './step-planner';
 import type { UpdateLog } from './update-payload';
@@ -25,14 +25,14 @@ export interface WorkerSession {
   toldStop: boolean;
   /** Last global step whose share from it was counted. */
   lastCountedStep: number;
-  /** host:port of its ring data plane; empty when it has none (it pushes its sums over gRPC). */
+  /** host:port of its allreduce data plane; empty when it has none (it pushes its sums over gRPC). */
   dataAddress: string;
 }
 
 /** A round in progress: a training step or an evaluation pass. */
 export type Round = StepRound | EvalRound;
 
-const LIVE: ReadonlySet<string> = new Set([WorkerState.Joining, WorkerState.Active, WorkerState.Draining]);
+const LIVE: ReadonlySet<string> = new Set([MemberState.Joining, MemberState.Active, MemberState.Draining]);
 
 /** Everything the job holds, handed to its parts at construction. */
 export interface JobContextParts {
@@ -52,12 +52,12 @@ export interface JobContextParts {
   changed: ChangeSignal;
   configVersion: number;
   weightsVersion: number;
-  /** The ring data plane, with `distributed.exchange: allreduce`. */
+  /** The allreduce data plane, with `distributed.exchange: allreduce`. */
   dataPlane: DataPlane | null;
 }
 
 /**
- * The state one job shares between its loop (job-runner), the worker-facing operations (worker-gateway,
+ * The state one job shares between its loop (job-runner), the worker-facing operations (worker-calls,
  * assignment-desk, result-intake) and checkpoints, with the few mutations that keep it consistent:
  * losing a worker redistributes its work, admitting workers updates the gauges, and every change wakes
  * the long polls.
@@ -143,7 +143,7 @@ export class JobContext {
     const record = this.membership.get(workerId);
     if (!record) throw new WorkerGoneError(workerId, 'is not registered (or the coordinator restarted)');
     if (!LIVE.has(record.state)) {
-      const why = record.state === WorkerState.Failed ? `was dropped (${record.failureReason ?? 'failed'})` : 'has left the job';
+      const why = record.state === MemberState.Failed ? `was dropped (${record.failureReason ?? 'failed'})` : 'has left the job';
       throw new WorkerGoneError(workerId, why);
     }
     const session = this.sessions.get(workerId);

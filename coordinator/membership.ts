@@ -1,34 +1,31 @@
-import { ConfigError } from '../common';
-import { RegistrationRejectedError, RegistrationRejection, UnknownWorkerError, WorkerStateError } from './errors';
+import { ConfigError, MAX_WORKER_ID_LENGTH } from '../common';
+import { RegistrationRejectedError, RegistrationRejection, WorkerGoneError, WorkerStateError } from './errors';
 
 /**
  * Lifecycle of one worker incarnation. `joining` workers wait for the next step boundary; only `active`
  * ones get new shares; `draining` ones finish the share they hold and get nothing more; `left` and
  * `failed` are terminal for the incarnation (the id may register again as a new incarnation).
  */
-export const WorkerState = {
+export const MemberState = {
   Joining: 'joining',
   Active: 'active',
   Draining: 'draining',
   Left: 'left',
   Failed: 'failed',
 } as const;
-export type WorkerState = (typeof WorkerState)[keyof typeof WorkerState];
+export type MemberState = (typeof MemberState)[keyof typeof MemberState];
 
 /** States in which a worker counts towards `maxWorkers` and must keep sending heartbeats. */
-const LIVE_STATES: ReadonlySet<WorkerState> = new Set([WorkerState.Joining, WorkerState.Active, WorkerState.Draining]);
+const LIVE_STATES: ReadonlySet<MemberState> = new Set([MemberState.Joining, MemberState.Active, MemberState.Draining]);
 
 /** Allowed lifecycle moves; anything else is a coordinator bug and throws WorkerStateError. */
-const TRANSITIONS: Readonly<Record<WorkerState, readonly WorkerState[]>> = {
+const TRANSITIONS: Readonly<Record<MemberState, readonly MemberState[]>> = {
   joining: ['active', 'left', 'failed'],
   active: ['draining', 'left', 'failed'],
   draining: ['left', 'failed'],
   left: [],
   failed: [],
 };
-
-/** Longest worker id accepted; ids end up in metric labels and log lines. */
-export const MAX_WORKER_ID_LENGTH = 128;
 
 /** Options of {@link Membership}. */
 export interface MembershipOptions {
@@ -67,7 +64,7 @@ export interface WorkerRecord {
   id: string;
   /** Increases each time the id registers; results and heartbeats must carry the current one. */
   incarnation: number;
-  state: WorkerState;
+  state: MemberState;
   registeredAtMs: number;
   /** When it became active; undefined while joining or if it never got there. */
   admittedAtMs?: number;
@@ -169,7 +166,7 @@ export class Membership {
     const record: WorkerRecord = {
       id: workerId,
       incarnation: (previous?.incarnation ?? 0) + 1,
-      state: WorkerState.Joining,
+      state: MemberState.Joining,
       registeredAtMs: nowMs,
       lastHeartbeatMs: nowMs,
       deadlineMs: nowMs + this.options.heartbeatTimeoutMs,
@@ -187,8 +184,8 @@ export class Membership {
   admitPending(nowMs: number): WorkerRecord[] {
     const admitted: WorkerRecord[] = [];
     for (const record of this.sorted()) {
-      if (record.state !== WorkerState.Joining) continue;
-      this.moveTo(record, WorkerState.Active);
+      if (record.state !== MemberState.Joining) continue;
+      this.moveTo(record, MemberState.Active);
       record.admittedAtMs = nowMs;
       this.counts.admissions++;
       admitted.push({ ...record });
@@ -198,7 +195,7 @@ export class Membership {
 
   /**
    * Records a heartbeat, pushing the worker's deadline to `nowMs + heartbeatTimeoutMs`.
-   * @throws UnknownWorkerError for an unknown id, a stale incarnation or a worker that left or failed:
+   * @throws WorkerGoneError for an unknown id, a stale incarnation or a worker that left or failed:
    *   the worker should register again.
    */
   heartbeat(workerId: string, incarnation: number, nowMs: number): WorkerRecord {
@@ -221,11 +218,11 @@ export class Membership {
    */
   drain(workerId: string, incarnation: number): WorkerRecord {
     const record = this.live(workerId, incarnation);
-    if (record.state === WorkerState.Joining) {
-      this.moveTo(record, WorkerState.Left);
+    if (record.state === MemberState.Joining) {
+      this.moveTo(record, MemberState.Left);
       this.counts.leaves++;
-    } else if (record.state === WorkerState.Active) {
-      this.moveTo(record, WorkerState.Draining);
+    } else if (record.state === MemberState.Active) {
+      this.moveTo(record, MemberState.Draining);
     }
     return { ...record };
   }
@@ -234,10 +231,10 @@ export class Membership {
    * A worker left on purpose (done draining, or said goodbye). Returns the state it left from: from
    * `active` it may still have held a share, which the coordinator must reassign.
    */
-  leave(workerId: string, incarnation: number): WorkerState {
+  leave(workerId: string, incarnation: number): MemberState {
     const record = this.live(workerId, incarnation);
     const from = record.state;
-    this.moveTo(record, WorkerState.Left);
+    this.moveTo(record, MemberState.Left);
     this.counts.leaves++;
     return from;
   }
@@ -264,7 +261,7 @@ export class Membership {
       const reason = `incarnation ${incarnation} is stale (current is ${record.incarnation})`;
       return { ok: false, reason: `worker ${JSON.stringify(workerId)} ${reason}` };
     }
-    if (record.state !== WorkerState.Active && record.state !== WorkerState.Draining) {
+    if (record.state !== MemberState.Active && record.state !== MemberState.Draining) {
       return { ok: false, reason: `worker ${JSON.stringify(workerId)} is ${record.state}, not active or draining` };
     }
     return { ok: true };
@@ -273,7 +270,7 @@ export class Membership {
   /** Ids of active workers in a stable (sorted) order: the order shares are cut over. */
   activeWorkers(): string[] {
     return this.sorted()
-      .filter((r) => r.state === WorkerState.Active)
+      .filter((r) => r.state === MemberState.Active)
       .map((r) => r.id);
   }
 
@@ -301,7 +298,7 @@ export class Membership {
   }
 
   /** Number of workers in each state. */
-  stateCounts(): Record<WorkerState, number> {
+  stateCounts(): Record<MemberState, number> {
     const out = { joining: 0, active: 0, draining: 0, left: 0, failed: 0 };
     for (const r of this.workers.values()) out[r.state]++;
     return out;
@@ -322,30 +319,24 @@ export class Membership {
     return [...this.workers.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
-  private moveTo(record: WorkerRecord, to: WorkerState): void {
+  private moveTo(record: WorkerRecord, to: MemberState): void {
     if (!TRANSITIONS[record.state].includes(to)) throw new WorkerStateError(record.id, record.state, to);
     record.state = to;
   }
 
   private markFailed(record: WorkerRecord, reason: string): void {
-    this.moveTo(record, WorkerState.Failed);
+    this.moveTo(record, MemberState.Failed);
     record.failureReason = reason;
     this.counts.failures++;
   }
 
   private live(workerId: string, incarnation: number): WorkerRecord {
     const record = this.workers.get(workerId);
-    if (!record) throw new UnknownWorkerError(workerId, 'not registered', incarnation);
+    if (!record) throw new WorkerGoneError(workerId, 'is not registered', incarnation);
     if (record.incarnation !== incarnation) {
-      throw new UnknownWorkerError(
-        workerId,
-        `incarnation ${incarnation} is stale (current is ${record.incarnation}); register again`,
-        incarnation,
-      );
+      throw new WorkerGoneError(workerId, `incarnation ${incarnation} is stale (current is ${record.incarnation})`, incarnation);
     }
-    if (!LIVE_STATES.has(record.state)) {
-      throw new UnknownWorkerError(workerId, `it is ${record.state}; register again`, incarnation);
-    }
+    if (!LIVE_STATES.has(record.state)) throw new WorkerGoneError(workerId, `is ${record.state}`, incarnation);
     return record;
   }
 }

@@ -1,4 +1,4 @@
-import type { RingMember, WireTensorSpec } from '../common';
+import type { AllreduceMember, WireTensorSpec } from '../common';
 
 /** The coordinator's id in every reduction: an observer, or the contributor of the shares pushed to it. */
 export const COORDINATOR_RING_ID = 'coordinator';
@@ -9,7 +9,7 @@ export type ReductionState = 'running' | 'failed' | 'done';
 /** What a member is told in its REDUCE assignment (all but `rank` is the same at every member). */
 export interface ReduceOrder {
   key: string;
-  members: readonly RingMember[];
+  members: readonly AllreduceMember[];
   rank: number;
   /** Layout of the vector: the gradient sums, then the BatchNorm statistic delta sums. */
   tensors: readonly WireTensorSpec[];
@@ -29,13 +29,13 @@ export class Reduction {
 
   constructor(
     readonly key: string,
-    readonly members: readonly RingMember[],
+    readonly members: readonly AllreduceMember[],
     readonly tensors: readonly WireTensorSpec[],
     readonly gradientTensorCount: number,
     readonly timeoutMs: number,
   ) {}
 
-  /** Worker ids in the ring (the coordinator left out). */
+  /** Worker ids among the members (the coordinator left out). */
   get workers(): string[] {
     return this.members.filter((m) => m.id !== COORDINATOR_RING_ID).map((m) => m.id);
   }

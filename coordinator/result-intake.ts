@@ -8,7 +8,7 @@ import {
 import { InvalidResultError, JobFailedError, StaleResultError } from './errors';
 import type { EvalRound } from './eval-round';
 import type { JobContext } from './job-context';
-import type { Handout } from './share-collector';
+import type { Handout } from './handout-tracker';
 import type { ShareSums, StepRound } from './step-round';
 
 /** A chunk of a pushed tensor, as the wire layer's assembler takes it. */

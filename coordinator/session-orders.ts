@@ -2,7 +2,7 @@ import { type Assignment, AssignmentKind, pullAssignment } from './assignment-de
 import { WorkerGoneError } from './errors';
 import type { JobContext } from './job-context';
 import { CoordinatorState } from './lifecycle';
-import { type ConfigSnapshot, currentConfig } from './worker-gateway';
+import { type ConfigSnapshot, currentConfig } from './worker-calls';
 
 /** What a worker states each time it asks for its next order on its session stream. */
 export interface ReadyState {

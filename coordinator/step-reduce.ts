@@ -1,4 +1,4 @@
-import { RingError, type RingMember } from '../common';
+import { AllreduceError, type AllreduceMember } from '../common';
 import { JobFailedError } from './errors';
 import type { JobContext } from './job-context';
 import { COORDINATOR_RING_ID, Reduction } from './reduction';
@@ -15,7 +15,7 @@ export interface ReducedStep {
 }
 
 /** What one attempt ended in. */
-export type ReduceOutcome = ReducedStep | { failed: 'lost-members' | 'all-alive'; error: RingError };
+export type ReduceOutcome = ReducedStep | { failed: 'lost-members' | 'all-alive'; error: AllreduceError };
 
 /**
  * One allreduce attempt of a complete step whose shares (some or all) are held by their workers: the
@@ -34,7 +34,7 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
   const contributors = round.contributors(COORDINATOR_RING_ID);
   const holders = contributors.map((c) => c.id).filter((id) => id !== COORDINATOR_RING_ID);
   const observes = !contributors.some((c) => c.id === COORDINATOR_RING_ID);
-  const members: RingMember[] = [
+  const members: AllreduceMember[] = [
     ...(observes ? [{ id: COORDINATOR_RING_ID, address: dataPlane.address, role: 'observer' as const }] : []),
     ...contributors.map(({ id, parts }) => ({ id, parts, address: id === COORDINATOR_RING_ID ? dataPlane.address : job.sessions.get(id)?.dataAddress ?? '' })),
   ];
@@ -58,7 +58,7 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
     m.allreduceDuration.observe((job.now() - t0) / 1000);
     return { sums: round.sumsFromVector(vector.subarray(0, round.vectorLength)), reduction };
   } catch (err) {
-    if (!(err instanceof RingError)) throw err;
+    if (!(err instanceof AllreduceError)) throw err;
     reduction.state = 'failed';
     job.telemetry.metrics.allreduceFailures.inc();
     job.log(`step ${round.globalStep}: allreduce ${reduction.key} failed (${err.message}); waiting for its members`);

@@ -1,7 +1,7 @@
 import { addFloatsInto, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../common';
 import { PlanningError } from './errors';
 import type { Reduction } from './reduction';
-import { type Handout, ShareCollector } from './share-collector';
+import { type Handout, HandoutTracker } from './handout-tracker';
 import type { StepPlan } from './step-planner';
 
 /**
@@ -59,7 +59,7 @@ export interface StepRoundOptions {
 }
 
 /** A contributor to a step's allreduce: a worker holding sums, or the coordinator with the shares pushed to it. */
-export interface RingContributor {
+export interface AllreduceContributor {
   id: string;
   /** The nodes of the summation tree it brings: its accepted shares, ascending. */
   parts: MicroBatchRun[];
@@ -89,7 +89,7 @@ function treeSumMaps(shares: readonly ShareSums[], leaves: number, pick: (s: Sha
 
 /**
  * One global training step between its plan and its update: who computes which micro-batches
- * ({@link ShareCollector}), the accepted share sums, the replica hashes reported, and a promise that
+ * ({@link HandoutTracker}), the accepted share sums, the replica hashes reported, and a promise that
  * settles when every micro-batch is in (or the job fails).
  */
 export class StepRound {
@@ -97,7 +97,7 @@ export class StepRound {
   readonly plan: StepPlan;
   readonly configVersion: number;
   readonly weightsVersion: number;
-  readonly collector: ShareCollector;
+  readonly collector: HandoutTracker;
   readonly gradientSpecs: readonly WireTensorSpec[];
   readonly statSpecs: readonly WireTensorSpec[];
   readonly coordinatorHash?: string;
@@ -124,7 +124,7 @@ export class StepRound {
     this.statSpecs = options.statSpecs;
     this.coordinatorHash = options.coordinatorHash;
     this.openedAtMs = options.now();
-    this.collector = new ShareCollector(options.plan.microBatches.length, options.workers, { deadlineMs: options.stepDeadlineMs, now: options.now, split: options.split });
+    this.collector = new HandoutTracker(options.plan.microBatches.length, options.workers, { deadlineMs: options.stepDeadlineMs, now: options.now, split: options.split });
     this.completed = this.arm();
   }
 
@@ -206,7 +206,7 @@ export class StepRound {
    * nodes each brings: each holder, and `coordinatorId` where shares were pushed to the coordinator (a
    * draining worker's). The sum does not depend on this order: the segment owners add by the tree.
    */
-  contributors(coordinatorId: string): RingContributor[] {
+  contributors(coordinatorId: string): AllreduceContributor[] {
     const byId = new Map<string, MicroBatchRun[]>();
     for (const sh of this.acceptedShares()) {
       const id = sh.held ? sh.worker : coordinatorId;

@@ -1,26 +1,4 @@
-import { type GroupLearningRates, type ModelParts, namedVariables, type TrainerState, type WireTensor } from '../common';
-
-/** How a worker's replica is brought to the coordinator's weights before it computes. */
-export const UpdateKind = {
-  /** Its weights are current. */
-  None: 'none',
-  /** It is one update behind: the new values of what the last update changed follow. */
-  Weights: 'weights',
-  /** It is further behind (or its hash disagreed): it must call GetWeights. */
-  WeightsRef: 'weights-ref',
-  /** It took part in the last update's allreduce: it applies the optimizer to the sums it holds. */
-  Apply: 'apply',
-} as const;
-export type UpdateKind = (typeof UpdateKind)[keyof typeof UpdateKind];
-
-/** How the coordinator applied an allreduce's sums, for the members to do the same. */
-export interface ApplyOrder {
-  /** The reduction whose sums were applied. */
-  key: string;
-  learningRates: GroupLearningRates;
-  sampleCount: number;
-  microBatchCount: number;
-}
+import { type ApplyOrder, type ModelParts, namedVariables, OPTIMIZER_PREFIX, type TrainerState, UpdateKind, type WireTensor } from '../common';
 
 /** The update part of an assignment. */
 export interface UpdatePayload {
@@ -48,9 +26,6 @@ export function modelTensors(parts: ModelParts): WireTensor[] {
     data: v.read().dataSync() as Float32Array,
   }));
 }
-
-/** Prefix of optimizer slots in GetWeights and checkpoints: `optimizer/<slot>/<variable>`. */
-export const OPTIMIZER_PREFIX = 'optimizer/';
 
 /** The optimizer's slots as tensors named `optimizer/<slot>/<variable>`, its iteration count and each variable's. */
 export function optimizerTensors(trainer: TrainerState): { iterations: number; tensors: WireTensor[]; variableSteps: Record<string, number> } {

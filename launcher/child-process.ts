@@ -69,6 +69,22 @@ interface LineWaiter {
 const TAIL_LINES = 30;
 
 /**
+ * Children still running. A launcher that dies without its orderly stop (an uncaught error, mocha --exit)
+ * takes them with it, so no worker keeps retrying a coordinator that is gone and no server holds its port.
+ * One process 'exit' listener serves them all: one per child would pass Node's listener limit at 11 workers.
+ */
+const LIVE_CHILDREN = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const child of LIVE_CHILDREN) child.kill('SIGKILL');
+  });
+}
+
+/**
  * One child process the launcher (or a test) owns: its output split into lines and kept for a while,
  * waits for a given line (a ready line) that fail fast when the child dies first, and a stop that
  * escalates from SIGTERM to SIGKILL after a grace period and resolves only once the child has exited.
@@ -94,17 +110,13 @@ export class ManagedChild {
     });
     this.readLines(this.child.stdout, 'stdout');
     this.readLines(this.child.stderr, 'stderr');
-    // A launcher that dies without its orderly stop (an uncaught error, mocha --exit) takes its children
-    // with it, so no worker keeps retrying a coordinator that is gone and no server holds its port.
-    const killOnExit = (): void => {
-      if (this.running) this.child.kill('SIGKILL');
-    };
-    process.once('exit', killOnExit);
+    LIVE_CHILDREN.add(this.child);
+    installExitHook();
     this.exited = new Promise<ExitStatus>((resolve) => {
       const finish = (status: ExitStatus): void => {
         if (this.status) return;
         this.status = status;
-        process.off('exit', killOnExit);
+        LIVE_CHILDREN.delete(this.child);
         this.failWaiters();
         resolve(status);
       };

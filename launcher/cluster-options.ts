@@ -121,8 +121,10 @@ export function compileClusterOptions(options: ClusterOptions): CompiledClusterO
   const set = options.set ?? [];
   const spec = loadJobSpec(options.job, set);
   const workers = options.workers ?? spec.distributed.desiredWorkers;
-  if (!Number.isInteger(workers) || workers < 0 || workers > MAX_LOCAL_WORKERS) {
-    throw new ConfigError('workers', `expected an integer from 0 to ${MAX_LOCAL_WORKERS}, got ${workers}`);
+  const most = Math.min(spec.distributed.maxWorkers, MAX_LOCAL_WORKERS);
+  if (!Number.isInteger(workers) || workers < 1 || workers > most) {
+    const limit = most === spec.distributed.maxWorkers ? `the job's distributed.maxWorkers` : 'the local limit';
+    throw new ConfigError('workers', `expected an integer from 1 to ${most} (${limit}), got ${workers}`);
   }
   const coordinatorOutput = options.coordinatorOutput ?? (process.stderr.isTTY ? 'inherit' : 'prefix');
   const write = (line: string): void => {

@@ -3,7 +3,7 @@ import { statusPageUrl } from '../status';
 import { exitCodeOf, type ExitStatus, ManagedChild } from './child-process';
 import { type ClusterOptions, type CompiledClusterOptions, compileClusterOptions } from './cluster-options';
 import { LauncherError } from './errors';
-import { type LocalNats, startLocalNats } from './nats';
+import { type LocalNats, type LocalNatsAccess, startLocalNats } from './nats';
 import {
   COORDINATOR_DONE_PATTERN,
   COORDINATOR_READY_PATTERN,
@@ -108,6 +108,11 @@ export class LocalCluster {
     return this.nats?.url;
   }
 
+  /** The bus's users and their credentials files (only the coordinator's may publish), with the bus. */
+  get natsAccess(): LocalNatsAccess | undefined {
+    return this.nats?.access;
+  }
+
   /** A snapshot of every worker started so far, in start order (exited ones included). */
   workers(): WorkerInfo[] {
     return this.pool?.workers() ?? [];
@@ -166,6 +171,7 @@ export class LocalCluster {
     if (options.bus) {
       this.nats = await startLocalNats({
         command: options.natsCommand,
+        secureJob: options.jobId,
         onLine: (line) => {
           if (!NATS_INFO_LINE.test(line)) options.output(`[nats] ${line}`);
         },
@@ -191,6 +197,7 @@ export class LocalCluster {
       shardwise: options.shardwise,
       env: options.env,
       backend: options.backend,
+      natsCredentialsFile: this.nats?.access?.files.worker,
       workerOutput: options.workerOutput,
       output: options.output,
       log: options.log,
@@ -215,6 +222,7 @@ export class LocalCluster {
     const { options } = this;
     const args = ['coordinator', '--job', options.job];
     if (this.nats) args.push('--nats', this.nats.url);
+    if (this.nats?.access) args.push('--nats-credentials', this.nats.access.files.coordinator);
     if (options.data !== undefined) args.push('--data', options.data);
     if (options.runsDir !== undefined) args.push('--runs-dir', options.runsDir);
     if (options.runDir !== undefined) args.push('--run-dir', options.runDir);
@@ -247,6 +255,7 @@ export class LocalCluster {
       servers: url,
       jobId: options.jobId,
       name: 'launcher',
+      credentials: this.nats?.access?.credentials.launcher,
       onError: (err) => options.log(`event bus: ${err.message}`),
     });
     this.subscription = await this.bus.subscribe((event) => {

@@ -22,7 +22,7 @@ export {
   type StopOptions,
   type WaitForLineOptions,
 } from './child-process';
-export { type LocalNats, type LocalNatsOptions, startLocalNats } from './nats';
+export { type LocalNats, type LocalNatsAccess, type LocalNatsOptions, startLocalNats } from './nats';
 export {
   COORDINATOR_DONE_PATTERN,
   COORDINATOR_READY_PATTERN,

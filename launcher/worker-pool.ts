@@ -27,6 +27,8 @@ export interface WorkerPoolOptions {
   shardwise: ShardwiseCommand;
   env: NodeJS.ProcessEnv;
   backend?: string;
+  /** The workers' `--nats-credentials` file, when the cluster's NATS server requires users. */
+  natsCredentialsFile?: string;
   workerOutput: 'all' | 'quiet';
   output: (line: string) => void;
   log: (line: string) => void;
@@ -128,6 +130,7 @@ export class WorkerPool {
     const id = `worker-${this.nextWorker++}`;
     const args = ['worker', '--coordinator', options.coordinator, '--id', id];
     if (options.backend !== undefined) args.push('--backend', options.backend);
+    if (options.natsCredentialsFile !== undefined) args.push('--nats-credentials', options.natsCredentialsFile);
     const child = ManagedChild.spawn({
       name: id,
       command: options.shardwise.command,

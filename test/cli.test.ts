@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import * as net from 'node:net';
 import { join, resolve } from 'node:path';
 
 const SHARDWISE = resolve(__dirname, '../bin/shardwise');
@@ -69,5 +70,38 @@ describe('shardwise CLI: bad input is refused with a clear message', function ()
       '--set', 'model.architecture=layers', '--set', `model.path=${join(model, 'model.json')}`,
     ]);
     assertClearRefusal(outcome, /model\.json/);
+  });
+
+  it('a wrong-type value, named with what was expected and what was given', async () => {
+    const outcome = await shardwise(['train', '--local', '--job', job(''), '--set', 'training.epochs=three']);
+    assertClearRefusal(outcome, /training\.epochs: expected a number, got "three"/);
+  });
+
+  it('a batch size the micro-batch size does not divide', async () => {
+    const outcome = await shardwise(['train', '--local', '--job', job(''), '--set', 'training.batchSize=30', '--set', 'training.microBatchSize=8']);
+    assertClearRefusal(outcome, /training\.batchSize: 30 is not a multiple of training\.microBatchSize 8/);
+  });
+
+  it('a cluster of zero workers, or of more than the job allows', async () => {
+    assertClearRefusal(await shardwise(['cluster', '--job', job(''), '--workers', '0']), /--workers.*expected a worker count from 1 to 64, got '0'/);
+    const outcome = await shardwise(['cluster', '--job', job(''), '--workers', '20', '--set', 'distributed.maxWorkers=16']);
+    assertClearRefusal(outcome, /workers: expected an integer from 1 to 16 \(the job's distributed\.maxWorkers\), got 20/);
+  });
+
+  it('a --run-dir whose parent does not exist either (a typo, not a new run)', async () => {
+    const outcome = await shardwise(['coordinator', '--job', job(''), '--run-dir', join(dir, 'no', 'such', 'run')]);
+    assertClearRefusal(outcome, /runDir: .*no\/such\/run does not exist and neither does its parent/);
+  });
+
+  it('a --data-port already in use, naming the flag', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((ready) => taken.listen(0, '127.0.0.1', ready));
+    const { port } = taken.address() as net.AddressInfo;
+    try {
+      const outcome = await shardwise(['worker', '--coordinator', '127.0.0.1:1', '--data-port', String(port)]);
+      assertClearRefusal(outcome, new RegExp(`data plane: cannot listen on 127\\.0\\.0\\.1:${port}: the port is already in use .*choose another --data-port`));
+    } finally {
+      taken.close();
+    }
   });
 });

@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
-import { DataPlane, RingError, RingMember } from '../common/collective';
+import { DataPlane, AllreduceError, AllreduceMember } from '../common/collective';
 
-type ToMember = { type: 'run'; key: string; members: RingMember[]; rank: number; floats: number; timeoutMs: number };
+type ToMember = { type: 'run'; key: string; members: AllreduceMember[]; rank: number; floats: number; timeoutMs: number };
 type FromMember =
   | { type: 'listening'; address: string }
   | { type: 'started' }
@@ -26,7 +26,7 @@ async function member(): Promise<void> {
     plane.allreduce({ key: m.key, members: m.members, rank: m.rank, timeoutMs: m.timeoutMs }, data).then(
       () => send({ type: 'done', first: data[0], last: data[data.length - 1], opened: plane.connectionsOpened }),
       (err: unknown) => {
-        const e = err as RingError;
+        const e = err as AllreduceError;
         send({ type: 'failed', name: e.name, phase: e.phase, peer: e.peer, message: e.message, cause: (e.cause as Error | undefined)?.name });
       },
     );
@@ -64,7 +64,7 @@ class Member {
     return m as Extract<FromMember, { type: T }>;
   }
 
-  as(role?: 'observer'): RingMember {
+  as(role?: 'observer'): AllreduceMember {
     return { id: this.id, address: this.address, ...(role ? { role } : {}) };
   }
 }
@@ -88,7 +88,7 @@ if (process.argv.includes('--ring-member')) {
     }
 
     /** Tells each of `who` to run reduction `key` among `ring` (its rank: its place in `ring`). */
-    function run(who: Member[], ring: RingMember[], key: string, floats: number, timeoutMs: number): void {
+    function run(who: Member[], ring: AllreduceMember[], key: string, floats: number, timeoutMs: number): void {
       for (const m of who) m.child.send({ type: 'run', key, members: ring, rank: ring.findIndex((r) => r.id === m.id), floats, timeoutMs } satisfies ToMember);
     }
 
@@ -114,7 +114,7 @@ if (process.argv.includes('--ring-member')) {
       ps[1].child.kill('SIGKILL');
       for (const m of [ps[0], ps[2]]) {
         const r = await m.expect('failed');
-        assert.equal(r.name, 'RingError', JSON.stringify(r));
+        assert.equal(r.name, 'AllreduceError', JSON.stringify(r));
         assert.match(r.message, /allreduce 'killed'/);
         assert.doesNotMatch(r.message, /not done within/);
       }
@@ -129,7 +129,7 @@ if (process.argv.includes('--ring-member')) {
       ps[2].child.kill('SIGKILL');
       const results = await Promise.all([ps[0].expect('failed'), ps[1].expect('failed')]);
       for (const r of results) {
-        assert.equal(r.name, 'RingError', JSON.stringify(r));
+        assert.equal(r.name, 'AllreduceError', JSON.stringify(r));
         assert.doesNotMatch(r.message, /not done within/);
       }
       // Whichever notices first blames p2 and closes its connections, which fails the other one at once.
@@ -150,7 +150,7 @@ if (process.argv.includes('--ring-member')) {
       run(survivors, all, 'with-dead', 10_000, 120_000);
       for (const m of survivors) {
         const r = await m.expect('failed');
-        assert.equal(r.name, 'RingError', JSON.stringify(r));
+        assert.equal(r.name, 'AllreduceError', JSON.stringify(r));
         assert.doesNotMatch(r.message, /not done within/);
       }
       // Without p2 (inputs are rank + 1): 2 + 3, over connections reopened where the failure closed them.
@@ -172,7 +172,7 @@ if (process.argv.includes('--ring-member')) {
         await m.expect('started');
         return m.expect('failed');
       }));
-      for (const r of results) assert.equal(r.name, 'RingError', JSON.stringify(r));
+      for (const r of results) assert.equal(r.name, 'AllreduceError', JSON.stringify(r));
       // Whichever times out first closes its connections, which fails the other one at once.
       assert.ok(results.some((r) => /not done within 1500 ms \(waiting for 'p2'\)/.test(r.message) && r.peer === 'p2'), JSON.stringify(results));
     });

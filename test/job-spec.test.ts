@@ -33,6 +33,30 @@ describe('job spec', () => {
     assert.equal(parseJobSpec(MINIMAL, '<t>', ['model.architecture=small_cnn']).model.pretrained, false);
     assert.equal(parseJobSpec(MINIMAL).training.microBatchSize, 16);
     assert.equal(parseJobSpec(MINIMAL, '<t>', ['training.batchSize=8']).training.microBatchSize, 8);
+    // The largest divisor up to 16, so that a full step's micro-batches are equal: 30 = 2 x 15, 45 = 3 x 15.
+    assert.equal(parseJobSpec(MINIMAL, '<t>', ['training.batchSize=30']).training.microBatchSize, 15);
+    assert.equal(parseJobSpec(MINIMAL, '<t>', ['training.batchSize=45']).training.microBatchSize, 15);
+    assert.equal(parseJobSpec(MINIMAL, '<t>', ['training.batchSize=12']).training.microBatchSize, 12);
+    assert.deepEqual(problemsOf(MINIMAL, ['training.batchSize=34']), [
+      'training.microBatchSize: required for training.batchSize 34, which has no divisor from 8 to 16 to split it ' +
+        'into equal micro-batches (divisors: 1, 2, 17, 34)',
+    ]);
+    assert.equal(parseJobSpec(MINIMAL, '<t>', ['training.batchSize=34', 'training.microBatchSize=17']).training.microBatchSize, 17);
+  });
+
+  it('names the field, the expected type and the value of a wrong-type entry', () => {
+    assert.deepEqual(problemsOf(MINIMAL.replace('epochs: 3', 'epochs: three')), ['training.epochs: expected a number, got "three"']);
+    assert.deepEqual(problemsOf(MINIMAL, ['training.batchSize="32"']), ['training.batchSize: expected a number, got "32"']);
+    assert.deepEqual(problemsOf(MINIMAL.replace('epochs: 3', 'epochs: 2.5')), ['training.epochs: expected an integer, got 2.5']);
+    assert.deepEqual(problemsOf(MINIMAL, ['optimizer.learningRate=abc']), ['optimizer.learningRate: expected a number, got "abc"']);
+    assert.deepEqual(problemsOf(MINIMAL, ['training=5']), ['training: expected a mapping, got 5']);
+  });
+
+  it('refuses a batch size that micro-batches cannot split evenly, naming both numbers', () => {
+    assert.deepEqual(problemsOf(MINIMAL, ['training.batchSize=30', 'training.microBatchSize=8']), [
+      'training.batchSize: 30 is not a multiple of training.microBatchSize 8; every micro-batch must hold the same ' +
+        'number of images, since it is the unit of BatchNorm statistics (divisors of 30: 1, 2, 3, 5, 6, 10, 15, 30)',
+    ]);
   });
 
   it('accepts JSON as well as YAML', () => {
@@ -59,7 +83,7 @@ describe('job spec', () => {
   it('reports every problem at once, required fields included', () => {
     const problems = problemsOf('model: {architecture: layers, inputSize: 48}\n');
     assert.deepEqual(problems, [
-      'model.inputSize: Invalid number: must be a multiple of 32',
+      'model.inputSize: Invalid number: must be a multiple of 32, got 48',
       'training: required',
       'optimizer: required',
     ]);

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
 import {
   ChildExitedError,
   ChildStartError,
@@ -7,6 +9,7 @@ import {
   ManagedChild,
   type OutputStream,
 } from '../launcher';
+import { pollUntil } from './support/deadline';
 
 /** A node child running `script`: the tiny processes these tests drive. */
 function nodeChild(name: string, script: string, onLine?: (line: string, stream: OutputStream) => void): ManagedChild {
@@ -21,7 +24,44 @@ process.stderr.write('loading\\n');
 process.stdout.write('server ready port=4242\\n');
 setInterval(() => {}, 1000);`;
 
+/** Whether a process id is still taken by a live (or unreaped) process. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// A launcher with 12 children (more than Node's default of 10 listeners per event) that exits without
+// stopping them: it prints their pids once every one is up.
+const ABANDONING_LAUNCHER = `
+const { ManagedChild } = require(${JSON.stringify(resolve(__dirname, '../launcher'))});
+const children = Array.from({ length: 12 }, (_, i) => ManagedChild.spawn({
+  name: 'c' + i, command: process.execPath, args: ['-e', "console.log('up'); setInterval(() => {}, 1000)"],
+}));
+Promise.all(children.map((c) => c.waitForLine(/^up$/))).then(() => {
+  console.log(children.map((c) => c.pid).join(' '));
+  process.exit(0);
+});`;
+
 describe('launcher: child processes', () => {
+  it('a launcher that exits without stopping its children takes them with it, with one exit listener for all', async () => {
+    const { stdout, stderr } = await new Promise<{ stdout: string; stderr: string }>((done, fail) => {
+      execFile(process.execPath, ['--import', 'tsx', '-e', ABANDONING_LAUNCHER], (err, out, errOut) => {
+        if (err) fail(new Error(`launcher failed: ${err.message}\n${errOut}`));
+        else done({ stdout: out, stderr: errOut });
+      });
+    });
+    const pids = stdout.trim().split(' ').map(Number);
+    assert.equal(pids.length, 12, `expected 12 pids, got: ${stdout}`);
+    await pollUntil(() => (pids.every((pid) => !alive(pid)) ? true : undefined), {
+      timeoutMs: 10_000, intervalMs: 20, what: 'every abandoned child to be killed',
+    });
+    assert.doesNotMatch(stderr, /MaxListenersExceededWarning/);
+  });
+
   it('resolves at the ready line with its match, and passes every line on with its stream', async () => {
     const seen: string[] = [];
     const child = nodeChild('server', SERVER, (line, stream) => seen.push(`${stream}: ${line}`));

@@ -80,8 +80,9 @@ describe('launcher: local cluster process handling', function () {
     return existsSync(fakeLog) ? readFileSync(fakeLog, 'utf8').trim().split('\n') : [];
   }
 
-  async function publishScale(url: string, desiredWorkers: number): Promise<void> {
-    const bus = await EventBus.connect({ servers: url, jobId: JOB_ID, name: 'test-scaler' });
+  /** Publishes a scale event as the coordinator would: with the coordinator's NATS user. */
+  async function publishScale(c: LocalCluster, desiredWorkers: number): Promise<void> {
+    const bus = await EventBus.connect({ servers: c.natsUrl!, jobId: JOB_ID, name: 'test-scaler', credentials: c.natsAccess!.credentials.coordinator });
     try {
       await bus.publish({ type: BusEventType.Scale, jobId: JOB_ID, configVersion: 0, effectiveStep: 0, desiredWorkers });
     } finally {
@@ -97,10 +98,11 @@ describe('launcher: local cluster process handling', function () {
     const natsUrl = cluster.natsUrl;
     assert.match(natsUrl ?? '', /^nats:\/\/127\.0\.0\.1:\d+$/);
     const [first, ...rest] = events();
-    assert.equal(first, `coordinator started --job ${job} --nats ${natsUrl} --data /data/cifar --set training.epochs=2`);
+    const files = cluster.natsAccess!.files;
+    assert.equal(first, `coordinator started --job ${job} --nats ${natsUrl} --nats-credentials ${files.coordinator} --data /data/cifar --set training.epochs=2`);
     assert.deepEqual(rest.sort(), [
-      `worker-1 started --coordinator ${cluster.coordinator.grpc} --id worker-1`,
-      `worker-2 started --coordinator ${cluster.coordinator.grpc} --id worker-2`,
+      `worker-1 started --coordinator ${cluster.coordinator.grpc} --id worker-1 --nats-credentials ${files.worker}`,
+      `worker-2 started --coordinator ${cluster.coordinator.grpc} --id worker-2 --nats-credentials ${files.worker}`,
     ]);
     assert.deepEqual(cluster.liveWorkers().map((w) => [w.id, w.state, w.ready?.id]), [
       ['worker-1', 'running', 'worker-1'],
@@ -132,10 +134,10 @@ describe('launcher: local cluster process handling', function () {
 
   it('reacts to scale events on the bus: starts workers, then drains the newest ones', async () => {
     cluster = await start();
-    await publishScale(cluster.natsUrl!, 3);
+    await publishScale(cluster, 3);
     await log.waitFor(/^worker-3 ready/);
     assert.deepEqual(cluster.liveWorkers().map((w) => w.id), ['worker-1', 'worker-2', 'worker-3']);
-    await publishScale(cluster.natsUrl!, 1);
+    await publishScale(cluster, 1);
     await Promise.all([log.waitFor(/^worker-3 left \(exit code 0\)/), log.waitFor(/^worker-2 left \(exit code 0\)/)]);
     assert.deepEqual(cluster.liveWorkers().map((w) => w.id), ['worker-1']);
     assert.deepEqual(events().filter((e) => e.endsWith('SIGTERM')).sort(), ['worker-2 SIGTERM', 'worker-3 SIGTERM']);
@@ -172,7 +174,7 @@ describe('launcher: local cluster process handling', function () {
     process.kill(first.pid!, 'SIGKILL');
     await log.waitFor(/^worker-1 exited \(signal SIGKILL\); not restarted/);
     assert.deepEqual(cluster.liveWorkers().map((w) => w.id), ['worker-2']);
-    await publishScale(cluster.natsUrl!, 2);
+    await publishScale(cluster, 2);
     await log.waitFor(/^worker-3 ready/);
     assert.deepEqual(cluster.liveWorkers().map((w) => w.id), ['worker-2', 'worker-3']);
   });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { ConfigError } from '../common/errors';
-import { RegistrationRejectedError, RegistrationRejection, UnknownWorkerError } from '../coordinator/errors';
-import { Membership, WorkerState, compileMembershipOptions } from '../coordinator/membership';
+import { UnknownWorkerError } from '../common';
+import { RegistrationRejectedError, RegistrationRejection } from '../coordinator/errors';
+import { Membership, MemberState, compileMembershipOptions } from '../coordinator/membership';
 
 const TIMEOUT_MS = 1000;
 
@@ -13,7 +14,7 @@ describe('membership', () => {
   it('admits joiners only at a step boundary', () => {
     const m = registry();
     const { worker } = m.register('w1', 0);
-    assert.equal(worker.state, WorkerState.Joining);
+    assert.equal(worker.state, MemberState.Joining);
     assert.equal(worker.incarnation, 1);
     assert.deepEqual(m.activeWorkers(), []);
     assert.equal(m.checkSender('w1', 1).ok, false, 'a joiner holds no share, so it cannot send results');
@@ -93,12 +94,12 @@ describe('membership', () => {
     m.register('a', 0);
     m.register('b', 0);
     m.admitPending(0);
-    assert.equal(m.drain('a', 1).state, WorkerState.Draining);
+    assert.equal(m.drain('a', 1).state, MemberState.Draining);
     assert.deepEqual(m.activeWorkers(), ['b'], 'a draining worker gets no new share');
     assert.deepEqual(m.checkSender('a', 1), { ok: true }, 'its current share still counts');
-    assert.equal(m.drain('a', 1).state, WorkerState.Draining, 'a second SIGTERM changes nothing');
-    assert.equal(m.leave('a', 1), WorkerState.Draining);
-    assert.equal(m.get('a')?.state, WorkerState.Left);
+    assert.equal(m.drain('a', 1).state, MemberState.Draining, 'a second SIGTERM changes nothing');
+    assert.equal(m.leave('a', 1), MemberState.Draining);
+    assert.equal(m.get('a')?.state, MemberState.Left);
     assert.equal(m.checkSender('a', 1).ok, false);
     assert.throws(
       () => m.heartbeat('a', 1, 10),
@@ -109,7 +110,7 @@ describe('membership', () => {
   it('lets a draining joiner leave at once: it holds nothing', () => {
     const m = registry();
     m.register('a', 0);
-    assert.equal(m.drain('a', 1).state, WorkerState.Left);
+    assert.equal(m.drain('a', 1).state, MemberState.Left);
     assert.deepEqual(m.admitPending(1), []);
   });
 
@@ -154,9 +155,9 @@ describe('membership', () => {
     m.admitPending(0);
     const again = m.register('a', 10, 'process-1');
     assert.equal(again.replaced?.incarnation, 1);
-    assert.equal(again.replaced?.state, WorkerState.Failed);
+    assert.equal(again.replaced?.state, MemberState.Failed);
     assert.match(again.replaced?.failureReason ?? '', /replaced by incarnation 2/);
-    assert.equal(again.worker.state, WorkerState.Joining);
+    assert.equal(again.worker.state, MemberState.Joining);
     assert.deepEqual(m.activeWorkers(), []);
   });
 
@@ -183,8 +184,8 @@ describe('membership', () => {
   it('hands out snapshots, not its own records', () => {
     const m = registry();
     const { worker } = m.register('a', 0);
-    worker.state = WorkerState.Active;
-    assert.equal(m.get('a')?.state, WorkerState.Joining);
+    worker.state = MemberState.Active;
+    assert.equal(m.get('a')?.state, MemberState.Joining);
   });
 
   it('checks its options and names the field', () => {

@@ -3,11 +3,11 @@ import { Registry, register as globalRegistry } from 'prom-client';
 import {
   createCoordinatorMetrics,
   createWorkerMetrics,
-  MetricsServerError,
   serveMetrics,
   type CoordinatorMetrics,
   type MetricsServer,
 } from '../common/telemetry';
+import { ListenError } from '../common';
 import { pollUntil } from './support/deadline';
 import { PrometheusServer } from './support/prometheus-server';
 
@@ -159,11 +159,13 @@ describe('serveMetrics', () => {
     assert.equal((await fetch(`${server.url}/metrics`, { method: 'POST' })).status, 405);
   });
 
-  it('rejects with MetricsServerError naming the address when the port is taken', async () => {
-    await assert.rejects(
-      serveMetrics(registry, { host: '127.0.0.1', port: server.port }),
-      (err: unknown) => err instanceof MetricsServerError && err.port === server.port && /EADDRINUSE/.test(err.message),
-    );
+  it('rejects with a ListenError naming the address and its flag when the port is taken', async () => {
+    await assert.rejects(serveMetrics(registry, { host: '127.0.0.1', port: server.port }), (err: unknown) => {
+      assert.ok(err instanceof ListenError, `expected a ListenError, got ${err}`);
+      assert.equal(err.message, `metrics server: cannot listen on 127.0.0.1:${server.port}: the port is already in use ` +
+        'by another process; choose another --metrics-port (0 picks a free port)');
+      return true;
+    });
   });
 });
 

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { Augmenter, type Cifar10Images, makeBatch, subset } from '../common/data';
 import { parseJobSpec } from '../common/job';
 import { Rng } from '../common/random';
-import { StepAssignment, StepKind, UpdateKind } from '../proto';
-import { AssignmentError, AssignmentKind, UpdateKindName, assignmentFromProto, localSamples } from '../worker';
+import { StepAssignment, StepKind, UpdateKind as ProtoUpdateKind } from '../proto';
+import { UpdateKind } from '../common/training';
+import { AssignmentError, AssignmentKind, assignmentFromProto, localSamples } from '../worker';
 
 const SPEC = parseJobSpec('model: {architecture: small_cnn}\ntraining: {epochs: 1}\noptimizer: {learningRate: 0.1}');
 
@@ -25,7 +26,7 @@ function wireAssignment(split: Cifar10Images, microBatches: number[][], order?: 
     configVersion: 2,
     microBatches: microBatches.map((sampleIndices, k) => ({ id: 5 + k, sampleIndices })),
     samples: { sampleIndices: ids, labels: Buffer.from(chunk.labels), images: Buffer.from(chunk.images) },
-    updateKind: UpdateKind.NONE,
+    updateKind: ProtoUpdateKind.NONE,
     weightsVersion: 41,
   });
   return StepAssignment.decode(StepAssignment.encode(message).finish());
@@ -57,7 +58,7 @@ describe('worker samples: a DataChunk becomes the batches the local trainer woul
     const a = assignmentFromProto(wireAssignment(split, microBatches), new Map());
     assert.equal(a.kind, AssignmentKind.Train);
     assert.deepEqual([a.globalStep, a.epoch, a.configVersion, a.weightsVersion], [41, 3, 2, 41]);
-    assert.equal(a.update.kind, UpdateKindName.None);
+    assert.equal(a.update.kind, UpdateKind.None);
     const wait = assignmentFromProto(StepAssignment.fromPartial({ kind: StepKind.WAIT, retryAfterMs: 250, waitReason: 'below minWorkers' }), new Map());
     assert.deepEqual([wait.kind, wait.update.kind, wait.retryAfterMs, wait.waitReason], ['wait', 'none', 250, 'below minWorkers']);
   });
@@ -66,7 +67,7 @@ describe('worker samples: a DataChunk becomes the batches the local trainer woul
     assert.throws(() => assignmentFromProto(StepAssignment.fromPartial({ globalStep: 4 }), new Map()),
       (e: unknown) => e instanceof AssignmentError && e.field === 'kind' && /step 4/.test(e.message));
     const stray = new Map([['conv1/kernel', { name: 'conv1/kernel', dtype: 'float32' as const, shape: [1], data: new Float32Array(1) }]]);
-    assert.throws(() => assignmentFromProto(StepAssignment.fromPartial({ kind: StepKind.TRAIN, updateKind: UpdateKind.NONE }), stray),
+    assert.throws(() => assignmentFromProto(StepAssignment.fromPartial({ kind: StepKind.TRAIN, updateKind: ProtoUpdateKind.NONE }), stray),
       (e: unknown) => e instanceof AssignmentError && e.field === 'update_tensors');
   });
 

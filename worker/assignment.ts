@@ -1,6 +1,13 @@
-import { type GroupLearningRates, type RingMember, specFromProto, type WireTensor, type WireTensorSpec } from '../common';
-import { type StepAssignment, StepKind, UpdateKind } from '../proto';
-import type { ApplyInstruction } from './update-replay';
+import {
+  type AllreduceMember,
+  type ApplyOrder,
+  type GroupLearningRates,
+  specFromProto,
+  UpdateKind,
+  type WireTensor,
+  type WireTensorSpec,
+} from '../common';
+import { type StepAssignment, StepKind, UpdateKind as ProtoUpdateKind } from '../proto';
 import { AssignmentError } from './errors';
 
 /** What the coordinator asks for in one order on the Session stream (an `as const` object, not an enum). */
@@ -13,23 +20,10 @@ export const AssignmentKind = {
   Wait: 'wait',
   /** The job is over, or this worker was drained: leave and exit. */
   Stop: 'stop',
-  /** Allreduce the sums held for the step with the ring in `reduce`, then pull again. */
+  /** Allreduce the sums held for the step with the members in `reduce`, then pull again. */
   Reduce: 'reduce',
 } as const;
 export type AssignmentKind = (typeof AssignmentKind)[keyof typeof AssignmentKind];
-
-/** How the replica catches up before computing. */
-export const UpdateKindName = {
-  /** The replica is current. */
-  None: 'none',
-  /** The tensors that follow are the new values of what the last update changed. */
-  Weights: 'weights',
-  /** The replica is too far behind for a delta: fetch a full copy with GetWeights. */
-  WeightsRef: 'weights-ref',
-  /** Apply the optimizer to the sums of the allreduce in `apply`, as the coordinator did. */
-  Apply: 'apply',
-} as const;
-export type UpdateKindName = (typeof UpdateKindName)[keyof typeof UpdateKindName];
 
 /** One micro-batch of the share, by sample id (into the TRAIN split, or the VAL split for EVAL). */
 export interface AssignedMicroBatch {
@@ -48,19 +42,19 @@ export interface SampleChunk {
 
 /** The weights update that precedes an assignment. */
 export interface WeightsUpdate {
-  kind: UpdateKindName;
+  kind: UpdateKind;
   /** The step whose update this is. */
   step: number;
   /** By `originalName`; empty unless `kind` is 'weights'. */
   tensors: ReadonlyMap<string, WireTensor>;
   /** With kind 'apply'. */
-  apply?: ApplyInstruction;
+  apply?: ApplyOrder;
 }
 
-/** A REDUCE order: the ring, this worker's place in it, and the layout of the vector. */
+/** A REDUCE order: the members, this worker's place in it, and the layout of the vector. */
 export interface ReduceOrder {
   key: string;
-  members: RingMember[];
+  members: AllreduceMember[];
   rank: number;
   tensors: WireTensorSpec[];
   gradientTensorCount: number;
@@ -97,11 +91,11 @@ const KINDS: Partial<Record<StepKind, AssignmentKind>> = {
   [StepKind.REDUCE]: AssignmentKind.Reduce,
 };
 
-const UPDATES: Partial<Record<UpdateKind, UpdateKindName>> = {
-  [UpdateKind.NONE]: UpdateKindName.None,
-  [UpdateKind.WEIGHTS]: UpdateKindName.Weights,
-  [UpdateKind.WEIGHTS_REF]: UpdateKindName.WeightsRef,
-  [UpdateKind.APPLY]: UpdateKindName.Apply,
+const UPDATES: Partial<Record<ProtoUpdateKind, UpdateKind>> = {
+  [ProtoUpdateKind.NONE]: UpdateKind.None,
+  [ProtoUpdateKind.WEIGHTS]: UpdateKind.Weights,
+  [ProtoUpdateKind.WEIGHTS_REF]: UpdateKind.WeightsRef,
+  [ProtoUpdateKind.APPLY]: UpdateKind.Apply,
 };
 
 /**
@@ -116,16 +110,16 @@ export function assignmentFromProto(a: StepAssignment, updateTensors: ReadonlyMa
   }
   let update = UPDATES[a.updateKind];
   if (update === undefined) {
-    if (a.updateKind !== UpdateKind.UNSPECIFIED || a.updateTensors.length > 0) {
+    if (a.updateKind !== ProtoUpdateKind.UNSPECIFIED || a.updateTensors.length > 0) {
       throw new AssignmentError('update_kind', a.globalStep, `expected NONE, WEIGHTS, WEIGHTS_REF or APPLY, got enum value ${a.updateKind}`);
     }
-    update = UpdateKindName.None;
+    update = UpdateKind.None;
   }
-  if (update !== UpdateKindName.Weights && updateTensors.size > 0) {
+  if (update !== UpdateKind.Weights && updateTensors.size > 0) {
     throw new AssignmentError('update_tensors', a.globalStep, `expected no tensors with update kind '${update}', got ${updateTensors.size}`);
   }
   if (kind === AssignmentKind.Reduce && !a.reduce) throw new AssignmentError('reduce', a.globalStep, 'expected a ReduceSpec with STEP_KIND_REDUCE, got none');
-  if (update === UpdateKindName.Apply && !a.apply) throw new AssignmentError('apply', a.globalStep, 'expected an ApplySpec with UPDATE_KIND_APPLY, got none');
+  if (update === UpdateKind.Apply && !a.apply) throw new AssignmentError('apply', a.globalStep, 'expected an ApplySpec with UPDATE_KIND_APPLY, got none');
   const s = a.samples;
   const r = a.reduce;
   const apply = a.apply && {
@@ -149,7 +143,7 @@ export function assignmentFromProto(a: StepAssignment, updateTensors: ReadonlyMa
     waitReason: a.waitReason,
     reduce: r && {
       key: r.key,
-      members: r.members.map((m): RingMember => m.observer
+      members: r.members.map((m): AllreduceMember => m.observer
         ? { id: m.id, address: m.address, role: 'observer' }
         : { id: m.id, address: m.address, role: 'contributor', parts: m.parts.map((p) => ({ start: p.start, end: p.end })) }),
       rank: r.rank,

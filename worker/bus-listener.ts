@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { type BusEvent, EventBus, type EventSubscription, EventValidationError, type WorkerMetrics } from '../common';
+import { type BusEvent, EventBus, type EventSubscription, EventValidationError, type NatsCredentials, type WorkerMetrics } from '../common';
 
 /** Where the job's events are and who hears them. */
 export interface BusListenerOptions {
@@ -8,6 +8,8 @@ export interface BusListenerOptions {
   jobId: string;
   /** Client name the NATS server shows, e.g. `worker-host-123`. */
   name: string;
+  /** The worker role's NATS user, when the server requires one. */
+  credentials?: NatsCredentials;
   /** Each valid event of the job, in arrival order. */
   onEvent: (event: BusEvent) => void;
   /**
@@ -68,6 +70,7 @@ export class BusListener {
           servers: options.url,
           jobId: options.jobId,
           name: options.name,
+          credentials: options.credentials,
           connectTimeoutMs: 5000,
           onError: (error) => {
             if (error instanceof EventValidationError) options.metrics?.busRejectedEvents.inc();

@@ -8,7 +8,6 @@ export { Worker, MAX_CONSECUTIVE_FAILURES, type WorkerExitReason, type WorkerOut
 export {
   compileWorkerOptions,
   defaultWorkerId,
-  MAX_WORKER_ID_LENGTH,
   WORKER_MAX_MESSAGE_BYTES,
   type CompiledWorkerOptions,
   type WorkerOptions,
@@ -16,7 +15,6 @@ export {
 export { WorkerLifecycle, isFinal, lifecycleToProto, nextLifecycle } from './lifecycle';
 export {
   AssignmentKind,
-  UpdateKindName,
   assignmentFromProto,
   type AssignedMicroBatch,
   type Assignment,

@@ -1,5 +1,5 @@
 import * as os from 'node:os';
-import { type BackendPreference, ConfigError } from '../common';
+import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH, type NatsCredentials } from '../common';
 
 /** How a worker reaches its coordinator and how patient it is. */
 export interface WorkerOptions {
@@ -15,7 +15,7 @@ export interface WorkerOptions {
   dataHost?: string;
   /** Port of the data plane; 0 lets the OS choose. @default 0 */
   dataPort?: number;
-  /** Host the other ring members reach this worker at (the pod IP when `dataHost` is 0.0.0.0). @default dataHost */
+  /** Host the other allreduce members reach this worker at (the pod IP when `dataHost` is 0.0.0.0). @default dataHost */
   advertiseHost?: string;
   /** Compute backend. @default 'auto' */
   backend?: BackendPreference;
@@ -42,6 +42,8 @@ export interface WorkerOptions {
    * the worker exits with WorkerIdInUseError. @default 60000
    */
   idInUseWaitMs?: number;
+  /** User and password on the job's NATS server, when it requires them (`--nats-credentials`). @default none */
+  natsCredentials?: NatsCredentials;
   /**
    * After a drain starts (SIGTERM, or the coordinator asks), wait this long for the share in progress
    * to be pushed; then cancel what is left and leave anyway. @default 60000
@@ -67,14 +69,13 @@ export interface CompiledWorkerOptions {
   transferDeadlineMs: number;
   retryLimitMs: number;
   idInUseWaitMs: number;
+  natsCredentials?: NatsCredentials;
   shutdownGraceMs: number;
   log: (line: string) => void;
 }
 
 /** Default of {@link WorkerOptions.maxMessageBytes}: room for a large evaluation share's pixels. */
 export const WORKER_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
-/** Longest worker id accepted here; the coordinator enforces the same bound (ids become metric labels). */
-export const MAX_WORKER_ID_LENGTH = 128;
 const BACKENDS: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
 
 /** The id a worker asks for when none is given: unique per host and process, readable in logs. */
@@ -130,6 +131,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     transferDeadlineMs,
     retryLimitMs,
     idInUseWaitMs: positiveMs('idInUseWaitMs', options.idInUseWaitMs ?? 60_000),
+    natsCredentials: options.natsCredentials,
     shutdownGraceMs,
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
   };

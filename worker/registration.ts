@@ -36,7 +36,7 @@ export interface CapabilityInput {
   maxMessageBytes: number;
   architecture?: string;
   modelFingerprint?: string;
-  /** host:port of the worker's ring data plane; undefined: none. */
+  /** host:port of the worker's allreduce data plane; undefined: none. */
   dataAddress?: string;
 }
 

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import {
+  type ApplyOrder,
   type JobSpec,
   type ModelParts,
   type OptimizerSpec,
@@ -8,11 +9,12 @@ import {
   disposeModelParts,
   modelFingerprint,
   namedVariables,
+  OPTIMIZER_PREFIX,
   weightsHash,
 } from '../common';
 import { ReplicaUpdateError } from './errors';
 import type { ReducedSums } from './held-sums';
-import { type ApplyInstruction, OPTIMIZER_TENSOR_PREFIX, UpdateReplay } from './update-replay';
+import { UpdateReplay } from './update-replay';
 
 /** Weights version of a replica that has not loaded the coordinator's weights yet. */
 export const NOT_LOADED = -1;
@@ -31,7 +33,7 @@ export class Replica {
   private readonly variables: ReadonlyMap<string, tf.LayerVariable>;
   private version = NOT_LOADED;
   private disposed = false;
-  /** The optimizer copy ring members apply updates with; absent without an optimizer spec. */
+  /** The optimizer copy allreduce members apply updates with; absent without an optimizer spec. */
   private readonly replay: UpdateReplay | undefined;
 
   constructor(readonly parts: ModelParts, optimizer?: OptimizerSpec) {
@@ -66,7 +68,7 @@ export class Replica {
    * variable of the model exactly once with its shape. Nothing is written unless all of it fits.
    */
   loadFull(all: ReadonlyMap<string, WireTensor>, globalStep: number, optimizer?: { iterations: number; variableSteps: Record<string, number> }): void {
-    const tensors = new Map([...all].filter(([name]) => !name.startsWith(OPTIMIZER_TENSOR_PREFIX)));
+    const tensors = new Map([...all].filter(([name]) => !name.startsWith(OPTIMIZER_PREFIX)));
     const missing = [...this.variables.keys()].filter((name) => !tensors.has(name));
     if (missing.length > 0) {
       throw new ReplicaUpdateError(missing[0], `expected a value for each of the model's ${this.variables.size} variables, ` +
@@ -75,7 +77,7 @@ export class Replica {
     this.write(tensors);
     this.version = globalStep;
     if (optimizer && this.replay) {
-      this.replay.load(new Map([...all].filter(([name]) => name.startsWith(OPTIMIZER_TENSOR_PREFIX))), optimizer, globalStep);
+      this.replay.load(new Map([...all].filter(([name]) => name.startsWith(OPTIMIZER_PREFIX))), optimizer, globalStep);
     } else {
       this.replay?.invalidate();
     }
@@ -90,7 +92,7 @@ export class Replica {
    * Applies an allreduce's sums with its own optimizer, as the coordinator did: the replica moves to the
    * next version. @throws ReplicaUpdateError when it cannot (stale optimizer state, other sums).
    */
-  applyReduced(reduced: ReducedSums, order: ApplyInstruction, newVersion: number): void {
+  applyReduced(reduced: ReducedSums, order: ApplyOrder, newVersion: number): void {
     if (!this.replay || !this.canApplyUpdate(newVersion)) {
       throw new ReplicaUpdateError('', `expected an update to version ${this.version + 1} with an optimizer, got one to version ${newVersion}`);
     }

@@ -25,7 +25,7 @@ export interface SessionDeps {
   heartbeatState: () => Omit<HeartbeatRequest, 'workerId' | 'incarnation'>;
   /** A heartbeat answer asked the worker to drain. */
   onDrainRequested: (reason: string) => void;
-  /** host:port of the worker's ring data plane; undefined: it has none. */
+  /** host:port of the worker's allreduce data plane; undefined: it has none. */
   dataAddress?: string;
 }
 
@@ -145,7 +145,7 @@ export class Session {
   }
 
   /** Whether this worker takes part in allreduces: the job asks for them and it has a data plane. */
-  get reducesInRing(): boolean {
+  get joinsAllreduce(): boolean {
     return this.registration.spec.distributed.exchange === 'allreduce' && this.deps.dataAddress !== undefined;
   }
 
@@ -156,7 +156,7 @@ export class Session {
   async loadWeights(signal: AbortSignal): Promise<void> {
     const { workerId } = this.registration;
     const replica = this.replica;
-    const withOptimizer = this.reducesInRing;
+    const withOptimizer = this.joinsAllreduce;
     let weights;
     try {
       weights = await this.call('Coordinator/GetWeights', (s) => this.deps.link.fetchWeights(workerId, replica.fingerprint, s, withOptimizer), true, signal);
@@ -241,6 +241,7 @@ export class Session {
       url: reg.natsUrl,
       jobId: reg.jobId,
       name: `worker-${reg.workerId}`,
+      credentials: deps.options.natsCredentials,
       onEvent: (event) => deps.configSync.onEvent(event),
       // Events were lost while disconnected; the next assignment's config version catches that, so
       // only log here rather than race the step loop with a GetConfig of our own.

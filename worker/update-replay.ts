@@ -2,12 +2,13 @@ import * as tf from '@tensorflow/tfjs';
 import {
   applyGradientMeans,
   applyMovingStatDeltas,
+  type ApplyOrder,
   createOptimizer,
   elementCount,
-  type GroupLearningRates,
   type ModelParts,
   type OptimizerSpec,
   type OptimizerState,
+  OPTIMIZER_PREFIX,
   type UpdateTarget,
   type WireTensor,
   trainableVariables,
@@ -15,19 +16,8 @@ import {
 import type { ReducedSums } from './held-sums';
 import { ReplicaUpdateError } from './errors';
 
-/** Prefix of optimizer slot tensors in GetWeights: `optimizer/<slot>/<variable>`. */
-export const OPTIMIZER_TENSOR_PREFIX = 'optimizer/';
-
-/** How the coordinator applied an allreduce's sums (UPDATE_KIND_APPLY). */
-export interface ApplyInstruction {
-  key: string;
-  learningRates: GroupLearningRates;
-  sampleCount: number;
-  microBatchCount: number;
-}
-
 /**
- * The worker's copy of the coordinator's optimizer, so a ring member applies each update itself (as
+ * The worker's copy of the coordinator's optimizer, so an allreduce member applies each update itself (as
  * DDP replicas do) instead of receiving the new weights: the same `applyGradientMeans` and
  * `applyMovingStatDeltas` on the same reduced bytes. Its state is only trusted at the weights version it
  * was loaded or last advanced at; a replica moved any other way (a WEIGHTS copy) needs a fresh load.
@@ -54,7 +44,7 @@ export class UpdateReplay {
   load(tensors: ReadonlyMap<string, WireTensor>, info: { iterations: number; variableSteps: Record<string, number> }, weightsVersion: number): void {
     const variables: OptimizerState['variables'] = new Map();
     for (const [name, t] of tensors) {
-      const rest = name.slice(OPTIMIZER_TENSOR_PREFIX.length);
+      const rest = name.slice(OPTIMIZER_PREFIX.length);
       const slash = rest.indexOf('/');
       const slot = rest.slice(0, slash);
       const variable = rest.slice(slash + 1);
@@ -76,7 +66,7 @@ export class UpdateReplay {
    * Applies the reduced sums as the coordinator did, moving the weights from `fromVersion` to the next.
    * @throws ReplicaUpdateError when the state is not current or the sums are not the instruction's.
    */
-  apply(reduced: ReducedSums, order: ApplyInstruction, fromVersion: number): void {
+  apply(reduced: ReducedSums, order: ApplyOrder, fromVersion: number): void {
     if (this.version !== fromVersion) {
       throw new ReplicaUpdateError('', `the optimizer state is at weights v${this.version}, the update starts at v${fromVersion}`);
     }

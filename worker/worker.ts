@@ -3,15 +3,16 @@ import { Registry } from 'prom-client';
 import {
   DataPlane,
   GrpcStatus,
-  RingError,
+  AllreduceError,
   RpcError,
   type MetricsServer,
   type WorkerMetrics,
   createWorkerMetrics,
   initBackend,
   serveMetrics,
+  UpdateKind,
 } from '../common';
-import { type Assignment, AssignmentKind, UpdateKindName } from './assignment';
+import { type Assignment, AssignmentKind } from './assignment';
 import { endsSession } from './call-policy';
 import { ConfigSync, type WorkerConfig } from './config-sync';
 import { CoordinatorLink } from './coordinator-link';
@@ -70,7 +71,7 @@ export class Worker {
   private drainReason = '';
   private graceTimer: NodeJS.Timeout | undefined;
   private metricsServer: MetricsServer | undefined;
-  /** The ring data plane this worker's allreduces run on. */
+  /** The allreduce data plane this worker's allreduces run on. */
   private dataPlane: DataPlane | undefined;
   /** Sums of the current step's shares, kept for its allreduce. */
   private readonly held = new HeldSums();
@@ -281,7 +282,7 @@ export class Worker {
   private async catchUp(session: Session, a: Assignment): Promise<boolean> {
     const replica = session.replica;
     const t0 = performance.now();
-    if (a.update.kind === UpdateKindName.Apply && a.update.apply && replica.canApplyUpdate(a.weightsVersion)) {
+    if (a.update.kind === UpdateKind.Apply && a.update.apply && replica.canApplyUpdate(a.weightsVersion)) {
       const reduced = this.reduced;
       try {
         if (!reduced) throw new ReplicaUpdateError('', `it holds no result of allreduce ${a.update.apply.key}`);
@@ -293,7 +294,7 @@ export class Worker {
         this.log(`cannot apply the update to weights v${a.weightsVersion} itself (${err.message}); fetching a full copy`);
         await session.loadWeights(this.stopSignal.signal);
       }
-    } else if (a.update.kind === UpdateKindName.Weights && replica.canApplyUpdate(a.weightsVersion)) {
+    } else if (a.update.kind === UpdateKind.Weights && replica.canApplyUpdate(a.weightsVersion)) {
       try {
         replica.applyUpdate(a.update.tensors, a.weightsVersion);
       } catch (err) {
@@ -301,12 +302,12 @@ export class Worker {
         this.log(`the update to weights v${a.weightsVersion} does not fit the replica (${err.message}); fetching a full copy`);
         await session.loadWeights(this.stopSignal.signal);
       }
-    } else if (a.update.kind !== UpdateKindName.None || replica.weightsVersion !== a.weightsVersion) {
+    } else if (a.update.kind !== UpdateKind.None || replica.weightsVersion !== a.weightsVersion) {
       await session.loadWeights(this.stopSignal.signal);
     }
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
     // Replaying an update may create optimizer slots (the first step, an unfreeze): count from here.
-    if (a.update.kind !== UpdateKindName.None) session.tensorBaseline = tf.memory().numTensors;
+    if (a.update.kind !== UpdateKind.None) session.tensorBaseline = tf.memory().numTensors;
     return replica.weightsVersion === a.weightsVersion;
   }
 
@@ -329,7 +330,7 @@ export class Worker {
     this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);
     const t0 = performance.now();
     // A draining worker hands its sums over rather than keep them for an allreduce it may not see.
-    const hold = session.reducesInRing && !this.drainSignal.signal.aborted;
+    const hold = session.joinsAllreduce && !this.drainSignal.signal.aborted;
     const messages = gradientMessages(reg.workerId, share, reg.maxMessageBytes, hold);
     const accepted = await this.submit(a, () => this.link.pushGradients(messages, this.stopSignal.signal));
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
@@ -367,7 +368,7 @@ export class Worker {
     } catch (err) {
       // Held sums that do not match the order are a bug on one side (the session protocol keeps them in
       // step): that fails the worker. A failed exchange is the coordinator's to re-plan.
-      if (!(err instanceof RingError)) throw err;
+      if (!(err instanceof AllreduceError)) throw err;
       this.log(`step ${a.globalStep}: allreduce ${order.key} failed (${err.message}); the coordinator re-plans the step`);
     }
   }

@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors';
+import type { NatsCredentials } from './access';
 import type { EventBusError } from './errors';
 import { JOB_ID_PATTERN } from './events';
 
@@ -10,6 +11,8 @@ export interface EventBusOptions {
   jobId: string;
   /** Client name the server shows (`coordinator`, `worker-3`); also seeds the reconnect jitter. */
   name: string;
+  /** User and password when the server requires them (see `natsAuthorization`). @default none */
+  credentials?: NatsCredentials;
   /** Wait before the second reconnect attempt (the first is immediate); doubles per failed attempt. @default 100 */
   reconnectInitialDelayMs?: number;
   /** Ceiling of the reconnect wait. @default 5000 */
@@ -38,6 +41,7 @@ export interface CompiledEventBusOptions {
   servers: readonly string[];
   jobId: string;
   name: string;
+  credentials?: NatsCredentials;
   reconnectInitialDelayMs: number;
   reconnectMaxDelayMs: number;
   reconnectJitter: number;
@@ -86,6 +90,7 @@ export function compileEventBusOptions(options: EventBusOptions): CompiledEventB
     servers,
     jobId: options.jobId,
     name,
+    credentials: options.credentials,
     reconnectInitialDelayMs: initial,
     reconnectMaxDelayMs: max,
     reconnectJitter: jitter,

@@ -95,6 +95,7 @@ export class EventBus {
       nc = await connect({
         servers: [...compiled.servers],
         name: compiled.name,
+        ...(compiled.credentials && { user: compiled.credentials.user, pass: compiled.credentials.password }),
         maxReconnectAttempts: -1,
         reconnectDelayHandler: () => backoff.delayMs(),
         timeout: compiled.connectTimeoutMs,
@@ -259,9 +260,13 @@ export class EventBus {
           });
           break;
         }
-        case Events.Error:
-          this.report(new EventBusError(this.subject, `NATS reported an error: ${String(status.data)}`));
+        case Events.Error: {
+          // A permission error names what was refused (nats.js puts it beside the bare code).
+          const refused = (status as { permissionContext?: { operation: string; subject: string } }).permissionContext;
+          const what = refused ? `: this user may not ${refused.operation === 'publish' ? 'publish to' : 'subscribe to'} ${refused.subject}` : '';
+          this.report(new EventBusError(this.subject, `NATS reported an error: ${String(status.data)}${what}`));
           break;
+        }
         default:
           break;
       }

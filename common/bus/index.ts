@@ -29,6 +29,16 @@ export {
   type EventHandler,
   type SubscriptionStats,
 } from './event-bus';
+export {
+  BUS_ROLES,
+  busPermissions,
+  makeNatsCredentials,
+  natsAuthorization,
+  readNatsCredentials,
+  writeNatsCredentials,
+  type BusRole,
+  type NatsCredentials,
+} from './access';
 export { compileEventBusOptions, type CompiledEventBusOptions, type EventBusOptions } from './event-bus-options';
 export {
   EventBusConnectError,

@@ -1,7 +1,7 @@
 import { FrameMeta } from '../wire';
-import { RingPhase } from './errors';
+import { AllreducePhase } from './errors';
 import { ReductionPlan } from './segment-plan';
-import { RingMember } from './types';
+import { AllreduceMember } from './types';
 
 /**
  * The control frames of the collective. Every connection is opened by the member that RECEIVES on it (so
@@ -16,7 +16,7 @@ export type ControlFrame =
   | { readonly type: 'ready'; readonly key: string; readonly floats: number; readonly members: string };
 
 /** The hello frame's meta: `me` (as listed in the members, address included) connected to `peer`. */
-export function helloMeta(me: RingMember, peer: RingMember): FrameMeta {
+export function helloMeta(me: AllreduceMember, peer: AllreduceMember): FrameMeta {
   return { type: 'allreduce-hello', from: me.id, address: me.address, to: peer.id };
 }
 
@@ -50,7 +50,7 @@ export function readyMismatch(ready: Extract<ControlFrame, { type: 'ready' }>, p
  * The one tensor of a data frame: its name says all both sides must agree on, so the receiver, which
  * checks it against the frame it expects before reading a byte of payload, never adds a wrong frame.
  */
-export function frameName(phase: RingPhase, key: string, segment: number, plan: ReductionPlan, world: number, part?: number): string {
+export function frameName(phase: AllreducePhase, key: string, segment: number, plan: ReductionPlan, world: number, part?: number): string {
   const which = part === undefined ? '' : ` part ${part}`;
   return `${phase} segment ${segment}/${plan.contributors.length}${which} of '${key}' (${plan.floats} floats, ${world} members)`;
 }

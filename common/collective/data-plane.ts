@@ -1,13 +1,15 @@
 import * as net from 'node:net';
 import { once } from 'node:events';
+import { hostPort } from '../address';
+import { ListenError } from '../errors';
 import { DEFAULT_MAX_TENSOR_BYTES, FrameMeta, StreamClosedError, TensorChannel, WireError, connectTensorChannel } from '../wire';
-import { RingError } from './errors';
+import { AllreduceError } from './errors';
 import { Link, LinkOwner, linkKey } from './link';
 import { helloMeta, parseControl } from './control-frames';
 import { ReductionRun, RunLinks } from './reduction-run';
 import { planReduction } from './segment-plan';
 import { SimdScratch } from './simd-scratch';
-import { RingMember, RingReduction, RingStats } from './types';
+import { AllreduceMember, AllreduceRequest, AllreduceStats } from './types';
 
 /** Where a DataPlane listens and what it accepts. */
 export interface DataPlaneOptions {
@@ -55,7 +57,7 @@ export class DataPlane implements LinkOwner, RunLinks {
 
   private constructor(private readonly server: net.Server, advertiseHost: string, private readonly maxTotalBytes: number) {
     const port = (server.address() as net.AddressInfo).port;
-    this.address = `${advertiseHost.includes(':') ? `[${advertiseHost}]` : advertiseHost}:${port}`;
+    this.address = hostPort(advertiseHost, port);
     server.on('connection', (socket) => this.onConnection(socket));
   }
 
@@ -73,25 +75,30 @@ export class DataPlane implements LinkOwner, RunLinks {
   static async listen(options: DataPlaneOptions = {}): Promise<DataPlane> {
     const host = options.host ?? '127.0.0.1';
     const server = net.createServer({ noDelay: true });
-    server.listen(options.port ?? 0, host);
-    await once(server, 'listening');
+    const port = options.port ?? 0;
+    server.listen(port, host);
+    try {
+      await once(server, 'listening');
+    } catch (err) {
+      throw new ListenError('data plane', hostPort(host, port), '--data-port', { cause: err });
+    }
     return new DataPlane(server, options.advertiseHost ?? host, options.maxTotalBytes ?? DEFAULT_MAX_TENSOR_BYTES);
   }
 
   /**
    * Sums the contributors' parts element-wise, IN PLACE at every member: a contributor's `data` holds one
-   * vector per part it lists (`RingMember.parts`, one by default) back to back, an observer's one vector.
+   * vector per part it lists (`AllreduceMember.parts`, one by default) back to back, an observer's one vector.
    * On success every member holds identical bytes in its first vector: the summation tree's sum of every
    * contributor's parts (`TreeSum`), whatever the member order or the split (an observer's input is ignored
    * and overwritten). One reduction at a time per DataPlane (a second concurrent call rejects).
    * On any failure (a peer died or closed, timeout, a frame with NaN/Inf or of the wrong size, members that
    * disagree) it closes the reduction's connections, so every other member fails at once too, and throws
-   * RingError naming the key, the phase and the peer. `data` is then garbage.
+   * AllreduceError naming the key, the phase and the peer. `data` is then garbage.
    */
-  async allreduce(reduction: RingReduction, data: Float32Array): Promise<RingStats> {
+  async allreduce(reduction: AllreduceRequest, data: Float32Array): Promise<AllreduceStats> {
     const problem = this.checkReduction(reduction);
     const plan = problem ?? planReduction(reduction.members, reduction.rank, data.length);
-    if (typeof plan === 'string') throw new RingError(reduction.key, 'start', plan);
+    if (typeof plan === 'string') throw new AllreduceError(reduction.key, 'start', plan);
     if (reduction.members.length === 1 && plan.parts[0].length === 1) return { bytesSent: 0, bytesReceived: 0, ms: 0 };
     const run = new ReductionRun(reduction, data, plan, this, this.scratch);
     this.active = run;
@@ -106,7 +113,7 @@ export class DataPlane implements LinkOwner, RunLinks {
   /** Stops listening and closes every connection; a running reduction fails with phase 'closed'. */
   async close(): Promise<void> {
     this.closed = true;
-    this.active?.fail(new RingError(this.active.key, 'closed', 'the data plane was closed'));
+    this.active?.fail(new AllreduceError(this.active.key, 'closed', 'the data plane was closed'));
     const reason = new StreamClosedError('collective: the data plane was closed');
     const links = [...this.inLinks.values(), ...this.outLinks.values(), ...this.unnamed];
     for (const link of links) link.close(reason);
@@ -116,7 +123,7 @@ export class DataPlane implements LinkOwner, RunLinks {
   }
 
   /** RunLinks: the pooled link to receive from `peer`, or a new one that has said hello. */
-  async linkFrom(peer: RingMember, me: RingMember): Promise<Link> {
+  async linkFrom(peer: AllreduceMember, me: AllreduceMember): Promise<Link> {
     const key = linkKey(peer);
     const pooled = this.inLinks.get(key);
     if (pooled) return pooled;
@@ -136,7 +143,7 @@ export class DataPlane implements LinkOwner, RunLinks {
   }
 
   /** RunLinks: the link `peer` opened to receive from this member, if it is ready for `key`. */
-  linkTo(peer: RingMember, key: string): Link | undefined {
+  linkTo(peer: AllreduceMember, key: string): Link | undefined {
     const link = this.outLinks.get(linkKey(peer));
     return link?.ready?.key === key ? link : undefined;
   }
@@ -179,7 +186,7 @@ export class DataPlane implements LinkOwner, RunLinks {
   }
 
   /** Why `reduction` cannot run here, or undefined. */
-  private checkReduction(r: RingReduction): string | undefined {
+  private checkReduction(r: AllreduceRequest): string | undefined {
     if (this.closed) return 'the data plane is closed';
     if (this.active) return `expected one reduction at a time, '${this.active.key}' is still running`;
     const world = r.members.length;

@@ -6,27 +6,26 @@ import { ShardwiseError } from '../errors';
  * segment sent to its owner and folded there) or the allgather (reduced segments sent to every member),
  * or shut down by `DataPlane.close`.
  */
-export const RING_PHASES = ['start', 'connect', 'handshake', 'reduce-scatter', 'allgather', 'closed'] as const;
-/** One of `RING_PHASES`. */
-export type RingPhase = (typeof RING_PHASES)[number];
+export const ALLREDUCE_PHASES = ['start', 'connect', 'handshake', 'reduce-scatter', 'allgather', 'closed'] as const;
+/** One of `ALLREDUCE_PHASES`. */
+export type AllreducePhase = (typeof ALLREDUCE_PHASES)[number];
 
 /**
  * An allreduce failed: a peer died or closed, the deadline passed, a frame was malformed, held NaN/Inf
  * or had the wrong size, or the members disagree about the reduction. The caller's data is garbage
  * afterwards; the reduction's channels are closed, so every other member fails promptly as well.
- * (Named after the ring the collective used to be; the product matches on the name.)
  */
-export class RingError extends ShardwiseError {
+export class AllreduceError extends ShardwiseError {
   /** The reduction's key (e.g. `job-3f2a/step-12/attempt-2`). */
   readonly key: string;
   /** Id of the member whose link failed (or that we were waiting for), when one is to blame. */
   readonly peer?: string;
-  /** Where the reduction was; see `RING_PHASES`. */
-  readonly phase: RingPhase;
-  constructor(key: string, phase: RingPhase, message: string, options: { peer?: string; cause?: unknown } = {}) {
+  /** Where the reduction was; see `ALLREDUCE_PHASES`. */
+  readonly phase: AllreducePhase;
+  constructor(key: string, phase: AllreducePhase, message: string, options: { peer?: string; cause?: unknown } = {}) {
     const where = options.peer === undefined ? '' : ` (peer '${options.peer}')`;
     super(`allreduce '${key}', ${phase}${where}: ${message}`, { cause: options.cause });
-    this.name = 'RingError';
+    this.name = 'AllreduceError';
     this.key = key;
     this.peer = options.peer;
     this.phase = phase;

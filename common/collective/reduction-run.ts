@@ -1,18 +1,18 @@
 import { StreamClosedError, WireTensorSpec } from '../wire';
-import { RingError, RingPhase } from './errors';
+import { AllreduceError, AllreducePhase } from './errors';
 import { Link, LinkUser } from './link';
 import { TreeFold } from './tree-fold';
 import { SimdScratch } from './simd-scratch';
 import { frameName, readyMeta, readyMismatch } from './control-frames';
 import { ReductionPlan, segmentBounds } from './segment-plan';
-import { RingMember, RingReduction, RingStats } from './types';
+import { AllreduceMember, AllreduceRequest, AllreduceStats } from './types';
 
 /** The pooled connections a run uses, as its DataPlane offers them. */
 export interface RunLinks {
   /** A live link to receive from `peer`, pooled or newly connected (the hello sent as `me`). */
-  linkFrom(peer: RingMember, me: RingMember): Promise<Link>;
+  linkFrom(peer: AllreduceMember, me: AllreduceMember): Promise<Link>;
   /** The live link `peer` opened to receive from this member, if it said it is ready for `key`. */
-  linkTo(peer: RingMember, key: string): Link | undefined;
+  linkTo(peer: AllreduceMember, key: string): Link | undefined;
   /** The reduction `key` failed here: close links announced for it and refuse it from now on. */
   failed(key: string): void;
 }
@@ -20,7 +20,7 @@ export interface RunLinks {
 /** One data frame a member expects on a link, in link order. */
 interface ExpectedFrame {
   readonly name: string;
-  readonly phase: RingPhase;
+  readonly phase: AllreducePhase;
   /** Where it is read to: a scratch slot (a part to fold) or the caller's data (a reduced segment). */
   readonly into: Float32Array;
   readonly arrived: () => void;
@@ -29,7 +29,7 @@ interface ExpectedFrame {
 /** A member this one receives from, over a link it opened. */
 interface Sender {
   readonly kind: 'sender';
-  readonly peer: RingMember;
+  readonly peer: AllreduceMember;
   link?: Link;
   readonly frames: ExpectedFrame[];
   next: number;
@@ -42,7 +42,7 @@ interface Sender {
 /** A member this one sends to, over a link that member opened. */
 interface Receiver {
   readonly kind: 'receiver';
-  readonly peer: RingMember;
+  readonly peer: AllreduceMember;
   /** Contributor index of the peer (the segment whose part it is sent), or -1 for an observer. */
   readonly owns: number;
   link?: Link;
@@ -78,12 +78,12 @@ class Signal {
  * once, and every later error is reported as that first one.
  */
 export class ReductionRun implements LinkUser {
-  private failure?: RingError;
+  private failure?: AllreduceError;
   /** execute() returned or threw: nothing changes the outcome any more. */
   private ended = false;
   private readonly aborted: Promise<never>;
-  private rejectAborted!: (err: RingError) => void;
-  private readonly me: RingMember;
+  private rejectAborted!: (err: AllreduceError) => void;
+  private readonly me: AllreduceMember;
   private readonly senders: Sender[];
   private readonly receivers: Receiver[];
   private readonly byLink = new Map<Link, Sender | Receiver>();
@@ -93,9 +93,9 @@ export class ReductionRun implements LinkUser {
   private readonly folded = new Signal();
   private readonly received = new Signal();
   private framesLeft = 0;
-  private readonly stats: RingStats = { bytesSent: 0, bytesReceived: 0, ms: 0 };
+  private readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, ms: 0 };
 
-  constructor(readonly reduction: RingReduction, private readonly data: Float32Array, private readonly plan: ReductionPlan,
+  constructor(readonly reduction: AllreduceRequest, private readonly data: Float32Array, private readonly plan: ReductionPlan,
     private readonly links: RunLinks, scratch: SimdScratch) {
     const { members, rank } = reduction;
     this.me = members[rank];
@@ -129,14 +129,14 @@ export class ReductionRun implements LinkUser {
     return this.reduction.key;
   }
 
-  /** Runs the reduction to the end; `data`'s first vector then holds the sum, or the run throws RingError. */
-  async execute(): Promise<RingStats> {
+  /** Runs the reduction to the end; `data`'s first vector then holds the sum, or the run throws AllreduceError. */
+  async execute(): Promise<AllreduceStats> {
     const t0 = performance.now();
     const { timeoutMs } = this.reduction;
     const timer = setTimeout(() => {
       const peer = this.waitingOn();
       const whom = peer === undefined ? '' : ` (waiting for '${peer}')`;
-      this.fail(new RingError(this.key, this.phase, `not done within ${timeoutMs} ms${whom}`, { peer }));
+      this.fail(new AllreduceError(this.key, this.phase, `not done within ${timeoutMs} ms${whom}`, { peer }));
     }, timeoutMs);
     try {
       for (const s of this.senders) void this.openFrom(s);
@@ -154,7 +154,7 @@ export class ReductionRun implements LinkUser {
   }
 
   /** Ends the run with `err` unless it already ended; closes its links; returns the error that won. */
-  fail(err: RingError): RingError {
+  fail(err: AllreduceError): AllreduceError {
     if (!this.failure && !this.ended) {
       this.failure = err;
       for (const link of [...this.byLink.keys()]) link.close(err);
@@ -169,21 +169,21 @@ export class ReductionRun implements LinkUser {
     const peer = link.peer as { id: string; address: string };
     const r = this.receivers.find((x) => x.peer.id === peer.id && x.peer.address === peer.address);
     if (this.failure || !r) {
-      link.close(this.failure ?? new RingError(this.key, 'handshake', `'${peer.id}' expects frames from '${this.me.id}', which sends it none`));
-      if (!r) this.fail(new RingError(this.key, 'handshake', `'${peer.id}' (${peer.address}) is ready to receive from '${this.me.id}', ` +
+      link.close(this.failure ?? new AllreduceError(this.key, 'handshake', `'${peer.id}' expects frames from '${this.me.id}', which sends it none`));
+      if (!r) this.fail(new AllreduceError(this.key, 'handshake', `'${peer.id}' (${peer.address}) is ready to receive from '${this.me.id}', ` +
         `which does not send to it: the members lists differ (here: [${this.plan.membersText}])`, { peer: peer.id }));
       return;
     }
     if (r.link === link) return;
     if (r.link) {
-      this.fail(new RingError(this.key, 'handshake', `'${peer.id}' opened a second connection for this reduction`, { peer: peer.id }));
+      this.fail(new AllreduceError(this.key, 'handshake', `'${peer.id}' opened a second connection for this reduction`, { peer: peer.id }));
       return;
     }
     const problem = link.expectedId !== this.me.id
       ? `'${peer.id}' expected member '${link.expectedId}' at ${this.me.address}, this is '${this.me.id}'`
       : readyMismatch(link.ready as NonNullable<Link['ready']>, this.plan, peer.id);
     if (problem) {
-      this.fail(new RingError(this.key, 'handshake', problem, { peer: peer.id }));
+      this.fail(new AllreduceError(this.key, 'handshake', problem, { peer: peer.id }));
       return;
     }
     r.link = link;
@@ -196,11 +196,11 @@ export class ReductionRun implements LinkUser {
   into(link: Link, spec: WireTensorSpec): Float32Array {
     if (this.failure) throw this.failure;
     const s = this.byLink.get(link);
-    if (s?.kind !== 'sender') throw new RingError(this.key, this.phase, `expected no data from '${link.peer?.id}', got '${spec.name}'`, { peer: link.peer?.id });
+    if (s?.kind !== 'sender') throw new AllreduceError(this.key, this.phase, `expected no data from '${link.peer?.id}', got '${spec.name}'`, { peer: link.peer?.id });
     const e = s.frames[s.next];
-    if (!e) throw new RingError(this.key, this.phase, `expected no more frames from '${s.peer.id}', got '${spec.name}'`, { peer: s.peer.id });
+    if (!e) throw new AllreduceError(this.key, this.phase, `expected no more frames from '${s.peer.id}', got '${spec.name}'`, { peer: s.peer.id });
     if (spec.name !== e.name || spec.dtype !== 'float32' || spec.shape.length !== 1 || spec.shape[0] !== e.into.length) {
-      throw new RingError(this.key, e.phase, `expected frame '${e.name}' of ${e.into.length} float32, got '${spec.name}' of shape ` +
+      throw new AllreduceError(this.key, e.phase, `expected frame '${e.name}' of ${e.into.length} float32, got '${spec.name}' of shape ` +
         `[${spec.shape.join(',')}] ${spec.dtype}: the members disagree about the reduction`, { peer: s.peer.id });
     }
     s.receiving = true;
@@ -239,7 +239,7 @@ export class ReductionRun implements LinkUser {
   }
 
   /** Phase of the run as a whole, for messages: the earliest step not done yet. */
-  private get phase(): RingPhase {
+  private get phase(): AllreducePhase {
     if (this.senders.some((s) => !s.link)) return 'connect';
     if (this.receivers.some((r) => !r.link)) return 'handshake';
     return this.fold && !this.folded.done ? 'reduce-scatter' : 'allgather';
@@ -285,7 +285,7 @@ export class ReductionRun implements LinkUser {
   }
 
   /** Sends `segment` of part `part` of this member's input (reduce-scatter), or of the reduced vector (allgather). */
-  private async sendSegment(r: Receiver, phase: RingPhase, segment: number, part?: number): Promise<void> {
+  private async sendSegment(r: Receiver, phase: AllreducePhase, segment: number, part?: number): Promise<void> {
     const data = part === undefined ? this.segment(segment) : this.partSegment(part, segment);
     // The part is named only where there are several, so an aligned split's frames keep their names.
     const name = this.frameName(phase, segment, part !== undefined && this.plan.parts[this.plan.own].length > 1 ? part : undefined);
@@ -310,7 +310,7 @@ export class ReductionRun implements LinkUser {
     return this.data.subarray(at + a, at + b);
   }
 
-  private frameName(phase: RingPhase, segment: number, part?: number): string {
+  private frameName(phase: AllreducePhase, segment: number, part?: number): string {
     return frameName(phase, this.key, segment, this.plan, this.reduction.members.length, part);
   }
 
@@ -320,9 +320,9 @@ export class ReductionRun implements LinkUser {
     return Promise.race([p, this.aborted]);
   }
 
-  private wrap(err: unknown, peer: string | undefined, what: string, phase = this.phase): RingError {
-    if (err instanceof RingError) return err;
+  private wrap(err: unknown, peer: string | undefined, what: string, phase = this.phase): AllreduceError {
+    if (err instanceof AllreduceError) return err;
     const detail = err instanceof Error ? err.message : String(err);
-    return new RingError(this.key, phase, `${what}: ${detail}`, { peer, cause: err });
+    return new AllreduceError(this.key, phase, `${what}: ${detail}`, { peer, cause: err });
   }
 }

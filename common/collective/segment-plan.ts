@@ -1,5 +1,5 @@
 import { type MicroBatchRun, TreeSum } from './summation-tree';
-import { MEMBER_ROLES, RingMember } from './types';
+import { MEMBER_ROLES, AllreduceMember } from './types';
 
 /**
  * How a reduction splits its vector and who talks to whom. The C contributors (in member order) own C
@@ -31,7 +31,7 @@ function runsText(runs: readonly MicroBatchRun[]): string {
 }
 
 /** Every contributor's parts, or why they do not cover [0, leaves) with nodes of the summation tree. */
-function planParts(members: readonly RingMember[], contributors: readonly number[]): { parts: MicroBatchRun[][]; leaves: number } | string {
+function planParts(members: readonly AllreduceMember[], contributors: readonly number[]): { parts: MicroBatchRun[][]; leaves: number } | string {
   const listed = contributors.filter((i) => members[i].parts !== undefined);
   if (listed.length === 0) return { parts: contributors.map((_, j) => [{ start: j, end: j + 1 }]), leaves: contributors.length };
   if (listed.length !== contributors.length) {
@@ -56,7 +56,7 @@ function planParts(members: readonly RingMember[], contributors: readonly number
  * The plan of `rank`'s part in a reduction of `inputFloats` (the member's input: one vector per part it
  * brings, or one for an observer) among `members`, or why there is none.
  */
-export function planReduction(members: readonly RingMember[], rank: number, inputFloats: number): ReductionPlan | string {
+export function planReduction(members: readonly AllreduceMember[], rank: number, inputFloats: number): ReductionPlan | string {
   const bad = members.find((m) => m.role !== undefined && !MEMBER_ROLES.includes(m.role));
   if (bad) return `expected role ${MEMBER_ROLES.map((r) => `'${r}'`).join(' or ')}, member '${bad.id}' has ${JSON.stringify(bad.role)}`;
   const contributors = members.flatMap((m, i) => (m.role === 'observer' ? [] : [i]));

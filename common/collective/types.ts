@@ -6,7 +6,7 @@ export const MEMBER_ROLES = ['contributor', 'observer'] as const;
 export type MemberRole = (typeof MEMBER_ROLES)[number];
 
 /** One member of a reduction: its id, the host:port of its DataPlane, and whether it contributes. */
-export interface RingMember {
+export interface AllreduceMember {
   readonly id: string;
   readonly address: string;
   /**
@@ -25,7 +25,7 @@ export interface RingMember {
 }
 
 /** One reduction, described identically at every member. */
-export interface RingReduction {
+export interface AllreduceRequest {
   /** Unique per reduction and identical at every member, e.g. `job-3f2a/step-12/attempt-2`. */
   readonly key: string;
   /**
@@ -33,15 +33,15 @@ export interface RingReduction {
    * indices (`TreeSum`), so the member order does not change the bytes; observers may sit anywhere.
    * 1 member: allreduce returns at once.
    */
-  readonly members: readonly RingMember[];
+  readonly members: readonly AllreduceMember[];
   /** This process's index in `members`. */
   readonly rank: number;
-  /** Give up (close the reduction's channels, throw RingError) when the reduction is not done within this. */
+  /** Give up (close the reduction's channels, throw AllreduceError) when the reduction is not done within this. */
   readonly timeoutMs: number;
 }
 
 /** What one reduction moved, for metrics. */
-export interface RingStats {
+export interface AllreduceStats {
   /** Payload bytes this member sent (segments only, not frame headers). */
   bytesSent: number;
   /** Payload bytes this member received. */

@@ -9,6 +9,7 @@ import type { JobSpec } from './spec';
 const BUILT_IN_ARCHITECTURES = new Set(['resnet18', 'alexnet', 'vgg_small', 'small_cnn']);
 const ADAMW_DEFAULT_WEIGHT_DECAY = 0.01;
 const DEFAULT_MICRO_BATCH_SIZE = 16;
+const MIN_DEFAULT_MICRO_BATCH_SIZE = 8;
 
 /**
  * Parses a job spec from YAML or JSON text (JSON is YAML), applies `key.path=value` overrides, validates it
@@ -47,7 +48,7 @@ export function loadJobSpec(path: string, overrides: readonly string[] = []): Jo
 
 /** Validates an already-parsed object and fills defaults. */
 export function compileJobSpec(raw: unknown, source = '<inline>'): JobSpec {
-  const result = jobSpecSchema.safeParse(raw);
+  const result = jobSpecSchema.safeParse(raw, { reportInput: true });
   if (!result.success) throw new JobSpecError(source, result.error.issues.map(formatIssue));
   const parsed = result.data;
   const problems = crossFieldProblems(parsed);
@@ -77,6 +78,18 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
     problems.push(
       `training.microBatchSize: must not exceed training.batchSize (${training.microBatchSize} > ${training.batchSize})`,
     );
+  } else if (training.microBatchSize !== undefined && training.batchSize % training.microBatchSize !== 0) {
+    problems.push(
+      `training.batchSize: ${training.batchSize} is not a multiple of training.microBatchSize ${training.microBatchSize}; ` +
+        'every micro-batch must hold the same number of images, since it is the unit of BatchNorm statistics ' +
+        `(divisors of ${training.batchSize}: ${divisors(training.batchSize).join(', ')})`,
+    );
+  } else if (training.microBatchSize === undefined && defaultMicroBatchSize(training.batchSize) === undefined) {
+    problems.push(
+      `training.microBatchSize: required for training.batchSize ${training.batchSize}, which has no divisor from ` +
+        `${MIN_DEFAULT_MICRO_BATCH_SIZE} to ${DEFAULT_MICRO_BATCH_SIZE} to split it into equal micro-batches ` +
+        `(divisors: ${divisors(training.batchSize).join(', ')})`,
+    );
   }
   const d = spec.distributed;
   if (d.minWorkers > d.maxWorkers) {
@@ -101,7 +114,8 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
 function withDerivedDefaults(spec: ParsedJobSpec): JobSpec {
   const builtIn = BUILT_IN_ARCHITECTURES.has(spec.model.architecture);
   const weightDecay = spec.optimizer.weightDecay ?? (spec.optimizer.type === 'adamw' ? ADAMW_DEFAULT_WEIGHT_DECAY : 0);
-  const microBatchSize = spec.training.microBatchSize ?? Math.min(spec.training.batchSize, DEFAULT_MICRO_BATCH_SIZE);
+  // crossFieldProblems refused a batch size without a default micro-batch size.
+  const microBatchSize = spec.training.microBatchSize ?? (defaultMicroBatchSize(spec.training.batchSize) as number);
   const { autoscale, ...distributed } = spec.distributed;
   return {
     ...spec,
@@ -115,14 +129,52 @@ function withDerivedDefaults(spec: ParsedJobSpec): JobSpec {
   };
 }
 
-/** One zod issue as `field.path: problem`, unknown keys named: how every spec error in shardwise reads. */
+/**
+ * The largest divisor of the batch size up to 16, so that every micro-batch of a full step holds the same
+ * number of images (a micro-batch is the unit of BatchNorm statistics). A batch of 16 or fewer is one
+ * micro-batch. Undefined when the only divisors are too small for BatchNorm statistics (e.g. 34 = 2 x 17):
+ * the user must choose.
+ */
+function defaultMicroBatchSize(batchSize: number): number | undefined {
+  if (batchSize <= DEFAULT_MICRO_BATCH_SIZE) return batchSize;
+  const size = Math.max(...divisors(batchSize).filter((d) => d <= DEFAULT_MICRO_BATCH_SIZE));
+  return size >= MIN_DEFAULT_MICRO_BATCH_SIZE ? size : undefined;
+}
+
+function divisors(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i + 1).filter((d) => n % d === 0);
+}
+
+/**
+ * One zod issue as `field.path: problem`, unknown keys named and the offending value quoted: how every spec
+ * error in shardwise reads. Parse with `{ reportInput: true }` so the issue carries the value it refused; an
+ * issue without one is a missing field.
+ */
 export function formatIssue(issue: z.core.$ZodIssue): string {
   const field = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
   if (issue.code === 'unrecognized_keys') {
     return `${field}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
   }
-  if (issue.code === 'invalid_type' && issue.input === undefined) return `${field}: required`;
-  return `${field}: ${issue.message}`;
+  if (!('input' in issue) || issue.input === undefined) return `${field}: required`;
+  const got = `got ${quote(issue.input)}`;
+  if (issue.code === 'invalid_type') return `${field}: expected ${typeName(issue.expected)}, ${got}`;
+  return `${field}: ${issue.message}, ${got}`;
+}
+
+function typeName(expected: string): string {
+  if (expected === 'int') return 'an integer';
+  if (expected === 'object') return 'a mapping';
+  if (expected === 'array') return 'a list';
+  return `a ${expected}`;
+}
+
+/** A refused value as the user wrote it, cut short: strings quoted, so `"32"` reads apart from `32`. */
+function quote(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  const text = typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
 /** Sets `a.b.c=value` in a parsed spec; the value is parsed as YAML so numbers and booleans keep their type. */

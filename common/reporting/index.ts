@@ -23,3 +23,5 @@ export {
   createProgress, formatDuration, formatEpochLine, formatLr, resolveProgressOptions,
   type Progress, type ProgressOptions, type ProgressStream,
 } from './progress';
+/** Turns trainer events into a run directory a person can read: metrics, progress, curves, checkpoint. */
+export { RunRecorder, type RunRecorderOptions, toRecord } from './run-recorder';

@@ -61,9 +61,9 @@ export interface CoordinatorMetrics {
   idInUseRefusals: Counter;
   /** `shardwise_redone_shares_total`: step shares reassigned because their worker failed. */
   redoneShares: Counter;
-  /** `shardwise_allreduce_duration_seconds`: the coordinator's part of a step's ring allreduce. */
+  /** `shardwise_allreduce_duration_seconds`: the coordinator's part of a step's allreduce. */
   allreduceDuration: Histogram;
-  /** `shardwise_allreduce_failures_total`: ring attempts that failed (a member died or stalled); the step is redone. */
+  /** `shardwise_allreduce_failures_total`: allreduce attempts that failed (a member died or stalled); the step is redone. */
   allreduceFailures: Counter;
   /** `shardwise_sent_bytes_total`: bytes the coordinator sent to workers. */
   sentBytes: Counter;
@@ -164,11 +164,11 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
     redoneShares: counter('shardwise_redone_shares_total', 'Step shares reassigned after their worker failed.'),
     allreduceDuration: new Histogram({
       name: 'shardwise_allreduce_duration_seconds',
-      help: "The coordinator's part of a step's ring allreduce, from opening the ring to holding the sum.",
+      help: "The coordinator's part of a step's ring allreduce, from connecting to its peers to holding the sum.",
       buckets: [...PHASE_SECONDS_BUCKETS],
       registers,
     }),
-    allreduceFailures: counter('shardwise_allreduce_failures_total', 'Ring allreduce attempts that failed; the step was collected and reduced again.'),
+    allreduceFailures: counter('shardwise_allreduce_failures_total', 'Allreduce attempts that failed; the step was collected and reduced again.'),
     sentBytes: counter('shardwise_sent_bytes_total', 'Bytes sent to workers.'),
     receivedBytes: counter('shardwise_received_bytes_total', 'Bytes received from workers.'),
     exactlyOnceViolations: counter('shardwise_exactly_once_violations_total', 'Epochs whose report did not count every training sample exactly once.'),

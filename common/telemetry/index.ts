@@ -5,7 +5,6 @@
 export { createCoordinatorMetrics, type CoordinatorMetrics } from './coordinator-metrics';
 export { createWorkerMetrics, type WorkerMetrics } from './worker-metrics';
 export { serveMetrics, type MetricsServer, type MetricsServerOptions } from './metrics-server';
-export { MetricsServerError } from './errors';
 export {
   GROUP_LABEL,
   GROUPS,

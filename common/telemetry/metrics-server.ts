@@ -1,7 +1,8 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { MetricsServerError } from './errors';
+import { hostPort } from '../address';
+import { ListenError } from '../errors';
 
 /** Where and how to serve `/metrics`. */
 export interface MetricsServerOptions {
@@ -62,16 +63,15 @@ export async function serveMetrics(registry: Registry, options: MetricsServerOpt
   });
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new MetricsServerError(host, requestedPort, { cause: err })));
+    server.once('error', (err) => reject(new ListenError('metrics server', hostPort(host, requestedPort), '--metrics-port', { cause: err })));
     server.listen(requestedPort, host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  const urlHost = host.includes(':') ? `[${host}]` : host;
 
   return {
     host,
     port,
-    url: `http://${urlHost}:${port}`,
+    url: `http://${hostPort(host, port)}`,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((err) => (err ? reject(err) : resolve()));

@@ -12,6 +12,7 @@ import { modelFingerprint, namedVariables, weightsHash } from '../models';
 import { OptimizerStateError } from './errors';
 import type { OptimizerState, VariableOptimizerState } from './optimizer';
 import type { PlateauState } from './reduce-lr-on-plateau';
+import { OPTIMIZER_PREFIX } from './replica-update';
 import { restoreTrainerState, snapshotTrainerState, type TrainerState } from './trainer-state';
 
 /** Bumped when the layout changes incompatibly; readers reject other versions. */
@@ -39,8 +40,6 @@ export interface EpochCheckpointInfo {
   epochsDone: number;
   weightsHash: string;
 }
-
-const OPTIMIZER_PREFIX = 'optimizer/';
 
 /**
  * Saves the trainer's state between two epochs (after `endEpoch`, so the plateau state is included) into

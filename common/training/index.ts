@@ -47,6 +47,7 @@ export { type Optimizer, type OptimizerState, type VariableOptimizerState, creat
 export { SlotOptimizer, type UpdateResult } from './optimizer-base';
 export { type PlateauDecision, type PlateauState, ReduceLrOnPlateau } from './reduce-lr-on-plateau';
 export { SgdOptimizer, type SgdOptions } from './sgd';
+export { type ApplyOrder, OPTIMIZER_PREFIX, UpdateKind } from './replica-update';
 export { applyMovingStatDeltas, computeShare, microBatchResult, movingStatistics, type ShareInput, type ShareResult } from './share';
 export { ShareSum } from './share-sum';
 export {

@@ -98,10 +98,13 @@ export class StaleRequestError extends WireError {
 /** The worker id is not (or no longer) registered, e.g. after its lease expired; maps to NOT_FOUND. */
 export class UnknownWorkerError extends WireError {
   readonly workerId: string;
-  constructor(workerId: string) {
+  /** The incarnation the caller claimed, when it claimed one. */
+  readonly incarnation?: number;
+  constructor(workerId: string, incarnation?: number) {
     super(`worker '${workerId}' is not registered (lease expired or never joined); register again`);
     this.name = 'UnknownWorkerError';
     this.workerId = workerId;
+    this.incarnation = incarnation;
   }
 }
 

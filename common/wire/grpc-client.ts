@@ -9,7 +9,7 @@ import {
 } from '@grpc/grpc-js';
 import type { CoordinatorClient } from '../../proto';
 import { ConfigError } from '../errors';
-import { FastCoordinatorClient } from './coordinator-service';
+import { FastCoordinatorClient } from './chunk-serializer';
 import { fromServiceError } from './grpc-status';
 import { DEFAULT_FLOW_CONTROL_WINDOW_BYTES } from './grpc-server';
 import { StreamClosedError, writeAll } from './stream-io';

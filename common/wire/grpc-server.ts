@@ -12,8 +12,8 @@ import {
 } from '@grpc/grpc-js';
 import type { EventEmitter } from 'node:events';
 import type { ServerHttp2Session } from 'node:http2';
-import { ConfigError } from '../errors';
-import { WireError } from './errors';
+import { hostPort } from '../address';
+import { ConfigError, ListenError } from '../errors';
 import { toServiceError } from './grpc-status';
 import { writeAll } from './stream-io';
 import { DEFAULT_MAX_MESSAGE_BYTES } from './tensor-codec';
@@ -77,13 +77,13 @@ export async function startGrpcServer(services: readonly ServiceBinding[], optio
     'grpc.keepalive_timeout_ms': checkPositive('server.keepaliveTimeoutMs', options.keepaliveTimeoutMs ?? 5_000),
   });
   for (const s of services) server.addService(s.definition, s.implementation);
-  const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const target = hostPort(host, port);
   const bound = await new Promise<number>((resolve, reject) => {
     server.bindAsync(target, ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(new WireError(`cannot listen on ${target}: ${err.message}`, { cause: err })) : resolve(p));
+      err ? reject(new ListenError('gRPC server', target, '--port', { cause: err })) : resolve(p));
   });
   enlargeWindows(server, windowBytes);
-  const address = host.includes(':') ? `[${host}]:${bound}` : `${host}:${bound}`;
+  const address = hostPort(host, bound);
   return {
     server,
     port: bound,

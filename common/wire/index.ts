@@ -15,6 +15,7 @@ export {
   WorkerIdInUseError,
   RpcError,
 } from './errors';
+export { MAX_WORKER_ID_LENGTH } from './worker-id';
 export {
   WIRE_DTYPES,
   DEFAULT_MAX_MESSAGE_BYTES,
@@ -36,7 +37,7 @@ export {
 export type { WireDtype, WireTypedArray, WireTensorSpec, WireTensor, EncodeOptions } from './tensor-codec';
 export { TensorAssembler } from './tensor-assembler';
 export type { AssembleOptions } from './tensor-assembler';
-export { COORDINATOR_SERVICE } from './coordinator-service';
+export { COORDINATOR_SERVICE } from './chunk-serializer';
 export {
   ERROR_NAME_TRAILER,
   RPC_BACKOFF,

@@ -171,7 +171,7 @@ export interface WorkerCapabilities {
   pid: number;
   hostname: string;
   /**
-   * host:port of the worker's ring data plane (common/collective); empty: it cannot join an allreduce
+   * host:port of the worker's allreduce data plane (common/collective); empty: it cannot join an allreduce
    * and pushes its sums over gRPC instead.
    */
   dataAddress: string;
@@ -341,7 +341,7 @@ export interface SessionRequest {
 }
 
 /** One member of an allreduce ring. */
-export interface RingMember {
+export interface AllreduceMember {
   id: string;
   /** host:port of its data plane. */
   address: string;
@@ -367,7 +367,7 @@ export interface MicroBatchRun {
 export interface ReduceSpec {
   /** Unique per attempt: "<job>/step-<n>/attempt-<k>". */
   key: string;
-  members: RingMember[];
+  members: AllreduceMember[];
   /** This worker's index in members. */
   rank: number;
   /** Layout of the reduced vector: gradient sums, then BatchNorm statistic delta sums, back to back. */
@@ -2440,12 +2440,12 @@ export const SessionRequest: MessageFns<SessionRequest> = {
   },
 };
 
-function createBaseRingMember(): RingMember {
+function createBaseAllreduceMember(): AllreduceMember {
   return { id: "", address: "", observer: false, parts: [] };
 }
 
-export const RingMember: MessageFns<RingMember> = {
-  encode(message: RingMember, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const AllreduceMember: MessageFns<AllreduceMember> = {
+  encode(message: AllreduceMember, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
     }
@@ -2461,7 +2461,7 @@ export const RingMember: MessageFns<RingMember> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): RingMember {
+  decode(input: BinaryReader | Uint8Array, length?: number): AllreduceMember {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2470,7 +2470,7 @@ export const RingMember: MessageFns<RingMember> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRingMember();
+      const message = createBaseAllreduceMember();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2518,11 +2518,11 @@ export const RingMember: MessageFns<RingMember> = {
     }
   },
 
-  create<I extends Exact<DeepPartial<RingMember>, I>>(base?: I): RingMember {
-    return RingMember.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<AllreduceMember>, I>>(base?: I): AllreduceMember {
+    return AllreduceMember.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<RingMember>, I>>(object: I): RingMember {
-    const message = createBaseRingMember();
+  fromPartial<I extends Exact<DeepPartial<AllreduceMember>, I>>(object: I): AllreduceMember {
+    const message = createBaseAllreduceMember();
     message.id = object.id ?? "";
     message.address = object.address ?? "";
     message.observer = object.observer ?? false;
@@ -2608,7 +2608,7 @@ export const ReduceSpec: MessageFns<ReduceSpec> = {
       writer.uint32(10).string(message.key);
     }
     for (const v of message.members) {
-      RingMember.encode(v!, writer.uint32(18).fork()).join();
+      AllreduceMember.encode(v!, writer.uint32(18).fork()).join();
     }
     if (message.rank !== 0) {
       writer.uint32(24).uint32(message.rank);
@@ -2651,7 +2651,7 @@ export const ReduceSpec: MessageFns<ReduceSpec> = {
               break;
             }
 
-            message.members.push(RingMember.decode(reader, reader.uint32()));
+            message.members.push(AllreduceMember.decode(reader, reader.uint32()));
             continue;
           }
           case 3: {
@@ -2704,7 +2704,7 @@ export const ReduceSpec: MessageFns<ReduceSpec> = {
   fromPartial<I extends Exact<DeepPartial<ReduceSpec>, I>>(object: I): ReduceSpec {
     const message = createBaseReduceSpec();
     message.key = object.key ?? "";
-    message.members = object.members?.map((e) => RingMember.fromPartial(e)) || [];
+    message.members = object.members?.map((e) => AllreduceMember.fromPartial(e)) || [];
     message.rank = object.rank ?? 0;
     message.tensors = object.tensors?.map((e) => TensorSpec.fromPartial(e)) || [];
     message.gradientTensorCount = object.gradientTensorCount ?? 0;

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
-import { ShareCollector } from '../coordinator';
+import { HandoutTracker } from '../coordinator';
 
 const DEADLINE_MS = 1000;
 
 /** A collector on a clock the test moves by hand. */
-function collector(count: number, workers: string[]): { c: ShareCollector; clock: { ms: number } } {
+function collector(count: number, workers: string[]): { c: HandoutTracker; clock: { ms: number } } {
   const clock = { ms: 0 };
-  return { c: new ShareCollector(count, workers, { deadlineMs: DEADLINE_MS, now: () => clock.ms }), clock };
+  return { c: new HandoutTracker(count, workers, { deadlineMs: DEADLINE_MS, now: () => clock.ms }), clock };
 }
 
-describe('ShareCollector: who computes which micro-batches of a round', () => {
+describe('HandoutTracker: who computes which micro-batches of a round', () => {
   it('cuts contiguous runs over the workers and re-sends a held handout instead of handing out more', () => {
     const { c } = collector(5, ['a', 'b']);
     const a = c.take('a', 10);

@@ -12,7 +12,7 @@ import { samplesPerMessage } from './coordinator-options';
 import { IncompatibleWorkerError, RegistrationRejectedError, RegistrationRejection } from './errors';
 import type { JobContext } from './job-context';
 import { CoordinatorState } from './lifecycle';
-import { WorkerState } from './membership';
+import { MemberState } from './membership';
 import { modelTensors, optimizerTensors } from './update-payload';
 
 /** What a worker states when it registers. */
@@ -27,7 +27,7 @@ export interface WorkerCapabilitiesInput {
   maxMessageBytes: number;
   pid: number;
   hostname: string;
-  /** host:port of its ring data plane; empty: none. */
+  /** host:port of its allreduce data plane; empty: none. */
   dataAddress: string;
   /** Random per worker process; '' from a client that sends none (it is then never refused as another process). */
   processId: string;
@@ -184,7 +184,7 @@ export function heartbeat(job: JobContext, workerId: string): { configVersion: n
   const { record } = job.member(workerId);
   return {
     configVersion: job.configVersion,
-    drain: job.finished || record.state === WorkerState.Draining,
+    drain: job.finished || record.state === MemberState.Draining,
     leaseMs: job.spec.distributed.leaseMs,
   };
 }
@@ -197,10 +197,10 @@ export function heartbeat(job: JobContext, workerId: string): { configVersion: n
 export function leaveJob(job: JobContext, workerId: string, drain: boolean, reason: string): { lastCountedStep: number } {
   const lastCountedStep = job.sessions.get(workerId)?.lastCountedStep ?? 0;
   const record = job.membership.get(workerId);
-  if (!record || ![WorkerState.Joining, WorkerState.Active, WorkerState.Draining].includes(record.state as never)) {
+  if (!record || ![MemberState.Joining, MemberState.Active, MemberState.Draining].includes(record.state as never)) {
     return { lastCountedStep };
   }
-  if (drain && record.state !== WorkerState.Joining) {
+  if (drain && record.state !== MemberState.Joining) {
     job.membership.drain(workerId, record.incarnation);
     job.log(`worker ${workerId} is draining${reason ? `: ${reason}` : ''}`);
     job.releaseQueued(workerId);

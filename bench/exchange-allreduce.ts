@@ -8,7 +8,7 @@
  */
 import { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { DataPlane, RingMember, RingReduction } from '../common';
+import { DataPlane, AllreduceMember, AllreduceRequest } from '../common';
 import { DEADLINE_MS, ExchangeServer, FromWorker, ToWorker, checksum, gradientOf, samplesOf, scaleInPlace, serveExchanges } from './exchange-common';
 
 /** The bench process's part in the allreduce: see the file comment. */
@@ -17,12 +17,12 @@ export const COORDINATOR_MODES = ['observer', 'member', 'none'] as const;
 export type CoordinatorMode = (typeof COORDINATOR_MODES)[number];
 
 /** The reduction of step `step`; `rank` is this member's index in `members`. */
-function reductionOf(step: number, members: RingMember[], rank: number): RingReduction {
+function reductionOf(step: number, members: AllreduceMember[], rank: number): AllreduceRequest {
   return { key: `bench-exchange/w${members.length}/step-${step}`, members, rank, timeoutMs: DEADLINE_MS };
 }
 
 /** Allreduces `work` (gradient, then sample count) and turns it into the weighted average in place. */
-async function averageInPlace(plane: DataPlane, reduction: RingReduction, work: Float32Array): Promise<Float32Array> {
+async function averageInPlace(plane: DataPlane, reduction: AllreduceRequest, work: Float32Array): Promise<Float32Array> {
   await plane.allreduce(reduction, work);
   const floats = work.length - 1;
   const average = work.subarray(0, floats);
@@ -34,15 +34,15 @@ async function averageInPlace(plane: DataPlane, reduction: RingReduction, work: 
  * The bench's side: tells every worker the members once they listen, and (as member 0 unless
  * `coordinator` is 'none') takes part in every step, as an observer or with zeros.
  */
-export async function startRingExchange(floats: number, coordinator: CoordinatorMode): Promise<ExchangeServer> {
+export async function startAllreduceExchange(floats: number, coordinator: CoordinatorMode): Promise<ExchangeServer> {
   const plane = coordinator === 'none' ? undefined : await DataPlane.listen();
-  let members: RingMember[] = [];
+  let members: AllreduceMember[] = [];
   const work = new Float32Array(floats + 1);
   return {
     address: 'ring',
     connect: async (workers: ChildProcess[]) => {
       const listening = await Promise.all(workers.map(async (w) => ((await once(w, 'message')) as [FromWorker])[0]));
-      const ws = listening.map((m, i): RingMember => {
+      const ws = listening.map((m, i): AllreduceMember => {
         if (m.type !== 'listening') throw new Error(`worker ${i}: expected its data plane address, got ${JSON.stringify(m)}`);
         return { id: `worker-${i}`, address: m.address };
       });
@@ -64,7 +64,7 @@ export async function startRingExchange(floats: number, coordinator: Coordinator
 }
 
 /** A worker process: its gradient (rank = its worker index) allreduced on every "go". */
-export async function runRingWorker(rank: number, floats: number): Promise<void> {
+export async function runAllreduceWorker(rank: number, floats: number): Promise<void> {
   const plane = await DataPlane.listen();
   process.send?.({ type: 'listening', address: plane.address } satisfies FromWorker);
   const [ring] = (await once(process, 'message')) as [ToWorker];

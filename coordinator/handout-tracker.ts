@@ -63,7 +63,7 @@ function splitAs(ids: readonly number[], workers: readonly string[], counts: rea
  * when there is none. A worker that neither returns its handout nor comes for its queued work within the
  * deadline is reported by `overdue()`. Pure bookkeeping with an injected clock; nothing is counted twice.
  */
-export class ShareCollector {
+export class HandoutTracker {
   readonly microBatchCount: number;
   private readonly queues = new Map<string, number[][]>();
   private readonly handouts = new Map<string, Handout>();

@@ -1,13 +1,8 @@
 import { exportModel, type ModelParts, saveLayersModel } from '../models';
-import {
-  createProgress,
-  type EpochRecord,
-  type MetricsRecord,
-  type Progress,
-  type ProgressStream,
-  RunDirectory,
-  writeCurves,
-} from '../reporting';
+import { writeCurves } from './curves';
+import { createProgress, type Progress, type ProgressStream } from './progress';
+import type { EpochRecord, MetricsRecord } from './records';
+import { RunDirectory } from './run-directory';
 import type { EpochEvent, TrainerEvent } from '../training';
 
 /** What a {@link RunRecorder} needs to know about the run it records. */

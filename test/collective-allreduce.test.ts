@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { NonFiniteValueError, TensorChannel, connectTensorChannel, startTensorChannelServer } from '../common/wire';
-import { DataPlane, RingError, RingMember, RingReduction, RingStats } from '../common/collective';
+import { DataPlane, AllreduceError, AllreduceMember, AllreduceRequest, AllreduceStats } from '../common/collective';
 import { TreeFold } from '../common/collective/tree-fold';
 import { SimdScratch } from '../common/collective/simd-scratch';
 
@@ -47,32 +47,32 @@ function assertAllEqual(results: Float32Array[], expected: Float32Array): void {
   });
 }
 
-function membersOf(planes: DataPlane[], observers: number[] = []): RingMember[] {
+function membersOf(planes: DataPlane[], observers: number[] = []): AllreduceMember[] {
   return planes.map((p, i) => ({ id: `m${i}`, address: p.address, ...(observers.includes(i) ? { role: 'observer' as const } : {}) }));
 }
 
-function reductionFor(members: RingMember[], rank: number, key: string, timeoutMs = 10_000): RingReduction {
+function reductionFor(members: AllreduceMember[], rank: number, key: string, timeoutMs = 10_000): AllreduceRequest {
   return { key, members, rank, timeoutMs };
 }
 
 /** Settles every member's allreduce; returns each one's stats or error. */
-async function runAll(planes: DataPlane[], key: string, data: Float32Array[], members = membersOf(planes), timeoutMs = 10_000): Promise<Array<RingStats | RingError>> {
+async function runAll(planes: DataPlane[], key: string, data: Float32Array[], members = membersOf(planes), timeoutMs = 10_000): Promise<Array<AllreduceStats | AllreduceError>> {
   const settled = await Promise.allSettled(planes.map((p, r) => p.allreduce(reductionFor(members, r, key, timeoutMs), data[r])));
   return settled.map((s) => {
     if (s.status === 'fulfilled') return s.value;
-    assert.ok(s.reason instanceof RingError, `expected RingError, got ${String(s.reason)}`);
+    assert.ok(s.reason instanceof AllreduceError, `expected AllreduceError, got ${String(s.reason)}`);
     return s.reason;
   });
 }
 
-function assertAllSucceeded(out: Array<RingStats | RingError>): RingStats[] {
-  out.forEach((o, m) => assert.ok(!(o instanceof RingError), `member ${m}: ${String(o)}`));
-  return out as RingStats[];
+function assertAllSucceeded(out: Array<AllreduceStats | AllreduceError>): AllreduceStats[] {
+  out.forEach((o, m) => assert.ok(!(o instanceof AllreduceError), `member ${m}: ${String(o)}`));
+  return out as AllreduceStats[];
 }
 
-function assertAllFailed(out: Array<RingStats | RingError>): RingError[] {
-  out.forEach((o, m) => assert.ok(o instanceof RingError, `member ${m} should fail, got ${JSON.stringify(o)}`));
-  return out as RingError[];
+function assertAllFailed(out: Array<AllreduceStats | AllreduceError>): AllreduceError[] {
+  out.forEach((o, m) => assert.ok(o instanceof AllreduceError, `member ${m} should fail, got ${JSON.stringify(o)}`));
+  return out as AllreduceError[];
 }
 
 /** Resolves once `condition` holds, checking on every turn of the event loop. */
@@ -177,7 +177,7 @@ describe('collective allreduce (one process)', () => {
       await listen(parts.length + 1);
       const floats = 4099;
       const micro = Array.from({ length: leaves }, (_, m) => inputOf(m, floats));
-      const members: RingMember[] = [{ id: 'observer', address: planes[0].address, role: 'observer' },
+      const members: AllreduceMember[] = [{ id: 'observer', address: planes[0].address, role: 'observer' },
         ...parts.map((p, k) => ({ id: `w${k}`, address: planes[k + 1].address, parts: p.map(([start, end]) => ({ start, end })) }))];
       const data = [new Float32Array(floats), ...parts.map((p) => {
         const input = new Float32Array(p.length * floats);
@@ -285,8 +285,8 @@ describe('collective allreduce (one process)', () => {
     const [p0, p1] = await listen(2);
     const members = membersOf(planes);
     const first = p0.allreduce(reductionFor(members, 0, 'a'), new Float32Array(10));
-    await assert.rejects(p0.allreduce(reductionFor(members, 0, 'b'), new Float32Array(10)), (err: RingError) =>
-      err instanceof RingError && err.phase === 'start' && /'a' is still running/.test(err.message));
+    await assert.rejects(p0.allreduce(reductionFor(members, 0, 'b'), new Float32Array(10)), (err: AllreduceError) =>
+      err instanceof AllreduceError && err.phase === 'start' && /'a' is still running/.test(err.message));
     await p1.allreduce(reductionFor(members, 1, 'a'), new Float32Array(10));
     await first;
     await assert.rejects(p0.allreduce(reductionFor(members, 2, 'c'), new Float32Array(1)), /expected a rank in \[0, 1\], got 2/);
@@ -313,8 +313,8 @@ describe('collective allreduce (one process)', () => {
     const settled = await Promise.allSettled(planes.map((p, r) => (r === 2
       ? p.allreduce({ key: 'lists', members: swapped, rank: 2, timeoutMs: 60_000 }, new Float32Array(64))
       : p.allreduce(reductionFor(members, r, 'lists', 60_000), new Float32Array(64)))));
-    const out = settled.map((s) => (s.status === 'rejected' ? s.reason as RingError : assert.fail('every member should fail')));
-    assert.ok(out.every((e) => e instanceof RingError));
+    const out = settled.map((s) => (s.status === 'rejected' ? s.reason as AllreduceError : assert.fail('every member should fail')));
+    assert.ok(out.every((e) => e instanceof AllreduceError));
     const said = out.filter((o) => /the members lists differ: expected \[m\d, m\d, m2\], 'm\d' has \[m\d, m\d, m2\]/.test(o.message));
     assert.ok(said.length >= 1, `expected an error naming both lists, got ${out.map(String).join(' | ')}`);
   });
@@ -336,8 +336,8 @@ describe('collective allreduce (one process)', () => {
     await listen(3);
     const members = membersOf(planes);
     const settled = await Promise.allSettled([0, 1].map((r) => planes[r].allreduce(reductionFor(members, r, 'absent', 300), new Float32Array(64))));
-    const errors = settled.map((s) => (s.status === 'rejected' ? s.reason as RingError : assert.fail('should fail')));
-    for (const err of errors) assert.ok(err instanceof RingError, String(err));
+    const errors = settled.map((s) => (s.status === 'rejected' ? s.reason as AllreduceError : assert.fail('should fail')));
+    for (const err of errors) assert.ok(err instanceof AllreduceError, String(err));
     // Whichever times out first closes its connections, which fails the other one at once.
     assert.ok(errors.some((e) => /not done within 300 ms \(waiting for 'm2'\)/.test(e.message) && e.peer === 'm2'), errors.map(String).join(' | '));
   });
@@ -347,7 +347,7 @@ describe('collective allreduce (one process)', () => {
     const running = p0.allreduce(reductionFor(membersOf(planes), 0, 'closing', 60_000), new Float32Array(10));
     running.catch(() => undefined);
     await p0.close();
-    await assert.rejects(running, (err: RingError) => err instanceof RingError && err.phase === 'closed');
+    await assert.rejects(running, (err: AllreduceError) => err instanceof AllreduceError && err.phase === 'closed');
   });
 
   describe('against a hand-written peer', () => {
@@ -359,10 +359,10 @@ describe('collective allreduce (one process)', () => {
     });
 
     /** A real member (rank 0) and a fake contributor (rank 1) that has done the handshake; returns the fake's sending channel. */
-    async function handshake(key: string, floats: number): Promise<{ result: Promise<RingStats>; toReal: TensorChannel }> {
+    async function handshake(key: string, floats: number): Promise<{ result: Promise<AllreduceStats>; toReal: TensorChannel }> {
       const [p0] = await listen(1);
       fakeServer = await startTensorChannelServer();
-      const members: RingMember[] = [{ id: 'real', address: p0.address }, { id: 'fake', address: `127.0.0.1:${fakeServer.port}` }];
+      const members: AllreduceMember[] = [{ id: 'real', address: p0.address }, { id: 'fake', address: `127.0.0.1:${fakeServer.port}` }];
       const result = p0.allreduce(reductionFor(members, 0, key), new Float32Array(floats));
       result.catch(() => undefined);
       // The real member connects to the fake to receive from it, says hello and ready; the fake does the same.
@@ -381,8 +381,8 @@ describe('collective allreduce (one process)', () => {
       const { result, toReal } = await handshake('short', 100);
       const name = "reduce-scatter segment 0/2 of 'short' (100 floats, 2 members)";
       await toReal.send([{ name, dtype: 'float32', shape: [49], data: new Float32Array(49) }]);
-      await assert.rejects(result, (err: RingError) => {
-        assert.ok(err instanceof RingError, String(err));
+      await assert.rejects(result, (err: AllreduceError) => {
+        assert.ok(err instanceof AllreduceError, String(err));
         assert.match(err.message, /expected frame 'reduce-scatter segment 0\/2 of 'short' \(100 floats, 2 members\)' of 50 float32, got .* of shape \[49\]/);
         assert.equal(err.peer, 'fake');
         assert.equal(err.phase, 'reduce-scatter');
