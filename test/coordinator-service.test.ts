@@ -308,7 +308,7 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
     await w1.pullUntil(StepKind.TRAIN);
     const a2 = await w2.pullUntil(StepKind.TRAIN);
     await w2.train(a2);
-    // w1 says nothing more: within the lease its micro-batches reach w2's long poll.
+    // w1 says nothing more: within the lease its micro-batches reach w2's session.
     const redo = await w2.pullUntil(StepKind.TRAIN, 3000);
     assert.deepEqual([redo.globalStep, ids(redo)], [0, [0, 1]]);
     await w2.train(redo);
