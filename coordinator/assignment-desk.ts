@@ -5,9 +5,9 @@ import type { JobContext, WorkerSession } from './job-context';
 import { CoordinatorState } from './lifecycle';
 import { type WorkerRecord, MemberState } from './membership';
 import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
-import type { ReduceOrder } from './reduction';
-import type { Handout } from './handout-tracker';
-import { tensorBytes, type UpdatePayload } from './update-payload';
+import type { ReduceOrder } from './step/reduction';
+import type { Handout } from './step/handout-tracker';
+import { tensorBytes, type UpdatePayload } from './step/update-log';
 
 /** What a worker is told to do next. */
 export const AssignmentKind = { Train: 'train', Eval: 'eval', Wait: 'wait', Stop: 'stop', Reduce: 'reduce' } as const;

@@ -14,8 +14,8 @@ import { jobSpecHash } from './checkpoint-format';
 import type { LedgerState } from './epoch-ledger';
 import { CheckpointError, ResumeError } from './errors';
 import type { JobContext } from './job-context';
-import type { StepPosition } from './step-planner';
-import { modelTensors } from './update-payload';
+import type { StepPosition } from './step/step-planner';
+import { modelTensors } from './step/update-log';
 
 /** Running training sums of the epoch in progress, so a resumed epoch reports the whole epoch. */
 export interface EpochTrainSums {

@@ -1,6 +1,6 @@
 import { Counter, Registry } from 'prom-client';
 import { type CoordinatorMetrics, createCoordinatorMetrics, GROUPS, type GroupLearningRates } from '../common';
-import type { ShareTiming } from './step-round';
+import type { ShareTiming } from './step/step-round';
 
 /** Weight of the newest step in the moving averages of step time and throughput. */
 const SMOOTHING = 0.2;

@@ -35,8 +35,8 @@ import { JobContext } from './job-context';
 import { type JobOutcome, JobRunner } from './job-runner';
 import { CoordinatorState, Lifecycle } from './lifecycle';
 import { Membership } from './membership';
-import { StepPlanner } from './step-planner';
-import { UpdateLog } from './update-payload';
+import { StepPlanner } from './step/step-planner';
+import { UpdateLog } from './step/update-log';
 
 /** A coordinator serving a job. */
 export interface RunningCoordinator {

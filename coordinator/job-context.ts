@@ -4,15 +4,15 @@ import type { ChangeSignal } from './change-signal';
 import type { CompiledCoordinatorOptions } from './coordinator-options';
 import type { CoordinatorTelemetry } from './coordinator-telemetry';
 import type { EpochLedger } from './epoch-ledger';
-import { DeferredUpdate } from './deferred-update';
+import { DeferredUpdate } from './step/deferred-update';
 import { WorkerGoneError } from './errors';
 import type { EvalRound } from './eval-round';
 import type { JobAnnouncer } from './job-announcer';
 import { type Lifecycle } from './lifecycle';
 import { type Membership, type WorkerRecord, MemberState } from './membership';
-import type { StepRound } from './step-round';
-import type { StepPlanner } from './step-planner';
-import type { UpdateLog } from './update-payload';
+import type { StepRound } from './step/step-round';
+import type { StepPlanner } from './step/step-planner';
+import type { UpdateLog } from './step/update-log';
 
 /** What the coordinator remembers about a registered worker beyond its membership record. */
 export interface WorkerSession {

@@ -16,11 +16,11 @@ import { EvalRound } from './eval-round';
 import { busEventFor } from './job-announcer';
 import type { JobContext, Round } from './job-context';
 import { CoordinatorState } from './lifecycle';
-import { StepRound } from './step-round';
-import type { StepPosition } from './step-planner';
+import { StepRound } from './step/step-round';
+import type { StepPosition } from './step/step-planner';
 import { JobFailedError } from './errors';
-import { MAX_UNEXPLAINED_RING_FAILURES, reduceStep } from './step-reduce';
-import { applyStep, shareManifests } from './step-update';
+import { MAX_UNEXPLAINED_ALLREDUCE_FAILURES, reduceStep } from './step/step-reduce';
+import { applyStep, shareManifests } from './step/step-commit';
 
 /** How a job ended. */
 export interface JobOutcome {
@@ -250,7 +250,7 @@ export class JobRunner {
           return true;
         }
         if (outcome.failed === 'lost-members') unexplained = 0;
-        else if (++unexplained >= MAX_UNEXPLAINED_RING_FAILURES) {
+        else if (++unexplained >= MAX_UNEXPLAINED_ALLREDUCE_FAILURES) {
           throw new JobFailedError(`step ${round.globalStep}: the allreduce failed ${unexplained} times in a row with every ` +
             `member alive; the last: ${outcome.error.message}`, { cause: outcome.error });
         }

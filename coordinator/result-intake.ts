@@ -8,8 +8,8 @@ import {
 import { InvalidResultError, JobFailedError, StaleResultError } from './errors';
 import type { EvalRound } from './eval-round';
 import type { JobContext } from './job-context';
-import type { Handout } from './handout-tracker';
-import type { ShareSums, StepRound } from './step-round';
+import type { Handout } from './step/handout-tracker';
+import type { ShareSums, StepRound } from './step/step-round';
 
 /** A chunk of a pushed tensor, as the wire layer's assembler takes it. */
 export type WireChunk = Parameters<TensorAssembler['add']>[0];

@@ -13,7 +13,7 @@ import { IncompatibleWorkerError, RegistrationRejectedError, RegistrationRejecti
 import type { JobContext } from './job-context';
 import { CoordinatorState } from './lifecycle';
 import { MemberState } from './membership';
-import { modelTensors, optimizerTensors } from './update-payload';
+import { modelTensors, optimizerTensors } from './step/update-log';
 
 /** What a worker states when it registers. */
 export interface WorkerCapabilitiesInput {

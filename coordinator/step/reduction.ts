@@ -1,7 +1,7 @@
-import type { AllreduceMember, WireTensorSpec } from '../common';
+import type { AllreduceMember, WireTensorSpec } from '../../common';
 
 /** The coordinator's id in every reduction: an observer, or the contributor of the shares pushed to it. */
-export const COORDINATOR_RING_ID = 'coordinator';
+export const COORDINATOR_MEMBER_ID = 'coordinator';
 
 /** Where an allreduce attempt is. */
 export type ReductionState = 'running' | 'failed' | 'done';
@@ -37,7 +37,7 @@ export class Reduction {
 
   /** Worker ids among the members (the coordinator left out). */
   get workers(): string[] {
-    return this.members.filter((m) => m.id !== COORDINATOR_RING_ID).map((m) => m.id);
+    return this.members.filter((m) => m.id !== COORDINATOR_MEMBER_ID).map((m) => m.id);
   }
 
   isMember(workerId: string): boolean {

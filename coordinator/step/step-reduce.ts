@@ -1,12 +1,12 @@
-import { AllreduceError, type AllreduceMember } from '../common';
-import { JobFailedError } from './errors';
-import type { JobContext } from './job-context';
-import { COORDINATOR_RING_ID, Reduction } from './reduction';
-import { countInLedger } from './result-intake';
+import { AllreduceError, type AllreduceMember } from '../../common';
+import { JobFailedError } from '../errors';
+import type { JobContext } from '../job-context';
+import { COORDINATOR_MEMBER_ID, Reduction } from './reduction';
+import { countInLedger } from '../result-intake';
 import type { StepRound, StepSums } from './step-round';
 
 /** Allreduce attempts in a row that may fail with every member still alive before the job fails. */
-export const MAX_UNEXPLAINED_RING_FAILURES = 3;
+export const MAX_UNEXPLAINED_ALLREDUCE_FAILURES = 3;
 
 /** A committed allreduce: the step's sums, and the attempt whose members replay the update. */
 export interface ReducedStep {
@@ -31,20 +31,20 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
   if (!dataPlane) throw new JobFailedError(`step ${round.globalStep}: workers hold sums, but the coordinator has no data plane`);
   // The coordinator needs the sum for its own replica. It contributes only the shares pushed to it (each a
   // node of the summation tree, like every holder's); with none it observes.
-  const contributors = round.contributors(COORDINATOR_RING_ID);
-  const holders = contributors.map((c) => c.id).filter((id) => id !== COORDINATOR_RING_ID);
-  const observes = !contributors.some((c) => c.id === COORDINATOR_RING_ID);
+  const contributors = round.contributors(COORDINATOR_MEMBER_ID);
+  const holders = contributors.map((c) => c.id).filter((id) => id !== COORDINATOR_MEMBER_ID);
+  const observes = !contributors.some((c) => c.id === COORDINATOR_MEMBER_ID);
   const members: AllreduceMember[] = [
-    ...(observes ? [{ id: COORDINATOR_RING_ID, address: dataPlane.address, role: 'observer' as const }] : []),
-    ...contributors.map(({ id, parts }) => ({ id, parts, address: id === COORDINATOR_RING_ID ? dataPlane.address : job.sessions.get(id)?.dataAddress ?? '' })),
+    ...(observes ? [{ id: COORDINATOR_MEMBER_ID, address: dataPlane.address, role: 'observer' as const }] : []),
+    ...contributors.map(({ id, parts }) => ({ id, parts, address: id === COORDINATOR_MEMBER_ID ? dataPlane.address : job.sessions.get(id)?.dataAddress ?? '' })),
   ];
-  const rank = members.findIndex((m) => m.id === COORDINATOR_RING_ID);
+  const rank = members.findIndex((m) => m.id === COORDINATOR_MEMBER_ID);
   const tensors = [...round.gradientSpecs, ...round.statSpecs];
   const timeoutMs = job.spec.distributed.stepDeadlineMs;
   const reduction = new Reduction(`${job.jobId}/${job.instanceId}/step-${round.globalStep}/attempt-${attempt}`, members, tensors, round.gradientSpecs.length, timeoutMs);
   round.reduction = reduction;
   job.changed.notify();
-  const vector = round.ringInput();
+  const vector = round.allreduceInput();
   const t0 = job.now();
   try {
     const stats = await dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs }, vector);

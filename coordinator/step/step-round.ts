@@ -1,5 +1,5 @@
-import { addFloatsInto, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../common';
-import { PlanningError } from './errors';
+import { addFloatsInto, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../../common';
+import { PlanningError } from '../errors';
 import type { Reduction } from './reduction';
 import { type Handout, HandoutTracker } from './handout-tracker';
 import type { StepPlan } from './step-planner';
@@ -225,7 +225,7 @@ export class StepRound {
    * one without a data plane), one vector per share (a node of the summation tree, in the order of
    * `contributors`), back to back and laid out as the reduction's vector; one vector of zeros if none.
    */
-  ringInput(): Float32Array {
+  allreduceInput(): Float32Array {
     const n = this.vectorLength;
     const pushed = this.acceptedShares().filter((sh) => !sh.held);
     const out = new Float32Array(Math.max(1, pushed.length) * n);

@@ -11,11 +11,11 @@ import {
   type StepEvent,
   trainableVariables,
   type WireTensorSpec,
-} from '../common';
-import type { JobContext } from './job-context';
+} from '../../common';
+import type { JobContext } from '../job-context';
 import type { Reduction } from './reduction';
 import type { StepRound, StepSums } from './step-round';
-import { modelTensors } from './update-payload';
+import { modelTensors } from './update-log';
 
 /**
  * What a push must carry in the freeze state in force: the gradient sums of the unfrozen trainable
