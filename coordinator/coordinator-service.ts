@@ -173,7 +173,7 @@ async function* sessionMessages(job: JobContext, requests: AsyncIterable<Session
 
 /** Whether `incarnation` (0: a client that sends none) is `workerId`'s live one. */
 function isLiveIncarnation(job: JobContext, workerId: string, incarnation: number): boolean {
-  return incarnation === 0 || job.membership.get(workerId)?.incarnation === incarnation;
+  return incarnation === 0 || job.members.get(workerId)?.incarnation === incarnation;
 }
 
 function* weightsMessages(job: JobContext, req: GetWeightsRequest): Generator<GetWeightsResponse> {
@@ -231,7 +231,7 @@ export function coordinatorService(job: JobContext): CoordinatorServer {
   return {
     register: unaryHandler(async (req: RegisterRequest): Promise<RegisterResponse> => {
       const registered = registerWorker(job, capabilitiesOf(req.capabilities));
-      return { ...registered, incarnation: job.membership.get(registered.workerId)?.incarnation ?? 0 };
+      return { ...registered, incarnation: job.members.get(registered.workerId)?.incarnation ?? 0 };
     }),
     getConfig: unaryHandler(async (req): Promise<ConfigState> => configFor(job, req.workerId)),
     heartbeat: unaryHandler(async (req) => {

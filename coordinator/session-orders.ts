@@ -46,7 +46,7 @@ export class SessionOrders {
    * @throws WorkerGoneError (NOT_FOUND) when that incarnation is not the live one, or already has a session.
    */
   static open(job: JobContext, workerId: string, incarnation: number): SessionOrders {
-    const record = job.member(workerId).record;
+    const record = job.members.member(workerId).record;
     if (record.incarnation !== incarnation) {
       throw new WorkerGoneError(workerId, `incarnation ${incarnation} is not the live one (${record.incarnation})`);
     }
@@ -90,17 +90,17 @@ export class SessionOrders {
     const open = openSessions.get(this.job);
     if (open?.get(this.workerId) === this.incarnation) open.delete(this.workerId);
     const { job } = this;
-    const record = job.membership.get(this.workerId);
+    const record = job.members.get(this.workerId);
     if (!record || record.incarnation !== this.incarnation || !job.isLive(this.workerId)) return;
     // A coordinator that is stopping cuts every stream itself; the checkpoint already says what counts.
     if (job.lifecycle.state === CoordinatorState.Stopped || job.lifecycle.state === CoordinatorState.Failed) return;
-    const told = job.sessions.get(this.workerId)?.toldStop ?? false;
+    const told = job.members.session(this.workerId)?.toldStop ?? false;
     job.loseWorker(this.workerId, told ? 'left' : 'failed', `its session stream (incarnation ${this.incarnation}) ended: ${why}`);
   }
 
   private checkLive(): void {
     // member() says why a member is gone (dropped for what, left); a newer incarnation is said here.
-    const { record } = this.job.member(this.workerId);
+    const { record } = this.job.members.member(this.workerId);
     if (this.closed || record.incarnation !== this.incarnation) {
       throw new WorkerGoneError(this.workerId, `incarnation ${this.incarnation} was replaced by incarnation ${record.incarnation}`);
     }

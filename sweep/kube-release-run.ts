@@ -10,10 +10,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { RUN_FILES } from '../common';
-import type { TrialExit, TrialRun, TrialRunRequest } from './executor';
+import type { TrialRunRequest } from './executor';
 import { SWEEP_LABEL, TRIAL_LABEL } from './kube-trial-job';
 import type { TrialObject } from './kube-trial-release';
-import { committedEpochs, runProgress } from './trial-run-dir';
+import { WatchedTrialRun } from './watched-run';
 
 type Propagation = 'Foreground' | 'Background';
 
@@ -100,15 +100,13 @@ export async function deleteReleaseObjects(host: ReleaseHost, labelSelector: str
 }
 
 /** One multi-worker trial as a chart release. */
-export class KubeReleaseRun implements TrialRun {
-  readonly ended: Promise<void>;
-  private result: TrialExit | undefined;
-  private stopping = false;
+export class KubeReleaseRun extends WatchedTrialRun {
   private readonly selector: string;
 
-  constructor(private readonly host: ReleaseHost, readonly request: TrialRunRequest, readonly release: string, sweepName: string) {
+  constructor(private readonly host: ReleaseHost, request: TrialRunRequest, readonly release: string, sweepName: string) {
+    super(request);
     this.selector = `${SWEEP_LABEL}=${sweepName},${TRIAL_LABEL}=${request.trialId}`;
-    this.ended = this.watch();
+    this.watchFromNow();
   }
 
   /** Creates the release's objects, in order. */
@@ -119,30 +117,11 @@ export class KubeReleaseRun implements TrialRun {
     }
   }
 
-  exit(): TrialExit | undefined {
-    return this.result;
+  protected remove(propagation: 'Foreground' | 'Background'): Promise<void> {
+    return deleteReleaseObjects(this.host, this.selector, propagation);
   }
 
-  committed(): ReturnType<TrialRun['committed']> {
-    return committedEpochs(this.request);
-  }
-
-  progress(): ReturnType<TrialRun['progress']> {
-    return runProgress(this.request);
-  }
-
-  cancel(): void {
-    this.stopping = true;
-    void deleteReleaseObjects(this.host, this.selector, 'Background').catch(() => undefined);
-  }
-
-  async stop(): Promise<void> {
-    this.stopping = true;
-    await deleteReleaseObjects(this.host, this.selector, 'Foreground');
-    await this.ended;
-  }
-
-  private async watch(): Promise<void> {
+  protected async watch(): Promise<void> {
     const what = `release ${this.release} (${this.request.workers} workers)`;
     try {
       while (!this.stopping) {

@@ -16,13 +16,13 @@ import * as path from 'node:path';
 import type { AppsV1Api, BatchV1Api, CoreV1Api, V1ContainerStatus, V1Job } from '@kubernetes/client-node';
 import { describeResourceError, type KubeAccessOptions, type KubeClientModule, loadKubeAccess, loadKubeClient, type ResourceCall } from '../common';
 import { SweepSpecError } from './errors';
-import type { TrialExecutor, TrialExit, TrialRun, TrialRunRequest } from './executor';
+import type { TrialExecutor, TrialRun, TrialRunRequest } from './executor';
 import { deleteReleaseObjects, KubeReleaseRun, type ReleaseHost, releaseKinds } from './kube-release-run';
 import { JOB_NAME_LABEL, SWEEP_LABEL, TRIAL_CONTAINER, trialJobManifest } from './kube-trial-job';
 import { renderTrialRelease, trialReleaseName } from './kube-trial-release';
 import type { KubernetesExecutorSpec } from './spec-schema';
 import type { SweepSpec } from './sweep-spec';
-import { committedEpochs, runProgress } from './trial-run-dir';
+import { WatchedTrialRun } from './watched-run';
 
 /** Where the 403 hint points. */
 const GRANTED_BY = "the chart's role-sweep.yaml and rolebinding-sweep.yaml with sweep.enabled=true";
@@ -201,40 +201,17 @@ function describeTermination(t: { exitCode: number; reason?: string; message?: s
 }
 
 /** One trial stretch as a Job: read every poll until it completes or fails, then deleted. */
-class KubeTrialRun implements TrialRun {
-  readonly ended: Promise<void>;
-  private result: TrialExit | undefined;
-  private stopping = false;
-
-  constructor(private readonly executor: KubernetesExecutor, readonly request: TrialRunRequest, readonly jobName: string) {
-    this.ended = this.watch();
+class KubeTrialRun extends WatchedTrialRun {
+  constructor(private readonly executor: KubernetesExecutor, request: TrialRunRequest, readonly jobName: string) {
+    super(request);
+    this.watchFromNow();
   }
 
-  exit(): TrialExit | undefined {
-    return this.result;
+  protected remove(propagation: 'Foreground' | 'Background'): Promise<void> {
+    return this.executor.deleteJob(this.jobName, propagation);
   }
 
-  committed(): ReturnType<TrialRun['committed']> {
-    return committedEpochs(this.request);
-  }
-
-  progress(): ReturnType<TrialRun['progress']> {
-    return runProgress(this.request);
-  }
-
-  cancel(): void {
-    this.stopping = true;
-    void this.executor.deleteJob(this.jobName, 'Background').catch(() => undefined);
-  }
-
-  async stop(): Promise<void> {
-    this.stopping = true;
-    // Foreground: the Job stays until its pod is gone, so the checkpoint the pod writes on SIGTERM exists once it is.
-    await this.executor.deleteJob(this.jobName, 'Foreground');
-    await this.ended;
-  }
-
-  private async watch(): Promise<void> {
+  protected async watch(): Promise<void> {
     try {
       for (;;) {
         const job = await this.executor.readJob(this.jobName);

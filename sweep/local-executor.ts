@@ -11,6 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { THREADS_ENV_VAR } from '../common';
 import { defaultShardwiseCommand, ManagedChild } from '../launcher';
 import type { TrialExecutor, TrialExit, TrialRun, TrialRunRequest } from './executor';
 import { committedEpochs, runProgress, trialArgs } from './trial-run-dir';
@@ -35,6 +36,8 @@ export class LocalTrialRun implements TrialRun {
       name: `trial ${request.trialId}`,
       command: shardwise.command,
       args: [...shardwise.args, ...trialArgs(request, { exitWithParent: true })],
+      // Trials run side by side on one machine (trialCores): one compute thread each unless OMP_NUM_THREADS says otherwise.
+      env: { [THREADS_ENV_VAR]: '1', ...process.env },
       // Own process group: a Ctrl-C reaches the sweep, which stops its trials in order.
       detached: true,
       historyLines: 200,
