@@ -12,7 +12,7 @@ import { Command } from 'commander';
 import { bestTrial, decideAtRung, type EarlyStoppingSpec, type ObjectiveMetric, readSweepState, rungsFor, type TrialRecord } from '../sweep';
 
 const RULES: EarlyStoppingSpec[] = [
-  ...[1, 2].flatMap((gracePeriod) => [2, 3].flatMap((reductionFactor) => [false, true].map((synchronous) =>
+  ...[1, 2, 3, 6].flatMap((gracePeriod) => [2, 3].flatMap((reductionFactor) => [false, true].map((synchronous) =>
     ({ type: 'asha' as const, gracePeriod, reductionFactor, synchronous })))),
   { type: 'median', gracePeriod: 1, minTrials: 1 },
 ];
