@@ -9,7 +9,7 @@
  *   node --import tsx bench/sweep.ts [--data DIR] [--limit 0] [--val-fraction 0.5] [--skip-grid]
  *
  * The data: every image of the folder (0 = no limit; the shared subset has 5,085), half held out for
- * validation (2,543 to rank by). The grid's best is what early stopping is judged against, so the validation
+ * validation (2,546 to rank by). The grid's best is what early stopping is judged against, so the validation
  * split must be able to rank trials: with 80 images (800 at the spec's 10%) one image was 1.25 points, and
  * with 800 (3,200 at a quarter) the grid's top two still ended 6 images apart. `best_gap` says how far the
  * sweep's pick is behind the grid's best in the grid's own results, and in validation images.
