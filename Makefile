@@ -86,7 +86,7 @@ SWEEP ?= sweeps/smoke.yaml
 sweep: install
 	$(SHARDWISE) sweep --spec $(SWEEP) $(DATA_FLAG) $(if $(EXECUTOR),--executor $(EXECUTOR),) $(if $(KUBE_NAMESPACE),--namespace $(KUBE_NAMESPACE),)
 
-## bench-sweep: sweeps/seeds-freeze-lr.yaml on a small data limit, against the plain grid (no early stopping,
+## bench-sweep: sweeps/seeds-freeze-lr.yaml on the whole data folder, half held out, against the plain grid (no early stopping,
 ## no sharing): trial-epochs saved, and whether both pick the same best trial.
 bench-sweep: install
 	$(NODE_TS) bench/sweep.ts $(DATA_FLAG)
