@@ -1,0 +1,130 @@
+/**
+ * One chaos run: a real distributed job (nats-server, coordinator, workers in their own network
+ * namespaces, a tmpfs checkpoint disk) disturbed by seeded random faults of every kind, then checked from
+ * what it wrote, not from what it claims: samples lost and counted twice are recomputed from the epoch
+ * reports in metrics.jsonl, replica hashes are compared, and the final weights hash is compared with the
+ * undisturbed single-process run of the same seed. Reduction order is fixed by micro-batch, so a fault
+ * may cost time but must leave no trace in the result.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { Rng } from '../../common';
+import { COORDINATOR_DONE_PATTERN, exitCodeOf } from '../../launcher';
+import { datasetShape, testJobYaml, writeSignalCifar } from '../support/cluster-data';
+import { finalRunWeights, localReference, recordsOf, runRecords, weightsHashOf } from '../support/cluster-checks';
+import { pollUntil, withDeadline } from '../support/deadline';
+import { ChaosWorld } from './chaos-world';
+import { FAULT_KINDS, type FaultKind, injectFault } from './faults';
+
+export interface ChaosOptions {
+  seed: number;
+  /** Faults injected; at least one of each kind. */
+  faults: number;
+  epochs: number;
+  /** Generated training images (a quarter is held out for validation). */
+  images: number;
+  workers: number;
+  log: (line: string) => void;
+}
+
+export interface ChaosResult {
+  seed: number;
+  faults: number;
+  survived: number;
+  kinds: Record<FaultKind, number>;
+  samplesLost: number;
+  samplesDuplicated: number;
+  hashMismatches: number;
+  finished: boolean;
+  finalEqual: boolean;
+}
+
+/** The one line `make chaos` prints. */
+export function chaosLine(r: ChaosResult): string {
+  const kinds = FAULT_KINDS.map((k) => `${k}:${r.kinds[k]}`).join(',');
+  return `chaos seed=${r.seed} faults=${r.faults} survived=${r.survived} samples_lost=${r.samplesLost} ` +
+    `samples_duplicated=${r.samplesDuplicated} hash_mismatches=${r.hashMismatches} final_equal=${r.finalEqual} kinds=${kinds}`;
+}
+
+/** Fault kinds in a seeded order that holds every kind at least once per seven faults. */
+export function faultSchedule(rng: Rng, faults: number): FaultKind[] {
+  if (faults < FAULT_KINDS.length) throw new Error(`faults: expected at least ${FAULT_KINDS.length}, one of each kind, got ${faults}`);
+  const schedule: FaultKind[] = [];
+  while (schedule.length < faults) schedule.push(...Array.from(rng.permutation(FAULT_KINDS.length), (i) => FAULT_KINDS[i]));
+  return schedule.slice(0, faults);
+}
+
+/** Runs the job under faults and checks it; throws only when the run itself could not be made. */
+export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const { log } = options;
+  const rng = new Rng(options.seed);
+  const schedule = faultSchedule(rng, options.faults);
+  const dir = mkdtempSync(path.join(tmpdir(), 'shardwise-chaos-'));
+  const dataDir = path.join(dir, 'cifar');
+  mkdirSync(dataDir);
+  writeSignalCifar(dataDir, options.images, options.seed);
+  const { trainImages, stepsPerEpoch } = await datasetShape(dataDir);
+  const jobYaml = testJobYaml('chaos', { minWorkers: 1, desiredWorkers: options.workers, leaseMs: 3000, checkpointEverySteps: 2 }, { epochs: options.epochs });
+  const job = path.join(dir, 'chaos.yaml');
+  writeFileSync(job, jobYaml);
+  log(`# chaos: seed ${options.seed}, ${options.faults} faults (${schedule.join(', ')}), ${options.epochs} epochs of ${stepsPerEpoch} steps`);
+  const reference = localReference(`chaos-${options.seed}-${options.images}-${options.epochs}`, jobYaml, dataDir);
+  const world = await ChaosWorld.start(job, dataDir, path.join(dir, 'runs'), options.workers);
+  const kinds = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
+  let survived = 0;
+  try {
+    const total = options.epochs * stepsPerEpoch;
+    const progress = (): number => Math.max(-1, ...recordsOf(runRecords(world.runDir), 'step').map((s) => s.globalStep));
+    let last = -1;
+    for (const [i, kind] of schedule.entries()) {
+      const trigger = Math.max(Math.floor(((i + 1) * total) / (schedule.length + 1)), last + 1);
+      const at = await pollUntil(() => {
+        const step = progress();
+        if (step >= trigger) return step;
+        if (!world.coordinator.running) throw new Error(`the coordinator exited before fault ${i + 1} (${kind}) at step ${step}`);
+        return undefined;
+      }, { timeoutMs: 300_000, intervalMs: 50, what: `global step ${trigger} for fault ${i + 1} (${kind})` });
+      const what = await injectFault(kind, world, rng);
+      kinds[kind]++;
+      last = at;
+      log(`# fault ${i + 1} at global step ${at}: ${what}`);
+      // Survived: training moved on past the step the fault hit.
+      await pollUntil(() => (progress() > at ? true : undefined), { timeoutMs: 300_000, intervalMs: 50, what: `progress after fault ${i + 1} (${kind})` });
+      survived++;
+    }
+    await world.coordinator.waitForLine(COORDINATOR_DONE_PATTERN, { what: 'the coordinator done line', timeoutMs: 600_000 });
+    const coordinatorExit = exitCodeOf(await world.coordinator.exited);
+    for (const w of world.liveWorkers()) {
+      const code = exitCodeOf(await withDeadline(w.child.exited, 60_000, `${w.id} to exit after STOP`));
+      if (code !== 0) throw new Error(`${w.id} exited with status ${code} after the job finished`);
+    }
+    const records = runRecords(world.runDir);
+    const reports = new Map(recordsOf(records, 'epoch-report').map((r) => [r.epoch, r]));
+    let samplesLost = 0;
+    let samplesDuplicated = 0;
+    for (let epoch = 0; epoch < options.epochs; epoch++) {
+      const report = reports.get(epoch);
+      if (!report) {
+        samplesLost += trainImages;
+        continue;
+      }
+      samplesLost += report.missing.length;
+      samplesDuplicated += Math.max(0, report.counted - (report.expected - report.missing.length));
+      if (report.expected !== trainImages) throw new Error(`epoch ${epoch}: the report expects ${report.expected} samples, the dataset has ${trainImages}`);
+    }
+    const hashMismatches = recordsOf(records, 'replica-hash').reduce(
+      (n, h) => n + Object.values(h.workers).filter((hash) => hash !== h.coordinator).length + (h.agree ? 0 : 1), 0);
+    const epochsDone = new Set(recordsOf(records, 'epoch').map((e) => e.epoch)).size;
+    const finalEqual = weightsHashOf(finalRunWeights(world.runDir)) === weightsHashOf(await reference);
+    return {
+      seed: options.seed, faults: options.faults, survived, kinds, samplesLost, samplesDuplicated, hashMismatches,
+      finished: coordinatorExit === 0 && epochsDone === options.epochs, finalEqual,
+    };
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${world.outputs()}`, { cause: err });
+  } finally {
+    await world.dispose();
+    if (process.env.SHARDWISE_TEST_KEEP !== '1') rmSync(dir, { recursive: true, force: true });
+  }
+}
