@@ -80,10 +80,11 @@ compare-pretrained: install
 
 ## sweep: a hyperparameter sweep (SWEEP=file, default sweeps/smoke.yaml): trials as local processes, early
 ## stopping, shared prefixes; prints a live table, then `sweep report: PATH`. Run it again to continue an
-## interrupted sweep.
+## interrupted sweep. EXECUTOR=kubernetes runs each trial as a Job (the spec's executor.kubernetes section;
+## $KUBECONFIG or ~/.kube/config, else the pod's ServiceAccount; KUBE_NAMESPACE=ns), see docs/sweeps-kubernetes.md.
 SWEEP ?= sweeps/smoke.yaml
 sweep: install
-	$(SHARDWISE) sweep --spec $(SWEEP) $(DATA_FLAG)
+	$(SHARDWISE) sweep --spec $(SWEEP) $(DATA_FLAG) $(if $(EXECUTOR),--executor $(EXECUTOR),) $(if $(KUBE_NAMESPACE),--namespace $(KUBE_NAMESPACE),)
 
 ## bench-sweep: sweeps/seeds-freeze-lr.yaml on a small data limit, against the plain grid (no early stopping,
 ## no sharing): trial-epochs saved, and whether both pick the same best trial.

@@ -1,18 +1,21 @@
 // Training and forward images/s of the MobileNet v1 backbone (+ pooling + dense 10 head) on the
 // selected backend, beside PyTorch on the same machine in the same run, at 32x32 and 64x64.
-// Usage: node --import tsx bench/compute.ts [--reps N] [--with-cpu]   (make bench-compute)
+// Usage: node --import tsx bench/compute.ts [--reps N] [--sizes 32,64] [--threads 1,2] [--with-cpu]   (make bench-compute)
 // Each repetition times shardwise's step (batch 32 as two micro-batches of 16, summed gradients, our
 // Adam: what the trainers run), then ../shared/peers/torch_mobilenet_speed.py (1 thread, batch 32, one
 // BatchNorm batch), one after the other so they never compete for the cores. One stdout line per
 // backend and size, medians over the repetitions:
 //   bench-compute backend=wasm size=64 batch=32 train_img_s=... fwd_img_s=... torch_train_img_s=...
 //     torch_fwd_img_s=... ratio=...   (ratio: median over repetitions of shardwise / PyTorch training img/s)
+// Then the trainers' step with 1 and 2 compute threads beside PyTorch with as many (compute-threads.ts):
+//   bench-compute-threads size=64 batch=32 threads=2 ... torch_threads=2 torch_train_img_s=... ratio=...
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendName } from '../common';
+import { compareThreads } from './compute-threads';
 import { createTrainingBench, medianMs } from './compute-train-step';
 
 const BATCH = 32;
@@ -96,11 +99,14 @@ async function main(): Promise<void> {
     .option('--reps <n>', 'repetitions per size (medians are printed)', (v) => Number.parseInt(v, 10), 5)
     .option('--sizes <list>', 'input sizes, comma-separated', (v) => v.split(',').map(Number), SIZES)
     .option('--with-cpu', 'also time the plain-JS cpu backend (seconds per step)')
+    .option('--threads <list>', 'compute thread counts of the trainer-step lines, comma-separated (empty: none)',
+      (v) => v.split(',').filter(Boolean).map(Number), [1, 2])
     .parse()
-    .opts<{ reps: number; sizes: number[]; withCpu?: boolean }>();
+    .opts<{ reps: number; sizes: number[]; withCpu?: boolean; threads: number[] }>();
   if (!(opts.reps >= 1)) throw new Error(`--reps: expected an integer >= 1, got ${opts.reps}`);
   const selected = await initBackend();
   for (const size of opts.sizes) await compare(selected.name, size, PLANS.fast, opts.reps);
+  if (opts.threads.length > 0) for (const size of opts.sizes) await compareThreads(size, opts.threads, opts.reps);
   if (!opts.withCpu || selected.name === 'cpu') return;
   await initBackend({ prefer: 'cpu' });
   for (const size of opts.sizes) await compare('cpu', size, PLANS.cpu, 1);

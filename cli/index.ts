@@ -9,7 +9,7 @@ import { certsCommand } from './certs-command';
 import { clusterCommand } from './cluster-command';
 import { coordinatorCommand } from './coordinator-command';
 import { EXIT_USAGE, reportAndExit } from './fail';
-import { backendOption, collectOverride, log, parsePositiveInt } from './options';
+import { backendOption, collectOverride, log, parsePositiveInt, threadsFlag, threadsOption } from './options';
 import { scaleCommand } from './scale-command';
 import { sweepCommand } from './sweep-command';
 import { trainLocal } from './train-local';
@@ -35,11 +35,12 @@ export function buildProgram(): Command {
     .option('--epoch-checkpoints', 'keep a training checkpoint after every epoch (checkpoints/epoch-NNN)')
     .option('--exit-with-parent', 'stop when the parent process dies (sweeps start their trials with it)')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .action(async (opts) => {
       await trainLocal({
         job: opts.job, data: opts.data, set: opts.set, runsDir: opts.runsDir, backend: opts.backend,
         resumeFrom: opts.resumeFrom, untilEpoch: opts.untilEpoch, epochCheckpoints: opts.epochCheckpoints === true,
-        exitWithParent: opts.exitWithParent === true,
+        exitWithParent: opts.exitWithParent === true, threads: threadsFlag(opts.threads),
       }, log);
     });
 

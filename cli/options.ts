@@ -1,4 +1,5 @@
 import { InvalidArgumentError, Option } from 'commander';
+import { parseThreads } from '../common';
 
 /** Backends a command may be asked to use (`--backend`). */
 export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -6,6 +7,19 @@ export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 /** The `--backend` option shared by every command that computes. */
 export function backendOption(): Option {
   return new Option('--backend <name>', 'compute backend').choices(BACKENDS).default('auto');
+}
+
+/**
+ * The `--threads` option of every command that trains: threads computing a step's micro-batches. Unset,
+ * it is OMP_NUM_THREADS or the cores the process is given (resolveThreads); results do not depend on it.
+ */
+export function threadsOption(): Option {
+  return new Option('--threads <n>', 'threads computing micro-batches (default: OMP_NUM_THREADS, else the cores this process is given)');
+}
+
+/** The `--threads` value as a count; a bad one is a ConfigError naming the flag (exit status 2). */
+export function threadsFlag(value: string | undefined): number | undefined {
+  return value === undefined ? undefined : parseThreads(value, '--threads');
 }
 
 /** Commander reducer for a repeatable `--set key.path=value`. */

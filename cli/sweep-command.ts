@@ -1,5 +1,5 @@
-import { Command } from 'commander';
-import { FailureBudgetError, LiveTable, loadSweepSpec, readSweepState, runSweep, type SweepOutcome, writeSweepReport } from '../sweep';
+import { Command, Option } from 'commander';
+import { createExecutor, FailureBudgetError, LiveTable, loadSweepSpec, readSweepState, runSweep, type SweepOutcome, writeSweepReport } from '../sweep';
 import { backendOption, log } from './options';
 
 /** `shardwise sweep`: runs or continues a hyperparameter sweep and writes its report. */
@@ -9,9 +9,14 @@ export function sweepCommand(): Command {
     .requiredOption('--spec <file>', 'sweep spec (YAML)')
     .option('--data <dir>', 'CIFAR-10 folder for every trial (default: data.dir, CIFAR10_DIR, then download)')
     .addOption(backendOption())
-    .action(async (opts: { spec: string; data?: string; backend: string }) => {
+    .addOption(new Option('--executor <type>', 'where trials run: local processes, or Jobs through the Kubernetes API (default: the spec\'s executor.type)')
+      .choices(['local', 'kubernetes']))
+    .option('--kubeconfig <file>', 'kubeconfig of the Kubernetes executor (default: $KUBECONFIG, ~/.kube/config, then the pod\'s ServiceAccount)')
+    .option('--namespace <ns>', 'namespace of the trial Jobs (default: executor.kubernetes.namespace, then the kubeconfig context\'s)')
+    .action(async (opts: { spec: string; data?: string; backend: string; executor?: 'local' | 'kubernetes'; kubeconfig?: string; namespace?: string }) => {
       const spec = loadSweepSpec(opts.spec);
-      log(`sweep ${spec.name}: ${spec.budget.maxTrials} trials at most, folder ${spec.dir}`);
+      const choice = { type: opts.executor, kubeconfig: opts.kubeconfig, namespace: opts.namespace, dataDir: opts.data };
+      log(`sweep ${spec.name}: ${spec.budget.maxTrials} trials at most, folder ${spec.dir}, ${choice.type ?? spec.executor} executor`);
       const table = new LiveTable(spec);
       const controller = new AbortController();
       const onSigint = (): void => {
@@ -25,6 +30,7 @@ export function sweepCommand(): Command {
       try {
         outcome = await runSweep(spec, {
           dataDir: opts.data, backend: opts.backend === 'auto' ? undefined : opts.backend, signal: controller.signal,
+          executor: () => createExecutor(spec, choice),
           onChange: (state, live) => table.update(state, live),
         });
       } catch (err) {

@@ -10,7 +10,9 @@ import {
   restoreEpochCheckpoint,
   RunDirectory,
   RunRecorder,
+  resolveThreads,
   saveEpochCheckpoint,
+  shareThreadsFor,
   stepsPerEpoch,
   weightsHash,
   type BackendName,
@@ -32,6 +34,8 @@ export interface TrainLocalOptions {
   untilEpoch?: number;
   /** Keep a training checkpoint after every epoch in `checkpoints/epoch-NNN` (what sweeps resume and fork from). */
   epochCheckpoints?: boolean;
+  /** Threads computing each step's micro-batches. @default OMP_NUM_THREADS, else the cores given (resolveThreads) */
+  threads?: number;
   /** Stop (at the next step) when the parent process dies: a sweep killed with SIGKILL leaves no orphan trials. */
   exitWithParent?: boolean;
 }
@@ -43,6 +47,9 @@ export interface TrainLocalOptions {
 export async function trainLocal(options: TrainLocalOptions, log: (line: string) => void): Promise<string> {
   const spec = withFlags(loadJobSpec(options.job, options.set), options);
   const backend = await initBackend({ prefer: options.backend, log });
+  const threads = resolveThreads(options.threads);
+  const pool = shareThreadsFor(threads.threads, backend.name);
+  log(`compute: ${pool?.count ?? 1} thread${pool ? 's' : ''} (${threads.threads} from ${threads.source})`);
   // The model first: a bad model fails in seconds, before a possibly long dataset download.
   const parts = await buildModel(spec.model, spec.seed);
   const data = await loadTrainVal(spec.data, spec.seed, { log }).catch((err: unknown) => {
@@ -70,6 +77,7 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
     untilEpoch: options.untilEpoch,
     signal: options.exitWithParent ? parentDeath() : undefined,
     onEpochEnd: options.epochCheckpoints ? (state) => saveEpochCheckpoint(state, run.checkpointDir(state.epoch)) : undefined,
+    threads: pool,
   });
   try {
     if (options.resumeFrom !== undefined) {
@@ -90,6 +98,7 @@ export async function trainLocal(options: TrainLocalOptions, log: (line: string)
   } finally {
     await recorder.close().catch(() => undefined);
     trainer.dispose();
+    await pool?.close();
     disposeModelParts(parts);
   }
 }

@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type BackendPreference, readNatsCredentials } from '../common';
 import { Worker, type WorkerReadyInfo } from '../worker';
-import { backendOption, log, parsePort } from './options';
+import { backendOption, log, parsePort, threadsFlag, threadsOption } from './options';
 
 /** Exit status after a second SIGTERM/SIGINT: the conventional 128 + signal number of SIGTERM. */
 export const EXIT_KILLED = 143;
@@ -48,6 +48,7 @@ export function workerCommand(): Command {
     )
     .option('--nats-credentials <file>', 'JSON {"user", "password"} for the job\'s NATS server, when it requires them (a mounted Secret)')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .action(async (opts) => {
       const worker = new Worker(
         {
@@ -59,6 +60,7 @@ export function workerCommand(): Command {
           dataPort: opts.dataPort,
           advertiseHost: opts.advertiseHost,
           backend: opts.backend as BackendPreference,
+          threads: threadsFlag(opts.threads),
           retryLimitMs: Math.round(opts.retryLimit * 1000),
           shutdownGraceMs: Math.round(opts.shutdownGrace * 1000),
           idInUseWaitMs: Math.round(opts.idInUseWait * 1000),

@@ -1,13 +1,11 @@
 import { type MicroBatch, UpdateKind } from '../common';
 import { samplesPerMessage } from './coordinator-options';
 import { PlanningError } from './errors';
-import type { JobContext, WorkerSession } from './job-context';
+import type { JobContext } from './job-context';
 import { CoordinatorState } from './lifecycle';
-import { type WorkerRecord, MemberState } from './membership';
+import { MemberState, type WorkerRecord, type WorkerSession } from './membership';
 import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
-import type { ReduceOrder } from './reduction';
-import type { Handout } from './handout-tracker';
-import { tensorBytes, type UpdatePayload } from './update-payload';
+import { type ReduceOrder, type Handout, tensorBytes, type UpdatePayload } from './step';
 
 /** What a worker is told to do next. */
 export const AssignmentKind = { Train: 'train', Eval: 'eval', Wait: 'wait', Stop: 'stop', Reduce: 'reduce' } as const;
@@ -59,15 +57,14 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
   const waitMs = Math.max(0, Math.min(request.maxWaitMs, job.options.maxPullWaitMs));
   const deadline = job.now() + waitMs;
   for (;;) {
-    const { record, session } = job.member(request.workerId);
+    const { record, session } = job.members.member(request.workerId);
     const decision = decide(job, record, session);
     if ('handout' in decision) return workAssignment(job, decision.handout, request, session);
     if ('reduce' in decision) {
       return { ...waitOrStop(job, AssignmentKind.Reduce, request, session, '', 0), globalStep: decision.step, reduce: decision.reduce };
     }
     if ('stop' in decision) {
-      session.toldStop = true;
-      job.changed.notify();
+      job.members.toldStop(request.workerId);
       return waitOrStop(job, AssignmentKind.Stop, request, session, decision.stop, 0);
     }
     const left = deadline - job.now();
@@ -89,33 +86,34 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
     return { wait: 'the coordinator is shutting down; a restarted coordinator resumes from its checkpoint' };
   }
   const id = record.id;
-  if (round?.kind === 'train' && round.reduction) {
-    // The step's shares are in; its members allreduce them (a member told once per attempt).
-    const r = round.reduction;
-    const order = r.orderFor(id);
+  const phase = round?.kind === 'train' ? round.phase : undefined;
+  if (round?.kind === 'train' && (phase?.name === 'reducing' || phase?.name === 'reduce-failed')) {
+    // The step's shares are in; its members allreduce them (a member told once per attempt). After a
+    // failed attempt, a member that asks is alive: the job loop waiting for the members is woken.
+    const order = round.reduceOrderFor(id);
     if (order) return { reduce: order, step: round.globalStep };
-    r.markBack(id);
-    if (r.state === 'failed') job.changed.notify();
-    return { wait: `step ${round.globalStep}: allreduce ${r.key} ${r.state === 'failed' ? 'failed; re-planning' : 'in progress'}` };
+    const failed = phase.name === 'reduce-failed';
+    if (failed) job.changed.notify();
+    return { wait: `step ${round.globalStep}: allreduce ${phase.reduction.key} ${failed ? 'failed; re-planning' : 'in progress'}` };
   }
   if (record.state === MemberState.Draining) {
     const held = round?.collector.handout(id);
     if (held) return { handout: held };
     // Sums it holds for this step's allreduce would be redone elsewhere if it left now, and added in another
     // order than the trainer's: it stays for the allreduce while the step can still complete.
-    if (round?.kind === 'train' && round.heldWorkers().includes(id) && (round.collector.complete || job.membership.activeWorkers().length > 0)) {
+    if (round?.kind === 'train' && round.heldWorkers().includes(id) && (round.collector.complete || job.members.activeWorkers().length > 0)) {
       return { wait: `step ${round.globalStep}: draining once the allreduce of the sums this worker holds is done` };
     }
     return { stop: 'drained: this worker has nothing left to finish; the job goes on without it' };
   }
-  if (round === null) return { wait: job.membership.waitingReason() ?? 'between steps' };
+  if (round === null) return { wait: job.members.waitingReason() ?? 'between steps' };
   const what = round.kind === 'train' ? `step ${round.globalStep}` : `the evaluation of epoch ${round.epoch}`;
   if (round.collector.orphanCount > 0) {
     // Every worker that held these micro-batches is gone: admit joiners now rather than at the boundary.
-    if (record.state === MemberState.Joining) job.admitPending();
-    round.collector.adoptOrphans(job.membership.activeWorkers());
+    if (record.state === MemberState.Joining) job.members.admitPending();
+    round.collector.adoptOrphans(job.members.activeWorkers());
   }
-  if (job.membership.get(id)?.state === MemberState.Joining) {
+  if (job.members.get(id)?.state === MemberState.Joining) {
     return { wait: `joining: admitted at the next step boundary (${what} in progress)` };
   }
   const perMessage = samplesPerMessage(session.maxMessageBytes);

@@ -74,11 +74,11 @@ export class Autoscaler {
     const job = this.job;
     if (job.finished || job.lifecycle.ended) return this.stop();
     const now = job.now();
-    const workers = job.membership.activeWorkers().length;
+    const workers = job.members.activeWorkers().length;
     const step = job.weightsVersion;
     const w = this.window;
-    if (!w || w.workers !== workers || workers !== job.desiredWorkers) {
-      this.window = workers === job.desiredWorkers ? { workers, step, atMs: now } : undefined;
+    if (!w || w.workers !== workers || workers !== job.members.desiredWorkers) {
+      this.window = workers === job.members.desiredWorkers ? { workers, step, atMs: now } : undefined;
     } else if (step - w.step >= this.measureSteps) {
       const perEpoch = job.planner.stepsPerEpoch;
       // An epoch end inside the window: its evaluation time is not training time.
@@ -89,10 +89,10 @@ export class Autoscaler {
       this.window = { workers, step, atMs: now };
     }
     if (this.busy) return;
-    const decision = this.rule.decide(job.desiredWorkers, now);
+    const decision = this.rule.decide(job.members.desiredWorkers, now);
     if (!decision) return;
     this.busy = true;
-    const from = job.desiredWorkers;
+    const from = job.members.desiredWorkers;
     job.log(`autoscale: ${from} -> ${decision.workers} workers through ${this.actuator.description}: ${decision.reason}`);
     this.actuator
       .scaleTo(decision.workers)

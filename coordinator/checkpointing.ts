@@ -14,8 +14,7 @@ import { jobSpecHash } from './checkpoint-format';
 import type { LedgerState } from './epoch-ledger';
 import { CheckpointError, ResumeError } from './errors';
 import type { JobContext } from './job-context';
-import type { StepPosition } from './step-planner';
-import { modelTensors } from './update-payload';
+import { type StepPosition, modelTensors } from './step';
 
 /** Running training sums of the epoch in progress, so a resumed epoch reports the whole epoch. */
 export interface EpochTrainSums {
@@ -83,7 +82,7 @@ export function captureCheckpoint(job: JobContext, boundary: Boundary): { state:
   const schedule: ScheduleJson = {
     trainer: { epoch: t.epoch, stepInEpoch: t.stepInEpoch, globalStep: t.globalStep, plateau: t.plateau?.getState() ?? null },
     epochTrain: { ...boundary.epochTrain },
-    desiredWorkers: job.desiredWorkers,
+    desiredWorkers: job.members.desiredWorkers,
   };
   const optimizerJson: OptimizerJson = { type: optimizer.type, step: optimizer.step, variables };
   return {

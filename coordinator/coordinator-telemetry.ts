@@ -1,9 +1,17 @@
 import { Counter, Registry } from 'prom-client';
 import { type CoordinatorMetrics, createCoordinatorMetrics, GROUPS, type GroupLearningRates } from '../common';
-import type { ShareTiming } from './step-round';
 
 /** Weight of the newest step in the moving averages of step time and throughput. */
 const SMOOTHING = 0.2;
+
+/** Who computed an accepted share, on how many samples, and when it was handed out, pushed and accepted (ms). */
+export interface ShareTiming {
+  worker: string;
+  samples: number;
+  handedAtMs: number;
+  headerAtMs: number;
+  doneAtMs: number;
+}
 
 /** What {@link CoordinatorTelemetry.onStep} records. */
 export interface StepTelemetry {

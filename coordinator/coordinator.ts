@@ -35,8 +35,7 @@ import { JobContext } from './job-context';
 import { type JobOutcome, JobRunner } from './job-runner';
 import { CoordinatorState, Lifecycle } from './lifecycle';
 import { Membership } from './membership';
-import { StepPlanner } from './step-planner';
-import { UpdateLog } from './update-payload';
+import { StepPlanner, UpdateLog } from './step';
 
 /** A coordinator serving a job. */
 export interface RunningCoordinator {
@@ -158,8 +157,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       configVersion: restored?.configVersion ?? 0,
       weightsVersion: restored?.weightsVersion ?? 0,
     });
-    job.desiredWorkers = restored?.desiredWorkers ?? d.desiredWorkers;
-    telemetry.metrics.desiredWorkers.set(job.desiredWorkers);
+    job.members.restoreDesired(restored?.desiredWorkers ?? d.desiredWorkers);
     lifecycle.onChange((state) => announcer.jobState(state, job.configVersion, job.weightsVersion));
     // A resumed run keeps the records from before its checkpoint; the steps after it are recorded again.
     const history = restored ? recordsBefore(run.readMetrics({ allowTruncatedTail: true }), {
@@ -180,7 +178,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
     cleanup.push(() => recorder.close());
     const status = createStatusPage({
       spec, stepsPerEpoch: planner.stepsPerEpoch, registry: telemetry.registry, metricsFile: path.join(run.dir, RUN_FILES.metrics),
-      state: () => lifecycle.state, workers: () => job.membership.list(), checkpoints: () => listCheckpoints(store.dir), warn: log,
+      state: () => lifecycle.state, workers: () => job.members.list(), checkpoints: () => listCheckpoints(store.dir), warn: log,
     });
     cleanup.push(() => status.close());
     const runner = new JobRunner(job, { store, recorder, run, boundary, resumedFrom: latest.checkpoint?.path });
@@ -212,7 +210,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
           final: outcome.final,
           error: outcome.error instanceof Error ? outcome.error.message : undefined,
           checkpoint: outcome.checkpoint ?? null,
-          membership: job.membership.counters(),
+          membership: job.members.counters(),
           ledger: job.ledger.counters(),
         });
       } catch (err) {

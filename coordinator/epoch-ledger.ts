@@ -1,5 +1,5 @@
 import { ExactlyOnceViolationError, LedgerError } from './errors';
-import type { StepPosition } from './step-planner';
+import type { StepPosition } from './step';
 
 /** Why a micro-batch result was not counted. */
 export const RejectReason = {

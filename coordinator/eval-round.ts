@@ -1,5 +1,5 @@
 import { type BatchMetrics, ClassificationMetrics, cutMicroBatches, type MicroBatch } from '../common';
-import { type Handout, HandoutTracker } from './handout-tracker';
+import { type Handout, HandoutTracker } from './step';
 
 /** What an evaluation round is created with. */
 export interface EvalRoundOptions {

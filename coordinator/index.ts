@@ -26,8 +26,8 @@ export {
   type StepPlan,
   type StepPlannerOptions,
   type StepPosition,
-} from './step-planner';
-export { HandoutTracker, type Handout } from './handout-tracker';
+} from './step';
+export { HandoutTracker, type Handout } from './step';
 export {
   Membership,
   MemberState,

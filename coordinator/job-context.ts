@@ -4,35 +4,10 @@ import type { ChangeSignal } from './change-signal';
 import type { CompiledCoordinatorOptions } from './coordinator-options';
 import type { CoordinatorTelemetry } from './coordinator-telemetry';
 import type { EpochLedger } from './epoch-ledger';
-import { DeferredUpdate } from './deferred-update';
-import { WorkerGoneError } from './errors';
-import type { EvalRound } from './eval-round';
 import type { JobAnnouncer } from './job-announcer';
 import { type Lifecycle } from './lifecycle';
-import { type Membership, type WorkerRecord, MemberState } from './membership';
-import type { StepRound } from './step-round';
-import type { StepPlanner } from './step-planner';
-import type { UpdateLog } from './update-payload';
-
-/** What the coordinator remembers about a registered worker beyond its membership record. */
-export interface WorkerSession {
-  incarnation: number;
-  /** Negotiated per-message limit: the smaller of the worker's and the coordinator's. */
-  maxMessageBytes: number;
-  /** Its weights hash disagreed with the coordinator's: its next assignment sends it to GetWeights. */
-  forceFullWeights: boolean;
-  /** It was answered STOP (the job is over or it drained). */
-  toldStop: boolean;
-  /** Last global step whose share from it was counted. */
-  lastCountedStep: number;
-  /** host:port of its allreduce data plane; empty when it has none (it pushes its sums over gRPC). */
-  dataAddress: string;
-}
-
-/** A round in progress: a training step or an evaluation pass. */
-export type Round = StepRound | EvalRound;
-
-const LIVE: ReadonlySet<string> = new Set([MemberState.Joining, MemberState.Active, MemberState.Draining]);
+import { type Membership, type MembershipHost, type Round, WorkerRoster } from './membership';
+import { DeferredUpdate, type StepHost, type StepPlanner, type UpdateLog } from './step';
 
 /** Everything the job holds, handed to its parts at construction. */
 export interface JobContextParts {
@@ -57,12 +32,12 @@ export interface JobContextParts {
 }
 
 /**
- * The state one job shares between its loop (job-runner), the worker-facing operations (worker-calls,
- * assignment-desk, result-intake) and checkpoints, with the few mutations that keep it consistent:
- * losing a worker redistributes its work, admitting workers updates the gauges, and every change wakes
- * the long polls.
+ * The state one job shares between its loop (job-runner), the step (coordinator/step), the membership
+ * (coordinator/membership), the worker-facing operations (worker-calls, assignment-desk, result-intake)
+ * and checkpoints. Its fields are read-only: the versions, the open round and the end of the job change
+ * through the methods below, which wake the long polls; the members change through `members`.
  */
-export class JobContext {
+export class JobContext implements StepHost, MembershipHost {
   readonly options: CompiledCoordinatorOptions;
   readonly spec: JobSpec;
   readonly jobId: string;
@@ -70,14 +45,15 @@ export class JobContext {
   readonly fingerprint: string;
   readonly trainer: TrainerState;
   readonly planner: StepPlanner;
-  readonly membership: Membership;
+  /** Who the workers are: registration, leaving, losses, draining, scaling. */
+  readonly members: WorkerRoster;
+  readonly ledger: EpochLedger;
   readonly data: { train: Cifar10Images; val: Cifar10Images };
   readonly updates: UpdateLog;
   readonly telemetry: CoordinatorTelemetry;
   readonly announcer: JobAnnouncer;
   readonly lifecycle: Lifecycle;
   readonly changed: ChangeSignal;
-  readonly sessions = new Map<string, WorkerSession>();
   readonly dataPlane: DataPlane | null;
   /**
    * Random per coordinator process, in every allreduce key: a restarted coordinator's step-12 reduction
@@ -86,15 +62,10 @@ export class JobContext {
   readonly instanceId = randomBytes(4).toString('hex');
   /** The last committed step's update of `parts` and `trainer`, if not applied yet: `settleReplica` first. */
   readonly replicaUpdate = new DeferredUpdate();
-  ledger: EpochLedger;
-  /** Bumped by every freeze, unfreeze and learning-rate decision. */
-  configVersion: number;
-  /** Updates applied to the weights (= the trainer's global step). */
-  weightsVersion: number;
-  round: Round | null = null;
-  /** Every epoch is done: pulls answer STOP. */
-  finished = false;
-  desiredWorkers: number;
+  private config: number;
+  private weights: number;
+  private openRoundValue: Round | null = null;
+  private finishedValue = false;
 
   constructor(p: JobContextParts) {
     this.options = p.options;
@@ -104,7 +75,6 @@ export class JobContext {
     this.fingerprint = p.fingerprint;
     this.trainer = p.trainer;
     this.planner = p.planner;
-    this.membership = p.membership;
     this.ledger = p.ledger;
     this.data = p.data;
     this.updates = p.updates;
@@ -112,10 +82,58 @@ export class JobContext {
     this.announcer = p.announcer;
     this.lifecycle = p.lifecycle;
     this.changed = p.changed;
-    this.configVersion = p.configVersion;
-    this.weightsVersion = p.weightsVersion;
-    this.desiredWorkers = this.spec.distributed.desiredWorkers;
+    this.config = p.configVersion;
+    this.weights = p.weightsVersion;
     this.dataPlane = p.dataPlane;
+    this.members = new WorkerRoster(this, p.membership);
+  }
+
+  /** Bumped by every freeze, unfreeze and learning-rate decision. */
+  get configVersion(): number {
+    return this.config;
+  }
+
+  /** Updates applied to the weights (= the trainer's global step). */
+  get weightsVersion(): number {
+    return this.weights;
+  }
+
+  /** The round in progress (a training step or an evaluation pass), or null between rounds. */
+  get round(): Round | null {
+    return this.openRoundValue;
+  }
+
+  /** Every epoch is done: pulls answer STOP. */
+  get finished(): boolean {
+    return this.finishedValue;
+  }
+
+  /** A freeze, unfreeze or learning-rate decision: the next config version, which it returns. */
+  bumpConfig(): number {
+    return ++this.config;
+  }
+
+  /** A step committed: the weights are at `version` now (= the trainer's global step). */
+  commitWeights(version: number): void {
+    this.weights = version;
+  }
+
+  /** Opens `round` for the workers' pulls and pushes. */
+  openRound(round: Round): void {
+    this.openRoundValue = round;
+    this.changed.notify();
+  }
+
+  /** Closes the round in progress (the step committed, the evaluation ended, or the job stops). */
+  closeRound(): void {
+    this.openRoundValue = null;
+    this.changed.notify();
+  }
+
+  /** Every epoch is done: from now on pulls answer STOP. */
+  finish(): void {
+    this.finishedValue = true;
+    this.changed.notify();
   }
 
   /**
@@ -135,96 +153,28 @@ export class JobContext {
     this.options.log(line);
   }
 
-  /**
-   * The live member `workerId` and its session; the call counts as a sign of life (heartbeat).
-   * @throws WorkerGoneError (NOT_FOUND) when it is not registered, failed or left: it registers again.
-   */
-  member(workerId: string): { record: WorkerRecord; session: WorkerSession } {
-    const record = this.membership.get(workerId);
-    if (!record) throw new WorkerGoneError(workerId, 'is not registered (or the coordinator restarted)');
-    if (!LIVE.has(record.state)) {
-      const why = record.state === MemberState.Failed ? `was dropped (${record.failureReason ?? 'failed'})` : 'has left the job';
-      throw new WorkerGoneError(workerId, why);
-    }
-    const session = this.sessions.get(workerId);
-    if (!session || session.incarnation !== record.incarnation) {
-      throw new WorkerGoneError(workerId, `has no session for incarnation ${record.incarnation}`);
-    }
-    return { record: this.membership.heartbeat(workerId, record.incarnation, this.now()), session };
+  /** Ids of the active workers, in admission order. */
+  activeWorkers(): string[] {
+    return this.members.activeWorkers();
+  }
+
+  /** host:port of the worker's allreduce data plane; '' when it has none. */
+  dataAddressOf(workerId: string): string {
+    return this.members.session(workerId)?.dataAddress ?? '';
   }
 
   /** Whether `workerId` is a live member (joining, active or draining). */
   isLive(workerId: string): boolean {
-    const record = this.membership.get(workerId);
-    return record !== undefined && LIVE.has(record.state);
+    return this.members.isLive(workerId);
   }
 
-  /** Admits every joining worker (at a step boundary, or mid-round when a round has no worker left). */
-  admitPending(): void {
-    for (const w of this.membership.admitPending(this.now())) {
-      this.telemetry.metrics.workerJoins.inc();
-      this.log(`worker ${w.id} admitted (${this.membership.activeWorkers().length} active)`);
-    }
-    this.updateGauges();
-  }
-
-  /**
-   * A worker failed (`failed`: lease expired, missed deadline, corrupt result) or left (`left`). Its
-   * unfinished micro-batches go to the other active workers in the same round. A worker that is not live
-   * is ignored, so a loss noticed twice counts once.
-   */
+  /** A worker failed or left; its work goes to the others (see WorkerRoster.lose). */
   loseWorker(workerId: string, how: 'failed' | 'left', reason: string): void {
-    const record = this.membership.get(workerId);
-    if (!record || !LIVE.has(record.state)) return;
-    if (how === 'failed') {
-      this.membership.fail(workerId, reason);
-      this.telemetry.metrics.workerFailures.inc();
-      this.log(`worker ${workerId} failed: ${reason}`);
-    } else {
-      this.membership.leave(workerId, record.incarnation);
-      this.telemetry.metrics.workerLeaves.inc();
-      this.log(`worker ${workerId} left${reason ? `: ${reason}` : ''}`);
-    }
-    this.telemetry.forgetWorker(workerId);
-    this.redistribute(workerId);
+    this.members.lose(workerId, how, reason);
   }
 
-  /** Moves what `workerId` held in the current round to the active workers (or leaves it for the next one). */
+  /** What `workerId` held in the open round goes to the others (see WorkerRoster.redistribute). */
   redistribute(workerId: string): void {
-    const round = this.round;
-    if (round) {
-      const survivors = this.membership.activeWorkers();
-      const moved = round.collector.drop(workerId, survivors);
-      // Sums it held for the allreduce are gone with it, unless an attempt that may still carry them is running.
-      const lost = round.kind === 'train' && round.reduction?.state !== 'running' ? round.revokeHeld(workerId, survivors) : [];
-      this.countRedone(round, workerId, [...moved, ...lost]);
-    }
-    this.updateGauges();
-    this.changed.notify();
-  }
-
-  /** A draining worker keeps its handout; its queued work moves to the others. */
-  releaseQueued(workerId: string): void {
-    const round = this.round;
-    if (round) {
-      const moved = round.collector.release(workerId, this.membership.activeWorkers());
-      this.countRedone(round, workerId, moved);
-    }
-    this.updateGauges();
-    this.changed.notify();
-  }
-
-  /** Refreshes the membership gauges. */
-  updateGauges(): void {
-    this.telemetry.setWorkers(this.membership.activeWorkers().length, !this.membership.canTrain());
-  }
-
-  private countRedone(round: Round, workerId: string, moved: readonly number[]): void {
-    if (moved.length === 0) return;
-    if (round.kind === 'train') this.ledger.recordRedone(moved);
-    this.telemetry.metrics.redoneShares.inc();
-    const where = round.collector.orphanCount > 0 ? 'waiting for a worker' : 'handed to the other workers';
-    this.log(`${round.kind === 'train' ? `step ${round.globalStep}` : `evaluation of epoch ${round.epoch}`}: ` +
-      `micro-batches [${moved.join(', ')}] of ${workerId} ${where}`);
+    this.members.redistribute(workerId);
   }
 }

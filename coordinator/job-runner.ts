@@ -7,20 +7,16 @@ import {
   type RunDirectory,
   type RunRecorder,
   type ValidationSummary,
-  weightsHash,
 } from '../common';
 import type { CheckpointStore } from './checkpoint-store';
 import { type Boundary, captureCheckpoint, type EpochTrainSums } from './checkpointing';
 import { assertExactlyOnce } from './epoch-ledger';
 import { EvalRound } from './eval-round';
 import { busEventFor } from './job-announcer';
-import type { JobContext, Round } from './job-context';
+import type { JobContext } from './job-context';
+import type { Round } from './membership';
 import { CoordinatorState } from './lifecycle';
-import { StepRound } from './step-round';
-import type { StepPosition } from './step-planner';
-import { JobFailedError } from './errors';
-import { MAX_UNEXPLAINED_RING_FAILURES, reduceStep } from './step-reduce';
-import { applyStep, shareManifests } from './step-update';
+import { runStep, type StepPosition } from './step';
 
 /** How a job ended. */
 export interface JobOutcome {
@@ -116,7 +112,7 @@ export class JobRunner {
   private async loop(): Promise<JobOutcome> {
     const { job } = this;
     const d = job.spec.distributed;
-    const sweep = setInterval(() => this.sweep(), Math.max(20, Math.min(d.leaseMs, d.stepDeadlineMs) / 4));
+    const sweep = setInterval(() => job.members.sweep(), Math.max(20, Math.min(d.leaseMs, d.stepDeadlineMs) / 4));
     try {
       let at = this.boundary.position;
       const epochs = job.spec.training.epochs;
@@ -146,7 +142,7 @@ export class JobRunner {
     const { job } = this;
     job.settleReplica();
     for (const event of beginEpoch(job.trainer, epoch)) {
-      job.configVersion++;
+      job.bumpConfig();
       job.announcer.announce(busEventFor(event, job.jobId, job.configVersion, job.weightsVersion));
       this.deps.recorder.onEvent(event);
       job.log(`epoch ${epoch}: ${event.type}${event.type === 'lr-change' ? ` to ${event.to}` : ''} (config v${job.configVersion})`);
@@ -159,17 +155,17 @@ export class JobRunner {
   /** Admits joiners and waits until minWorkers are active; false when a stop came first. */
   private async waitForWorkers(): Promise<boolean> {
     const { job } = this;
-    job.admitPending();
+    job.members.admitPending();
     let told = false;
-    while (!job.membership.canTrain()) {
+    while (!job.members.canTrain()) {
       if (this.stopRequested) return false;
-      if (!told) job.log(job.membership.waitingReason() ?? 'waiting for workers');
+      if (!told) job.log(job.members.waitingReason() ?? 'waiting for workers');
       told = true;
-      job.updateGauges();
+      job.members.updateGauges();
       await job.changed.wait(Infinity, this.stopping.signal);
-      job.admitPending();
+      job.members.admitPending();
     }
-    job.updateGauges();
+    job.members.updateGauges();
     return !this.stopRequested;
   }
 
@@ -179,8 +175,7 @@ export class JobRunner {
    */
   private async collect(round: Round, keep = false): Promise<boolean> {
     const { job } = this;
-    job.round = round;
-    job.changed.notify();
+    job.openRound(round);
     const signal = this.stopping.signal;
     let onStop = (): void => undefined;
     const stopped = new Promise<void>((resolve) => {
@@ -206,55 +201,29 @@ export class JobRunner {
     const deadline = job.now() + job.options.drainGraceMs;
     while (!round.collector.complete) {
       const left = deadline - job.now();
-      if (left <= 0 || !job.membership.list().some((w) => job.isLive(w.id))) return false;
+      if (left <= 0 || !job.members.list().some((w) => job.isLive(w.id))) return false;
       await Promise.race([round.completed, job.changed.wait(left)]);
     }
     return true;
   }
 
   private closeRound(): void {
-    this.job.round = null;
-    this.job.changed.notify();
+    this.job.closeRound();
   }
 
+  /** Waits for workers, then runs the step (coordinator/step); false when a stop came first. */
   private async runStep(at: StepPosition): Promise<boolean> {
-    const { job } = this;
     if (!(await this.waitForWorkers())) return false;
-    const plan = job.planner.plan(at);
-    const d = job.spec.distributed;
-    const reportHash = plan.globalStep % d.hashEverySteps === 0 || plan.step === 0;
-    const specs = shareManifests(job);
-    const round = new StepRound({
-      plan,
-      configVersion: job.configVersion,
-      weightsVersion: job.weightsVersion,
-      workers: job.membership.activeWorkers(),
-      stepDeadlineMs: d.stepDeadlineMs,
-      gradientSpecs: specs.gradients,
-      statSpecs: specs.stats,
-      coordinatorHash: reportHash ? (job.settleReplica(), weightsHash(job.parts)) : undefined,
-      now: () => job.now(),
-      split: job.options.split,
-    });
     try {
-      let unexplained = 0;
-      for (let attempt = 1; ; attempt++) {
-        if (!(await this.collect(round, true))) return false;
-        if (round.heldWorkers().length === 0) {
-          this.lastLr = applyStep(job, round, round.sum(), this.epochTrain, this.deps);
-          return true;
-        }
-        const outcome = await reduceStep(job, round, attempt, this.stopping.signal);
-        if ('sums' in outcome) {
-          this.lastLr = applyStep(job, round, outcome.sums, this.epochTrain, this.deps, outcome.reduction);
-          return true;
-        }
-        if (outcome.failed === 'lost-members') unexplained = 0;
-        else if (++unexplained >= MAX_UNEXPLAINED_RING_FAILURES) {
-          throw new JobFailedError(`step ${round.globalStep}: the allreduce failed ${unexplained} times in a row with every ` +
-            `member alive; the last: ${outcome.error.message}`, { cause: outcome.error });
-        }
-      }
+      const lr = await runStep(this.job, at, {
+        collect: (round) => this.collect(round, true),
+        signal: this.stopping.signal,
+        epochTrain: this.epochTrain,
+        out: this.deps,
+      });
+      if (lr === null) return false;
+      this.lastLr = lr;
+      return true;
     } finally {
       this.closeRound();
     }
@@ -280,7 +249,7 @@ export class JobRunner {
     this.lastEpoch = event;
     if (val) job.telemetry.onValidation(val);
     for (const change of endEpoch(job.trainer, val?.loss ?? null)) {
-      job.configVersion++;
+      job.bumpConfig();
       job.announcer.announce(busEventFor(change, job.jobId, job.configVersion, job.weightsVersion));
       this.deps.recorder.onEvent(change);
       job.log(`epoch ${epoch}: plateau, learning rate ${change.from} -> ${change.to} from epoch ${change.epoch} (config v${job.configVersion})`);
@@ -318,7 +287,7 @@ export class JobRunner {
       valCount: job.data.val.count,
       evalBatchSize: job.spec.training.evalBatchSize,
       numClasses: job.spec.model.numClasses,
-      workers: job.membership.activeWorkers(),
+      workers: job.members.activeWorkers(),
       deadlineMs: job.spec.distributed.stepDeadlineMs,
       now: () => job.now(),
     });
@@ -349,19 +318,6 @@ export class JobRunner {
     return this.lastCheckpoint ?? 'none (a restart starts from scratch)';
   }
 
-  /** Drops workers whose lease or step deadline passed; their work goes to the others. */
-  private sweep(): void {
-    const { job } = this;
-    const now = job.now();
-    const d = job.spec.distributed;
-    for (const w of job.membership.expired(now)) job.loseWorker(w.id, 'failed', `no heartbeat for ${d.leaseMs} ms`);
-    const round = job.round;
-    for (const o of round?.collector.overdue() ?? []) {
-      job.loseWorker(o.worker, 'failed', `missed the step deadline: micro-batches [${o.microBatchIds.join(', ')}] ` +
-        `not ${o.missed} within ${d.stepDeadlineMs} ms`);
-    }
-  }
-
   private async interrupt(): Promise<JobOutcome> {
     const { job } = this;
     await this.checkpoint('shutdown');
@@ -378,12 +334,12 @@ export class JobRunner {
     const { job } = this;
     const deadline = Date.now() + job.options.stopGraceMs;
     for (;;) {
-      const live = job.membership.list().filter((w) => ['joining', 'active', 'draining'].includes(w.state));
+      const live = job.members.list().filter((w) => ['joining', 'active', 'draining'].includes(w.state));
       const left = deadline - Date.now();
       if (live.length === 0) return;
       if (left <= 0) {
         job.log(`not every worker left within ${job.options.stopGraceMs} ms: ` +
-          live.map((w) => `${w.id} (${job.sessions.get(w.id)?.toldStop ? 'told to stop' : 'not told yet'})`).join(', '));
+          live.map((w) => `${w.id} (${job.members.session(w.id)?.toldStop ? 'told to stop' : 'not told yet'})`).join(', '));
         return;
       }
       await job.changed.wait(left);
@@ -392,8 +348,7 @@ export class JobRunner {
 
   private async finish(): Promise<JobOutcome> {
     const { job } = this;
-    job.finished = true;
-    job.changed.notify();
+    job.finish();
     job.log(`job finished after ${job.weightsVersion} steps (last checkpoint: ${this.resumePoint()}); telling workers to stop`);
     await this.tellWorkersToStop();
     job.lifecycle.moveTo(CoordinatorState.Stopped);

@@ -8,8 +8,7 @@ import {
 import { InvalidResultError, JobFailedError, StaleResultError } from './errors';
 import type { EvalRound } from './eval-round';
 import type { JobContext } from './job-context';
-import type { Handout } from './handout-tracker';
-import type { ShareSums, StepRound } from './step-round';
+import { countInLedger, type Handout, type ShareSums, type StepRound } from './step';
 
 /** A chunk of a pushed tensor, as the wire layer's assembler takes it. */
 export type WireChunk = Parameters<TensorAssembler['add']>[0];
@@ -134,7 +133,7 @@ function expectedShare(job: JobContext, push: GradientPush): { round: StepRound;
  */
 export async function receiveGradients(job: JobContext, push: GradientPush, chunks: AsyncIterable<WireChunk>): Promise<PushAccepted> {
   const headerAtMs = job.now();
-  const { session } = job.member(push.workerId);
+  const { session } = job.members.member(push.workerId);
   const { round } = expectedShare(job, push);
   if (push.configVersion !== round.configVersion) {
     throw new StaleResultError(push.workerId, 'configVersion', round.configVersion, push.configVersion,
@@ -201,29 +200,17 @@ export async function receiveGradients(job: JobContext, push: GradientPush, chun
   if (!push.held) countInLedger(job, round, push.workerId, push.microBatchIds);
   checkHash(job, round, push);
   round.accept(handout, sums, headerAtMs, job.now());
-  session.lastCountedStep = round.globalStep;
+  job.members.counted(push.workerId, round.globalStep);
   job.changed.notify();
   return { globalStep: round.globalStep, workersReported: round.workersReported() };
 }
 
-/**
- * Counts micro-batches in the epoch ledger (exactly once); a repeat is StaleResultError.
- */
-export function countInLedger(job: JobContext, round: StepRound, workerId: string, ids: readonly number[]): void {
-  const at = { epoch: round.plan.epoch, step: round.plan.step };
-  for (const id of ids) {
-    const counted = job.ledger.accept(at, id, workerId, round.plan.microBatches[id].sampleIndices);
-    if (!counted.accepted) throw new StaleResultError(workerId, 'microBatchIds', id, id, counted.message);
-  }
-}
-
 function checkHash(job: JobContext, round: StepRound, push: GradientPush): void {
   if (!round.reportsHash || push.weightsHash === '') return;
-  round.workerHashes.set(push.workerId, push.weightsHash);
+  round.reportHash(push.workerId, push.weightsHash);
   if (push.weightsHash === round.coordinatorHash && push.weightsVersion === round.weightsVersion) return;
   job.telemetry.hashMismatches.inc();
-  const session = job.sessions.get(push.workerId);
-  if (session) session.forceFullWeights = true;
+  job.members.needsFullWeights(push.workerId, true);
   job.log(`error: replica of worker ${push.workerId} disagrees at step ${round.globalStep}: weights v${push.weightsVersion} ` +
     `hash ${push.weightsHash}, coordinator v${round.weightsVersion} hash ${round.coordinatorHash}; sending it full weights`);
 }
@@ -233,7 +220,7 @@ function checkHash(job: JobContext, round: StepRound, push: GradientPush): void 
  * worker holds. A malformed result fails the worker (its micro-batches are evaluated by others).
  */
 export function receiveEval(job: JobContext, result: EvalResult): { globalStep: number } {
-  job.member(result.workerId);
+  job.members.member(result.workerId);
   const round = job.round;
   if (round?.kind !== 'eval' || round.weightsVersion !== result.globalStep || round.epoch !== result.epoch) {
     const expected = round?.kind === 'eval' ? round.weightsVersion : job.weightsVersion;

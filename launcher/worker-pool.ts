@@ -1,3 +1,4 @@
+import { THREADS_ENV_VAR } from '../common';
 import { exitCodeOf, type ExitStatus, ManagedChild } from './child-process';
 import { MAX_LOCAL_WORKERS, type ShardwiseCommand } from './cluster-options';
 import { LauncherError } from './errors';
@@ -135,7 +136,9 @@ export class WorkerPool {
       name: id,
       command: options.shardwise.command,
       args: [...options.shardwise.args, ...args],
-      env: options.env,
+      // Workers on one machine share its cores: one compute thread each unless OMP_NUM_THREADS says
+      // otherwise, as torchrun does for the processes it starts.
+      env: { [THREADS_ENV_VAR]: '1', ...options.env },
       onLine: (line) => {
         if (options.workerOutput === 'all' || !ROUTINE_WORKER_LINE.test(line)) options.output(`[${id}] ${line}`);
       },

@@ -4,7 +4,7 @@
  * resume, and the report. `runSweep` is the entry point `shardwise sweep` calls.
  */
 export { FailureBudgetError, SweepLockedError, SweepSpecError, SweepStateError } from './errors';
-export { type EarlyStoppingSpec, OBJECTIVE_METRICS, type ObjectiveMetric, type ParameterDomain, type ParamValue } from './spec-schema';
+export { type EarlyStoppingSpec, type ExecutorType, type KubernetesExecutorSpec, OBJECTIVE_METRICS, type ObjectiveMetric, type ParameterDomain, type ParamValue } from './spec-schema';
 export {
   finiteValues, loadSweepSpec, type Observation, parseSweepSpec, type SearchSpace, type SweepSpec, trialJob, type TrialParams,
 } from './sweep-spec';
@@ -12,7 +12,12 @@ export { createSearch, gridPoint, randomPoint, type SearchAlgorithm } from './se
 export { parzen, suggestTpe, type TpeOptions } from './tpe';
 export { epochSignatures, sharedEpochs } from './effective-config';
 export { decideAtRung, objectiveValue, type Objective, quantile, rungsFor, score } from './early-stopping';
-export { TrialRun, trialCores, type TrialRunRequest } from './local-executor';
+export type { CommittedEpochs, TrialExecutor, TrialExit, TrialRun, TrialRunRequest } from './executor';
+export { LocalExecutor, LocalTrialRun, trialCores } from './local-executor';
+export { KubernetesExecutor, type KubernetesExecutorOptions } from './kubernetes-executor';
+export { createExecutor, type ExecutorChoice } from './create-executor';
+export { JOB_NAME_LABEL, SWEEP_LABEL, TRIAL_LABEL, trialJobManifest, trialJobName } from './kube-trial-job';
+export { committedEpochs, runProgress, trialArgs, trialRunDir } from './trial-run-dir';
 export { LiveTable, type LiveTableStream } from './live-table';
 export { formatTable, trialRows, type TrialRow } from './results-table';
 export { curvesSpec, paramsSpec } from './report-charts';

@@ -10,113 +10,93 @@
  * takes the whole machine and runs alone.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { readMetrics, type EpochRecord, type MetricsRecord, RUN_FILES } from '../common';
+import * as os from 'node:os';
+import { THREADS_ENV_VAR } from '../common';
 import { defaultShardwiseCommand, ManagedChild } from '../launcher';
-import type { EpochResult } from './sweep-state';
+import type { TrialExecutor, TrialExit, TrialRun, TrialRunRequest } from './executor';
+import { committedEpochs, runProgress, trialArgs } from './trial-run-dir';
 
 /** Cores one trial occupies on a machine of `cores` cores. */
 export function trialCores(workers: number, cores: number): number {
   return Math.min(cores, workers === 1 ? 1 : workers + 1);
 }
 
-/** What to run: one stretch of a trial. */
-export interface TrialRunRequest {
-  trialId: string;
-  jobFile: string;
-  workers: number;
-  /** Epochs done before this run (0: from scratch). */
-  fromEpoch: number;
-  /** The epoch checkpoint to start from, when `fromEpoch` > 0 (local runs). */
-  resumeFrom?: string;
-  /** Stop once this many epochs are done. */
-  untilEpoch: number;
-  /** Local runs: parent of the run folder the trainer creates. Cluster runs: the run folder itself. */
-  runsDir: string;
-  dataDir?: string;
-  backend?: string;
-}
+/** How long a stopped trial process may take to write its checkpoint before SIGKILL. */
+const STOP_GRACE_MS = 10_000;
 
-/** A running stretch of a trial. */
-export class TrialRun {
+/** A stretch of a trial running as a child process. */
+export class LocalTrialRun implements TrialRun {
   readonly child: ManagedChild;
+  readonly ended: Promise<void>;
 
-  private constructor(readonly request: TrialRunRequest) {
+  constructor(readonly request: TrialRunRequest) {
     const shardwise = defaultShardwiseCommand();
-    const r = request;
-    const common = ['--job', r.jobFile, ...(r.dataDir ? ['--data', r.dataDir] : []), ...(r.backend ? ['--backend', r.backend] : [])];
-    const args = r.workers === 1
-      ? ['train', '--local', ...common, '--runs-dir', r.runsDir, '--epoch-checkpoints', '--exit-with-parent', '--until-epoch', String(r.untilEpoch),
-        ...(r.resumeFrom ? ['--resume-from', r.resumeFrom] : [])]
-      : ['cluster', ...common, '--workers', String(r.workers), '--run-dir', r.runsDir];
-    fs.mkdirSync(r.runsDir, { recursive: true });
+    fs.mkdirSync(request.runsDir, { recursive: true });
     this.child = ManagedChild.spawn({
-      name: `trial ${r.trialId}`,
+      name: `trial ${request.trialId}`,
       command: shardwise.command,
-      args: [...shardwise.args, ...args],
+      args: [...shardwise.args, ...trialArgs(request, { exitWithParent: true })],
+      // Trials run side by side on one machine (trialCores): one compute thread each unless OMP_NUM_THREADS says otherwise.
+      env: { [THREADS_ENV_VAR]: '1', ...process.env },
       // Own process group: a Ctrl-C reaches the sweep, which stops its trials in order.
       detached: true,
       historyLines: 200,
     });
+    this.ended = this.child.exited.then(() => undefined);
   }
 
-  /** Starts the process. */
-  static start(request: TrialRunRequest): TrialRun {
-    return new TrialRun(request);
+  exit(): TrialExit | undefined {
+    const status = this.child.exitStatus;
+    if (status === undefined) return undefined;
+    return {
+      succeeded: status.code === 0,
+      what: `${this.request.workers === 1 ? 'shardwise train --local' : 'shardwise cluster'} exited with ` +
+        `${status.code !== null ? `code ${status.code}` : `signal ${status.signal}`}`,
+      detail: this.errorTail(),
+    };
   }
 
-  /** The run folder, once the process has created it. */
-  runDir(): string | undefined {
-    if (this.request.workers !== 1) return fs.existsSync(path.join(this.request.runsDir, RUN_FILES.metrics)) ? this.request.runsDir : undefined;
-    const entries = fs.existsSync(this.request.runsDir) ? fs.readdirSync(this.request.runsDir, { withFileTypes: true }) : [];
-    const dirs = entries.filter((e) => e.isDirectory()).map((e) => path.join(this.request.runsDir, e.name));
-    return dirs.length === 1 ? dirs[0] : undefined;
+  committed(): ReturnType<TrialRun['committed']> {
+    return committedEpochs(this.request);
   }
 
-  /**
-   * The epochs this run has finished for good, from `fromEpoch` on: a local run's epoch counts only once
-   * the checkpoint after it exists (so results and checkpoints never disagree after a crash).
-   */
-  committed(): { results: Omit<EpochResult, 'ranBy'>[]; checkpoints: Map<number, string> } {
-    const dir = this.runDir();
-    const checkpoints = new Map<number, string>();
-    if (dir === undefined || !fs.existsSync(path.join(dir, RUN_FILES.metrics))) return { results: [], checkpoints };
-    const epochs = readMetrics(dir, { allowTruncatedTail: true })
-      .filter((r: MetricsRecord): r is EpochRecord => r.type === 'epoch' && r.epoch >= this.request.fromEpoch)
-      .sort((a, b) => a.epoch - b.epoch);
-    const results: Omit<EpochResult, 'ranBy'>[] = [];
-    for (const e of epochs) {
-      if (e.epoch !== this.request.fromEpoch + results.length) break;
-      if (this.request.workers === 1) {
-        const ckpt = path.join(dir, RUN_FILES.checkpoints, `epoch-${String(e.epoch).padStart(3, '0')}`);
-        if (!fs.existsSync(path.join(ckpt, 'trainer-state.json'))) break;
-        checkpoints.set(e.epoch + 1, ckpt);
-      }
-      results.push({
-        epoch: e.epoch, val: { loss: e.val.loss, top1: e.val.top1, top5: e.val.top5 }, train: { loss: e.train.loss, top1: e.train.top1 },
-        ...(e.test ? { test: { loss: e.test.loss, top1: e.test.top1, top5: e.test.top5 } } : {}),
-      });
-    }
-    return { results, checkpoints };
+  progress(): ReturnType<TrialRun['progress']> {
+    return runProgress(this.request);
   }
 
-  /** The epoch in progress and its step, for the live table. */
-  progress(): { epoch: number; step: number } | undefined {
-    const dir = this.runDir();
-    if (dir === undefined) return undefined;
-    try {
-      const text = fs.readFileSync(path.join(dir, RUN_FILES.metrics), 'utf8');
-      const last = text.slice(text.lastIndexOf('\n', text.length - 2) + 1);
-      const record = JSON.parse(last) as { epoch?: number; step?: number };
-      return record.epoch === undefined ? undefined : { epoch: record.epoch, step: record.step ?? 0 };
-    } catch {
-      return undefined;
-    }
+  cancel(): void {
+    this.child.signal('SIGTERM');
+  }
+
+  async stop(): Promise<void> {
+    await this.child.stop({ signal: 'SIGTERM', graceMs: STOP_GRACE_MS });
   }
 
   /** The last lines the process printed, for a failure message. */
-  errorTail(): string {
+  private errorTail(): string {
     const lines = this.child.lines().filter((l) => l.trim() !== '' && !/^\s*(epoch \d|\[|█|░)/.test(l));
     return lines.slice(-6).join(' | ').slice(-800);
+  }
+}
+
+/** Runs trials as child processes on this machine's cores (`executor.cores`, 0: all of them). */
+export class LocalExecutor implements TrialExecutor {
+  readonly kind = 'local';
+  readonly capacity: number;
+
+  constructor(cores: number) {
+    this.capacity = cores > 0 ? cores : os.availableParallelism();
+  }
+
+  cost(workers: number): number {
+    return trialCores(workers, this.capacity);
+  }
+
+  start(request: TrialRunRequest): Promise<TrialRun> {
+    return Promise.resolve(new LocalTrialRun(request));
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 }

@@ -71,10 +71,42 @@ const earlyStopping = z.discriminatedUnion('type', [
   }).strict(),
 ]);
 
+/** A Kubernetes object name (DNS-1123 label). */
+const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'expected a Kubernetes name: lower-case letters, digits and dashes');
+
+/** Where trials run on Kubernetes: one Job per trial stretch, the sweep folder on a ReadWriteMany claim. */
+const kubernetesExecutor = z.object({
+  /** The shardwise image of the trial pods (deploy/Dockerfile; its entrypoint is the `shardwise` CLI). */
+  image: z.string().min(1),
+  imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+  /** @default the kubeconfig context's namespace, then the pod's */
+  namespace: dnsLabel.optional(),
+  /**
+   * The ReadWriteMany claim holding the sweep folder (state, trial specs, run folders, fork checkpoints) and
+   * where it is mounted: in every trial pod, and where this sweep runs (so outputDir must lie under it).
+   */
+  sharedVolume: z.object({ claimName: dnsLabel, mountPath: z.string().regex(/^\//, 'expected an absolute path') }).strict(),
+  /** A claim holding CIFAR-10, mounted read-only at the same path as here (`--data` must lie under it or the shared volume). */
+  dataset: z.object({ claimName: dnsLabel, mountPath: z.string().regex(/^\//, 'expected an absolute path') }).strict().optional(),
+  /** Trial Jobs at once (budget.maxConcurrentTrials, when lower, wins). */
+  parallelism: z.number().int().positive().default(4),
+  /** Environment of the trial containers (e.g. SHARDWISE_MOBILENET_PATH). */
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string()).default({}),
+  /** The shardwise chart a multi-worker trial is rendered from. @default this installation's helm/shardwise */
+  chart: z.string().min(1).optional(),
+  /** Container resources of a one-worker trial pod, as in a pod spec (`{requests: {cpu: "1"}}`). */
+  resources: z.object({
+    requests: z.record(z.string(), z.string()).optional(),
+    limits: z.record(z.string(), z.string()).optional(),
+  }).strict().optional(),
+}).strict();
+
 const executor = z.object({
-  type: z.literal('local').default('local'),
-  /** Cores the trials may use; 0 means all of this machine's. */
+  /** Where trials run; `shardwise sweep --executor` overrides it. */
+  type: z.enum(['local', 'kubernetes']).default('local'),
+  /** Local: cores the trials may use; 0 means all of this machine's. */
   cores: z.number().int().nonnegative().default(0),
+  kubernetes: kubernetesExecutor.optional(),
 }).strict();
 
 /** The raw shape of a sweep spec (before the base job and parameters are checked against the job schema). */
@@ -104,5 +136,9 @@ export type ParameterDomain = z.output<typeof domain>;
 export type AlgorithmSpec = z.output<typeof algorithm>;
 /** The early-stopping section. */
 export type EarlyStoppingSpec = z.output<typeof earlyStopping>;
+/** The `executor.kubernetes` section. */
+export type KubernetesExecutorSpec = z.output<typeof kubernetesExecutor>;
+/** Where trials run. */
+export type ExecutorType = z.output<typeof executor>['type'];
 /** A parameter value as it is written into the job spec. */
 export type ParamValue = z.output<typeof scalar>;

@@ -6,11 +6,11 @@
  * checkpoint exists, so a continued trial restarts from its last checkpoint.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { decideAtRung, type Objective, rungsFor } from './early-stopping';
 import { FailureBudgetError, SweepStateError } from './errors';
-import { TrialRun, trialCores } from './local-executor';
+import type { TrialExecutor, TrialRun } from './executor';
+import { LocalExecutor } from './local-executor';
 import { createSearch } from './search';
 import type { SweepSpec } from './sweep-spec';
 import { SweepLock } from './sweep-lock';
@@ -29,6 +29,12 @@ export interface RunSweepOptions {
   onChange?: (state: SweepState, live: ReadonlyMap<string, { epoch: number; step: number }>) => void;
   /** How often running trials' run folders are read. @default 500 */
   pollMs?: number;
+  /**
+   * Where trials run, made once the sweep's lock is held (a Kubernetes executor deletes the Jobs an earlier,
+   * killed run of this sweep left, which must never be a running one's). @default a {@link LocalExecutor}
+   * on the spec's `executor.cores`
+   */
+  executor?: () => Promise<TrialExecutor>;
 }
 
 /** How a sweep call ended. */
@@ -48,7 +54,12 @@ export async function runSweep(spec: SweepSpec, options: RunSweepOptions = {}): 
       throw new SweepStateError(path.join(spec.dir, 'sweep-state.json'), `was written by a different sweep spec (hash ${state.specHash}, ` +
         `${spec.source} has ${spec.hash}); give the changed sweep a new name, or delete ${spec.dir} to start over`);
     }
-    return await new SweepLoop(spec, state, options).run();
+    const executor = options.executor ? await options.executor() : new LocalExecutor(spec.cores);
+    try {
+      return await new SweepLoop(spec, state, options, executor).run();
+    } finally {
+      await executor.close();
+    }
   } finally {
     lock.release();
   }
@@ -59,14 +70,13 @@ class SweepLoop {
   private readonly search;
   private readonly counts: TrainCounts;
   private readonly running = new Map<string, TrialRun>();
-  private readonly cores: number;
   private wake: () => void = () => undefined;
 
-  constructor(private readonly spec: SweepSpec, private readonly state: SweepState, private readonly options: RunSweepOptions) {
+  constructor(private readonly spec: SweepSpec, private readonly state: SweepState, private readonly options: RunSweepOptions,
+    private readonly executor: TrialExecutor) {
     this.objective = spec.objective;
     this.search = createSearch(spec.algorithm, spec.parameters);
     this.counts = new TrainCounts(options.dataDir);
-    this.cores = spec.cores > 0 ? spec.cores : os.availableParallelism();
     // Trials that were running when the last sweep process ended continue from their last checkpoint.
     for (const t of state.trials) if (t.state === 'running') t.state = 'pending';
   }
@@ -80,7 +90,7 @@ class SweepLoop {
       while (!signal?.aborted) {
         await this.createTrials();
         this.advanceAll();
-        this.startRuns();
+        await this.startRuns();
         this.save();
         if (this.running.size === 0) {
           const open = this.state.trials.filter((t) => !isTerminal(t));
@@ -123,7 +133,7 @@ class SweepLoop {
   }
 
   private slots(): number {
-    return Math.min(this.spec.budget.maxConcurrentTrials ?? Infinity, this.cores);
+    return Math.min(this.spec.budget.maxConcurrentTrials ?? Infinity, this.executor.capacity);
   }
 
   private advanceAll(): void {
@@ -159,7 +169,7 @@ class SweepLoop {
         if (decision.action === 'stop') {
           t.results = t.results.slice(0, rung);
           t.state = 'stopped';
-          this.running.get(t.id)?.child.signal('SIGTERM');
+          this.running.get(t.id)?.cancel();
           return;
         }
         continue;
@@ -169,28 +179,28 @@ class SweepLoop {
     }
   }
 
-  private startRuns(): void {
-    let used = [...this.running.values()].reduce((n, r) => n + trialCores(r.request.workers, this.cores), 0);
+  private async startRuns(): Promise<void> {
+    let used = [...this.running.values()].reduce((n, r) => n + this.executor.cost(r.request.workers), 0);
     for (const t of this.state.trials) {
       if (t.state !== 'pending' || this.running.has(t.id) || !this.readyToRun(t)) continue;
-      const need = trialCores(t.workers, this.cores);
+      const need = this.executor.cost(t.workers);
       if (this.running.size >= (this.spec.budget.maxConcurrentTrials ?? Infinity)) return;
-      if (this.running.size > 0 && used + need > this.cores) return;
+      if (this.running.size > 0 && used + need > this.executor.capacity) return;
       const from = t.results.length;
       const rungs = rungsFor(this.spec.earlyStopping, t.epochs);
       const until = t.workers === 1 ? Math.min(t.epochs, rungs.find((r) => r > from) ?? t.epochs) : t.epochs;
       const runsDir = t.workers === 1
         ? path.join(this.spec.dir, 'trials', t.id, `from-epoch-${from}-${t.runDirs.length}`)
         : path.join(this.spec.dir, 'trials', t.id, 'cluster');
-      const run = TrialRun.start({
+      const run = await this.executor.start({
         trialId: t.id, jobFile: t.jobFile, workers: t.workers, fromEpoch: from, untilEpoch: until,
         resumeFrom: from > 0 && t.workers === 1 ? t.checkpoints[from] : undefined,
-        runsDir, dataDir: this.options.dataDir, backend: this.options.backend,
+        runsDir, attempt: t.runDirs.length, dataDir: this.options.dataDir, backend: this.options.backend,
       });
       if (t.workers === 1 || !t.runDirs.includes(runsDir)) t.runDirs.push(runsDir);
       t.state = 'running';
       this.running.set(t.id, run);
-      void run.child.exited.then(() => this.wake());
+      void run.ended.then(() => this.wake());
       used += need;
     }
   }
@@ -220,19 +230,19 @@ class SweepLoop {
       this.commit(t, run);
       const progress = run.progress();
       if (progress) live.set(id, progress);
-      const exit = run.child.exitStatus;
+      const exit = run.exit();
       if (exit === undefined) continue;
+      if (exit.error !== undefined) throw exit.error;
       this.running.delete(id);
       if (t.state === 'stopped') continue;
       const expected = Math.min(run.request.untilEpoch, t.epochs);
-      if (exit.code === 0 && t.results.length >= expected) {
+      if (exit.succeeded && t.results.length >= expected) {
         t.state = 'pending';
       } else if (this.options.signal?.aborted) {
         t.state = 'pending';
       } else {
         t.state = 'failed';
-        t.error = `${run.request.workers === 1 ? 'shardwise train --local' : 'shardwise cluster'} exited with ` +
-          `${exit.code !== null ? `code ${exit.code}` : `signal ${exit.signal}`} after ${t.results.length} of ${t.epochs} epochs: ${run.errorTail()}`;
+        t.error = `${exit.what} after ${t.results.length} of ${t.epochs} epochs: ${exit.detail}`;
         this.checkFailureBudget(t.error);
       }
     }
@@ -262,7 +272,7 @@ class SweepLoop {
 
   private async stopAll(): Promise<void> {
     const runs = [...this.running.entries()];
-    await Promise.all(runs.map(([, run]) => run.child.stop({ signal: 'SIGTERM', graceMs: 10_000 })));
+    await Promise.all(runs.map(([, run]) => run.stop()));
     for (const [id, run] of runs) {
       const t = this.trial(id);
       this.commit(t, run);

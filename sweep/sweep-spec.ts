@@ -11,7 +11,8 @@ import { parse as parseYaml } from 'yaml';
 import { compileJobSpec, formatIssue, JobSpecError, type JobSpec } from '../common';
 import { SweepSpecError } from './errors';
 import {
-  type AlgorithmSpec, type EarlyStoppingSpec, type ObjectiveMetric, type ParameterDomain, type ParamValue, sweepSpecSchema,
+  type AlgorithmSpec, type EarlyStoppingSpec, type ExecutorType, type KubernetesExecutorSpec, type ObjectiveMetric, type ParameterDomain,
+  type ParamValue, sweepSpecSchema,
 } from './spec-schema';
 
 /** A validated sweep spec. */
@@ -30,6 +31,10 @@ export interface SweepSpec {
   sharedPrefixes: boolean;
   /** Cores the local executor may use; 0 means all of this machine's. */
   cores: number;
+  /** Where trials run (`executor.type`). */
+  executor: ExecutorType;
+  /** `executor.kubernetes`, when given. */
+  kubernetes?: KubernetesExecutorSpec;
   /** The sweep's folder: `<outputDir>/<name>`. */
   dir: string;
   /** SHA-256 of the spec as parsed: a resumed sweep must have the same one. */
@@ -90,6 +95,9 @@ export function parseSweepSpec(text: string, source = '<inline>'): SweepSpec {
   if (parsed.earlyStopping.type === 'asha' && parsed.earlyStopping.synchronous && parsed.algorithm.type === 'tpe') {
     problems.push('earlyStopping.synchronous: needs every trial up front (grid or random); TPE proposes trials as others finish');
   }
+  if (parsed.executor.type === 'kubernetes' && parsed.executor.kubernetes === undefined) {
+    problems.push('executor.kubernetes: required with executor.type kubernetes (the image and the ReadWriteMany sharedVolume of the trial pods)');
+  }
   if (problems.length > 0) throw new SweepSpecError(source, problems);
   const gridSize = parameters.reduce((n, { domain }) => n * finiteValues(domain).length, 1);
   const metric = parsed.objective.metric;
@@ -108,6 +116,8 @@ export function parseSweepSpec(text: string, source = '<inline>'): SweepSpec {
     earlyStopping: parsed.earlyStopping,
     sharedPrefixes: parsed.sharedPrefixes,
     cores: parsed.executor.cores,
+    executor: parsed.executor.type,
+    ...(parsed.executor.kubernetes ? { kubernetes: parsed.executor.kubernetes } : {}),
     dir: path.resolve(parsed.outputDir, parsed.name),
     hash: createHash('sha256').update(JSON.stringify(parsed)).digest('hex').slice(0, 16),
   };

@@ -53,6 +53,19 @@ describe('shardwise CLI: bad input is refused with a clear message', function ()
     assertClearRefusal(outcome, /model\.architecture: .*"resnet18"/);
   });
 
+  it('a thread count that is not a positive integer, on train and worker alike', async () => {
+    assertClearRefusal(await shardwise(['train', '--local', '--job', job(''), '--threads', '0']), /--threads: expected an integer >= 1, got '0'/);
+    assertClearRefusal(await shardwise(['worker', '--coordinator', '127.0.0.1:1', '--threads', '1.5']), /--threads: expected an integer >= 1, got '1.5'/);
+  });
+
+  it('an OMP_NUM_THREADS that is not a positive integer', async () => {
+    const outcome = await new Promise<Outcome>((done) => {
+      execFile(SHARDWISE, ['train', '--local', '--job', job('')], { env: { ...process.env, SHARDWISE_DEBUG: '', OMP_NUM_THREADS: 'all' } },
+        (err, _stdout, stderr) => done({ code: err ? (err as unknown as { code: number }).code : 0, stderr }));
+    });
+    assertClearRefusal(outcome, /OMP_NUM_THREADS: expected an integer >= 1, got 'all'/);
+  });
+
   it('a corrupt data file', async () => {
     const data = join(dir, 'corrupt-cifar');
     mkdirSync(data);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { DeferredUpdate } from '../coordinator/deferred-update';
+import { DeferredUpdate } from '../coordinator/step/deferred-update';
 
 describe('coordinator: the deferred replica update', () => {
   it('runs after the current turn, or at once on settle, exactly once', async () => {

@@ -13,16 +13,7 @@ import {
   waitForRecords,
 } from './support/cluster-checks';
 import { EPOCHS, testJobYaml } from './support/cluster-data';
-
-/** Whether a process with this id still exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { alive } from './support/process-alive';
 
 // `shardwise cluster` as a user runs it: a real command process that starts nats-server, the coordinator
 // and workers. Ctrl-C (SIGINT) stops everything in order and leaves a resumable run; the same command with

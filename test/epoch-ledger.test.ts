@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { ExactlyOnceViolationError, JobFailedError, LedgerError } from '../coordinator/errors';
 import { assertExactlyOnce, EpochLedger, type LedgerState, RejectReason } from '../coordinator/epoch-ledger';
-import { type Share, type StepPlan, StepPlanner, assignMicroBatches, reassign } from '../coordinator/step-planner';
+import { type Share, type StepPlan, StepPlanner, assignMicroBatches, reassign } from '../coordinator/step/step-planner';
 
 const planner = new StepPlanner({ sampleCount: 50, seed: 3, batchSize: 16, microBatchSize: 4 });
 

@@ -11,7 +11,7 @@ import {
   StepKind,
   UpdateKind,
 } from '../proto';
-import { ConfigError } from '../common/errors';
+import { ConfigError, ListenError } from '../common/errors';
 import { Rng } from '../common/random';
 import {
   COORDINATOR_SERVICE,
@@ -25,7 +25,6 @@ import {
   TensorAssembler,
   TensorCodecError,
   UnknownWorkerError,
-  WireError,
   WireTensor,
   backoffDelayMs,
   clientStreamCall,
@@ -319,7 +318,9 @@ describe('grpc transport', function () {
   it('says which address it cannot listen on when the port is taken', async () => {
     h = await startHarness();
     await assert.rejects(startGrpcServer([], { port: h.server.port }),
-      (e: unknown) => e instanceof WireError && e.message.startsWith(`cannot listen on 127.0.0.1:${h!.server.port}:`));
+      (e: unknown) => e instanceof ListenError &&
+        e.message === `gRPC server: cannot listen on 127.0.0.1:${h!.server.port}: the port is already in use by another process; ` +
+          'choose another --port (0 picks a free port)');
   });
 
   it('reports a local encoding error as itself, not as a cancelled call', async () => {

@@ -56,7 +56,7 @@ const VARIANTS: Record<string, string[]> = {
   'everything on, external NATS': [
     'nats.enabled=false', 'nats.url=nats://nats.messaging:4222', 'autoscale.enabled=true', 'metrics.release=kps',
     'metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'metrics.grafanaDashboard.enabled=true',
-    'coordinator.dataset.download.enabled=true', 'workers.gpu.count=2',
+    'coordinator.dataset.download.enabled=true', 'workers.gpu.count=2', 'sweep.enabled=true',
   ],
   'network policies off, no preStop': ['networkPolicy.enabled=false', 'workers.preStopDrain=false'],
 };

@@ -10,6 +10,7 @@ import {
   type OutputStream,
 } from '../launcher';
 import { pollUntil } from './support/deadline';
+import { alive } from './support/process-alive';
 
 /** A node child running `script`: the tiny processes these tests drive. */
 function nodeChild(name: string, script: string, onLine?: (line: string, stream: OutputStream) => void): ManagedChild {
@@ -23,16 +24,6 @@ process.on('SIGTERM', () => { process.stdout.write('draining\\n'); process.exit(
 process.stderr.write('loading\\n');
 process.stdout.write('server ready port=4242\\n');
 setInterval(() => {}, 1000);`;
-
-/** Whether a process id is still taken by a live (or unreaped) process. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 // A launcher with 12 children (more than Node's default of 10 listeners per event) that exits without
 // stopping them: it prints their pids once every one is up.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { epochPermutation } from '../common/data';
 import { ConfigError } from '../common/errors';
 import { PlanningError } from '../coordinator/errors';
-import { type Share, StepPlanner, assignMicroBatches, cutMicroBatches, reassign } from '../coordinator/step-planner';
+import { type Share, StepPlanner, assignMicroBatches, cutMicroBatches, reassign } from '../coordinator/step/step-planner';
 
 const OPTIONS = { sampleCount: 100, seed: 7, batchSize: 32, microBatchSize: 8 };
 

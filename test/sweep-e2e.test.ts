@@ -13,24 +13,9 @@ import {
   decideAtRung, FailureBudgetError, parseSweepSpec, readSweepState, runSweep, SWEEP_LOCK_FILE, type SweepState, sweepSavings, trialCores, writeSweepReport,
 } from '../sweep';
 import { signalImages, writeSignalCifar } from './support/cluster-data';
+import { sweepYaml } from './support/sweep-yaml';
 
 const SHARDWISE = resolve(__dirname, '..', 'bin', 'shardwise');
-
-function sweepYaml(name: string, out: string, extra: string, epochs = 3, testSet = false): string {
-  return `name: ${name}
-job:
-  seed: 7
-  data: { valFraction: 0.25, testSet: ${testSet} }
-  model: { architecture: small_cnn }
-  training: { epochs: ${epochs}, batchSize: 20 }
-  optimizer: { type: adam, learningRate: 0.003 }
-  freeze: { backboneEpochs: 1, unfreezeLearningRate: 0.001 }
-outputDir: ${out}
-objective: { metric: val.loss }
-budget: { maxConcurrentTrials: 2 }
-executor: { cores: 2 }
-${extra}`;
-}
 
 function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {

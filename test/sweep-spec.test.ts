@@ -26,6 +26,18 @@ describe('sweep spec', () => {
     assert.ok(spec.dir.endsWith(join('runs', 'sweeps', 's')));
   });
 
+  it('executor: kubernetes needs its section, names a bad key or claim there, and keeps what it is given', () => {
+    const base = `name: s\n${JOB}\nparameters: { seed: [1] }\nobjective: { metric: val.top1 }\n`;
+    assert.deepEqual(problems(`${base}executor: { type: kubernetes }\n`),
+      ['executor.kubernetes: required with executor.type kubernetes (the image and the ReadWriteMany sharedVolume of the trial pods)']);
+    const k8s = (extra: string): string => `${base}executor:\n  type: kubernetes\n  kubernetes: { image: shardwise:1, sharedVolume: { claimName: sweeps, mountPath: /s }${extra} }\n`;
+    assert.deepEqual(problems(k8s(', paralelism: 2')), ["executor.kubernetes: unknown key 'paralelism'"]);
+    assert.match(problems(k8s('').replace('claimName: sweeps', 'claimName: Sweeps_1')).join(), /executor\.kubernetes\.sharedVolume\.claimName: expected a Kubernetes name/);
+    const spec = parseSweepSpec(k8s(', parallelism: 3'));
+    assert.equal(spec.executor, 'kubernetes');
+    assert.deepEqual([spec.kubernetes?.parallelism, spec.kubernetes?.sharedVolume.mountPath, spec.kubernetes?.imagePullPolicy], [3, '/s', 'IfNotPresent']);
+  });
+
   it('names an unknown key, at the top level and inside a section', () => {
     assert.deepEqual(problems(`name: s\n${JOB}\nparameters: { seed: [1] }\nobjective: { metric: val.top1 }\nbudgt: {}\n`), ["(top level): unknown key 'budgt'"]);
     assert.deepEqual(problems(`name: s\n${JOB}\nparameters: { seed: [1] }\nobjective: { metric: val.top1 }\nearlyStopping: { type: asha, grace: 1 }\n`),

@@ -1,5 +1,5 @@
 import * as os from 'node:os';
-import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH, type NatsCredentials } from '../common';
+import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH, type NatsCredentials, resolveThreads } from '../common';
 
 /** How a worker reaches its coordinator and how patient it is. */
 export interface WorkerOptions {
@@ -19,6 +19,11 @@ export interface WorkerOptions {
   advertiseHost?: string;
   /** Compute backend. @default 'auto' */
   backend?: BackendPreference;
+  /**
+   * Threads computing a share's micro-batches (a pool of replicas, see ShareThreads); the sums do not
+   * depend on it. @default OMP_NUM_THREADS, else the cores this process is given
+   */
+  threads?: number;
   /**
    * Largest gRPC message this worker accepts (it tells the coordinator, which sends at most the smaller
    * of this and its own limit). Generous because a step's samples arrive in one message. @default 67108864
@@ -63,6 +68,7 @@ export interface CompiledWorkerOptions {
   dataPort: number;
   advertiseHost: string;
   backend: BackendPreference;
+  threads: number;
   maxMessageBytes: number;
   pullWaitMs: number;
   rpcDeadlineMs: number;
@@ -90,7 +96,8 @@ function positiveMs(field: string, value: number): number {
 
 /**
  * Fills the defaults of {@link WorkerOptions} and checks every field and the rules between them,
- * throwing a ConfigError that names the field. Pure apart from the default id (hostname, pid).
+ * throwing a ConfigError that names the field. Pure apart from the default id (hostname, pid) and thread
+ * count (OMP_NUM_THREADS, the cores given).
  */
 export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOptions {
   const coordinator = options.coordinator?.trim() ?? '';
@@ -125,6 +132,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     dataPort: checkPort('dataPort', options.dataPort ?? 0),
     advertiseHost: options.advertiseHost || (options.dataHost ?? '127.0.0.1'),
     backend,
+    threads: resolveThreads(options.threads).threads,
     maxMessageBytes,
     pullWaitMs,
     rpcDeadlineMs,

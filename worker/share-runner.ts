@@ -8,6 +8,7 @@ import {
   computeShare,
   microBatchResult,
   ShareSum,
+  type ShareThreads,
   encodeTensors,
   specOf,
   specToProto,
@@ -75,6 +76,8 @@ export interface TrainShareInput {
   weightsVersion: number;
   /** Set when the assignment asked for the replica's hash. */
   weightsHash?: string;
+  /** Threads that compute the micro-batches (bit-identical sums); @default this thread, stepwise */
+  threads?: ShareThreads;
 }
 
 /**
@@ -83,20 +86,17 @@ export interface TrainShareInput {
  */
 export async function runTrainShare(parts: ModelParts, input: TrainShareInput, yieldFn: Yield = yieldToEventLoop): Promise<ComputedShare> {
   const t0 = performance.now();
-  const result = await computeShareStepwise(
-    parts,
-    {
-      data: input.samples.data,
-      microBatches: input.samples.microBatches,
-      sampleIds: input.samples.sampleIds,
-      augmenter: input.augmenter,
-      jobSeed: input.jobSeed,
-      epoch: input.epoch,
-      globalStep: input.globalStep,
-      backboneFrozen: input.backboneFrozen,
-    },
-    yieldFn,
-  );
+  const share: ShareInput = {
+    data: input.samples.data,
+    microBatches: input.samples.microBatches,
+    sampleIds: input.samples.sampleIds,
+    augmenter: input.augmenter,
+    jobSeed: input.jobSeed,
+    epoch: input.epoch,
+    globalStep: input.globalStep,
+    backboneFrozen: input.backboneFrozen,
+  };
+  const result = await (input.threads ? input.threads.computeShare(parts, share) : computeShareStepwise(parts, share, yieldFn));
   try {
     return {
       globalStep: input.globalStep,

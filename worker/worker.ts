@@ -11,6 +11,8 @@ import {
   createWorkerMetrics,
   initBackend,
   serveMetrics,
+  type ShareThreads,
+  shareThreadsFor,
   UpdateKind,
 } from '../common';
 import { type Assignment, AssignmentKind } from './assignment';
@@ -85,6 +87,8 @@ export class Worker {
   private lastWaitReason = '';
   private leakReported = false;
   private readonly counts = { trainShares: 0, evalShares: 0 };
+  /** Threads computing the micro-batches when the worker has more than one; started by the first share. */
+  private shareThreads: ShareThreads | undefined;
 
   constructor(options: WorkerOptions, private readonly hooks: { onReady?: (info: WorkerReadyInfo) => void } = {}) {
     this.options = compileWorkerOptions(options);
@@ -120,6 +124,8 @@ export class Worker {
     this.runStarted = true;
     try {
       const backend = await initBackend({ prefer: this.options.backend, log: (line) => this.log(line) });
+      this.shareThreads = shareThreadsFor(this.options.threads, backend.name);
+      this.log(`compute: ${this.shareThreads?.count ?? 1} thread${this.shareThreads ? 's' : ''} per share`);
       this.metricsServer = await serveMetrics(this.registry, {
         host: this.options.metricsHost,
         port: this.options.metricsPort,
@@ -165,6 +171,7 @@ export class Worker {
       this.link.close();
       await this.dataPlane?.close();
       await this.metricsServer?.close();
+      await this.shareThreads?.close();
     }
   }
 
@@ -330,6 +337,7 @@ export class Worker {
       backboneFrozen: config.frozen.backbone,
       weightsVersion: replica.weightsVersion,
       weightsHash: a.reportWeightsHash ? replica.hash() : undefined,
+      threads: this.shareThreads,
     });
     this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);
     const t0 = performance.now();

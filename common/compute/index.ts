@@ -20,3 +20,4 @@ export {
   type FusedSgdAttrs,
 } from './fused-optimizer';
 export type { AdamDecay } from './optimizer-wasm-module';
+export { THREADS_ENV_VAR, cgroupCores, coresGiven, parseThreads, resolveThreads } from './compute-threads';

@@ -14,7 +14,7 @@ export interface KubeCall {
 export const MERGE_PATCH = 'application/merge-patch+json';
 
 /** The `message` of a Kubernetes Status body (the client hands the body over as text), else the text. */
-function serverMessage(body: unknown): string {
+export function serverMessage(body: unknown): string {
   if (typeof body !== 'string') return JSON.stringify(body ?? '');
   try {
     const status = JSON.parse(body) as { message?: unknown };

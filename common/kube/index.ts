@@ -7,6 +7,7 @@ export { loadKubeClient, KUBE_CLIENT_PACKAGE, type KubeClientModule } from './cl
 export { filledBuiltins } from './node20-compat';
 export { KubeApiError, KubeConfigError } from './errors';
 export { describeApiError, MERGE_PATCH, requiredRule, type KubeCall } from './api-errors';
+export { describeResourceError, requiredResourceRule, type ResourceCall } from './resource-errors';
 export {
   findKubeconfig,
   inCluster,

@@ -42,3 +42,14 @@ export class DivergenceError extends ShardwiseError {
     this.loss = loss;
   }
 }
+
+/**
+ * A share thread (see ShareThreads) failed: its micro-batch threw, it could not start, or it died. The
+ * share it was computing is lost, never half-summed; `cause` holds the thread's own error when it sent one.
+ */
+export class ShareThreadError extends ShardwiseError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ShareThreadError';
+  }
+}

@@ -7,7 +7,7 @@
 export { AdamOptimizer, type AdamOptions } from './adam';
 export { cutMicroBatches, epochBatches, type MicroBatch, stepsPerEpoch } from './batch-plan';
 export { type BatchMetrics, ClassificationMetrics, TOP_K, topKHits } from './classification-metrics';
-export { DivergenceError, OptimizerStateError, TrainingShapeError } from './errors';
+export { DivergenceError, OptimizerStateError, ShareThreadError, TrainingShapeError } from './errors';
 export {
   type EpochEvent,
   type FreezeEvent,
@@ -32,6 +32,7 @@ export {
   type TrainingResult,
   evaluateDataset,
   localTrainStep,
+  localTrainStepOn,
   runLocalTraining,
 } from './local-trainer';
 export {
@@ -50,6 +51,7 @@ export { SgdOptimizer, type SgdOptions } from './sgd';
 export { type ApplyOrder, OPTIMIZER_PREFIX, UpdateKind } from './replica-update';
 export { applyMovingStatDeltas, computeShare, microBatchResult, movingStatistics, type ShareInput, type ShareResult } from './share';
 export { ShareSum } from './share-sum';
+export { ShareThreads, shareThreadsFor } from './share-threads';
 export {
   type ComputeGradientsOptions,
   type GradientResult,

@@ -6,7 +6,8 @@ import { cutMicroBatches, epochBatches, stepsPerEpoch } from './batch-plan';
 import { ClassificationMetrics } from './classification-metrics';
 import { DivergenceError } from './errors';
 import { type EpochEvent, type GroupLearningRates, type StepEvent, type TrainerEvent, TrainerEventType } from './events';
-import { applyMovingStatDeltas, computeShare } from './share';
+import { applyMovingStatDeltas, computeShare, type ShareInput, type ShareResult } from './share';
+import type { ShareThreads } from './share-threads';
 import { evaluateBatch, toTensorBatch } from './train-step';
 import {
   applyGradientSums,
@@ -33,6 +34,8 @@ export interface LocalTrainerDeps {
   untilEpoch?: number;
   /** Called between epochs, after the schedule's end-of-epoch update: where epoch checkpoints are taken. */
   onEpochEnd?: (state: TrainerState) => void | Promise<void>;
+  /** Threads that compute each step's micro-batches (the weights do not depend on it); @default this thread */
+  threads?: ShareThreads;
 }
 
 /** What a finished run returns. */
@@ -78,16 +81,38 @@ export function localTrainStep(
   metrics: ClassificationMetrics,
 ): StepEvent {
   const t0 = performance.now();
-  const { spec } = state;
-  const result = computeShare(state.parts, {
+  return applyLocalShare(state, computeShare(state.parts, localShareInput(state, train, indices, augmenter)), metrics, t0);
+}
+
+/** {@link localTrainStep} with the share computed by a pool of threads: the same bytes, sooner. */
+export async function localTrainStepOn(
+  threads: ShareThreads,
+  state: TrainerState,
+  train: Cifar10Images,
+  indices: ArrayLike<number>,
+  augmenter: Augmenter,
+  metrics: ClassificationMetrics,
+): Promise<StepEvent> {
+  const t0 = performance.now();
+  const result = await threads.computeShare(state.parts, localShareInput(state, train, indices, augmenter));
+  return applyLocalShare(state, result, metrics, t0);
+}
+
+/** The whole step as one share. */
+function localShareInput(state: TrainerState, train: Cifar10Images, indices: ArrayLike<number>, augmenter: Augmenter): ShareInput {
+  return {
     data: train,
-    microBatches: cutMicroBatches(Uint32Array.from(indices), spec.training.microBatchSize),
+    microBatches: cutMicroBatches(Uint32Array.from(indices), state.spec.training.microBatchSize),
     augmenter,
-    jobSeed: spec.seed,
+    jobSeed: state.spec.seed,
     epoch: state.epoch,
     globalStep: state.globalStep,
     backboneFrozen: state.frozen,
-  });
+  };
+}
+
+/** Applies a computed step (update, statistics, metrics) and returns its event; frees the result. */
+function applyLocalShare(state: TrainerState, result: ShareResult, metrics: ClassificationMetrics, t0: number): StepEvent {
   const { epoch, stepInEpoch: step, globalStep } = state;
   let lr: GroupLearningRates;
   try {
@@ -143,7 +168,9 @@ export class LocalTrainer {
       let last: StepEvent | null = null;
       for (const indices of epochBatches(deps.train.count, spec.seed, epoch, spec.training.batchSize)) {
         deps.signal?.throwIfAborted();
-        last = localTrainStep(state, deps.train, indices, this.augmenter, trainMetrics);
+        last = deps.threads
+          ? await localTrainStepOn(deps.threads, state, deps.train, indices, this.augmenter, trainMetrics)
+          : localTrainStep(state, deps.train, indices, this.augmenter, trainMetrics);
         emit(last);
         // Let timers, I/O and abort signals run between steps; the step itself is synchronous.
         await new Promise<void>((resolve) => setImmediate(resolve));

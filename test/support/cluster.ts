@@ -20,6 +20,7 @@ import {
   type WorkerReady,
   workerReadyFrom,
 } from '../../launcher';
+import { THREADS_ENV_VAR } from '../../common/compute';
 import { withDeadline } from './deadline';
 import { getFreePort } from './free-port';
 import { NatsServer } from './nats-server';
@@ -177,7 +178,8 @@ export class ClusterHarness {
       name,
       command: this.shardwise.command,
       args: [...this.shardwise.args, ...args],
-      env: { ...process.env, SHARDWISE_DEBUG: '1', ...env },
+      // One compute thread per process unless a test asks for more (--threads): they share the machine.
+      env: { ...process.env, SHARDWISE_DEBUG: '1', [THREADS_ENV_VAR]: '1', ...env },
       onLine: VERBOSE ? (line) => process.stderr.write(`[${name}] ${line}\n`) : undefined,
     });
     this.children.push(child);

@@ -169,7 +169,7 @@ to workers.replicas so the coordinator's shardwise_desired_workers matches the S
 
 {{/* Run directory of the job on the coordinator's volume: one folder per job name, so a renamed job starts fresh. */}}
 {{- define "shardwise.coordinator.runDir" -}}
-{{- printf "/var/lib/shardwise/runs/%s" (.Values.job.name | default "job") }}
+{{- .Values.coordinator.runDir | default (printf "/var/lib/shardwise/runs/%s" (.Values.job.name | default "job")) }}
 {{- end }}
 
 {{/*
@@ -196,4 +196,14 @@ failureThreshold: {{ .probe.failureThreshold }}
 {{- if le (int .Values.workers.terminationGracePeriodSeconds) (int .Values.workers.shutdownGraceSeconds) }}
 {{- fail (printf "workers.terminationGracePeriodSeconds (%d) must exceed workers.shutdownGraceSeconds (%d), or Kubernetes kills a draining worker before it pushes its share" (int .Values.workers.terminationGracePeriodSeconds) (int .Values.workers.shutdownGraceSeconds)) }}
 {{- end }}
+{{- end }}
+
+{{/* The sweep controller's ServiceAccount, Role and shared claim. */}}
+{{- define "shardwise.sweep.fullname" -}}
+{{- printf "%s-sweep" (include "shardwise.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The sweep's ReadWriteMany claim: the existing one, or the one pvc-sweep.yaml creates. */}}
+{{- define "shardwise.sweep.claimName" -}}
+{{- .Values.sweep.persistence.existingClaim | default (include "shardwise.sweep.fullname" .) }}
 {{- end }}

@@ -28,6 +28,8 @@ export interface ResourceRequest extends RequestAttributes {
   method: string;
   contentType: string | undefined;
   body: unknown;
+  /** The URL's query (labelSelector, propagationPolicy). */
+  query: URLSearchParams;
 }
 
 /** Serves one resource (`group/resource[/subresource]`); returns the response body or throws a StatusError. */
@@ -161,7 +163,7 @@ export class FakeKubeApi {
       }
       const handler = this.routes.get(`${attrs.apiGroup}/${attrs.resource}/${attrs.subresource ?? ''}`);
       if (!handler) throw new StatusError(404, 'NotFound', `the fake API server does not serve ${attrs.resource}${attrs.subresource ? `/${attrs.subresource}` : ''}`);
-      answer = handler({ ...attrs, method: req.method ?? 'GET', contentType, body }, this.store);
+      answer = handler({ ...attrs, method: req.method ?? 'GET', contentType, body, query: url.searchParams }, this.store);
     } catch (err) {
       if (!(err instanceof StatusError)) throw err;
       status = err.code;

@@ -10,3 +10,6 @@ export { FakeStatefulSetController, type FakePod, type PodEvent, type StatefulSe
 export { writeKubeconfig } from './kubeconfig';
 export { FAKE_COORDINATOR_USER, FAKE_NAMESPACE, FAKE_RELEASE, FAKE_WORKERS, startFakeCluster, type FakeCluster } from './fake-cluster';
 export { selfSignedCertificate } from './self-signed';
+export { labelMatcher, objectRoute, type ObjectRouteOptions } from './object-routes';
+export { FakeJobController, type JobControllerOptions } from './job-controller';
+export { FAKE_SWEEP_NAME, FAKE_SWEEP_USER, startFakeSweepCluster, type FakeSweepCluster } from './fake-sweep-cluster';

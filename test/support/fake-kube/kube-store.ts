@@ -40,6 +40,7 @@ type Listener = (key: ObjectKey, obj: StoredObject, previous: StoredObject | und
 export class KubeStore {
   private readonly objects = new Map<string, StoredObject>();
   private readonly listeners: Listener[] = [];
+  private readonly deleteListeners: Array<(key: ObjectKey, previous: StoredObject) => void> = [];
   private version = 100;
 
   /** Creates or replaces an object (no precondition); returns the stored copy. */
@@ -72,9 +73,24 @@ export class KubeStore {
     return this.put(key, change(current));
   }
 
-  /** Removes the object; false when there was none. */
+  /** Removes the object and tells the delete listeners; false when there was none. */
   delete(key: ObjectKey): boolean {
-    return this.objects.delete(this.id(key));
+    const previous = this.objects.get(this.id(key));
+    if (!previous) return false;
+    this.objects.delete(this.id(key));
+    for (const l of this.deleteListeners) l(key, previous);
+    return true;
+  }
+
+  /** The objects of one resource in one namespace, in creation order. */
+  list(key: Omit<ObjectKey, 'name'>): StoredObject[] {
+    const prefix = this.id({ ...key, name: '' });
+    return [...this.objects.entries()].filter(([id]) => id.startsWith(prefix)).map(([, obj]) => obj);
+  }
+
+  /** Calls `listener` after every delete. */
+  onDelete(listener: (key: ObjectKey, previous: StoredObject) => void): void {
+    this.deleteListeners.push(listener);
   }
 
   /** Calls `listener` after every write. */

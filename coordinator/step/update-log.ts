@@ -1,4 +1,4 @@
-import { type ApplyOrder, type ModelParts, namedVariables, OPTIMIZER_PREFIX, type TrainerState, UpdateKind, type WireTensor } from '../common';
+import { type ApplyOrder, type ModelParts, namedVariables, OPTIMIZER_PREFIX, type TrainerState, UpdateKind, type WireTensor } from '../../common';
 
 /** The update part of an assignment. */
 export interface UpdatePayload {

@@ -1,12 +1,12 @@
-import { AllreduceError, type AllreduceMember } from '../common';
-import { JobFailedError } from './errors';
-import type { JobContext } from './job-context';
-import { COORDINATOR_RING_ID, Reduction } from './reduction';
-import { countInLedger } from './result-intake';
+import { AllreduceError, type AllreduceMember } from '../../common';
+import { JobFailedError } from '../errors';
+import { COORDINATOR_MEMBER_ID, Reduction } from './reduction';
+import { countInLedger } from './step-commit';
+import type { StepHost } from './step-host';
 import type { StepRound, StepSums } from './step-round';
 
 /** Allreduce attempts in a row that may fail with every member still alive before the job fails. */
-export const MAX_UNEXPLAINED_RING_FAILURES = 3;
+export const MAX_UNEXPLAINED_ALLREDUCE_FAILURES = 3;
 
 /** A committed allreduce: the step's sums, and the attempt whose members replay the update. */
 export interface ReducedStep {
@@ -26,29 +26,28 @@ export type ReduceOutcome = ReducedStep | { failed: 'lost-members' | 'all-alive'
  * member has either come back asking for work or been dropped (lease, or the step deadline), takes the
  * sums of the dropped ones back into the step, and returns so the step is collected and tried again.
  */
-export async function reduceStep(job: JobContext, round: StepRound, attempt: number, signal: AbortSignal): Promise<ReduceOutcome> {
+export async function reduceStep(job: StepHost, round: StepRound, attempt: number, signal: AbortSignal): Promise<ReduceOutcome> {
   const dataPlane = job.dataPlane;
   if (!dataPlane) throw new JobFailedError(`step ${round.globalStep}: workers hold sums, but the coordinator has no data plane`);
   // The coordinator needs the sum for its own replica. It contributes only the shares pushed to it (each a
   // node of the summation tree, like every holder's); with none it observes.
-  const contributors = round.contributors(COORDINATOR_RING_ID);
-  const holders = contributors.map((c) => c.id).filter((id) => id !== COORDINATOR_RING_ID);
-  const observes = !contributors.some((c) => c.id === COORDINATOR_RING_ID);
+  const contributors = round.contributors(COORDINATOR_MEMBER_ID);
+  const holders = contributors.map((c) => c.id).filter((id) => id !== COORDINATOR_MEMBER_ID);
+  const observes = !contributors.some((c) => c.id === COORDINATOR_MEMBER_ID);
   const members: AllreduceMember[] = [
-    ...(observes ? [{ id: COORDINATOR_RING_ID, address: dataPlane.address, role: 'observer' as const }] : []),
-    ...contributors.map(({ id, parts }) => ({ id, parts, address: id === COORDINATOR_RING_ID ? dataPlane.address : job.sessions.get(id)?.dataAddress ?? '' })),
+    ...(observes ? [{ id: COORDINATOR_MEMBER_ID, address: dataPlane.address, role: 'observer' as const }] : []),
+    ...contributors.map(({ id, parts }) => ({ id, parts, address: id === COORDINATOR_MEMBER_ID ? dataPlane.address : job.dataAddressOf(id) })),
   ];
-  const rank = members.findIndex((m) => m.id === COORDINATOR_RING_ID);
+  const rank = members.findIndex((m) => m.id === COORDINATOR_MEMBER_ID);
   const tensors = [...round.gradientSpecs, ...round.statSpecs];
   const timeoutMs = job.spec.distributed.stepDeadlineMs;
   const reduction = new Reduction(`${job.jobId}/${job.instanceId}/step-${round.globalStep}/attempt-${attempt}`, members, tensors, round.gradientSpecs.length, timeoutMs);
-  round.reduction = reduction;
+  round.startReduction(reduction);
   job.changed.notify();
-  const vector = round.ringInput();
+  const vector = round.allreduceInput();
   const t0 = job.now();
   try {
     const stats = await dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs }, vector);
-    reduction.state = 'done';
     for (const share of round.acceptedShares()) {
       if (share.held) countInLedger(job, round, share.worker, share.microBatchIds);
     }
@@ -59,14 +58,14 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
     return { sums: round.sumsFromVector(vector.subarray(0, round.vectorLength)), reduction };
   } catch (err) {
     if (!(err instanceof AllreduceError)) throw err;
-    reduction.state = 'failed';
+    round.reductionFailed();
     job.telemetry.metrics.allreduceFailures.inc();
     job.log(`step ${round.globalStep}: allreduce ${reduction.key} failed (${err.message}); waiting for its members`);
     job.changed.notify();
     await awaitMembers(job, reduction, signal);
     const lost = holders.filter((id) => !job.isLive(id));
     for (const id of lost) job.redistribute(id);
-    round.reduction = null;
+    round.collectAgain();
     job.changed.notify();
     return { failed: lost.length > 0 ? 'lost-members' : 'all-alive', error: err };
   }
@@ -76,7 +75,7 @@ export async function reduceStep(job: JobContext, round: StepRound, attempt: num
  * Waits until every worker of a failed attempt came back or is gone; a member silent past the step
  * deadline is dropped (its sums are redone by the others), so nobody waits forever.
  */
-async function awaitMembers(job: JobContext, reduction: Reduction, signal: AbortSignal): Promise<void> {
+async function awaitMembers(job: StepHost, reduction: Reduction, signal: AbortSignal): Promise<void> {
   const deadline = job.now() + job.spec.distributed.stepDeadlineMs;
   const pending = (): string[] => reduction.workers.filter((id) => job.isLive(id) && !reduction.isBack(id));
   while (pending().length > 0 && !signal.aborted) {

@@ -1,6 +1,8 @@
-import { addFloatsInto, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../common';
-import { PlanningError } from './errors';
-import type { Reduction } from './reduction';
+import { addFloatsInto, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../../common';
+import { PlanningError } from '../errors';
+import type { ShareTiming } from '../coordinator-telemetry';
+import type { ReduceOrder, Reduction } from './reduction';
+import { nextPhase, type StepPhase } from './step-phase';
 import { type Handout, HandoutTracker } from './handout-tracker';
 import type { StepPlan } from './step-planner';
 
@@ -28,15 +30,6 @@ export interface StepSums {
   correctTop1: number;
   correctTop5: number;
   count: number;
-}
-
-/** Who computed an accepted share, on how many samples, and when it was handed out, pushed and accepted (ms). */
-export interface ShareTiming {
-  worker: string;
-  samples: number;
-  handedAtMs: number;
-  headerAtMs: number;
-  doneAtMs: number;
 }
 
 /** What a step round is created with. */
@@ -104,14 +97,12 @@ export class StepRound {
   readonly openedAtMs: number;
   /** Settles when the step is complete; rejects when the job fails during it. Re-armed by `revokeHeld`. */
   completed: Promise<void>;
-  /** The allreduce attempt in progress (or just failed); null while shares are being computed. */
-  reduction: Reduction | null = null;
-  /** Hashes the workers reported for `weightsVersion`, by worker. */
-  readonly workerHashes = new Map<string, string>();
+  private readonly hashes = new Map<string, string>();
   /** Timing of each accepted share, by worker (a worker with two shares keeps the sum of both). */
   readonly timings: ShareTiming[] = [];
   readonly workerSeconds = new Map<string, number>();
   private readonly shares = new Map<number, ShareSums>();
+  private current: StepPhase = { name: 'collecting' };
   private settle!: { resolve: () => void; reject: (err: unknown) => void };
   private settled = false;
   private failedWith: unknown;
@@ -133,6 +124,53 @@ export class StepRound {
     // The job loop may be waiting on something else when a failure arrives; it reads the outcome later.
     p.catch(() => undefined);
     return p;
+  }
+
+  /** Hashes the workers reported for `weightsVersion`, by worker. */
+  get workerHashes(): ReadonlyMap<string, string> {
+    return this.hashes;
+  }
+
+  /** A worker reported its replica's weights hash with its share. */
+  reportHash(workerId: string, hash: string): void {
+    this.hashes.set(workerId, hash);
+  }
+
+  /** Where the step is: collecting, reducing, reduce-failed or committed (see {@link StepPhase}). */
+  get phase(): StepPhase {
+    return this.current;
+  }
+
+  /** collecting -> reducing: every micro-batch is in and `reduction` allreduces the held sums. */
+  startReduction(reduction: Reduction): void {
+    this.current = nextPhase(this.globalStep, this.current, { name: 'reducing', reduction });
+  }
+
+  /** reducing -> reduce-failed: the attempt failed; its members are awaited before the step is collected again. */
+  reductionFailed(): void {
+    if (this.current.name !== 'reducing') throw new PlanningError(`step ${this.globalStep}: an allreduce failed in phase '${this.current.name}'`);
+    this.current = nextPhase(this.globalStep, this.current, { name: 'reduce-failed', reduction: this.current.reduction });
+  }
+
+  /** reduce-failed -> collecting: the lost members' micro-batches were reopened; the step is collected again. */
+  collectAgain(): void {
+    this.current = nextPhase(this.globalStep, this.current, { name: 'collecting' });
+  }
+
+  /** collecting or reducing -> committed: the step's sums are known and applied. */
+  commit(): void {
+    this.current = nextPhase(this.globalStep, this.current, { name: 'committed' });
+  }
+
+  /**
+   * The REDUCE order for `workerId` while an allreduce runs (once per attempt), or undefined. After a
+   * failed attempt, a member that asks for work is alive: it is marked back, and the caller wakes the job.
+   */
+  reduceOrderFor(workerId: string): ReduceOrder | undefined {
+    const phase = this.current;
+    if (phase.name === 'reducing') return phase.reduction.orderFor(workerId);
+    if (phase.name === 'reduce-failed') phase.reduction.markBack(workerId);
+    return undefined;
   }
 
   /** The global step this round computes. */
@@ -225,7 +263,7 @@ export class StepRound {
    * one without a data plane), one vector per share (a node of the summation tree, in the order of
    * `contributors`), back to back and laid out as the reduction's vector; one vector of zeros if none.
    */
-  ringInput(): Float32Array {
+  allreduceInput(): Float32Array {
     const n = this.vectorLength;
     const pushed = this.acceptedShares().filter((sh) => !sh.held);
     const out = new Float32Array(Math.max(1, pushed.length) * n);

@@ -1,5 +1,5 @@
-import { ConfigError, MAX_WORKER_ID_LENGTH } from '../common';
-import { RegistrationRejectedError, RegistrationRejection, WorkerGoneError, WorkerStateError } from './errors';
+import { ConfigError, MAX_WORKER_ID_LENGTH } from '../../common';
+import { RegistrationRejectedError, RegistrationRejection, WorkerGoneError, WorkerStateError } from '../errors';
 
 /**
  * Lifecycle of one worker incarnation. `joining` workers wait for the next step boundary; only `active`

@@ -1,5 +1,5 @@
-import { ConfigError, cutMicroBatches, epochPermutation, type MicroBatch } from '../common';
-import { PlanningError } from './errors';
+import { ConfigError, cutMicroBatches, epochPermutation, type MicroBatch } from '../../common';
+import { PlanningError } from '../errors';
 
 export { cutMicroBatches, type MicroBatch };
 

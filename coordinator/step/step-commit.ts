@@ -11,17 +11,18 @@ import {
   type StepEvent,
   trainableVariables,
   type WireTensorSpec,
-} from '../common';
-import type { JobContext } from './job-context';
+} from '../../common';
+import { StaleResultError } from '../errors';
 import type { Reduction } from './reduction';
+import type { StepHost } from './step-host';
 import type { StepRound, StepSums } from './step-round';
-import { modelTensors } from './update-payload';
+import { modelTensors } from './update-log';
 
 /**
  * What a push must carry in the freeze state in force: the gradient sums of the unfrozen trainable
  * variables and the deltas of the moving statistics that train (`computeShare` returns exactly these).
  */
-export function shareManifests(job: JobContext): { gradients: WireTensorSpec[]; stats: WireTensorSpec[] } {
+export function shareManifests(job: StepHost): { gradients: WireTensorSpec[]; stats: WireTensorSpec[] } {
   const { parts, trainer } = job;
   const gradients = trainableVariables(parts)
     .filter((v) => !(trainer.frozen && v.group === 'backbone'))
@@ -43,7 +44,7 @@ export function shareManifests(job: JobContext): { gradients: WireTensorSpec[]; 
  * record, the metrics and the replica hashes. Returns the learning rates used.
  */
 export function applyStep(
-  job: JobContext,
+  job: StepHost,
   round: StepRound,
   sums: StepSums,
   epochTrain: ClassificationMetrics,
@@ -54,7 +55,8 @@ export function applyStep(
   const lr = beginGradientStep(job.trainer, sums.grads.keys(), sums.count);
   const microBatches = round.plan.microBatches.length;
   job.replicaUpdate.defer(() => applySums(job, round, sums, lr, microBatches));
-  job.weightsVersion = job.trainer.globalStep;
+  round.commit();
+  job.commitWeights(job.trainer.globalStep);
   const reduced = reduction && {
     order: { key: reduction.key, learningRates: lr, sampleCount: sums.count, microBatchCount: microBatches },
     members: new Set(reduction.workers),
@@ -101,7 +103,7 @@ export function applyStep(
 }
 
 /** The update itself on the coordinator's replica: the optimizer step and the moving statistics. */
-function applySums(job: JobContext, round: StepRound, sums: StepSums, lr: GroupLearningRates, microBatches: number): void {
+function applySums(job: StepHost, round: StepRound, sums: StepSums, lr: GroupLearningRates, microBatches: number): void {
   const shapes = new Map([...round.gradientSpecs, ...round.statSpecs].map((s) => [s.name, [...s.shape]]));
   const toTensors = (m: Map<string, Float32Array>) =>
     new Map([...m].map(([name, values]) => [name, tf.tensor(values, shapes.get(name), 'float32')]));
@@ -126,4 +128,16 @@ function recordReplicaHashes(run: RunDirectory, round: StepRound): void {
     workers,
     agree: Object.values(workers).every((h) => h === round.coordinatorHash),
   });
+}
+
+/**
+ * Counts micro-batches in the epoch ledger (exactly once): a pushed share when it is accepted, held ones
+ * when the allreduce that carries them commits. A repeat is StaleResultError.
+ */
+export function countInLedger(job: StepHost, round: StepRound, workerId: string, ids: readonly number[]): void {
+  const at = { epoch: round.plan.epoch, step: round.plan.step };
+  for (const id of ids) {
+    const counted = job.ledger.accept(at, id, workerId, round.plan.microBatches[id].sampleIndices);
+    if (!counted.accepted) throw new StaleResultError(workerId, 'microBatchIds', id, id, counted.message);
+  }
 }

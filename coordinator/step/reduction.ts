@@ -1,10 +1,7 @@
-import type { AllreduceMember, WireTensorSpec } from '../common';
+import type { AllreduceMember, WireTensorSpec } from '../../common';
 
 /** The coordinator's id in every reduction: an observer, or the contributor of the shares pushed to it. */
-export const COORDINATOR_RING_ID = 'coordinator';
-
-/** Where an allreduce attempt is. */
-export type ReductionState = 'running' | 'failed' | 'done';
+export const COORDINATOR_MEMBER_ID = 'coordinator';
 
 /** What a member is told in its REDUCE assignment (all but `rank` is the same at every member). */
 export interface ReduceOrder {
@@ -20,10 +17,10 @@ export interface ReduceOrder {
 /**
  * One allreduce attempt of a step's held sums: its members (every worker that holds an accepted share, and
  * the coordinator, in micro-batch order; see reduceStep), which members were told, and, once it failed, which
- * came back asking for work (alive) so the coordinator knows whom to wait for before it retries.
+ * came back asking for work (alive) so the coordinator knows whom to wait for before it retries. Whether
+ * it runs or failed is the step's phase ({@link StepPhase}), not the reduction's.
  */
 export class Reduction {
-  state: ReductionState = 'running';
   private readonly told = new Set<string>();
   private readonly back = new Set<string>();
 
@@ -37,16 +34,16 @@ export class Reduction {
 
   /** Worker ids among the members (the coordinator left out). */
   get workers(): string[] {
-    return this.members.filter((m) => m.id !== COORDINATOR_RING_ID).map((m) => m.id);
+    return this.members.filter((m) => m.id !== COORDINATOR_MEMBER_ID).map((m) => m.id);
   }
 
   isMember(workerId: string): boolean {
     return this.members.some((m) => m.id === workerId);
   }
 
-  /** The member's REDUCE order the first time it asks during a running attempt; undefined afterwards. */
+  /** The member's REDUCE order the first time it asks (the step is reducing); undefined afterwards. */
   orderFor(workerId: string): ReduceOrder | undefined {
-    if (this.state !== 'running' || this.told.has(workerId)) return undefined;
+    if (this.told.has(workerId)) return undefined;
     const rank = this.members.findIndex((m) => m.id === workerId);
     if (rank < 0) return undefined;
     this.told.add(workerId);
@@ -60,9 +57,9 @@ export class Reduction {
     };
   }
 
-  /** A member asked for work after the attempt failed: it is alive. */
+  /** A member asked for work after the attempt failed (the step is reduce-failed): it is alive. */
   markBack(workerId: string): void {
-    if (this.state === 'failed' && this.isMember(workerId)) this.back.add(workerId);
+    if (this.isMember(workerId)) this.back.add(workerId);
   }
 
   /** Whether the member came back after the failure. */

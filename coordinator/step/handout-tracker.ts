@@ -1,5 +1,5 @@
-import { nodePrefix } from '../common';
-import { PlanningError } from './errors';
+import { nodePrefix } from '../../common';
+import { PlanningError } from '../errors';
 import { assignMicroBatches, reassign, type Share } from './step-planner';
 
 /** Micro-batches handed to one worker in one assignment, awaiting its result. */
@@ -21,7 +21,7 @@ export interface Overdue {
 }
 
 /** How a collector times its deadlines. */
-export interface ShareCollectorOptions {
+export interface HandoutTrackerOptions {
   /** A handout not returned, or queued work not taken, this long is overdue. */
   deadlineMs: number;
   /** Clock in milliseconds. @default Date.now */
@@ -75,7 +75,7 @@ export class HandoutTracker {
   private readonly now: () => number;
 
   /** Cuts micro-batches 0..count-1 over `workers` (in that order); with no workers they all wait as orphans. */
-  constructor(microBatchCount: number, workers: readonly string[], options: ShareCollectorOptions) {
+  constructor(microBatchCount: number, workers: readonly string[], options: HandoutTrackerOptions) {
     this.deadlineMs = options.deadlineMs;
     this.now = options.now ?? Date.now;
     if (!Number.isInteger(microBatchCount) || microBatchCount < 1) {

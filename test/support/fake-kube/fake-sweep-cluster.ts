@@ -1,0 +1,80 @@
+/**
+ * The chart installed with `sweep.enabled=true` on a fake API server, for the sweep's Kubernetes executor:
+ * the sweep ServiceAccount's Role enforced, its ReadWriteMany claim stored (standing for a local folder),
+ * Jobs and the kinds of a trial release (each validated against its kubernetes-models schema), pods and
+ * claims served, and a Job controller running each trial pod as a real `shardwise` process. The release's
+ * Deployments and StatefulSets get no pods here: the chart's pods dial each other by Service DNS names
+ * on fixed ports, which local processes cannot.
+ */
+import * as path from 'node:path';
+import { defaultShardwiseCommand, ManagedChild } from '../../../launcher';
+import { onlyOf, renderChart, type RenderedObject } from './chart-render';
+import { FakeKubeApi } from './fake-kube-api';
+import { FAKE_NAMESPACE, FAKE_RELEASE } from './fake-cluster';
+import { FakeJobController } from './job-controller';
+import { writeKubeconfig } from './kubeconfig';
+import { objectRoute } from './object-routes';
+import { RbacPolicy, serviceAccountUser } from './rbac';
+
+/** What the chart names the sweep's ServiceAccount, Role and claim for release `demo`. */
+export const FAKE_SWEEP_NAME = 'demo-shardwise-sweep';
+/** The user the sweep ServiceAccount's token authenticates as. */
+export const FAKE_SWEEP_USER = serviceAccountUser(FAKE_NAMESPACE, FAKE_SWEEP_NAME);
+
+/** A running fake install for sweeps. */
+export interface FakeSweepCluster {
+  api: FakeKubeApi;
+  controller: FakeJobController;
+  /** kubeconfig with the sweep ServiceAccount's token. */
+  kubeconfig: string;
+  /** The chart's objects as rendered (a test renders a changed Role from them). */
+  rendered: RenderedObject[];
+  /** Stops the pods, then the API server. */
+  close(): Promise<void>;
+}
+
+/** Installs the chart with the sweep enabled; the shared claim is the local folder `sharedDir`. */
+export async function startFakeSweepCluster(options: { dir: string; sharedDir: string }): Promise<FakeSweepCluster> {
+  const rendered = await renderChart(FAKE_RELEASE, FAKE_NAMESPACE, ['sweep.enabled=true']);
+  const token = 'sweep-token';
+  const api = await FakeKubeApi.start({ policy: new RbacPolicy(rendered, FAKE_NAMESPACE), tokens: { [token]: FAKE_SWEEP_USER } });
+  // ESM-only: loaded with import(), as the helm-schemas test does. Every created object is checked against its schema.
+  type Model = new (data: object) => { validate(): void };
+  const models = {
+    Job: ((await import('kubernetes-models/batch/v1/Job')) as unknown as { Job: Model }).Job,
+    ServiceAccount: ((await import('kubernetes-models/v1/ServiceAccount')) as unknown as { ServiceAccount: Model }).ServiceAccount,
+    ConfigMap: ((await import('kubernetes-models/v1/ConfigMap')) as unknown as { ConfigMap: Model }).ConfigMap,
+    Service: ((await import('kubernetes-models/v1/Service')) as unknown as { Service: Model }).Service,
+    StatefulSet: ((await import('kubernetes-models/apps/v1/StatefulSet')) as unknown as { StatefulSet: Model }).StatefulSet,
+    Deployment: ((await import('kubernetes-models/apps/v1/Deployment')) as unknown as { Deployment: Model }).Deployment,
+  };
+  const served: Array<[group: string, resource: string, kind: keyof typeof models, apiVersion: string]> = [
+    ['batch', 'jobs', 'Job', 'batch/v1'], ['', 'serviceaccounts', 'ServiceAccount', 'v1'], ['', 'configmaps', 'ConfigMap', 'v1'],
+    ['', 'services', 'Service', 'v1'], ['apps', 'statefulsets', 'StatefulSet', 'apps/v1'], ['apps', 'deployments', 'Deployment', 'apps/v1'],
+  ];
+  for (const [group, resource, kind, apiVersion] of served) {
+    api.serve(group, resource, undefined, objectRoute(group, resource, { kind, apiVersion, validate: (o) => new models[kind](o).validate(), hasDependents: kind === 'Job' }));
+  }
+  api.serve('', 'pods', undefined, objectRoute('', 'pods', { kind: 'Pod', apiVersion: 'v1' }));
+  api.serve('', 'persistentvolumeclaims', undefined, objectRoute('', 'persistentvolumeclaims', { kind: 'PersistentVolumeClaim', apiVersion: 'v1' }));
+  const claim = onlyOf(rendered.filter((o) => o.metadata.name === FAKE_SWEEP_NAME), 'PersistentVolumeClaim');
+  api.store.put({ apiGroup: '', resource: 'persistentvolumeclaims', namespace: FAKE_NAMESPACE }, { ...claim, metadata: { ...claim.metadata, namespace: FAKE_NAMESPACE } });
+  const shardwise = defaultShardwiseCommand();
+  const controller = new FakeJobController({
+    store: api.store,
+    namespace: FAKE_NAMESPACE,
+    volumes: { [FAKE_SWEEP_NAME]: options.sharedDir },
+    spawn: (pod, args, env) => ManagedChild.spawn({ name: pod, command: shardwise.command, args: [...shardwise.args, ...args], env: { ...process.env, ...env }, historyLines: 200 }),
+  });
+  const kubeconfig = writeKubeconfig(path.join(options.dir, 'sweep-kubeconfig'), { server: api.url, token, namespace: FAKE_NAMESPACE });
+  return {
+    api,
+    controller,
+    kubeconfig,
+    rendered,
+    close: async () => {
+      await controller.stopAll();
+      await api.close();
+    },
+  };
+}
