@@ -102,6 +102,11 @@ export class ChaosWorld {
     await this.coordinator.waitForLine(COORDINATOR_READY_PATTERN, { what: 'the coordinator ready line', timeoutMs: START_TIMEOUT_MS });
   }
 
+  /** The slot (and id suffix) the next `addWorker` takes. */
+  get nextWorkerSlot(): number {
+    return this.nextSlot;
+  }
+
   /** Starts a worker in a fresh namespace (a new id) and waits for its ready line. */
   addWorker(): Promise<ChaosWorker> {
     const slot = this.nextSlot++;
@@ -117,7 +122,15 @@ export class ChaosWorld {
     ]);
     const worker = { id, slot, child };
     this.workers.set(id, worker);
-    await child.waitForLine(WORKER_READY_PATTERN, { what: `${id}'s ready line`, timeoutMs: START_TIMEOUT_MS });
+    // A worker registers only with a running coordinator: when the job ends (or the coordinator dies) while
+    // this one starts, say so at once instead of waiting out the start timeout on UNAVAILABLE retries.
+    const coordinator = this.coordinator;
+    const coordinatorGone = coordinator.exited.then((status) => {
+      throw new Error(`the coordinator exited (${status.code ?? status.signal}) before ${id} registered: the job ended while ` +
+        'the worker started, so the run is too short for its faults');
+    });
+    coordinatorGone.catch(() => undefined); // Rejects at every job's end; only the race below cares.
+    await Promise.race([child.waitForLine(WORKER_READY_PATTERN, { what: `${id}'s ready line`, timeoutMs: START_TIMEOUT_MS }), coordinatorGone]);
     return worker;
   }
 

@@ -1,8 +1,10 @@
 /**
  * The seven fault kinds of the chaos suite. Each is caused for real (a signal, a stopped server, a link set
- * down, a filled filesystem), waits for the job to have noticed it where that matters, and undoes it the
- * way an operator or Kubernetes would (a recreated pod, a restarted server). An injection that cannot be
- * made throws, and the run fails.
+ * down, a filled filesystem), waits for the job to have noticed it where that matters, undoes it the way an
+ * operator or Kubernetes would (a recreated pod, a restarted server), and returns only once the job has
+ * recovered from it (the worker admitted again, the bus reconnected, a checkpoint written again), so the
+ * next fault never lands on a half-healed job. An injection that cannot be made throws, and the run fails;
+ * so does a job that ends before the fault recovered (every wait on the coordinator rejects when it exits).
  */
 import type { Rng } from '../../common';
 import type { ChaosWorker, ChaosWorld } from './chaos-world';
@@ -13,6 +15,8 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** How long the coordinator may take to notice a silent worker: its lease plus a slow machine's margin. */
 const NOTICE_TIMEOUT_MS = 60_000;
+/** How long a recovery may take: a worker process starting (tfjs, data) and being admitted, on a loaded machine. */
+const RECOVERY_TIMEOUT_MS = 180_000;
 
 function pick(rng: Rng, workers: readonly ChaosWorker[]): ChaosWorker {
   if (workers.length === 0) throw new Error('no live worker to inject the fault into');
@@ -21,10 +25,15 @@ function pick(rng: Rng, workers: readonly ChaosWorker[]): ChaosWorker {
 
 /** Resolves when the coordinator logs that `id` failed (lease expired, deadline missed). */
 function coordinatorDrops(world: ChaosWorld, id: string): Promise<unknown> {
-  return world.coordinator.waitForLine(new RegExp(`worker ${id} failed: `), { onlyNew: true, what: `the coordinator to drop ${id}`, timeoutMs: NOTICE_TIMEOUT_MS });
+  return world.coordinator.waitForLine(new RegExp(`^worker ${id} failed: `), { onlyNew: true, what: `the coordinator to drop ${id}`, timeoutMs: NOTICE_TIMEOUT_MS });
 }
 
-/** Injects one fault of `kind` and returns what was done, in words. */
+/** Resolves when the coordinator admits `id` to the steps (again); call before the worker can register. */
+function coordinatorAdmits(world: ChaosWorld, id: string, onlyNew = true): Promise<unknown> {
+  return world.coordinator.waitForLine(new RegExp(`^worker ${id} admitted \\(`), { onlyNew, what: `the coordinator to admit ${id}`, timeoutMs: RECOVERY_TIMEOUT_MS });
+}
+
+/** Injects one fault of `kind`, waits for the job to recover, and returns what was done, in words. */
 export async function injectFault(kind: FaultKind, world: ChaosWorld, rng: Rng): Promise<string> {
   switch (kind) {
     case 'kill-worker': {
@@ -32,8 +41,10 @@ export async function injectFault(kind: FaultKind, world: ChaosWorld, rng: Rng):
       victim.child.signal('SIGKILL');
       await victim.child.exited;
       world.retire(victim);
+      const admitted = coordinatorAdmits(world, victim.id);
       await world.startWorker(victim.id, victim.slot);
-      return `SIGKILL ${victim.id}, recreated under the same id`;
+      await admitted;
+      return `SIGKILL ${victim.id}, recreated under the same id and admitted`;
     }
     case 'stop-worker': {
       const victim = pick(rng, world.liveWorkers());
@@ -44,30 +55,41 @@ export async function injectFault(kind: FaultKind, world: ChaosWorld, rng: Rng):
       } finally {
         victim.child.signal('SIGCONT');
       }
-      return `SIGSTOP ${victim.id} until the coordinator dropped it, then SIGCONT`;
+      await coordinatorAdmits(world, victim.id);
+      return `SIGSTOP ${victim.id} until the coordinator dropped it, then SIGCONT; admitted again`;
     }
     case 'restart-coordinator': {
+      const live = world.liveWorkers();
       world.coordinator.signal('SIGKILL');
       await world.coordinator.exited;
       await world.startCoordinator();
-      return 'SIGKILL the coordinator, restarted on its run directory';
+      // A fresh coordinator's history starts empty: every surviving worker must register and be admitted.
+      await Promise.all(live.map((w) => coordinatorAdmits(world, w.id, false)));
+      return `SIGKILL the coordinator, restarted on its run directory; ${live.length} workers admitted again`;
     }
     case 'restart-nats': {
+      const live = world.liveWorkers();
+      const reconnected = live.map((w) => w.child.waitForLine(/event bus reconnected/, { onlyNew: true, what: `${w.id} to reconnect to the bus`, timeoutMs: RECOVERY_TIMEOUT_MS }));
       await world.stopNats();
       await world.startNats();
-      return 'nats-server stopped and started again on its port';
+      await Promise.all(reconnected);
+      return `nats-server stopped and started again on its port; ${live.length} workers reconnected`;
     }
     case 'scale': {
       const live = world.liveWorkers();
       if (live.length <= 2) {
+        const admitted = coordinatorAdmits(world, `worker-${world.nextWorkerSlot}`);
         const added = await world.addWorker();
-        return `scaled up: ${added.id} added (${live.length + 1} workers)`;
+        await admitted;
+        return `scaled up: ${added.id} added and admitted (${live.length + 1} workers)`;
       }
       const drained = pick(rng, live);
+      const left = world.coordinator.waitForLine(new RegExp(`^worker ${drained.id} left`), { onlyNew: true, what: `the coordinator to see ${drained.id} leave`, timeoutMs: NOTICE_TIMEOUT_MS });
       drained.child.signal('SIGTERM');
       const status = await drained.child.exited;
       if (status.code !== 0) throw new Error(`${drained.id} drained with exit status ${status.code ?? status.signal}, expected 0`);
       world.retire(drained);
+      await left;
       return `scaled down: ${drained.id} drained (${live.length - 1} workers)`;
     }
     case 'cut-network': {
@@ -79,7 +101,8 @@ export async function injectFault(kind: FaultKind, world: ChaosWorld, rng: Rng):
       } finally {
         world.network.heal(victim.slot);
       }
-      return `${victim.id} cut off the network until the coordinator dropped it, then reconnected`;
+      await coordinatorAdmits(world, victim.id);
+      return `${victim.id} cut off the network until the coordinator dropped it, then reconnected and admitted again`;
     }
     case 'fill-disk': {
       const failed = world.coordinator.waitForLine(/checkpoint at global step \d+ could not be written, training goes on/, {
@@ -91,7 +114,8 @@ export async function injectFault(kind: FaultKind, world: ChaosWorld, rng: Rng):
       } finally {
         world.disk.free();
       }
-      return `checkpoint disk filled (${(bytes / 2 ** 20).toFixed(1)} MiB) until a checkpoint failed, then freed`;
+      await world.coordinator.waitForLine(/^checkpoint .* \((step|epoch end), global step \d+\)$/, { onlyNew: true, what: 'a checkpoint written after the disk was freed', timeoutMs: RECOVERY_TIMEOUT_MS });
+      return `checkpoint disk filled (${(bytes / 2 ** 20).toFixed(1)} MiB) until a checkpoint failed, then freed; the next one written`;
     }
   }
 }

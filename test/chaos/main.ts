@@ -16,15 +16,16 @@ function whole(value: string): number {
 const program = new Command('chaos')
   .option('--seed <n>', 'seed of the fault schedule and the data (default: random, printed)', whole)
   .option('--faults <n>', 'faults to inject (at least 7: one of each kind)', whole, 21)
-  .option('--epochs <n>', 'epochs of the job', whole, 8)
+  .option('--epochs <n>', 'epochs of the job (a fault and its recovery take about 7 steps)', whole, 14)
   .option('--images <n>', 'generated images (a quarter held out)', whole, 384)
   .option('--workers <n>', 'workers at the start', whole, 3)
+  .option('--max-gap <steps>', 'most steps between one fault\'s recovery and the next fault (seeded)', whole, 4)
   .action(async (opts) => {
     const seed: number = opts.seed ?? randomInt(1, 1_000_000);
-    const result = await runChaos({ seed, faults: opts.faults, epochs: opts.epochs, images: opts.images, workers: opts.workers, log: (l) => process.stdout.write(`${l}\n`) });
+    const result = await runChaos({ seed, faults: opts.faults, epochs: opts.epochs, images: opts.images, workers: opts.workers, maxGapSteps: opts.maxGap, log: (l) => process.stdout.write(`${l}\n`) });
     process.stdout.write(`${chaosLine(result)}\n`);
     const ok = result.survived === result.faults && result.samplesLost === 0 && result.samplesDuplicated === 0 &&
-      result.hashMismatches === 0 && result.finished && result.finalEqual;
+      result.hashMismatches === 0 && result.finished && result.finalEqual && Object.values(result.kinds).every((n) => n > 0);
     process.exit(ok ? 0 : 1);
   });
 

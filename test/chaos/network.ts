@@ -100,7 +100,7 @@ export class WorkerNetwork {
     ip(['link', 'set', `${this.prefix}h${k}`, 'down']);
   }
 
-  /** Reconnects slot `k`: the link comes up and its route back is restored. */
+  /** Reconnects slot `k`: the link comes up (new connections pass again a moment later; workers retry). */
   heal(k: number): void {
     ip(['link', 'set', `${this.prefix}h${k}`, 'up']);
   }

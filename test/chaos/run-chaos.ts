@@ -25,6 +25,8 @@ export interface ChaosOptions {
   /** Generated training images (a quarter is held out for validation). */
   images: number;
   workers: number;
+  /** Faults come 0..maxGapSteps steps (seeded) after the previous one recovered. */
+  maxGapSteps: number;
   log: (line: string) => void;
 }
 
@@ -39,6 +41,9 @@ export interface ChaosResult {
   finished: boolean;
   finalEqual: boolean;
 }
+
+/** How long training may take to reach the next awaited step (a fault's recovery included). */
+const PROGRESS_TIMEOUT_MS = 300_000;
 
 /** The one line `make chaos` prints. */
 export function chaosLine(r: ChaosResult): string {
@@ -74,23 +79,26 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const kinds = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   let survived = 0;
   try {
-    const total = options.epochs * stepsPerEpoch;
     const progress = (): number => Math.max(-1, ...recordsOf(runRecords(world.runDir), 'step').map((s) => s.globalStep));
-    let last = -1;
-    for (const [i, kind] of schedule.entries()) {
-      const trigger = Math.max(Math.floor(((i + 1) * total) / (schedule.length + 1)), last + 1);
+    /** Resolves with the global step once training reached `step`; rejects at once when the coordinator exits first. */
+    const reach = async (step: number, what: string): Promise<number> => {
       const at = await pollUntil(() => {
-        const step = progress();
-        if (step >= trigger) return step;
-        if (!world.coordinator.running) throw new Error(`the coordinator exited before fault ${i + 1} (${kind}) at step ${step}`);
-        return undefined;
-      }, { timeoutMs: 300_000, intervalMs: 50, what: `global step ${trigger} for fault ${i + 1} (${kind})` });
+        const now = progress();
+        return now >= step || !world.coordinator.running ? now : undefined;
+      }, { timeoutMs: PROGRESS_TIMEOUT_MS, intervalMs: 50, what: `global step ${step} ${what}` });
+      if (at < step) throw new Error(`the job ended at global step ${at} before ${what}: the run is too short for its faults (more --epochs)`);
+      return at;
+    };
+    let recovered = -1;
+    for (const [i, kind] of schedule.entries()) {
+      // A seeded gap after the previous fault's recovery, so faults hit different phases of a step and epoch.
+      const at = await reach(recovered + 1 + rng.int(options.maxGapSteps + 1), `fault ${i + 1} (${kind})`);
       const what = await injectFault(kind, world, rng);
       kinds[kind]++;
-      last = at;
-      log(`# fault ${i + 1} at global step ${at}: ${what}`);
-      // Survived: training moved on past the step the fault hit.
-      await pollUntil(() => (progress() > at ? true : undefined), { timeoutMs: 300_000, intervalMs: 50, what: `progress after fault ${i + 1} (${kind})` });
+      recovered = progress();
+      log(`# fault ${i + 1} at global step ${at}, recovered by ${recovered}: ${what}`);
+      // Survived: recovered, and training moved on past the step where it recovered.
+      await reach(recovered + 1, `a step after fault ${i + 1} (${kind}) recovered`);
       survived++;
     }
     await world.coordinator.waitForLine(COORDINATOR_DONE_PATTERN, { what: 'the coordinator done line', timeoutMs: 600_000 });
