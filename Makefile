@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep helm-lint proto scale certs chaos
+.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep helm-lint proto scale certs chaos soak
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # fonts so the PNG curves carry readable text, Chromium for the status-page browser test, and openssl for the
@@ -48,6 +48,12 @@ lint: install
 ## agreed and that the final weights equal the undisturbed run's; prints one `chaos seed=...` line. SEED=n repeats one.
 chaos: install deb-packages
 	$(NODE_TS) test/chaos/main.ts $(if $(SEED),--seed $(SEED),)
+
+## soak: one job with 64 workers (real Workers hosted in one process, the default allreduce, a 650-float gradient,
+## one micro-batch each per step) for STEPS steps (default 10000): the coordinator's RSS and open handles after a
+## 500-step warm-up and at the end, step time p50/p99, samples lost, replica hashes; prints one `soak ...` line.
+soak: install
+	$(NODE_TS) test/soak/main.ts $(if $(STEPS),--steps $(STEPS),)
 
 DATA_FLAG := $(if $(CIFAR10_DIR),--data $(CIFAR10_DIR),)
 
