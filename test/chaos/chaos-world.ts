@@ -33,6 +33,15 @@ export interface ChaosWorker {
   child: ManagedChild;
 }
 
+/** Worlds not yet disposed, so a signal that ends the run can still remove their namespaces and mounts. */
+const LIVE_WORLDS = new Set<ChaosWorld>();
+
+/** Disposes every world still up (for a SIGINT/SIGTERM handler: the run's `finally` never runs then). */
+export async function disposeLiveWorlds(): Promise<void> {
+  await Promise.all([...LIVE_WORLDS].map((w) => w.dispose()));
+}
+
+/** The processes, namespaces and checkpoint disk of one chaos run. */
 export class ChaosWorld {
   readonly network: WorkerNetwork;
   readonly disk: CheckpointDisk;
@@ -65,6 +74,7 @@ export class ChaosWorld {
   /** Starts nats-server, the coordinator and `workers` workers; resolves once all are ready. */
   static async start(job: string, dataDir: string, runsDir: string, workers: number): Promise<ChaosWorld> {
     const world = new ChaosWorld(job, dataDir, runsDir);
+    LIVE_WORLDS.add(world);
     try {
       world.natsPort = await getFreePort('0.0.0.0');
       world.coordinatorPort = await getFreePort('0.0.0.0');
@@ -153,6 +163,7 @@ export class ChaosWorld {
 
   /** Stops every process, unmounts the disk and removes the namespaces. Never throws. */
   async dispose(): Promise<void> {
+    LIVE_WORLDS.delete(this);
     const children = [this.coordinator, this.nats?.process, ...[...this.workers.values()].map((w) => w.child), ...this.retired];
     await Promise.all(children.filter(Boolean).map((c) => c.stop({ graceMs: 5000 }).catch(() => undefined)));
     this.disk?.dispose();

@@ -5,7 +5,16 @@
  */
 import { randomInt } from 'node:crypto';
 import { Command, InvalidArgumentError } from 'commander';
+import { disposeLiveWorlds } from './chaos-world';
 import { chaosLine, runChaos } from './run-chaos';
+
+// Ctrl-C or a kill ends the run without its `finally`: remove the namespaces, links and the tmpfs first.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`chaos: ${signal}: removing the namespaces and the checkpoint disk\n`);
+    void disposeLiveWorlds().finally(() => process.exit(130));
+  });
+}
 
 function whole(value: string): number {
   const n = Number(value);
