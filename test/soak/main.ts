@@ -15,12 +15,13 @@ function whole(value: string): number {
 
 const program = new Command('soak')
   .option('--workers <n>', 'workers (one micro-batch each per step)', whole, 64)
+  .option('--hosts <n>', 'processes the workers are spread over', whole, 8)
   .option('--steps <n>', 'training steps (rounded up to whole epochs)', whole, 10_000)
   .option('--warmup <n>', 'steps before the warm-up figures', whole, 500)
   .option('--steps-per-epoch <n>', 'steps per epoch (each epoch ends with a validation pass)', whole, 50)
   .action(async (opts) => {
     if (opts.warmup >= opts.steps) throw new InvalidArgumentError(`--warmup ${opts.warmup} must be below --steps ${opts.steps}`);
-    const result = await runSoak({ workers: opts.workers, steps: opts.steps, warmupSteps: opts.warmup, stepsPerEpoch: opts.stepsPerEpoch, log: (l) => process.stdout.write(`${l}\n`) });
+    const result = await runSoak({ workers: opts.workers, hosts: opts.hosts, steps: opts.steps, warmupSteps: opts.warmup, stepsPerEpoch: opts.stepsPerEpoch, log: (l) => process.stdout.write(`${l}\n`) });
     process.stdout.write(`${soakLine(result)}\n`);
     process.exit(result.samplesLost === 0 && result.samplesDuplicated === 0 && result.hashAgree ? 0 : 1);
   });

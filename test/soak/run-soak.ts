@@ -1,7 +1,7 @@
 /**
  * One soak run: a real coordinator process and `workers` workers on the default exchange (the allreduce),
  * for `steps` training steps, sized to fit a 2-core machine: the workers are real `Worker`s (gRPC clients,
- * data planes, allreduce) hosted in this process, computing a frozen small CNN's 650-float linear head on
+ * data planes, allreduce) hosted in a few processes (worker-host.ts), computing a frozen small CNN's 650-float linear head on
  * one 32x32 image per micro-batch, a global batch of one micro-batch per worker. What is measured is the
  * coordinator: its resident memory and open file descriptors after the warm-up and at the end (from /proc),
  * and the wall time between one worker's consecutive steps. The run is then checked from metrics.jsonl:
@@ -10,14 +10,14 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { initBackend } from '../../common';
 import { COORDINATOR_DONE_PATTERN, COORDINATOR_READY_PATTERN, defaultShardwiseCommand, ManagedChild } from '../../launcher';
-import { Worker } from '../../worker';
 import { writeSignalCifar } from '../support/cluster-data';
 import { recordsOf, runRecords } from '../support/cluster-checks';
 
 export interface SoakOptions {
   workers: number;
+  /** Processes the workers are spread over. */
+  hosts: number;
   /** Training steps of the job (rounded up to whole epochs). */
   steps: number;
   /** Steps before the warm-up figures are taken. */
@@ -98,29 +98,28 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     command: shardwise.command,
     args: [...shardwise.args, 'coordinator', '--job', job, '--data', dataDir, '--runs-dir', path.join(dir, 'runs'), '--backend', 'wasm', '--port', '0', '--metrics-port', '0'],
   });
-  const hosted: Worker[] = [];
+  const hosts: ManagedChild[] = [];
   try {
     const ready = await coordinator.waitForLine(COORDINATOR_READY_PATTERN, { what: 'the coordinator ready line', timeoutMs: 120_000 });
     const [, grpc, , runDir] = ready;
-    await initBackend({ prefer: 'wasm', log: () => undefined });
     const stepEnds: number[] = [];
-    const tail: string[] = [];
-    const runs = Array.from({ length: workers }, (_, i) => {
-      const id = `soak-${i + 1}`;
-      const worker = new Worker({
-        coordinator: grpc, id, backend: 'wasm', threads: 1, retryLimitMs: 600_000, idInUseWaitMs: 600_000,
-        log: (line) => {
-          if (i === 0 && /(^|: )step \d+ \(epoch \d+\): /.test(line)) stepEnds.push(performance.now());
-          tail.push(`${id}: ${line}`);
-          if (tail.length > 200) tail.shift();
-        },
-      });
-      hosted.push(worker);
-      return worker.run();
-    });
-    const failed = Promise.all(runs).then(() => undefined, (err: unknown) => {
-      throw new Error(`a worker failed: ${(err as Error).message}\n${tail.slice(-40).join('\n')}`);
-    });
+    const perHost = Math.ceil(workers / options.hosts);
+    for (let first = 1; first <= workers; first += perHost) {
+      const count = Math.min(perHost, workers - first + 1);
+      hosts.push(ManagedChild.spawn({
+        name: `workers ${first}-${first + count - 1}`,
+        command: process.execPath,
+        args: ['--import', 'tsx', path.join(__dirname, 'worker-host.ts'), grpc, String(first), String(count)],
+        onLine: first === 1 ? (line) => {
+          if (/^soak-1: .*step \d+ \(epoch \d+\): /.test(line)) stepEnds.push(performance.now());
+        } : undefined,
+      }));
+    }
+    const failed = Promise.all(hosts.map(async (h) => {
+      const status = await h.exited;
+      if (status.code !== 0) throw new Error(`${h.name} exited with ${status.code ?? status.signal}:\n${h.tail(40)}`);
+    })).then(() => undefined);
+    failed.catch(() => undefined); // Raced below; a failure after the job ended is reported by the final await.
     // The warm-up figures, taken once the first worker finished warmupSteps steps.
     let warm: { rssMb: number; handles: number } | undefined;
     let warmAt = 0;
@@ -170,7 +169,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       hashAgree: hashes.length > 0 && hashes.every((h) => h.agree && Object.values(h.workers).every((hash) => hash === h.coordinator)),
     };
   } finally {
-    for (const w of hosted) w.drain('the soak ended');
+    await Promise.all(hosts.map((h) => h.stop({ graceMs: 5000 })));
     await coordinator.stop({ graceMs: 5000 });
     if (process.env.SHARDWISE_TEST_KEEP !== '1') rmSync(dir, { recursive: true, force: true });
   }
