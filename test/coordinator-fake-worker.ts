@@ -168,10 +168,15 @@ export class FakeWorker {
     this.weightsVersion = version;
   }
 
+  /** The live registration's incarnation; 0 (a client that sends none) before any, as a stranger's calls are. */
+  get incarnation(): number {
+    return (this.registration as RegisterResponse | undefined)?.incarnation ?? 0;
+  }
+
   async heartbeat(): Promise<HeartbeatResponse> {
     return unaryCall<HeartbeatResponse>('Heartbeat', { deadlineMs: CALL_DEADLINE_MS }, (md, o, cb) =>
       this.client.heartbeat({ workerId: this.id, state: 2, lastCompletedStep: 0, configVersion: Math.max(0, this.configVersion),
-        incarnation: this.registration.incarnation }, md, o, cb));
+        incarnation: this.incarnation }, md, o, cb));
   }
 
   /** Heartbeats on a timer, as a real worker does beside its compute. */
@@ -191,7 +196,7 @@ export class FakeWorker {
     this.orders ??= openDuplexCall<SessionRequest, SessionOrder>('Session', {}, (md, o) => this.client.session(md, o));
     const orders = this.orders;
     await orders.send({ payload: { $case: 'ready', ready: {
-      workerId: this.id, incarnation: this.registration.incarnation, lastCompletedStep: 0,
+      workerId: this.id, incarnation: this.incarnation, lastCompletedStep: 0,
       configVersion: Math.max(0, this.configVersion), maxWaitMs, weightsVersion: Math.max(0, this.weightsVersion),
     } } });
     let assignment: StepAssignment | undefined;
@@ -338,7 +343,7 @@ export class FakeWorker {
 
   async leave(drain = false): Promise<LeaveResponse> {
     return unaryCall<LeaveResponse>('Leave', { deadlineMs: CALL_DEADLINE_MS }, (md, o, cb) =>
-      this.client.leave({ workerId: this.id, drain, reason: 'test', incarnation: this.registration.incarnation }, md, o, cb));
+      this.client.leave({ workerId: this.id, drain, reason: 'test', incarnation: this.incarnation }, md, o, cb));
   }
 
   /** Every variable of the replica by originalName. */

@@ -164,7 +164,7 @@ const CASES: PortCase[] = [
       // carries no result, cannot change what the job counts.
       const forged = stranger(p, 'honest');
       const answer = await unaryCall<HeartbeatResponse>('Heartbeat', { deadlineMs: CALL_DEADLINE_MS }, (md, o, cb) =>
-        forged.client.heartbeat({ workerId: 'honest', state: 2, lastCompletedStep: 1_000_000, configVersion: 999 }, md, o, cb));
+        forged.client.heartbeat({ workerId: 'honest', incarnation: 0, state: 2, lastCompletedStep: 1_000_000, configVersion: 999 }, md, o, cb));
       assert.equal(answer.drain, false, 'a forged heartbeat must not drain the worker');
     },
   },
