@@ -5,12 +5,12 @@ SHELL := /bin/bash
 NODE_TS := node --import tsx
 SHARDWISE := $(NODE_TS) cli/index.ts
 
-.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep bench-tta bench-fp16 helm-lint proto scale certs
+.PHONY: install deb-packages build dashboard images test lint demo demo-local compare-pretrained sweep bench bench-compute bench-exchange bench-scaling bench-sweep bench-tta bench-fp16 helm-lint proto scale certs chaos soak
 
 # Debian packages the tests start for real: the NATS server, Prometheus, protoc (generated-code check),
 # fonts so the PNG curves carry readable text, Chromium for the status-page browser test, and openssl for the
-# fake Kubernetes API server's TLS certificate.
-TEST_DEB_PACKAGES := nats-server:nats-server prometheus:prometheus protoc:protobuf-compiler fc-list:fontconfig chromium:chromium openssl:openssl
+# fake Kubernetes API server's TLS certificate, iproute2 for the chaos suite's network namespaces.
+TEST_DEB_PACKAGES := nats-server:nats-server prometheus:prometheus protoc:protobuf-compiler fc-list:fontconfig chromium:chromium openssl:openssl ip:iproute2
 
 install: node_modules/.installed
 
@@ -42,6 +42,18 @@ test: install deb-packages
 
 lint: install
 	npm run --silent lint
+
+## chaos: a long chaos run (as root: network namespaces, a tmpfs): 21 seeded faults, at least 3 of each of the 7
+## kinds, on a real job, then checks from metrics.jsonl that no sample was lost or counted twice, that the replicas
+## agreed and that the final weights equal the undisturbed run's; prints one `chaos seed=...` line. SEED=n repeats one.
+chaos: install deb-packages
+	$(NODE_TS) test/chaos/main.ts $(if $(SEED),--seed $(SEED),)
+
+## soak: one job with 64 workers (real Workers hosted in 8 processes, the default allreduce, a 650-float gradient,
+## one micro-batch each per step) for STEPS steps (default 10000): the coordinator's RSS and open handles after a
+## 500-step warm-up and at the end, step time p50/p99, samples lost, replica hashes; prints one `soak ...` line.
+soak: install
+	$(NODE_TS) test/soak/main.ts $(if $(STEPS),--steps $(STEPS),)
 
 DATA_FLAG := $(if $(CIFAR10_DIR),--data $(CIFAR10_DIR),)
 
@@ -86,7 +98,7 @@ SWEEP ?= sweeps/smoke.yaml
 sweep: install
 	$(SHARDWISE) sweep --spec $(SWEEP) $(DATA_FLAG) $(if $(EXECUTOR),--executor $(EXECUTOR),) $(if $(KUBE_NAMESPACE),--namespace $(KUBE_NAMESPACE),)
 
-## bench-sweep: sweeps/seeds-freeze-lr.yaml on a small data limit, against the plain grid (no early stopping,
+## bench-sweep: sweeps/seeds-freeze-lr.yaml on the whole data folder, half held out, against the plain grid (no early stopping,
 ## no sharing): trial-epochs saved, and whether both pick the same best trial.
 bench-sweep: install
 	$(NODE_TS) bench/sweep.ts $(DATA_FLAG)

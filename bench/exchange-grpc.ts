@@ -1,7 +1,7 @@
 /**
  * bench/exchange over gRPC, the parameter server as the product runs it today: every worker pushes its
- * gradient (PushGradients, chunked), the server averages the W pushes, every worker pulls the average
- * back (PullStep).
+ * gradient (PushGradients, chunked), the server averages the W pushes and pushes the average to every
+ * worker on its Session stream as soon as it exists.
  */
 import {
   COORDINATOR_SERVICE,
@@ -12,9 +12,9 @@ import {
   clientStreamCall,
   clientStreamHandler,
   createCoordinatorClient,
+  duplexStreamHandler,
   encodeTensor,
-  serverStreamCall,
-  serverStreamHandler,
+  openDuplexCall,
   specFromProto,
   specOf,
   specToProto,
@@ -22,16 +22,17 @@ import {
 } from '../common';
 import {
   CoordinatorServer,
-  PullStepResponse,
   PushGradientsRequest,
   PushGradientsResponse,
+  SessionOrder,
+  SessionRequest,
   StepAssignment,
   StepKind,
   UpdateKind,
 } from '../proto';
 import { DEADLINE_MS, ExchangeServer, GRAD_NAME, addAndScale, gradientOf, samplesOf, serveExchanges } from './exchange-common';
 
-/** The server side: gathers W pushes per step, averages, serves the average to every PullStep. */
+/** The server side: gathers W pushes per step, averages, pushes the average on every worker's session. */
 class Averager {
   private sum: Float32Array;
   /** Warm buffers reused across steps: fresh 8.6 MB ones cost page faults and GC every step. */
@@ -93,12 +94,19 @@ class Averager {
         this.freeScratch.push(scratch);
         return PushGradientsResponse.fromPartial({ globalStep: step, workersReported: this.pushes });
       }),
-      pullStep: serverStreamHandler((req) => this.pullMessages(req.lastCompletedStep)),
+      session: duplexStreamHandler((requests) => this.sessionMessages(requests)),
     };
   }
 
+  /** Per SessionReady (naming the step just pushed), the average of that step once it exists. */
+  async *sessionMessages(requests: AsyncIterable<SessionRequest>): AsyncGenerator<SessionOrder> {
+    for await (const request of requests) {
+      if (request.payload?.$case === 'ready') yield* this.averageMessages(request.payload.ready.lastCompletedStep);
+    }
+  }
+
   /** Waits for `step`'s average, then sends the assignment and the average's chunks. */
-  async *pullMessages(step: number): AsyncGenerator<PullStepResponse> {
+  async *averageMessages(step: number): AsyncGenerator<SessionOrder> {
     const slot = this.slot(step);
     const avg = await slot.value;
     const tensor: WireTensor = { name: GRAD_NAME, dtype: 'float32', shape: [avg.length], data: avg };
@@ -125,11 +133,12 @@ export async function startGrpcExchange(world: number, floats: number, chunkByte
   return { address: server.address, shutdown: () => server.shutdown(1000) };
 }
 
-/** A gRPC worker process: pushes its gradient and pulls the average on every "go". */
+/** A gRPC worker process: pushes its gradient and reads the average from its session on every "go". */
 export async function runGrpcWorker(target: string, rank: number, floats: number, chunkBytes: number): Promise<void> {
   const client = createCoordinatorClient({ target });
   const average = new Float32Array(floats);
   const tensor: WireTensor = { name: GRAD_NAME, dtype: 'float32', shape: [floats], data: gradientOf(rank, floats) };
+  const session = openDuplexCall<SessionRequest, SessionOrder>('Coordinator/Session', {}, (md, o) => client.session(md, o));
   serveExchanges(async (step) => {
     function* messages(): Generator<PushGradientsRequest> {
       yield { payload: { $case: 'header', header: { workerId: `w${rank}`, globalStep: step, configVersion: 1, sampleCount: samplesOf(rank), lossSum: 0, correctCount: 0, correctTop5: 0, microBatchIds: [rank], tensors: [specToProto(specOf(tensor))], statDeltas: [], weightsHash: '', weightsVersion: 0, held: false } } };
@@ -138,17 +147,21 @@ export async function runGrpcWorker(target: string, rank: number, floats: number
     const t0 = performance.now();
     await clientStreamCall('Coordinator/PushGradients', { deadlineMs: DEADLINE_MS }, messages(), (md, o, cb) => client.pushGradients(md, o, cb));
     const t1 = performance.now();
-    let t2 = 0;
-    let asm: TensorAssembler | undefined;
-    for await (const msg of serverStreamCall('Coordinator/PullStep', { deadlineMs: DEADLINE_MS }, (md, o) =>
-      client.pullStep({ workerId: `w${rank}`, lastCompletedStep: step, configVersion: 1, maxWaitMs: DEADLINE_MS, weightsVersion: 0 }, md, o))) {
-      if (msg.payload?.$case === 'assignment') {
-        t2 = performance.now();
-        asm = new TensorAssembler({ expected: msg.payload.assignment.updateTensors.map(specFromProto), into: () => average });
-      } else if (msg.payload?.$case === 'chunk') asm?.add(msg.payload.chunk);
+    await session.send({ payload: { $case: 'ready', ready: { workerId: `w${rank}`, incarnation: 0, lastCompletedStep: step, configVersion: 1, maxWaitMs: DEADLINE_MS, weightsVersion: 0 } } });
+    const first = (await session.read(DEADLINE_MS)).payload;
+    if (first?.$case !== 'assignment') throw new Error(`expected an assignment, got ${first?.$case}`);
+    const t2 = performance.now();
+    const asm = new TensorAssembler({ expected: first.assignment.updateTensors.map(specFromProto), into: () => average });
+    while (!asm.complete) {
+      const p = (await session.read(DEADLINE_MS)).payload;
+      if (p?.$case !== 'chunk') throw new Error(`expected a chunk, got ${p?.$case}`);
+      asm.add(p.chunk);
     }
     if (process.env.BENCH_DEBUG) console.error(`w${rank} step ${step}: push ${(t1 - t0).toFixed(1)} wait ${(t2 - t1).toFixed(1)} pull ${(performance.now() - t2).toFixed(1)}`);
-    return (asm as TensorAssembler).finish().get(GRAD_NAME)?.data as Float32Array;
-  }, async () => client.close());
+    return asm.finish().get(GRAD_NAME)?.data as Float32Array;
+  }, async () => {
+    session.cancel();
+    client.close();
+  });
 }
 

@@ -46,6 +46,8 @@ export interface RunMeasurement {
   steps: number;
   samples: number;
   seconds: number;
+  /** Wall milliseconds of each measured step, in order (see {@link StepClock.stepIntervalsMs}). */
+  stepMs: number[];
   /** The `shardwise compute: backend ...` line of the first process that printed one. */
   backendLine?: string;
   /** The coordinator's and every worker's metrics at both ends of the window (distributed runs). */
@@ -60,6 +62,13 @@ export function imagesPerSecond(m: RunMeasurement): number {
 /** Wall milliseconds per step over the window. */
 export function msPerStep(m: RunMeasurement): number {
   return (1000 * m.seconds) / m.steps;
+}
+
+/** The `q` quantile (0..1) of `values` (nearest rank). */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) throw new Error('quantile of no values');
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
 /** Lines a run's children printed: the data and backend lines are read from them. */
@@ -96,7 +105,7 @@ async function measureWindow(
   plan: RunPlan,
   last: number,
   metricsUrls: ReadonlyArray<{ name: string; url: string }>,
-): Promise<{ steps: number; seconds: number; scrapes: ScrapePair[] }> {
+): Promise<{ steps: number; seconds: number; stepMs: number[]; scrapes: ScrapePair[] }> {
   const clock = new StepClock(runDir);
   try {
     const scrapeAll = (): Promise<Scrape[]> => Promise.all(metricsUrls.map((m) => scrape(m.url)));
@@ -107,6 +116,7 @@ async function measureWindow(
     return {
       steps: last - (plan.warmupSteps - 1),
       seconds: (end.atMs - start.atMs) / 1000,
+      stepMs: clock.stepIntervalsMs(plan.warmupSteps - 1, last),
       scrapes: metricsUrls.map((m, i) => ({ name: m.name, before: before[i], after: after[i] })),
     };
   } finally {
@@ -192,6 +202,8 @@ export async function runLocal(plan: RunPlan): Promise<RunMeasurement> {
 export function phaseBreakdown(m: RunMeasurement): {
   phases: Record<string, number>;
   workerComputeMs: number;
+  /** The slowest worker's phases, in ms per step. */
+  workerPhases: Record<string, number>;
   /** The coordinator's bytes sent (samples, updates) and received (gradients) per step. */
   sentBytes: number;
   receivedBytes: number;
@@ -204,15 +216,21 @@ export function phaseBreakdown(m: RunMeasurement): {
     phases[phase] = (1000 * delta(coordinator.before, coordinator.after, `shardwise_step_phase_duration_seconds_sum{phase="${phase}"}`)) / steps;
   }
   let workerComputeMs = 0;
+  let workerPhases: Record<string, number> = {};
   for (const w of m.scrapes.filter((s) => s !== coordinator)) {
     const series = 'shardwise_worker_share_phase_duration_seconds';
     const shares = delta(w.before, w.after, `${series}_count{phase="compute"}`);
     const seconds = delta(w.before, w.after, `${series}_sum{phase="compute"}`);
-    if (shares > 0) workerComputeMs = Math.max(workerComputeMs, (1000 * seconds) / shares);
+    if (shares > 0 && (1000 * seconds) / shares >= workerComputeMs) {
+      workerComputeMs = (1000 * seconds) / shares;
+      // Per step, not per observation: a worker may wait or reduce more than once in a step.
+      workerPhases = Object.fromEntries(['wait', 'transfer', 'compute', 'reduce'].map((phase) =>
+        [phase, (1000 * delta(w.before, w.after, `${series}_sum{phase="${phase}"}`)) / steps]));
+    }
   }
   const sentBytes = delta(coordinator.before, coordinator.after, 'shardwise_sent_bytes_total') / steps;
   const receivedBytes = delta(coordinator.before, coordinator.after, 'shardwise_received_bytes_total') / steps;
-  return { phases, workerComputeMs, sentBytes, receivedBytes };
+  return { phases, workerComputeMs, workerPhases, sentBytes, receivedBytes };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

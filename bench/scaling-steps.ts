@@ -70,6 +70,22 @@ export class StepClock {
     });
   }
 
+  /**
+   * Wall milliseconds of each step in `(from, to]`: the time between the record of step g - 1 and that of
+   * step g. Records read in one go share a read time, so a single interval can be 0 and its neighbour twice
+   * the step: percentiles over many steps are right, a single interval is not.
+   */
+  stepIntervalsMs(from: number, to: number): number[] {
+    const out: number[] = [];
+    for (let g = from + 1; g <= to; g++) {
+      const a = this.arrivals.get(g - 1);
+      const b = this.arrivals.get(g);
+      if (!a || !b) throw new Error(`no step record for global step ${a ? g : g - 1} in ${this.file}`);
+      out.push(b.atMs - a.atMs);
+    }
+    return out;
+  }
+
   /** The highest global step recorded so far. */
   lastStep(): number | undefined {
     return this.arrivals.size === 0 ? undefined : Math.max(...this.arrivals.keys());

@@ -8,14 +8,14 @@
  *    to 640 images (574 training: 17 full steps), with 1 and 2 workers and locally. Steady state: the wall
  *    time from the record of step 2 to that of step 16 in the run's metrics.jsonl (14 steps, 448 images).
  * 2. Overhead: a job with next to nothing to compute (frozen small CNN, linear head: a 650-float
- *    gradient; batch 2 in micro-batches of 1), with 1 and 2 workers: the time per step that is not
- *    worker compute, after 10 warm-up steps.
+ *    gradient; batch 2 in micro-batches of 1), with 1 and 2 workers: the wall time per step minus that
+ *    of the same job under `train --local`, run alternately, p50 and p99, after 10 warm-up steps.
  *
  *   node --import tsx bench/scaling.ts [--only scaling|overhead] [--repeat 3] [--backend auto|wasm|cpu] [--shared DIR]
  *
  * Prints `bench-scaling mode=local img_per_s=W`, `bench-scaling workers=1 img_per_s=X`,
  * `bench-scaling workers=2 img_per_s=Y efficiency=Z` (Y / 2X) and `bench-overhead workers=N
- * ms_per_step=X`, with `#` lines saying what was measured and where the step time went.
+ * ms_per_step=X p50_ms=X p99_ms=Y`, with `#` lines saying what was measured and where the step time went.
  * Without ../shared (or the `--shared` folder) it generates random CIFAR-format images and builds the
  * MobileNet topology with random weights (same cost per image). BENCH_DEBUG=1 forwards every process's
  * output to stderr; BENCH_KEEP=1 keeps the temp folder (job files, run directories).
@@ -24,7 +24,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { type BenchInputs, overheadJobYaml, prepareInputs, scalingJobYaml } from './scaling-inputs';
-import { imagesPerSecond, msPerStep, phaseBreakdown, type RunMeasurement, type RunPlan, runCluster, runLocal } from './scaling-runs';
+import { imagesPerSecond, msPerStep, phaseBreakdown, quantile, type RunMeasurement, type RunPlan, runCluster, runLocal } from './scaling-runs';
 
 /** Images read for the scaling job: 574 training (17 full steps of 32) and 66 validation on the real subset. */
 const SCALING_LIMIT = 640;
@@ -108,8 +108,9 @@ function spread(series: Series, figure: (m: RunMeasurement) => number, digits: n
 }
 
 function breakdownLine(label: string, m: RunMeasurement): string {
-  const { phases, workerComputeMs, sentBytes, receivedBytes } = phaseBreakdown(m);
-  const parts = Object.entries(phases).map(([phase, ms]) => `${phase} ${fmt(ms)}`).join(', ');
+  const { phases, workerComputeMs, workerPhases, sentBytes, receivedBytes } = phaseBreakdown(m);
+  const list = (p: Record<string, number>): string => Object.entries(p).map(([phase, ms]) => `${phase} ${fmt(ms)}`).join(', ');
+  const parts = `${list(phases)}; slowest worker's phases (ms/step): ${list(workerPhases)}`;
   const kb = (bytes: number): string => `${fmt(bytes / 1024, 0)} KiB`;
   return `# ${label} (median run): ${fmt(msPerStep(m))} ms per step over ${m.steps} steps; coordinator phases (ms/step): ${parts}; ` +
     `slowest worker's compute ${fmt(workerComputeMs)} ms per share; coordinator sent ${kb(sentBytes)} and received ` +
@@ -143,19 +144,26 @@ async function overhead(dir: string, base: BasePlan, repeat: number): Promise<vo
   writeFileSync(job, overheadJobYaml(OVERHEAD_LIMIT));
   const plan: RunPlan = { ...base, job, batchSize: OVERHEAD_BATCH, warmupSteps: OVERHEAD_WARMUP_STEPS };
   console.log('# bench-overhead: frozen small CNN + linear head (650-float gradient), batch 2 in micro-batches of 1, ' +
-    'no augmentation; ms_per_step = wall time per step (between step records in metrics.jsonl, ' +
-    `after ${OVERHEAD_WARMUP_STEPS} warm-up steps) minus the slowest worker's mean compute per share (its ` +
-    'forward/backward and reading the sums out of tfjs, from its compute-phase metric; the mean of the per-step ' +
-    'maximum is slightly higher with 2 workers, so this errs toward more overhead), median of ' +
-    `${repeat} runs. The rest is the price of distributing a step: the PullStep round trip carrying the ` +
-    'samples and the last update, applying it, encoding and pushing the gradient, the coordinator checking ' +
-    'and summing it, the optimizer, the step record');
-  const overheadMs = (m: RunMeasurement): number => msPerStep(m) - phaseBreakdown(m).workerComputeMs;
-  const series = await runSeries([() => runCluster(plan, 1), () => runCluster(plan, 2)], repeat, overheadMs);
-  for (const [i, s] of series.entries()) {
+    'no augmentation; overhead per step = wall time per step of the job on N workers minus that of the same job ' +
+    `under train --local, run alternately (local, 1 worker, 2 workers) ${repeat} times; a step's wall time is the ` +
+    `time between its record and the previous one in metrics.jsonl, after ${OVERHEAD_WARMUP_STEPS} warm-up steps; ` +
+    'ms_per_step and p50_ms are the difference of the medians over every measured step of every run, p99_ms that of ' +
+    'the 99th percentiles');
+  const [local, ...clusters] = await runSeries([() => runLocal(plan), () => runCluster(plan, 1), () => runCluster(plan, 2)], repeat, msPerStep);
+  const steps = (s: Series): number[] => s.runs.flatMap((m) => m.stepMs);
+  const localSteps = steps(local);
+  const q = (values: number[], p: number): number => quantile(values, p);
+  console.log(`# local: p50 ${fmt(q(localSteps, 0.5), 2)} ms, p99 ${fmt(q(localSteps, 0.99), 2)} ms per step over ${localSteps.length} steps` +
+    `${spread(local, msPerStep, 2)}`);
+  for (const [i, s] of clusters.entries()) {
     const workers = i + 1;
-    console.log(`bench-overhead workers=${workers} ms_per_step=${fmt(overheadMs(s.median), 2)}`);
-    console.log(breakdownLine(`workers=${workers}${spread(s, overheadMs, 2)}`, s.median));
+    const all = steps(s);
+    const p50 = q(all, 0.5) - q(localSteps, 0.5);
+    const p99 = q(all, 0.99) - q(localSteps, 0.99);
+    console.log(`bench-overhead workers=${workers} ms_per_step=${fmt(p50, 2)} p50_ms=${fmt(p50, 2)} p99_ms=${fmt(p99, 2)}`);
+    console.log(`# workers=${workers}: p50 ${fmt(q(all, 0.5), 2)} ms, p99 ${fmt(q(all, 0.99), 2)} ms per step over ${all.length} steps; ` +
+      `minus the slowest worker's compute per share: ${fmt(msPerStep(s.median) - phaseBreakdown(s.median).workerComputeMs, 2)} ms`);
+    console.log(breakdownLine(`workers=${workers}${spread(s, msPerStep, 2)}`, s.median));
   }
 }
 

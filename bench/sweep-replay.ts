@@ -6,13 +6,16 @@
  *
  *   node --import tsx bench/sweep-replay.ts --grid runs/bench-sweep/STAMP/grid --sweep runs/bench-sweep/STAMP/sweep
  *
- * `--sweep` (the same grid run with sharing) supplies which trial forks from which.
+ * `--sweep` (the same grid run with sharing) supplies the trials' epoch signatures, from which the replay plans
+ * which trial forks from which (its state's forks are cut short where a donor stopped before the fork point).
  */
 import { Command } from 'commander';
-import { bestTrial, decideAtRung, type EarlyStoppingSpec, type ObjectiveMetric, readSweepState, rungsFor, type TrialRecord } from '../sweep';
+import {
+  bestTrial, decideAtRung, type EarlyStoppingSpec, forkFor, type ObjectiveMetric, readSweepState, rungsFor, type TrialRecord,
+} from '../sweep';
 
 const RULES: EarlyStoppingSpec[] = [
-  ...[1, 2].flatMap((gracePeriod) => [2, 3].flatMap((reductionFactor) => [false, true].map((synchronous) =>
+  ...[1, 2, 3, 6].flatMap((gracePeriod) => [2, 3].flatMap((reductionFactor) => [false, true].map((synchronous) =>
     ({ type: 'asha' as const, gracePeriod, reductionFactor, synchronous })))),
   { type: 'median', gracePeriod: 1, minTrials: 1 },
 ];
@@ -26,8 +29,9 @@ function main(): void {
   const objective = { metric: opts.metric as ObjectiveMetric, direction: opts.metric === 'val.loss' ? 'minimize' : 'maximize' } as const;
   const bestOf = (ts: TrialRecord[]): string | undefined => bestTrial({ objective }, { ...grid, trials: ts.filter((t) => t.state === 'completed') })?.id;
   const naive = grid.trials.reduce((n, t) => n + t.epochs, 0);
+  const planned = shared.trials.map((t, i) => forkFor(t, shared.trials.slice(0, i).map((x) => ({ ...x, state: 'pending' as const }))));
   for (const es of RULES) {
-    const trials: TrialRecord[] = grid.trials.map((t) => ({ ...t, results: [], decisions: [], state: 'pending', fork: shared.trials[t.index].fork }));
+    const trials: TrialRecord[] = grid.trials.map((t) => ({ ...t, results: [], decisions: [], state: 'pending', fork: planned[t.index] }));
     for (let changed = true; changed;) {
       changed = false;
       for (const t of trials.filter((x) => x.state === 'pending')) {

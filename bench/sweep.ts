@@ -6,12 +6,13 @@
  *   bench-sweep trials=N naive_trial_epochs=A run_trial_epochs=B saved_fraction=F wall_s=W
  *   bench-sweep-grid trials=N run_trial_epochs=A wall_s=W best=T same_best=true|false
  *
- *   node --import tsx bench/sweep.ts [--data DIR] [--limit 3200] [--val-fraction 0.25] [--skip-grid]
+ *   node --import tsx bench/sweep.ts [--data DIR] [--limit 0] [--val-fraction 0.5] [--skip-grid]
  *
- * The data: the first 3,200 images, a quarter held out for validation (2,400 to train on, 800 to rank by).
- * With 800 images and the spec's 10% (80 validation images, one image = 1.25 points of top-1, 25 steps an
- * epoch) the six trials' curves crossed from epoch to epoch on noise, so whether early stopping "kept the
- * best" was a coin toss in the sweep and the plain grid alike.
+ * The data: every image of the folder (0 = no limit; the shared subset has 5,085), half held out for
+ * validation (2,546 to rank by). The grid's best is what early stopping is judged against, so the validation
+ * split must be able to rank trials: with 80 images (800 at the spec's 10%) one image was 1.25 points, and
+ * with 800 (3,200 at a quarter) the grid's top two still ended 6 images apart. `best_gap` says how far the
+ * sweep's pick is behind the grid's best in the grid's own results, and in validation images.
  *
  * The plain grid runs first (its line is printed last), so an interrupted bench still leaves a grid that
  * bench/sweep-replay.ts can replay through other early-stopping rules. Both sweeps run in a fresh folder
@@ -19,15 +20,17 @@
  */
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { utcStamp } from '../common';
-import { bestTrial, loadSweepSpec, runSweep, type SweepSavings, type SweepSpec, sweepSavings, writeSweepReport } from '../sweep';
+import { loadTrainVal, utcStamp } from '../common';
+import { bestTrial, loadSweepSpec, objectiveValue, runSweep, type SweepSavings, type SweepSpec, type SweepState, sweepSavings,
+  trialJob, type TrialRecord, writeSweepReport } from '../sweep';
 
 const SPEC_FILE = path.resolve(__dirname, '..', 'sweeps', 'seeds-freeze-lr.yaml');
 
 interface Measured {
   savings: SweepSavings;
   wall: number;
-  best?: string;
+  best?: TrialRecord;
+  state: SweepState;
 }
 
 async function measure(spec: SweepSpec, data: string | undefined): Promise<Measured> {
@@ -36,12 +39,12 @@ async function measure(spec: SweepSpec, data: string | undefined): Promise<Measu
   const wall = (performance.now() - t0) / 1000;
   process.stderr.write(`# ${spec.name} report: ${await writeSweepReport(spec, state)}\n`);
   process.stderr.write(`# ${state.trials.map((t) => `${t.id}=${t.state}/${t.results.length}`).join(' ')}\n`);
-  return { savings: sweepSavings(state), wall, best: bestTrial(spec, state)?.id };
+  return { savings: sweepSavings(state), wall, best: bestTrial(spec, state), state };
 }
 
 async function main(): Promise<void> {
-  const opts = new Command().option('--data <dir>').option('--limit <n>', 'images read (training + validation)', '3200')
-    .option('--val-fraction <f>', 'fraction of them held out for validation', '0.25').option('--skip-grid').parse().opts();
+  const opts = new Command().option('--data <dir>').option('--limit <n>', 'images read (training + validation; 0: all)', '0')
+    .option('--val-fraction <f>', 'fraction of them held out for validation', '0.5').option('--skip-grid').parse().opts();
   const base = loadSweepSpec(SPEC_FILE);
   const root = path.resolve('runs', 'bench-sweep', utcStamp(new Date()));
   const job = { ...base.baseJob, data: { ...(base.baseJob.data as object), limit: Number(opts.limit), valFraction: Number(opts.valFraction) } };
@@ -53,8 +56,14 @@ async function main(): Promise<void> {
   console.log(`bench-sweep trials=${s.trials} naive_trial_epochs=${s.naiveTrialEpochs} run_trial_epochs=${s.runTrialEpochs} ` +
     `saved_fraction=${s.savedFraction.toFixed(3)} wall_s=${r.wall.toFixed(1)}`);
   if (g === undefined) return;
+  // The sweep's pick as the grid saw it at the end (the grid ran every trial to its last epoch).
+  const metric = (t: TrialRecord | undefined): number => objectiveValue(t!.results.at(-1)!, base.objective.metric);
+  const gap = Math.abs(metric(g.best) - metric(g.state.trials.find((t) => t.id === r.best?.id)));
+  const job0 = trialJob(tuned, {}, 0);
+  const valImages = (await loadTrainVal({ ...job0.data, dir: opts.data ?? job0.data.dir }, job0.seed)).val.count;
   console.log(`bench-sweep-grid trials=${g.savings.trials} run_trial_epochs=${g.savings.runTrialEpochs} wall_s=${g.wall.toFixed(1)} ` +
-    `best=${g.best} sweep_best=${r.best} same_best=${g.best === r.best}`);
+    `best=${g.best?.id} sweep_best=${r.best?.id} same_best=${g.best?.id === r.best?.id} best_gap=${gap.toFixed(4)}` +
+    ` best_gap_images=${Math.round(gap * valImages)} val_images=${valImages}`);
 }
 
 main().catch((err: unknown) => {

@@ -11,7 +11,7 @@ import { type ReduceOrder, type Handout, tensorBytes, type UpdatePayload } from 
 export const AssignmentKind = { Train: 'train', Eval: 'eval', Wait: 'wait', Stop: 'stop', Reduce: 'reduce' } as const;
 export type AssignmentKind = (typeof AssignmentKind)[keyof typeof AssignmentKind];
 
-/** A PullStep answer in domain terms; coordinator-service turns it into proto messages. */
+/** An order on a Session stream in domain terms; coordinator-service turns it into proto messages. */
 export interface Assignment {
   kind: AssignmentKind;
   globalStep: number;
@@ -42,13 +42,13 @@ export interface PullRequest {
   maxWaitMs: number;
 }
 
-/** Pull again at once after a long poll that waited its full time; a little later after a short one. */
+/** retry_after_ms of a WAIT (unused by Session-stream workers, which simply ask again): 0 after a full wait. */
 const RETRY_AFTER_SHORT_POLL_MS = 100;
 
 type Decision = { handout: Handout } | { stop: string } | { wait: string } | { reduce: ReduceOrder; step: number };
 
 /**
- * Answers a PullStep: waits (up to the worker's max_wait_ms, capped by maxPullWaitMs) until there is work
+ * Decides a ready worker's next order: waits (up to its max_wait_ms, capped by maxPullWaitMs) until there is work
  * for the worker, the job ends, or time runs out, re-examining the job each time it changes. Every
  * answer brings the worker's replica up to date (WEIGHTS, or WEIGHTS_REF to call GetWeights).
  * @throws WorkerGoneError when the worker is not a live member (NOT_FOUND: it registers again).

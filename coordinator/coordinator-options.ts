@@ -37,7 +37,7 @@ export interface CoordinatorOptions {
    * without it (it is then redone after a resume). @default 30000
    */
   drainGraceMs?: number;
-  /** Longest a PullStep long poll is held, whatever the worker asks for. @default 30000 */
+  /** Longest the next order on a Session stream is held back before a WAIT, whatever the worker asks for. @default 30000 */
   maxPullWaitMs?: number;
   /** Complete checkpoints kept in `<runDir>/checkpoints`. @default 3 */
   keepCheckpoints?: number;

@@ -1,6 +1,6 @@
-import type { ServerWritableStream } from '@grpc/grpc-js';
 import {
   clientStreamHandler,
+  duplexStreamHandler,
   encodeTensors,
   serverStreamHandler,
   specFromProto,
@@ -16,21 +16,22 @@ import {
   type GetWeightsRequest,
   type GetWeightsResponse,
   type GradientHeader,
-  type PullStepRequest,
-  type PullStepResponse,
   type PushGradientsRequest,
   type PushGradientsResponse,
   type RegisterRequest,
   type RegisterResponse,
+  type SessionOrder,
+  type SessionRequest,
   StepKind,
   type StepAssignment,
   UpdateKind as ProtoUpdateKind,
   type WorkerCapabilities,
 } from '../proto';
-import { type Assignment, AssignmentKind, pullAssignment } from './assignment-desk';
-import { InvalidResultError } from './errors';
+import { type Assignment, AssignmentKind } from './assignment-desk';
+import { InvalidResultError, WorkerGoneError } from './errors';
 import type { JobContext } from './job-context';
 import { type GradientPush, receiveEval, receiveGradients, type WireChunk } from './result-intake';
+import { SessionOrders } from './session-orders';
 import {
   configFor,
   heartbeat,
@@ -140,21 +141,39 @@ function* chunkMessages<T>(tensors: readonly WireTensor[], maxMessageBytes: numb
   for (const chunk of encodeTensors(tensors, { maxMessageBytes })) yield wrap(chunk);
 }
 
-async function* pullMessages(job: JobContext, req: PullStepRequest, call: ServerWritableStream<PullStepRequest, PullStepResponse>) {
-  const cancelled = new AbortController();
-  const onCancel = (): void => cancelled.abort();
-  call.on('cancelled', onCancel);
+/**
+ * A Session stream: the first SessionReady opens the incarnation's session, and each SessionReady is
+ * answered with one order (a ConfigState first when the configuration moved), its update chunks after it.
+ * However the stream ends, the session is closed, which drops an incarnation that did not leave.
+ */
+async function* sessionMessages(job: JobContext, requests: AsyncIterable<SessionRequest>, gone: AbortSignal): AsyncGenerator<SessionOrder> {
+  let session: SessionOrders | undefined;
+  let why = 'the worker closed it';
   try {
-    const a = await pullAssignment(
-      job,
-      { workerId: req.workerId, weightsVersion: req.weightsVersion, maxWaitMs: req.maxWaitMs },
-      cancelled.signal,
-    );
-    yield { payload: { $case: 'assignment' as const, assignment: toStepAssignment(a) } };
-    yield* chunkMessages(a.update.tensors, a.maxMessageBytes, (chunk) => ({ payload: { $case: 'chunk' as const, chunk } }));
+    for await (const request of requests) {
+      const ready = request.payload?.$case === 'ready' ? request.payload.ready : undefined;
+      if (!ready) throw new InvalidResultError(session?.workerId ?? '', 'payload', 'Session: expected a SessionReady');
+      if (session && ready.workerId !== session.workerId) {
+        throw new InvalidResultError(ready.workerId, 'worker_id', `Session: expected worker_id '${session.workerId}' throughout, got '${ready.workerId}'`);
+      }
+      session ??= SessionOrders.open(job, ready.workerId, ready.incarnation);
+      const order = await session.next({ weightsVersion: ready.weightsVersion, configVersion: ready.configVersion, maxWaitMs: ready.maxWaitMs }, gone);
+      if (order.config) yield { payload: { $case: 'config' as const, config: order.config } };
+      const a = order.assignment;
+      yield { payload: { $case: 'assignment' as const, assignment: toStepAssignment(a) } };
+      yield* chunkMessages(a.update.tensors, a.maxMessageBytes, (chunk) => ({ payload: { $case: 'chunk' as const, chunk } }));
+    }
+  } catch (err) {
+    why = err instanceof Error ? err.message : String(err);
+    throw err;
   } finally {
-    call.off('cancelled', onCancel);
+    session?.close(gone.aborted ? 'the worker went away (cancelled, connection lost or keepalive unanswered)' : why);
   }
+}
+
+/** Whether `incarnation` (0: a client that sends none) is `workerId`'s live one. */
+function isLiveIncarnation(job: JobContext, workerId: string, incarnation: number): boolean {
+  return incarnation === 0 || job.members.get(workerId)?.incarnation === incarnation;
 }
 
 function* weightsMessages(job: JobContext, req: GetWeightsRequest): Generator<GetWeightsResponse> {
@@ -196,16 +215,37 @@ async function receivePush(job: JobContext, messages: AsyncIterable<PushGradient
   return { globalStep: accepted.globalStep, workersReported: accepted.workersReported };
 }
 
+/**
+ * Keepalive of the coordinator's connections for a job whose lease is `leaseMs`: a ping after half a
+ * lease of silence, which the worker has a whole lease to answer (as a heartbeat: a worker busy in one
+ * long kernel answers late, not never). A connection that died silently (a half-open TCP connection, its
+ * Session stream with it) is cut within a lease and a half; the lease itself notices a silent worker first.
+ * Never below a second, so a tiny test lease does not turn into a ping storm.
+ */
+export function sessionKeepalive(leaseMs: number): { keepaliveTimeMs: number; keepaliveTimeoutMs: number } {
+  return { keepaliveTimeMs: Math.max(1000, Math.floor(leaseMs / 2)), keepaliveTimeoutMs: Math.max(2000, leaseMs) };
+}
+
 /** The Coordinator service's handlers for `job`, to register with COORDINATOR_SERVICE. */
 export function coordinatorService(job: JobContext): CoordinatorServer {
   return {
-    register: unaryHandler(async (req: RegisterRequest): Promise<RegisterResponse> =>
-      registerWorker(job, capabilitiesOf(req.capabilities))),
+    register: unaryHandler(async (req: RegisterRequest): Promise<RegisterResponse> => {
+      const registered = registerWorker(job, capabilitiesOf(req.capabilities));
+      return { ...registered, incarnation: job.members.get(registered.workerId)?.incarnation ?? 0 };
+    }),
     getConfig: unaryHandler(async (req): Promise<ConfigState> => configFor(job, req.workerId)),
-    heartbeat: unaryHandler(async (req) => heartbeat(job, req.workerId)),
-    leave: unaryHandler(async (req) => leaveJob(job, req.workerId, req.drain, req.reason)),
+    heartbeat: unaryHandler(async (req) => {
+      if (!isLiveIncarnation(job, req.workerId, req.incarnation)) {
+        throw new WorkerGoneError(req.workerId, `is a newer incarnation than ${req.incarnation}`);
+      }
+      return heartbeat(job, req.workerId);
+    }),
+    // A Leave from an incarnation that was replaced must not remove the one that replaced it.
+    leave: unaryHandler(async (req) => isLiveIncarnation(job, req.workerId, req.incarnation)
+      ? leaveJob(job, req.workerId, req.drain, req.reason)
+      : { lastCountedStep: 0 }),
     getWeights: serverStreamHandler((req) => weightsMessages(job, req)),
-    pullStep: serverStreamHandler((req, call) => pullMessages(job, req, call)),
+    session: duplexStreamHandler((requests, _call, gone) => sessionMessages(job, requests, gone)),
     pushGradients: clientStreamHandler((messages) => receivePush(job, messages)),
     submitEval: unaryHandler(async (req) =>
       receiveEval(job, {

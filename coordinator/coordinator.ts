@@ -27,7 +27,7 @@ import { ChangeSignal } from './change-signal';
 import { CheckpointStore, listCheckpoints } from './checkpoint-store';
 import { type Boundary, restoreCheckpoint, type Restored } from './checkpointing';
 import { type CompiledCoordinatorOptions, compileCoordinatorOptions, type CoordinatorOptions } from './coordinator-options';
-import { coordinatorService } from './coordinator-service';
+import { coordinatorService, sessionKeepalive } from './coordinator-service';
 import { CoordinatorTelemetry } from './coordinator-telemetry';
 import { EpochLedger } from './epoch-ledger';
 import { JobAnnouncer } from './job-announcer';
@@ -185,7 +185,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
     runner.prepare();
     const server: RunningGrpcServer = await startGrpcServer(
       [{ definition: COORDINATOR_SERVICE, implementation: coordinatorService(job) }],
-      { host: options.host, port: options.port, maxMessageBytes: d.maxMessageBytes },
+      { host: options.host, port: options.port, maxMessageBytes: d.maxMessageBytes, ...sessionKeepalive(d.leaseMs) },
     );
     cleanup.push(() => server.shutdown(1000));
     const metrics: MetricsServer = await serveMetrics(telemetry.registry, {

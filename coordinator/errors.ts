@@ -138,6 +138,15 @@ export class IncompatibleWorkerError extends IncompatiblePeerError {
 }
 
 /**
+ * The message of a model fingerprint refusal. It names only what the caller sent: the job's own
+ * fingerprint would let an impostor pass the check on its next try (a real worker builds the model from
+ * the spec Register returns and never sees this).
+ */
+export function modelMismatchMessage(got: string): string {
+  return `incompatible model: fingerprint ${got || '(none)'} is not the job's model (build it from the job spec Register returned)`;
+}
+
+/**
  * A result for a step, a config version or micro-batches the coordinator does not expect from this
  * worker now (a late push after its share was redone elsewhere, a push for another step). FAILED_PRECONDITION:
  * nothing was counted; the worker pulls its next assignment.

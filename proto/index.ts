@@ -32,11 +32,12 @@ export {
   DataChunk,
   MicroBatch,
   // The step loop.
-  PullStepRequest,
+  SessionReady,
+  SessionRequest,
+  SessionOrder,
   StepKind,
   UpdateKind,
   StepAssignment,
-  PullStepResponse,
   GradientHeader,
   PushGradientsRequest,
   PushGradientsResponse,
@@ -54,7 +55,7 @@ export type { CoordinatorServer } from './generated/shardwise';
  * Version of the wire protocol this build speaks, sent in WorkerCapabilities.protocol_version.
  * Bump it on any change to shardwise.proto that an older peer would misread.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /**
  * shardwise package version of this build, sent in WorkerCapabilities.shardwise_version and

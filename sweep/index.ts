@@ -21,7 +21,7 @@ export { committedEpochs, runProgress, trialArgs, trialRunDir } from './trial-ru
 export { LiveTable, type LiveTableStream } from './live-table';
 export { formatTable, trialRows, type TrialRow } from './results-table';
 export { curvesSpec, paramsSpec } from './report-charts';
-export { bestTrial, sweepSavings, type SweepSavings, writeSweepReport } from './sweep-report';
+export { bestTrial, sweepSavings, type SweepSavings, trialModelDir, writeSweepReport } from './sweep-report';
 export { runSweep, type RunSweepOptions, type SweepOutcome } from './sweep-controller';
 export { SWEEP_LOCK_FILE, SweepLock } from './sweep-lock';
 export {

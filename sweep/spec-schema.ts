@@ -14,10 +14,11 @@ const uniform = z.object({ type: z.literal('uniform'), min: z.number().finite(),
 /** A positive real number whose logarithm is uniform on [log min, log max] (learning rates). */
 const logUniform = z.object({ type: z.literal('log-uniform'), min: z.number().positive().finite(), max: z.number().positive().finite() }).strict();
 
+// The union's own message: zod's default ("Invalid input") would not say what a parameter may be.
 const domain = z.union([
   z.array(scalar).min(1).transform((values) => ({ type: 'choice' as const, values })),
   z.discriminatedUnion('type', [choice, intRange, uniform, logUniform]),
-]);
+], { error: 'expected a non-empty list of values, or a mapping with type choice, int, uniform or log-uniform' });
 
 const algorithm = z.discriminatedUnion('type', [
   z.object({ type: z.literal('grid') }).strict(),

@@ -128,8 +128,13 @@ function copyBest(best: TrialRecord, dir: string): void {
   const training = best.checkpoints[best.results.length];
   if (training) fs.cpSync(training, path.join(dir, 'training-checkpoint'), { recursive: true });
   // The self-contained model (raw pixels in, probabilities out) of the run that finished the trial.
-  const lastRun = [...best.runDirs].reverse().map((d) => findModel(d)).find((m) => m !== undefined);
+  const lastRun = trialModelDir(best);
   if (lastRun) fs.cpSync(lastRun, path.join(dir, 'model'), { recursive: true });
+}
+
+/** The self-contained model (`model.json`) of the last run of `trial` that left one. */
+export function trialModelDir(trial: Pick<TrialRecord, 'runDirs'>): string | undefined {
+  return [...trial.runDirs].reverse().map((d) => findModel(d)).find((m) => m !== undefined);
 }
 
 function findModel(runsDir: string): string | undefined {

@@ -11,6 +11,7 @@ import {
   clientStreamCall,
   computeShare,
   createCoordinatorClient,
+  type DuplexCall,
   disposeModelParts,
   encodeCifar10Records,
   encodeTensors,
@@ -20,6 +21,7 @@ import {
   type ModelParts,
   modelFingerprint,
   namedVariables,
+  openDuplexCall,
   Rng,
   serverStreamCall,
   type ShareResult,
@@ -38,16 +40,16 @@ import {
   type HeartbeatResponse,
   type LeaveResponse,
   PROTOCOL_VERSION,
-  type PullStepResponse,
   type PushGradientsRequest,
   type PushGradientsResponse,
   type RegisterResponse,
   SHARDWISE_VERSION,
+  type SessionOrder,
+  type SessionRequest,
   type StepAssignment,
   StepKind,
   type SubmitEvalRequest,
   type SubmitEvalResponse,
-  type TensorChunk,
   UpdateKind,
   type WorkerCapabilities,
 } from '../proto';
@@ -98,6 +100,8 @@ export class FakeWorker {
   configVersion = -1;
   frozen = false;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  /** The Session stream of the current registration, opened at the first pull. */
+  private orders: DuplexCall<SessionRequest, SessionOrder> | undefined;
 
   constructor(readonly address: string, options: { maxMessageBytes?: number } = {}) {
     this.client = createCoordinatorClient({ target: address, maxMessageBytes: options.maxMessageBytes ?? 64 * 1024 * 1024 });
@@ -122,6 +126,9 @@ export class FakeWorker {
       this.client.register({ capabilities }, md, o, cb));
     this.registration = res;
     this.id = res.workerId;
+    // The old incarnation's session ends after the new one exists, so its end drops nothing that is live.
+    this.orders?.cancel();
+    this.orders = undefined;
     this.spec = JSON.parse(res.jobSpecJson) as JobSpec;
     return res;
   }
@@ -161,9 +168,15 @@ export class FakeWorker {
     this.weightsVersion = version;
   }
 
+  /** The live registration's incarnation; 0 (a client that sends none) before any, as a stranger's calls are. */
+  get incarnation(): number {
+    return (this.registration as RegisterResponse | undefined)?.incarnation ?? 0;
+  }
+
   async heartbeat(): Promise<HeartbeatResponse> {
     return unaryCall<HeartbeatResponse>('Heartbeat', { deadlineMs: CALL_DEADLINE_MS }, (md, o, cb) =>
-      this.client.heartbeat({ workerId: this.id, state: 2, lastCompletedStep: 0, configVersion: Math.max(0, this.configVersion) }, md, o, cb));
+      this.client.heartbeat({ workerId: this.id, state: 2, lastCompletedStep: 0, configVersion: Math.max(0, this.configVersion),
+        incarnation: this.incarnation }, md, o, cb));
   }
 
   /** Heartbeats on a timer, as a real worker does beside its compute. */
@@ -175,18 +188,32 @@ export class FakeWorker {
     clearInterval(this.heartbeatTimer);
   }
 
-  /** PullStep; applies the update that comes with the assignment (GetWeights on WEIGHTS_REF). */
+  /**
+   * Asks for the next order on the Session stream (opened at the first pull of a registration); applies
+   * a pushed config and the update that comes with the assignment (GetWeights on WEIGHTS_REF).
+   */
   async pull(maxWaitMs = 5000): Promise<Pulled> {
+    this.orders ??= openDuplexCall<SessionRequest, SessionOrder>('Session', {}, (md, o) => this.client.session(md, o));
+    const orders = this.orders;
+    await orders.send({ payload: { $case: 'ready', ready: {
+      workerId: this.id, incarnation: this.incarnation, lastCompletedStep: 0,
+      configVersion: Math.max(0, this.configVersion), maxWaitMs, weightsVersion: Math.max(0, this.weightsVersion),
+    } } });
     let assignment: StepAssignment | undefined;
-    const chunks: TensorChunk[] = [];
-    for await (const msg of serverStreamCall<PullStepResponse>('PullStep', { deadlineMs: maxWaitMs + CALL_DEADLINE_MS }, (md, o) =>
-      this.client.pullStep({ workerId: this.id, lastCompletedStep: 0, configVersion: Math.max(0, this.configVersion), maxWaitMs, weightsVersion: Math.max(0, this.weightsVersion) }, md, o))) {
-      if (msg.payload?.$case === 'assignment') assignment = msg.payload.assignment;
-      else if (msg.payload?.$case === 'chunk') chunks.push(msg.payload.chunk);
+    while (!assignment) {
+      const p = (await orders.read(maxWaitMs + CALL_DEADLINE_MS)).payload;
+      if (p?.$case === 'config') {
+        this.configVersion = p.config.configVersion;
+        this.frozen = p.config.groups.find((g) => g.name === 'backbone')?.frozen ?? false;
+      } else if (p?.$case === 'assignment') assignment = p.assignment;
+      else throw new Error(`Session: expected a ConfigState or a StepAssignment, got ${p?.$case}`);
     }
-    if (!assignment) throw new Error('PullStep answered without an assignment');
     const assembler = new TensorAssembler({ expected: assignment.updateTensors.map(specFromProto) });
-    for (const c of chunks) assembler.add(c);
+    while (!assembler.complete) {
+      const p = (await orders.read(CALL_DEADLINE_MS)).payload;
+      if (p?.$case !== 'chunk') throw new Error(`Session: expected an update chunk, got ${p?.$case}`);
+      assembler.add(p.chunk);
+    }
     const update = assembler.finish();
     if (assignment.updateKind === UpdateKind.WEIGHTS) {
       this.write(update);
@@ -316,7 +343,7 @@ export class FakeWorker {
 
   async leave(drain = false): Promise<LeaveResponse> {
     return unaryCall<LeaveResponse>('Leave', { deadlineMs: CALL_DEADLINE_MS }, (md, o, cb) =>
-      this.client.leave({ workerId: this.id, drain, reason: 'test' }, md, o, cb));
+      this.client.leave({ workerId: this.id, drain, reason: 'test', incarnation: this.incarnation }, md, o, cb));
   }
 
   /** Every variable of the replica by originalName. */
@@ -325,8 +352,15 @@ export class FakeWorker {
     return new Map([...named.backbone, ...named.head].map((v) => [v.originalName, Float32Array.from(v.read().dataSync() as Float32Array)]));
   }
 
+  /** Ends the Session stream as a worker whose process died would: the coordinator drops this incarnation. */
+  endSession(): void {
+    this.orders?.cancel();
+    this.orders = undefined;
+  }
+
   close(): void {
     this.stopHeartbeats();
+    this.endSession();
     this.client.close();
     if (this.parts) disposeModelParts(this.parts);
     this.parts = null;

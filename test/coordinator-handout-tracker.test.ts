@@ -14,7 +14,7 @@ describe('HandoutTracker: who computes which micro-batches of a round', () => {
     const { c } = collector(5, ['a', 'b']);
     const a = c.take('a', 10);
     assert.deepEqual(a?.microBatchIds, [0, 1, 2]);
-    assert.equal(c.take('a', 10), a, 'PullStep again: the same handout');
+    assert.equal(c.take('a', 10), a, 'asking again: the same handout');
     assert.deepEqual(c.take('b', 10)?.microBatchIds, [3, 4]);
     assert.equal(c.take('c', 10), undefined, 'a worker outside the round has nothing');
   });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GrpcStatus, initBackend, type JobSpec, parseJobSpec, readMetrics, RpcError, type WireTensor } from '../common';
+import { GrpcStatus, initBackend, type JobSpec, parseJobSpec, readMetrics, RpcError, unaryCall, type WireTensor } from '../common';
 import { type RunningCoordinator, startCoordinator } from '../coordinator';
 import { PROTOCOL_VERSION, StepKind, type StepAssignment, UpdateKind } from '../proto';
 import { FakeWorker, writeTinyCifar } from './coordinator-fake-worker';
@@ -114,8 +114,9 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
     await impostor.register('impostor');
     impostor.parts = bad.parts;
     bad.parts = null;
-    await refused(impostor.getWeights('sha256:0123456789abcdef'), GrpcStatus.FAILED_PRECONDITION,
-      /incompatible model: expected sha256:[0-9a-f]{32}, got sha256:0123456789abcdef/);
+    const refusal = await refused(impostor.getWeights('sha256:0123456789abcdef'), GrpcStatus.FAILED_PRECONDITION,
+      /incompatible model: fingerprint sha256:0123456789abcdef is not the job's model/);
+    assert.doesNotMatch(refusal.details, /sha256:[0-9a-f]{32}/, "the refusal reveals the job's fingerprint, which would let an impostor in");
     await refused(impostor.pull(100), GrpcStatus.NOT_FOUND, /worker 'impostor' was dropped \(incompatible model.*register again/);
     assert.equal(await metric(c, 'shardwise_worker_failures_total'), 1);
     const good = await worker().join('good');
@@ -308,7 +309,7 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
     await w1.pullUntil(StepKind.TRAIN);
     const a2 = await w2.pullUntil(StepKind.TRAIN);
     await w2.train(a2);
-    // w1 says nothing more: within the lease its micro-batches reach w2's long poll.
+    // w1 says nothing more: within the lease its micro-batches reach w2's session.
     const redo = await w2.pullUntil(StepKind.TRAIN, 3000);
     assert.deepEqual([redo.globalStep, ids(redo)], [0, [0, 1]]);
     await w2.train(redo);
@@ -316,6 +317,31 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
     await refused(w1.pull(100), GrpcStatus.NOT_FOUND, /no heartbeat for 400 ms/);
     await w1.join('w1');
     w1.startHeartbeats(50);
+    await nextStepIs(1, w1, w2);
+  });
+
+  it('a Session stream that ends drops its incarnation at once, not at the lease; a Leave from that incarnation then touches nothing', async () => {
+    const c = await start({ minWorkers: 2, leaseMs: 60_000, heartbeatIntervalMs: 50 });
+    const [w1, w2] = [await worker().join('w1'), await worker().join('w2')];
+    await w1.pullUntil(StepKind.TRAIN);
+    const a2 = await w2.pullUntil(StepKind.TRAIN);
+    await w2.train(a2);
+    const ended = Date.now();
+    w1.endSession();
+    // With a 60 s lease only the end of w1's stream can send its micro-batches to w2 within the wait.
+    const redo = await w2.pullUntil(StepKind.TRAIN, 3000);
+    assert.deepEqual([redo.globalStep, ids(redo)], [0, [0, 1]]);
+    assert.ok(Date.now() - ended < 10_000, `the redo came ${Date.now() - ended} ms after the stream ended`);
+    await w2.train(redo);
+    assert.equal(await metric(c, 'shardwise_worker_failures_total'), 1);
+    const old = w1.registration.incarnation;
+    await w1.join('w1');
+    assert.equal(w1.registration.incarnation, old + 1, 'registering again is a new incarnation');
+    await unaryCall('Leave', { deadlineMs: 5000 }, (md, o, cb) =>
+      w1.client.leave({ workerId: 'w1', incarnation: old, drain: false, reason: 'late Leave of the old incarnation' }, md, o, cb));
+    await refused(unaryCall('Heartbeat', { deadlineMs: 5000 }, (md, o, cb) =>
+      w1.client.heartbeat({ workerId: 'w1', incarnation: old, state: 2, lastCompletedStep: 0, configVersion: 0 }, md, o, cb)),
+    GrpcStatus.NOT_FOUND, new RegExp(`newer incarnation than ${old}`));
     await nextStepIs(1, w1, w2);
   });
 });

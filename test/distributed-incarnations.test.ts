@@ -68,9 +68,10 @@ describe('distributed training with two processes under one worker id', function
     assert.deepEqual(log.filter((l) => /worker-1.*(failed|dropped|incarnation 2)/.test(l)), [], 'worker-1 flapped');
   });
 
-  it('a worker killed while it holds sums and started again at once: admitted when its lease ends, nothing counted twice', async () => {
+  it('a worker killed while it holds sums and started again at once: admitted once its connection closed, nothing counted twice', async () => {
     const reference = await localReference('test-job', testJobYaml('reference'), harness.dataDir);
-    // A lease longer than a worker process takes to start: the recreated one registers while it runs.
+    // A lease longer than a worker process takes to start: the recreated one registers while it would still run,
+    // and is admitted because the killed incarnation's session stream ended with its process, not by the lease.
     const job = harness.writeJob('recreated', testJobYaml('recreated', { minWorkers: 1, leaseMs: 15_000 }));
     const coordinator = await harness.startCoordinator({ job });
     const runDir = coordinator.ready.runDir;
@@ -100,8 +101,11 @@ describe('distributed training with two processes under one worker id', function
     assertReplicasAgree(records, EPOCHS, harness.stepsPerEpoch);
     assertSameWeightsHash(finalRunWeights(runDir), reference, 'after worker-2 was recreated while holding sums');
     const log = coordinator.child.lines();
-    assert.ok(log.some((l) => /worker-2.*another live process holds this id/.test(l)), 'the recreated worker was refused while the lease ran');
-    assert.ok(log.some((l) => /worker worker-2 registered .*incarnation 2/.test(l)), 'then admitted as incarnation 2');
+    const dropped = log.findIndex((l) => /worker worker-2 failed: its session stream \(incarnation 1\) ended/.test(l));
+    const admitted = log.findIndex((l) => /worker worker-2 registered .*incarnation 2/.test(l));
+    assert.ok(dropped >= 0, 'the killed incarnation is dropped when its session stream ends');
+    assert.ok(admitted > dropped, 'then the recreated worker is admitted as incarnation 2');
+    assert.ok(!log.some((l) => /worker-2.*no heartbeat/.test(l)), 'not by the lease');
     assert.ok(recreated.lines().some((l) => SHARE_DONE.test(l)), 'the recreated worker computed shares');
   });
 });

@@ -5,11 +5,9 @@ import {
   HeartbeatResponse,
   CoordinatorClient,
   CoordinatorServer,
-  PullStepResponse,
+  GetWeightsResponse,
   PushGradientsRequest,
   PushGradientsResponse,
-  StepKind,
-  UpdateKind,
 } from '../proto';
 import { ConfigError, ListenError } from '../common/errors';
 import { Rng } from '../common/random';
@@ -69,8 +67,8 @@ function sameBits(a: ArrayBufferView, b: ArrayBufferView): boolean {
 }
 
 /**
- * A Coordinator that only moves bytes: PushGradients reassembles and keeps the tensors, PullStep sends
- * them back as the update. Worker ids steer the failure cases the tests need.
+ * A Coordinator that only moves bytes: PushGradients reassembles and keeps the tensors, GetWeights sends
+ * them back. Worker ids steer the failure cases the tests need.
  */
 class EchoCoordinator {
   stored = new Map<string, WireTensor>();
@@ -116,19 +114,16 @@ class EchoCoordinator {
         this.stored = asm.finish();
         return PushGradientsResponse.fromPartial({ globalStep: step, workersReported: 1 });
       }),
-      pullStep: serverStreamHandler((req) => this.pullStepMessages(req.workerId)),
+      getWeights: serverStreamHandler((req) => this.weightsMessages(req.workerId)),
     };
     return impl as CoordinatorServer;
   }
 
-  /** The assignment, then the stored tensors as the update; 'silent' and 'stall' park on the way. */
-  private async *pullStepMessages(workerId: string): AsyncGenerator<PullStepResponse> {
+  /** The manifest, then the stored tensors; 'silent' and 'stall' park on the way. */
+  private async *weightsMessages(workerId: string): AsyncGenerator<GetWeightsResponse> {
     const tensors = [...this.stored.values()];
-    yield PullStepResponse.fromPartial({
-      payload: {
-        $case: 'assignment',
-        assignment: { kind: StepKind.TRAIN, globalStep: 2, updateKind: UpdateKind.WEIGHTS, updateStep: 1, updateTensors: tensors.map((t) => specToProto(specOf(t))) },
-      },
+    yield GetWeightsResponse.fromPartial({
+      payload: { $case: 'manifest', manifest: { globalStep: 2, tensors: tensors.map((t) => specToProto(specOf(t))) } },
     });
     if (workerId === 'silent') {
       await this.release.promise;
@@ -186,13 +181,13 @@ function push(h: Harness, tensors: WireTensor[], options: { step?: number; chunk
     h.client.pushGradients(md, o, cb));
 }
 
-async function pull(h: Harness, workerId: string, deadlineMs = 10_000): Promise<{ responses: PullStepResponse[]; tensors: Map<string, WireTensor> }> {
-  const responses: PullStepResponse[] = [];
+async function pull(h: Harness, workerId: string, deadlineMs = 10_000): Promise<{ responses: GetWeightsResponse[]; tensors: Map<string, WireTensor> }> {
+  const responses: GetWeightsResponse[] = [];
   let asm: TensorAssembler | undefined;
-  for await (const msg of serverStreamCall('Coordinator/PullStep', { deadlineMs }, (md, o) =>
-    h.client.pullStep({ workerId, lastCompletedStep: 1, configVersion: 1, maxWaitMs: 1000, weightsVersion: 0 }, md, o))) {
+  for await (const msg of serverStreamCall('Coordinator/GetWeights', { deadlineMs }, (md, o) =>
+    h.client.getWeights({ workerId, includeOptimizerState: false, modelFingerprint: '' }, md, o))) {
     responses.push(msg);
-    if (msg.payload?.$case === 'assignment') asm = new TensorAssembler({ expected: msg.payload.assignment.updateTensors.map(specFromProto) });
+    if (msg.payload?.$case === 'manifest') asm = new TensorAssembler({ expected: msg.payload.manifest.tensors.map(specFromProto) });
     else if (msg.payload?.$case === 'chunk') asm?.add(msg.payload.chunk);
   }
   return { responses, tensors: asm ? asm.finish() : new Map() };
@@ -219,7 +214,7 @@ describe('grpc transport', function () {
     assert.deepEqual(reply, { globalStep: 4, workersReported: 1 });
     assert.ok(h.coordinator.chunksReceived >= 19, `expected a multi-chunk stream, got ${h.coordinator.chunksReceived} chunks`);
     const { responses, tensors } = await pull(h, 'w1');
-    assert.equal(responses[0].payload?.$case, 'assignment');
+    assert.equal(responses[0].payload?.$case, 'manifest');
     assert.ok(responses.length > 20);
     for (const t of sent) {
       const got = tensors.get(t.name);
@@ -303,10 +298,10 @@ describe('grpc transport', function () {
   it('reports a call this side aborted as CANCELLED, not as the server going away', async () => {
     h = await startHarness();
     const abort = new AbortController();
-    const responses: PullStepResponse[] = [];
+    const responses: GetWeightsResponse[] = [];
     const pulling = (async () => {
-      for await (const msg of serverStreamCall('Coordinator/PullStep', { deadlineMs: 20_000, signal: abort.signal }, (md, o) =>
-        h!.client.pullStep({ workerId: 'silent', lastCompletedStep: 0, configVersion: 1, maxWaitMs: 0, weightsVersion: 0 }, md, o))) {
+      for await (const msg of serverStreamCall('Coordinator/GetWeights', { deadlineMs: 20_000, signal: abort.signal }, (md, o) =>
+        h!.client.getWeights({ workerId: 'silent', includeOptimizerState: false, modelFingerprint: '' }, md, o))) {
         responses.push(msg);
         abort.abort();
       }
@@ -363,7 +358,7 @@ describe('grpc transport', function () {
       h.coordinator.heartbeatFailuresLeft = 2;
       const waits: number[] = [];
       const reply = await withRpcRetry('Coordinator/Heartbeat', () =>
-        unaryCall<HeartbeatResponse>('Coordinator/Heartbeat', { deadlineMs: 5000 }, (md, o, cb) => h!.client.heartbeat({ workerId: 'w1', state: 2, lastCompletedStep: 0, configVersion: 1 }, md, o, cb)),
+        unaryCall<HeartbeatResponse>('Coordinator/Heartbeat', { deadlineMs: 5000 }, (md, o, cb) => h!.client.heartbeat({ workerId: 'w1', state: 2, lastCompletedStep: 0, configVersion: 1, incarnation: 0 }, md, o, cb)),
       { initialBackoffMs: 5, maxBackoffMs: 20, onRetry: (_e, _a, ms) => waits.push(ms) });
       assert.equal(reply.leaseMs, 10_000);
       assert.equal(waits.length, 2);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { GetWeightsResponse, PullStepResponse, PushGradientsRequest, TensorChunk, TensorDtype } from '../proto';
+import { GetWeightsResponse, PushGradientsRequest, SessionOrder, TensorChunk, TensorDtype } from '../proto';
 import { Rng } from '../common/random';
 import {
   COORDINATOR_SERVICE,
@@ -195,7 +195,7 @@ describe('tensor-codec', () => {
     ];
     const kinds = [
       { label: 'PushGradientsRequest', codec: PushGradientsRequest, ser: COORDINATOR_SERVICE.pushGradients.requestSerialize, de: COORDINATOR_SERVICE.pushGradients.requestDeserialize },
-      { label: 'PullStepResponse', codec: PullStepResponse, ser: COORDINATOR_SERVICE.pullStep.responseSerialize, de: COORDINATOR_SERVICE.pullStep.responseDeserialize },
+      { label: 'SessionOrder', codec: SessionOrder, ser: COORDINATOR_SERVICE.session.responseSerialize, de: COORDINATOR_SERVICE.session.responseDeserialize },
       { label: 'GetWeightsResponse', codec: GetWeightsResponse, ser: COORDINATOR_SERVICE.getWeights.responseSerialize, de: COORDINATOR_SERVICE.getWeights.responseDeserialize },
     ] as const;
 

@@ -78,6 +78,18 @@ describe('worker config sync: the bus when it has every version, GetConfig when 
     assert.equal(sync.config?.frozen.backbone, false);
   });
 
+  it('takes a configuration pushed on the session stream when it is newer, so the order needs no call', async () => {
+    const lines: string[] = [];
+    const sync = new ConfigSync((line) => lines.push(line));
+    sync.reset(config(3, true));
+    assert.equal(sync.push(config(2, false)), false, 'an older pushed config is ignored');
+    assert.equal(sync.push(config(4, false)), true);
+    const grpc = fetcher(config(9, true));
+    assert.equal(await sync.ensure(4, grpc.fetch), 'current');
+    assert.equal(sync.config?.frozen.backbone, false);
+    assert.deepEqual(lines, ['config v4 pushed on the session stream']);
+  });
+
   it('fails loudly when GetConfig answers with an older version than the assignment named', async () => {
     const sync = new ConfigSync();
     sync.reset(config(1, false));

@@ -31,7 +31,7 @@ describe('worker heartbeat: its own timer, never overlapping', function () {
     const timer = new HeartbeatTimer({
       intervalMs: 10,
       send: c.send,
-      snapshot: () => ({ workerId: 'w-1', state: WorkerState.RUNNING, lastCompletedStep: step++, configVersion: 2 }),
+      snapshot: () => ({ workerId: 'w-1', state: WorkerState.RUNNING, lastCompletedStep: step++, configVersion: 2, incarnation: 1 }),
       onResponse: (r) => responses.push(r),
       onError: (e) => assert.fail(String(e)),
     });
@@ -49,7 +49,7 @@ describe('worker heartbeat: its own timer, never overlapping', function () {
     const timer = new HeartbeatTimer({
       intervalMs: 5,
       send: c.send,
-      snapshot: () => ({ workerId: 'w', state: WorkerState.RUNNING, lastCompletedStep: 0, configVersion: 0 }),
+      snapshot: () => ({ workerId: 'w', state: WorkerState.RUNNING, lastCompletedStep: 0, configVersion: 0, incarnation: 0 }),
       onResponse: () => undefined,
       onError: () => undefined,
     });
@@ -65,7 +65,7 @@ describe('worker heartbeat: its own timer, never overlapping', function () {
     const errors: unknown[] = [];
     const t1 = new HeartbeatTimer({
       intervalMs: 5, send: failing.send, onResponse: () => undefined, onError: (e) => errors.push(e),
-      snapshot: () => ({ workerId: 'w', state: WorkerState.RUNNING, lastCompletedStep: 0, configVersion: 0 }),
+      snapshot: () => ({ workerId: 'w', state: WorkerState.RUNNING, lastCompletedStep: 0, configVersion: 0, incarnation: 0 }),
     });
     t1.start();
     await pollUntil(() => (errors.length >= 2 ? true : undefined), { timeoutMs: 5000, intervalMs: 5, what: 'two failures' });
@@ -76,7 +76,7 @@ describe('worker heartbeat: its own timer, never overlapping', function () {
     let drained = false;
     const t2 = new HeartbeatTimer({
       intervalMs: 5, send: draining.send, onResponse: (r) => (drained ||= r.drain), onError: () => undefined,
-      snapshot: () => ({ workerId: 'w', state: WorkerState.RUNNING, lastCompletedStep: 0, configVersion: 0 }),
+      snapshot: () => ({ workerId: 'w', state: WorkerState.RUNNING, lastCompletedStep: 0, configVersion: 0, incarnation: 0 }),
     });
     t2.start();
     await pollUntil(() => (drained ? true : undefined), { timeoutMs: 5000, intervalMs: 5, what: 'the drain request' });

@@ -10,7 +10,7 @@ import {
 import { type StepAssignment, StepKind, UpdateKind as ProtoUpdateKind } from '../proto';
 import { AssignmentError } from './errors';
 
-/** What the coordinator asks for in one PullStep answer (an `as const` object, not an enum). */
+/** What the coordinator asks for in one order on the Session stream (an `as const` object, not an enum). */
 export const AssignmentKind = {
   /** Compute gradient sums for the micro-batches and push them. */
   Train: 'train',
@@ -61,7 +61,7 @@ export interface ReduceOrder {
   timeoutMs: number;
 }
 
-/** A PullStep answer in the worker's own terms; built only by {@link assignmentFromProto}. */
+/** An order in the worker's own terms; built only by {@link assignmentFromProto}. */
 export interface Assignment {
   kind: AssignmentKind;
   globalStep: number;

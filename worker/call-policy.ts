@@ -1,4 +1,4 @@
-import { GrpcStatus, RpcError, fromServiceError, isRetryableCode, retry } from '../common';
+import { GrpcStatus, RpcError, StreamClosedError, fromServiceError, isRetryableCode, retry } from '../common';
 import { CoordinatorUnreachableError } from './errors';
 
 /** How the worker retries one call to the coordinator. */
@@ -22,6 +22,27 @@ export const WORKER_RETRY_BACKOFF = { initialBackoffMs: 100, maxBackoffMs: 2000,
 /** Whether `error` says the coordinator no longer knows this worker id (it restarted or expired us). */
 export function isUnknownWorker(error: unknown): boolean {
   return error instanceof RpcError && error.code === GrpcStatus.NOT_FOUND;
+}
+
+/**
+ * Statuses that end a session but not the worker: the coordinator forgot this incarnation (NOT_FOUND), is
+ * unreachable or restarting (UNAVAILABLE), or did not answer in time (DEADLINE_EXCEEDED), or the call was
+ * cut (CANCELLED, ABORTED). Each is transient: the worker registers again. Anything else (INTERNAL,
+ * INVALID_ARGUMENT, a protocol error, an exception in the worker's own code) is a bug or a refusal for
+ * good, and retrying it would only hide it.
+ */
+const SESSION_ENDING_CODES: ReadonlySet<number> = new Set([
+  GrpcStatus.NOT_FOUND,
+  GrpcStatus.UNAVAILABLE,
+  GrpcStatus.DEADLINE_EXCEEDED,
+  GrpcStatus.CANCELLED,
+  GrpcStatus.ABORTED,
+]);
+
+/** Whether `error` is known to be transient and ends the session (the worker registers again), rather than the worker. */
+export function endsSession(error: unknown): boolean {
+  if (error instanceof StreamClosedError) return true;
+  return error instanceof RpcError && SESSION_ENDING_CODES.has(error.code);
 }
 
 /**

@@ -66,6 +66,17 @@ export class ConfigSync {
     this.received.clear();
   }
 
+  /**
+   * Takes a configuration the coordinator pushed on the session stream before an order that needs it;
+   * an older one than in force is ignored. Returns whether it moved the configuration.
+   */
+  push(config: WorkerConfig): boolean {
+    if (config.version <= this.version) return false;
+    this.log(`config v${config.version} pushed on the session stream`);
+    this.adopt(config);
+    return true;
+  }
+
   /** Keeps a configuration event from the bus until an assignment asks for its version. Other events are ignored. */
   onEvent(event: BusEvent): void {
     if (!isConfigEvent(event) || event.configVersion <= this.version) return;

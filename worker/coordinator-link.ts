@@ -1,10 +1,12 @@
 import {
+  type DuplexCall,
   GrpcStatus,
   RpcError,
   TensorAssembler,
   type WireTensor,
   clientStreamCall,
   createCoordinatorClient,
+  openDuplexCall,
   serverStreamCall,
   specFromProto,
   statusName,
@@ -23,8 +25,9 @@ import {
   type SubmitEvalRequest,
   type SubmitEvalResponse,
   type WorkerCapabilities,
-  type PullStepRequest,
-  type StepAssignment,
+  type SessionOrder,
+  type SessionReady,
+  type SessionRequest,
   type WeightsManifest,
 } from '../proto';
 import { type Assignment, assignmentFromProto } from './assignment';
@@ -37,7 +40,7 @@ export interface CoordinatorLinkOptions {
   maxMessageBytes: number;
   /** Deadline of unary calls. */
   rpcDeadlineMs: number;
-  /** Deadline of GetWeights and PushGradients, and of a PullStep's update after its assignment. */
+  /** Deadline of GetWeights and PushGradients, and of each chunk of an order's update after its assignment. */
   transferDeadlineMs: number;
   /** Told the payload bytes of every tensor chunk and sample chunk sent. */
   onSentBytes?: (bytes: number) => void;
@@ -126,51 +129,12 @@ export class CoordinatorLink {
   }
 
   /**
-   * PullStep: waits up to `request.maxWaitMs` for an assignment, then reads the update tensors that
-   * follow it. The whole call has the transfer deadline, and the assignment itself must arrive within
-   * maxWaitMs plus the unary deadline (else DEADLINE_EXCEEDED), so a coordinator that accepted the call
-   * and went silent is noticed as quickly as one that answers nothing at all.
+   * Opens this incarnation's Session stream (no call deadline: every read on it has one, see
+   * {@link OrderStream.next}). Aborting `signal` cancels it.
    */
-  async pullStep(request: PullStepRequest, signal?: AbortSignal): Promise<Assignment> {
-    const method = 'Coordinator/PullStep';
-    const local = new AbortController();
-    const firstByMs = request.maxWaitMs + this.options.rpcDeadlineMs;
-    const watchdog = setTimeout(() => local.abort(), firstByMs);
-    const onAbort = (): void => local.abort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let assignment: StepAssignment | undefined;
-    let assembler: TensorAssembler | undefined;
-    try {
-      const stream = serverStreamCall(method, { deadlineMs: firstByMs + this.options.transferDeadlineMs, signal: local.signal }, (md, o) =>
-        this.client.pullStep(request, md, o),
-      );
-      for await (const message of stream) {
-        const p = message.payload;
-        if (p?.$case === 'assignment') {
-          if (assignment) throw protocolError(method, 'expected one StepAssignment, got a second');
-          clearTimeout(watchdog);
-          assignment = p.assignment;
-          assembler = this.assembler(assignment.updateTensors.map(specFromProto));
-          const s = assignment.samples;
-          if (s) this.options.onReceivedBytes?.(s.images.length + s.labels.length);
-        } else if (p?.$case === 'chunk') {
-          if (!assembler) throw protocolError(method, `expected a StepAssignment first, got a chunk of '${p.chunk.name}'`);
-          assembler.add(p.chunk);
-          this.options.onReceivedBytes?.(p.chunk.data.length);
-        }
-      }
-    } catch (err) {
-      if (local.signal.aborted && !signal?.aborted && !assignment) {
-        throw new RpcError(method, GrpcStatus.DEADLINE_EXCEEDED, statusName(GrpcStatus.DEADLINE_EXCEEDED),
-          `no assignment within ${firstByMs} ms (max_wait_ms ${request.maxWaitMs} + ${this.options.rpcDeadlineMs})`, true, { cause: err });
-      }
-      throw err;
-    } finally {
-      clearTimeout(watchdog);
-      signal?.removeEventListener('abort', onAbort);
-    }
-    if (!assignment || !assembler) throw protocolError(method, 'expected a StepAssignment, the stream ended without one');
-    return assignmentFromProto(assignment, assembler.finish());
+  openSession(signal?: AbortSignal): OrderStream {
+    const call = openDuplexCall<SessionRequest, SessionOrder>('Coordinator/Session', { signal }, (md, o) => this.client.session(md, o));
+    return new OrderStream(call, this.options, (expected) => this.assembler(expected));
   }
 
   /**
@@ -204,6 +168,69 @@ export class CoordinatorLink {
 
   private assembler(expected: ReturnType<typeof specFromProto>[]): TensorAssembler {
     return new TensorAssembler({ expected, checkFinite: true, maxMessageBytes: this.options.maxMessageBytes });
+  }
+}
+
+/** The next order and the configuration pushed before it, if the coordinator's moved past the worker's. */
+export interface PushedOrder {
+  assignment: Assignment;
+  config?: ConfigState;
+}
+
+/**
+ * The worker's open Session stream: one order per {@link OrderStream.next}. A failed read (the stream
+ * ended, or an order was late) ends the session for good: the coordinator sees the same end and drops the
+ * incarnation, so the worker registers again rather than reopen it.
+ */
+export class OrderStream {
+  private readonly method = 'Coordinator/Session';
+
+  constructor(
+    private readonly call: DuplexCall<SessionRequest, SessionOrder>,
+    private readonly options: CoordinatorLinkOptions,
+    private readonly assembler: (expected: ReturnType<typeof specFromProto>[]) => TensorAssembler,
+  ) {}
+
+  /** Settles once the stream is over. */
+  get ended(): Promise<void> {
+    return this.call.ended;
+  }
+
+  /**
+   * Says the worker is ready (`ready`) and reads its next order: an optional ConfigState, the
+   * StepAssignment within `ready.maxWaitMs` plus the RPC deadline (the coordinator answers WAIT by
+   * max_wait_ms), then the update chunks it lists, each within the transfer deadline.
+   */
+  async next(ready: SessionReady): Promise<PushedOrder> {
+    const { method } = this;
+    await this.call.send({ payload: { $case: 'ready', ready } });
+    const firstByMs = ready.maxWaitMs + this.options.rpcDeadlineMs;
+    let config: ConfigState | undefined;
+    for (;;) {
+      const p = (await this.call.read(firstByMs)).payload;
+      if (p?.$case === 'config') {
+        if (config) throw protocolError(method, 'expected one ConfigState before an assignment, got a second');
+        config = p.config;
+        continue;
+      }
+      if (p?.$case !== 'assignment') throw protocolError(method, `expected a StepAssignment, got ${p ? `a ${p.$case}` : 'an empty message'}`);
+      const assignment = p.assignment;
+      const assembler = this.assembler(assignment.updateTensors.map(specFromProto));
+      const s = assignment.samples;
+      if (s) this.options.onReceivedBytes?.(s.images.length + s.labels.length);
+      while (!assembler.complete) {
+        const c = (await this.call.read(this.options.transferDeadlineMs)).payload;
+        if (c?.$case !== 'chunk') throw protocolError(method, `expected the update's TensorChunks, got ${c ? `a ${c.$case}` : 'an empty message'}`);
+        assembler.add(c.chunk);
+        this.options.onReceivedBytes?.(c.chunk.data.length);
+      }
+      return { assignment: assignmentFromProto(assignment, assembler.finish()), config };
+    }
+  }
+
+  /** Ends the session (the coordinator drops this incarnation); idempotent. */
+  close(): void {
+    this.call.cancel();
   }
 }
 

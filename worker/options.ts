@@ -29,11 +29,11 @@ export interface WorkerOptions {
    * of this and its own limit). Generous because a step's samples arrive in one message. @default 67108864
    */
   maxMessageBytes?: number;
-  /** How long the coordinator may hold a PullStep before answering WAIT. @default 5000 */
+  /** How long the coordinator may hold back the worker's next order on its Session stream before answering WAIT. @default 5000 */
   pullWaitMs?: number;
   /** Deadline of every small call (Register, GetConfig, Heartbeat, Leave, SubmitEval). @default 10000 */
   rpcDeadlineMs?: number;
-  /** Deadline of the calls that move tensors (GetWeights, PushGradients, a PullStep's update). @default 120000 */
+  /** Deadline of the calls that move tensors (GetWeights, PushGradients, an order's update). @default 120000 */
   transferDeadlineMs?: number;
   /**
    * Keep retrying a coordinator that is unreachable (UNAVAILABLE, or silent past deadlines) for this

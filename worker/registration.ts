@@ -23,6 +23,8 @@ export interface Registration {
   /** NATS URL of the job's event bus; undefined when the coordinator runs without one. */
   natsUrl: string | undefined;
   jobId: string;
+  /** This registration's incarnation: sent on every later call, so a replaced one cannot act for the new one. */
+  incarnation: number;
 }
 
 /** What the worker says about itself; the model fields are known only after the first registration. */
@@ -93,6 +95,7 @@ export function parseRegistration(response: RegisterResponse, target: string): R
     coordinatorVersion: response.coordinatorVersion,
     natsUrl: response.natsUrl === '' ? undefined : response.natsUrl,
     jobId: response.jobId === '' ? spec.name : response.jobId,
+    incarnation: response.incarnation,
   };
 }
 

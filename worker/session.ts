@@ -5,7 +5,7 @@ import type { HeartbeatRequest } from '../proto';
 import { BusListener } from './bus-listener';
 import { type CallPolicy, callWithRetry } from './call-policy';
 import { type ConfigSync, type WorkerConfig, configFromProto } from './config-sync';
-import type { CoordinatorLink } from './coordinator-link';
+import type { CoordinatorLink, OrderStream, PushedOrder } from './coordinator-link';
 import { WorkerError } from './errors';
 import { HeartbeatTimer } from './heartbeat';
 import type { CompiledWorkerOptions } from './options';
@@ -21,8 +21,8 @@ export interface SessionDeps {
   /** The tfjs backend the worker computes on, for the capabilities. */
   backend: string;
   log: (line: string) => void;
-  /** The worker's state as heartbeats report it (everything but the id). */
-  heartbeatState: () => Omit<HeartbeatRequest, 'workerId'>;
+  /** The worker's state as heartbeats report it (everything but the id and incarnation). */
+  heartbeatState: () => Omit<HeartbeatRequest, 'workerId' | 'incarnation'>;
   /** A heartbeat answer asked the worker to drain. */
   onDrainRequested: (reason: string) => void;
   /** host:port of the worker's allreduce data plane; undefined: it has none. */
@@ -44,6 +44,8 @@ export class Session {
   private bus: BusListener | undefined;
   private heartbeat: HeartbeatTimer | undefined;
   private heartbeatFailing = false;
+  /** The Session stream of the current registration; undefined before join() and once it ended. */
+  private orders: OrderStream | undefined;
   /** Tensors held after joining: a share must leave the count where it found it. */
   tensorBaseline: number | undefined;
 
@@ -108,7 +110,38 @@ export class Session {
     this.updateConfigMetrics();
     await this.loadWeights(signal);
     this.startHeartbeat(reg);
+    this.orders?.close();
+    this.orders = deps.link.openSession();
     this.tensorBaseline = tf.memory().numTensors;
+  }
+
+  /**
+   * Tells the coordinator the worker is ready and waits for its next order (see OrderStream.next); a
+   * configuration pushed with it is taken at once. A failure ends the session: join() again.
+   */
+  async nextOrder(state: { lastCompletedStep: number; weightsVersion: number; maxWaitMs: number }): Promise<PushedOrder> {
+    const orders = this.orders;
+    if (!orders) throw new WorkerError('no session stream: join() first');
+    const reg = this.registration;
+    const pushed = await orders.next({
+      workerId: reg.workerId,
+      incarnation: reg.incarnation,
+      lastCompletedStep: state.lastCompletedStep,
+      configVersion: Math.max(0, this.deps.configSync.version),
+      weightsVersion: Math.max(0, state.weightsVersion),
+      maxWaitMs: state.maxWaitMs,
+    });
+    if (pushed.config && this.deps.configSync.push(configFromProto(pushed.config))) this.updateConfigMetrics();
+    return pushed;
+  }
+
+  /**
+   * Ends the session stream: the coordinator drops this incarnation and takes back what it held, so the
+   * caller must drop its held sums too and join() again.
+   */
+  endSession(): void {
+    this.orders?.close();
+    this.orders = undefined;
   }
 
   /** Whether this worker takes part in allreduces: the job asks for them and it has a data plane. */
@@ -152,7 +185,7 @@ export class Session {
    */
   announceDrain(reason: string): void {
     if (!this.reg) return;
-    this.deps.link.leave({ workerId: this.reg.workerId, drain: true, reason }).catch((err: unknown) => {
+    this.deps.link.leave({ workerId: this.reg.workerId, incarnation: this.reg.incarnation, drain: true, reason }).catch((err: unknown) => {
       this.deps.log(`Leave (drain) was not answered (${messageOf(err)}); leaving after the share anyway`);
     });
   }
@@ -162,17 +195,20 @@ export class Session {
     await this.heartbeat?.stop();
     if (!this.reg) return;
     try {
-      await this.deps.link.leave({ workerId: this.reg.workerId, drain: false, reason });
+      await this.deps.link.leave({ workerId: this.reg.workerId, incarnation: this.reg.incarnation, drain: false, reason });
       this.deps.log(`left the job (${reason})`);
     } catch (err) {
       // After STOP the coordinator may well have exited already: the Leave is a courtesy, not a need.
       this.deps.log(`Leave was not answered (${messageOf(err)}); leaving anyway`);
+    } finally {
+      this.endSession();
     }
   }
 
-  /** Stops the heartbeat and the bus and frees the model. */
+  /** Stops the heartbeat, the session stream and the bus and frees the model. */
   async close(): Promise<void> {
     await this.heartbeat?.stop();
+    this.endSession();
     await this.bus?.close();
     this.model?.dispose();
   }
@@ -221,7 +257,7 @@ export class Session {
     this.heartbeat = new HeartbeatTimer({
       intervalMs: reg.heartbeatIntervalMs,
       send: (request, deadlineMs) => deps.link.heartbeat(request, deadlineMs),
-      snapshot: () => ({ workerId: this.id, ...deps.heartbeatState() }),
+      snapshot: () => ({ workerId: this.id, incarnation: reg.incarnation, ...deps.heartbeatState() }),
       onResponse: (response) => {
         if (this.heartbeatFailing) deps.log('heartbeats answered again');
         this.heartbeatFailing = false;

@@ -1,4 +1,3 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs';
 import { Registry } from 'prom-client';
 import {
@@ -18,10 +17,10 @@ import {
   UpdateKind,
 } from '../common';
 import { type Assignment, AssignmentKind } from './assignment';
-import { isUnknownWorker } from './call-policy';
+import { endsSession } from './call-policy';
 import { ConfigSync, type WorkerConfig } from './config-sync';
 import { CoordinatorLink } from './coordinator-link';
-import { ConfigSyncError, CoordinatorUnreachableError, HeldSumsError, IncompatibleCoordinatorError, ReplicaUpdateError, WorkerError } from './errors';
+import { ReplicaUpdateError, WorkerError } from './errors';
 import { HeldSums, type ReducedSums } from './held-sums';
 import { evalRequest, runEvalShare } from './eval-runner';
 import { WorkerLifecycle, isFinal, lifecycleToProto, nextLifecycle } from './lifecycle';
@@ -50,10 +49,8 @@ export interface WorkerReadyInfo {
   metricsUrl: string;
 }
 
-/** Failed turns in a row (an unreachable coordinator has its own time limit instead) before the worker gives up. */
+/** Sessions in a row that end before an order is done (an unreachable coordinator has its own time limit) before the worker gives up. */
 export const MAX_CONSECUTIVE_FAILURES = 5;
-/** Shortest pause after a WAIT, so a coordinator answering WAIT at once with no delay cannot spin the worker. */
-const MIN_WAIT_MS = 50;
 
 /**
  * A shardwise worker: registers with the coordinator, builds the job's model, loads the coordinator's
@@ -150,6 +147,8 @@ export class Worker {
         onDrainRequested: (reason) => this.drain(reason),
         dataAddress: this.dataPlane.address,
       });
+      // Past the grace period the wait for an order is cut too: ending the session ends that wait.
+      this.stopSignal.signal.addEventListener('abort', () => this.session?.endSession(), { once: true });
       await this.session.join(AbortSignal.any([this.drainSignal.signal, this.stopSignal.signal]));
       if (this.lifecycle === WorkerLifecycle.Starting) {
         this.move(WorkerLifecycle.Running);
@@ -201,9 +200,14 @@ export class Worker {
     return this.drainSignal.signal.aborted || this.stopSignal.signal.aborted;
   }
 
-  /** The step loop: one assignment per turn; NOT_FOUND means the coordinator forgot us, so register again. */
+  /**
+   * The step loop: one order per turn. An error that ends the session (it is known to be transient: the
+   * coordinator is unreachable, restarted, forgot this worker, or an answer was lost or late) drops what
+   * the worker holds, as the coordinator drops it for the same session, and registers again; any other
+   * error is a bug or a refusal for good and fails the worker at once.
+   */
   private async loop(session: Session): Promise<WorkerExitReason> {
-    let failures = 0;
+    let losses = 0;
     for (;;) {
       if (this.stopSignal.signal.aborted) {
         await session.leave(`${this.drainReason}; grace period expired`);
@@ -218,7 +222,7 @@ export class Worker {
         if (this.needsJoin) await session.join(this.drainSignal.signal);
         this.needsJoin = false;
         const stopped = await this.turn(session);
-        failures = 0;
+        losses = 0;
         if (stopped) {
           // A draining worker is answered STOP once its last share is in.
           const draining = this.drainSignal.signal.aborted;
@@ -227,42 +231,35 @@ export class Worker {
         }
       } catch (err) {
         if (this.stopping) continue;
-        if (isUnknownWorker(err)) {
-          this.log(`the coordinator no longer knows this worker (${(err as RpcError).details}); registering again`);
-          // Sums held under the old registration are void (the coordinator redoes those micro-batches): kept,
-          // they would be added to the same step's new share.
-          this.held.clear();
-          this.reduced = undefined;
-          this.needsJoin = true;
-          continue;
+        if (!endsSession(err)) throw err;
+        if (++losses > MAX_CONSECUTIVE_FAILURES) {
+          throw new WorkerError(`giving up after ${losses - 1} sessions in a row ended before an order was done; the last: ${messageOf(err)}`, { cause: err });
         }
-        if (err instanceof CoordinatorUnreachableError || err instanceof IncompatibleCoordinatorError || err instanceof ConfigSyncError) throw err;
-        const message = err instanceof Error ? err.message : String(err);
-        if (++failures >= MAX_CONSECUTIVE_FAILURES) {
-          throw new WorkerError(`giving up after ${failures} failed turns in a row; the last: ${message}`, { cause: err });
-        }
-        this.log(`turn failed (${failures}/${MAX_CONSECUTIVE_FAILURES}): ${message}; pulling again`);
-        await delay(250 * 2 ** failures, undefined, { signal: this.drainSignal.signal }).catch(() => undefined);
+        this.log(`session ended (${messageOf(err)}); dropping the sums it held and registering again`);
+        // The coordinator takes back what this incarnation held when its session ends: kept, the sums
+        // would be added to the same step's new share.
+        session.endSession();
+        this.held.clear();
+        this.reduced = undefined;
+        this.needsJoin = true;
       }
     }
   }
 
   /**
-   * One PullStep and what it asks for; true when the coordinator said STOP. The pull is not cut short
-   * by a drain: a share handed out meanwhile is computed and pushed rather than left for a redo.
+   * Asks for the next order and carries it out; true when the coordinator said STOP. The wait is not cut
+   * short by a drain: a share handed out meanwhile is computed and pushed rather than left for a redo.
    */
   private async turn(session: Session): Promise<boolean> {
-    const { registration: reg, replica } = session;
+    const { replica } = session;
     const t0 = performance.now();
     const timeline = processTimeline();
     const pullStart = timeline.now();
-    const a = await session.call('Coordinator/PullStep', (signal) => this.link.pullStep({
-      workerId: reg.workerId,
+    const { assignment: a } = await session.nextOrder({
       lastCompletedStep: this.lastCompletedStep,
-      configVersion: Math.max(0, this.configSync.version),
+      weightsVersion: replica.weightsVersion,
       maxWaitMs: this.options.pullWaitMs,
-      weightsVersion: Math.max(0, replica.weightsVersion),
-    }, signal), true, this.stopSignal.signal);
+    });
     const t1 = performance.now();
     this.metrics.sharePhaseDuration.observe({ phase: 'wait' }, (t1 - t0) / 1000);
     if (a.kind === AssignmentKind.Stop) {
@@ -277,7 +274,6 @@ export class Worker {
     if (a.kind === AssignmentKind.Wait) {
       if (a.waitReason !== this.lastWaitReason) this.log(`waiting: ${a.waitReason || 'no share for this worker now'}`);
       this.lastWaitReason = a.waitReason;
-      await delay(Math.max(MIN_WAIT_MS, a.retryAfterMs), undefined, { signal: this.drainSignal.signal }).catch(() => undefined);
       return false;
     }
     this.lastWaitReason = '';
@@ -361,8 +357,7 @@ export class Worker {
     // A draining worker hands its sums over rather than keep them for an allreduce it may not see.
     const hold = session.joinsAllreduce && !this.drainSignal.signal.aborted;
     const messages = gradientMessages(reg.workerId, share, reg.maxMessageBytes, hold);
-    const accepted = await this.submit(a, () =>
-      session.call('Coordinator/PushGradients', (signal) => this.link.pushGradients(messages, signal), false, this.stopSignal.signal));
+    const accepted = await this.submit(a, () => this.link.pushGradients(messages, this.stopSignal.signal));
     endPush();
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
     if (!accepted) return;
@@ -399,7 +394,9 @@ export class Worker {
       this.metrics.receivedBytes.inc(stats.bytesReceived);
       this.metrics.sharePhaseDuration.observe({ phase: 'reduce' }, (performance.now() - t0) / 1000);
     } catch (err) {
-      if (!(err instanceof AllreduceError || err instanceof HeldSumsError)) throw err;
+      // Held sums that do not match the order are a bug on one side (the session protocol keeps them in
+      // step): that fails the worker. A failed exchange is the coordinator's to re-plan.
+      if (!(err instanceof AllreduceError)) throw err;
       this.log(`step ${a.globalStep}: allreduce ${order.key} failed (${err.message}); the coordinator re-plans the step`);
     }
   }
@@ -410,8 +407,7 @@ export class Worker {
     const samples = localSamples(a.globalStep, a.microBatches, a.samples, numClasses);
     const share = await runEvalShare(replica.parts, samples, numClasses);
     const request = evalRequest(reg.workerId, a.globalStep, a.epoch, share);
-    const accepted = await this.submit(a, () =>
-      session.call('Coordinator/SubmitEval', (signal) => this.link.submitEval(request, signal), false, this.stopSignal.signal));
+    const accepted = await this.submit(a, () => this.link.submitEval(request, this.stopSignal.signal));
     if (!accepted) return;
     this.counts.evalShares++;
     this.log(`evaluation after epoch ${a.epoch}: ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
@@ -419,8 +415,11 @@ export class Worker {
   }
 
   /**
-   * Sends a result. A refusal that concerns only this result (stale: the share was redone elsewhere or
-   * the step moved on; malformed) is logged and the worker goes on with its next assignment.
+   * Sends a result, once: a result is not repeated blindly. A refusal that concerns only this result
+   * (stale: the share was redone elsewhere or the step moved on; malformed) is logged and the worker goes
+   * on with its next assignment. Any other failure leaves it unknown whether the coordinator counted the
+   * result, so it ends the session (loop): the coordinator drops what this incarnation held when it sees
+   * the session end, and the worker drops the same, so a result is never counted by one and void for the other.
    */
   private async submit(a: Assignment, send: () => Promise<unknown>): Promise<boolean> {
     try {
@@ -456,4 +455,8 @@ export class Worker {
   private log(line: string): void {
     this.options.log(`worker ${this.id}: ${line}`);
   }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

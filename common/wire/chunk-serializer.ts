@@ -4,7 +4,7 @@ import {
   CoordinatorClient,
   CoordinatorService,
   GetWeightsResponse,
-  PullStepResponse,
+  SessionOrder,
   PushGradientsRequest,
   TensorChunk,
 } from '../../proto';
@@ -133,7 +133,7 @@ function deserializerFor<T>(codec: OneofCodec<T>): (buf: Buffer) => T {
 
 /**
  * The Coordinator service definition to register and to build clients from: the generated one with
- * one-copy (de)serializers for PushGradients, PullStep and GetWeights. Wire-compatible with it.
+ * one-copy (de)serializers for PushGradients, Session and GetWeights. Wire-compatible with it.
  */
 export const COORDINATOR_SERVICE = {
   ...CoordinatorService,
@@ -142,10 +142,10 @@ export const COORDINATOR_SERVICE = {
     requestSerialize: serializerFor(PushGradientsRequest),
     requestDeserialize: deserializerFor(PushGradientsRequest),
   },
-  pullStep: {
-    ...CoordinatorService.pullStep,
-    responseSerialize: serializerFor(PullStepResponse),
-    responseDeserialize: deserializerFor(PullStepResponse),
+  session: {
+    ...CoordinatorService.session,
+    responseSerialize: serializerFor(SessionOrder),
+    responseDeserialize: deserializerFor(SessionOrder),
   },
   getWeights: {
     ...CoordinatorService.getWeights,

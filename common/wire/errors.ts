@@ -79,7 +79,7 @@ export class IncompatiblePeerError extends WireError {
 
 /**
  * A request refers to a step or config version the coordinator has moved past (or not reached).
- * Maps to FAILED_PRECONDITION: the worker should PullStep / GetConfig again, not resend.
+ * Maps to FAILED_PRECONDITION: the worker asks for its next order / GetConfig, not resend.
  */
 export class StaleRequestError extends WireError {
   /** What is stale: `globalStep` or `configVersion`. */

@@ -106,7 +106,7 @@ export const RPC_BACKOFF: Required<BackoffOptions> = {
 /** How a call is retried. */
 export interface RpcRetryOptions extends BackoffOptions {
   /**
-   * Safe to repeat after a timeout (reads, heartbeats, PullStep). PushGradients and SubmitEval are
+   * Safe to repeat after a timeout (reads, heartbeats). PushGradients and SubmitEval are
    * not: they are retried only on UNAVAILABLE, and the coordinator drops duplicates by (worker, step).
    * @default true
    */

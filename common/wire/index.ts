@@ -56,6 +56,8 @@ export type { GrpcServerOptions, RunningGrpcServer, ServiceBinding } from './grp
 export { createCoordinatorClient, deadlineAfter, unaryCall, serverStreamCall, clientStreamCall } from './grpc-client';
 export type { GrpcClientOptions, RpcCallOptions } from './grpc-client';
 export { writeAll, StreamClosedError } from './stream-io';
+export { duplexStreamHandler, openDuplexCall } from './duplex-call';
+export type { DuplexCall } from './duplex-call';
 export { TensorChannel, connectTensorChannel, startTensorChannelServer } from './tensor-channel';
 export type { TensorChannelOptions, ReceiveOptions, ReceivedFrame, TensorChannelServer } from './tensor-channel';
 export { FRAME_MAGIC, FRAME_PREFIX_BYTES, DEFAULT_MAX_FRAME_HEADER_BYTES, encodeFrameHeader } from './tensor-channel-frame';

@@ -58,7 +58,7 @@ function splitAs(ids: readonly number[], workers: readonly string[], counts: rea
 /**
  * Who computes which micro-batches of one round (a training step or an evaluation pass) and which are
  * done. Each worker has a queue of contiguous runs and holds at most one handout at a time; asking again
- * for work while holding one returns the same handout (PullStep is idempotent). A dropped worker's
+ * for work while holding one returns the same handout (asking again is idempotent). A dropped worker's
  * unfinished micro-batches go to the survivors (`reassign`), or wait as orphans for the next worker
  * when there is none. A worker that neither returns its handout nor comes for its queued work within the
  * deadline is reported by `overdue()`. Pure bookkeeping with an injected clock; nothing is counted twice.

@@ -8,10 +8,12 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
   type ClientWritableStream,
+  type handleBidiStreamingCall,
   type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
@@ -30,32 +32,45 @@ export const protobufFileName = "shardwise.proto";
  *
  * Design (why it looks the way it does):
  *
- * * Pull, not push. Workers call the coordinator; the coordinator never dials a worker. One step is
- *   PullStep (server stream: the assignment, then the averaged update of the previous step) followed by
- *   PushGradients (client stream: a header, then the gradient chunks). A single bidirectional stream per
- *   worker was rejected: in grpc-js a long-lived bidi stream has one deadline for its whole life, so a
- *   worker that dies or a half-open TCP connection leaves it hanging until keepalive notices, and errors,
- *   backpressure and reconnection must be handled in both directions at once. Short calls each carry
- *   their own deadline, fail with one status code, and can be retried on their own.
- * * Deadlines everywhere. Every call is made with a deadline. PullStep is a long poll: the worker says
- *   how long it may wait (max_wait_ms, below its deadline) and the coordinator answers STEP_KIND_WAIT
- *   when no step is ready by then, so an idle worker never sits on an expired call. The coordinator
- *   detects dead workers by missing heartbeats (lease_ms) and drops them from the step.
- * * The coordinator applies the optimizer. It sums the workers' gradient sums in micro-batch order,
- *   updates its master weights, and sends every replica the new values of what changed; workers hold no
- *   optimizer state, so a joiner needs only the weights and replicas cannot drift (docs/distributed-design.md).
+ * * Push, not poll. After Register (and GetWeights), a worker opens one Session stream for as long as
+ *   it is registered, and the coordinator pushes on it what the worker must do the moment it exists:
+ *   step assignments (TRAIN, EVAL), allreduce orders (REDUCE), the update to apply (riding on the next
+ *   order, or alone on a WAIT), configuration changes (ConfigState, before the order that needs them) and
+ *   STOP. Flow control is one credit at a time: the worker sends a SessionReady when it is ready for its
+ *   next order (stating its replica's weights_version, so the update is cut for it), and the coordinator
+ *   answers it with exactly one order, as soon as there is one. An idle worker therefore costs nothing:
+ *   no call is repeated, nothing is re-sent, and the order goes out in the same turn of the coordinator's
+ *   event loop that made it (a round opened, an allreduce began, the job ended).
+ * * A session is an incarnation. The stream opens with the incarnation Register granted; when it ends,
+ *   on either side and for any reason (the worker's process died, the connection was cut, a keepalive
+ *   ping went unanswered), the coordinator drops that incarnation and takes back what it held, including
+ *   sums it kept for an allreduce, and the worker drops those sums and registers again. Both act on the
+ *   same event, so a push whose answer was lost with the connection is never counted by one side and
+ *   void on the other.
+ * * Deadlines and keepalive. Every unary and transfer call has a deadline. The Session call has none of
+ *   its own (it lives as long as the registration), but no wait on it is unbounded: the coordinator
+ *   answers a SessionReady within its max_wait_ms (with WAIT when nothing is ready), the worker gives up
+ *   on an order that is later than that plus its RPC deadline, and both sides ping the connection (gRPC
+ *   keepalive, from lease_ms), so a silent peer or a half-open TCP connection is noticed within the lease.
+ *   A dead worker is also noticed by its missing heartbeats (lease_ms) while it computes.
+ * * The optimizer runs everywhere. With the default allreduce exchange, the workers that hold a step's
+ *   sums reduce them among themselves over a raw-TCP data plane (common/collective), the coordinator
+ *   receiving the sum too; each member applies the optimizer to it itself and all end with the same bytes.
+ *   With the parameter-server exchange, workers push their sums over PushGradients and copy the changed
+ *   weights from their next order (docs/distributed-design.md).
  * * Workers need no dataset: each assignment carries the raw pixels of its samples (a DataChunk).
  * * Big payloads are streams of chunks. Weights and gradients move as
  *   TensorChunk messages whose `bytes` hold raw little-endian values. No message carries
  *   `repeated float` (ts-proto would decode it value by value into a JS array of doubles), and no
  *   message exceeds the negotiated max_message_bytes: a tensor is cut into slices at byte offsets, and
  *   the receiver checks the slices against a manifest sent first on the same stream.
- * * Small control state stays out of the streams: job spec, learning rates and freeze state come from
- *   Register/GetConfig and are versioned by config_version; every step carries the config_version it
- *   was computed with, so a worker that missed an event (sent over NATS) notices and calls GetConfig.
+ * * Every step carries the config_version it was computed with, and the Session stream sends the
+ *   ConfigState of a newer version before the order that needs it. NATS events (and GetConfig) are kept
+ *   for observers and for workers that need the configuration outside a session.
  * * Domain errors travel as gRPC status codes (INVALID_ARGUMENT for a bad tensor, FAILED_PRECONDITION
  *   for a stale step or protocol mismatch, RESOURCE_EXHAUSTED for an oversized message, UNAVAILABLE
- *   while draining); the mapping lives in common/wire/grpc-status.ts.
+ *   while draining, NOT_FOUND for an incarnation the coordinator no longer knows); the mapping lives in
+ *   common/wire/grpc-status.ts.
  */
 
 /** Element type of a tensor's raw bytes. Values are little-endian on the wire. */
@@ -84,11 +99,11 @@ export enum StepKind {
   TRAIN = 1,
   /** EVAL - Evaluate on sample_indices (validation split) and SubmitEval. */
   EVAL = 2,
-  /** WAIT - Nothing ready yet: apply the update (if any) and pull again after retry_after_ms. */
+  /** WAIT - Nothing for this worker yet (wait_reason says why): apply the update (if any) and ask for the next order. */
   WAIT = 3,
   /** STOP - The job is over (or this worker was told to drain): Leave and exit. */
   STOP = 4,
-  /** REDUCE - Allreduce the sums this worker holds for global_step with the ring in `reduce`, then pull again. */
+  /** REDUCE - Allreduce the sums this worker holds for global_step with the members in `reduce`, then ask again. */
   REDUCE = 5,
   UNRECOGNIZED = -1,
 }
@@ -193,6 +208,11 @@ export interface RegisterResponse {
    */
   natsUrl: string;
   jobId: string;
+  /**
+   * This registration's incarnation (a rendezvous generation): the worker sends it on every later call,
+   * and a call from an older incarnation of the same id is refused (NOT_FOUND) or, for Leave, ignored.
+   */
+  incarnation: number;
 }
 
 export interface GetConfigRequest {
@@ -218,6 +238,8 @@ export interface HeartbeatRequest {
   state: WorkerState;
   lastCompletedStep: number;
   configVersion: number;
+  /** From RegisterResponse; 0 (an older worker) skips the check. */
+  incarnation: number;
 }
 
 export interface HeartbeatResponse {
@@ -233,6 +255,8 @@ export interface LeaveRequest {
   /** True: finish the step in progress first (graceful drain); false: leave now. */
   drain: boolean;
   reason: string;
+  /** From RegisterResponse: a Leave from an older incarnation does not remove the newer one. 0 skips the check. */
+  incarnation: number;
 }
 
 export interface LeaveResponse {
@@ -289,18 +313,31 @@ export interface MicroBatch {
   sampleIndices: number[];
 }
 
-export interface PullStepRequest {
+/**
+ * What the worker sends on its Session stream: the first message opens the session, each one asks for
+ * the next order.
+ */
+export interface SessionReady {
   workerId: string;
+  /** From RegisterResponse: a session of an incarnation that is no longer the live one is refused (NOT_FOUND). */
+  incarnation: number;
   /** The last step this worker finished (its gradients were accepted); 0 before the first. */
   lastCompletedStep: number;
   configVersion: number;
   /**
-   * How long the coordinator may hold the call before answering STEP_KIND_WAIT; keep it below the
-   * call's deadline so the answer arrives before the deadline does.
+   * Updates applied to the worker's replica (the coordinator's weights_version it last copied): the update
+   * on the next order brings it from there.
+   */
+  weightsVersion: number;
+  /**
+   * Longest the coordinator may keep the worker waiting for this order: past it, it answers WAIT. The
+   * worker treats an order later than this (plus its RPC deadline) as a dead session.
    */
   maxWaitMs: number;
-  /** Updates applied to the worker's replica (the coordinator's weights_version it last copied). */
-  weightsVersion: number;
+}
+
+export interface SessionRequest {
+  payload?: { $case: "ready"; ready: SessionReady } | undefined;
 }
 
 /** One member of an allreduce ring. */
@@ -373,7 +410,7 @@ export interface StepAssignment {
   stepMicroBatchCount: number;
   /** Manifest of the TensorChunks that follow on this stream. */
   updateTensors: TensorSpec[];
-  /** For STEP_KIND_WAIT: pull again after this long. */
+  /** Unused since the Session stream (it was a poll interval); kept so field 11 is never reused. */
   retryAfterMs: number;
   /** The coordinator's weights_version once the update that follows is applied. */
   weightsVersion: number;
@@ -389,8 +426,15 @@ export interface StepAssignment {
   apply?: ApplySpec | undefined;
 }
 
-export interface PullStepResponse {
-  payload?: { $case: "assignment"; assignment: StepAssignment } | { $case: "chunk"; chunk: TensorChunk } | undefined;
+/**
+ * What the coordinator pushes on a Session stream: per SessionReady, one StepAssignment and then the
+ * TensorChunks of its update; before it, a ConfigState when the configuration moved past the worker's.
+ */
+export interface SessionOrder {
+  payload?: { $case: "assignment"; assignment: StepAssignment } | { $case: "chunk"; chunk: TensorChunk } | {
+    $case: "config";
+    config: ConfigState;
+  } | undefined;
 }
 
 /** First message of PushGradients: the step and the statistics of the samples behind the sums. */
@@ -935,6 +979,7 @@ function createBaseRegisterResponse(): RegisterResponse {
     coordinatorVersion: "",
     natsUrl: "",
     jobId: "",
+    incarnation: 0,
   };
 }
 
@@ -972,6 +1017,9 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
     }
     if (message.jobId !== "") {
       writer.uint32(90).string(message.jobId);
+    }
+    if (message.incarnation !== 0) {
+      writer.uint32(96).uint64(message.incarnation);
     }
     return writer;
   },
@@ -1077,6 +1125,14 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
             message.jobId = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.incarnation = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1105,6 +1161,7 @@ export const RegisterResponse: MessageFns<RegisterResponse> = {
     message.coordinatorVersion = object.coordinatorVersion ?? "";
     message.natsUrl = object.natsUrl ?? "";
     message.jobId = object.jobId ?? "";
+    message.incarnation = object.incarnation ?? 0;
     return message;
   },
 };
@@ -1335,7 +1392,7 @@ export const ConfigState: MessageFns<ConfigState> = {
 };
 
 function createBaseHeartbeatRequest(): HeartbeatRequest {
-  return { workerId: "", state: 0, lastCompletedStep: 0, configVersion: 0 };
+  return { workerId: "", state: 0, lastCompletedStep: 0, configVersion: 0, incarnation: 0 };
 }
 
 export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
@@ -1351,6 +1408,9 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     }
     if (message.configVersion !== 0) {
       writer.uint32(32).uint64(message.configVersion);
+    }
+    if (message.incarnation !== 0) {
+      writer.uint32(40).uint64(message.incarnation);
     }
     return writer;
   },
@@ -1400,6 +1460,14 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
             message.configVersion = longToNumber(reader.uint64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.incarnation = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1421,6 +1489,7 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
     message.state = object.state ?? 0;
     message.lastCompletedStep = object.lastCompletedStep ?? 0;
     message.configVersion = object.configVersion ?? 0;
+    message.incarnation = object.incarnation ?? 0;
     return message;
   },
 };
@@ -1505,7 +1574,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
 };
 
 function createBaseLeaveRequest(): LeaveRequest {
-  return { workerId: "", drain: false, reason: "" };
+  return { workerId: "", drain: false, reason: "", incarnation: 0 };
 }
 
 export const LeaveRequest: MessageFns<LeaveRequest> = {
@@ -1518,6 +1587,9 @@ export const LeaveRequest: MessageFns<LeaveRequest> = {
     }
     if (message.reason !== "") {
       writer.uint32(26).string(message.reason);
+    }
+    if (message.incarnation !== 0) {
+      writer.uint32(32).uint64(message.incarnation);
     }
     return writer;
   },
@@ -1559,6 +1631,14 @@ export const LeaveRequest: MessageFns<LeaveRequest> = {
             message.reason = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.incarnation = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1579,6 +1659,7 @@ export const LeaveRequest: MessageFns<LeaveRequest> = {
     message.workerId = object.workerId ?? "";
     message.drain = object.drain ?? false;
     message.reason = object.reason ?? "";
+    message.incarnation = object.incarnation ?? 0;
     return message;
   },
 };
@@ -2180,31 +2261,34 @@ export const MicroBatch: MessageFns<MicroBatch> = {
   },
 };
 
-function createBasePullStepRequest(): PullStepRequest {
-  return { workerId: "", lastCompletedStep: 0, configVersion: 0, maxWaitMs: 0, weightsVersion: 0 };
+function createBaseSessionReady(): SessionReady {
+  return { workerId: "", incarnation: 0, lastCompletedStep: 0, configVersion: 0, weightsVersion: 0, maxWaitMs: 0 };
 }
 
-export const PullStepRequest: MessageFns<PullStepRequest> = {
-  encode(message: PullStepRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const SessionReady: MessageFns<SessionReady> = {
+  encode(message: SessionReady, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.workerId !== "") {
       writer.uint32(10).string(message.workerId);
     }
+    if (message.incarnation !== 0) {
+      writer.uint32(16).uint64(message.incarnation);
+    }
     if (message.lastCompletedStep !== 0) {
-      writer.uint32(16).uint64(message.lastCompletedStep);
+      writer.uint32(24).uint64(message.lastCompletedStep);
     }
     if (message.configVersion !== 0) {
-      writer.uint32(24).uint64(message.configVersion);
-    }
-    if (message.maxWaitMs !== 0) {
-      writer.uint32(32).uint32(message.maxWaitMs);
+      writer.uint32(32).uint64(message.configVersion);
     }
     if (message.weightsVersion !== 0) {
       writer.uint32(40).uint64(message.weightsVersion);
     }
+    if (message.maxWaitMs !== 0) {
+      writer.uint32(48).uint32(message.maxWaitMs);
+    }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): PullStepRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionReady {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2213,7 +2297,7 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePullStepRequest();
+      const message = createBaseSessionReady();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2230,7 +2314,7 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
               break;
             }
 
-            message.lastCompletedStep = longToNumber(reader.uint64());
+            message.incarnation = longToNumber(reader.uint64());
             continue;
           }
           case 3: {
@@ -2238,7 +2322,7 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
               break;
             }
 
-            message.configVersion = longToNumber(reader.uint64());
+            message.lastCompletedStep = longToNumber(reader.uint64());
             continue;
           }
           case 4: {
@@ -2246,7 +2330,7 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
               break;
             }
 
-            message.maxWaitMs = reader.uint32();
+            message.configVersion = longToNumber(reader.uint64());
             continue;
           }
           case 5: {
@@ -2255,6 +2339,14 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
             }
 
             message.weightsVersion = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.maxWaitMs = reader.uint32();
             continue;
           }
         }
@@ -2269,16 +2361,81 @@ export const PullStepRequest: MessageFns<PullStepRequest> = {
     }
   },
 
-  create<I extends Exact<DeepPartial<PullStepRequest>, I>>(base?: I): PullStepRequest {
-    return PullStepRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<SessionReady>, I>>(base?: I): SessionReady {
+    return SessionReady.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<PullStepRequest>, I>>(object: I): PullStepRequest {
-    const message = createBasePullStepRequest();
+  fromPartial<I extends Exact<DeepPartial<SessionReady>, I>>(object: I): SessionReady {
+    const message = createBaseSessionReady();
     message.workerId = object.workerId ?? "";
+    message.incarnation = object.incarnation ?? 0;
     message.lastCompletedStep = object.lastCompletedStep ?? 0;
     message.configVersion = object.configVersion ?? 0;
-    message.maxWaitMs = object.maxWaitMs ?? 0;
     message.weightsVersion = object.weightsVersion ?? 0;
+    message.maxWaitMs = object.maxWaitMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseSessionRequest(): SessionRequest {
+  return { payload: undefined };
+}
+
+export const SessionRequest: MessageFns<SessionRequest> = {
+  encode(message: SessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.payload?.$case) {
+      case "ready":
+        SessionReady.encode(message.payload.ready, writer.uint32(10).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payload = { $case: "ready", ready: SessionReady.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<SessionRequest>, I>>(base?: I): SessionRequest {
+    return SessionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SessionRequest>, I>>(object: I): SessionRequest {
+    const message = createBaseSessionRequest();
+    switch (object.payload?.$case) {
+      case "ready": {
+        if (object.payload?.ready !== undefined && object.payload?.ready !== null) {
+          message.payload = { $case: "ready", ready: SessionReady.fromPartial(object.payload.ready) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -2905,12 +3062,12 @@ export const StepAssignment: MessageFns<StepAssignment> = {
   },
 };
 
-function createBasePullStepResponse(): PullStepResponse {
+function createBaseSessionOrder(): SessionOrder {
   return { payload: undefined };
 }
 
-export const PullStepResponse: MessageFns<PullStepResponse> = {
-  encode(message: PullStepResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const SessionOrder: MessageFns<SessionOrder> = {
+  encode(message: SessionOrder, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     switch (message.payload?.$case) {
       case "assignment":
         StepAssignment.encode(message.payload.assignment, writer.uint32(10).fork()).join();
@@ -2918,11 +3075,14 @@ export const PullStepResponse: MessageFns<PullStepResponse> = {
       case "chunk":
         TensorChunk.encode(message.payload.chunk, writer.uint32(18).fork()).join();
         break;
+      case "config":
+        ConfigState.encode(message.payload.config, writer.uint32(26).fork()).join();
+        break;
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): PullStepResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionOrder {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2931,7 +3091,7 @@ export const PullStepResponse: MessageFns<PullStepResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBasePullStepResponse();
+      const message = createBaseSessionOrder();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2951,6 +3111,14 @@ export const PullStepResponse: MessageFns<PullStepResponse> = {
             message.payload = { $case: "chunk", chunk: TensorChunk.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payload = { $case: "config", config: ConfigState.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2963,11 +3131,11 @@ export const PullStepResponse: MessageFns<PullStepResponse> = {
     }
   },
 
-  create<I extends Exact<DeepPartial<PullStepResponse>, I>>(base?: I): PullStepResponse {
-    return PullStepResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<SessionOrder>, I>>(base?: I): SessionOrder {
+    return SessionOrder.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<PullStepResponse>, I>>(object: I): PullStepResponse {
-    const message = createBasePullStepResponse();
+  fromPartial<I extends Exact<DeepPartial<SessionOrder>, I>>(object: I): SessionOrder {
+    const message = createBaseSessionOrder();
     switch (object.payload?.$case) {
       case "assignment": {
         if (object.payload?.assignment !== undefined && object.payload?.assignment !== null) {
@@ -2978,6 +3146,12 @@ export const PullStepResponse: MessageFns<PullStepResponse> = {
       case "chunk": {
         if (object.payload?.chunk !== undefined && object.payload?.chunk !== null) {
           message.payload = { $case: "chunk", chunk: TensorChunk.fromPartial(object.payload.chunk) };
+        }
+        break;
+      }
+      case "config": {
+        if (object.payload?.config !== undefined && object.payload?.config !== null) {
+          message.payload = { $case: "config", config: ConfigState.fromPartial(object.payload.config) };
         }
         break;
       }
@@ -3727,7 +3901,7 @@ export const SubmitEvalResponse: MessageFns<SubmitEvalResponse> = {
   },
 };
 
-/** Called by workers. Every RPC must be made with a deadline. */
+/** Called by workers. Every RPC but Session must be made with a deadline (see the design notes above). */
 export type CoordinatorService = typeof CoordinatorService;
 export const CoordinatorService = {
   /** Join the job: the worker states what it runs, the coordinator assigns an id and the job. */
@@ -3784,17 +3958,18 @@ export const CoordinatorService = {
     responseDeserialize: (value: Buffer): GetWeightsResponse => GetWeightsResponse.decode(value),
   },
   /**
-   * Long poll for the next assignment: first a StepAssignment, then the TensorChunks of its update
-   * (as listed in StepAssignment.update_tensors).
+   * The worker's session: it sends a SessionReady per order it is ready for, and the coordinator pushes
+   * each order (a StepAssignment followed by the TensorChunks of its update, as listed in
+   * StepAssignment.update_tensors), preceded by a ConfigState when the configuration changed.
    */
-  pullStep: {
-    path: "/shardwise.v1.Coordinator/PullStep" as const,
-    requestStream: false as const,
+  session: {
+    path: "/shardwise.v1.Coordinator/Session" as const,
+    requestStream: true as const,
     responseStream: true as const,
-    requestSerialize: (value: PullStepRequest): Buffer => Buffer.from(PullStepRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): PullStepRequest => PullStepRequest.decode(value),
-    responseSerialize: (value: PullStepResponse): Buffer => Buffer.from(PullStepResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): PullStepResponse => PullStepResponse.decode(value),
+    requestSerialize: (value: SessionRequest): Buffer => Buffer.from(SessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SessionRequest => SessionRequest.decode(value),
+    responseSerialize: (value: SessionOrder): Buffer => Buffer.from(SessionOrder.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SessionOrder => SessionOrder.decode(value),
   },
   /** Gradient sums of one step: first a GradientHeader, then the TensorChunks it lists. */
   pushGradients: {
@@ -3847,10 +4022,11 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
    */
   getWeights: handleServerStreamingCall<GetWeightsRequest, GetWeightsResponse>;
   /**
-   * Long poll for the next assignment: first a StepAssignment, then the TensorChunks of its update
-   * (as listed in StepAssignment.update_tensors).
+   * The worker's session: it sends a SessionReady per order it is ready for, and the coordinator pushes
+   * each order (a StepAssignment followed by the TensorChunks of its update, as listed in
+   * StepAssignment.update_tensors), preceded by a ConfigState when the configuration changed.
    */
-  pullStep: handleServerStreamingCall<PullStepRequest, PullStepResponse>;
+  session: handleBidiStreamingCall<SessionRequest, SessionOrder>;
   /** Gradient sums of one step: first a GradientHeader, then the TensorChunks it lists. */
   pushGradients: handleClientStreamingCall<PushGradientsRequest, PushGradientsResponse>;
   /** Evaluation counts of an EVAL assignment. */
@@ -3938,15 +4114,13 @@ export interface CoordinatorClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<GetWeightsResponse>;
   /**
-   * Long poll for the next assignment: first a StepAssignment, then the TensorChunks of its update
-   * (as listed in StepAssignment.update_tensors).
+   * The worker's session: it sends a SessionReady per order it is ready for, and the coordinator pushes
+   * each order (a StepAssignment followed by the TensorChunks of its update, as listed in
+   * StepAssignment.update_tensors), preceded by a ConfigState when the configuration changed.
    */
-  pullStep(request: PullStepRequest, options?: Partial<CallOptions>): ClientReadableStream<PullStepResponse>;
-  pullStep(
-    request: PullStepRequest,
-    metadata?: Metadata,
-    options?: Partial<CallOptions>,
-  ): ClientReadableStream<PullStepResponse>;
+  session(): ClientDuplexStream<SessionRequest, SessionOrder>;
+  session(options: Partial<CallOptions>): ClientDuplexStream<SessionRequest, SessionOrder>;
+  session(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SessionRequest, SessionOrder>;
   /** Gradient sums of one step: first a GradientHeader, then the TensorChunks it lists. */
   pushGradients(
     callback: (error: ServiceError | null, response: PushGradientsResponse) => void,

@@ -1,0 +1,108 @@
+import { type Assignment, AssignmentKind, pullAssignment } from './assignment-desk';
+import { WorkerGoneError } from './errors';
+import type { JobContext } from './job-context';
+import { CoordinatorState } from './lifecycle';
+import { type ConfigSnapshot, currentConfig } from './worker-calls';
+
+/** What a worker states each time it asks for its next order on its session stream. */
+export interface ReadyState {
+  /** Updates applied to its replica: the next order's update starts there. */
+  weightsVersion: number;
+  /** The configuration version it holds. */
+  configVersion: number;
+  /** How long it lets the coordinator hold the order back before a WAIT. */
+  maxWaitMs: number;
+}
+
+/** One pushed order: the configuration first when it moved past the worker's, then the assignment. */
+export interface Order {
+  config?: ConfigSnapshot;
+  assignment: Assignment;
+}
+
+/** Sessions open now, by job: a worker incarnation has at most one. */
+const openSessions = new WeakMap<JobContext, Map<string, number>>();
+
+/**
+ * The coordinator's side of one worker's Session stream (one incarnation's session). It answers each
+ * SessionReady with the worker's next order the moment the job has one (the assignment desk decides what;
+ * this waits on the job's change signal, so no answer waits on a timer), and when the stream ends for any
+ * reason it takes back what that incarnation held: a session is the incarnation's life line, so the
+ * worker, which sees the same end, drops its held sums at the same moment and registers again.
+ */
+export class SessionOrders {
+  /** The newest configuration version the worker has (said or was sent). */
+  private configSent = -1;
+  private closed = false;
+
+  private constructor(
+    private readonly job: JobContext,
+    readonly workerId: string,
+    readonly incarnation: number,
+  ) {}
+
+  /**
+   * Opens the session of `workerId`'s live `incarnation`.
+   * @throws WorkerGoneError (NOT_FOUND) when that incarnation is not the live one, or already has a session.
+   */
+  static open(job: JobContext, workerId: string, incarnation: number): SessionOrders {
+    const record = job.members.member(workerId).record;
+    if (record.incarnation !== incarnation) {
+      throw new WorkerGoneError(workerId, `incarnation ${incarnation} is not the live one (${record.incarnation})`);
+    }
+    const open = openSessions.get(job) ?? new Map<string, number>();
+    openSessions.set(job, open);
+    if (open.get(workerId) === incarnation) {
+      throw new WorkerGoneError(workerId, `incarnation ${incarnation} already has a session stream; register again for a new one`);
+    }
+    open.set(workerId, incarnation);
+    return new SessionOrders(job, workerId, incarnation);
+  }
+
+  /**
+   * The next order for a worker in `state`: work, an allreduce or STOP as soon as there is one, or a
+   * WAIT once `state.maxWaitMs` passed with nothing to do.
+   * @throws WorkerGoneError once this incarnation is no longer the live member.
+   */
+  async next(state: ReadyState, gone: AbortSignal): Promise<Order> {
+    this.checkLive();
+    this.configSent = Math.max(this.configSent, state.configVersion);
+    const request = { workerId: this.workerId, weightsVersion: state.weightsVersion, maxWaitMs: state.maxWaitMs };
+    const assignment = await pullAssignment(this.job, request, gone);
+    // A newer incarnation may have registered while this one waited: its work is not this stream's.
+    this.checkLive();
+    const order: Order = { assignment };
+    const config = currentConfig(this.job);
+    if (config.configVersion > this.configSent && assignment.kind !== AssignmentKind.Stop) {
+      this.configSent = config.configVersion;
+      order.config = config;
+    }
+    return order;
+  }
+
+  /**
+   * The stream ended (`why`): the incarnation is over. A worker that was told STOP has left; any other
+   * is dropped, and what it held in the round (handouts, sums kept for the allreduce) is redone. Idempotent.
+   */
+  close(why: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    const open = openSessions.get(this.job);
+    if (open?.get(this.workerId) === this.incarnation) open.delete(this.workerId);
+    const { job } = this;
+    const record = job.members.get(this.workerId);
+    if (!record || record.incarnation !== this.incarnation || !job.isLive(this.workerId)) return;
+    // A coordinator that is stopping cuts every stream itself; the checkpoint already says what counts.
+    if (job.lifecycle.state === CoordinatorState.Stopped || job.lifecycle.state === CoordinatorState.Failed) return;
+    const told = job.members.session(this.workerId)?.toldStop ?? false;
+    job.loseWorker(this.workerId, told ? 'left' : 'failed', `its session stream (incarnation ${this.incarnation}) ended: ${why}`);
+  }
+
+  private checkLive(): void {
+    // member() says why a member is gone (dropped for what, left); a newer incarnation is said here.
+    const { record } = this.job.members.member(this.workerId);
+    if (this.closed || record.incarnation !== this.incarnation) {
+      throw new WorkerGoneError(this.workerId, `incarnation ${this.incarnation} was replaced by incarnation ${record.incarnation}`);
+    }
+  }
+}
