@@ -278,9 +278,13 @@ distributed: { leaseMs: 60000, stepDeadlineMs: 60000, desiredWorkers: 1, maxWork
   after(async () => {
     honest?.close();
     await ports?.coordinator.close();
-    const reports = ports ? readMetrics(ports.coordinator.runDir).filter((r) => r.type === 'epoch-report') : [];
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    fs.rmSync(runsDir, { recursive: true, force: true });
+    let reports;
+    try {
+      reports = ports ? readMetrics(ports.coordinator.runDir).filter((r) => r.type === 'epoch-report') : [];
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+      fs.rmSync(runsDir, { recursive: true, force: true });
+    }
     process.stdout.write(`    hostile-input surface=ports cases=${CASES.length}\n`);
     assert.ok(reports.length > 0, 'the job reported no epoch');
     for (const r of reports) assert.ok(r.type === 'epoch-report' && r.exactlyOnce, `epoch report ${JSON.stringify(r)}`);

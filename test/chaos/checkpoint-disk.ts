@@ -29,15 +29,23 @@ export class CheckpointDisk {
     return disk;
   }
 
-  /** Fills the filesystem to the last byte; returns how many bytes the filler took. */
+  /**
+   * Fills the filesystem to the last byte; returns how many bytes the filler took. Blocks shrink from 1 MiB
+   * to 1 byte: stopping at the first ENOSPC of a 1 MiB block would leave up to 1 MiB free, room enough for a
+   * small model's checkpoint, and the fault would not happen.
+   */
   fill(): number {
     const fd = openSync(path.join(this.dir, FILLER), 'w');
-    const block = Buffer.alloc(1 << 20);
     let written = 0;
     try {
-      for (;;) written += writeSync(fd, block);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+      for (let size = 1 << 20; size >= 1; size >>= 4) {
+        const block = Buffer.alloc(size);
+        try {
+          for (;;) written += writeSync(fd, block);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+        }
+      }
     } finally {
       closeSync(fd);
     }
