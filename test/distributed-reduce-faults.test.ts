@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { ClusterHarness, pause, type WorkerProc } from './support/cluster';
 import { assertRunMatchesReference, localReference, recordsOf, runRecords, type WeightMap } from './support/cluster-checks';
 import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
+import { TcpProxy } from './support/tcp-proxy';
 
 /** A worker's line after the coordinator accepted its share of a step. */
 const SHARE_DONE = /step (\d+) \(epoch \d+\): \d+\/\d+ micro-batches/;
@@ -18,8 +19,14 @@ function reducing(step: number): RegExp {
   return new RegExp(`step ${step}: reducing with members (.+) \\(allreduce (\\S+)\\)`);
 }
 
+/** Whether `worker` logged that the coordinator accepted its share of `step`. */
+function pushed(worker: WorkerProc, step: number): boolean {
+  return worker.child.lines().some((l) => SHARE_DONE.exec(l)?.[1] === String(step));
+}
+
 // Faults inside a step's allreduce (the phase after every share is in): a member killed in the exchange
-// itself. Each must cost time only: the job finishes, every sample is counted once, and the weights are the single-process trainer's.
+// itself, and a push the coordinator accepted whose answer never reached the worker. Each must cost time
+// only: the job finishes, every sample is counted once, and the weights are the single-process trainer's.
 describe('distributed training survives faults in the allreduce', function () {
   this.timeout(240_000);
   let harness: ClusterHarness;
@@ -82,5 +89,32 @@ describe('distributed training survives faults in the allreduce', function () {
     assert.ok(failed.length > 0, `the coordinator never retried step ${step}'s allreduce; its output:\n${coordinator.child.tail(40)}`);
     const redone = recordsOf(runRecords(coordinator.ready.runDir), 'epoch-report').reduce((sum, r) => sum + r.redoneMicroBatches, 0);
     assert.ok(redone > 0, `the victim's micro-batches of step ${step} were not redone`);
+  });
+
+  it('a push accepted but its answer lost on the wire: the worker drops its sums, the coordinator forfeits them', async () => {
+    const job = harness.writeJob('lost-answer', testJobYaml('lost-answer', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 10_000 }));
+    const coordinator = await harness.startCoordinator({ job });
+    // worker-2 talks to the coordinator through the proxy (gRPC only: its data plane is direct).
+    const proxy = await TcpProxy.start(coordinator.ready.grpc);
+    try {
+      const [direct, proxied] = await Promise.all([
+        harness.startWorker(coordinator.ready.grpc, 'worker-1'),
+        harness.startWorker(proxy.address, 'worker-2'),
+      ]);
+      const step = await nextSharedStep(direct, proxied);
+      // From here worker-2 hears nothing: its push of this step goes through, the answer does not.
+      proxy.holdReplies();
+      // REDUCE orders go out only once every share of the step is accepted: worker-1 entering the exchange
+      // with worker-2 among the members proves the coordinator took worker-2's push. Cut before the answer.
+      const [, members] = await direct.child.waitForLine(reducing(step), { what: `worker-1 entering the allreduce of step ${step}`, timeoutMs: 60_000 });
+      proxy.cut();
+      assert.match(members, /worker-2/, `worker-2's share of step ${step} was accepted (a member of its allreduce): ${members}`);
+      await proxied.child.waitForLine(/session ended \(.*\); dropping the sums it held/, { what: 'worker-2 ending its session', timeoutMs: 60_000 });
+      assert.equal(pushed(proxied, step), false, `worker-2 heard the answer to its push of step ${step}: the answer was not lost`);
+      await finish(() => harness.awaitFinished(coordinator, [direct, proxied]), coordinator.ready.runDir, 'after a lost push answer');
+      assert.ok(proxy.connections >= 2, `worker-2 did not reconnect through the proxy (${proxy.connections} connections)`);
+    } finally {
+      await proxy.close();
+    }
   });
 });
