@@ -11,6 +11,7 @@ export * from './data';
 export * from './models';
 export * from './training';
 export * from './reporting';
+export * from './retry';
 export * from './wire';
 export * from './collective';
 export * from './bus';

@@ -90,7 +90,7 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
   if (round?.kind === 'train' && (phase?.name === 'reducing' || phase?.name === 'reduce-failed')) {
     // The step's shares are in; its members allreduce them (a member told once per attempt). After a
     // failed attempt, a member that asks is alive: the job loop waiting for the members is woken.
-    const order = round.reduceOrderFor(id);
+    const order = round.reduceOrderFor(id, record.incarnation);
     if (order) return { reduce: order, step: round.globalStep };
     const failed = phase.name === 'reduce-failed';
     if (failed) job.changed.notify();

@@ -168,6 +168,11 @@ export class JobContext implements StepHost, MembershipHost {
     return this.members.isLive(workerId);
   }
 
+  /** The incarnation of `workerId` that is a live member; undefined when none is. */
+  liveIncarnation(workerId: string): number | undefined {
+    return this.members.isLive(workerId) ? this.members.get(workerId)?.incarnation : undefined;
+  }
+
   /** A worker failed or left; its work goes to the others (see WorkerRoster.lose). */
   loseWorker(workerId: string, how: 'failed' | 'left', reason: string): void {
     this.members.lose(workerId, how, reason);

@@ -3,11 +3,7 @@ import * as path from 'node:path';
 import { listCheckpoints } from '../coordinator';
 import { ClusterHarness, pause, type WorkerProc } from './support/cluster';
 import {
-  assertExactlyOnce,
-  assertReplicasAgree,
-  assertSameWeightsHash,
-  assertTrainingFinished,
-  finalRunWeights,
+  assertRunMatchesReference,
   localReference,
   recordsOf,
   runRecords,
@@ -46,11 +42,7 @@ describe('distributed training survives faults', function () {
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
     }
-    const records = runRecords(runDir);
-    assertTrainingFinished(records, EPOCHS);
-    assertExactlyOnce(records, EPOCHS, harness.trainImages);
-    assertReplicasAgree(records, EPOCHS, harness.stepsPerEpoch);
-    assertSameWeightsHash(finalRunWeights(runDir), reference, label);
+    assertRunMatchesReference(runDir, harness, reference, label, EPOCHS);
   }
 
   it('a worker SIGKILLed mid-compute: its share is redone by the other, the job finishes', async () => {

@@ -17,7 +17,6 @@ import {
   type EventBusError,
   type EventBusOptions,
 } from '../common/bus';
-import { ReconnectBackoff } from '../common/bus/reconnect-backoff';
 import { ConfigError } from '../common/errors';
 import { withDeadline } from './support/deadline';
 import { getFreePort } from './support/free-port';
@@ -113,7 +112,6 @@ describe('bus events', () => {
       [{ jobId: 'a.b' }, 'jobId'],
       [{ servers: [] }, 'servers'],
       [{ reconnectInitialDelayMs: 500, reconnectMaxDelayMs: 100 }, 'reconnectMaxDelayMs'],
-      [{ reconnectJitter: 1 }, 'reconnectJitter'],
       [{ publishTimeoutMs: 0 }, 'publishTimeoutMs'],
     ];
     for (const [patch, field] of bad) {
@@ -123,21 +121,6 @@ describe('bus events', () => {
         field,
       );
     }
-  });
-
-  it('backs off exponentially within the jitter band, capped, and resets', () => {
-    const backoff = new ReconnectBackoff(100, 1000, 0.2, 'worker-1');
-    const delays: number[] = [];
-    for (let i = 0; i < 6; i++) {
-      backoff.attemptStarted();
-      delays.push(backoff.delayMs());
-    }
-    [100, 200, 400, 800, 1000, 1000].forEach((base, i) => {
-      assert.ok(delays[i] >= base * 0.8 && delays[i] <= Math.min(1000, base * 1.2), `attempt ${i + 1}: ${delays[i]}`);
-    });
-    backoff.reset();
-    assert.equal(backoff.delayMs(), 100);
-    assert.equal(backoff.attemptCount, 0);
   });
 });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -31,14 +31,17 @@ describe('kube: loading the ESM-only client from CommonJS', function () {
     const dir = mkdtempSync(path.join(tmpdir(), 'shardwise-cjs-'));
     try {
       const loader = compile('common/kube/client-loader.ts');
+      const esmImport = compile('common/esm-import.ts');
       // The emit keeps a real import(): a require() of the package would be the bug this guards against.
       assert.doesNotMatch(loader, /require\(["']@kubernetes\/client-node["']\)/);
-      assert.match(loader, /new Function\('specifier', 'return import\(specifier\)'\)/);
+      assert.match(esmImport, /new Function\('specifier', 'return import\(specifier\)'\)/);
       assert.match(loader, /"use strict"[\s\S]*exports\.loadKubeClient = loadKubeClient/);
-      writeFileSync(path.join(dir, 'client-loader.js'), loader);
-      writeFileSync(path.join(dir, 'node20-compat.js'), compile('common/kube/node20-compat.ts'));
+      mkdirSync(path.join(dir, 'kube'));
+      writeFileSync(path.join(dir, 'esm-import.js'), esmImport);
+      writeFileSync(path.join(dir, 'kube', 'client-loader.js'), loader);
+      writeFileSync(path.join(dir, 'kube', 'node20-compat.js'), compile('common/kube/node20-compat.ts'));
       writeFileSync(path.join(dir, 'main.js'), [
-        "const { loadKubeClient } = require('./client-loader');",
+        "const { loadKubeClient } = require('./kube/client-loader');",
         'loadKubeClient().then((k8s) => console.log(typeof k8s.AppsV1Api, typeof k8s.KubeConfig));',
       ].join('\n'));
       // NODE_PATH: the compiled files live outside the repo, its node_modules must still resolve.

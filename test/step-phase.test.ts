@@ -16,27 +16,41 @@ function phaseOf(r: StepRound): string {
 }
 
 function reduction(key: string): Reduction {
-  return new Reduction(key, [{ id: 'coordinator', address: 'c:1', role: 'observer' }, { id: 'a', address: 'a:1' }, { id: 'b', address: 'b:1' }], [SPEC], 1, 1000);
+  const members = [{ id: 'coordinator', address: 'c:1', role: 'observer' as const }, { id: 'a', address: 'a:1' }, { id: 'b', address: 'b:1' }];
+  return new Reduction(key, members, [SPEC], 1, 1000, new Map([['a', 1], ['b', 1]]));
 }
 
 describe('a step\'s phase: one field, moved only along the allowed transitions', () => {
   it('collecting -> reducing -> reduce-failed -> collecting -> reducing -> committed', () => {
     const r = round();
     assert.equal(phaseOf(r), 'collecting');
-    assert.equal(r.reduceOrderFor('a'), undefined, 'no REDUCE order while collecting');
+    assert.equal(r.reduceOrderFor('a', 1), undefined, 'no REDUCE order while collecting');
     const first = reduction('job/step-0/attempt-1');
     r.startReduction(first);
     assert.equal(phaseOf(r), 'reducing');
-    assert.deepEqual([r.reduceOrderFor('a')?.rank, r.reduceOrderFor('a')], [1, undefined], 'a member is told once per attempt');
+    assert.deepEqual([r.reduceOrderFor('a', 1)?.rank, r.reduceOrderFor('a', 1)], [1, undefined], 'a member is told once per attempt');
     r.reductionFailed();
     assert.equal(phaseOf(r), 'reduce-failed');
-    assert.equal(r.reduceOrderFor('b'), undefined);
+    assert.equal(r.reduceOrderFor('b', 1), undefined);
     assert.deepEqual([first.isBack('b'), first.isBack('a')], [true, false], 'a member that asks after the failure is alive');
     r.collectAgain();
     r.startReduction(reduction('job/step-0/attempt-2'));
-    assert.equal(r.reduceOrderFor('b')?.key, 'job/step-0/attempt-2');
+    assert.equal(r.reduceOrderFor('b', 1)?.key, 'job/step-0/attempt-2');
     r.commit();
     assert.equal(phaseOf(r), 'committed');
+  });
+
+  it('tells and counts back only the incarnation that pushed the sums, not a new one under its id', () => {
+    const r = round();
+    const attempt = reduction('job/step-0/attempt-1');
+    r.startReduction(attempt);
+    assert.equal(r.reduceOrderFor('a', 2), undefined, 'a restarted worker holds none of its old incarnation\'s sums');
+    assert.equal(r.reduceOrderFor('a', 1)?.rank, 1, 'the incarnation that pushed is still told');
+    r.reductionFailed();
+    r.reduceOrderFor('b', 2);
+    assert.equal(attempt.isBack('b'), false, 'a new incarnation asking is not the member coming back');
+    r.reduceOrderFor('b', 1);
+    assert.equal(attempt.isBack('b'), true);
   });
 
   it('refuses a move the table does not allow, naming the step and both phases', () => {

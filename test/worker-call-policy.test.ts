@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import { RpcError, statusName } from '../common/wire';
-import { CoordinatorLink, CoordinatorUnreachableError, callWithRetry, isUnknownWorker, workerCapabilities } from '../worker';
+import { RpcError, StreamClosedError, statusName } from '../common/wire';
+import { CoordinatorLink, CoordinatorUnreachableError, callWithRetry, endsSession, isUnknownWorker, workerCapabilities } from '../worker';
 import { getFreePort } from './support/free-port';
 
 function rpcError(code: status): RpcError {
@@ -50,6 +50,25 @@ describe('worker call policy: wait out an unreachable coordinator, for a limited
       (e: unknown) => e instanceof RpcError && e.code === status.FAILED_PRECONDITION && !isUnknownWorker(e));
     const full = scripted([status.RESOURCE_EXHAUSTED]);
     assert.equal(await callWithRetry('Coordinator/Test', full.attempt, { ...POLICY, idempotent: true, alsoRetry: [status.RESOURCE_EXHAUSTED] }), 'ok');
+  });
+
+  it('a bug in the attempt (a TypeError) fails at once with its own message: not retried, not disguised as a status', async () => {
+    let calls = 0;
+    await assert.rejects(callWithRetry('Coordinator/Test', async () => {
+      calls++;
+      throw new TypeError("Cannot read properties of undefined (reading 'workerId')");
+    }, { ...POLICY, idempotent: true }), (e: unknown) => e instanceof TypeError && /reading 'workerId'/.test(e.message));
+    assert.equal(calls, 1);
+  });
+
+  it('ends the session (the worker registers again) only on errors known to be transient; a bug or a refusal fails it', () => {
+    const transient = [status.UNAVAILABLE, status.NOT_FOUND, status.DEADLINE_EXCEEDED, status.CANCELLED, status.ABORTED];
+    for (const code of transient) assert.ok(endsSession(rpcError(code)), `${statusName(code)} ends the session`);
+    assert.ok(endsSession(new StreamClosedError('the session stream ended')));
+    for (const code of [status.INVALID_ARGUMENT, status.INTERNAL, status.FAILED_PRECONDITION, status.RESOURCE_EXHAUSTED]) {
+      assert.equal(endsSession(rpcError(code)), false, `${statusName(code)} is not transient`);
+    }
+    assert.equal(endsSession(new TypeError('x is not a function')), false, 'a bug is not retried');
   });
 
   it('gives up with CoordinatorUnreachableError once the limit has passed', async () => {

@@ -153,7 +153,7 @@ describe('worker bus listener with a real nats-server', function () {
   it('keeps working without a bus: an unreachable URL only logs, and close() returns', async () => {
     const lines: string[] = [];
     const listener = new BusListener({ url: 'nats://127.0.0.1:1', jobId: JOB, name: 'worker-b', onEvent: () => undefined, onReconnect: () => undefined,
-      log: (l) => lines.push(l), retryDelayMs: 50 });
+      log: (l) => lines.push(l), retry: { initialDelayMs: 10, maxDelayMs: 50 } });
     await pollUntil(() => (lines.length > 0 ? true : undefined), { timeoutMs: 10_000, intervalMs: 20, what: 'the unreachable-bus log line' });
     await listener.close();
     assert.equal(listener.connected, false);

@@ -1,5 +1,14 @@
-import { setTimeout as delay } from 'node:timers/promises';
-import { type BusEvent, EventBus, type EventSubscription, EventValidationError, type NatsCredentials, type WorkerMetrics } from '../common';
+import {
+  type BackoffOptions,
+  type BusEvent,
+  EventBus,
+  EventBusConnectError,
+  type EventSubscription,
+  EventValidationError,
+  type NatsCredentials,
+  retryTransient,
+  type WorkerMetrics,
+} from '../common';
 
 /** Where the job's events are and who hears them. */
 export interface BusListenerOptions {
@@ -19,15 +28,16 @@ export interface BusListenerOptions {
   onReconnect: () => void;
   metrics?: WorkerMetrics;
   log: (line: string) => void;
-  /** Wait between attempts while the first connection fails. @default 5000 */
-  retryDelayMs?: number;
+  /** Waits between attempts while the first connection fails (the one retry policy's). @default 100 ms up to 5 s */
+  retry?: BackoffOptions;
 }
 
 /**
  * The worker's optional subscription to the job's event bus. It connects in the background, so a bus
  * that is down or slow never delays the worker: configuration changes then arrive over gRPC (the
  * version on each assignment tells the worker when to fetch). While the first connection fails it
- * retries every `retryDelayMs`; after that the bus client reconnects by itself.
+ * retries by the one retry policy (only an unreachable server is retried); after that the bus client
+ * reconnects by itself.
  */
 export class BusListener {
   private bus: EventBus | undefined;
@@ -63,46 +73,58 @@ export class BusListener {
 
   private async connectLoop(): Promise<void> {
     const { options } = this;
-    let failures = 0;
-    while (!this.closing.signal.aborted) {
-      try {
-        const bus = await EventBus.connect({
-          servers: options.url,
-          jobId: options.jobId,
-          name: options.name,
-          credentials: options.credentials,
-          connectTimeoutMs: 5000,
-          onError: (error) => {
-            if (error instanceof EventValidationError) options.metrics?.busRejectedEvents.inc();
-            options.log(`event bus: ${error.message}`);
-          },
-        });
-        if (this.closing.signal.aborted) {
-          await bus.close();
-          return;
-        }
-        this.bus = bus;
-        bus.onDisconnect(() => {
-          options.metrics?.busConnected.set(0);
-          options.log(`event bus ${options.url} disconnected; configuration changes come over gRPC until it is back`);
-        });
-        bus.onReconnect(() => {
-          options.metrics?.busConnected.set(1);
-          options.metrics?.busReconnects.inc();
-          options.onReconnect();
-        });
-        this.subscription = await bus.subscribe((event) => options.onEvent(event));
-        options.metrics?.busConnected.set(1);
-        options.log(`event bus: listening on ${bus.subject} at ${options.url}`);
-        if (failures > 0) options.onReconnect();
-        return;
-      } catch (err) {
-        if (failures++ === 0) {
+    let bus: EventBus;
+    let retried = false;
+    try {
+      bus = await retryTransient(() => EventBus.connect({
+        servers: options.url,
+        jobId: options.jobId,
+        name: options.name,
+        credentials: options.credentials,
+        connectTimeoutMs: 5000,
+        onError: (error) => {
+          if (error instanceof EventValidationError) options.metrics?.busRejectedEvents.inc();
+          options.log(`event bus: ${error.message}`);
+        },
+      }), {
+        ...options.retry,
+        isTransient: (err) => err instanceof EventBusConnectError,
+        signal: this.closing.signal,
+        onRetry: (err, attempt) => {
+          retried = true;
+          if (attempt > 1) return;
           const why = err instanceof Error ? err.message : String(err);
           options.log(`event bus ${options.url} unreachable (${why}); configuration changes come over gRPC, retrying in the background`);
-        }
-        await delay(options.retryDelayMs ?? 5000, undefined, { signal: this.closing.signal }).catch(() => undefined);
-      }
+        },
+      });
+    } catch (err) {
+      // Closed while it waited for a server, or refused for good (bad credentials): gRPC carries the config.
+      if (!this.closing.signal.aborted) options.log(`event bus ${options.url}: giving up (${err instanceof Error ? err.message : String(err)})`);
+      return;
     }
+    if (this.closing.signal.aborted) {
+      await bus.close();
+      return;
+    }
+    this.bus = bus;
+    bus.onDisconnect(() => {
+      options.metrics?.busConnected.set(0);
+      options.log(`event bus ${options.url} disconnected; configuration changes come over gRPC until it is back`);
+    });
+    bus.onReconnect(() => {
+      options.metrics?.busConnected.set(1);
+      options.metrics?.busReconnects.inc();
+      options.onReconnect();
+    });
+    try {
+      this.subscription = await bus.subscribe((event) => options.onEvent(event));
+    } catch (err) {
+      options.log(`event bus ${options.url}: could not subscribe (${err instanceof Error ? err.message : String(err)}); configuration changes come over gRPC`);
+      return;
+    }
+    options.metrics?.busConnected.set(1);
+    options.log(`event bus: listening on ${bus.subject} at ${options.url}`);
+    // Connected late: events published meanwhile were missed.
+    if (retried) options.onReconnect();
   }
 }

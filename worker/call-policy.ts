@@ -1,4 +1,4 @@
-import { GrpcStatus, RpcError, StreamClosedError, fromServiceError, isRetryableCode, retry } from '../common';
+import { type BackoffOptions, GrpcStatus, RpcError, StreamClosedError, fromServiceError, isRetryableCode, retryTransient } from '../common';
 import { CoordinatorUnreachableError } from './errors';
 
 /** How the worker retries one call to the coordinator. */
@@ -14,10 +14,11 @@ export interface CallPolicy {
 }
 
 /**
- * Backoff between attempts: 100 ms doubling to 2 s with ±20 % jitter. The ceiling is lower than the
- * wire default (5 s) so a restarted coordinator is found within about two seconds of coming back.
+ * The worker's bounds of the one retry policy's backoff (common/retry): waits from about 100 ms up to 2 s.
+ * The ceiling is lower than the wire default (5 s) so a restarted coordinator is found within about two
+ * seconds of coming back.
  */
-export const WORKER_RETRY_BACKOFF = { initialBackoffMs: 100, maxBackoffMs: 2000, multiplier: 2, jitter: 0.2 } as const;
+export const WORKER_BACKOFF: Required<BackoffOptions> = { initialDelayMs: 100, maxDelayMs: 2000 };
 
 /** Whether `error` says the coordinator no longer knows this worker id (it restarted or expired us). */
 export function isUnknownWorker(error: unknown): boolean {
@@ -46,12 +47,22 @@ export function endsSession(error: unknown): boolean {
 }
 
 /**
+ * A failed call (a gRPC status) as an RpcError naming the method; anything else is a bug in this process
+ * (a TypeError building the request, say) and stays what it is, so it is neither retried nor disguised.
+ */
+function callError(method: string, error: unknown, idempotent: boolean): unknown {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return error instanceof RpcError || typeof code === 'number' ? fromServiceError(method, error, { idempotent }) : error;
+}
+
+/**
  * Runs `attempt` (which starts a fresh call with its own deadline each time) until it succeeds or fails
  * with a status that is not worth repeating. UNAVAILABLE is always retried, and DEADLINE_EXCEEDED too
  * for `idempotent` calls; the attempts are not counted but timed, so a coordinator that is down for a
  * minute is waited for, and one that stays down past `retryLimitMs` ends in CoordinatorUnreachableError.
- * Every other failure is thrown at once as the RpcError it is (which codes are retryable is decided in
- * common/wire; `alsoRetry` adds codes that mean "not now" for one call, e.g. a full job at Register).
+ * Every other failure is thrown at once: a status as the RpcError it is (which codes are retryable is
+ * decided in common/wire; `alsoRetry` adds codes that mean "not now" for one call, e.g. a full job at
+ * Register), a bug as itself.
  */
 export async function callWithRetry<T>(
   method: string,
@@ -61,23 +72,23 @@ export async function callWithRetry<T>(
   const started = Date.now();
   let lastRetryable: RpcError | undefined;
   try {
-    return await retry(
+    return await retryTransient(
       async () => {
         try {
           return await attempt();
         } catch (err) {
-          throw fromServiceError(method, err, { idempotent: policy.idempotent });
+          throw callError(method, err, policy.idempotent);
         }
       },
       {
-        ...WORKER_RETRY_BACKOFF,
-        maxAttempts: Number.MAX_SAFE_INTEGER,
+        ...WORKER_BACKOFF,
+        giveUpAfterMs: policy.retryLimitMs,
         signal: policy.signal,
-        shouldRetry: (err) => {
+        isTransient: (err) => {
           if (!(err instanceof RpcError)) return false;
           if (!isRetryableCode(err.code, policy.idempotent) && !policy.alsoRetry?.includes(err.code)) return false;
           lastRetryable = err;
-          return Date.now() - started < policy.retryLimitMs;
+          return true;
         },
         onRetry: policy.onRetry ? (err, n, ms) => policy.onRetry?.(err as RpcError, n, ms) : undefined,
       },

@@ -37,7 +37,7 @@ export {
 export { evalRequest, runEvalShare, type EvalShare } from './eval-runner';
 export { HeartbeatTimer, heartbeatDeadlineMs, type HeartbeatOptions } from './heartbeat';
 export { CoordinatorLink, type CoordinatorLinkOptions, type FullWeights } from './coordinator-link';
-export { callWithRetry, isUnknownWorker, WORKER_RETRY_BACKOFF, type CallPolicy } from './call-policy';
+export { callWithRetry, endsSession, isUnknownWorker, WORKER_BACKOFF, type CallPolicy } from './call-policy';
 export {
   asIncompatible,
   parseRegistration,

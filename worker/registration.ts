@@ -1,7 +1,7 @@
 import * as os from 'node:os';
-import { GrpcStatus, type JobSpec, RpcError, WorkerIdInUseError, compileJobSpec, retry } from '../common';
+import { GrpcStatus, type JobSpec, RpcError, WorkerIdInUseError, compileJobSpec, retryTransient } from '../common';
 import { PROTOCOL_VERSION, type RegisterResponse, SHARDWISE_VERSION, type WorkerCapabilities } from '../proto';
-import { type CallPolicy, WORKER_RETRY_BACKOFF, callWithRetry } from './call-policy';
+import { type CallPolicy, WORKER_BACKOFF, callWithRetry } from './call-policy';
 import type { CoordinatorLink } from './coordinator-link';
 import { IncompatibleCoordinatorError } from './errors';
 
@@ -111,16 +111,16 @@ export async function registerWorker(link: CoordinatorLink, capabilities: Worker
   let response: RegisterResponse;
   try {
     // Another live process holds the id: wait for it to go (its lease to expire), but not forever.
-    response = await retry(() => callWithRetry('Coordinator/Register', () => link.register(capabilities, policy.signal), {
+    response = await retryTransient(() => callWithRetry('Coordinator/Register', () => link.register(capabilities, policy.signal), {
       ...policy,
       idempotent: true,
       // The job is full (maxWorkers live): a place may free up, so wait like for an unreachable coordinator.
       alsoRetry: [GrpcStatus.RESOURCE_EXHAUSTED],
     }), {
-      ...WORKER_RETRY_BACKOFF,
-      maxAttempts: Number.MAX_SAFE_INTEGER,
+      ...WORKER_BACKOFF,
+      giveUpAfterMs: policy.idInUseWaitMs,
       signal: policy.signal,
-      shouldRetry: (err) => idInUse(err) && Date.now() - started < policy.idInUseWaitMs,
+      isTransient: idInUse,
       onRetry: policy.onRetry ? (err, n, ms) => policy.onRetry?.(err as RpcError, n, ms) : undefined,
     });
   } catch (err) {

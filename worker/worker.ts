@@ -383,6 +383,8 @@ export class Worker {
     const plane = this.dataPlane;
     if (!order || !plane) return;
     const t0 = performance.now();
+    // Said before the exchange starts, so a test can fault a member inside the allreduce itself.
+    this.log(`step ${a.globalStep}: reducing with members ${order.members.map((m) => m.id).join(', ')} (allreduce ${order.key})`);
     try {
       const input = this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []);
       const compression = this.session && allreduceCompression(this.session.registration.spec.distributed);

@@ -9,16 +9,17 @@ export interface EventBusOptions {
   servers: string | readonly string[];
   /** The job whose events this bus carries; one NATS subject token. */
   jobId: string;
-  /** Client name the server shows (`coordinator`, `worker-3`); also seeds the reconnect jitter. */
+  /** Client name the server shows (`coordinator`, `worker-3`). */
   name: string;
   /** User and password when the server requires them (see `natsAuthorization`). @default none */
   credentials?: NatsCredentials;
-  /** Wait before the second reconnect attempt (the first is immediate); doubles per failed attempt. @default 100 */
+  /**
+   * Scale of the wait before the second reconnect attempt (the first is immediate); it grows per failed
+   * attempt, with decorrelated jitter so workers do not reconnect in step (the one retry policy). @default 100
+   */
   reconnectInitialDelayMs?: number;
   /** Ceiling of the reconnect wait. @default 5000 */
   reconnectMaxDelayMs?: number;
-  /** Each wait is scaled by a factor drawn from [1 - jitter, 1 + jitter], so workers do not reconnect in step. @default 0.2 */
-  reconnectJitter?: number;
   /** Limit of the first connection (later ones are retried forever). @default 10000 */
   connectTimeoutMs?: number;
   /** How long `publish` waits for the server to confirm. @default 5000 */
@@ -44,7 +45,6 @@ export interface CompiledEventBusOptions {
   credentials?: NatsCredentials;
   reconnectInitialDelayMs: number;
   reconnectMaxDelayMs: number;
-  reconnectJitter: number;
   connectTimeoutMs: number;
   publishTimeoutMs: number;
   pingIntervalMs: number;
@@ -81,10 +81,6 @@ export function compileEventBusOptions(options: EventBusOptions): CompiledEventB
   if (max < initial) {
     throw new ConfigError('reconnectMaxDelayMs', `must be at least reconnectInitialDelayMs (${initial}), got ${max}`);
   }
-  const jitter = options.reconnectJitter ?? 0.2;
-  if (!(jitter >= 0 && jitter < 1)) {
-    throw new ConfigError('reconnectJitter', `expected a fraction in [0, 1), got ${jitter}`);
-  }
   const name = options.name;
   return {
     servers,
@@ -93,7 +89,6 @@ export function compileEventBusOptions(options: EventBusOptions): CompiledEventB
     credentials: options.credentials,
     reconnectInitialDelayMs: initial,
     reconnectMaxDelayMs: max,
-    reconnectJitter: jitter,
     connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs ?? 10_000),
     publishTimeoutMs: positive('publishTimeoutMs', options.publishTimeoutMs ?? 5000),
     pingIntervalMs: positive('pingIntervalMs', options.pingIntervalMs ?? 20_000),

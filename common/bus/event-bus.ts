@@ -1,8 +1,8 @@
 import { connect, DebugEvents, Events, type NatsConnection, type Subscription } from 'nats';
+import { BackoffSequence } from '../retry';
 import { EventBusConnectError, EventBusError, EventHandlerError, EventPublishError, PublishFailure } from './errors';
 import { compileEventBusOptions, type CompiledEventBusOptions, type EventBusOptions } from './event-bus-options';
 import { encodeEvent, eventSubject, parseEvent, validateEvent, type BusEvent } from './events';
-import { ReconnectBackoff } from './reconnect-backoff';
 
 /** What the bus tells status listeners: the server it lost or regained. */
 export interface BusStatusInfo {
@@ -57,7 +57,7 @@ export class EventSubscription {
  * arrive before they are needed. `onReconnect` is the hint to reconcile at once rather than at the next
  * assignment.
  *
- * The client reconnects forever (`maxReconnectAttempts: -1`) with exponential backoff and jitter.
+ * The client reconnects forever (`maxReconnectAttempts: -1`), waiting by the one retry policy's backoff.
  * `publish` resolves only once the server has confirmed the message and rejects with `EventPublishError`
  * otherwise, so the publisher knows which events certainly went out. Left to nats.js, a publish while
  * disconnected would be accepted and then silently discarded when the client redials.
@@ -75,7 +75,7 @@ export class EventBus {
   private constructor(
     private readonly nc: NatsConnection,
     private readonly options: CompiledEventBusOptions,
-    private readonly backoff: ReconnectBackoff,
+    private readonly backoff: BackoffSequence,
   ) {
     this.subject = eventSubject(options.jobId);
     this.track(this.watchStatus());
@@ -84,12 +84,8 @@ export class EventBus {
   /** Connects to NATS; rejects with `EventBusConnectError` when no server answers the first time. */
   static async connect(options: EventBusOptions): Promise<EventBus> {
     const compiled = compileEventBusOptions(options);
-    const backoff = new ReconnectBackoff(
-      compiled.reconnectInitialDelayMs,
-      compiled.reconnectMaxDelayMs,
-      compiled.reconnectJitter,
-      compiled.name,
-    );
+    // nats.js runs the dial loop and asks for each wait: the policy's backoff, advanced per dial attempt.
+    const backoff = await BackoffSequence.create({ initialDelayMs: compiled.reconnectInitialDelayMs, maxDelayMs: compiled.reconnectMaxDelayMs });
     let nc: NatsConnection;
     try {
       nc = await connect({
@@ -97,7 +93,7 @@ export class EventBus {
         name: compiled.name,
         ...(compiled.credentials && { user: compiled.credentials.user, pass: compiled.credentials.password }),
         maxReconnectAttempts: -1,
-        reconnectDelayHandler: () => backoff.delayMs(),
+        reconnectDelayHandler: () => backoff.delayMs,
         timeout: compiled.connectTimeoutMs,
         pingInterval: compiled.pingIntervalMs,
         maxPingOut: 2,
@@ -243,7 +239,7 @@ export class EventBus {
           this.notify(this.disconnectListeners, { server, reconnects: this.reconnectCount });
           break;
         case DebugEvents.Reconnecting:
-          this.backoff.attemptStarted();
+          this.backoff.advance();
           break;
         case Events.Reconnect: {
           this.isUp = true;

@@ -1,6 +1,6 @@
 import type { AppsV1Api } from '@kubernetes/client-node';
-import type { RetryPolicy } from 'cockatiel';
-import { type KubeClientModule, loadKubeClient, loadRetry } from './client-loader';
+import { retryTransient } from '../retry';
+import { type KubeClientModule, loadKubeClient } from './client-loader';
 import { describeApiError, isConflict, type KubeCall, MERGE_PATCH } from './api-errors';
 import { type KubeAccessOptions, loadKubeAccess } from './kube-config';
 
@@ -41,23 +41,18 @@ export class StatefulSetScaler {
     private readonly k8s: KubeClientModule,
     private readonly apps: AppsV1Api,
     private readonly call: Omit<KubeCall, 'verb'>,
-    private readonly conflictRetry: RetryPolicy,
   ) {}
 
   /** Loads the client library and the configuration (kubeconfig or the pod's ServiceAccount). */
   static async connect(options: StatefulSetScalerOptions): Promise<StatefulSetScaler> {
-    const [k8s, { retry, handleWhen, ExponentialBackoff }] = await Promise.all([loadKubeClient(), loadRetry()]);
+    const k8s = await loadKubeClient();
     const access = loadKubeAccess(k8s, options);
-    const conflictRetry = retry(handleWhen((err) => isConflict(k8s, err)), {
-      maxAttempts: SCALE_CONFLICT_ATTEMPTS - 1,
-      backoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1000 }),
-    });
     return new StatefulSetScaler(k8s, access.config.makeApiClient(k8s.AppsV1Api), {
       namespace: access.namespace,
       statefulSet: options.statefulSet,
       server: access.server,
       user: access.user,
-    }, conflictRetry);
+    });
   }
 
   /** `<namespace>/<statefulset>`. */
@@ -81,13 +76,13 @@ export class StatefulSetScaler {
     let patches = 0;
     let from = -1;
     try {
-      await this.conflictRetry.execute(async () => {
+      await retryTransient(async () => {
         const current = await this.read();
         if (from < 0) from = current.replicas;
         if (current.replicas === replicas) return;
         patches++;
         await this.patch(replicas, current.resourceVersion);
-      });
+      }, { isTransient: (err) => isConflict(this.k8s, err), maxAttempts: SCALE_CONFLICT_ATTEMPTS, initialDelayMs: 50, maxDelayMs: 1000 });
     } catch (err) {
       throw describeApiError(this.k8s, err, { ...this.call, verb: 'patch' });
     }

@@ -1,6 +1,6 @@
 import { Metadata, ServiceError, status } from '@grpc/grpc-js';
 import { ConfigError } from '../errors';
-import { BackoffOptions, retry } from './backoff';
+import { type BackoffOptions, retryTransient } from '../retry';
 import {
   IncompatiblePeerError,
   MessageTooLargeError,
@@ -92,16 +92,10 @@ export function fromServiceError(method: string, error: unknown, context: Failed
 }
 
 /**
- * Backoff for calls to the coordinator: 100 ms doubling to 5 s with ±20 % jitter, 6 attempts
- * (about 6 s of waiting in all), long enough to ride out a coordinator restart behind a Service.
+ * How a call to the coordinator is retried by the one policy (common/retry): 6 attempts, waits from about
+ * 100 ms up to 5 s, long enough to ride out a coordinator restart behind a Service.
  */
-export const RPC_BACKOFF: Required<BackoffOptions> = {
-  maxAttempts: 6,
-  initialBackoffMs: 100,
-  maxBackoffMs: 5000,
-  multiplier: 2,
-  jitter: 0.2,
-};
+export const RPC_RETRY = { maxAttempts: 6, initialDelayMs: 100, maxDelayMs: 5000 } as const;
 
 /** How a call is retried. */
 export interface RpcRetryOptions extends BackoffOptions {
@@ -111,6 +105,8 @@ export interface RpcRetryOptions extends BackoffOptions {
    * @default true
    */
   idempotent?: boolean;
+  /** Attempts in all. @default RPC_RETRY.maxAttempts */
+  maxAttempts?: number;
   signal?: AbortSignal;
   onRetry?: (error: RpcError, attempt: number, delayMs: number) => void;
 }
@@ -121,7 +117,7 @@ export interface RpcRetryOptions extends BackoffOptions {
  */
 export function withRpcRetry<T>(method: string, call: () => Promise<T>, options: RpcRetryOptions = {}): Promise<T> {
   const idempotent = options.idempotent ?? true;
-  return retry(
+  return retryTransient(
     async () => {
       try {
         return await call();
@@ -130,9 +126,9 @@ export function withRpcRetry<T>(method: string, call: () => Promise<T>, options:
       }
     },
     {
-      ...RPC_BACKOFF,
+      ...RPC_RETRY,
       ...options,
-      shouldRetry: (err) => err instanceof RpcError && isRetryableCode(err.code, idempotent),
+      isTransient: (err) => err instanceof RpcError && isRetryableCode(err.code, idempotent),
       onRetry: options.onRetry ? (err, attempt, ms) => options.onRetry?.(err as RpcError, attempt, ms) : undefined,
     },
   );

@@ -40,7 +40,7 @@ export type { AssembleOptions } from './tensor-assembler';
 export { COORDINATOR_SERVICE } from './chunk-serializer';
 export {
   ERROR_NAME_TRAILER,
-  RPC_BACKOFF,
+  RPC_RETRY,
   statusCodeFor,
   statusName,
   toServiceError,
@@ -49,8 +49,6 @@ export {
   withRpcRetry,
 } from './grpc-status';
 export type { RpcRetryOptions } from './grpc-status';
-export { retry, resolveBackoff, backoffDelayMs } from './backoff';
-export type { BackoffOptions, RetryOptions, ResolvedBackoff } from './backoff';
 export { DEFAULT_FLOW_CONTROL_WINDOW_BYTES, startGrpcServer, unaryHandler, clientStreamHandler, serverStreamHandler } from './grpc-server';
 export type { GrpcServerOptions, RunningGrpcServer, ServiceBinding } from './grpc-server';
 export { createCoordinatorClient, deadlineAfter, unaryCall, serverStreamCall, clientStreamCall } from './grpc-client';

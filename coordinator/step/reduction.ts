@@ -18,7 +18,9 @@ export interface ReduceOrder {
  * One allreduce attempt of a step's held sums: its members (every worker that holds an accepted share, and
  * the coordinator, in micro-batch order; see reduceStep), which members were told, and, once it failed, which
  * came back asking for work (alive) so the coordinator knows whom to wait for before it retries. Whether
- * it runs or failed is the step's phase ({@link StepPhase}), not the reduction's.
+ * it runs or failed is the step's phase ({@link StepPhase}), not the reduction's. A worker member is the
+ * incarnation that pushed its sums: a new incarnation under the same id (a restarted process) holds none
+ * of them, so it is neither told nor counted back.
  */
 export class Reduction {
   private readonly told = new Set<string>();
@@ -30,6 +32,8 @@ export class Reduction {
     readonly tensors: readonly WireTensorSpec[],
     readonly gradientTensorCount: number,
     readonly timeoutMs: number,
+    /** Each worker member's incarnation when the attempt opened. */
+    private readonly incarnations: ReadonlyMap<string, number>,
   ) {}
 
   /** Worker ids among the members (the coordinator left out). */
@@ -41,9 +45,17 @@ export class Reduction {
     return this.members.some((m) => m.id === workerId);
   }
 
-  /** The member's REDUCE order the first time it asks (the step is reducing); undefined afterwards. */
-  orderFor(workerId: string): ReduceOrder | undefined {
-    if (this.told.has(workerId)) return undefined;
+  /** The incarnation of worker member `workerId` whose sums this attempt reduces; undefined for a non-member. */
+  incarnationOf(workerId: string): number | undefined {
+    return this.incarnations.get(workerId);
+  }
+
+  /**
+   * The member's REDUCE order the first time its incarnation asks (the step is reducing); undefined
+   * afterwards, and for any other incarnation of the id.
+   */
+  orderFor(workerId: string, incarnation: number): ReduceOrder | undefined {
+    if (this.told.has(workerId) || this.incarnationOf(workerId) !== incarnation) return undefined;
     const rank = this.members.findIndex((m) => m.id === workerId);
     if (rank < 0) return undefined;
     this.told.add(workerId);
@@ -57,9 +69,9 @@ export class Reduction {
     };
   }
 
-  /** A member asked for work after the attempt failed (the step is reduce-failed): it is alive. */
-  markBack(workerId: string): void {
-    if (this.isMember(workerId)) this.back.add(workerId);
+  /** A member's incarnation asked for work after the attempt failed (the step is reduce-failed): it is alive. */
+  markBack(workerId: string, incarnation: number): void {
+    if (this.incarnationOf(workerId) === incarnation) this.back.add(workerId);
   }
 
   /** Whether the member came back after the failure. */

@@ -44,8 +44,8 @@ export interface StepHost {
   activeWorkers(): string[];
   /** host:port of the worker's allreduce data plane; '' when it has none. */
   dataAddressOf(workerId: string): string;
-  /** Whether the worker is a live member (joining, active or draining). */
-  isLive(workerId: string): boolean;
+  /** The incarnation of `workerId` that is a live member (joining, active or draining); undefined when none is. */
+  liveIncarnation(workerId: string): number | undefined;
   /** A worker is lost: it is failed, and its work goes to the others. */
   loseWorker(workerId: string, how: 'failed' | 'left', reason: string): void;
   /** What a worker that is gone held in the open round goes to the others. */

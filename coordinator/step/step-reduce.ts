@@ -41,7 +41,10 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
   const rank = members.findIndex((m) => m.id === COORDINATOR_MEMBER_ID);
   const tensors = [...round.gradientSpecs, ...round.statSpecs];
   const timeoutMs = job.spec.distributed.stepDeadlineMs;
-  const reduction = new Reduction(`${job.jobId}/${job.instanceId}/step-${round.globalStep}/attempt-${attempt}`, members, tensors, round.gradientSpecs.length, timeoutMs);
+  // The incarnations that pushed the held sums: one replaced meanwhile (a restart) is lost with its sums.
+  const incarnations = new Map(holders.map((id) => [id, job.liveIncarnation(id) ?? 0]));
+  const key = `${job.jobId}/${job.instanceId}/step-${round.globalStep}/attempt-${attempt}`;
+  const reduction = new Reduction(key, members, tensors, round.gradientSpecs.length, timeoutMs, incarnations);
   round.startReduction(reduction);
   job.changed.notify();
   const vector = round.allreduceInput();
@@ -64,7 +67,7 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
     job.log(`step ${round.globalStep}: allreduce ${reduction.key} failed (${err.message}); waiting for its members`);
     job.changed.notify();
     await awaitMembers(job, reduction, signal);
-    const lost = holders.filter((id) => !job.isLive(id));
+    const lost = holders.filter((id) => !holdsStill(job, reduction, id));
     for (const id of lost) job.redistribute(id);
     round.collectAgain();
     job.changed.notify();
@@ -78,7 +81,7 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
  */
 async function awaitMembers(job: StepHost, reduction: Reduction, signal: AbortSignal): Promise<void> {
   const deadline = job.now() + job.spec.distributed.stepDeadlineMs;
-  const pending = (): string[] => reduction.workers.filter((id) => job.isLive(id) && !reduction.isBack(id));
+  const pending = (): string[] => reduction.workers.filter((id) => holdsStill(job, reduction, id) && !reduction.isBack(id));
   while (pending().length > 0 && !signal.aborted) {
     const left = deadline - job.now();
     if (left <= 0) {
@@ -89,4 +92,14 @@ async function awaitMembers(job: StepHost, reduction: Reduction, signal: AbortSi
     }
     await job.changed.wait(left, signal);
   }
+}
+
+/**
+ * Whether the incarnation of `workerId` that holds sums in `reduction` is still a live member. A worker
+ * whose session ended dropped its sums, even when it registered again under its id before the attempt
+ * ended: its new incarnation holds none of them, and the old one's are redone.
+ */
+function holdsStill(job: StepHost, reduction: Reduction, workerId: string): boolean {
+  const live = job.liveIncarnation(workerId);
+  return live !== undefined && live === reduction.incarnationOf(workerId);
 }

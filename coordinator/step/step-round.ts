@@ -163,13 +163,14 @@ export class StepRound {
   }
 
   /**
-   * The REDUCE order for `workerId` while an allreduce runs (once per attempt), or undefined. After a
-   * failed attempt, a member that asks for work is alive: it is marked back, and the caller wakes the job.
+   * The REDUCE order for `workerId`'s `incarnation` while an allreduce runs (once per attempt), or
+   * undefined. After a failed attempt, a member that asks for work is alive: it is marked back, and the
+   * caller wakes the job.
    */
-  reduceOrderFor(workerId: string): ReduceOrder | undefined {
+  reduceOrderFor(workerId: string, incarnation: number): ReduceOrder | undefined {
     const phase = this.current;
-    if (phase.name === 'reducing') return phase.reduction.orderFor(workerId);
-    if (phase.name === 'reduce-failed') phase.reduction.markBack(workerId);
+    if (phase.name === 'reducing') return phase.reduction.orderFor(workerId, incarnation);
+    if (phase.name === 'reduce-failed') phase.reduction.markBack(workerId, incarnation);
     return undefined;
   }
 

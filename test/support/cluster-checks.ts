@@ -81,6 +81,18 @@ export function assertReplicasAgree(records: readonly MetricsRecord[], epochs: n
   return hashes;
 }
 
+/**
+ * What a fault may never cost: the run finished every epoch, counted each sample exactly once per epoch,
+ * its replicas agreed with the coordinator, and its final weights are the single-process trainer's bit for bit.
+ */
+export function assertRunMatchesReference(runDir: string, shape: { trainImages: number; stepsPerEpoch: number }, reference: WeightMap, label: string, epochs: number): void {
+  const records = runRecords(runDir);
+  assertTrainingFinished(records, epochs);
+  assertExactlyOnce(records, epochs, shape.trainImages);
+  assertReplicasAgree(records, epochs, shape.stepsPerEpoch);
+  assertSameWeightsHash(finalRunWeights(runDir), reference, label);
+}
+
 /** Training ran to its end: an epoch record for every epoch, each with validation metrics. */
 export function assertTrainingFinished(records: readonly MetricsRecord[], epochs: number): void {
   const done = [...new Set(recordsOf(records, 'epoch').map((e) => e.epoch))].sort((a, b) => a - b);
