@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type BackendPreference, readNatsCredentials } from '../common';
 import { Worker, type WorkerReadyInfo } from '../worker';
+import { tlsDirOption, tlsFromFlag, workerIdentity } from './tls-options';
 import { backendOption, log, parsePort, threadsFlag, threadsOption } from './options';
 
 /** Exit status after a second SIGTERM/SIGINT: the conventional 128 + signal number of SIGTERM. */
@@ -47,9 +48,11 @@ export function workerCommand(): Command {
         .default(60),
     )
     .option('--nats-credentials <file>', 'JSON {"user", "password"} for the job\'s NATS server, when it requires them (a mounted Secret)')
+    .addOption(tlsDirOption())
     .addOption(backendOption())
     .addOption(threadsOption())
     .action(async (opts) => {
+      const identity = workerIdentity(opts.id, opts.tlsDir);
       const worker = new Worker(
         {
           coordinator: opts.coordinator,
@@ -65,6 +68,7 @@ export function workerCommand(): Command {
           shutdownGraceMs: Math.round(opts.shutdownGrace * 1000),
           idInUseWaitMs: Math.round(opts.idInUseWait * 1000),
           natsCredentials: opts.natsCredentials === undefined ? undefined : readNatsCredentials(opts.natsCredentials),
+          tls: tlsFromFlag(opts.tlsDir, identity ?? { role: 'worker', name: '' }),
           log,
         },
         { onReady: (info) => process.stdout.write(`${workerReadyLine(info)}\n`) },

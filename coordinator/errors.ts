@@ -124,6 +124,14 @@ export class WorkerGoneError extends UnknownWorkerError {
 }
 
 /**
+ * The message of a model-fingerprint refusal. It names only what the worker sent: the job's own
+ * fingerprint stays out of every reply, so a refused caller cannot learn it and retry with it.
+ */
+export function incompatibleModel(presented: string): string {
+  return `incompatible model: the worker's fingerprint ${presented || '(none)'} is not this job's model (build the worker from the job's spec and version)`;
+}
+
+/**
  * The worker runs something this coordinator cannot work with (protocol version, shardwise major
  * version, model fingerprint). FAILED_PRECONDITION: retrying cannot help; the worker must be rebuilt.
  */

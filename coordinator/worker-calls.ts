@@ -1,6 +1,6 @@
 import { GROUPS, type ParamGroupName, stepLearningRates, type WireTensor } from '../common';
 import { SHARDWISE_VERSION } from '../proto';
-import { IncompatibleWorkerError } from './errors';
+import { IncompatibleWorkerError, incompatibleModel } from './errors';
 import type { JobContext } from './job-context';
 import { MemberState, type WorkerCapabilitiesInput } from './membership';
 import { modelTensors, optimizerTensors } from './step';
@@ -105,7 +105,7 @@ export function leaveJob(job: JobContext, workerId: string, drain: boolean, reas
 export function weightsFor(job: JobContext, workerId: string, modelFingerprint: string, includeOptimizer: boolean): WeightsSnapshot {
   const { session } = job.members.member(workerId);
   if (modelFingerprint !== job.fingerprint) {
-    const message = `incompatible model: expected ${job.fingerprint}, got ${modelFingerprint || '(none)'}`;
+    const message = incompatibleModel(modelFingerprint);
     job.loseWorker(workerId, 'failed', message);
     throw new IncompatibleWorkerError(workerId, 'modelFingerprint', job.fingerprint, modelFingerprint, message);
   }

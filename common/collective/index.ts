@@ -11,5 +11,5 @@ export { contiguousRuns, isTreeNode, type MicroBatchRun, nodePrefix, parentNode,
 export type { DataPlaneOptions } from './data-plane';
 export { AllreduceError, ALLREDUCE_PHASES } from './errors';
 export type { AllreducePhase } from './errors';
-export { MEMBER_ROLES } from './types';
+export { COORDINATOR_MEMBER_ID, MEMBER_ROLES } from './types';
 export type { MemberRole, AllreduceMember, AllreduceRequest, AllreduceStats } from './types';

@@ -3,7 +3,7 @@ import { PROTOCOL_VERSION, SHARDWISE_VERSION } from '../../proto';
 import type { ChangeSignal } from '../change-signal';
 import { samplesPerMessage } from '../coordinator-options';
 import type { CoordinatorTelemetry } from '../coordinator-telemetry';
-import { IncompatibleWorkerError, RegistrationRejectedError, RegistrationRejection, WorkerGoneError } from '../errors';
+import { IncompatibleWorkerError, incompatibleModel, RegistrationRejectedError, RegistrationRejection, WorkerGoneError } from '../errors';
 import type { EvalRound } from '../eval-round';
 import type { JobAnnouncer } from '../job-announcer';
 import { CoordinatorState, type Lifecycle } from '../lifecycle';
@@ -111,7 +111,7 @@ export class WorkerRoster {
     }
     if (caps.modelFingerprint !== '' && caps.modelFingerprint !== job.fingerprint) {
       throw new IncompatibleWorkerError(requested, 'modelFingerprint', job.fingerprint, caps.modelFingerprint,
-        `incompatible model: expected ${job.fingerprint}, got ${caps.modelFingerprint}`);
+        incompatibleModel(caps.modelFingerprint));
     }
     const own = job.spec.distributed.maxMessageBytes;
     const maxMessageBytes = caps.maxMessageBytes > 0 ? Math.min(caps.maxMessageBytes, own) : own;
