@@ -22,8 +22,8 @@ function peerIdentity(socket: tls.TLSSocket): Identity | undefined {
 
 /**
  * A TLS server requiring a client certificate from `credentials.ca`. `onSocket` gets each connection whose
- * handshake succeeded and whose certificate names an identity; `onRefused` is told why any other was cut
- * (a plaintext client, a certificate from another CA, none at all), with the peer's address.
+ * handshake succeeded and whose certificate is from the CA and names an identity; `onRefused` is told why
+ * any other was cut (a plaintext client, a certificate from another CA, none at all), with its address.
  */
 export function createMutualTlsServer(
   credentials: TlsCredentials,
@@ -35,20 +35,27 @@ export function createMutualTlsServer(
     cert: credentials.cert,
     key: credentials.key,
     requestCert: true,
-    rejectUnauthorized: true,
+    // Verified below instead of by OpenSSL mid-handshake: a refused certificate is then reported with its
+    // reason and the peer's address (OpenSSL's own refusal reaches Node as a bare 'socket hang up').
+    // No byte is read from a connection before the check.
+    rejectUnauthorized: false,
     // A peer that connects and never completes a handshake is cut, like one that never says hello.
     handshakeTimeout: 10_000,
   });
   server.on('secureConnection', (socket: tls.TLSSocket) => {
-    const identity = peerIdentity(socket);
-    if (identity) onSocket({ socket, identity });
-    else {
-      onRefused(`${socket.remoteAddress}:${socket.remotePort}: its certificate names no shardwise identity`);
-      socket.destroy();
+    const identity = socket.authorized ? peerIdentity(socket) : undefined;
+    if (identity) {
+      onSocket({ socket, identity });
+      return;
     }
+    const why = socket.authorized ? 'its certificate names no shardwise identity'
+      : `its certificate is not from the job's CA (${String(socket.authorizationError)})`;
+    onRefused(`${socket.remoteAddress}:${socket.remotePort}: ${why}`);
+    socket.destroy();
   });
-  server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
-    onRefused(`${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}: TLS handshake failed (${err.message})`);
+  server.on('tlsClientError', (err: Error & { reason?: string }, socket: tls.TLSSocket) => {
+    // OpenSSL's reason ('wrong version number': a plaintext client; 'certificate unknown') reads better than its error stack.
+    onRefused(`${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}: TLS handshake failed (${err.reason ?? err.message.trim()})`);
   });
   return server;
 }
