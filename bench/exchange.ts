@@ -27,6 +27,7 @@ import { ExchangeServer, FromWorker, ToWorker, expectedChecksum } from './exchan
 import { runGrpcWorker, startGrpcExchange } from './exchange-grpc';
 import { COORDINATOR_MODES, CoordinatorMode, runAllreduceWorker, startAllreduceExchange } from './exchange-allreduce';
 import { runTcpWorker, startTcpExchange } from './exchange-tcp';
+import { prepareBenchTls } from './exchange-tls';
 
 const WARMUP = 2;
 const MEASURED = 7;
@@ -41,6 +42,8 @@ interface Args {
   transport: Transport;
   /** Ring only: the bench process's part in the allreduce (the coordinator's place in the product). */
   coordinator: CoordinatorMode;
+  /** Mutual TLS on the data plane / gRPC (exchange-tls.ts); tcp stays plaintext. */
+  tls: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -61,6 +64,7 @@ function parseArgs(argv: string[]): Args {
     chunkBytes: Number(get('--chunk-bytes') ?? 1024 * 1024),
     transport,
     coordinator: coordinator as CoordinatorMode,
+    tls: argv.includes('--tls'),
   };
 }
 
@@ -157,10 +161,20 @@ async function main(): Promise<void> {
     return;
   }
   const args = parseArgs(argv);
+  if (args.tls && args.transport === 'tcp') throw new Error('--tls: only for --transport ring or grpc');
+  const cleanup = args.tls ? await prepareBenchTls(Math.max(...args.workers)) : () => undefined;
+  try {
+    await benchAll(args);
+  } finally {
+    cleanup();
+  }
+}
+
+async function benchAll(args: Args): Promise<void> {
   for (const w of args.workers) {
     const t = await benchWorld(args, w);
     const label = args.transport === 'grpc' ? '' : `transport=${args.transport} ${args.transport === 'ring' ? `coordinator=${args.coordinator} ` : ''}`;
-    console.log(`bench-exchange ${label}workers=${w} floats=${args.floats} ms=${t.memberMs.toFixed(1)}`);
+    console.log(`bench-exchange ${label}tls=${args.tls ? 'on' : 'off'} workers=${w} floats=${args.floats} ms=${t.memberMs.toFixed(1)}`);
     // Wall time swings with whatever else the machine runs; CPU time of all processes does much less.
     const framing = args.transport === 'grpc' ? `chunk ${args.chunkBytes} bytes`
       : args.transport === 'tcp' ? 'one frame per tensor set'

@@ -155,7 +155,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
 /** A worker's credentials must be a worker certificate for its own id, with the join token. */
 function checkWorkerTls(tls: TlsCredentials | undefined, id: string): TlsCredentials | undefined {
   if (tls && (tls.identity.role !== 'worker' || tls.identity.name !== id || !tls.joinToken)) {
-    throw new ConfigError('tls', `expected worker '${id}''s certificate and the job's join token, got ${tls.identity.role} '${tls.identity.name}'${tls.joinToken ? '' : ' without a token'}`);
+    throw new ConfigError('tls', `expected the certificate of worker '${id}' and the job's join token, got ${tls.identity.role} '${tls.identity.name}'${tls.joinToken ? '' : ' without a token'}`);
   }
   return tls;
 }
