@@ -112,12 +112,15 @@ bench-compute: install
 ## bench-exchange: time to average a 2.16M-float gradient across 2 and 4 worker processes: the allreduce
 ## the jobs use (the coordinator an observer), the same among the workers alone (compare with
 ## ../shared/peers/gloo_allreduce.py), then the parameter-server exchange over gRPC. The allreduce runs
-## again with fp16 frames (distributed.compression: fp16): its `#` line gives the payload received.
+## again with fp16 frames (distributed.compression: fp16): its `#` line gives the payload received; then both
+## exchanges again over mutual TLS (--tls), the cost of encryption.
 bench-exchange: install
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer --compression fp16
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator none
 	$(NODE_TS) bench/exchange.ts --transport grpc
+	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer --tls
+	$(NODE_TS) bench/exchange.ts --transport grpc --tls
 
 ## bench-scaling: end-to-end samples/s with 1 and 2 workers against one process, and the coordinator's
 ## overhead per step with near-empty gradients (real nats-server, coordinator and worker processes).

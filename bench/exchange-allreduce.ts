@@ -9,6 +9,7 @@
 import { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { DataPlane, AllreduceCompression, AllreduceMember, AllreduceRequest } from '../common';
+import { benchTls, benchWorkerId } from './exchange-tls';
 import { DEADLINE_MS, ExchangeServer, FromWorker, ToWorker, checksum, gradientOf, samplesOf, scaleInPlace, serveExchanges } from './exchange-common';
 
 /** The bench process's part in the allreduce: see the file comment. */
@@ -35,7 +36,7 @@ async function averageInPlace(plane: DataPlane, reduction: AllreduceRequest, wor
  * `coordinator` is 'none') takes part in every step, as an observer or with zeros.
  */
 export async function startAllreduceExchange(floats: number, coordinator: CoordinatorMode, compression?: AllreduceCompression): Promise<ExchangeServer> {
-  const plane = coordinator === 'none' ? undefined : await DataPlane.listen();
+  const plane = coordinator === 'none' ? undefined : await DataPlane.listen({ tls: benchTls({ role: 'coordinator', name: '' }) });
   let members: AllreduceMember[] = [];
   let received = 0;
   const work = new Float32Array(floats + 1);
@@ -45,7 +46,7 @@ export async function startAllreduceExchange(floats: number, coordinator: Coordi
       const listening = await Promise.all(workers.map(async (w) => ((await once(w, 'message')) as [FromWorker])[0]));
       const ws = listening.map((m, i): AllreduceMember => {
         if (m.type !== 'listening') throw new Error(`worker ${i}: expected its data plane address, got ${JSON.stringify(m)}`);
-        return { id: `worker-${i}`, address: m.address };
+        return { id: benchWorkerId(i), address: m.address };
       });
       const role = coordinator === 'observer' ? 'observer' : 'contributor';
       members = plane ? [{ id: 'coordinator', address: plane.address, role }, ...ws] : ws;
@@ -69,7 +70,7 @@ export async function startAllreduceExchange(floats: number, coordinator: Coordi
 
 /** A worker process: its gradient (rank = its worker index) allreduced on every "go". */
 export async function runAllreduceWorker(rank: number, floats: number): Promise<void> {
-  const plane = await DataPlane.listen();
+  const plane = await DataPlane.listen({ tls: benchTls({ role: 'worker', name: benchWorkerId(rank) }) });
   process.send?.({ type: 'listening', address: plane.address } satisfies FromWorker);
   const [ring] = (await once(process, 'message')) as [ToWorker];
   if (ring.type !== 'ring') throw new Error(`expected the members, got ${JSON.stringify(ring)}`);

@@ -12,6 +12,8 @@ import {
   clientStreamCall,
   clientStreamHandler,
   createCoordinatorClient,
+  grpcChannelCredentials,
+  grpcServerCredentials,
   duplexStreamHandler,
   encodeTensor,
   openDuplexCall,
@@ -30,6 +32,7 @@ import {
   StepKind,
   UpdateKind,
 } from '../proto';
+import { benchTls, benchWorkerId } from './exchange-tls';
 import { DEADLINE_MS, ExchangeServer, GRAD_NAME, addAndScale, gradientOf, samplesOf, serveExchanges } from './exchange-common';
 
 /** The server side: gathers W pushes per step, averages, pushes the average on every worker's session. */
@@ -129,13 +132,16 @@ class Averager {
 /** The parameter server on a free port. */
 export async function startGrpcExchange(world: number, floats: number, chunkBytes: number): Promise<ExchangeServer> {
   const averager = new Averager(world, floats, chunkBytes);
-  const server = await startGrpcServer([{ definition: COORDINATOR_SERVICE, implementation: averager.implementation() as CoordinatorServer }]);
+  const tls = benchTls({ role: 'coordinator', name: '' });
+  const server = await startGrpcServer([{ definition: COORDINATOR_SERVICE, implementation: averager.implementation() as CoordinatorServer }],
+    { credentials: tls && grpcServerCredentials(tls) });
   return { address: server.address, shutdown: () => server.shutdown(1000) };
 }
 
 /** A gRPC worker process: pushes its gradient and reads the average from its session on every "go". */
 export async function runGrpcWorker(target: string, rank: number, floats: number, chunkBytes: number): Promise<void> {
-  const client = createCoordinatorClient({ target });
+  const tls = benchTls({ role: 'worker', name: benchWorkerId(rank) });
+  const client = createCoordinatorClient({ target, credentials: tls && grpcChannelCredentials(tls) });
   const average = new Float32Array(floats);
   const tensor: WireTensor = { name: GRAD_NAME, dtype: 'float32', shape: [floats], data: gradientOf(rank, floats) };
   const session = openDuplexCall<SessionRequest, SessionOrder>('Coordinator/Session', {}, (md, o) => client.session(md, o));

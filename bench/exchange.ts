@@ -31,6 +31,7 @@ import { ExchangeServer, FromWorker, ToWorker, expectedChecksum } from './exchan
 import { runGrpcWorker, startGrpcExchange } from './exchange-grpc';
 import { COORDINATOR_MODES, CoordinatorMode, runAllreduceWorker, startAllreduceExchange } from './exchange-allreduce';
 import { runTcpWorker, startTcpExchange } from './exchange-tcp';
+import { prepareBenchTls } from './exchange-tls';
 
 const WARMUP = 2;
 const MEASURED = 7;
@@ -47,6 +48,8 @@ interface Args {
   coordinator: CoordinatorMode;
   /** Ring only: the data plane's frames. */
   compression?: AllreduceCompression;
+  /** Mutual TLS on the data plane / gRPC (exchange-tls.ts); tcp stays plaintext. */
+  tls: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -71,6 +74,7 @@ function parseArgs(argv: string[]): Args {
     transport,
     coordinator: coordinator as CoordinatorMode,
     compression: compression === 'fp16' ? { type: 'fp16', prescale: 1 } : undefined,
+    tls: argv.includes('--tls'),
   };
 }
 
@@ -193,12 +197,22 @@ async function main(): Promise<void> {
     return;
   }
   const args = parseArgs(argv);
+  if (args.tls && args.transport === 'tcp') throw new Error('--tls: only for --transport ring or grpc');
   if (args.compression) console.log(kernelLine(args.floats));
+  const cleanup = args.tls ? await prepareBenchTls(Math.max(...args.workers)) : () => undefined;
+  try {
+    await benchAll(args);
+  } finally {
+    cleanup();
+  }
+}
+
+async function benchAll(args: Args): Promise<void> {
   for (const w of args.workers) {
     const t = await benchWorld(args, w);
     const ring = args.transport === 'ring' ? `coordinator=${args.coordinator} ${args.compression ? 'compression=fp16 ' : ''}` : '';
     const label = args.transport === 'grpc' ? '' : `transport=${args.transport} ${ring}`;
-    console.log(`bench-exchange ${label}workers=${w} floats=${args.floats} ms=${t.memberMs.toFixed(1)}`);
+    console.log(`bench-exchange ${label}tls=${args.tls ? 'on' : 'off'} workers=${w} floats=${args.floats} ms=${t.memberMs.toFixed(1)}`);
     // Wall time swings with whatever else the machine runs; CPU time of all processes does much less.
     const framing = args.transport === 'grpc' ? `chunk ${args.chunkBytes} bytes`
       : args.transport === 'tcp' ? 'one frame per tensor set'

@@ -28,6 +28,8 @@ export interface RunPlan {
   set?: readonly string[];
   /** `--backend` of every process. @default left to them ('auto') */
   backend?: string;
+  /** Plaintext, as `shardwise cluster --insecure`. @default false: mutual TLS, as `shardwise cluster` runs */
+  insecure?: boolean;
   /** Receives every child line (BENCH_DEBUG). */
   output?: (line: string) => void;
   /** Registers an undo for a signal handler while the run is live; returns its unregistration. */
@@ -139,6 +141,7 @@ export async function runCluster(plan: RunPlan, workers: number): Promise<RunMea
     runsDir: plan.runsDir,
     set: [...(plan.set ?? []), `distributed.minWorkers=${workers}`],
     backend: plan.backend,
+    insecure: plan.insecure,
     coordinatorOutput: 'prefix',
     workerOutput: 'all',
     output: lines.onLine,

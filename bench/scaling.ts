@@ -44,6 +44,8 @@ interface Args {
   backend?: string;
   repeat: number;
   shared?: string;
+  /** `--insecure`: the clusters in plaintext (default: mutual TLS, as `shardwise cluster`). */
+  insecure: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -55,7 +57,7 @@ function parseArgs(argv: string[]): Args {
   if (only !== undefined && only !== 'scaling' && only !== 'overhead') throw new Error(`--only: expected scaling or overhead, got ${only}`);
   const repeat = Number(get('--repeat') ?? DEFAULT_REPEAT);
   if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat: expected an integer >= 1, got ${get('--repeat')}`);
-  return { only, backend: get('--backend'), repeat, shared: get('--shared') };
+  return { only, backend: get('--backend'), repeat, shared: get('--shared'), insecure: argv.includes('--insecure') };
 }
 
 /** Stops of the processes running now, and the temp folder's removal, for a signal that arrives mid-run. */
@@ -182,9 +184,11 @@ async function main(): Promise<void> {
       dataDir: inputs.dataDir,
       runsDir: path.join(dir, 'runs'),
       backend: args.backend,
+      insecure: args.insecure,
       output: process.env.BENCH_DEBUG === '1' ? (line: string) => process.stderr.write(`${line}\n`) : undefined,
       track,
     };
+    console.log(`# security: ${args.insecure ? 'plaintext (--insecure)' : 'mutual TLS and a join token, as shardwise cluster runs by default'}`);
     if (args.only !== 'overhead') await scaling(dir, inputs, base, args.repeat);
     if (args.only !== 'scaling') await overhead(dir, base, args.repeat);
   } finally {

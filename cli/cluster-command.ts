@@ -26,6 +26,7 @@ export function clusterCommand(): Command {
     .option('--runs-dir <dir>', 'parent folder of run directories (default: output.runsDir)')
     .option('--run-dir <dir>', 'run directory to use; resumes from its checkpoints if it has any')
     .option('--set <key=value>', 'override a job spec field, e.g. --set training.epochs=2 (repeatable)', collectOverride, [])
+    .option('--insecure', 'plaintext gRPC and data plane, no certificates or join token (prints a warning; default: mutual TLS with a development CA made for this run)')
     .option('--no-bus', 'do not start nats-server (config changes still reach workers over gRPC; `shardwise scale` cannot add or drain workers)')
     .addOption(backendOption())
     .addOption(timelineOption())
@@ -38,6 +39,7 @@ export function clusterCommand(): Command {
         runDir: opts.runDir,
         set: opts.set,
         bus: opts.bus,
+        insecure: opts.insecure === true,
         backend: opts.backend === 'auto' ? undefined : opts.backend,
         // Every child records its part of the trace (the flag's environment variable reaches them all).
         env: opts.timeline ? { ...process.env, SHARDWISE_TIMELINE: path.resolve(opts.timeline) } : undefined,

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { type BackendPreference, closeTimeline, initBackend, type JobSpec, loadJobSpec, mergeTimeline, openTimeline, readNatsCredentials } from '../common';
 import { type RunningCoordinator, startCoordinator } from '../coordinator';
+import { tlsDirOption, tlsFromFlag } from './tls-options';
 import { backendOption, collectOverride, log, parsePort, timelineOption } from './options';
 
 /** Exit status after a second SIGTERM/SIGINT: 128 + SIGTERM. */
@@ -52,6 +53,7 @@ export function coordinatorCommand(): Command {
     .option('--nats-credentials <file>', 'JSON {"user", "password"} for --nats, when it requires them (a mounted Secret)')
     .option('--stop-grace <seconds>', 'after the job, how long to wait until every worker was told to stop', parseSeconds, 10)
     .option('--drain-grace <seconds>', 'on SIGTERM, how long the step in progress may take before checkpointing without it', parseSeconds, 30)
+    .addOption(tlsDirOption())
     .option('--split <counts>', 'micro-batches per worker and step, e.g. 1,3 (tests of the determinism contract; default: an even cut)',
       parseSplit)
     .addOption(backendOption())
@@ -73,6 +75,7 @@ export function coordinatorCommand(): Command {
         metricsPort: opts.metricsPort,
         natsUrl: opts.nats,
         natsCredentials: opts.natsCredentials === undefined ? undefined : readNatsCredentials(opts.natsCredentials),
+        tls: tlsFromFlag(opts.tlsDir, { role: 'coordinator', name: '' }),
         stopGraceMs: Math.round(opts.stopGrace * 1000),
         drainGraceMs: Math.round(opts.drainGrace * 1000),
         split: opts.split,

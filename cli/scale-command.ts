@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, createCoordinatorClient, unaryCall, withRpcRetry } from '../common';
+import { ConfigError, createCoordinatorClient, grpcChannelCredentials, unaryCall, withRpcRetry } from '../common';
 import type { ScaleResponse } from '../proto';
+import { tlsDirOption, tlsFromFlag } from './tls-options';
 import { scaleStatefulSet } from './scale-kubernetes';
 
 /** How long one Scale call may take. */
@@ -38,6 +39,8 @@ export function scaleCommand(): Command {
     .option('--coordinator <host:port>', 'gRPC address of the coordinator (a local cluster)')
     .option('--statefulset <name>', "the workers' StatefulSet (Kubernetes; default $SHARDWISE_WORKER_STATEFULSET)")
     .option('--namespace <ns>', "its namespace (default $SHARDWISE_NAMESPACE, the kubeconfig context's, then the pod's)")
+    .addOption(tlsDirOption())
+    .option('--operator <name>', 'with --tls-dir: the operator certificate to call Scale with (operators/<name>.crt)', 'admin')
     .option('--kubeconfig <file>', 'kubeconfig (default $KUBECONFIG, ~/.kube/config, then the pod\'s ServiceAccount)')
     .addHelpText('after', SCALE_HELP)
     .action(async (opts) => {
@@ -48,7 +51,8 @@ export function scaleCommand(): Command {
       if (opts.statefulset !== undefined || opts.kubeconfig !== undefined) {
         throw new ConfigError('--coordinator', 'expected either --coordinator (a local cluster) or the Kubernetes flags, got both');
       }
-      const client = createCoordinatorClient({ target: opts.coordinator });
+      const tls = tlsFromFlag(opts.tlsDir, { role: 'operator', name: opts.operator });
+      const client = createCoordinatorClient({ target: opts.coordinator, credentials: tls && grpcChannelCredentials(tls) });
       try {
         const res = await withRpcRetry('Coordinator/Scale', () =>
           unaryCall<ScaleResponse>('Coordinator/Scale', { deadlineMs: SCALE_DEADLINE_MS }, (md, o, cb) =>

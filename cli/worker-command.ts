@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type BackendPreference, closeTimeline, openTimeline, readNatsCredentials } from '../common';
 import { Worker, type WorkerReadyInfo } from '../worker';
+import { tlsDirOption, tlsFromFlag, workerIdentity } from './tls-options';
 import { backendOption, log, parsePort, threadsFlag, threadsOption, timelineOption } from './options';
 
 /** Exit status after a second SIGTERM/SIGINT: the conventional 128 + signal number of SIGTERM. */
@@ -47,11 +48,13 @@ export function workerCommand(): Command {
         .default(60),
     )
     .option('--nats-credentials <file>', 'JSON {"user", "password"} for the job\'s NATS server, when it requires them (a mounted Secret)')
+    .addOption(tlsDirOption())
     .addOption(backendOption())
     .addOption(threadsOption())
     .addOption(timelineOption())
     .action(async (opts) => {
       if (opts.timeline) openTimeline({ file: opts.timeline, processName: opts.id ?? 'worker' });
+      const identity = workerIdentity(opts.id, opts.tlsDir);
       const worker = new Worker(
         {
           coordinator: opts.coordinator,
@@ -67,6 +70,7 @@ export function workerCommand(): Command {
           shutdownGraceMs: Math.round(opts.shutdownGrace * 1000),
           idInUseWaitMs: Math.round(opts.idInUseWait * 1000),
           natsCredentials: opts.natsCredentials === undefined ? undefined : readNatsCredentials(opts.natsCredentials),
+          tls: tlsFromFlag(opts.tlsDir, identity ?? { role: 'worker', name: '' }),
           log,
         },
         { onReady: (info) => process.stdout.write(`${workerReadyLine(info)}\n`) },

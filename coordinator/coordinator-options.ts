@@ -1,4 +1,4 @@
-import { ConfigError, type JobSpec, type NatsCredentials, type ProgressStream } from '../common';
+import { ConfigError, type JobSpec, type NatsCredentials, type ProgressStream, type TlsCredentials } from '../common';
 
 /** Where a coordinator serves, where it writes, and how patient it is. */
 export interface CoordinatorOptions {
@@ -27,6 +27,12 @@ export interface CoordinatorOptions {
   natsUrl?: string;
   /** The coordinator role's NATS user, when the server requires one (`--nats-credentials`). @default none */
   natsCredentials?: NatsCredentials;
+  /**
+   * The coordinator's certificate, the job's CA and join token (`--tls-dir`): gRPC and the data plane then
+   * speak mutual TLS, each call needs its role's certificate and Register the join token.
+   * @default none: plaintext, every caller trusted (`--insecure`)
+   */
+  tls?: TlsCredentials;
   /**
    * After the last epoch, how long the coordinator keeps answering STOP until every live worker was
    * told; then it finishes anyway. @default 10000
@@ -66,6 +72,7 @@ export interface CompiledCoordinatorOptions {
   metricsPort: number;
   natsUrl?: string;
   natsCredentials?: NatsCredentials;
+  tls?: TlsCredentials;
   stopGraceMs: number;
   drainGraceMs: number;
   maxPullWaitMs: number;
@@ -105,6 +112,13 @@ function checkSplit(split: readonly number[] | undefined, spec: JobSpec): readon
   return [...split];
 }
 
+function checkCoordinatorTls(tls: TlsCredentials | undefined): TlsCredentials | undefined {
+  if (tls && (tls.identity.role !== 'coordinator' || !tls.joinToken)) {
+    throw new ConfigError('tls', `expected the coordinator's certificate and the job's join token, got ${tls.identity.role} credentials${tls.joinToken ? '' : ' without a token'}`);
+  }
+  return tls;
+}
+
 /**
  * Fills defaults and checks the rules between fields: a micro-batch (training or evaluation) must fit
  * in one assignment message under `distributed.maxMessageBytes`, or no worker could ever be given one.
@@ -137,6 +151,7 @@ export function compileCoordinatorOptions(options: CoordinatorOptions): Compiled
     metricsPort: port('metricsPort', options.metricsPort ?? 0),
     natsUrl: options.natsUrl === '' ? undefined : options.natsUrl,
     natsCredentials: options.natsCredentials,
+    tls: checkCoordinatorTls(options.tls),
     stopGraceMs: positiveMs('stopGraceMs', options.stopGraceMs ?? 10_000),
     drainGraceMs: positiveMs('drainGraceMs', options.drainGraceMs ?? 30_000),
     maxPullWaitMs: positiveMs('maxPullWaitMs', options.maxPullWaitMs ?? 30_000),

@@ -28,6 +28,7 @@ import {
   type WorkerCapabilities,
 } from '../proto';
 import { type Assignment, AssignmentKind } from './assignment-desk';
+import { CallAccess, guardedService } from './call-access';
 import { InvalidResultError, WorkerGoneError } from './errors';
 import type { JobContext } from './job-context';
 import { type GradientPush, receiveEval, receiveGradients, type WireChunk } from './result-intake';
@@ -146,7 +147,7 @@ function* chunkMessages<T>(tensors: readonly WireTensor[], maxMessageBytes: numb
  * answered with one order (a ConfigState first when the configuration moved), its update chunks after it.
  * However the stream ends, the session is closed, which drops an incarnation that did not leave.
  */
-async function* sessionMessages(job: JobContext, requests: AsyncIterable<SessionRequest>, gone: AbortSignal): AsyncGenerator<SessionOrder> {
+async function* sessionMessages(job: JobContext, requests: AsyncIterable<SessionRequest>, gone: AbortSignal, bind: (workerId: string) => void): AsyncGenerator<SessionOrder> {
   let session: SessionOrders | undefined;
   let why = 'the worker closed it';
   try {
@@ -156,6 +157,7 @@ async function* sessionMessages(job: JobContext, requests: AsyncIterable<Session
       if (session && ready.workerId !== session.workerId) {
         throw new InvalidResultError(ready.workerId, 'worker_id', `Session: expected worker_id '${session.workerId}' throughout, got '${ready.workerId}'`);
       }
+      if (!session) bind(ready.workerId);
       session ??= SessionOrders.open(job, ready.workerId, ready.incarnation);
       const order = await session.next({ weightsVersion: ready.weightsVersion, configVersion: ready.configVersion, maxWaitMs: ready.maxWaitMs }, gone);
       if (order.config) yield { payload: { $case: 'config' as const, config: order.config } };
@@ -194,13 +196,14 @@ function* weightsMessages(job: JobContext, req: GetWeightsRequest): Generator<Ge
   yield* chunkMessages(w.tensors, w.maxMessageBytes, (chunk) => ({ payload: { $case: 'chunk' as const, chunk } }));
 }
 
-async function receivePush(job: JobContext, messages: AsyncIterable<PushGradientsRequest>): Promise<PushGradientsResponse> {
+async function receivePush(job: JobContext, messages: AsyncIterable<PushGradientsRequest>, bind: (workerId: string) => void): Promise<PushGradientsResponse> {
   const it = messages[Symbol.asyncIterator]();
   const first = await it.next();
   if (first.done || first.value.payload?.$case !== 'header') {
     throw new InvalidResultError('', 'header', 'PushGradients: expected a GradientHeader as the first message');
   }
   const header = first.value.payload.header;
+  bind(header.workerId);
   async function* chunks(): AsyncGenerator<WireChunk> {
     for (;;) {
       const next = await it.next();
@@ -226,29 +229,41 @@ export function sessionKeepalive(leaseMs: number): { keepaliveTimeMs: number; ke
   return { keepaliveTimeMs: Math.max(1000, Math.floor(leaseMs / 2)), keepaliveTimeoutMs: Math.max(2000, leaseMs) };
 }
 
-/** The Coordinator service's handlers for `job`, to register with COORDINATOR_SERVICE. */
-export function coordinatorService(job: JobContext): CoordinatorServer {
-  return {
-    register: unaryHandler(async (req: RegisterRequest): Promise<RegisterResponse> => {
+/**
+ * The Coordinator service's handlers for `job`, to register with COORDINATOR_SERVICE. With `access`
+ * secured, each call needs its role's certificate (call-access.ts), a worker speaks only for its own id,
+ * and Register needs the join token.
+ */
+export function coordinatorService(job: JobContext, access = new CallAccess()): CoordinatorServer {
+  return guardedService({
+    register: unaryHandler(async (req: RegisterRequest, call): Promise<RegisterResponse> => {
+      access.checkJoinToken(call);
+      access.bindWorker(call, req.capabilities?.workerId ?? '');
       const registered = registerWorker(job, capabilitiesOf(req.capabilities));
       return { ...registered, incarnation: job.members.get(registered.workerId)?.incarnation ?? 0 };
     }),
-    getConfig: unaryHandler(async (req): Promise<ConfigState> => configFor(job, req.workerId)),
-    heartbeat: unaryHandler(async (req) => {
+    getConfig: unaryHandler(async (req, call): Promise<ConfigState> => {
+      access.bindWorker(call, req.workerId);
+      return configFor(job, req.workerId);
+    }),
+    heartbeat: unaryHandler(async (req, call) => {
+      access.bindWorker(call, req.workerId);
       if (!isLiveIncarnation(job, req.workerId, req.incarnation)) {
         throw new WorkerGoneError(req.workerId, `is a newer incarnation than ${req.incarnation}`);
       }
       return heartbeat(job, req.workerId);
     }),
     // A Leave from an incarnation that was replaced must not remove the one that replaced it.
-    leave: unaryHandler(async (req) => isLiveIncarnation(job, req.workerId, req.incarnation)
+    leave: unaryHandler(async (req, call) => (access.bindWorker(call, req.workerId), isLiveIncarnation(job, req.workerId, req.incarnation)
       ? leaveJob(job, req.workerId, req.drain, req.reason)
-      : { lastCountedStep: 0 }),
-    getWeights: serverStreamHandler((req) => weightsMessages(job, req)),
-    session: duplexStreamHandler((requests, _call, gone) => sessionMessages(job, requests, gone)),
-    pushGradients: clientStreamHandler((messages) => receivePush(job, messages)),
-    submitEval: unaryHandler(async (req) =>
-      receiveEval(job, {
+      : { lastCountedStep: 0 })),
+    getWeights: serverStreamHandler((req, call) => {
+      access.bindWorker(call, req.workerId);
+      return weightsMessages(job, req);
+    }),
+    session: duplexStreamHandler((requests, call, gone) => sessionMessages(job, requests, gone, (id) => access.bindWorker(call, id))),
+    pushGradients: clientStreamHandler((messages, call) => receivePush(job, messages, (id) => access.bindWorker(call, id))),
+    submitEval: unaryHandler(async (req, call) => (access.bindWorker(call, req.workerId), receiveEval(job, {
         workerId: req.workerId,
         globalStep: req.globalStep,
         epoch: req.epoch,
@@ -258,7 +273,7 @@ export function coordinatorService(job: JobContext): CoordinatorServer {
         correctTop5: req.correctTop5,
         confusion: Uint32Array.from(req.confusionMatrix),
         microBatchIds: [...req.microBatchIds],
-      })),
+      }))),
     scale: unaryHandler(async (req) => scaleJob(job, req.desiredWorkers)),
-  };
+  }, access);
 }

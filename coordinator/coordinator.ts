@@ -10,6 +10,7 @@ import {
   disposeModelParts,
   disposeTrainerState,
   EventBus,
+  grpcServerCredentials,
   loadTrainVal,
   type MetricsServer,
   modelFingerprint,
@@ -23,6 +24,7 @@ import {
 } from '../common';
 import { createStatusPage } from '../status';
 import { startAutoscaler } from './autoscaler';
+import { CallAccess } from './call-access';
 import { ChangeSignal } from './change-signal';
 import { CheckpointStore, listCheckpoints } from './checkpoint-store';
 import { type Boundary, restoreCheckpoint, type Restored } from './checkpointing';
@@ -132,7 +134,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
     const lifecycle = new Lifecycle();
     const d = spec.distributed;
     const dataPlane = d.exchange === 'allreduce'
-      ? await DataPlane.listen({ host: options.host, port: options.dataPort, advertiseHost: options.advertiseHost, maxTotalBytes: DEFAULT_MAX_TENSOR_BYTES })
+      ? await DataPlane.listen({ host: options.host, port: options.dataPort, advertiseHost: options.advertiseHost, maxTotalBytes: DEFAULT_MAX_TENSOR_BYTES, tls: options.tls, onRefused: log })
       : null;
     if (dataPlane) {
       cleanup.push(() => dataPlane.close());
@@ -184,8 +186,9 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
     const runner = new JobRunner(job, { store, recorder, run, boundary, resumedFrom: latest.checkpoint?.path });
     runner.prepare();
     const server: RunningGrpcServer = await startGrpcServer(
-      [{ definition: COORDINATOR_SERVICE, implementation: coordinatorService(job) }],
-      { host: options.host, port: options.port, maxMessageBytes: d.maxMessageBytes, ...sessionKeepalive(d.leaseMs) },
+      [{ definition: COORDINATOR_SERVICE, implementation: coordinatorService(job, new CallAccess(options.tls)) }],
+      { host: options.host, port: options.port, maxMessageBytes: d.maxMessageBytes, ...sessionKeepalive(d.leaseMs),
+        credentials: options.tls && grpcServerCredentials(options.tls) },
     );
     cleanup.push(() => server.shutdown(1000));
     const metrics: MetricsServer = await serveMetrics(telemetry.registry, {

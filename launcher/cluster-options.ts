@@ -62,6 +62,12 @@ export interface ClusterOptions {
   stopGraceMs?: number;
   /** Environment of every child. @default process.env */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Plaintext gRPC and data plane, no certificates, no join token: any local process can join the job.
+   * Otherwise the launcher makes a development CA, certificates and a join token (ClusterCredentials) and
+   * every process speaks mutual TLS. @default false
+   */
+  insecure?: boolean;
 }
 
 /** `ClusterOptions` with the defaults filled in and the job's name read from its spec. */
@@ -87,6 +93,7 @@ export interface CompiledClusterOptions {
   workerExitGraceMs: number;
   stopGraceMs: number;
   env: NodeJS.ProcessEnv;
+  insecure: boolean;
 }
 
 /** Largest worker count the launcher starts on one machine; beyond it is almost surely a typo. */
@@ -151,5 +158,6 @@ export function compileClusterOptions(options: ClusterOptions): CompiledClusterO
     workerExitGraceMs: nonNegativeMs('workerExitGraceMs', options.workerExitGraceMs, 30_000),
     stopGraceMs: nonNegativeMs('stopGraceMs', options.stopGraceMs, 30_000),
     env: options.env ?? process.env,
+    insecure: options.insecure ?? false,
   };
 }

@@ -2,6 +2,7 @@ import { BusEventType, EventBus, type EventSubscription } from '../common';
 import { statusPageUrl } from '../status';
 import { exitCodeOf, type ExitStatus, ManagedChild } from './child-process';
 import { type ClusterOptions, type CompiledClusterOptions, compileClusterOptions } from './cluster-options';
+import { ClusterCredentials } from './cluster-credentials';
 import { LauncherError } from './errors';
 import { type LocalNats, type LocalNatsAccess, startLocalNats } from './nats';
 import {
@@ -40,6 +41,7 @@ export class LocalCluster {
   private clusterState: ClusterState = 'starting';
   private pool: WorkerPool | undefined;
   private nats: LocalNats | undefined;
+  private credentials: ClusterCredentials | undefined;
   private bus: EventBus | undefined;
   private subscription: EventSubscription | undefined;
   private coordinatorChild: ManagedChild | undefined;
@@ -113,6 +115,11 @@ export class LocalCluster {
     return this.nats?.access;
   }
 
+  /** The `--tls-dir` every process was given (removed when the cluster stops), or undefined with `insecure`. */
+  get tlsDir(): string | undefined {
+    return this.credentials?.dir;
+  }
+
   /** A snapshot of every worker started so far, in start order (exited ones included). */
   workers(): WorkerInfo[] {
     return this.pool?.workers() ?? [];
@@ -181,6 +188,13 @@ export class LocalCluster {
     } else {
       options.log('running without the event bus (--no-bus): config changes reach workers over gRPC; `shardwise scale` will not start or stop workers here');
     }
+    if (options.insecure) {
+      options.log('warning: --insecure: plaintext gRPC and data plane, no join token; any local process can register, read the weights and join an allreduce');
+    } else {
+      this.credentials = await ClusterCredentials.create();
+      options.log(`security: mutual TLS with a development CA and a join token in ${this.credentials.dir} (removed at the end)`);
+      this.throwIfStopRequested();
+    }
     const coordinator = this.spawnCoordinator();
     const ready = await coordinator.waitForLine(COORDINATOR_READY_PATTERN, {
       what: 'the coordinator ready line',
@@ -198,6 +212,7 @@ export class LocalCluster {
       env: options.env,
       backend: options.backend,
       natsCredentialsFile: this.nats?.access?.files.worker,
+      credentials: this.credentials,
       workerOutput: options.workerOutput,
       output: options.output,
       log: options.log,
@@ -210,7 +225,8 @@ export class LocalCluster {
     this.throwIfStopRequested();
     this.clusterState = 'running';
     options.log(
-      `running ${options.workers} worker(s); change it with: shardwise scale --coordinator ${this.coordinatorReady.grpc} --workers N`,
+      `running ${options.workers} worker(s); change it with: shardwise scale --coordinator ${this.coordinatorReady.grpc}` +
+        `${this.credentials ? ` --tls-dir ${this.credentials.dir}` : ''} --workers N`,
     );
   }
 
@@ -223,6 +239,7 @@ export class LocalCluster {
     const args = ['coordinator', '--job', options.job];
     if (this.nats) args.push('--nats', this.nats.url);
     if (this.nats?.access) args.push('--nats-credentials', this.nats.access.files.coordinator);
+    if (this.credentials) args.push('--tls-dir', this.credentials.dir);
     if (options.data !== undefined) args.push('--data', options.data);
     if (options.runsDir !== undefined) args.push('--runs-dir', options.runsDir);
     if (options.runDir !== undefined) args.push('--run-dir', options.runDir);
@@ -301,6 +318,7 @@ export class LocalCluster {
     await this.subscription?.stop().catch(() => undefined);
     await this.bus?.close().catch(() => undefined);
     if (this.nats) await this.nats.process.stop({ graceMs: options.stopGraceMs });
+    this.credentials?.remove();
     const code = status ? exitCodeOf(status) : 1;
     this.clusterState = failed || code !== 0 ? 'failed' : 'stopped';
     if (!failed) options.log(`stopped; the coordinator's exit status was ${code}`);

@@ -1,5 +1,6 @@
 import { THREADS_ENV_VAR } from '../common';
 import { exitCodeOf, type ExitStatus, ManagedChild } from './child-process';
+import type { ClusterCredentials } from './cluster-credentials';
 import { MAX_LOCAL_WORKERS, type ShardwiseCommand } from './cluster-options';
 import { LauncherError } from './errors';
 import { WORKER_READY_PATTERN, type WorkerReady, workerReadyFrom } from './ready-lines';
@@ -30,6 +31,8 @@ export interface WorkerPoolOptions {
   backend?: string;
   /** The workers' `--nats-credentials` file, when the cluster's NATS server requires users. */
   natsCredentialsFile?: string;
+  /** The cluster's credentials: each worker gets `--tls-dir` with its certificate issued before it starts. */
+  credentials?: ClusterCredentials;
   workerOutput: 'all' | 'quiet';
   output: (line: string) => void;
   log: (line: string) => void;
@@ -117,7 +120,9 @@ export class WorkerPool {
     if (this.closed) return;
     const live = this.slots.filter((s) => s.info.state === 'starting' || s.info.state === 'running');
     if (count > live.length) {
-      const started = Array.from({ length: count - live.length }, () => this.spawn());
+      const ids = Array.from({ length: count - live.length }, () => `worker-${this.nextWorker++}`);
+      await this.options.credentials?.issueWorkers(ids);
+      const started = ids.map((id) => this.spawn(id));
       await Promise.all(started.map((slot) => this.awaitReady(slot)));
     } else if (count < live.length) {
       const newestFirst = live.slice(count).reverse();
@@ -126,10 +131,10 @@ export class WorkerPool {
     }
   }
 
-  private spawn(): WorkerSlot {
+  private spawn(id: string): WorkerSlot {
     const { options } = this;
-    const id = `worker-${this.nextWorker++}`;
     const args = ['worker', '--coordinator', options.coordinator, '--id', id];
+    if (options.credentials) args.push('--tls-dir', options.credentials.dir);
     if (options.backend !== undefined) args.push('--backend', options.backend);
     if (options.natsCredentialsFile !== undefined) args.push('--nats-credentials', options.natsCredentialsFile);
     const child = ManagedChild.spawn({

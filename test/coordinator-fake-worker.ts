@@ -1,3 +1,4 @@
+import type { ChannelCredentials } from '@grpc/grpc-js';
 // A worker played by the test over a raw gRPC client: it speaks the wire contract message by message, so
 // tests can follow it exactly (the real computeShare on the samples it receives) or break it on purpose.
 import * as fs from 'node:fs';
@@ -11,6 +12,7 @@ import {
   clientStreamCall,
   computeShare,
   createCoordinatorClient,
+  JOIN_TOKEN_METADATA_KEY,
   type DuplexCall,
   disposeModelParts,
   encodeCifar10Records,
@@ -103,8 +105,12 @@ export class FakeWorker {
   /** The Session stream of the current registration, opened at the first pull. */
   private orders: DuplexCall<SessionRequest, SessionOrder> | undefined;
 
-  constructor(readonly address: string, options: { maxMessageBytes?: number } = {}) {
-    this.client = createCoordinatorClient({ target: address, maxMessageBytes: options.maxMessageBytes ?? 64 * 1024 * 1024 });
+  private readonly joinToken?: string;
+
+  /** `credentials` and `joinToken`: a worker of a coordinator that requires mutual TLS (tests of its refusals). */
+  constructor(readonly address: string, options: { maxMessageBytes?: number; credentials?: ChannelCredentials; joinToken?: string } = {}) {
+    this.client = createCoordinatorClient({ target: address, maxMessageBytes: options.maxMessageBytes ?? 64 * 1024 * 1024, credentials: options.credentials });
+    this.joinToken = options.joinToken;
   }
 
   /** Registers with `overrides` of the honest capabilities. */
@@ -122,8 +128,10 @@ export class FakeWorker {
       dataAddress: '',
       ...overrides,
     } as WorkerCapabilities;
-    const res = await unaryCall<RegisterResponse>('Register', { deadlineMs: CALL_DEADLINE_MS }, (md, o, cb) =>
-      this.client.register({ capabilities }, md, o, cb));
+    const res = await unaryCall<RegisterResponse>('Register', { deadlineMs: CALL_DEADLINE_MS }, (md, o, cb) => {
+      if (this.joinToken !== undefined) md.set(JOIN_TOKEN_METADATA_KEY, this.joinToken);
+      return this.client.register({ capabilities }, md, o, cb);
+    });
     this.registration = res;
     this.id = res.workerId;
     // The old incarnation's session ends after the new one exists, so its end drops nothing that is live.

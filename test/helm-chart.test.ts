@@ -13,7 +13,7 @@ import { CHART, ciScenarios, Helm, ROOT, scenarioFile } from './support/helm';
 // test/helm-policies.test.ts the NetworkPolicies and monitoring objects.
 
 const RELEASE = 'ci';
-const SCENARIOS = ['default', 'gpu-workers', 'external-nats', 'persistence-disabled', 'monitoring-autoscale', 'autoscale'] as const;
+const SCENARIOS = ['default', 'gpu-workers', 'external-nats', 'persistence-disabled', 'monitoring-autoscale', 'autoscale', 'mtls'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 type Labels = Record<string, string>;

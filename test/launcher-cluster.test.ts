@@ -99,10 +99,13 @@ describe('launcher: local cluster process handling', function () {
     assert.match(natsUrl ?? '', /^nats:\/\/127\.0\.0\.1:\d+$/);
     const [first, ...rest] = events();
     const files = cluster.natsAccess!.files;
-    assert.equal(first, `coordinator started --job ${job} --nats ${natsUrl} --nats-credentials ${files.coordinator} --data /data/cifar --set training.epochs=2`);
+    // Secure by default: every process gets the run's credentials folder, each worker its own certificate.
+    const tls = cluster.tlsDir as string;
+    assert.ok(['coordinator.crt', 'join-token', 'workers/worker-1.crt', 'workers/worker-2.crt'].every((f) => existsSync(path.join(tls, f))), tls);
+    assert.equal(first, `coordinator started --job ${job} --nats ${natsUrl} --nats-credentials ${files.coordinator} --tls-dir ${tls} --data /data/cifar --set training.epochs=2`);
     assert.deepEqual(rest.sort(), [
-      `worker-1 started --coordinator ${cluster.coordinator.grpc} --id worker-1 --nats-credentials ${files.worker}`,
-      `worker-2 started --coordinator ${cluster.coordinator.grpc} --id worker-2 --nats-credentials ${files.worker}`,
+      `worker-1 started --coordinator ${cluster.coordinator.grpc} --id worker-1 --tls-dir ${tls} --nats-credentials ${files.worker}`,
+      `worker-2 started --coordinator ${cluster.coordinator.grpc} --id worker-2 --tls-dir ${tls} --nats-credentials ${files.worker}`,
     ]);
     assert.deepEqual(cluster.liveWorkers().map((w) => [w.id, w.state, w.ready?.id]), [
       ['worker-1', 'running', 'worker-1'],

@@ -1,11 +1,14 @@
 import {
   type DuplexCall,
   GrpcStatus,
+  JOIN_TOKEN_METADATA_KEY,
+  type TlsCredentials,
   RpcError,
   TensorAssembler,
   type WireTensor,
   clientStreamCall,
   createCoordinatorClient,
+  grpcChannelCredentials,
   openDuplexCall,
   serverStreamCall,
   specFromProto,
@@ -46,6 +49,8 @@ export interface CoordinatorLinkOptions {
   onSentBytes?: (bytes: number) => void;
   /** Told the payload bytes of every tensor chunk and sample chunk received. */
   onReceivedBytes?: (bytes: number) => void;
+  /** The worker's certificate, the CA and the join token: mutual TLS, and the token on Register. @default plaintext */
+  tls?: TlsCredentials;
 }
 
 /** A full copy of the coordinator's weights (GetWeights). */
@@ -69,12 +74,20 @@ export class CoordinatorLink {
 
   constructor(private readonly options: CoordinatorLinkOptions) {
     this.target = options.target;
-    this.client = createCoordinatorClient({ target: options.target, maxMessageBytes: options.maxMessageBytes });
+    this.client = createCoordinatorClient({
+      target: options.target,
+      maxMessageBytes: options.maxMessageBytes,
+      credentials: options.tls && grpcChannelCredentials(options.tls),
+    });
   }
 
   /** Register: join the job (the answer carries the job spec and the worker's id). */
   register(capabilities: WorkerCapabilities, signal?: AbortSignal): Promise<RegisterResponse> {
-    return unaryCall('Coordinator/Register', this.unary(signal), (md, o, cb) => this.client.register({ capabilities }, md, o, cb));
+    const token = this.options.tls?.joinToken;
+    return unaryCall('Coordinator/Register', this.unary(signal), (md, o, cb) => {
+      if (token) md.set(JOIN_TOKEN_METADATA_KEY, token.toString('utf8'));
+      return this.client.register({ capabilities }, md, o, cb);
+    });
   }
 
   /** GetConfig: the freeze state and learning rates in force, with their config version. */

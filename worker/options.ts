@@ -1,5 +1,5 @@
 import * as os from 'node:os';
-import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH, type NatsCredentials, resolveThreads } from '../common';
+import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH, type NatsCredentials, resolveThreads, type TlsCredentials } from '../common';
 
 /** How a worker reaches its coordinator and how patient it is. */
 export interface WorkerOptions {
@@ -50,6 +50,11 @@ export interface WorkerOptions {
   /** User and password on the job's NATS server, when it requires them (`--nats-credentials`). @default none */
   natsCredentials?: NatsCredentials;
   /**
+   * The worker's certificate (naming its id), the job's CA and join token (`--tls-dir`): mutual TLS to the
+   * coordinator and on the data plane. @default none: plaintext (`--insecure`)
+   */
+  tls?: TlsCredentials;
+  /**
    * After a drain starts (SIGTERM, or the coordinator asks), wait this long for the share in progress
    * to be pushed; then cancel what is left and leave anyway. @default 60000
    */
@@ -76,6 +81,7 @@ export interface CompiledWorkerOptions {
   retryLimitMs: number;
   idInUseWaitMs: number;
   natsCredentials?: NatsCredentials;
+  tls?: TlsCredentials;
   shutdownGraceMs: number;
   log: (line: string) => void;
 }
@@ -140,9 +146,18 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     retryLimitMs,
     idInUseWaitMs: positiveMs('idInUseWaitMs', options.idInUseWaitMs ?? 60_000),
     natsCredentials: options.natsCredentials,
+    tls: checkWorkerTls(options.tls, id),
     shutdownGraceMs,
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
   };
+}
+
+/** A worker's credentials must be a worker certificate for its own id, with the join token. */
+function checkWorkerTls(tls: TlsCredentials | undefined, id: string): TlsCredentials | undefined {
+  if (tls && (tls.identity.role !== 'worker' || tls.identity.name !== id || !tls.joinToken)) {
+    throw new ConfigError('tls', `expected the certificate of worker '${id}' and the job's join token, got ${tls.identity.role} '${tls.identity.name}'${tls.joinToken ? '' : ' without a token'}`);
+  }
+  return tls;
 }
 
 function checkPort(field: string, value: number): number {

@@ -98,6 +98,7 @@ export class Worker {
       maxMessageBytes: this.options.maxMessageBytes,
       rpcDeadlineMs: this.options.rpcDeadlineMs,
       transferDeadlineMs: this.options.transferDeadlineMs,
+      tls: this.options.tls,
       onSentBytes: (n) => this.metrics.sentBytes.inc(n),
       onReceivedBytes: (n) => this.metrics.receivedBytes.inc(n),
     });
@@ -131,7 +132,7 @@ export class Worker {
         isHealthy: () => this.lifecycle !== WorkerLifecycle.Failed,
       });
       const o = this.options;
-      this.dataPlane = await DataPlane.listen({ host: o.dataHost, port: o.dataPort, advertiseHost: o.advertiseHost });
+      this.dataPlane = await DataPlane.listen({ host: o.dataHost, port: o.dataPort, advertiseHost: o.advertiseHost, tls: o.tls, onRefused: (why) => this.log(why) });
       this.session = new Session({
         options: this.options,
         link: this.link,

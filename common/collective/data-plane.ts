@@ -2,6 +2,7 @@ import * as net from 'node:net';
 import { once } from 'node:events';
 import { hostPort } from '../address';
 import { ListenError } from '../errors';
+import { type Identity, type TlsCredentials, connectMutualTls, createMutualTlsServer, identityUri, memberIdOf } from '../security';
 import { DEFAULT_MAX_TENSOR_BYTES, FrameMeta, StreamClosedError, TensorChannel, WireError, connectTensorChannel } from '../wire';
 import { AllreduceError } from './errors';
 import { Link, LinkOwner, linkKey } from './link';
@@ -9,7 +10,7 @@ import { helloMeta, parseControl } from './control-frames';
 import { ReductionRun, RunLinks } from './reduction-run';
 import { planReduction } from './segment-plan';
 import { SimdScratch } from './simd-scratch';
-import { AllreduceMember, AllreduceRequest, AllreduceStats } from './types';
+import { AllreduceMember, AllreduceRequest, AllreduceStats, COORDINATOR_MEMBER_ID } from './types';
 
 /** Where a DataPlane listens and what it accepts. */
 export interface DataPlaneOptions {
@@ -21,6 +22,14 @@ export interface DataPlaneOptions {
   advertiseHost?: string;
   /** Largest frame (one segment) accepted or sent. @default DEFAULT_MAX_TENSOR_BYTES */
   maxTotalBytes?: number;
+  /**
+   * Mutual TLS with the job's CA: a peer must present a certificate naming the member it says it is in
+   * its hello (a worker's id, or the coordinator), and a member connects only to the identity it expects.
+   * @default plaintext TCP (no identity checked)
+   */
+  tls?: TlsCredentials;
+  /** Told why a connection was refused (handshake failed, a hello under another identity). @default ignored */
+  onRefused?: (why: string) => void;
 }
 
 /** Keys of reductions run here that a late ready frame is recognised by (its link is then closed). */
@@ -52,13 +61,15 @@ export class DataPlane implements LinkOwner, RunLinks {
   private active?: ReductionRun;
   /** Where parts are received and folded, reused across reductions (about n floats at an owner). */
   private readonly scratch = new SimdScratch();
+  /** With TLS: the identity each accepted link's certificate names, which its hello must match. */
+  private readonly certified = new WeakMap<Link, Identity>();
   private closed = false;
   private opened = 0;
 
-  private constructor(private readonly server: net.Server, advertiseHost: string, private readonly maxTotalBytes: number) {
+  private constructor(private readonly server: net.Server, advertiseHost: string, private readonly maxTotalBytes: number,
+    private readonly security: Pick<DataPlaneOptions, 'tls' | 'onRefused'>) {
     const port = (server.address() as net.AddressInfo).port;
     this.address = hostPort(advertiseHost, port);
-    server.on('connection', (socket) => this.onConnection(socket));
   }
 
   /** Connections this plane has opened so far (to receive from peers): constant while the pool is reused. */
@@ -74,7 +85,12 @@ export class DataPlane implements LinkOwner, RunLinks {
   /** Starts listening; resolves once the port is bound. */
   static async listen(options: DataPlaneOptions = {}): Promise<DataPlane> {
     const host = options.host ?? '127.0.0.1';
-    const server = net.createServer({ noDelay: true });
+    // Connections are handed to the plane once it exists; none can arrive before the port is bound.
+    const ready: { plane?: DataPlane } = {};
+    const refused = (why: string): void => options.onRefused?.(`data plane: refused ${why}`);
+    const server = options.tls
+      ? createMutualTlsServer(options.tls, ({ socket, identity }) => ready.plane?.onConnection(socket, identity), refused)
+      : net.createServer({ noDelay: true }, (socket) => ready.plane?.onConnection(socket));
     const port = options.port ?? 0;
     server.listen(port, host);
     try {
@@ -82,7 +98,8 @@ export class DataPlane implements LinkOwner, RunLinks {
     } catch (err) {
       throw new ListenError('data plane', hostPort(host, port), '--data-port', { cause: err });
     }
-    return new DataPlane(server, options.advertiseHost ?? host, options.maxTotalBytes ?? DEFAULT_MAX_TENSOR_BYTES);
+    ready.plane = new DataPlane(server, options.advertiseHost ?? host, options.maxTotalBytes ?? DEFAULT_MAX_TENSOR_BYTES, options);
+    return ready.plane;
   }
 
   /**
@@ -129,7 +146,7 @@ export class DataPlane implements LinkOwner, RunLinks {
     if (pooled) return pooled;
     const target = splitAddress(peer.address);
     if (!target) throw new WireError(`expected a host:port address for '${peer.id}', got '${peer.address}'`);
-    const channel = await connectTensorChannel(target.host, target.port, { maxTotalBytes: this.maxTotalBytes });
+    const channel = await this.connect(peer, target.host, target.port);
     this.opened++;
     if (this.closed) {
       await channel.close();
@@ -162,6 +179,7 @@ export class DataPlane implements LinkOwner, RunLinks {
     if (link.direction !== 'out') throw new WireError(`collective: expected only data from '${link.peer?.id}', got an '${c.type}' frame`);
     if (c.type === 'hello') {
       if (link.peer) throw new WireError(`collective: expected one hello per connection, '${link.peer.id}' sent another`);
+      this.checkHello(link, c.from);
       link.peer = { id: c.from, address: c.address };
       link.expectedId = c.to;
       this.unnamed.delete(link);
@@ -200,13 +218,36 @@ export class DataPlane implements LinkOwner, RunLinks {
     return undefined;
   }
 
-  private onConnection(socket: net.Socket): void {
+  /** Opens the connection to receive from `peer`: with TLS, only to the identity the member id stands for. */
+  private async connect(peer: AllreduceMember, host: string, port: number): Promise<TensorChannel> {
+    const tls = this.security.tls;
+    if (!tls) return connectTensorChannel(host, port, { maxTotalBytes: this.maxTotalBytes });
+    const expected: Identity = peer.id === COORDINATOR_MEMBER_ID ? { role: 'coordinator', name: '' } : { role: 'worker', name: peer.id };
+    try {
+      return new TensorChannel(await connectMutualTls(host, port, tls, expected), { maxTotalBytes: this.maxTotalBytes });
+    } catch (err) {
+      throw new StreamClosedError(`collective: cannot connect to '${peer.id}' at ${peer.address}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** With TLS, a hello must come from the member its connection's certificate names; anything else is cut. */
+  private checkHello(link: Link, from: string): void {
+    const identity = this.certified.get(link);
+    if (!this.security.tls || (identity && memberIdOf(identity, COORDINATOR_MEMBER_ID) === from)) return;
+    const why = `a hello from '${from}' on ${link.channel.remote}: its certificate names ${identity ? identityUri(identity) : 'nobody'}, which may not act as '${from}'`;
+    this.security.onRefused?.(`data plane: refused ${why}`);
+    throw new WireError(`collective: ${why}`);
+  }
+
+  private onConnection(socket: net.Socket, identity?: Identity): void {
     const channel = new TensorChannel(socket, { maxTotalBytes: this.maxTotalBytes });
     if (this.closed) {
       void channel.close();
       return;
     }
-    this.unnamed.add(new Link(channel, 'out', this));
+    const link = new Link(channel, 'out', this);
+    if (identity) this.certified.set(link, identity);
+    this.unnamed.add(link);
   }
 
   private remember(key: string): void {

@@ -11,7 +11,7 @@ export { contiguousRuns, isTreeNode, type MicroBatchRun, nodePrefix, parentNode,
 export type { DataPlaneOptions } from './data-plane';
 export { AllreduceError, ALLREDUCE_PHASES } from './errors';
 export type { AllreducePhase } from './errors';
-export { MEMBER_ROLES } from './types';
+export { COORDINATOR_MEMBER_ID, MEMBER_ROLES } from './types';
 export type { MemberRole, AllreduceCompression, AllreduceMember, AllreduceRequest, AllreduceStats } from './types';
 export { decodeFp16, encodeFp16, FP16_MAX } from './fp16';
 export { allreduceCompression } from './half-frames';

@@ -1,5 +1,8 @@
 import type { MicroBatchRun } from './summation-tree';
 
+/** The coordinator's id in every reduction: an observer, or the contributor of the shares pushed to it. */
+export const COORDINATOR_MEMBER_ID = 'coordinator';
+
 /** What a member does in a reduction: adds its input to the sum, or only receives the sum. */
 export const MEMBER_ROLES = ['contributor', 'observer'] as const;
 /** One of `MEMBER_ROLES`. */

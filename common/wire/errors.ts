@@ -122,6 +122,28 @@ export class WorkerIdInUseError extends WireError {
   }
 }
 
+/**
+ * The caller did not prove who it is: no client certificate, or no (or a wrong) join token. Maps to
+ * UNAUTHENTICATED, never retried. The message names what is missing and nothing the caller could use.
+ */
+export class UnauthenticatedError extends WireError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnauthenticatedError';
+  }
+}
+
+/**
+ * The caller is known but may not do this: a worker's certificate on an operator call, or a worker id
+ * other than the one its certificate names. Maps to PERMISSION_DENIED, never retried.
+ */
+export class PermissionDeniedError extends WireError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PermissionDeniedError';
+  }
+}
+
 /** The coordinator cannot serve the call right now (starting, draining); maps to UNAVAILABLE, retried. */
 export class NotReadyError extends WireError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -1,5 +1,6 @@
 import {
   CallOptions,
+  ChannelCredentials,
   ClientReadableStream,
   ClientUnaryCall,
   ClientWritableStream,
@@ -32,6 +33,8 @@ export interface GrpcClientOptions {
   flowControlWindowBytes?: number;
   /** Ceiling of grpc-js's own reconnect backoff, so a restarted coordinator is found quickly. @default 2000 */
   maxReconnectBackoffMs?: number;
+  /** Transport security: `grpcChannelCredentials` (common/security) for mutual TLS. @default plaintext */
+  credentials?: ChannelCredentials;
 }
 
 /**
@@ -44,7 +47,7 @@ export function createCoordinatorClient(options: GrpcClientOptions): Coordinator
   if (!Number.isInteger(maxMessageBytes) || maxMessageBytes <= 0) {
     throw new ConfigError('client.maxMessageBytes', `expected a positive integer, got ${maxMessageBytes}`);
   }
-  return new FastCoordinatorClient(options.target, credentials.createInsecure(), {
+  return new FastCoordinatorClient(options.target, options.credentials ?? credentials.createInsecure(), {
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
     'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? 10_000,
@@ -53,6 +56,9 @@ export function createCoordinatorClient(options: GrpcClientOptions): Coordinator
     'grpc.max_reconnect_backoff_ms': options.maxReconnectBackoffMs ?? 2_000,
     // Larger HTTP/2 windows let a multi-megabyte stream flow without waiting on WINDOW_UPDATEs.
     'grpc-node.flow_control_window': options.flowControlWindowBytes ?? DEFAULT_FLOW_CONTROL_WINDOW_BYTES,
+    // With TLS the server is checked by the identity in its certificate, not by name; a fixed SNI name
+    // keeps Node from sending an IP address as one (RFC 6066, DEP0123) when the target is an address.
+    ...(options.credentials ? { 'grpc.ssl_target_name_override': 'shardwise-coordinator' } : {}),
   });
 }
 

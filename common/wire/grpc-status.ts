@@ -5,9 +5,11 @@ import {
   IncompatiblePeerError,
   MessageTooLargeError,
   NotReadyError,
+  PermissionDeniedError,
   RpcError,
   StaleRequestError,
   TensorCodecError,
+  UnauthenticatedError,
   UnknownWorkerError,
   WorkerIdInUseError,
 } from './errors';
@@ -29,6 +31,8 @@ export function statusCodeFor(error: unknown): status {
   if (error instanceof UnknownWorkerError) return status.NOT_FOUND;
   if (error instanceof NotReadyError) return status.UNAVAILABLE;
   if (error instanceof WorkerIdInUseError) return status.ALREADY_EXISTS;
+  if (error instanceof UnauthenticatedError) return status.UNAUTHENTICATED;
+  if (error instanceof PermissionDeniedError) return status.PERMISSION_DENIED;
   return status.INTERNAL;
 }
 

@@ -13,6 +13,8 @@ export {
   UnknownWorkerError,
   NotReadyError,
   WorkerIdInUseError,
+  UnauthenticatedError,
+  PermissionDeniedError,
   RpcError,
 } from './errors';
 export { MAX_WORKER_ID_LENGTH } from './worker-id';

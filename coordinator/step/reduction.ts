@@ -1,7 +1,7 @@
-import type { AllreduceMember, WireTensorSpec } from '../../common';
+import { type AllreduceMember, COORDINATOR_MEMBER_ID, type WireTensorSpec } from '../../common';
 
-/** The coordinator's id in every reduction: an observer, or the contributor of the shares pushed to it. */
-export const COORDINATOR_MEMBER_ID = 'coordinator';
+/** The coordinator's id in every reduction (defined with the data plane, which checks it against certificates). */
+export { COORDINATOR_MEMBER_ID };
 
 /** What a member is told in its REDUCE assignment (all but `rank` is the same at every member). */
 export interface ReduceOrder {

@@ -1,0 +1,90 @@
+import { once } from 'node:events';
+import * as tls from 'node:tls';
+import { type Identity, identityOf, identityUri } from './identity';
+import type { TlsCredentials } from './tls-credentials';
+
+/*
+ * Mutual TLS for raw TCP (the allreduce data plane): both ends present a certificate from the job's CA
+ * and both are checked. Who the other end may be (a member of the reduction) is the caller's rule; these
+ * helpers only say who it is.
+ */
+
+/** A TLS connection whose peer proved a shardwise identity. */
+export interface AuthenticatedSocket {
+  socket: tls.TLSSocket;
+  identity: Identity;
+}
+
+function peerIdentity(socket: tls.TLSSocket): Identity | undefined {
+  const cert = socket.getPeerX509Certificate();
+  return cert ? identityOf(cert) : undefined;
+}
+
+/**
+ * A TLS server requiring a client certificate from `credentials.ca`. `onSocket` gets each connection whose
+ * handshake succeeded and whose certificate is from the CA and names an identity; `onRefused` is told why
+ * any other was cut (a plaintext client, a certificate from another CA, none at all), with its address.
+ */
+export function createMutualTlsServer(
+  credentials: TlsCredentials,
+  onSocket: (connection: AuthenticatedSocket) => void,
+  onRefused: (why: string) => void,
+): tls.Server {
+  const server = tls.createServer({
+    ca: credentials.ca,
+    cert: credentials.cert,
+    key: credentials.key,
+    requestCert: true,
+    // Verified below instead of by OpenSSL mid-handshake: a refused certificate is then reported with its
+    // reason and the peer's address (OpenSSL's own refusal reaches Node as a bare 'socket hang up').
+    // No byte is read from a connection before the check.
+    rejectUnauthorized: false,
+    // A peer that connects and never completes a handshake is cut, like one that never says hello.
+    handshakeTimeout: 10_000,
+  });
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    const identity = socket.authorized ? peerIdentity(socket) : undefined;
+    if (identity) {
+      onSocket({ socket, identity });
+      return;
+    }
+    const why = socket.authorized ? 'its certificate names no shardwise identity'
+      : `its certificate is not from the job's CA (${String(socket.authorizationError)})`;
+    onRefused(`${socket.remoteAddress}:${socket.remotePort}: ${why}`);
+    socket.destroy();
+  });
+  server.on('tlsClientError', (err: Error & { reason?: string }, socket: tls.TLSSocket) => {
+    // OpenSSL's reason ('wrong version number': a plaintext client; 'certificate unknown') reads better than its error stack.
+    onRefused(`${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}: TLS handshake failed (${err.reason ?? err.message.trim()})`);
+  });
+  return server;
+}
+
+/**
+ * Connects to `host:port` with this process's certificate and resolves once the handshake is done and the
+ * server's certificate is from the CA and names `expected`; otherwise the socket is closed and the error
+ * says what the server presented.
+ */
+export async function connectMutualTls(host: string, port: number, credentials: TlsCredentials, expected: Identity): Promise<tls.TLSSocket> {
+  const socket = tls.connect({
+    host,
+    port,
+    ca: credentials.ca,
+    cert: credentials.cert,
+    key: credentials.key,
+    // The peer is checked by the identity in its certificate, not by a host name (pods move).
+    checkServerIdentity: () => undefined,
+  });
+  try {
+    await once(socket, 'secureConnect');
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+  const found = peerIdentity(socket);
+  if (!found || found.role !== expected.role || found.name !== expected.name) {
+    socket.destroy();
+    throw new Error(`expected ${identityUri(expected)} at ${host}:${port}, its certificate names ${found ? identityUri(found) : 'no shardwise identity'}`);
+  }
+  return socket;
+}
