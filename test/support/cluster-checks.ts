@@ -13,7 +13,8 @@ import { type JobSpec, parseJobSpec } from '../../common/job';
 import { buildModel, disposeModelParts, MODEL_JSON_FILE, namedVariables, WEIGHTS_FILE } from '../../common/models';
 import { type MetricsRecord, readMetrics, RUN_FILES } from '../../common/reporting';
 import { runLocalTraining } from '../../common/training';
-import { TEST_BACKEND } from './cluster';
+import { type ClusterHarness, TEST_BACKEND } from './cluster';
+import { EPOCHS } from './cluster-data';
 import { pollUntil } from './deadline';
 
 /** Variable values by `originalName` (`block1_conv1_conv/kernel`), BatchNorm statistics included. */
@@ -90,6 +91,19 @@ export function assertRunMatchesReference(runDir: string, shape: { trainImages: 
   assertExactlyOnce(records, epochs, shape.trainImages);
   assertReplicasAgree(records, epochs, shape.stepsPerEpoch);
   assertSameWeightsHash(finalRunWeights(runDir), reference, label);
+}
+
+/**
+ * Waits for a fault test's job to end (`run`, e.g. `harness.awaitFinished`), failing with every process's
+ * recent output when it does not, then makes the run-level checks of {@link assertRunMatchesReference}.
+ */
+export async function finishAndCheck(harness: ClusterHarness, run: () => Promise<void>, runDir: string, reference: WeightMap, label: string): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
+  }
+  assertRunMatchesReference(runDir, harness, reference, label, EPOCHS);
 }
 
 /** Training ran to its end: an epoch record for every epoch, each with validation metrics. */
