@@ -1,17 +1,11 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { listCheckpoints } from '../coordinator';
-import { ClusterHarness, pause, type WorkerProc } from './support/cluster';
-import {
-  assertRunMatchesReference,
-  localReference,
-  recordsOf,
-  runRecords,
-  waitForRecords,
-  type WeightMap,
-} from './support/cluster-checks';
-import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
+import { pause, type WorkerProc } from './support/cluster';
+import { recordsOf, runRecords, waitForRecords } from './support/cluster-checks';
+import { testJobYaml } from './support/cluster-data';
 import { pollUntil } from './support/deadline';
+import { faultSuite } from './support/fault-suite';
 
 /** A worker's log line after it pushed its share of a step. */
 const SHARE_DONE = /step (\d+) \(epoch (\d+)\): \d+\/\d+ micro-batches/;
@@ -23,37 +17,18 @@ const COMPUTING_LATER = /step ([1-9]\d*): computing micro-batches/;
 // undisturbed single-process run: a fault may cost time, never correctness.
 describe('distributed training survives faults', function () {
   this.timeout(240_000);
-  let harness: ClusterHarness;
-  let reference: WeightMap;
-
-  before(async function () {
-    this.timeout(120_000);
-    harness = await ClusterHarness.create({ images: DATASET_IMAGES });
-    reference = await localReference('test-job', testJobYaml('reference'), harness.dataDir);
-  });
-
-  after(async () => {
-    await harness?.dispose();
-  });
-
-  async function finish(runDir: string, run: () => Promise<void>, label: string): Promise<void> {
-    try {
-      await run();
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
-    }
-    assertRunMatchesReference(runDir, harness, reference, label, EPOCHS);
-  }
+  const suite = faultSuite();
+  const finish = (runDir: string, run: () => Promise<void>, label: string): Promise<void> => suite.finish(run, runDir, label);
 
   it('a worker SIGKILLed mid-compute: its share is redone by the other, the job finishes', async () => {
-    const job = harness.writeJob('kill-worker', testJobYaml('kill-worker', { minWorkers: 1, leaseMs: 2000 }));
-    const coordinator = await harness.startCoordinator({ job });
-    const [survivor, victim] = await harness.startWorkers(coordinator.ready.grpc, 2);
+    const job = suite.harness.writeJob('kill-worker', testJobYaml('kill-worker', { minWorkers: 1, leaseMs: 2000 }));
+    const coordinator = await suite.harness.startCoordinator({ job });
+    const [survivor, victim] = await suite.harness.startWorkers(coordinator.ready.grpc, 2);
     // Killed as it starts computing a share of a later step (the line comes before the compute): it dies with
     // that share in hand, so its session ends and the coordinator hands the share to the survivor.
     const [, killedAt] = await victim.child.waitForLine(COMPUTING_LATER, { what: 'the victim computing a share', timeoutMs: 120_000 });
     victim.child.signal('SIGKILL');
-    await finish(coordinator.ready.runDir, () => harness.awaitFinished(coordinator, [survivor]), 'after a worker was killed');
+    await finish(coordinator.ready.runDir, () => suite.harness.awaitFinished(coordinator, [survivor]), 'after a worker was killed');
     const pushed = victim.child.lines().some((l) => SHARE_DONE.exec(l)?.[1] === killedAt);
     assert.equal(pushed, false, `the victim pushed its share of step ${killedAt} before the kill: not mid-compute`);
     const reports = recordsOf(runRecords(coordinator.ready.runDir), 'epoch-report');
@@ -62,62 +37,62 @@ describe('distributed training survives faults', function () {
   });
 
   it('a worker added mid-epoch is admitted at a step boundary with the current weights', async () => {
-    const job = harness.writeJob('join', testJobYaml('join', { minWorkers: 1, leaseMs: 15_000 }));
-    const coordinator = await harness.startCoordinator({ job });
-    const [first] = await harness.startWorkers(coordinator.ready.grpc, 1);
+    const job = suite.harness.writeJob('join', testJobYaml('join', { minWorkers: 1, leaseMs: 15_000 }));
+    const coordinator = await suite.harness.startCoordinator({ job });
+    const [first] = await suite.harness.startWorkers(coordinator.ready.grpc, 1);
     const runDir = coordinator.ready.runDir;
     await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 0 && s.step >= 1), 'step 1 of epoch 0');
     // Hold the first worker so the epoch cannot end while the second one starts (seconds, under the lease).
     const held = pause([first.child]);
     let joiner: WorkerProc;
     try {
-      joiner = await harness.startWorker(coordinator.ready.grpc, 'worker-2');
+      joiner = await suite.harness.startWorker(coordinator.ready.grpc, 'worker-2');
     } finally {
       held.resume();
     }
-    await finish(runDir, () => harness.awaitFinished(coordinator, [first, joiner]), 'with a worker added mid-epoch');
+    await finish(runDir, () => suite.harness.awaitFinished(coordinator, [first, joiner]), 'with a worker added mid-epoch');
     const hashes = recordsOf(runRecords(runDir), 'replica-hash').filter((h) => 'worker-2' in h.workers);
     assert.ok(hashes.length > 0, 'worker-2 never reported a weights hash');
     const joinedAt = hashes[0].globalStep;
-    assert.ok(joinedAt > 1 && joinedAt % harness.stepsPerEpoch !== 0, `worker-2 first computed global step ${joinedAt}, expected mid-epoch`);
+    assert.ok(joinedAt > 1 && joinedAt % suite.harness.stepsPerEpoch !== 0, `worker-2 first computed global step ${joinedAt}, expected mid-epoch`);
     assert.equal(hashes[0].workers['worker-2'], hashes[0].coordinator, 'the joiner started from the current weights');
   });
 
   it('a coordinator SIGKILLed mid-epoch resumes from its checkpoint; the workers reconnect', async () => {
-    const job = harness.writeJob('restart', testJobYaml('restart', { minWorkers: 2, checkpointEverySteps: 2, leaseMs: 10_000 }));
+    const job = suite.harness.writeJob('restart', testJobYaml('restart', { minWorkers: 2, checkpointEverySteps: 2, leaseMs: 10_000 }));
     // A fixed port: the workers dial the address they know, so the new coordinator must come back there.
-    const port = await harness.freePort();
-    const first = await harness.startCoordinator({ job, port });
+    const port = await suite.harness.freePort();
+    const first = await suite.harness.startCoordinator({ job, port });
     const runDir = first.ready.runDir;
-    const workers = await harness.startWorkers(first.ready.grpc, 2);
+    const workers = await suite.harness.startWorkers(first.ready.grpc, 2);
     await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 0 && s.step >= 3), 'step 3 of epoch 0 (after a checkpoint)');
     const held = pause(workers.map((w) => w.child));
     first.child.signal('SIGKILL');
     await first.child.exited;
     held.resume();
     const killedAfter = recordsOf(runRecords(runDir), 'step').length;
-    assert.ok(killedAfter < harness.stepsPerEpoch, `the kill came after epoch 0 ended (${killedAfter} steps recorded)`);
+    assert.ok(killedAfter < suite.harness.stepsPerEpoch, `the kill came after epoch 0 ended (${killedAfter} steps recorded)`);
     // The newest checkpoint the killed coordinator left: a mid-epoch one (every 2 steps, at least step 2).
     const [newest] = await listCheckpoints(path.join(runDir, 'checkpoints'));
     const checkpointStep = Number(/step-(\d+)$/.exec(newest ?? '')?.[1]);
     assert.ok(checkpointStep >= 2 && checkpointStep <= killedAfter, `expected a mid-epoch checkpoint, found ${newest}`);
 
-    const second = await harness.startCoordinator({ job, port, runDir });
+    const second = await suite.harness.startCoordinator({ job, port, runDir });
     assert.equal(second.ready.runDir, runDir);
     // It resumes at that checkpoint's step, not at the epoch's start: ignoring mid-epoch checkpoints fails here.
     const [, from, epoch, step, globalStep] = await second.child.waitForLine(/resuming .* from (\S+): epoch (\d+), step (\d+) \(global step (\d+)\)/,
       { what: "the new coordinator's resume line", timeoutMs: 5000 });
     assert.deepEqual([from, Number(epoch), Number(step), Number(globalStep)], [newest, 0, checkpointStep, checkpointStep]);
-    await finish(runDir, () => harness.awaitFinished(second, workers), 'after a coordinator restart');
+    await finish(runDir, () => suite.harness.awaitFinished(second, workers), 'after a coordinator restart');
   });
 
   it('a coordinator SIGKILLed while a worker holds sums: the worker drops them when it registers again', async () => {
     // A checkpoint after every step: the new coordinator redoes exactly the step whose sums were held.
-    const job = harness.writeJob('restart-held', testJobYaml('restart-held', { minWorkers: 2, checkpointEverySteps: 1, leaseMs: 10_000 }));
-    const port = await harness.freePort();
-    const first = await harness.startCoordinator({ job, port });
+    const job = suite.harness.writeJob('restart-held', testJobYaml('restart-held', { minWorkers: 2, checkpointEverySteps: 1, leaseMs: 10_000 }));
+    const port = await suite.harness.freePort();
+    const first = await suite.harness.startCoordinator({ job, port });
     const runDir = first.ready.runDir;
-    const workers = await harness.startWorkers(first.ready.grpc, 2);
+    const workers = await suite.harness.startWorkers(first.ready.grpc, 2);
     await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 0), 'the first step');
     // With worker-2 frozen no step can be reduced: worker-1 pushes its share of the open step and holds the sums.
     const frozen = pause([workers[1].child]);
@@ -131,29 +106,29 @@ describe('distributed training survives faults', function () {
     await first.child.exited;
     held.resume();
     frozen.resume();
-    const second = await harness.startCoordinator({ job, port, runDir });
+    const second = await suite.harness.startCoordinator({ job, port, runDir });
     assert.equal(recordsOf(runRecords(runDir), 'step').length, heldStep, 'the new coordinator redoes the held step');
     // Kept, the stale sums would be added to worker-1's new share of the same step: weights off the reference.
-    await finish(runDir, () => harness.awaitFinished(second, workers), 'after a restart while sums were held');
+    await finish(runDir, () => suite.harness.awaitFinished(second, workers), 'after a restart while sums were held');
   });
 
   it('nats-server down across the learning-rate change: workers get the config on their session stream', async () => {
-    const job = harness.writeJob('bus-outage', testJobYaml('bus-outage', { minWorkers: 2 }));
-    const coordinator = await harness.startCoordinator({ job });
+    const job = suite.harness.writeJob('bus-outage', testJobYaml('bus-outage', { minWorkers: 2 }));
+    const coordinator = await suite.harness.startCoordinator({ job });
     const runDir = coordinator.ready.runDir;
-    const workers = await harness.startWorkers(coordinator.ready.grpc, 2);
+    const workers = await suite.harness.startWorkers(coordinator.ready.grpc, 2);
     await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 0), 'the first step of epoch 0');
     // Stop the bus before the epoch 1 boundary (unfreeze + new rate), with the workers held meanwhile.
     const held = pause(workers.map((w) => w.child));
     try {
-      await harness.nats.stop();
+      await suite.harness.nats.stop();
     } finally {
       held.resume();
     }
     assert.ok(!recordsOf(runRecords(runDir), 'step').some((s) => s.epoch === 1), 'epoch 1 began before the bus went down');
     await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 1), 'a step of epoch 1 while the bus is down');
-    await harness.nats.restart();
-    await finish(runDir, () => harness.awaitFinished(coordinator, workers), 'across a bus outage');
+    await suite.harness.nats.restart();
+    await finish(runDir, () => suite.harness.awaitFinished(coordinator, workers), 'across a bus outage');
     // The rate change's version, from the coordinator. Each worker must have reached it without the bus: pushed on
     // its session stream, or (a worker dropped and registered again, as a heavily loaded machine can cause) in the
     // answer to its registration.

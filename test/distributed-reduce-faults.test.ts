@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { ClusterHarness, pause, type WorkerProc } from './support/cluster';
-import { assertRunMatchesReference, localReference, recordsOf, runRecords, type WeightMap } from './support/cluster-checks';
-import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
+import { pause, type WorkerProc } from './support/cluster';
+import { recordsOf, runRecords } from './support/cluster-checks';
+import { testJobYaml } from './support/cluster-data';
+import { faultSuite } from './support/fault-suite';
 import { TcpProxy } from './support/tcp-proxy';
 
 /** A worker's line after the coordinator accepted its share of a step. */
@@ -29,18 +30,7 @@ function pushed(worker: WorkerProc, step: number): boolean {
 // only: the job finishes, every sample is counted once, and the weights are the single-process trainer's.
 describe('distributed training survives faults in the allreduce', function () {
   this.timeout(240_000);
-  let harness: ClusterHarness;
-  let reference: WeightMap;
-
-  before(async function () {
-    this.timeout(120_000);
-    harness = await ClusterHarness.create({ images: DATASET_IMAGES });
-    reference = await localReference('test-job', testJobYaml('reference'), harness.dataDir);
-  });
-
-  after(async () => {
-    await harness?.dispose();
-  });
+  const suite = faultSuite();
 
   /**
    * The step both workers compute a share of: `second`'s next share once `first` pushed one (so both are
@@ -52,19 +42,11 @@ describe('distributed training survives faults in the allreduce', function () {
     return Number(step);
   }
 
-  async function finish(run: () => Promise<void>, runDir: string, label: string): Promise<void> {
-    try {
-      await run();
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
-    }
-    assertRunMatchesReference(runDir, harness, reference, label, EPOCHS);
-  }
 
   it('a worker SIGKILLed inside the allreduce: the coordinator retries the step without it', async () => {
-    const job = harness.writeJob('kill-in-reduce', testJobYaml('kill-in-reduce', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 20_000 }));
-    const coordinator = await harness.startCoordinator({ job });
-    const [survivor, victim] = await harness.startWorkers(coordinator.ready.grpc, 2);
+    const job = suite.harness.writeJob('kill-in-reduce', testJobYaml('kill-in-reduce', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 20_000 }));
+    const coordinator = await suite.harness.startCoordinator({ job });
+    const [survivor, victim] = await suite.harness.startWorkers(coordinator.ready.grpc, 2);
     const step = await nextSharedStep(survivor, victim);
     // Stage the fault without a sleep: the victim is held mid-compute until the survivor's share is in and
     // the survivor is held too; then the victim pushes, the step's REDUCE orders go out, and the victim's
@@ -84,7 +66,7 @@ describe('distributed training survives faults in the allreduce', function () {
     } finally {
       survivorHeld?.resume();
     }
-    await finish(() => harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a worker was killed in the allreduce');
+    await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a worker was killed in the allreduce');
     const failed = coordinator.child.lines().filter((l) => l.includes(`step ${step}: allreduce `) && l.includes(' failed '));
     assert.ok(failed.length > 0, `the coordinator never retried step ${step}'s allreduce; its output:\n${coordinator.child.tail(40)}`);
     const redone = recordsOf(runRecords(coordinator.ready.runDir), 'epoch-report').reduce((sum, r) => sum + r.redoneMicroBatches, 0);
@@ -92,14 +74,14 @@ describe('distributed training survives faults in the allreduce', function () {
   });
 
   it('a push accepted but its answer lost on the wire: the worker drops its sums, the coordinator forfeits them', async () => {
-    const job = harness.writeJob('lost-answer', testJobYaml('lost-answer', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 10_000 }));
-    const coordinator = await harness.startCoordinator({ job });
+    const job = suite.harness.writeJob('lost-answer', testJobYaml('lost-answer', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 10_000 }));
+    const coordinator = await suite.harness.startCoordinator({ job });
     // worker-2 talks to the coordinator through the proxy (gRPC only: its data plane is direct).
     const proxy = await TcpProxy.start(coordinator.ready.grpc);
     try {
       const [direct, proxied] = await Promise.all([
-        harness.startWorker(coordinator.ready.grpc, 'worker-1'),
-        harness.startWorker(proxy.address, 'worker-2'),
+        suite.harness.startWorker(coordinator.ready.grpc, 'worker-1'),
+        suite.harness.startWorker(proxy.address, 'worker-2'),
       ]);
       const step = await nextSharedStep(direct, proxied);
       // From here worker-2 hears nothing: its push of this step goes through, the answer does not.
@@ -111,7 +93,7 @@ describe('distributed training survives faults in the allreduce', function () {
       assert.match(members, /worker-2/, `worker-2's share of step ${step} was accepted (a member of its allreduce): ${members}`);
       await proxied.child.waitForLine(/session ended \(.*\); dropping the sums it held/, { what: 'worker-2 ending its session', timeoutMs: 60_000 });
       assert.equal(pushed(proxied, step), false, `worker-2 heard the answer to its push of step ${step}: the answer was not lost`);
-      await finish(() => harness.awaitFinished(coordinator, [direct, proxied]), coordinator.ready.runDir, 'after a lost push answer');
+      await suite.finish(() => suite.harness.awaitFinished(coordinator, [direct, proxied]), coordinator.ready.runDir, 'after a lost push answer');
       assert.ok(proxy.connections >= 2, `worker-2 did not reconnect through the proxy (${proxy.connections} connections)`);
     } finally {
       await proxy.close();

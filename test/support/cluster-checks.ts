@@ -93,6 +93,19 @@ export function assertRunMatchesReference(runDir: string, shape: { trainImages: 
   assertSameWeightsHash(finalRunWeights(runDir), reference, label);
 }
 
+/**
+ * Waits for a fault test's job to end (`run`, e.g. `harness.awaitFinished`), failing with every process's
+ * recent output when it does not, then makes the run-level checks of {@link assertRunMatchesReference}.
+ */
+export async function finishAndCheck(harness: ClusterHarness, run: () => Promise<void>, runDir: string, reference: WeightMap, label: string): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
+  }
+  assertRunMatchesReference(runDir, harness, reference, label, EPOCHS);
+}
+
 /** Training ran to its end: an epoch record for every epoch, each with validation metrics. */
 export function assertTrainingFinished(records: readonly MetricsRecord[], epochs: number): void {
   const done = [...new Set(recordsOf(records, 'epoch').map((e) => e.epoch))].sort((a, b) => a - b);
