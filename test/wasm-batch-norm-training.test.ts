@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, KernelShapeError } from '../common/compute';
 import { BATCH_NORM_TRAINING_GRAD_KERNEL, BATCH_NORM_TRAINING_KERNEL } from '../common/compute/wasm-batch-norm-training';
 import { Rng } from '../common/random';
+import { maxRelativeError } from './support/floats';
 
 // The one-kernel training-mode BatchNorm of the wasm backend (wasm-batch-norm-training.ts, routed by
 // batch-norm-layer.ts) against tfjs-layers' stock BatchNormalization on the plain-JS cpu backend: output,
@@ -20,18 +21,6 @@ interface Observed {
   movingMean: Float32Array;
   movingVariance: Float32Array;
   kernels: string[];
-}
-
-/** max|a - b| / max|b|. */
-function relativeError(actual: Float32Array, expected: Float32Array): number {
-  assert.equal(actual.length, expected.length, 'element counts differ');
-  let diff = 0;
-  let scale = 0;
-  expected.forEach((e, i) => {
-    diff = Math.max(diff, Math.abs(actual[i] - e));
-    scale = Math.max(scale, Math.abs(e));
-  });
-  return diff / Math.max(scale, 1e-30);
 }
 
 /**
@@ -88,7 +77,7 @@ describe('compute: BatchNorm training kernel against tfjs-layers on the cpu back
       assert.ok(actual.kernels.includes(BATCH_NORM_TRAINING_GRAD_KERNEL), `wasm ran no ${BATCH_NORM_TRAINING_GRAD_KERNEL}`);
       assert.ok(!expected.kernels.includes(BATCH_NORM_TRAINING_KERNEL), 'the cpu reference must run the stock layer');
       for (const key of ['y', 'dx', 'dGamma', 'dBeta', 'movingMean', 'movingVariance'] as const) {
-        const err = relativeError(actual[key], expected[key]);
+        const err = maxRelativeError(actual[key], expected[key]);
         assert.ok(err <= TOLERANCE, `${key}: relative error ${err.toExponential(2)} > ${TOLERANCE}`);
       }
     });
