@@ -6,6 +6,7 @@ import { sleb128, uleb128 } from '../common/compute/wasm-assembler';
 import type { OptimizerSpec } from '../common/job';
 import { createOptimizer } from '../common/training';
 import { Rng } from '../common/random';
+import { maxRelativeError } from './support/floats';
 
 // The fused optimizer kernels (one wasm SIMD pass per variable) against the optimizers' tfjs-op
 // composition: bit for bit on wasm (same float32 operations), and to a relative 1e-5 against the
@@ -70,16 +71,6 @@ function withoutFusedKernels<T>(fn: () => T): T {
   } finally {
     configs.forEach((c) => tf.registerKernel(c));
   }
-}
-
-function maxRelativeError(actual: Float32Array, expected: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  expected.forEach((e, i) => {
-    diff = Math.max(diff, Math.abs(actual[i] - e));
-    scale = Math.max(scale, Math.abs(e));
-  });
-  return diff / Math.max(scale, 1e-30);
 }
 
 describe('fused optimizer kernels', () => {

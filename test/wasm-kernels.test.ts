@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, KernelShapeError, UnsupportedKernelError, WASM_TRAINING_KERNELS } from '../common/compute';
 import { convGeometry } from '../common/compute/conv-geometry';
 import { Rng } from '../common/random';
+import { maxRelativeError } from './support/floats';
 
 // Every kernel and gradient the compute engine registers or replaces for wasm, checked against
 // tfjs's cpu backend (or, for gradients, a composition of ops whose gradients we do not touch)
@@ -24,21 +25,9 @@ interface Result {
   values: Float32Array | Int32Array | Uint8Array;
 }
 
-/** max|a - b| / max(max|b|, tiny): the error relative to the reference's scale. */
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  assert.equal(actual.length, expected.length, 'element counts differ');
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return diff / Math.max(scale, 1e-30);
-}
-
 function assertClose(actual: Result, expected: Result, label: string, tolerance = TOLERANCE): void {
   assert.deepEqual(actual.shape, expected.shape, `${label}: shape`);
-  const err = relativeError(actual.values, expected.values);
+  const err = maxRelativeError(actual.values, expected.values);
   assert.ok(err <= tolerance, `${label}: relative error ${err.toExponential(2)} > ${tolerance}`);
 }
 

@@ -20,4 +20,5 @@ export {
   type FusedSgdAttrs,
 } from './fused-optimizer';
 export type { AdamDecay } from './optimizer-wasm-module';
+export { readFloatsInto, tensorFromReusedFloats } from './read-floats';
 export { THREADS_ENV_VAR, cgroupCores, coresGiven, parseThreads, resolveThreads } from './compute-threads';

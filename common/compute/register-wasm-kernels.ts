@@ -1,10 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 // The stock wasm kernels must be registered before ours can wrap them.
 import '@tensorflow/tfjs-backend-wasm';
+import { routeBatchNormTraining } from './batch-norm-layer';
 import { fusedBatchNormGradConfig } from './fused-batch-norm-grad';
 import { registerFusedOptimizerKernels } from './fused-optimizer';
 import { ELEMENTWISE_GRADIENT_OVERRIDES } from './gradient-overrides';
 import { registerWasmBatchMatMul } from './wasm-batch-matmul';
+import { BATCH_NORM_TRAINING_GRAD_KERNEL, BATCH_NORM_TRAINING_KERNEL, registerWasmBatchNormTraining } from './wasm-batch-norm-training';
 import { registerWasmConv2DBackpropFilter } from './wasm-conv2d-backprop-filter';
 import { registerWasmConv2DBackpropInput } from './wasm-conv2d-backprop-input';
 import { registerWasmDepthwiseBackprop } from './wasm-depthwise-backprop';
@@ -13,11 +15,16 @@ import { registerWasmIdentity } from './wasm-identity';
 import { registerWasmMinMax } from './wasm-min-max';
 import { registerWasmPointwiseConv } from './wasm-pointwise-conv';
 import { registerWasmReductions } from './wasm-reductions';
+import { RELU6_GRAD_KERNEL, RELU6_KERNEL, registerWasmRelu6, routeRelu6Activation } from './wasm-relu6';
 import { registerWasmSlice } from './wasm-slice';
 import { registerWasmTranspose } from './wasm-transpose';
 
-/** Kernels this module registers (the first four) or replaces for the wasm backend. */
+/** Kernels this module registers (the first eight) or replaces for the wasm backend. */
 export const WASM_TRAINING_KERNELS = [
+  BATCH_NORM_TRAINING_KERNEL,
+  BATCH_NORM_TRAINING_GRAD_KERNEL,
+  RELU6_KERNEL,
+  RELU6_GRAD_KERNEL,
   tf.Conv2DBackpropFilter,
   tf.DepthwiseConv2dNativeBackpropFilter,
   tf.DepthwiseConv2dNativeBackpropInput,
@@ -65,6 +72,10 @@ export function registerWasmTrainingKernels(): void {
   registerWasmConv2DBackpropFilter();
   registerWasmDepthwiseBackprop();
   registerFusedOptimizerKernels();
+  registerWasmBatchNormTraining();
+  routeBatchNormTraining();
+  registerWasmRelu6();
+  routeRelu6Activation();
   // registerGradient replaces silently and gradients are looked up per op call.
   for (const config of GRADIENT_OVERRIDES) tf.registerGradient(config);
   registered = true;

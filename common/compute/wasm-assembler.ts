@@ -72,6 +72,11 @@ export const f32 = {
   mul: (a: Code, b: Code): Code => cat(a, b, [0x94]),
   div: (a: Code, b: Code): Code => cat(a, b, [0x95]),
   sqrt: (a: Code): Code => cat(a, [0x91]),
+  min: (a: Code, b: Code): Code => cat(a, b, [0x96]),
+  max: (a: Code, b: Code): Code => cat(a, b, [0x97]),
+  /** i32 1 where a < b, else 0 (0 when either is NaN). */
+  lt: (a: Code, b: Code): Code => cat(a, b, [0x5d]),
+  gt: (a: Code, b: Code): Code => cat(a, b, [0x5e]),
 };
 
 /** Four-lane float32 SIMD instructions: lane for lane the same roundings as {@link f32}. */
@@ -84,7 +89,22 @@ export const f32x4 = {
   mul: (a: Code, b: Code): Code => cat(a, b, simd(0xe6)),
   div: (a: Code, b: Code): Code => cat(a, b, simd(0xe7)),
   sqrt: (a: Code): Code => cat(a, simd(0xe3)),
+  min: (a: Code, b: Code): Code => cat(a, b, simd(0xe8)),
+  max: (a: Code, b: Code): Code => cat(a, b, simd(0xe9)),
+  /** All-ones lanes where a < b, all-zero lanes elsewhere (and where either is NaN). */
+  lt: (a: Code, b: Code): Code => cat(a, b, simd(0x43)),
+  gt: (a: Code, b: Code): Code => cat(a, b, simd(0x44)),
 };
+
+/** Bitwise operations on whole 128-bit vectors. */
+export const v128 = {
+  and: (a: Code, b: Code): Code => cat(a, b, simd(0x4e)),
+};
+
+/** `condition ? a : b` for an i32 condition (both operands are evaluated). */
+export function select(a: Code, b: Code, condition: Code): Code {
+  return cat(a, b, condition, [0x1b]);
+}
 
 /**
  * `while (counter < end) { body; counter += step }` on an i32 byte counter. Written as

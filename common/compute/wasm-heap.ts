@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import { ComputeError } from './errors';
 import { instantiate, type WasmMemory } from './wasm-assembler';
 
@@ -13,6 +13,7 @@ interface WasmBackendInternals {
   wasm?: { asm?: { memory?: WasmMemory } };
   dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number } | undefined };
   makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
+  disposeData(dataId: tf.DataId): boolean;
 }
 
 /** Exported functions of a module; every argument is an i32 byte offset, a count or an f32 scalar. */
@@ -44,6 +45,19 @@ export class WasmHeap {
   /** A new float32 tensor of `shape` in the backend's memory, contents undefined until a kernel writes them. */
   allocate(shape: number[]): tf.TensorInfo {
     return this.backend.makeOutput(shape, 'float32');
+  }
+
+  /** Frees a tensor this kernel allocated for scratch and does not return. */
+  release(info: tf.TensorInfo): void {
+    this.backend.disposeData(info.dataId);
+  }
+
+  /**
+   * The float32 values of a tensor as a view on the memory, for the few per-channel values a kernel
+   * computes in JavaScript. Take it after the kernel's last allocation: growing the memory detaches it.
+   */
+  floats(info: tf.TensorInfo): Float32Array {
+    return new Float32Array(this.memory.buffer, this.offset(info), tf.util.sizeFromShape(info.shape));
   }
 
   /** Byte offset of a tensor's data in the memory. */

@@ -13,11 +13,11 @@ import { microBatchResult } from './share';
 import {
   allVariables,
   checkLayout,
-  flatten,
+  flattenInto,
+  layoutLength,
   type MicroBatchTask,
   type ShareThreadInit,
   type ThreadMessage,
-  transferList,
 } from './share-thread-protocol';
 
 /** Copies the shared weights into the replica's variables. */
@@ -42,6 +42,8 @@ async function main(port: NonNullable<typeof parentPort>, init: ShareThreadInit)
   checkLayout(parts, init.layout);
   const generations = new Int32Array(init.generation);
   let loaded = -1;
+  // Every result fits: gradients are of trainable variables, statistic deltas of the others.
+  const results = new Float32Array(new SharedArrayBuffer(layoutLength(init.layout) * Float32Array.BYTES_PER_ELEMENT));
   const augmenters = new Map<string, Augmenter>();
   port.on('message', (task: MicroBatchTask) => {
     try {
@@ -69,11 +71,11 @@ async function main(port: NonNullable<typeof parentPort>, init: ShareThreadInit)
         backboneFrozen: task.backboneFrozen,
       }, mb);
       try {
-        const grads = flatten(result.grads);
-        const movingStatDeltas = flatten(result.movingStatDeltas);
+        const grads = flattenInto(result.grads, results, 0);
+        const movingStatDeltas = flattenInto(result.movingStatDeltas, results, grads.end).flat;
         const { lossSum, correctTop1, correctTop5 } = result;
-        const message: ThreadMessage = { type: 'result', taskId: task.taskId, grads, movingStatDeltas, lossSum, correctTop1, correctTop5, count };
-        port.postMessage(message, transferList(grads, movingStatDeltas));
+        const message: ThreadMessage = { type: 'result', taskId: task.taskId, grads: grads.flat, movingStatDeltas, lossSum, correctTop1, correctTop5, count };
+        port.postMessage(message);
       } finally {
         tf.dispose([...result.grads.values(), ...result.movingStatDeltas.values()]);
       }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { readFloatsInto, tensorFromReusedFloats } from '../compute';
 import type { AugmentSpec, ModelSpec } from '../job';
 import { type ModelParts, namedVariables } from '../models';
 import { TrainingShapeError } from './errors';
@@ -112,18 +113,27 @@ export function checkLayout(parts: ModelParts, layout: readonly WeightSlot[]): v
   }
 }
 
-/** Tensors as flat copies (the caller still owns and disposes the tensors). */
-export function flatten(tensors: ReadonlyMap<string, tf.Tensor>): FlatTensor[] {
-  // slice(): the values must own their buffer, since they are transferred to the other thread.
-  return [...tensors].map(([name, t]) => ({ name, shape: [...t.shape], values: (t.dataSync() as Float32Array).slice() }));
+/**
+ * Tensors copied one after another into `buffer` from element `start`, as flat views on it (the caller still
+ * owns and disposes the tensors). A thread answers with views on its own shared result buffer, so a result
+ * costs one copy out of the backend and nothing to send; the buffer is rewritten only for the thread's next
+ * task, which the main thread sends after it has read the result. Returns the views and the next free element.
+ */
+export function flattenInto(tensors: ReadonlyMap<string, tf.Tensor>, buffer: Float32Array, start: number): { flat: FlatTensor[]; end: number } {
+  let offset = start;
+  const flat = [...tensors].map(([name, t]) => {
+    if (offset + t.size > buffer.length) {
+      throw new TrainingShapeError('share thread result', `expected at most ${buffer.length} values in the result buffer, ${name} ends at ${offset + t.size}`);
+    }
+    const values = buffer.subarray(offset, offset + t.size);
+    readFloatsInto(t, values);
+    offset += t.size;
+    return { name, shape: [...t.shape], values };
+  });
+  return { flat, end: offset };
 }
 
-/** Flat tensors back as tensors; the caller owns them. */
+/** Flat tensors back as tensors, copied out of their buffer (which may be reused); the caller owns them. */
 export function unflatten(flat: readonly FlatTensor[]): Map<string, tf.Tensor> {
-  return new Map(flat.map((f) => [f.name, tf.tensor(f.values, f.shape, 'float32')]));
-}
-
-/** The buffers of a result, to transfer rather than copy. */
-export function transferList(...lists: FlatTensor[][]): ArrayBuffer[] {
-  return lists.flat().map((f) => f.values.buffer as ArrayBuffer);
+  return new Map(flat.map((f) => [f.name, tensorFromReusedFloats(f.values, f.shape)]));
 }

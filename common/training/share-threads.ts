@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import type { BackendName } from '../compute';
+import { type BackendName, readFloatsInto } from '../compute';
 import { CIFAR10_IMAGE_BYTES } from '../data';
 import { type ModelParts, modelFingerprint } from '../models';
 import { ShareThreadError, TrainingShapeError } from './errors';
@@ -165,7 +165,10 @@ export class ShareThreads {
   private publishWeights(parts: ModelParts): void {
     const init = this.init as ShareThreadInit;
     const all = new Float32Array(init.weights);
-    allVariables(parts).forEach((v, i) => all.set(v.read().dataSync() as Float32Array, init.layout[i].offset));
+    allVariables(parts).forEach((v, i) => {
+      const slot = init.layout[i];
+      readFloatsInto(v.read(), all.subarray(slot.offset, slot.offset + slot.length));
+    });
     this.generation++;
     Atomics.store(new Int32Array(init.generation), 0, this.generation);
   }
