@@ -15,13 +15,13 @@ import {
 import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
 import { LineLog } from './support/cluster-lines';
 
-/** Runs `shardwise scale --coordinator ADDR --workers N` to completion and returns its exit status. */
-async function shardwiseScale(coordinator: string, workers: number): Promise<{ code: number; output: string }> {
+/** Runs `shardwise scale --coordinator ADDR [--tls-dir DIR] --workers N` to completion and returns its exit status. */
+async function shardwiseScale(coordinator: string, tlsDir: string | undefined, workers: number): Promise<{ code: number; output: string }> {
   const { command, args } = defaultShardwiseCommand();
   const child = ManagedChild.spawn({
     name: 'scale',
     command,
-    args: [...args, 'scale', '--coordinator', coordinator, '--workers', String(workers)],
+    args: [...args, 'scale', '--coordinator', coordinator, ...(tlsDir ? ['--tls-dir', tlsDir] : []), '--workers', String(workers)],
   });
   return { code: exitCodeOf(await child.exited), output: child.tail() };
 }
@@ -69,7 +69,7 @@ describe('distributed: shardwise scale against a launcher-run cluster', function
       await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.epoch === 0), 'the first step');
       let held = hold(['worker-1', 'worker-2']);
       try {
-        const up = await shardwiseScale(grpc, 3);
+        const up = await shardwiseScale(grpc, cluster.tlsDir, 3);
         assert.equal(up.code, 0, `shardwise scale --workers 3: ${up.output}`);
         await log.waitFor(/^worker-3 ready/, { timeoutMs: 120_000 });
       } finally {
@@ -79,7 +79,7 @@ describe('distributed: shardwise scale against a launcher-run cluster', function
       assert.ok(joined.globalStep < EPOCHS * harness.stepsPerEpoch - 1, 'worker-3 joined before the last step');
       held = hold(['worker-1']);
       try {
-        const down = await shardwiseScale(grpc, 2);
+        const down = await shardwiseScale(grpc, cluster.tlsDir, 2);
         assert.equal(down.code, 0, `shardwise scale --workers 2: ${down.output}`);
         await output.waitFor(/^\[coordinator\] worker worker-3 is draining/, { timeoutMs: 120_000 });
       } finally {
