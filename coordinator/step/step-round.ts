@@ -10,16 +10,10 @@ import type { StepPlan } from './step-planner';
  * One accepted share of a training step: gradient and BatchNorm-delta sums over its micro-batches. A
  * held share's sums stay with its worker (empty maps here) until the step's allreduce.
  */
-export interface ShareSums {
+export interface ShareSums extends StepSums {
   worker: string;
   microBatchIds: number[];
   held: boolean;
-  grads: Map<string, Float32Array>;
-  deltas: Map<string, Float32Array>;
-  lossSum: number;
-  correctTop1: number;
-  correctTop5: number;
-  count: number;
 }
 
 /** A whole step's sums, added by the summation tree over its micro-batches. */
