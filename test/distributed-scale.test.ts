@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { defaultShardwiseCommand, exitCodeOf, LocalCluster, ManagedChild } from '../launcher';
+import { LocalCluster } from '../launcher';
 import { ClusterHarness, TEST_BACKEND } from './support/cluster';
 import {
   assertExactlyOnce,
@@ -14,17 +14,7 @@ import {
 } from './support/cluster-checks';
 import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
 import { LineLog } from './support/cluster-lines';
-
-/** Runs `shardwise scale --coordinator ADDR [--tls-dir DIR] --workers N` to completion and returns its exit status. */
-async function shardwiseScale(coordinator: string, tlsDir: string | undefined, workers: number): Promise<{ code: number; output: string }> {
-  const { command, args } = defaultShardwiseCommand();
-  const child = ManagedChild.spawn({
-    name: 'scale',
-    command,
-    args: [...args, 'scale', '--coordinator', coordinator, ...(tlsDir ? ['--tls-dir', tlsDir] : []), '--workers', String(workers)],
-  });
-  return { code: exitCodeOf(await child.exited), output: child.tail() };
-}
+import { shardwiseScale } from './support/shardwise-cli';
 
 // The launcher end to end: `shardwise cluster`'s LocalCluster with the real coordinator and workers, scaled
 // by `shardwise scale` through the coordinator (Scale RPC -> `scale` bus event -> the launcher).

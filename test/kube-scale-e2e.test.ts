@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { NAMESPACE_ENV, WORKER_STATEFULSET_ENV } from '../common';
-import { defaultShardwiseCommand, exitCodeOf, type ExitStatus, ManagedChild } from '../launcher';
+import { type ExitStatus } from '../launcher';
 import { ClusterHarness, type CoordinatorProc } from './support/cluster';
 import {
   assertExactlyOnce,
@@ -23,6 +23,7 @@ import {
   type PodEvent,
   startFakeCluster,
 } from './support/fake-kube';
+import { runShardwise } from './support/shardwise-cli';
 
 /** Epochs of the autoscaled job: more than the other tests' 3, so the autoscaler has steps to measure. */
 const AUTOSCALE_EPOCHS = 5;
@@ -30,15 +31,8 @@ const AUTOSCALE_EPOCHS = 5;
 const pod = (ordinal: number): string => `${WORKERS}-${ordinal}`;
 
 /** `shardwise scale --workers N` with only a kubeconfig: the Kubernetes path. */
-async function shardwiseScale(kubeconfig: string, workers: number): Promise<{ code: number; output: string }> {
-  const { command, args } = defaultShardwiseCommand();
-  const child = ManagedChild.spawn({
-    name: 'scale',
-    command,
-    args: [...args, 'scale', '--workers', String(workers), '--statefulset', WORKERS],
-    env: { ...process.env, KUBECONFIG: kubeconfig },
-  });
-  return { code: exitCodeOf(await child.exited), output: child.tail() };
+function shardwiseScale(kubeconfig: string, workers: number): Promise<{ code: number; output: string }> {
+  return runShardwise(['scale', '--workers', String(workers), '--statefulset', WORKERS], { ...process.env, KUBECONFIG: kubeconfig });
 }
 
 // A running job scaled through the Kubernetes API: the fake API server enforces the chart's Role, and its

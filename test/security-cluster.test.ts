@@ -4,6 +4,7 @@ import { defaultShardwiseCommand, exitCodeOf, ManagedChild } from '../launcher';
 import { ClusterHarness, TEST_BACKEND } from './support/cluster';
 import { assertSameWeightsHash, assertTrainingFinished, finalRunWeights, runRecords } from './support/cluster-checks';
 import { EPOCHS, testJobYaml } from './support/cluster-data';
+import { shardwiseScale } from './support/shardwise-cli';
 
 // `shardwise cluster` secured by default: a development CA, a certificate per process and a join token made
 // for the run, mutual TLS on gRPC and on the allreduce data plane, with real processes. The secure job ends
@@ -40,8 +41,10 @@ describe('security: a local cluster over mutual TLS', function () {
     return runDir;
   }
 
-  it('a secure 2-worker job ends with the weights of the insecure one; a worker without credentials is refused and the job goes on', async () => {
-    const secure = cluster(harness.writeJob('secure', testJobYaml('secure', { minWorkers: 2 })));
+  it('a secure job ends with the weights of the insecure one; a worker without credentials is refused and the job goes on', async () => {
+    // minWorkers 3 with 2 workers started: the secure job waits, so the intruder meets a live coordinator
+    // however long it takes to start; `shardwise scale` (itself over mutual TLS) then lets the job run.
+    const secure = cluster(harness.writeJob('secure', testJobYaml('secure', { minWorkers: 3 })));
     const [, tlsDir] = await secure.waitForLine(/^\[cluster\] security: mutual TLS with a development CA and a join token in (\S+) /, { timeoutMs: 60_000 });
     const secureRun = await runDirOf(secure);
     const [, grpc] = await secure.waitForLine(/^\[cluster\] running 2 worker\(s\); change it with: shardwise scale --coordinator (\S+) --tls-dir \S+ --workers N$/,
@@ -53,6 +56,8 @@ describe('security: a local cluster over mutual TLS', function () {
     assert.notEqual(exitCodeOf(intruderExit), 0, 'the intruder was admitted');
     assert.ok(intruder.lines().some((l) => /warning: no --tls-dir/.test(l)), intruder.tail(20));
     assert.ok(intruder.lines().some((l) => /coordinator .*unreachable|UNAVAILABLE/.test(l) && /Connection dropped|Failed to connect|socket|ECONNRESET|TLS|certificate/i.test(l)), intruder.tail(20));
+    const up = await shardwiseScale(grpc, tlsDir, 3);
+    assert.equal(up.code, 0, `shardwise scale --workers 3: ${up.output}`);
 
     const insecure = cluster(harness.writeJob('insecure', testJobYaml('insecure', { minWorkers: 2 })), ['--insecure']);
     const insecureRun = await runDirOf(insecure);
