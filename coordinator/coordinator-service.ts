@@ -144,7 +144,8 @@ function* chunkMessages<T>(tensors: readonly WireTensor[], maxMessageBytes: numb
 
 /**
  * A Session stream: the first SessionReady opens the incarnation's session, and each SessionReady is
- * answered with one order (a ConfigState first when the configuration moved), its update chunks after it.
+ * answered with one order (a ConfigState first when the configuration moved), its update chunks after it;
+ * each held share's header with a HeldResult, in stream order.
  * However the stream ends, the session is closed, which drops an incarnation that did not leave.
  */
 async function* sessionMessages(job: JobContext, requests: AsyncIterable<SessionRequest>, gone: AbortSignal, bind: (workerId: string) => void): AsyncGenerator<SessionOrder> {
@@ -152,6 +153,11 @@ async function* sessionMessages(job: JobContext, requests: AsyncIterable<Session
   let why = 'the worker closed it';
   try {
     for await (const request of requests) {
+      if (request.payload?.$case === 'held') {
+        if (!session) throw new InvalidResultError(request.payload.held.workerId, 'payload', 'Session: expected a SessionReady before a held share');
+        yield { payload: { $case: 'heldResult' as const, heldResult: await session.held(pushOf(request.payload.held)) } };
+        continue;
+      }
       const ready = request.payload?.$case === 'ready' ? request.payload.ready : undefined;
       if (!ready) throw new InvalidResultError(session?.workerId ?? '', 'payload', 'Session: expected a SessionReady');
       if (session && ready.workerId !== session.workerId) {

@@ -1,6 +1,8 @@
+import { statusCodeFor } from '../common';
 import { type Assignment, AssignmentKind, pullAssignment } from './assignment-desk';
-import { WorkerGoneError } from './errors';
+import { InvalidResultError, WorkerGoneError } from './errors';
 import type { JobContext } from './job-context';
+import { type GradientPush, receiveGradients, type WireChunk } from './result-intake';
 import { CoordinatorState } from './lifecycle';
 import { type ConfigSnapshot, currentConfig } from './worker-calls';
 
@@ -18,6 +20,21 @@ export interface ReadyState {
 export interface Order {
   config?: ConfigSnapshot;
   assignment: Assignment;
+}
+
+/** The answer to a held share's header sent on the stream: accepted (code 0), or the status a push would fail with. */
+export interface HeldAnswer {
+  globalStep: number;
+  /** 0: accepted; otherwise the gRPC status code of the refusal (statusCodeFor), and why. */
+  code: number;
+  details: string;
+  workersReported: number;
+}
+
+/** A held push carries no chunks. */
+// eslint-disable-next-line require-yield
+async function* noChunks(): AsyncGenerator<WireChunk> {
+  return;
 }
 
 /** Sessions open now, by job: a worker incarnation has at most one. */
@@ -78,6 +95,28 @@ export class SessionOrders {
       order.config = config;
     }
     return order;
+  }
+
+  /**
+   * A share's header whose sums the worker keeps for the allreduce, sent on this stream: accepted into the
+   * round as a PushGradients header would be, or refused with the status that call would have failed with.
+   * It comes before the SessionReady behind it on the same stream, so the order that answers that ready
+   * (the REDUCE once every share is in) already counts this share: no round trip for the push's answer.
+   * @throws WorkerGoneError once this incarnation is no longer the live member (the stream ends).
+   */
+  async held(push: GradientPush): Promise<HeldAnswer> {
+    this.checkLive();
+    try {
+      if (push.workerId !== this.workerId) {
+        throw new InvalidResultError(push.workerId, 'worker_id', `Session: expected worker_id '${this.workerId}' throughout, got '${push.workerId}'`);
+      }
+      if (!push.held) throw new InvalidResultError(this.workerId, 'held', 'Session: a share sent on the session stream must be held (held = true)');
+      const accepted = await receiveGradients(this.job, push, noChunks());
+      return { globalStep: accepted.globalStep, code: 0, details: '', workersReported: accepted.workersReported };
+    } catch (err) {
+      if (err instanceof WorkerGoneError) throw err;
+      return { globalStep: push.globalStep, code: statusCodeFor(err), details: err instanceof Error ? err.message : String(err), workersReported: 0 };
+    }
   }
 
   /**

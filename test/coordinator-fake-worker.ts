@@ -40,6 +40,7 @@ import {
   type GetWeightsResponse,
   type GradientHeader,
   type HeartbeatResponse,
+  type HeldResult,
   type LeaveResponse,
   PROTOCOL_VERSION,
   type PushGradientsRequest,
@@ -47,6 +48,7 @@ import {
   type RegisterResponse,
   SHARDWISE_VERSION,
   type SessionOrder,
+  type SessionReady,
   type SessionRequest,
   type StepAssignment,
   StepKind,
@@ -202,11 +204,14 @@ export class FakeWorker {
    */
   async pull(maxWaitMs = 5000): Promise<Pulled> {
     this.orders ??= openDuplexCall<SessionRequest, SessionOrder>('Session', {}, (md, o) => this.client.session(md, o));
+    await this.orders.send({ payload: { $case: 'ready', ready: this.ready(maxWaitMs) } });
+    return this.readOrder(maxWaitMs);
+  }
+
+  /** Reads the order for a SessionReady already sent, as {@link pull} does after sending one. */
+  async readOrder(maxWaitMs = 5000): Promise<Pulled> {
     const orders = this.orders;
-    await orders.send({ payload: { $case: 'ready', ready: {
-      workerId: this.id, incarnation: this.incarnation, lastCompletedStep: 0,
-      configVersion: Math.max(0, this.configVersion), maxWaitMs, weightsVersion: Math.max(0, this.weightsVersion),
-    } } });
+    if (!orders) throw new Error('Session: no stream open, pull() first');
     let assignment: StepAssignment | undefined;
     while (!assignment) {
       const p = (await orders.read(maxWaitMs + CALL_DEADLINE_MS)).payload;
@@ -231,6 +236,13 @@ export class FakeWorker {
     }
     if (this.parts && assignment.configVersion > this.configVersion) await this.getConfig();
     return { assignment, update };
+  }
+
+  private ready(maxWaitMs: number): SessionReady {
+    return {
+      workerId: this.id, incarnation: this.incarnation, lastCompletedStep: 0,
+      configVersion: Math.max(0, this.configVersion), maxWaitMs, weightsVersion: Math.max(0, this.weightsVersion),
+    };
   }
 
   /** Pulls until the assignment is of `kind` (skipping WAITs); fails on anything else. */
@@ -293,6 +305,20 @@ export class FakeWorker {
     } as GradientHeader;
     const chunks = [...encodeTensors(tensors, { maxMessageBytes: edit.maxMessageBytes ?? this.registration.maxMessageBytes })];
     return [{ payload: { $case: 'header', header } }, ...chunks.map((chunk) => ({ payload: { $case: 'chunk' as const, chunk } }))];
+  }
+
+  /**
+   * Sends a share's header on the Session stream as a held share, with a SessionReady right behind it
+   * when `readyBehind`, and reads the HeldResult the coordinator answers it with; the order for that
+   * ready is then read by {@link readOrder}.
+   */
+  async holdOnSession(header: GradientHeader, readyBehind: boolean): Promise<HeldResult> {
+    this.orders ??= openDuplexCall<SessionRequest, SessionOrder>('Session', {}, (md, o) => this.client.session(md, o));
+    await this.orders.send({ payload: { $case: 'held', held: { ...header, held: true } } });
+    if (readyBehind) await this.orders.send({ payload: { $case: 'ready', ready: this.ready(5000) } });
+    const p = (await this.orders.read(CALL_DEADLINE_MS)).payload;
+    if (p?.$case !== 'heldResult') throw new Error(`Session: expected a HeldResult, got ${p?.$case}`);
+    return p.heldResult;
   }
 
   async push(messages: PushGradientsRequest[]): Promise<PushGradientsResponse> {

@@ -229,6 +229,27 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
     assert.equal(report.counted, report.expected);
   });
 
+  it('a held share on the Session stream is answered before the order behind it; a stale one leaves the session open', async () => {
+    await start();
+    // A held share needs a data plane; nothing listens at this one, the test ends before the allreduce matters.
+    const w = await worker().join('w', { dataAddress: '127.0.0.1:1' });
+    const a = await w.pullUntil(StepKind.TRAIN);
+    const share = w.shareMessages(a, w.computeShare(a));
+    const header = share[0].payload?.$case === 'header' ? share[0].payload.header : assert.fail('no header');
+    const stale = await w.holdOnSession({ ...header, globalStep: 5 }, true);
+    assert.equal(stale.code, GrpcStatus.FAILED_PRECONDITION, stale.details);
+    assert.match(stale.details, /push for step 5, but the coordinator is at step 0; nothing was counted/);
+    // The ready sent behind the refused share is answered: the worker still holds its handout, sent again.
+    const again = (await w.readOrder()).assignment;
+    assert.deepEqual([again.kind, again.globalStep, ids(again)], [StepKind.TRAIN, 0, ids(a)]);
+    const accepted = await w.holdOnSession(header, false);
+    assert.deepEqual([accepted.code, accepted.globalStep, accepted.workersReported], [0, 0, 1], accepted.details);
+    // A held share before any SessionReady names no session: the stream is refused.
+    const early = worker();
+    await early.join('early', { dataAddress: '127.0.0.1:1' });
+    await refused(early.holdOnSession(header, false), GrpcStatus.INVALID_ARGUMENT, /Session: expected a SessionReady before a held share/);
+  });
+
   it('a push for micro-batches not assigned to the worker is refused (FAILED_PRECONDITION); its own share is then accepted', async () => {
     await start({ minWorkers: 2 });
     const [w1, w2] = [await worker().join('w1'), await worker().join('w2')];

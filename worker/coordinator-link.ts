@@ -18,6 +18,8 @@ import {
 import {
   type ConfigState,
   type CoordinatorClient,
+  type GradientHeader,
+  type HeldResult,
   type HeartbeatRequest,
   type HeartbeatResponse,
   type LeaveRequest,
@@ -197,6 +199,8 @@ export interface PushedOrder {
  */
 export class OrderStream {
   private readonly method = 'Coordinator/Session';
+  /** A SessionReady went out behind a held share ({@link pushHeld}): the next {@link next} only reads. */
+  private readyAhead = false;
 
   constructor(
     private readonly call: DuplexCall<SessionRequest, SessionOrder>,
@@ -216,7 +220,8 @@ export class OrderStream {
    */
   async next(ready: SessionReady): Promise<PushedOrder> {
     const { method } = this;
-    await this.call.send({ payload: { $case: 'ready', ready } });
+    if (!this.readyAhead) await this.call.send({ payload: { $case: 'ready', ready } });
+    this.readyAhead = false;
     const firstByMs = ready.maxWaitMs + this.options.rpcDeadlineMs;
     let config: ConfigState | undefined;
     for (;;) {
@@ -239,6 +244,24 @@ export class OrderStream {
       }
       return { assignment: assignmentFromProto(assignment, assembler.finish()), config };
     }
+  }
+
+  /**
+   * Sends a held share's header (the sums stay with the worker for the allreduce) and, right behind it
+   * without waiting for the answer, `ready`; then reads the answer, which the coordinator sends before the
+   * order for `ready`. That order (the REDUCE once every share is in) is read by the next {@link next},
+   * which does not send its ready again: the push costs no round trip of its own on the step's path.
+   * @throws RpcError with the status of a refusal (FAILED_PRECONDITION: stale, INVALID_ARGUMENT: malformed).
+   */
+  async pushHeld(header: GradientHeader, ready: SessionReady): Promise<HeldResult> {
+    await this.call.send({ payload: { $case: 'held', held: header } });
+    await this.call.send({ payload: { $case: 'ready', ready } });
+    this.readyAhead = true;
+    const p = (await this.call.read(this.options.rpcDeadlineMs)).payload;
+    if (p?.$case !== 'heldResult') throw protocolError(this.method, `expected a HeldResult, got ${p ? `a ${p.$case}` : 'an empty message'}`);
+    const { code, details } = p.heldResult;
+    if (code !== GrpcStatus.OK) throw new RpcError(this.method, code, statusName(code), details, false);
+    return p.heldResult;
   }
 
   /** Ends the session (the coordinator drops this incarnation); idempotent. */

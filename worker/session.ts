@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { Augmenter, PARAM_GROUPS, type WorkerMetrics } from '../common';
-import type { HeartbeatRequest } from '../proto';
+import type { GradientHeader, HeartbeatRequest, SessionReady } from '../proto';
 import { BusListener } from './bus-listener';
 import { type CallPolicy, callWithRetry } from './call-policy';
 import { type ConfigSync, type WorkerConfig, configFromProto } from './config-sync';
@@ -27,6 +27,13 @@ export interface SessionDeps {
   onDrainRequested: (reason: string) => void;
   /** host:port of the worker's allreduce data plane; undefined: it has none. */
   dataAddress?: string;
+}
+
+/** What the worker says in a SessionReady besides who it is. */
+export interface ReadyState {
+  lastCompletedStep: number;
+  weightsVersion: number;
+  maxWaitMs: number;
 }
 
 /**
@@ -119,20 +126,35 @@ export class Session {
    * Tells the coordinator the worker is ready and waits for its next order (see OrderStream.next); a
    * configuration pushed with it is taken at once. A failure ends the session: join() again.
    */
-  async nextOrder(state: { lastCompletedStep: number; weightsVersion: number; maxWaitMs: number }): Promise<PushedOrder> {
+  async nextOrder(state: ReadyState): Promise<PushedOrder> {
     const orders = this.orders;
     if (!orders) throw new WorkerError('no session stream: join() first');
+    const pushed = await orders.next(this.ready(state));
+    if (pushed.config && this.deps.configSync.push(configFromProto(pushed.config))) this.updateConfigMetrics();
+    return pushed;
+  }
+
+  /**
+   * Hands a held share's header to the coordinator on the session stream, with the SessionReady for the
+   * next order right behind it (see OrderStream.pushHeld); resolves once it was accepted.
+   * @throws RpcError with the refusal's status; a failure to reach the coordinator ends the session.
+   */
+  async pushHeld(header: GradientHeader, state: ReadyState): Promise<void> {
+    const orders = this.orders;
+    if (!orders) throw new WorkerError('no session stream: join() first');
+    await orders.pushHeld(header, this.ready(state));
+  }
+
+  private ready(state: ReadyState): SessionReady {
     const reg = this.registration;
-    const pushed = await orders.next({
+    return {
       workerId: reg.workerId,
       incarnation: reg.incarnation,
       lastCompletedStep: state.lastCompletedStep,
       configVersion: Math.max(0, this.deps.configSync.version),
       weightsVersion: Math.max(0, state.weightsVersion),
       maxWaitMs: state.maxWaitMs,
-    });
-    if (pushed.config && this.deps.configSync.push(configFromProto(pushed.config))) this.updateConfigMetrics();
-    return pushed;
+    };
   }
 
   /**

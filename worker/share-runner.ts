@@ -13,7 +13,7 @@ import {
   specOf,
   specToProto,
 } from '../common';
-import type { PushGradientsRequest } from '../proto';
+import type { GradientHeader, PushGradientsRequest } from '../proto';
 import type { LocalSamples } from './samples';
 
 /** Lets timers (heartbeats) and I/O run; the compute of one micro-batch itself is synchronous. */
@@ -125,30 +125,30 @@ export async function runTrainShare(parts: ModelParts, input: TrainShareInput, y
  */
 export function gradientMessages(workerId: string, share: ComputedShare, maxMessageBytes: number, held = false): () => Iterable<PushGradientsRequest> {
   return function* () {
-    yield {
-      payload: {
-        $case: 'header',
-        header: {
-          workerId,
-          globalStep: share.globalStep,
-          configVersion: share.configVersion,
-          sampleCount: share.sampleCount,
-          lossSum: share.lossSum,
-          correctCount: share.correctTop1,
-          correctTop5: share.correctTop5,
-          tensors: share.grads.map((t) => specToProto(specOf(t))),
-          statDeltas: share.statDeltas.map((t) => specToProto(specOf(t))),
-          microBatchIds: share.microBatchIds,
-          weightsHash: share.weightsHash,
-          weightsVersion: share.weightsVersion,
-          held,
-        },
-      },
-    };
+    yield { payload: { $case: 'header', header: gradientHeader(workerId, share, held) } };
     if (held) return;
     for (const chunk of encodeTensors([...share.grads, ...share.statDeltas], { maxMessageBytes })) {
       yield { payload: { $case: 'chunk', chunk } };
     }
+  };
+}
+
+/** A share's GradientHeader: its step, counts and the manifests of both tensor lists; `held`: no chunks follow. */
+export function gradientHeader(workerId: string, share: ComputedShare, held: boolean): GradientHeader {
+  return {
+    workerId,
+    globalStep: share.globalStep,
+    configVersion: share.configVersion,
+    sampleCount: share.sampleCount,
+    lossSum: share.lossSum,
+    correctCount: share.correctTop1,
+    correctTop5: share.correctTop5,
+    tensors: share.grads.map((t) => specToProto(specOf(t))),
+    statDeltas: share.statDeltas.map((t) => specToProto(specOf(t))),
+    microBatchIds: share.microBatchIds,
+    weightsHash: share.weightsHash,
+    weightsVersion: share.weightsVersion,
+    held,
   };
 }
 

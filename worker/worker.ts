@@ -26,8 +26,8 @@ import { evalRequest, runEvalShare } from './eval-runner';
 import { WorkerLifecycle, isFinal, lifecycleToProto, nextLifecycle } from './lifecycle';
 import { type CompiledWorkerOptions, type WorkerOptions, compileWorkerOptions } from './options';
 import { localSamples } from './samples';
-import { Session } from './session';
-import { gradientMessages, runTrainShare } from './share-runner';
+import { type ReadyState, Session } from './session';
+import { gradientHeader, gradientMessages, runTrainShare } from './share-runner';
 
 /** Why {@link Worker.run} returned. */
 export type WorkerExitReason = 'job-finished' | 'drained' | 'grace-expired';
@@ -256,11 +256,7 @@ export class Worker {
     const t0 = performance.now();
     const timeline = processTimeline();
     const pullStart = timeline.now();
-    const { assignment: a } = await session.nextOrder({
-      lastCompletedStep: this.lastCompletedStep,
-      weightsVersion: replica.weightsVersion,
-      maxWaitMs: this.options.pullWaitMs,
-    });
+    const { assignment: a } = await session.nextOrder(this.readyState(session));
     const t1 = performance.now();
     this.metrics.sharePhaseDuration.observe({ phase: 'wait' }, (t1 - t0) / 1000);
     if (a.kind === AssignmentKind.Stop) {
@@ -298,6 +294,11 @@ export class Worker {
     }
     this.checkTensorCount(session);
     return false;
+  }
+
+  /** What the next SessionReady says: the replica's weights version, and how long the worker will wait. */
+  private readyState(session: Session): ReadyState {
+    return { lastCompletedStep: this.lastCompletedStep, weightsVersion: session.replica.weightsVersion, maxWaitMs: this.options.pullWaitMs };
   }
 
   /** Brings the replica to the assignment's weights version; false when even a full copy is not at it. */
@@ -357,8 +358,10 @@ export class Worker {
     const endPush = processTimeline().begin('push', a.globalStep);
     // A draining worker hands its sums over rather than keep them for an allreduce it may not see.
     const hold = session.joinsAllreduce && !this.drainSignal.signal.aborted;
-    const messages = gradientMessages(reg.workerId, share, reg.maxMessageBytes, hold);
-    const accepted = await this.submit(a, () => this.link.pushGradients(messages, this.stopSignal.signal));
+    // A held header goes on the session stream with the next SessionReady right behind it (no round trip).
+    const accepted = await this.submit(a, () => hold
+      ? session.pushHeld(gradientHeader(reg.workerId, share, true), this.readyState(session))
+      : this.link.pushGradients(gradientMessages(reg.workerId, share, reg.maxMessageBytes, false), this.stopSignal.signal));
     endPush();
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
     if (!accepted) return;

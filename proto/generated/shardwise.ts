@@ -337,7 +337,13 @@ export interface SessionReady {
 }
 
 export interface SessionRequest {
-  payload?: { $case: "ready"; ready: SessionReady } | undefined;
+  payload?: { $case: "ready"; ready: SessionReady } | //
+  /**
+   * A share's header whose sums the worker keeps for the allreduce (held = true, no chunks): sent on the
+   * stream rather than as a PushGradients call so that it is ordered before the SessionReady the worker
+   * sends right behind it, without waiting for the answer (a HeldResult, before the next order).
+   */
+  { $case: "held"; held: GradientHeader } | undefined;
 }
 
 /** One member of an allreduce ring. */
@@ -429,12 +435,27 @@ export interface StepAssignment {
 /**
  * What the coordinator pushes on a Session stream: per SessionReady, one StepAssignment and then the
  * TensorChunks of its update; before it, a ConfigState when the configuration moved past the worker's.
+ * Per SessionRequest.held, one HeldResult, in stream order.
  */
 export interface SessionOrder {
-  payload?: { $case: "assignment"; assignment: StepAssignment } | { $case: "chunk"; chunk: TensorChunk } | {
-    $case: "config";
-    config: ConfigState;
-  } | undefined;
+  payload?:
+    | { $case: "assignment"; assignment: StepAssignment }
+    | { $case: "chunk"; chunk: TensorChunk }
+    | { $case: "config"; config: ConfigState }
+    | { $case: "heldResult"; heldResult: HeldResult }
+    | undefined;
+}
+
+/** The answer to a SessionRequest.held, pushed before the order that answers the SessionReady after it. */
+export interface HeldResult {
+  globalStep: number;
+  /**
+   * 0 (OK): accepted, as PushGradientsResponse; otherwise the gRPC status code a PushGradients call would
+   * have failed with (FAILED_PRECONDITION: stale, INVALID_ARGUMENT: malformed, ...), and why.
+   */
+  code: number;
+  details: string;
+  workersReported: number;
 }
 
 /** First message of PushGradients: the step and the statistics of the samples behind the sums. */
@@ -2386,6 +2407,9 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "ready":
         SessionReady.encode(message.payload.ready, writer.uint32(10).fork()).join();
         break;
+      case "held":
+        GradientHeader.encode(message.payload.held, writer.uint32(18).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2411,6 +2435,14 @@ export const SessionRequest: MessageFns<SessionRequest> = {
             message.payload = { $case: "ready", ready: SessionReady.decode(reader, reader.uint32()) };
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payload = { $case: "held", held: GradientHeader.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2432,6 +2464,12 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       case "ready": {
         if (object.payload?.ready !== undefined && object.payload?.ready !== null) {
           message.payload = { $case: "ready", ready: SessionReady.fromPartial(object.payload.ready) };
+        }
+        break;
+      }
+      case "held": {
+        if (object.payload?.held !== undefined && object.payload?.held !== null) {
+          message.payload = { $case: "held", held: GradientHeader.fromPartial(object.payload.held) };
         }
         break;
       }
@@ -3078,6 +3116,9 @@ export const SessionOrder: MessageFns<SessionOrder> = {
       case "config":
         ConfigState.encode(message.payload.config, writer.uint32(26).fork()).join();
         break;
+      case "heldResult":
+        HeldResult.encode(message.payload.heldResult, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -3119,6 +3160,14 @@ export const SessionOrder: MessageFns<SessionOrder> = {
             message.payload = { $case: "config", config: ConfigState.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.payload = { $case: "heldResult", heldResult: HeldResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3155,7 +3204,104 @@ export const SessionOrder: MessageFns<SessionOrder> = {
         }
         break;
       }
+      case "heldResult": {
+        if (object.payload?.heldResult !== undefined && object.payload?.heldResult !== null) {
+          message.payload = { $case: "heldResult", heldResult: HeldResult.fromPartial(object.payload.heldResult) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseHeldResult(): HeldResult {
+  return { globalStep: 0, code: 0, details: "", workersReported: 0 };
+}
+
+export const HeldResult: MessageFns<HeldResult> = {
+  encode(message: HeldResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.globalStep !== 0) {
+      writer.uint32(8).uint64(message.globalStep);
+    }
+    if (message.code !== 0) {
+      writer.uint32(16).uint32(message.code);
+    }
+    if (message.details !== "") {
+      writer.uint32(26).string(message.details);
+    }
+    if (message.workersReported !== 0) {
+      writer.uint32(32).uint32(message.workersReported);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeldResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeldResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.globalStep = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.code = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.details = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.workersReported = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<HeldResult>, I>>(base?: I): HeldResult {
+    return HeldResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HeldResult>, I>>(object: I): HeldResult {
+    const message = createBaseHeldResult();
+    message.globalStep = object.globalStep ?? 0;
+    message.code = object.code ?? 0;
+    message.details = object.details ?? "";
+    message.workersReported = object.workersReported ?? 0;
     return message;
   },
 };
@@ -3960,7 +4106,8 @@ export const CoordinatorService = {
   /**
    * The worker's session: it sends a SessionReady per order it is ready for, and the coordinator pushes
    * each order (a StepAssignment followed by the TensorChunks of its update, as listed in
-   * StepAssignment.update_tensors), preceded by a ConfigState when the configuration changed.
+   * StepAssignment.update_tensors), preceded by a ConfigState when the configuration changed. A held share's
+   * header goes on it too (SessionRequest.held, answered by a HeldResult).
    */
   session: {
     path: "/shardwise.v1.Coordinator/Session" as const,
@@ -4024,7 +4171,8 @@ export interface CoordinatorServer extends UntypedServiceImplementation {
   /**
    * The worker's session: it sends a SessionReady per order it is ready for, and the coordinator pushes
    * each order (a StepAssignment followed by the TensorChunks of its update, as listed in
-   * StepAssignment.update_tensors), preceded by a ConfigState when the configuration changed.
+   * StepAssignment.update_tensors), preceded by a ConfigState when the configuration changed. A held share's
+   * header goes on it too (SessionRequest.held, answered by a HeldResult).
    */
   session: handleBidiStreamingCall<SessionRequest, SessionOrder>;
   /** Gradient sums of one step: first a GradientHeader, then the TensorChunks it lists. */
@@ -4116,7 +4264,8 @@ export interface CoordinatorClient extends Client {
   /**
    * The worker's session: it sends a SessionReady per order it is ready for, and the coordinator pushes
    * each order (a StepAssignment followed by the TensorChunks of its update, as listed in
-   * StepAssignment.update_tensors), preceded by a ConfigState when the configuration changed.
+   * StepAssignment.update_tensors), preceded by a ConfigState when the configuration changed. A held share's
+   * header goes on it too (SessionRequest.held, answered by a HeldResult).
    */
   session(): ClientDuplexStream<SessionRequest, SessionOrder>;
   session(options: Partial<CallOptions>): ClientDuplexStream<SessionRequest, SessionOrder>;
