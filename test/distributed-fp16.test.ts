@@ -11,7 +11,7 @@ import {
   runCleanJob,
   type WeightMap,
 } from './support/cluster-checks';
-import { DATASET_IMAGES, testJobYaml } from './support/cluster-data';
+import { DATASET_IMAGES, EPOCHS, testJobYaml } from './support/cluster-data';
 import { withDeadline } from './support/deadline';
 
 describe('job spec: distributed.compression', () => {
@@ -58,13 +58,20 @@ describe('distributed training with fp16 compression', function () {
     const differences = [...reference].map(([name, w]) => ({ name, d: relativeDifference(final.get(name)!.values, w.values) }));
     // fp16 really was on the wire: rounded gradients moved the weights off the float32 trainer's bytes...
     assert.ok(differences.some((x) => x.d > 0), 'the weights equal the float32 run: fp16 was not used');
-    // ...but only by rounding. BatchNorm betas start at 0 and Adam turns rounding on their near-zero gradients
-    // into rate-sized steps (docs/distributed-design.md), so they move most, relative to their small size.
+    // ...but only by rounding: most tensors stay within 1% of the float32 run's.
     const sorted = differences.map((x) => x.d).sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)];
     assert.ok(median < 0.01, `median relative difference ${median} from the float32 trainer's`);
-    const worst = differences.reduce((a, b) => (b.d > a.d ? b : a));
-    assert.ok(worst.d < 0.25, `${worst.name} differs by ${worst.d} from the float32 trainer's`);
+    // BatchNorm betas start at 0, and Adam turns rounding on their near-zero gradients into rate-sized steps
+    // (docs/distributed-design.md), so relative to their size they move most. In absolute terms no element
+    // may be further off than the whole run's Adam steps could carry it: one rate-sized step per step.
+    const steps = EPOCHS * harness.stepsPerEpoch;
+    const travel = steps * parseJobSpec(testJobYaml('reference')).optimizer.learningRate;
+    for (const [name, w] of reference) {
+      const got = final.get(name)!.values;
+      const worst = w.values.reduce((m, v, i) => Math.max(m, Math.abs(got[i] - v)), 0);
+      assert.ok(worst < travel, `${name} is ${worst} off the float32 trainer's, beyond ${steps} steps at the top rate (${travel})`);
+    }
   });
 
   it('a prescale that throws gradients beyond the fp16 range fails the job naming the tensor, never training on an Inf', async () => {
