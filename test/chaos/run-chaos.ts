@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { Rng } from '../../common';
 import { COORDINATOR_DONE_PATTERN, exitCodeOf } from '../../launcher';
 import { datasetShape, testJobYaml, writeSignalCifar } from '../support/cluster-data';
-import { finalRunWeights, localReference, recordsOf, runRecords, weightsHashOf } from '../support/cluster-checks';
+import { finalRunWeights, localReference, recordsOf, runRecords, sampleTally, weightsHashOf } from '../support/cluster-checks';
 import { pollUntil, withDeadline } from '../support/deadline';
 import { ChaosWorld } from './chaos-world';
 import { FAULT_KINDS, type FaultKind, injectFault } from './faults';
@@ -113,19 +113,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       if (code !== 0) throw new Error(`${w.id} exited with status ${code} after the job finished`);
     }
     const records = runRecords(world.runDir);
-    const reports = new Map(recordsOf(records, 'epoch-report').map((r) => [r.epoch, r]));
-    let samplesLost = 0;
-    let samplesDuplicated = 0;
-    for (let epoch = 0; epoch < options.epochs; epoch++) {
-      const report = reports.get(epoch);
-      if (!report) {
-        samplesLost += trainImages;
-        continue;
-      }
-      samplesLost += report.missing.length;
-      samplesDuplicated += Math.max(0, report.counted - (report.expected - report.missing.length));
-      if (report.expected !== trainImages) throw new Error(`epoch ${epoch}: the report expects ${report.expected} samples, the dataset has ${trainImages}`);
-    }
+    const misread = recordsOf(records, 'epoch-report').find((r) => r.expected !== trainImages);
+    if (misread) throw new Error(`epoch ${misread.epoch}: the report expects ${misread.expected} samples, the dataset has ${trainImages}`);
+    const { lost: samplesLost, duplicated: samplesDuplicated } = sampleTally(records, options.epochs, trainImages);
     const hashMismatches = recordsOf(records, 'replica-hash').reduce(
       (n, h) => n + Object.values(h.workers).filter((hash) => hash !== h.coordinator).length + (h.agree ? 0 : 1), 0);
     const epochsDone = new Set(recordsOf(records, 'epoch').map((e) => e.epoch)).size;

@@ -130,6 +130,17 @@ export class ClusterHarness {
     return this.spawn(name, ['worker', '--coordinator', coordinator, '--id', id, '--metrics-port', '0', '--backend', TEST_BACKEND, ...args]);
   }
 
+  /** Starts any `shardwise` command (`args` after the program); like every child, stopped at dispose. */
+  launch(name: string, args: string[]): ManagedChild {
+    return this.spawn(name, args);
+  }
+
+  /** Starts `shardwise cluster` with 2 workers on the harness's data and runs folder, plus `extra` flags. */
+  launchCluster(job: string, extra: readonly string[] = []): ManagedChild {
+    return this.spawn('shardwise-cluster', ['cluster', '--job', job, '--workers', '2', '--data', this.dataDir,
+      '--runs-dir', this.runsDir, '--backend', TEST_BACKEND, ...extra]);
+  }
+
   /** Starts `shardwise worker --id <id>` against `coordinator` and resolves at its ready line. */
   async startWorker(coordinator: string, id: string): Promise<WorkerProc> {
     const child = this.launchWorker(coordinator, id);
