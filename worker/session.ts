@@ -264,6 +264,8 @@ export class Session {
       jobId: reg.jobId,
       name: `worker-${reg.workerId}`,
       credentials: deps.options.natsCredentials,
+      joinToken: deps.options.tls?.joinToken,
+      versionInForce: () => deps.configSync.version,
       onEvent: (event) => deps.configSync.onEvent(event),
       // Events were lost while disconnected; the next assignment's config version catches that, so
       // only log here rather than race the step loop with a GetConfig of our own.

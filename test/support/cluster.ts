@@ -65,6 +65,8 @@ export interface CoordinatorStart {
   env?: NodeJS.ProcessEnv;
   /** `--split`: micro-batches per worker and step, forced. @default an even cut */
   split?: readonly number[];
+  /** More flags, e.g. `--tls-dir` and a secured bus's `--nats` and `--nats-credentials` (with `bus: false`). */
+  args?: readonly string[];
 }
 
 /**
@@ -120,6 +122,7 @@ export class ClusterHarness {
     if (start.runDir) args.push('--run-dir', start.runDir);
     for (const override of start.set ?? []) args.push('--set', override);
     if (start.split) args.push('--split', start.split.join(','));
+    args.push(...(start.args ?? []));
     const child = this.spawn('coordinator', args, start.env);
     const match = await child.waitForLine(COORDINATOR_READY_PATTERN, { what: 'the coordinator ready line', timeoutMs: START_TIMEOUT_MS });
     return { child, ready: coordinatorReadyFrom(match) };
