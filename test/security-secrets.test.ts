@@ -80,15 +80,18 @@ describe('security: /metrics and the status page expose no secret; forged bus ev
 
   it('reads every endpoint of a secure job, finds no secret, and the forged freezes change nothing', async () => {
     const certsDir = path.join(harness.dir, 'certs');
-    await makeDevCertificates({ outDir: certsDir, workerIds: ['worker-1', 'worker-2'] });
+    await makeDevCertificates({ outDir: certsDir, workerIds: ['worker-1', 'worker-2', 'worker-3'] });
     const reference = localReference('test-job', testJobYaml('reference'), harness.dataDir);
     const files = nats.access!.files;
     const coordinator: CoordinatorProc = await harness.startCoordinator({
-      job: harness.writeJob(JOB, testJobYaml(JOB, { minWorkers: 2 })),
+      // minWorkers 3 with 2 workers started: the job waits, so every endpoint is read from live processes
+      // however slow this machine is; the third worker then lets it train.
+      job: harness.writeJob(JOB, testJobYaml(JOB, { minWorkers: 3 })),
       bus: false,
       args: ['--nats', nats.url, '--nats-credentials', files.coordinator, '--tls-dir', certsDir],
     });
-    const workers = ['worker-1', 'worker-2'].map((id) => harness.launchWorker(coordinator.ready.grpc, id, ['--tls-dir', certsDir, '--nats-credentials', files.worker]));
+    const launch = (id: string) => harness.launchWorker(coordinator.ready.grpc, id, ['--tls-dir', certsDir, '--nats-credentials', files.worker]);
+    const workers = ['worker-1', 'worker-2'].map(launch);
     const ready: WorkerReady[] = await Promise.all(workers.map(async (w) => workerReadyFrom(await w.waitForLine(WORKER_READY_PATTERN, { timeoutMs: 90_000 }))));
     await Promise.all(workers.map((w) => w.waitForLine(/event bus: listening on shardwise\.secrets-job\.events/, { timeoutMs: 60_000 })));
 
@@ -119,9 +122,10 @@ describe('security: /metrics and the status page expose no secret; forged bus ev
         for (const p of ['/metrics', '/healthz']) assertNoSecret(`${r.id}'s ${p}`, await fetchText(new URL(p, r.metrics).href), secrets);
       }
 
-      await finishAndCheck(harness, () => harness.awaitFinished(coordinator, workers.map((child) => ({ child }))), coordinator.ready.runDir,
+      const third = launch('worker-3');
+      await finishAndCheck(harness, () => harness.awaitFinished(coordinator, [...workers, third].map((child) => ({ child }))), coordinator.ready.runDir,
         await reference, 'a secure job flooded with forged freezes');
-      for (const child of [coordinator.child, ...workers]) assertNoSecret(`${child.name}'s output`, child.lines().join('\n'), secrets);
+      for (const child of [coordinator.child, ...workers, third]) assertNoSecret(`${child.name}'s output`, child.lines().join('\n'), secrets);
       // The coordinator's own events (job state, the unfreeze and learning-rate change of epoch 1, often
       // after the session stream already pushed that configuration) all verified: the one line is the forgery.
       for (const w of workers) {
