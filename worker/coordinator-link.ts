@@ -8,6 +8,7 @@ import {
   type JobSpec,
   PARAM_GROUPS,
   type ParamGroupName,
+  type ReadyState,
   type TlsCredentials,
   RpcError,
   TensorAssembler,
@@ -223,19 +224,6 @@ export interface PushedOrder {
   config?: WorkerConfig;
 }
 
-/** What the worker says when it asks for its next order (a SessionReady). */
-export interface ReadyReport {
-  workerId: string;
-  incarnation: number;
-  /** The last step whose share the coordinator accepted; 0 before the first. */
-  lastCompletedStep: number;
-  configVersion: number;
-  /** The coordinator's weights version the replica holds: the next order's update starts there. */
-  weightsVersion: number;
-  /** Longest the coordinator may keep the worker waiting before it answers WAIT. */
-  maxWaitMs: number;
-}
-
 /** A Leave: now, or (`drain`) once the share in progress is in. */
 export interface LeaveNotice {
   workerId: string;
@@ -270,7 +258,7 @@ export class OrderStream {
    * StepAssignment within `ready.maxWaitMs` plus the RPC deadline (the coordinator answers WAIT by
    * max_wait_ms), then the update chunks it lists, each within the transfer deadline.
    */
-  async next(ready: ReadyReport): Promise<PushedOrder> {
+  async next(ready: ReadyState): Promise<PushedOrder> {
     const { method } = this;
     if (!this.readyAhead) await this.call.send({ payload: { $case: 'ready', ready } });
     this.readyAhead = false;
@@ -305,7 +293,7 @@ export class OrderStream {
    * which does not send its ready again: the push costs no round trip of its own on the step's path.
    * @throws RpcError with the status of a refusal (FAILED_PRECONDITION: stale, INVALID_ARGUMENT: malformed).
    */
-  async pushHeld(workerId: string, share: ComputedShare, ready: ReadyReport): Promise<void> {
+  async pushHeld(workerId: string, share: ComputedShare, ready: ReadyState): Promise<void> {
     await this.call.send({ payload: { $case: 'held', held: gradientHeader(workerId, share, true) } });
     await this.call.send({ payload: { $case: 'ready', ready } });
     this.readyAhead = true;

@@ -47,7 +47,6 @@ export {
   type FullWeights,
   type LeaveNotice,
   type PushedOrder,
-  type ReadyReport,
 } from './coordinator-link';
 export { callWithRetry, endsSession, isUnknownWorker, WORKER_BACKOFF, type CallPolicy } from './call-policy';
 export {

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import { Augmenter, PARAM_GROUPS, type WorkerMetrics } from '../common';
+import { Augmenter, PARAM_GROUPS, type ReadyState, type WorkerMetrics } from '../common';
 import { BusListener } from './bus-listener';
 import { type CallPolicy, callWithRetry } from './call-policy';
 import type { ConfigSync, WorkerConfig } from './config-sync';
-import type { CoordinatorLink, OrderStream, PushedOrder, ReadyReport } from './coordinator-link';
+import type { CoordinatorLink, OrderStream, PushedOrder } from './coordinator-link';
 import { WorkerError } from './errors';
 import { type HeartbeatReport, HeartbeatTimer } from './heartbeat';
 import type { CompiledWorkerOptions } from './options';
@@ -29,12 +29,8 @@ export interface SessionDeps {
   dataAddress?: string;
 }
 
-/** What the worker says in a SessionReady besides who it is. */
-export interface ReadyState {
-  lastCompletedStep: number;
-  weightsVersion: number;
-  maxWaitMs: number;
-}
+/** The part of a SessionReady the step loop knows; the session adds who it is and its config version. */
+export type ReadyProgress = Pick<ReadyState, 'lastCompletedStep' | 'weightsVersion' | 'maxWaitMs'>;
 
 /**
  * The worker's membership in a job: the registration, the replica built from the job's model, the
@@ -126,7 +122,7 @@ export class Session {
    * Tells the coordinator the worker is ready and waits for its next order (see OrderStream.next); a
    * configuration pushed with it is taken at once. A failure ends the session: join() again.
    */
-  async nextOrder(state: ReadyState): Promise<PushedOrder> {
+  async nextOrder(state: ReadyProgress): Promise<PushedOrder> {
     const orders = this.orders;
     if (!orders) throw new WorkerError('no session stream: join() first');
     const pushed = await orders.next(this.ready(state));
@@ -139,13 +135,13 @@ export class Session {
    * next order right behind it (see OrderStream.pushHeld); resolves once it was accepted.
    * @throws RpcError with the refusal's status; a failure to reach the coordinator ends the session.
    */
-  async pushHeld(share: ComputedShare, state: ReadyState): Promise<void> {
+  async pushHeld(share: ComputedShare, state: ReadyProgress): Promise<void> {
     const orders = this.orders;
     if (!orders) throw new WorkerError('no session stream: join() first');
     await orders.pushHeld(this.registration.workerId, share, this.ready(state));
   }
 
-  private ready(state: ReadyState): ReadyReport {
+  private ready(state: ReadyProgress): ReadyState {
     const reg = this.registration;
     return {
       workerId: reg.workerId,

@@ -26,7 +26,7 @@ import { runEvalShare } from './eval-runner';
 import { WorkerLifecycle, isFinal, nextLifecycle } from './lifecycle';
 import { type CompiledWorkerOptions, type WorkerOptions, compileWorkerOptions } from './options';
 import { localSamples } from './samples';
-import { type ReadyState, Session } from './session';
+import { type ReadyProgress, Session } from './session';
 import { runTrainShare } from './share-runner';
 
 /** Why {@link Worker.run} returned. */
@@ -297,7 +297,7 @@ export class Worker {
   }
 
   /** What the next SessionReady says: the replica's weights version, and how long the worker will wait. */
-  private readyState(session: Session): ReadyState {
+  private readyState(session: Session): ReadyProgress {
     return { lastCompletedStep: this.lastCompletedStep, weightsVersion: session.replica.weightsVersion, maxWaitMs: this.options.pullWaitMs };
   }
 
