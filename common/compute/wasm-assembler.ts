@@ -44,6 +44,8 @@ const cat = (...parts: Code[]): Code => parts.flat();
 const simd = (subOpcode: number): Code => [0xfd, ...uleb128(subOpcode)];
 /** memarg: alignment exponent 0 (no alignment promised, so any tensor offset is valid), offset 0. */
 const MEMARG: Code = [0x00, 0x00];
+/** memarg with a constant byte offset added to the address (free in the addressing mode). */
+const memargAt = (offset: number): Code => [0x00, ...uleb128(offset)];
 
 /** Locals and constants. */
 export const local = {
@@ -82,7 +84,13 @@ export const f32 = {
 /** Four-lane float32 SIMD instructions: lane for lane the same roundings as {@link f32}. */
 export const f32x4 = {
   load: (address: Code): Code => cat(address, simd(0x00), MEMARG),
+  /** Four floats at `address + offset` (a constant byte offset). */
+  loadAt: (address: Code, offset: number): Code => cat(address, simd(0x00), memargAt(offset)),
+  /** The float at `address + offset` in all four lanes (v128.load32_splat). */
+  loadSplatAt: (address: Code, offset: number): Code => cat(address, simd(0x09), memargAt(offset)),
   store: (address: Code, value: Code): Code => cat(address, value, simd(0x0b), MEMARG),
+  /** Stores four floats at `address + offset` (a constant byte offset). */
+  storeAt: (address: Code, offset: number, value: Code): Code => cat(address, value, simd(0x0b), memargAt(offset)),
   splat: (a: Code): Code => cat(a, simd(0x13)),
   add: (a: Code, b: Code): Code => cat(a, b, simd(0xe4)),
   sub: (a: Code, b: Code): Code => cat(a, b, simd(0xe5)),
@@ -118,6 +126,11 @@ export function whileBelow(counter: number, end: Code, step: number, body: Code)
     local.set(counter, i32.add(local.get(counter), i32.const(step))),
     [0x0c, 0x00, 0x0b, 0x0b], // br 0: next iteration; end loop; end block
   );
+}
+
+/** `if (condition) then else otherwise` on an i32 condition, as statements (no result). */
+export function ifElse(condition: Code, then: Code, otherwise: Code): Code {
+  return cat(condition, [0x04, 0x40], then, [0x05], otherwise, [0x0b]);
 }
 
 /**

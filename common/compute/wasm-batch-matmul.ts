@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ComputeError } from './errors';
 import { asTensor, KernelArgs, registerWasmKernel, requireStock, tidyKernel } from './wasm-kernel-registry';
+import { gemmApplies, type GemmShape, wasmGemm } from './wasm-gemm';
 import { swapLastTwo } from './wasm-transpose';
 
 /**
@@ -54,11 +55,55 @@ function activate(x: tf.Tensor, attrs: tf._FusedMatMulAttrs, preluWeights: tf.Te
   }
 }
 
+/** Products whose sides are both at least this long stay on XNNPACK: its cache tiling wins there. */
+const XNNPACK_FROM_SIDE = 512;
+
+/**
+ * The product's shape when our SIMD module computes it (wasm-gemm.ts): one matrix on each side (leading
+ * axes all 1), no bias or activation, C tiled exactly, and one side of C under {@link XNNPACK_FROM_SIDE}.
+ * There it reads A in place, transposed or not, and B row by row (a transposed B is transposed first, by
+ * our fast Transpose): no packing, which on MobileNet's pointwise layers cost as much as the product.
+ */
+function directShape(kernelName: string, args: KernelArgs, attrs: tf.BatchMatMulAttrs): GemmShape | undefined {
+  const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+  if (!a || !b || a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
+  if (kernelName === tf._FusedMatMul) {
+    const activation = (attrs as unknown as tf._FusedMatMulAttrs).activation;
+    if (bias || preluActivationWeights || (activation !== undefined && activation !== 'linear')) return undefined;
+  }
+  if (a.shape.length < 2 || b.shape.length < 2) return undefined;
+  if ([...a.shape.slice(0, -2), ...b.shape.slice(0, -2)].some((d) => d !== 1)) return undefined;
+  const [ar, ac] = a.shape.slice(-2);
+  const [br, bc] = b.shape.slice(-2);
+  const shape = { m: attrs.transposeA ? ac : ar, k: attrs.transposeA ? ar : ac, n: attrs.transposeB ? br : bc, transposeA: attrs.transposeA };
+  return shape.k === (attrs.transposeB ? bc : br) && multipliesDirectly(shape) ? shape : undefined;
+}
+
+/** True when a 2-D product of `shape` runs on our SIMD module rather than on XNNPACK. */
+export function multipliesDirectly(shape: GemmShape): boolean {
+  return gemmApplies(shape) && Math.min(shape.m, shape.n) < XNNPACK_FROM_SIDE;
+}
+
+/** The product of `shape` on our module, shaped as the stock kernel shapes its output. */
+function directProduct(args: KernelArgs, shape: GemmShape, transposeB: boolean): tf.TensorInfo {
+  const { a, b } = args.inputs as Record<string, tf.TensorInfo>;
+  const lead = (a.shape.length >= b.shape.length ? a.shape : b.shape).slice(0, -2);
+  const product = (right: tf.TensorInfo): tf.TensorInfo => {
+    const c = wasmGemm(args.backend, a, right, shape);
+    return { dataId: c.dataId, shape: [...lead, shape.m, shape.n], dtype: 'float32' };
+  };
+  if (!transposeB) return product(b);
+  // The transposed copy is freed with the scope; the product, a bare TensorInfo, survives it.
+  return tidyKernel(() => product(tf.reshape(swapLastTwo(asTensor(b, 'b')), [shape.k, shape.n])));
+}
+
 function registerPlainProduct(kernelName: string): void {
   registerWasmKernel(kernelName, (stockFunc) => {
     const stock = requireStock(kernelName, stockFunc);
     return (args: KernelArgs) => {
       const attrs = args.attrs as unknown as tf.BatchMatMulAttrs;
+      const direct = directShape(kernelName, args, attrs);
+      if (direct) return directProduct(args, direct, attrs.transposeB);
       return tidyKernel(() => {
         const a = asTensor(args.inputs.a, 'a');
         const b = asTensor(args.inputs.b, 'b');

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../common/compute';
+import { multipliesDirectly } from '../common/compute/wasm-batch-matmul';
+import { gemmApplies } from '../common/compute/wasm-gemm';
+import { Rng } from '../common/random';
+import { maxRelativeError } from './support/floats';
+
+// Our SIMD matrix product (common/compute/gemm-wasm-module.ts), reached through the BatchMatMul and
+// _FusedMatMul kernels for the shapes it tiles, against tfjs's cpu backend, and against its own
+// documented order of float32 operations.
+
+const TOLERANCE = 1e-5;
+const quiet = { log: (): void => undefined };
+
+interface Case {
+  label: string;
+  aShape: number[];
+  bShape: number[];
+  transposeA: boolean;
+  transposeB: boolean;
+}
+
+function values(rng: Rng, shape: number[]): Float32Array {
+  return Float32Array.from({ length: shape.reduce((n, d) => n * d, 1) }, () => rng.uniform(-1, 1));
+}
+
+/** C[i, j] = Σ_k A(i, k)·B(k, j) in float32, k in order, each product rounded before it is added. */
+function sequentialProduct(a: Float32Array, b: Float32Array, c: Case): Float32Array {
+  const [ar, ac] = c.aShape.slice(-2);
+  const [br, bc] = c.bShape.slice(-2);
+  const [m, k, n] = [c.transposeA ? ac : ar, c.transposeA ? ar : ac, c.transposeB ? br : bc];
+  const out = new Float32Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let sum = 0;
+      for (let p = 0; p < k; p++) {
+        const x = c.transposeA ? a[p * m + i] : a[i * k + p];
+        const y = c.transposeB ? b[j * k + p] : b[p * n + j];
+        sum = Math.fround(sum + Math.fround(x * y));
+      }
+      out[i * n + j] = sum;
+    }
+  }
+  return out;
+}
+
+async function productOn(backend: 'wasm' | 'cpu', kernel: string, a: Float32Array, b: Float32Array, c: Case): Promise<{ shape: number[]; values: Float32Array }> {
+  await initBackend({ prefer: backend, ...quiet });
+  return tf.tidy(() => {
+    const inputs = { a: tf.tensor(a, c.aShape), b: tf.tensor(b, c.bShape) };
+    const attrs = { transposeA: c.transposeA, transposeB: c.transposeB, ...(kernel === '_FusedMatMul' ? { activation: 'linear' } : {}) };
+    const out = tf.engine().runKernel(kernel, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+    return { shape: out.shape, values: out.dataSync() as Float32Array };
+  });
+}
+
+describe('compute: the wasm SIMD matrix product', () => {
+  const rng = new Rng('wasm-gemm');
+  // A filter gradient xᵀ·dy over many pixels (several blocks of k), a forward product, an input gradient
+  // dy·Wᵀ, a single k, and leading axes of 1.
+  const cases: Case[] = [
+    { label: 'Aᵀ·B over 1100 rows (3 blocks of k)', aShape: [1100, 12], bShape: [1100, 24], transposeA: true, transposeB: false },
+    { label: 'A·B', aShape: [36, 20], bShape: [20, 16], transposeA: false, transposeB: false },
+    { label: 'A·Bᵀ', aShape: [20, 40], bShape: [8, 40], transposeA: false, transposeB: true },
+    { label: 'Aᵀ·Bᵀ', aShape: [9, 4], bShape: [32, 9], transposeA: true, transposeB: true },
+    { label: 'k = 1', aShape: [4, 1], bShape: [1, 8], transposeA: false, transposeB: false },
+    { label: 'leading axes of 1', aShape: [1, 1, 8, 30], bShape: [1, 30, 16], transposeA: false, transposeB: false },
+  ];
+
+  after(async () => {
+    await initBackend({ prefer: 'wasm', ...quiet });
+  });
+
+  for (const c of cases) {
+    it(`BatchMatMul and _FusedMatMul: ${c.label}, against cpu and the sequential float32 sum`, async () => {
+      const [ar, ac] = c.aShape.slice(-2);
+      const [br, bc] = c.bShape.slice(-2);
+      const shape = { m: c.transposeA ? ac : ar, k: c.transposeA ? ar : ac, n: c.transposeB ? br : bc, transposeA: c.transposeA };
+      assert.ok(multipliesDirectly(shape), `${c.label}: expected the direct route for ${JSON.stringify(shape)}`);
+      const [a, b] = [values(rng, c.aShape), values(rng, c.bShape)];
+      const expected = await productOn('cpu', 'BatchMatMul', a, b, c);
+      for (const kernel of ['BatchMatMul', '_FusedMatMul']) {
+        const actual = await productOn('wasm', kernel, a, b, c);
+        assert.deepEqual(actual.shape, expected.shape, `${kernel} ${c.label}: shape`);
+        const err = maxRelativeError(actual.values, expected.values);
+        assert.ok(err <= TOLERANCE, `${kernel} ${c.label}: relative error ${err.toExponential(2)} > ${TOLERANCE}`);
+        assert.deepEqual(actual.values, sequentialProduct(a, b, c), `${kernel} ${c.label}: not the sequential float32 sum`);
+      }
+    });
+  }
+
+  it('tiles only exact 4x8 multiples, and leaves products with both sides >= 512 to XNNPACK', () => {
+    assert.equal(gemmApplies({ m: 6, n: 8, k: 3, transposeA: false }), false);
+    assert.equal(gemmApplies({ m: 4, n: 10, k: 3, transposeA: false }), false);
+    assert.equal(multipliesDirectly({ m: 1024, n: 10, k: 64, transposeA: true }), false);
+    assert.equal(multipliesDirectly({ m: 512, n: 1024, k: 64, transposeA: true }), false);
+    assert.equal(multipliesDirectly({ m: 256, n: 1024, k: 64, transposeA: true }), true);
+  });
+
+  it('frees everything it allocates: tensor and wasm buffer counts stay flat', async () => {
+    await initBackend({ prefer: 'wasm', ...quiet });
+    const a = tf.tensor(values(rng, [64, 40]), [64, 40]);
+    const b = tf.tensor(values(rng, [16, 40]), [16, 40]);
+    const before = { tensors: tf.memory().numTensors, buffers: tf.backend().numDataIds() };
+    for (let i = 0; i < 3; i++) tf.tidy(() => void tf.matMul(a, b, false, true).dataSync());
+    assert.deepEqual({ tensors: tf.memory().numTensors, buffers: tf.backend().numDataIds() }, before);
+    tf.dispose([a, b]);
+  });
+});
