@@ -1,13 +1,21 @@
 import { once } from 'node:events';
 import * as tls from 'node:tls';
 import { type Identity, identityOf, identityUri } from './identity';
-import type { TlsCredentials } from './tls-credentials';
+import { subscribeToRotation } from './reloading-credentials';
+import type { TlsCredentials, TlsMaterial } from './tls-credentials';
 
 /*
  * Mutual TLS for raw TCP (the allreduce data plane): both ends present a certificate from the job's CA
  * and both are checked. Who the other end may be (a member of the reduction) is the caller's rule; these
- * helpers only say who it is.
+ * helpers only say who it is. With watched credentials (ReloadingTlsCredentials) a server takes a rotated
+ * set with `setSecureContext` and a client reads the set in force at each connect: new connections use
+ * the new certificate, open ones go on.
  */
+
+/** The secure-context part of the options: the set in force. */
+function contextOptions(material: TlsMaterial): tls.SecureContextOptions {
+  return { ca: material.ca, cert: material.cert, key: material.key };
+}
 
 /** A TLS connection whose peer proved a shardwise identity. */
 export interface AuthenticatedSocket {
@@ -31,9 +39,7 @@ export function createMutualTlsServer(
   onRefused: (why: string) => void,
 ): tls.Server {
   const server = tls.createServer({
-    ca: credentials.ca,
-    cert: credentials.cert,
-    key: credentials.key,
+    ...contextOptions(credentials),
     requestCert: true,
     // Verified below instead of by OpenSSL mid-handshake: a refused certificate is then reported with its
     // reason and the peer's address (OpenSSL's own refusal reaches Node as a bare 'socket hang up').
@@ -42,6 +48,8 @@ export function createMutualTlsServer(
     // A peer that connects and never completes a handshake is cut, like one that never says hello.
     handshakeTimeout: 10_000,
   });
+  const unsubscribe = subscribeToRotation(credentials, (material) => server.setSecureContext(contextOptions(material)));
+  server.once('close', unsubscribe);
   server.on('secureConnection', (socket: tls.TLSSocket) => {
     const identity = socket.authorized ? peerIdentity(socket) : undefined;
     if (identity) {
@@ -69,9 +77,7 @@ export async function connectMutualTls(host: string, port: number, credentials: 
   const socket = tls.connect({
     host,
     port,
-    ca: credentials.ca,
-    cert: credentials.cert,
-    key: credentials.key,
+    ...contextOptions(credentials),
     // The peer is checked by the identity in its certificate, not by a host name (pods move).
     checkServerIdentity: () => undefined,
   });
