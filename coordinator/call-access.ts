@@ -12,7 +12,6 @@ import {
   toServiceError,
   UnauthenticatedError,
 } from '../common';
-import type { CoordinatorServer } from '../proto';
 
 /*
  * Who may make which Coordinator call. With mutual TLS every call comes on a connection whose client
@@ -95,8 +94,9 @@ type AnyHandler = (call: AuthContextSource & { emit(event: 'error', err: unknown
 /**
  * The service with every handler refusing, before it runs, a caller whose certificate lacks the call's
  * role: unary and client-streaming calls through their callback, streaming ones with an 'error' status.
+ * Generic in the service's type, so that only the adapter (coordinator-service.ts) names the generated one.
  */
-export function guardedService(service: CoordinatorServer, access: CallAccess): CoordinatorServer {
+export function guardedService<S extends Record<CoordinatorMethod, unknown>>(service: S, access: CallAccess): S {
   if (!access.secured) return service;
   const guarded: Record<string, AnyHandler> = {};
   for (const [method, handler] of Object.entries(service) as [CoordinatorMethod, AnyHandler][]) {
@@ -111,5 +111,5 @@ export function guardedService(service: CoordinatorServer, access: CallAccess): 
       handler(call, callback);
     };
   }
-  return guarded as unknown as CoordinatorServer;
+  return guarded as unknown as S;
 }

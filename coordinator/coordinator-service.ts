@@ -165,7 +165,7 @@ async function* sessionMessages(job: JobContext, requests: AsyncIterable<Session
       }
       if (!session) bind(ready.workerId);
       session ??= SessionOrders.open(job, ready.workerId, ready.incarnation);
-      const order = await session.next({ weightsVersion: ready.weightsVersion, configVersion: ready.configVersion, maxWaitMs: ready.maxWaitMs }, gone);
+      const order = await session.next(ready, gone);
       if (order.config) yield { payload: { $case: 'config' as const, config: order.config } };
       const a = order.assignment;
       yield { payload: { $case: 'assignment' as const, assignment: toStepAssignment(a) } };

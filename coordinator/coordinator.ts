@@ -9,6 +9,7 @@ import {
   DEFAULT_MAX_TENSOR_BYTES,
   createTrainerState,
   disposeModelParts,
+  deriveBusKey,
   disposeTrainerState,
   EventBus,
   grpcServerCredentials,
@@ -128,7 +129,8 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
       ledger: ledger.toJSON(),
       epochTrain: { lossSum: 0, correctTop1: 0, correctTop5: 0, count: 0 },
     };
-    const bus = options.natsUrl ? await EventBus.connect({ servers: options.natsUrl, jobId: spec.name, name: 'shardwise-coordinator', credentials: options.natsCredentials }) : null;
+    const bus = options.natsUrl ? await EventBus.connect({ servers: options.natsUrl, jobId: spec.name, name: 'shardwise-coordinator', credentials: options.natsCredentials,
+      signingKey: options.tls?.joinToken && deriveBusKey(options.tls.joinToken, spec.name) }) : null;
     const announcer = new JobAnnouncer(bus, spec.name, log);
     cleanup.push(() => announcer.close());
     const telemetry = new CoordinatorTelemetry();

@@ -1,3 +1,4 @@
+import type { EpochReport } from '../common';
 import { ExactlyOnceViolationError, LedgerError } from './errors';
 import type { StepPosition } from './step';
 
@@ -15,24 +16,6 @@ export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
 /** Outcome of {@link EpochLedger.accept}. */
 export type AcceptResult = { accepted: true } | { accepted: false; reason: RejectReason; message: string };
 
-/** The exactly-once check of one epoch, from {@link EpochLedger.complete}. */
-export interface EpochReport {
-  epoch: number;
-  /** Samples in the epoch. */
-  expected: number;
-  /** Sample countings, repeats included: equals `expected` when every sample was counted exactly once. */
-  counted: number;
-  /** Repeated results turned away during this epoch (reasons `duplicate` and `step-closed`). */
-  duplicatesRejected: number;
-  /** Micro-batches handed to another worker after their first worker was dropped, during this epoch. */
-  redoneMicroBatches: number;
-  /** Sample indices never counted, ascending. */
-  missing: number[];
-  /** Sample indices counted more than once, ascending. */
-  repeated: number[];
-  /** `missing` and `repeated` are both empty. */
-  exactlyOnce: boolean;
-}
 
 /** Totals over the job (kept across resumes), for metrics. */
 export interface LedgerCounters {

@@ -37,7 +37,7 @@ export {
   type Registration,
   type WorkerRecord,
 } from './membership';
-export { assertExactlyOnce, EpochLedger, RejectReason, type EpochReport, type LedgerCounters, type LedgerState } from './epoch-ledger';
+export { assertExactlyOnce, EpochLedger, RejectReason, type LedgerCounters, type LedgerState } from './epoch-ledger';
 export { CheckpointStore, latestCheckpoint, listCheckpoints, type LatestCheckpoint } from './checkpoint-store';
 export {
   jobSpecHash,

@@ -259,16 +259,7 @@ export class JobRunner {
     }
     job.telemetry.metrics.configVersion.set(job.configVersion);
     const report = job.ledger.complete(epoch);
-    this.deps.run.appendMetrics({
-      type: 'epoch-report',
-      epoch,
-      expected: report.expected,
-      counted: report.counted,
-      duplicatesRejected: report.duplicatesRejected,
-      redoneMicroBatches: report.redoneMicroBatches,
-      missing: report.missing,
-      exactlyOnce: report.exactlyOnce,
-    });
+    this.deps.run.appendMetrics({ type: 'epoch-report', ...report });
     if (!report.exactlyOnce) job.telemetry.metrics.exactlyOnceViolations.inc();
     // Weights trained on a skipped or repeated sample are not the job's result: fail, with no checkpoint.
     assertExactlyOnce(report);

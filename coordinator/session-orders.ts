@@ -1,20 +1,10 @@
-import { statusCodeFor } from '../common';
+import { type ReadyState, statusCodeFor } from '../common';
 import { type Assignment, AssignmentKind, pullAssignment } from './assignment-desk';
 import { InvalidResultError, WorkerGoneError } from './errors';
 import type { JobContext } from './job-context';
 import { type GradientPush, receiveGradients, type WireChunk } from './result-intake';
 import { CoordinatorState } from './lifecycle';
 import { type ConfigSnapshot, currentConfig } from './worker-calls';
-
-/** What a worker states each time it asks for its next order on its session stream. */
-export interface ReadyState {
-  /** Updates applied to its replica: the next order's update starts there. */
-  weightsVersion: number;
-  /** The configuration version it holds. */
-  configVersion: number;
-  /** How long it lets the coordinator hold the order back before a WAIT. */
-  maxWaitMs: number;
-}
 
 /** One pushed order: the configuration first when it moved past the worker's, then the assignment. */
 export interface Order {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { makeDevCertificates } from '../common';
+import { CERT_FILES, deriveBusKey, makeDevCertificates, readJoinToken } from '../common';
 
 /**
  * The certificates of one local cluster: a development CA, the coordinator's pair, one pair per worker id
@@ -27,6 +27,11 @@ export class ClusterCredentials {
   /** Issues the certificates of `workerIds` that do not have one yet. */
   async issueWorkers(workerIds: readonly string[]): Promise<void> {
     if (workerIds.length > 0) await makeDevCertificates({ outDir: this.dir, workerIds, operators: ['admin'] });
+  }
+
+  /** The job's bus key (from the join token), to act only on the events the coordinator signed. */
+  busKey(jobId: string): Buffer {
+    return deriveBusKey(readJoinToken(path.join(this.dir, CERT_FILES.joinToken)), jobId);
   }
 
   /** Removes every file; the cluster's processes have exited. */

@@ -1,4 +1,4 @@
-import { BusEventType, EventBus, type EventSubscription } from '../common';
+import { BusEventType, EventBus, type EventSubscription, EventVerifier } from '../common';
 import { statusPageUrl } from '../status';
 import { exitCodeOf, type ExitStatus, ManagedChild } from './child-process';
 import { type ClusterOptions, type CompiledClusterOptions, compileClusterOptions } from './cluster-options';
@@ -281,7 +281,18 @@ export class LocalCluster {
       options.log(`scale event: ${event.desiredWorkers} worker(s) wanted, ${this.liveWorkers().length} running`);
       // Not awaited: the subscription must keep delivering while workers start (a scale-up takes seconds).
       this.scaleTo(event.desiredWorkers).catch((err: unknown) => options.log(`scale to ${event.desiredWorkers} failed: ${(err as Error).message}`));
-    });
+    }, { verifier: new EventVerifier({
+      jobId: options.jobId,
+      // A secure cluster starts workers only for a scale event the coordinator signed, not for anyone who
+      // holds the coordinator's NATS password.
+      key: this.credentials?.busKey(options.jobId),
+      // Scale events carry the version in force rather than a new one: no configuration to replay into.
+      versionInForce: () => -1,
+      onUnverified: (error, first) => {
+        // An --insecure cluster warned at start that its bus is open; a secure one logs each reason once.
+        if (first && !error.accepted) options.log(`event bus: ${error.message}; further ones are not logged`);
+      },
+    }) });
   }
 
   /**

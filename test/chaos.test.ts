@@ -20,7 +20,7 @@ describe('chaos: every fault kind on one job, and the result is the undisturbed 
 
   it('loses no sample, counts none twice, keeps the replicas equal and ends bit-identical', async () => {
     const lines: string[] = [];
-    const result = await runChaos({ seed: 7, faults: FAULT_KINDS.length, epochs: 6, images: 192, workers: 3, maxGapSteps: 1, log: (l) => lines.push(l) });
+    const result = await runChaos({ seed: 7, faults: FAULT_KINDS.length, epochs: 8, images: 192, workers: 3, maxGapSteps: 1, log: (l) => lines.push(l) });
     const line = chaosLine(result);
     process.stdout.write(`    ${line}\n`);
     assert.deepEqual(

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { defaultShardwiseCommand, exitCodeOf, ManagedChild } from '../launcher';
-import { ClusterHarness, TEST_BACKEND } from './support/cluster';
+import { exitCodeOf } from '../launcher';
+import { ClusterHarness } from './support/cluster';
 import {
   assertExactlyOnce,
   assertReplicasAgree,
@@ -21,33 +21,19 @@ import { alive } from './support/process-alive';
 describe('shardwise cluster (the command): Ctrl-C, then resume with --run-dir', function () {
   this.timeout(240_000);
   let harness: ClusterHarness;
-  const running: ManagedChild[] = [];
 
   before(async () => {
     harness = await ClusterHarness.create();
   });
 
   after(async () => {
-    await Promise.all(running.map((c) => c.stop({ graceMs: 5000 })));
     await harness?.dispose();
   });
-
-  function cluster(job: string, extra: string[] = []): ManagedChild {
-    const { command, args } = defaultShardwiseCommand();
-    const child = ManagedChild.spawn({
-      name: 'shardwise-cluster',
-      command,
-      args: [...args, 'cluster', '--job', job, '--workers', '2', '--data', harness.dataDir, '--runs-dir', harness.runsDir,
-        '--backend', TEST_BACKEND, ...extra],
-    });
-    running.push(child);
-    return child;
-  }
 
   it('SIGINT stops workers, coordinator and nats-server and exits 0; --run-dir resumes and finishes', async () => {
     const reference = localReference('test-job', testJobYaml('reference'), harness.dataDir);
     const job = harness.writeJob('cli', testJobYaml('cli', { minWorkers: 2 }));
-    const first = cluster(job);
+    const first = harness.launchCluster(job);
     const [, runDir] = await first.waitForLine(/^\[cluster\] run directory: (.+)$/, { timeoutMs: 120_000 });
     await first.waitForLine(/^\[cluster\] running 2 worker\(s\)/, { timeoutMs: 120_000 });
     await waitForRecords(runDir, (rs) => recordsOf(rs, 'step').find((s) => s.globalStep >= 1), 'two steps');
@@ -61,7 +47,7 @@ describe('shardwise cluster (the command): Ctrl-C, then resume with --run-dir', 
     const stoppedAt = recordsOf(runRecords(runDir), 'step').length;
     assert.ok(stoppedAt < EPOCHS * harness.stepsPerEpoch, 'the job had finished before the interrupt');
 
-    const second = cluster(job, ['--run-dir', runDir]);
+    const second = harness.launchCluster(job, ['--run-dir', runDir]);
     assert.equal(exitCodeOf(await second.exited), 0, second.tail(60));
     assert.ok(second.lines().some((l) => /^\[cluster\] after epoch 3: validation top-1 \d+\.\d%/.test(l)), second.tail(20));
     assert.ok(!second.lines().some((l) => l.includes('did not finish')), second.tail(20));

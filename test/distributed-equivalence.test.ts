@@ -17,9 +17,9 @@ import {
   relativeDifference,
   runCleanJob,
   runRecords,
-  type WeightMap,
 } from './support/cluster-checks';
-import { DATASET_IMAGES, testJobYaml } from './support/cluster-data';
+import { testJobYaml } from './support/cluster-data';
+import { referenceSuite } from './support/reference-suite';
 
 
 // Real coordinator and worker processes over gRPC on loopback with a real nats-server, against the
@@ -27,21 +27,13 @@ import { DATASET_IMAGES, testJobYaml } from './support/cluster-data';
 // (epoch 0), an unfreeze and a learning-rate change (epoch 1) inside the 18 steps.
 describe('distributed training equals the single-process trainer', function () {
   this.timeout(240_000);
-  let harness: ClusterHarness;
-  let reference: WeightMap;
+  const suite = referenceSuite('test-job', testJobYaml('reference'));
 
-  before(async function () {
-    this.timeout(120_000);
-    harness = await ClusterHarness.create({ images: DATASET_IMAGES });
-    reference = await localReference('test-job', testJobYaml('reference'), harness.dataDir);
+  before(async () => {
     // Equality must not be vacuous: the reference moved every trainable variable away from its start.
     const start = await initialWeights(testJobYaml('reference'));
-    const unmoved = [...reference].filter(([name, w]) => !/moving_/.test(name) && relativeDifference(w.values, start.get(name)!.values) === 0);
+    const unmoved = [...suite.reference].filter(([name, w]) => !/moving_/.test(name) && relativeDifference(w.values, start.get(name)!.values) === 0);
     assert.deepEqual(unmoved.map(([name]) => name), [], 'variables the reference did not train');
-  });
-
-  after(async () => {
-    await harness?.dispose();
   });
 
   const runs = [1, 2, 3].flatMap((workers) => (['parameter-server', 'allreduce'] as const).map((exchange) => ({ workers, exchange })));
@@ -49,8 +41,8 @@ describe('distributed training equals the single-process trainer', function () {
     it(`${workers} worker process(es), ${exchange}: the same weights, every sample once per epoch, replicas agree`, async () => {
       // minWorkers = workers: training starts only when all of them are in, so each run really uses that many.
       const name = `equiv-${workers}-${exchange}`;
-      const job = harness.writeJob(name, testJobYaml(name, { minWorkers: workers, exchange }));
-      const { coordinator, workers: procs, records, hashes } = await runCleanJob(harness, job, workers);
+      const job = suite.harness.writeJob(name, testJobYaml(name, { minWorkers: workers, exchange }));
+      const { coordinator, workers: procs, records, hashes } = await runCleanJob(suite.harness, job, workers);
       const reporting = new Set(hashes.flatMap((h) => Object.keys(h.workers)));
       assert.deepEqual([...reporting].sort(), procs.map((p) => p.ready.id).sort(), 'workers whose replicas were compared');
       // The schedule changed inside the window: frozen in epoch 0, unfrozen with a new rate in epoch 1.
@@ -58,7 +50,7 @@ describe('distributed training equals the single-process trainer', function () {
       assert.deepEqual(changes, ['freeze@0', 'unfreeze@1', 'lr-change@1']);
       assert.deepEqual(recordsOf(records, 'epoch').map((e) => e.frozen), [true, false, false]);
       const final = finalRunWeights(coordinator.ready.runDir);
-      assertSameWeightsHash(final, reference, `${workers} worker(s) ${exchange} vs local`);
+      assertSameWeightsHash(final, suite.reference, `${workers} worker(s) ${exchange} vs local`);
     });
   }
 });

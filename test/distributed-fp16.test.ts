@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
 import { parseJobSpec } from '../common/job';
 import { exitCodeOf } from '../launcher';
-import { ClusterHarness } from './support/cluster';
 import {
   finalRunWeights,
   recordsOf,
   runRecords,
-  localReference,
   relativeDifference,
   runCleanJob,
-  type WeightMap,
 } from './support/cluster-checks';
-import { DATASET_IMAGES, testJobYaml } from './support/cluster-data';
+import { EPOCHS, testJobYaml } from './support/cluster-data';
+import { referenceSuite } from './support/reference-suite';
 import { withDeadline } from './support/deadline';
 
 describe('job spec: distributed.compression', () => {
@@ -37,40 +35,36 @@ describe('job spec: distributed.compression', () => {
 // coordinator's bytes (hashes compared every step), every sample once, and weights near the float32 run's.
 describe('distributed training with fp16 compression', function () {
   this.timeout(240_000);
-  let harness: ClusterHarness;
-  let reference: WeightMap;
-
-  before(async function () {
-    this.timeout(120_000);
-    harness = await ClusterHarness.create({ images: DATASET_IMAGES });
-    reference = await localReference('test-job', testJobYaml('reference'), harness.dataDir);
-  });
-
-  after(async () => {
-    await harness?.dispose();
-  });
+  const suite = referenceSuite('test-job', testJobYaml('reference'));
 
   it('2 worker processes: the replicas agree every step, and the weights stay near the float32 trainer\'s', async () => {
-    const job = harness.writeJob('fp16', testJobYaml('fp16', { minWorkers: 2, compression: 'fp16', prescaleFactor: 4 }));
-    const { coordinator, hashes } = await runCleanJob(harness, job, 2);
+    const job = suite.harness.writeJob('fp16', testJobYaml('fp16', { minWorkers: 2, compression: 'fp16', prescaleFactor: 4 }));
+    const { coordinator, hashes } = await runCleanJob(suite.harness, job, 2);
     assert.deepEqual([...new Set(hashes.flatMap((h) => Object.keys(h.workers)))].sort(), ['worker-1', 'worker-2']);
     const final = finalRunWeights(coordinator.ready.runDir);
-    const differences = [...reference].map(([name, w]) => ({ name, d: relativeDifference(final.get(name)!.values, w.values) }));
+    const differences = [...suite.reference].map(([name, w]) => ({ name, d: relativeDifference(final.get(name)!.values, w.values) }));
     // fp16 really was on the wire: rounded gradients moved the weights off the float32 trainer's bytes...
     assert.ok(differences.some((x) => x.d > 0), 'the weights equal the float32 run: fp16 was not used');
-    // ...but only by rounding. BatchNorm betas start at 0 and Adam turns rounding on their near-zero gradients
-    // into rate-sized steps (docs/distributed-design.md), so they move most, relative to their small size.
+    // ...but only by rounding: most tensors stay within 1% of the float32 run's.
     const sorted = differences.map((x) => x.d).sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)];
     assert.ok(median < 0.01, `median relative difference ${median} from the float32 trainer's`);
-    const worst = differences.reduce((a, b) => (b.d > a.d ? b : a));
-    assert.ok(worst.d < 0.25, `${worst.name} differs by ${worst.d} from the float32 trainer's`);
+    // BatchNorm betas start at 0, and Adam turns rounding on their near-zero gradients into rate-sized steps
+    // (docs/distributed-design.md), so relative to their size they move most. In absolute terms no element
+    // may be further off than the whole run's Adam steps could carry it: one rate-sized step per step.
+    const steps = EPOCHS * suite.harness.stepsPerEpoch;
+    const travel = steps * parseJobSpec(testJobYaml('reference')).optimizer.learningRate;
+    for (const [name, w] of suite.reference) {
+      const got = final.get(name)!.values;
+      const worst = w.values.reduce((m, v, i) => Math.max(m, Math.abs(got[i] - v)), 0);
+      assert.ok(worst < travel, `${name} is ${worst} off the float32 trainer's, beyond ${steps} steps at the top rate (${travel})`);
+    }
   });
 
   it('a prescale that throws gradients beyond the fp16 range fails the job naming the tensor, never training on an Inf', async () => {
-    const job = harness.writeJob('fp16-overflow', testJobYaml('fp16-overflow', { minWorkers: 2, compression: 'fp16', prescaleFactor: 1e30 }));
-    const coordinator = await harness.startCoordinator({ job });
-    await harness.startWorkers(coordinator.ready.grpc, 2);
+    const job = suite.harness.writeJob('fp16-overflow', testJobYaml('fp16-overflow', { minWorkers: 2, compression: 'fp16', prescaleFactor: 1e30 }));
+    const coordinator = await suite.harness.startCoordinator({ job });
+    await suite.harness.startWorkers(coordinator.ready.grpc, 2);
     const status = await withDeadline(coordinator.child.exited, 180_000, 'the coordinator to fail the job');
     const output = coordinator.child.lines().join('\n');
     assert.notEqual(exitCodeOf(status), 0, `the coordinator should fail the job; its output:\n${coordinator.child.tail(30)}`);

@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { ClusterHarness, type WorkerProc } from './support/cluster';
+import { type WorkerProc } from './support/cluster';
 import {
   assertExactlyOnce,
   assertReplicasAgree,
   assertSameWeightsHash,
   assertTrainingFinished,
   finalRunWeights,
-  localReference,
   recordsOf,
   runRecords,
-  type WeightMap,
 } from './support/cluster-checks';
-import { DATASET_IMAGES, testJobYaml } from './support/cluster-data';
+import { testJobYaml } from './support/cluster-data';
+import { referenceSuite } from './support/reference-suite';
 
 /** Four micro-batches of 8 per step; 144 training images make the last step of an epoch 16 (two micro-batches). */
 const TRAINING = { batchSize: 32, epochs: 2 };
@@ -38,25 +37,14 @@ function sharesByStep(workers: readonly WorkerProc[]): Map<number, number[]> {
 // ((a + b) + c) + d, the trainer (a + b) + (c + d).
 describe('distributed training gives the same weights whatever the split', function () {
   this.timeout(240_000);
-  let harness: ClusterHarness;
-  let reference: WeightMap;
-
-  before(async function () {
-    this.timeout(120_000);
-    harness = await ClusterHarness.create({ images: DATASET_IMAGES });
-    reference = await localReference('split-job', testJobYaml('reference', {}, TRAINING), harness.dataDir);
-  });
-
-  after(async () => {
-    await harness?.dispose();
-  });
+  const suite = referenceSuite('split-job', testJobYaml('reference', {}, TRAINING));
 
   async function run(name: string, workers: number, options: { exchange: string; split?: number[]; killMidCompute?: boolean }): Promise<WorkerProc[]> {
     // minWorkers: every worker is in before training starts, but the kill must not stall the job below it.
     const minWorkers = options.killMidCompute ? workers - 1 : workers;
-    const job = harness.writeJob(name, testJobYaml(name, { minWorkers, exchange: options.exchange, leaseMs: 2000 }, TRAINING));
-    const coordinator = await harness.startCoordinator({ job, split: options.split });
-    const procs = await harness.startWorkers(coordinator.ready.grpc, workers);
+    const job = suite.harness.writeJob(name, testJobYaml(name, { minWorkers, exchange: options.exchange, leaseMs: 2000 }, TRAINING));
+    const coordinator = await suite.harness.startCoordinator({ job, split: options.split });
+    const procs = await suite.harness.startWorkers(coordinator.ready.grpc, workers);
     let survivors = procs;
     let killedAt = -1;
     try {
@@ -68,16 +56,16 @@ describe('distributed training gives the same weights whatever the split', funct
         killedAt = Number(step);
         survivors = procs.slice(0, -1);
       }
-      await harness.awaitFinished(coordinator, survivors, 150_000);
+      await suite.harness.awaitFinished(coordinator, survivors, 150_000);
     } catch (err) {
-      throw new Error(`${(err as Error).message}\n${harness.outputs()}`);
+      throw new Error(`${(err as Error).message}\n${suite.harness.outputs()}`);
     }
     const records = runRecords(coordinator.ready.runDir);
-    const stepsPerEpoch = Math.ceil(harness.trainImages / TRAINING.batchSize);
+    const stepsPerEpoch = Math.ceil(suite.harness.trainImages / TRAINING.batchSize);
     assertTrainingFinished(records, TRAINING.epochs);
-    assertExactlyOnce(records, TRAINING.epochs, harness.trainImages);
+    assertExactlyOnce(records, TRAINING.epochs, suite.harness.trainImages);
     assertReplicasAgree(records, TRAINING.epochs, stepsPerEpoch);
-    assertSameWeightsHash(finalRunWeights(coordinator.ready.runDir), reference, name);
+    assertSameWeightsHash(finalRunWeights(coordinator.ready.runDir), suite.reference, name);
     if (killedAt >= 0) {
       const victimPushed = sharesByStep([procs[workers - 1]]).has(killedAt);
       assert.equal(victimPushed, false, `the victim pushed its share of step ${killedAt} before the kill: not mid-compute`);

@@ -162,7 +162,7 @@ describe('EventBus with a real nats-server', function () {
     for (const event of sampleEvents()) await coordinator.publish(event);
     await got.waitForCount(5);
     assert.deepEqual(got.events, sampleEvents());
-    assert.deepEqual(sub.stats(), { delivered: 5, rejected: 0, handlerFailures: 0 });
+    assert.deepEqual(sub.stats(), { delivered: 5, rejected: 0, unverified: 0, handlerFailures: 0 });
     assert.deepEqual(errors, []);
   });
 
@@ -182,7 +182,7 @@ describe('EventBus with a real nats-server', function () {
     await coordinator.publish(lrChange(2));
     await got.waitForCount(1);
     assert.deepEqual(got.events, [lrChange(2)]);
-    assert.deepEqual(sub.stats(), { delivered: 1, rejected: 3, handlerFailures: 0 });
+    assert.deepEqual(sub.stats(), { delivered: 1, rejected: 3, unverified: 0, handlerFailures: 0 });
     assert.equal(errors.length, 3);
     assert.ok(errors.every((e) => e instanceof EventValidationError));
     assert.match(errors[0].message, /expected JSON/);
@@ -200,7 +200,7 @@ describe('EventBus with a real nats-server', function () {
     await coordinator.publish(lrChange(2));
     await got.waitForCount(1);
     assert.deepEqual(got.events, [lrChange(2)]);
-    assert.deepEqual(sub.stats(), { delivered: 1, rejected: 0, handlerFailures: 1 });
+    assert.deepEqual(sub.stats(), { delivered: 1, rejected: 0, unverified: 0, handlerFailures: 1 });
     assert.ok(errors[0] instanceof EventHandlerError && /handler bug/.test(errors[0].message));
   });
 

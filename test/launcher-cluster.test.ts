@@ -4,7 +4,8 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BusEventType, EventBus } from '../common/bus';
+import { BusEventType, deriveBusKey, EventBus } from '../common/bus';
+import { CERT_FILES, readJoinToken } from '../common/security';
 import { JobSpecError } from '../common/job';
 import { ChildExitedError, type ClusterOptions, LocalCluster, NatsServerMissingError, startLocalNats } from '../launcher';
 import { LineLog } from './support/cluster-lines';
@@ -76,13 +77,17 @@ describe('launcher: local cluster process handling', function () {
     });
   }
 
+  function busKeyOf(c: LocalCluster): Buffer {
+    return deriveBusKey(readJoinToken(path.join(c.tlsDir!, CERT_FILES.joinToken)), JOB_ID);
+  }
+
   function events(): string[] {
     return existsSync(fakeLog) ? readFileSync(fakeLog, 'utf8').trim().split('\n') : [];
   }
 
-  /** Publishes a scale event as the coordinator would: with the coordinator's NATS user. */
-  async function publishScale(c: LocalCluster, desiredWorkers: number): Promise<void> {
-    const bus = await EventBus.connect({ servers: c.natsUrl!, jobId: JOB_ID, name: 'test-scaler', credentials: c.natsAccess!.credentials.coordinator });
+  /** Publishes a scale event as the coordinator would: with the coordinator's NATS user, signed with the job's key. */
+  async function publishScale(c: LocalCluster, desiredWorkers: number, signingKey = busKeyOf(c)): Promise<void> {
+    const bus = await EventBus.connect({ servers: c.natsUrl!, jobId: JOB_ID, name: 'test-scaler', credentials: c.natsAccess!.credentials.coordinator, signingKey });
     try {
       await bus.publish({ type: BusEventType.Scale, jobId: JOB_ID, configVersion: 0, effectiveStep: 0, desiredWorkers });
     } finally {
@@ -145,6 +150,20 @@ describe('launcher: local cluster process handling', function () {
     assert.deepEqual(cluster.liveWorkers().map((w) => w.id), ['worker-1']);
     assert.deepEqual(events().filter((e) => e.endsWith('SIGTERM')).sort(), ['worker-2 SIGTERM', 'worker-3 SIGTERM']);
     assert.equal(cluster.state, 'running');
+  });
+
+  it("ignores a scale event signed without the job's join token, and logs it once", async () => {
+    cluster = await start();
+    const forgedKey = deriveBusKey(Buffer.from('the join token of some other job'), JOB_ID);
+    await publishScale(cluster, 0, forgedKey);
+    await publishScale(cluster, 4, forgedKey);
+    await publishScale(cluster, 3);
+    await log.waitFor(/^worker-3 ready/);
+    assert.deepEqual(cluster.liveWorkers().map((w) => w.id), ['worker-1', 'worker-2', 'worker-3']);
+    const dropped = log.lines.filter((l) => /^event bus: dropped a 'scale' event/.test(l));
+    assert.deepEqual(dropped, ["event bus: dropped a 'scale' event (config v0) on shardwise.fake-job.events: its signature is not the job's " +
+      '(the publisher does not hold the join token); further ones are not logged']);
+    assert.ok(!log.lines.some((l) => /scale event: (0|4) worker/.test(l)), log.lines.join('\n'));
   });
 
   it('stop: workers drain first, then the coordinator, then nats-server; exits with the coordinator status', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { defaultShardwiseCommand, exitCodeOf, ManagedChild } from '../launcher';
+import { exitCodeOf, type ManagedChild } from '../launcher';
 import { ClusterHarness, TEST_BACKEND } from './support/cluster';
 import { assertSameWeightsHash, assertTrainingFinished, finalRunWeights, runRecords } from './support/cluster-checks';
 import { EPOCHS, testJobYaml } from './support/cluster-data';
@@ -13,28 +13,14 @@ import { shardwiseScale } from './support/shardwise-cli';
 describe('security: a local cluster over mutual TLS', function () {
   this.timeout(300_000);
   let harness: ClusterHarness;
-  const running: ManagedChild[] = [];
 
   before(async () => {
     harness = await ClusterHarness.create();
   });
 
   after(async () => {
-    await Promise.all(running.map((c) => c.stop({ graceMs: 5000 })));
     await harness?.dispose();
   });
-
-  function shardwise(name: string, args: string[]): ManagedChild {
-    const { command, args: base } = defaultShardwiseCommand();
-    const child = ManagedChild.spawn({ name, command, args: [...base, ...args] });
-    running.push(child);
-    return child;
-  }
-
-  function cluster(job: string, extra: string[] = []): ManagedChild {
-    return shardwise('shardwise-cluster', ['cluster', '--job', job, '--workers', '2', '--data', harness.dataDir,
-      '--runs-dir', harness.runsDir, '--backend', TEST_BACKEND, ...extra]);
-  }
 
   async function runDirOf(child: ManagedChild): Promise<string> {
     const [, runDir] = await child.waitForLine(/^\[cluster\] run directory: (.+)$/, { timeoutMs: 120_000 });
@@ -44,14 +30,14 @@ describe('security: a local cluster over mutual TLS', function () {
   it('a secure job ends with the weights of the insecure one; a worker without credentials is refused and the job goes on', async () => {
     // minWorkers 3 with 2 workers started: the secure job waits, so the intruder meets a live coordinator
     // however long it takes to start; `shardwise scale` (itself over mutual TLS) then lets the job run.
-    const secure = cluster(harness.writeJob('secure', testJobYaml('secure', { minWorkers: 3 })));
+    const secure = harness.launchCluster(harness.writeJob('secure', testJobYaml('secure', { minWorkers: 3 })));
     const [, tlsDir] = await secure.waitForLine(/^\[cluster\] security: mutual TLS with a development CA and a join token in (\S+) /, { timeoutMs: 60_000 });
     const secureRun = await runDirOf(secure);
     const [, grpc] = await secure.waitForLine(/^\[cluster\] running 2 worker\(s\); change it with: shardwise scale --coordinator (\S+) --tls-dir \S+ --workers N$/,
       { timeoutMs: 120_000 });
 
     // An intruder on the same machine: the project's own worker, without --tls-dir.
-    const intruder = shardwise('intruder', ['worker', '--coordinator', grpc, '--id', 'worker-1', '--backend', TEST_BACKEND, '--retry-limit', '3']);
+    const intruder = harness.launch('intruder', ['worker', '--coordinator', grpc, '--id', 'worker-1', '--backend', TEST_BACKEND, '--retry-limit', '3']);
     const intruderExit = await intruder.exited;
     assert.notEqual(exitCodeOf(intruderExit), 0, 'the intruder was admitted');
     assert.ok(intruder.lines().some((l) => /warning: no --tls-dir/.test(l)), intruder.tail(20));
@@ -59,7 +45,7 @@ describe('security: a local cluster over mutual TLS', function () {
     const up = await shardwiseScale(grpc, tlsDir, 3);
     assert.equal(up.code, 0, `shardwise scale --workers 3: ${up.output}`);
 
-    const insecure = cluster(harness.writeJob('insecure', testJobYaml('insecure', { minWorkers: 2 })), ['--insecure']);
+    const insecure = harness.launchCluster(harness.writeJob('insecure', testJobYaml('insecure', { minWorkers: 2 })), ['--insecure']);
     const insecureRun = await runDirOf(insecure);
     assert.ok(insecure.lines().some((l) => /^\[cluster\] warning: --insecure: plaintext gRPC and data plane/.test(l)), insecure.tail(20));
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { RpcError, StreamClosedError, statusName } from '../common/wire';
-import { CoordinatorLink, CoordinatorUnreachableError, callWithRetry, endsSession, isUnknownWorker, workerCapabilities } from '../worker';
+import { CoordinatorLink, CoordinatorUnreachableError, callWithRetry, endsSession, isUnknownWorker } from '../worker';
 import { getFreePort } from './support/free-port';
 
 function rpcError(code: status): RpcError {
@@ -94,7 +94,7 @@ describe('worker call policy: wait out an unreachable coordinator, for a limited
     const port = await getFreePort();
     const link = new CoordinatorLink({ target: `127.0.0.1:${port}`, maxMessageBytes: 1 << 20, rpcDeadlineMs: 2000, transferDeadlineMs: 5000 });
     try {
-      const caps = workerCapabilities({ workerId: 'w', processId: 'p', backend: 'cpu', maxMessageBytes: 1 << 20 });
+      const caps = { workerId: 'w', processId: 'p', backend: 'cpu', maxMessageBytes: 1 << 20 };
       await assert.rejects(callWithRetry('Coordinator/Register', () => link.register(caps), { target: link.target, retryLimitMs: 500, idempotent: true }),
         (e: unknown) => e instanceof CoordinatorUnreachableError && (e.cause as RpcError).code === status.UNAVAILABLE);
     } finally {

@@ -131,7 +131,7 @@ describe('worker bus listener with a real nats-server', function () {
   it('delivers published configuration events, so the worker needs no GetConfig', async () => {
     const sync = new ConfigSync();
     sync.reset(config(0, true));
-    const listener = new BusListener({ url: nats.url, jobId: JOB, name: 'worker-a', onEvent: (e) => sync.onEvent(e), onReconnect: () => undefined, log: () => undefined });
+    const listener = new BusListener({ url: nats.url, jobId: JOB, name: 'worker-a', versionInForce: () => sync.version, onEvent: (e) => sync.onEvent(e), onReconnect: () => undefined, log: () => undefined });
     try {
       await pollUntil(() => (listener.connected ? true : undefined), { timeoutMs: 10_000, intervalMs: 20, what: 'the listener to connect' });
       await publisher.publish(event(1, 'unfreeze'));
@@ -152,7 +152,7 @@ describe('worker bus listener with a real nats-server', function () {
 
   it('keeps working without a bus: an unreachable URL only logs, and close() returns', async () => {
     const lines: string[] = [];
-    const listener = new BusListener({ url: 'nats://127.0.0.1:1', jobId: JOB, name: 'worker-b', onEvent: () => undefined, onReconnect: () => undefined,
+    const listener = new BusListener({ url: 'nats://127.0.0.1:1', jobId: JOB, name: 'worker-b', versionInForce: () => -1, onEvent: () => undefined, onReconnect: () => undefined,
       log: (l) => lines.push(l), retry: { initialDelayMs: 10, maxDelayMs: 50 } });
     await pollUntil(() => (lines.length > 0 ? true : undefined), { timeoutMs: 10_000, intervalMs: 20, what: 'the unreachable-bus log line' });
     await listener.close();

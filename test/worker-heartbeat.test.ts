@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
-import type { HeartbeatRequest, HeartbeatResponse } from '../proto';
-import { WorkerState } from '../proto';
-import { HeartbeatTimer, heartbeatDeadlineMs } from '../worker';
+import { type HeartbeatAnswer, type HeartbeatReport, HeartbeatTimer, WorkerLifecycle, heartbeatDeadlineMs } from '../worker';
 import { pollUntil } from './support/deadline';
 
 /** The heartbeat's `send` boundary (the gRPC call), answering after `delayMs` and recording what it saw. */
-function coordinator(delayMs: number, answer: Partial<HeartbeatResponse> = {}) {
+function coordinator(delayMs: number, answer: Partial<HeartbeatAnswer> = {}) {
   const c = {
-    requests: [] as HeartbeatRequest[],
+    requests: [] as HeartbeatReport[],
     inFlight: 0,
     maxInFlight: 0,
-    send: async (request: HeartbeatRequest): Promise<HeartbeatResponse> => {
+    send: async (request: HeartbeatReport): Promise<HeartbeatAnswer> => {
       c.requests.push(request);
       c.inFlight++;
       c.maxInFlight = Math.max(c.maxInFlight, c.inFlight);
@@ -27,11 +25,11 @@ describe('worker heartbeat: its own timer, never overlapping', function () {
   it('sends the worker\'s current state on every beat', async () => {
     const c = coordinator(0);
     let step = 0;
-    const responses: HeartbeatResponse[] = [];
+    const responses: HeartbeatAnswer[] = [];
     const timer = new HeartbeatTimer({
       intervalMs: 10,
       send: c.send,
-      snapshot: () => ({ workerId: 'w-1', state: WorkerState.RUNNING, lastCompletedStep: step++, configVersion: 2, incarnation: 1 }),
+      snapshot: () => ({ workerId: 'w-1', state: WorkerLifecycle.Running, lastCompletedStep: step++, configVersion: 2, incarnation: 1 }),
       onResponse: (r) => responses.push(r),
       onError: (e) => assert.fail(String(e)),
     });
@@ -49,7 +47,7 @@ describe('worker heartbeat: its own timer, never overlapping', function () {
     const timer = new HeartbeatTimer({
       intervalMs: 5,
       send: c.send,
-      snapshot: () => ({ workerId: 'w', state: WorkerState.RUNNING, lastCompletedStep: 0, configVersion: 0, incarnation: 0 }),
+      snapshot: () => ({ workerId: 'w', state: WorkerLifecycle.Running, lastCompletedStep: 0, configVersion: 0, incarnation: 0 }),
       onResponse: () => undefined,
       onError: () => undefined,
     });
@@ -65,7 +63,7 @@ describe('worker heartbeat: its own timer, never overlapping', function () {
     const errors: unknown[] = [];
     const t1 = new HeartbeatTimer({
       intervalMs: 5, send: failing.send, onResponse: () => undefined, onError: (e) => errors.push(e),
-      snapshot: () => ({ workerId: 'w', state: WorkerState.RUNNING, lastCompletedStep: 0, configVersion: 0, incarnation: 0 }),
+      snapshot: () => ({ workerId: 'w', state: WorkerLifecycle.Running, lastCompletedStep: 0, configVersion: 0, incarnation: 0 }),
     });
     t1.start();
     await pollUntil(() => (errors.length >= 2 ? true : undefined), { timeoutMs: 5000, intervalMs: 5, what: 'two failures' });
@@ -76,7 +74,7 @@ describe('worker heartbeat: its own timer, never overlapping', function () {
     let drained = false;
     const t2 = new HeartbeatTimer({
       intervalMs: 5, send: draining.send, onResponse: (r) => (drained ||= r.drain), onError: () => undefined,
-      snapshot: () => ({ workerId: 'w', state: WorkerState.RUNNING, lastCompletedStep: 0, configVersion: 0, incarnation: 0 }),
+      snapshot: () => ({ workerId: 'w', state: WorkerLifecycle.Running, lastCompletedStep: 0, configVersion: 0, incarnation: 0 }),
     });
     t2.start();
     await pollUntil(() => (drained ? true : undefined), { timeoutMs: 5000, intervalMs: 5, what: 'the drain request' });
@@ -86,7 +84,7 @@ describe('worker heartbeat: its own timer, never overlapping', function () {
   it('gives each call a deadline of two intervals, at least 2 s', () => {
     assert.equal(heartbeatDeadlineMs(1000), 2000);
     assert.equal(heartbeatDeadlineMs(5000), 10_000);
-    assert.throws(() => new HeartbeatTimer({ intervalMs: 0, send: coordinator(0).send, snapshot: () => ({} as HeartbeatRequest), onResponse: () => undefined, onError: () => undefined }),
+    assert.throws(() => new HeartbeatTimer({ intervalMs: 0, send: coordinator(0).send, snapshot: () => ({} as HeartbeatReport), onResponse: () => undefined, onError: () => undefined }),
       /expected > 0 ms/);
   });
 });

@@ -1,10 +1,12 @@
 import {
   type BackoffOptions,
   type BusEvent,
+  deriveBusKey,
   EventBus,
   EventBusConnectError,
   type EventSubscription,
   EventValidationError,
+  EventVerifier,
   type NatsCredentials,
   retryTransient,
   type WorkerMetrics,
@@ -19,7 +21,11 @@ export interface BusListenerOptions {
   name: string;
   /** The worker role's NATS user, when the server requires one. */
   credentials?: NatsCredentials;
-  /** Each valid event of the job, in arrival order. */
+  /** The job's join token: events must carry the signature of the key derived from it. @default none (--insecure) */
+  joinToken?: Buffer;
+  /** The configuration version in force on the worker: a replay of an event at or below it is dropped. */
+  versionInForce: () => number;
+  /** Each verified event of the job, in arrival order. */
   onEvent: (event: BusEvent) => void;
   /**
    * The connection came back (events published meanwhile are lost): reconcile, e.g. fetch the config.
@@ -71,6 +77,21 @@ export class BusListener {
     this.options.metrics?.busConnected.set(0);
   }
 
+  /** Checks each event before the worker acts on it; see `EventVerifier` and the unverified-events metric. */
+  private verifier(): EventVerifier {
+    const { options } = this;
+    return new EventVerifier({
+      jobId: options.jobId,
+      key: options.joinToken && deriveBusKey(options.joinToken, options.jobId),
+      versionInForce: options.versionInForce,
+      onUnverified: (error, first) => {
+        options.metrics?.busUnverifiedEvents.inc({ reason: error.reason });
+        // One line per reason: a flood of forged events must not flood the log too.
+        if (first) options.log(`event bus: ${error.message}; counted in shardwise_worker_bus_unverified_events_total{reason="${error.reason}"}, not logged again`);
+      },
+    });
+  }
+
   private async connectLoop(): Promise<void> {
     const { options } = this;
     let bus: EventBus;
@@ -117,7 +138,7 @@ export class BusListener {
       options.onReconnect();
     });
     try {
-      this.subscription = await bus.subscribe((event) => options.onEvent(event));
+      this.subscription = await bus.subscribe((event) => options.onEvent(event), { verifier: this.verifier() });
     } catch (err) {
       options.log(`event bus ${options.url}: could not subscribe (${err instanceof Error ? err.message : String(err)}); configuration changes come over gRPC`);
       return;

@@ -1,5 +1,4 @@
-import { type BusEvent, BusEventType, PARAM_GROUPS, type ParamGroupName } from '../common';
-import type { ConfigState } from '../proto';
+import { type BusEvent, BusEventType, type ParamGroupName } from '../common';
 import { ConfigSyncError } from './errors';
 
 /** The training configuration a worker needs, at one configVersion of the coordinator. */
@@ -13,19 +12,6 @@ export interface WorkerConfig {
 
 /** Where {@link ConfigSync.ensure} found the configuration an assignment asked for. */
 export type ConfigSource = 'current' | 'bus' | 'grpc';
-
-/** A GetConfig answer as a {@link WorkerConfig}; groups other than backbone/head are ignored (a newer coordinator). */
-export function configFromProto(state: ConfigState): WorkerConfig {
-  const frozen: Record<ParamGroupName, boolean> = { backbone: false, head: false };
-  const learningRates: Partial<Record<ParamGroupName, number>> = {};
-  for (const g of state.groups) {
-    if (!(PARAM_GROUPS as readonly string[]).includes(g.name)) continue;
-    const name = g.name as ParamGroupName;
-    frozen[name] = g.frozen;
-    learningRates[name] = g.learningRate;
-  }
-  return { version: state.configVersion, frozen, learningRates };
-}
 
 /** Bus events that each move the configuration one version forward. */
 type ConfigEvent = Extract<BusEvent, { type: 'freeze' | 'unfreeze' | 'lr-change' }>;

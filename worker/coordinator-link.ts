@@ -1,17 +1,29 @@
+import * as os from 'node:os';
 import {
+  type AllreduceMember,
   type DuplexCall,
+  type GroupLearningRates,
   GrpcStatus,
   JOIN_TOKEN_METADATA_KEY,
+  type JobSpec,
+  PARAM_GROUPS,
+  type ParamGroupName,
+  type ReadyState,
   type TlsCredentials,
   RpcError,
   TensorAssembler,
+  UpdateKind,
   type WireTensor,
   clientStreamCall,
+  compileJobSpec,
   createCoordinatorClient,
+  encodeTensors,
   grpcChannelCredentials,
   openDuplexCall,
   serverStreamCall,
   specFromProto,
+  specOf,
+  specToProto,
   statusName,
   unaryCall,
 } from '../common';
@@ -19,23 +31,35 @@ import {
   type ConfigState,
   type CoordinatorClient,
   type GradientHeader,
-  type HeldResult,
-  type HeartbeatRequest,
   type HeartbeatResponse,
-  type LeaveRequest,
-  type LeaveResponse,
+  PROTOCOL_VERSION,
   type PushGradientsRequest,
-  type PushGradientsResponse,
   type RegisterResponse,
-  type SubmitEvalRequest,
-  type SubmitEvalResponse,
-  type WorkerCapabilities,
+  SHARDWISE_VERSION,
   type SessionOrder,
-  type SessionReady,
   type SessionRequest,
+  type StepAssignment,
+  StepKind,
+  type SubmitEvalRequest,
+  UpdateKind as ProtoUpdateKind,
   type WeightsManifest,
+  type WorkerCapabilities,
+  WorkerState,
 } from '../proto';
-import { type Assignment, assignmentFromProto } from './assignment';
+import { type Assignment, AssignmentKind } from './assignment';
+import type { WorkerConfig } from './config-sync';
+import type { EvalShare } from './eval-runner';
+import { AssignmentError, IncompatibleCoordinatorError } from './errors';
+import type { HeartbeatAnswer, HeartbeatReport } from './heartbeat';
+import type { WorkerLifecycle } from './lifecycle';
+import type { CapabilityInput, Registration } from './registration';
+import type { ComputedShare } from './share-runner';
+
+/*
+ * The worker's adapter to the wire: the only worker file that touches the generated proto types (an
+ * eslint rule keeps it so). Each call takes and returns the worker's own types and converts at this edge,
+ * as coordinator/coordinator-service.ts does on the other side.
+ */
 
 /** How the link talks to the coordinator. */
 export interface CoordinatorLinkOptions {
@@ -67,8 +91,8 @@ export interface FullWeights {
 
 /**
  * The worker's side of the Coordinator service: one method per RPC, each a single attempt with a
- * deadline, speaking the worker's types where they differ from the generated ones (assignments,
- * reassembled tensors). Retrying is the caller's decision (call-policy.ts).
+ * deadline, taking and returning the worker's types only (the conversions are at the end of this file).
+ * Retrying is the caller's decision (call-policy.ts).
  */
 export class CoordinatorLink {
   readonly target: string;
@@ -83,33 +107,41 @@ export class CoordinatorLink {
     });
   }
 
-  /** Register: join the job (the answer carries the job spec and the worker's id). */
-  register(capabilities: WorkerCapabilities, signal?: AbortSignal): Promise<RegisterResponse> {
+  /**
+   * Register: join the job. The answer (the job spec, the worker's id, its limits) is checked
+   * ({@link parseRegistration}): one this build cannot use is IncompatibleCoordinatorError.
+   */
+  async register(input: CapabilityInput, signal?: AbortSignal): Promise<Registration> {
     const token = this.options.tls?.joinToken;
-    return unaryCall('Coordinator/Register', this.unary(signal), (md, o, cb) => {
+    const response = await unaryCall<RegisterResponse>('Coordinator/Register', this.unary(signal), (md, o, cb) => {
       if (token) md.set(JOIN_TOKEN_METADATA_KEY, token.toString('utf8'));
-      return this.client.register({ capabilities }, md, o, cb);
+      return this.client.register({ capabilities: workerCapabilities(input) }, md, o, cb);
     });
+    return parseRegistration(response, this.target);
   }
 
   /** GetConfig: the freeze state and learning rates in force, with their config version. */
-  getConfig(workerId: string, signal?: AbortSignal): Promise<ConfigState> {
-    return unaryCall('Coordinator/GetConfig', this.unary(signal), (md, o, cb) => this.client.getConfig({ workerId }, md, o, cb));
+  async getConfig(workerId: string, signal?: AbortSignal): Promise<WorkerConfig> {
+    const state = await unaryCall<ConfigState>('Coordinator/GetConfig', this.unary(signal), (md, o, cb) => this.client.getConfig({ workerId }, md, o, cb));
+    return configFromProto(state);
   }
 
   /** Heartbeat, with its own deadline (the heartbeat timer's, not the unary default). */
-  heartbeat(request: HeartbeatRequest, deadlineMs: number, signal?: AbortSignal): Promise<HeartbeatResponse> {
-    return unaryCall('Coordinator/Heartbeat', { deadlineMs, signal }, (md, o, cb) => this.client.heartbeat(request, md, o, cb));
+  async heartbeat(report: HeartbeatReport, deadlineMs: number, signal?: AbortSignal): Promise<HeartbeatAnswer> {
+    const request = { ...report, state: lifecycleToProto(report.state) };
+    const r = await unaryCall<HeartbeatResponse>('Coordinator/Heartbeat', { deadlineMs, signal }, (md, o, cb) => this.client.heartbeat(request, md, o, cb));
+    return { configVersion: r.configVersion, drain: r.drain, leaseMs: r.leaseMs };
   }
 
   /** Leave: now, or (drain) after the share in progress. */
-  leave(request: LeaveRequest, signal?: AbortSignal): Promise<LeaveResponse> {
-    return unaryCall('Coordinator/Leave', this.unary(signal), (md, o, cb) => this.client.leave(request, md, o, cb));
+  async leave(notice: LeaveNotice, signal?: AbortSignal): Promise<void> {
+    await unaryCall('Coordinator/Leave', this.unary(signal), (md, o, cb) => this.client.leave(notice, md, o, cb));
   }
 
-  /** SubmitEval: the counts of an evaluation share. */
-  submitEval(request: SubmitEvalRequest, signal?: AbortSignal): Promise<SubmitEvalResponse> {
-    return unaryCall('Coordinator/SubmitEval', this.unary(signal), (md, o, cb) => this.client.submitEval(request, md, o, cb));
+  /** SubmitEval: the counts of an evaluation share of `globalStep`'s evaluation after `epoch`. */
+  async submitEval(workerId: string, globalStep: number, epoch: number, share: EvalShare, signal?: AbortSignal): Promise<void> {
+    const request = evalRequest(workerId, globalStep, epoch, share);
+    await unaryCall('Coordinator/SubmitEval', this.unary(signal), (md, o, cb) => this.client.submitEval(request, md, o, cb));
   }
 
   /** GetWeights: the manifest, then every tensor it lists, checked (shapes, sizes, finite values) as it arrives. */
@@ -153,18 +185,18 @@ export class CoordinatorLink {
   }
 
   /**
-   * PushGradients with the messages `messages()` yields (a header, then chunks). A function, not a list,
-   * so that a retry re-encodes from the same tensors instead of holding every chunk twice.
+   * PushGradients of a share: its header, then its sums in chunks within `maxMessageBytes` (the
+   * negotiated limit), encoded as they are sent.
    */
-  pushGradients(messages: () => Iterable<PushGradientsRequest>, signal?: AbortSignal): Promise<PushGradientsResponse> {
+  async pushGradients(workerId: string, share: ComputedShare, maxMessageBytes: number, signal?: AbortSignal): Promise<void> {
     const onSent = this.options.onSentBytes;
     function* counted(): Generator<PushGradientsRequest> {
-      for (const m of messages()) {
+      for (const m of gradientMessages(workerId, share, maxMessageBytes)()) {
         if (m.payload?.$case === 'chunk') onSent?.(m.payload.chunk.data.length);
         yield m;
       }
     }
-    return clientStreamCall(
+    await clientStreamCall(
       'Coordinator/PushGradients',
       { deadlineMs: this.options.transferDeadlineMs, signal, idempotent: false },
       counted(),
@@ -189,7 +221,15 @@ export class CoordinatorLink {
 /** The next order and the configuration pushed before it, if the coordinator's moved past the worker's. */
 export interface PushedOrder {
   assignment: Assignment;
-  config?: ConfigState;
+  config?: WorkerConfig;
+}
+
+/** A Leave: now, or (`drain`) once the share in progress is in. */
+export interface LeaveNotice {
+  workerId: string;
+  incarnation: number;
+  drain: boolean;
+  reason: string;
 }
 
 /**
@@ -218,17 +258,17 @@ export class OrderStream {
    * StepAssignment within `ready.maxWaitMs` plus the RPC deadline (the coordinator answers WAIT by
    * max_wait_ms), then the update chunks it lists, each within the transfer deadline.
    */
-  async next(ready: SessionReady): Promise<PushedOrder> {
+  async next(ready: ReadyState): Promise<PushedOrder> {
     const { method } = this;
     if (!this.readyAhead) await this.call.send({ payload: { $case: 'ready', ready } });
     this.readyAhead = false;
     const firstByMs = ready.maxWaitMs + this.options.rpcDeadlineMs;
-    let config: ConfigState | undefined;
+    let config: WorkerConfig | undefined;
     for (;;) {
       const p = (await this.call.read(firstByMs)).payload;
       if (p?.$case === 'config') {
         if (config) throw protocolError(method, 'expected one ConfigState before an assignment, got a second');
-        config = p.config;
+        config = configFromProto(p.config);
         continue;
       }
       if (p?.$case !== 'assignment') throw protocolError(method, `expected a StepAssignment, got ${p ? `a ${p.$case}` : 'an empty message'}`);
@@ -253,15 +293,14 @@ export class OrderStream {
    * which does not send its ready again: the push costs no round trip of its own on the step's path.
    * @throws RpcError with the status of a refusal (FAILED_PRECONDITION: stale, INVALID_ARGUMENT: malformed).
    */
-  async pushHeld(header: GradientHeader, ready: SessionReady): Promise<HeldResult> {
-    await this.call.send({ payload: { $case: 'held', held: header } });
+  async pushHeld(workerId: string, share: ComputedShare, ready: ReadyState): Promise<void> {
+    await this.call.send({ payload: { $case: 'held', held: gradientHeader(workerId, share, true) } });
     await this.call.send({ payload: { $case: 'ready', ready } });
     this.readyAhead = true;
     const p = (await this.call.read(this.options.rpcDeadlineMs)).payload;
     if (p?.$case !== 'heldResult') throw protocolError(this.method, `expected a HeldResult, got ${p ? `a ${p.$case}` : 'an empty message'}`);
     const { code, details } = p.heldResult;
     if (code !== GrpcStatus.OK) throw new RpcError(this.method, code, statusName(code), details, false);
-    return p.heldResult;
   }
 
   /** Ends the session (the coordinator drops this incarnation); idempotent. */
@@ -273,4 +312,212 @@ export class OrderStream {
 /** The peer broke the stream protocol (order of messages): INTERNAL, not retried. */
 function protocolError(method: string, details: string): RpcError {
   return new RpcError(method, GrpcStatus.INTERNAL, statusName(GrpcStatus.INTERNAL), details, false);
+}
+
+// Conversions between the generated messages and the worker's types (exported for their tests).
+
+/** The WorkerCapabilities of this process (protocol and package version, pid, hostname included). */
+export function workerCapabilities(input: CapabilityInput): WorkerCapabilities {
+  return {
+    workerId: input.workerId,
+    shardwiseVersion: SHARDWISE_VERSION,
+    protocolVersion: PROTOCOL_VERSION,
+    backend: input.backend,
+    architecture: input.architecture ?? '',
+    modelFingerprint: input.modelFingerprint ?? '',
+    maxMessageBytes: input.maxMessageBytes,
+    pid: process.pid,
+    hostname: os.hostname(),
+    dataAddress: input.dataAddress ?? '',
+    processId: input.processId,
+  };
+}
+
+/**
+ * Checks and converts a RegisterResponse. A job spec this build cannot validate, or limits that make
+ * no sense, mean the coordinator and this worker do not fit together: IncompatibleCoordinatorError.
+ */
+export function parseRegistration(response: RegisterResponse, target: string): Registration {
+  let spec: JobSpec;
+  try {
+    spec = compileJobSpec(JSON.parse(response.jobSpecJson), `job spec from coordinator ${target}`);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new IncompatibleCoordinatorError(target, `its job spec does not validate in this worker build (${SHARDWISE_VERSION}): ${why}`, {
+      cause: err,
+    });
+  }
+  const positive: Array<[string, number]> = [
+    ['max_message_bytes', response.maxMessageBytes],
+    ['heartbeat_interval_ms', response.heartbeatIntervalMs],
+    ['lease_ms', response.leaseMs],
+  ];
+  for (const [field, value] of positive) {
+    if (!(Number.isInteger(value) && value > 0)) {
+      throw new IncompatibleCoordinatorError(target, `expected a positive ${field} in its RegisterResponse, got ${value}`);
+    }
+  }
+  if (response.workerId === '') throw new IncompatibleCoordinatorError(target, 'expected a worker id in its RegisterResponse, got none');
+  return {
+    workerId: response.workerId,
+    spec,
+    specJson: response.jobSpecJson,
+    configVersion: response.configVersion,
+    maxMessageBytes: response.maxMessageBytes,
+    heartbeatIntervalMs: response.heartbeatIntervalMs,
+    leaseMs: response.leaseMs,
+    stepDeadlineMs: response.stepDeadlineMs,
+    globalStep: response.globalStep,
+    coordinatorVersion: response.coordinatorVersion,
+    natsUrl: response.natsUrl === '' ? undefined : response.natsUrl,
+    jobId: response.jobId === '' ? spec.name : response.jobId,
+    incarnation: response.incarnation,
+  };
+}
+
+/** A GetConfig answer as a {@link WorkerConfig}; groups other than backbone/head are ignored (a newer coordinator). */
+export function configFromProto(state: ConfigState): WorkerConfig {
+  const frozen: Record<ParamGroupName, boolean> = { backbone: false, head: false };
+  const learningRates: Partial<Record<ParamGroupName, number>> = {};
+  for (const g of state.groups) {
+    if (!(PARAM_GROUPS as readonly string[]).includes(g.name)) continue;
+    const name = g.name as ParamGroupName;
+    frozen[name] = g.frozen;
+    learningRates[name] = g.learningRate;
+  }
+  return { version: state.configVersion, frozen, learningRates };
+}
+
+const PROTO_STATES: Record<WorkerLifecycle, WorkerState> = {
+  starting: WorkerState.STARTING,
+  running: WorkerState.RUNNING,
+  draining: WorkerState.DRAINING,
+  stopped: WorkerState.STOPPED,
+  failed: WorkerState.FAILED,
+};
+
+/** The lifecycle as heartbeats report it. */
+export function lifecycleToProto(state: WorkerLifecycle): WorkerState {
+  return PROTO_STATES[state];
+}
+
+/** The SubmitEval request of an evaluation share. */
+export function evalRequest(workerId: string, globalStep: number, epoch: number, share: EvalShare): SubmitEvalRequest {
+  const m = share.metrics;
+  return {
+    workerId,
+    globalStep,
+    epoch,
+    sampleCount: m.count,
+    lossSum: m.lossSum,
+    correctCount: m.correctTop1,
+    correctTop5: m.correctTop5,
+    confusionMatrix: Array.from(m.confusion),
+    microBatchIds: share.microBatchIds,
+  };
+}
+
+/**
+ * The PushGradients stream of a share: the GradientHeader (manifests of both tensor lists), then the
+ * gradient chunks, then the statistic-delta chunks, each chunk within `maxMessageBytes`. A `held` share
+ * sends the header alone: the sums stay with the worker for the step's allreduce.
+ */
+export function gradientMessages(workerId: string, share: ComputedShare, maxMessageBytes: number, held = false): () => Iterable<PushGradientsRequest> {
+  return function* () {
+    yield { payload: { $case: 'header', header: gradientHeader(workerId, share, held) } };
+    if (held) return;
+    for (const chunk of encodeTensors([...share.grads, ...share.statDeltas], { maxMessageBytes })) {
+      yield { payload: { $case: 'chunk', chunk } };
+    }
+  };
+}
+
+/** A share's GradientHeader: its step, counts and the manifests of both tensor lists; `held`: no chunks follow. */
+export function gradientHeader(workerId: string, share: ComputedShare, held: boolean): GradientHeader {
+  return {
+    workerId,
+    globalStep: share.globalStep,
+    configVersion: share.configVersion,
+    sampleCount: share.sampleCount,
+    lossSum: share.lossSum,
+    correctCount: share.correctTop1,
+    correctTop5: share.correctTop5,
+    tensors: share.grads.map((t) => specToProto(specOf(t))),
+    statDeltas: share.statDeltas.map((t) => specToProto(specOf(t))),
+    microBatchIds: share.microBatchIds,
+    weightsHash: share.weightsHash,
+    weightsVersion: share.weightsVersion,
+    held,
+  };
+}
+
+const KINDS: Partial<Record<StepKind, AssignmentKind>> = {
+  [StepKind.TRAIN]: AssignmentKind.Train,
+  [StepKind.EVAL]: AssignmentKind.Eval,
+  [StepKind.WAIT]: AssignmentKind.Wait,
+  [StepKind.STOP]: AssignmentKind.Stop,
+  [StepKind.REDUCE]: AssignmentKind.Reduce,
+};
+
+const UPDATES: Partial<Record<ProtoUpdateKind, UpdateKind>> = {
+  [ProtoUpdateKind.NONE]: UpdateKind.None,
+  [ProtoUpdateKind.WEIGHTS]: UpdateKind.Weights,
+  [ProtoUpdateKind.WEIGHTS_REF]: UpdateKind.WeightsRef,
+  [ProtoUpdateKind.APPLY]: UpdateKind.Apply,
+};
+
+/**
+ * The generated StepAssignment (plus the update tensors reassembled from the chunks after it) as an
+ * {@link Assignment}. An unspecified kind is an AssignmentError; an unspecified update kind on a
+ * message without update tensors (WAIT/STOP from a terse coordinator) reads as 'none'.
+ */
+export function assignmentFromProto(a: StepAssignment, updateTensors: ReadonlyMap<string, WireTensor>): Assignment {
+  const kind = KINDS[a.kind];
+  if (kind === undefined) {
+    throw new AssignmentError('kind', a.globalStep, `expected TRAIN, EVAL, WAIT, STOP or REDUCE, got enum value ${a.kind}`);
+  }
+  let update = UPDATES[a.updateKind];
+  if (update === undefined) {
+    if (a.updateKind !== ProtoUpdateKind.UNSPECIFIED || a.updateTensors.length > 0) {
+      throw new AssignmentError('update_kind', a.globalStep, `expected NONE, WEIGHTS, WEIGHTS_REF or APPLY, got enum value ${a.updateKind}`);
+    }
+    update = UpdateKind.None;
+  }
+  if (update !== UpdateKind.Weights && updateTensors.size > 0) {
+    throw new AssignmentError('update_tensors', a.globalStep, `expected no tensors with update kind '${update}', got ${updateTensors.size}`);
+  }
+  if (kind === AssignmentKind.Reduce && !a.reduce) throw new AssignmentError('reduce', a.globalStep, 'expected a ReduceSpec with STEP_KIND_REDUCE, got none');
+  if (update === UpdateKind.Apply && !a.apply) throw new AssignmentError('apply', a.globalStep, 'expected an ApplySpec with UPDATE_KIND_APPLY, got none');
+  const s = a.samples;
+  const r = a.reduce;
+  const apply = a.apply && {
+    key: a.apply.key,
+    learningRates: Object.fromEntries(a.apply.groups.map((g) => [g.name, g.learningRate])) as GroupLearningRates,
+    sampleCount: a.apply.sampleCount,
+    microBatchCount: a.apply.microBatchCount,
+  };
+  return {
+    kind,
+    globalStep: a.globalStep,
+    epoch: a.epoch,
+    configVersion: a.configVersion,
+    microBatches: a.microBatches.map((mb) => ({ id: mb.id, sampleIds: Uint32Array.from(mb.sampleIndices) })),
+    samples: s ? { sampleIds: Uint32Array.from(s.sampleIndices), labels: s.labels, images: s.images } : undefined,
+    update: { kind: update, step: a.updateStep, tensors: updateTensors, apply },
+    weightsVersion: a.weightsVersion,
+    reportWeightsHash: a.reportWeightsHash,
+    stepMicroBatchCount: a.stepMicroBatchCount,
+    retryAfterMs: a.retryAfterMs,
+    waitReason: a.waitReason,
+    reduce: r && {
+      key: r.key,
+      members: r.members.map((m): AllreduceMember => m.observer
+        ? { id: m.id, address: m.address, role: 'observer' }
+        : { id: m.id, address: m.address, role: 'contributor', parts: m.parts.map((p) => ({ start: p.start, end: p.end })) }),
+      rank: r.rank,
+      tensors: r.tensors.map(specFromProto),
+      gradientTensorCount: r.gradientTensorCount,
+      timeoutMs: r.timeoutMs,
+    },
+  };
 }

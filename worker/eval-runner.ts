@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
 import { ClassificationMetrics, type ModelParts, evaluateBatch, makeBatch, toTensorBatch } from '../common';
-import type { SubmitEvalRequest } from '../proto';
 import type { LocalSamples } from './samples';
 import { type Yield, yieldToEventLoop } from './share-runner';
 
@@ -33,20 +32,4 @@ export async function runEvalShare(
     await yieldFn();
   }
   return { microBatchIds: samples.microBatches.map((mb) => mb.id), metrics, computeSeconds: (performance.now() - t0) / 1000 };
-}
-
-/** The SubmitEval request of an evaluation share. */
-export function evalRequest(workerId: string, globalStep: number, epoch: number, share: EvalShare): SubmitEvalRequest {
-  const m = share.metrics;
-  return {
-    workerId,
-    globalStep,
-    epoch,
-    sampleCount: m.count,
-    lossSum: m.lossSum,
-    correctCount: m.correctTop1,
-    correctTop5: m.correctTop5,
-    confusionMatrix: Array.from(m.confusion),
-    microBatchIds: share.microBatchIds,
-  };
 }

@@ -1,15 +1,34 @@
-import type { HeartbeatRequest, HeartbeatResponse } from '../proto';
+import type { WorkerLifecycle } from './lifecycle';
+
+/** What one heartbeat tells the coordinator: who is alive, and where it is. */
+export interface HeartbeatReport {
+  workerId: string;
+  /** The registration's incarnation: a replaced one's heartbeats are refused. */
+  incarnation: number;
+  state: WorkerLifecycle;
+  lastCompletedStep: number;
+  configVersion: number;
+}
+
+/** The coordinator's answer to a heartbeat. */
+export interface HeartbeatAnswer {
+  /** The coordinator's latest config version. */
+  configVersion: number;
+  /** The coordinator asks the worker to finish its current share and leave. */
+  drain: boolean;
+  leaseMs: number;
+}
 
 /** What the heartbeat needs from the worker, and what it tells it. */
 export interface HeartbeatOptions {
   /** Send one this often (the coordinator's heartbeat_interval_ms). */
   intervalMs: number;
   /** One heartbeat call; `deadlineMs` is its deadline. */
-  send: (request: HeartbeatRequest, deadlineMs: number) => Promise<HeartbeatResponse>;
+  send: (report: HeartbeatReport, deadlineMs: number) => Promise<HeartbeatAnswer>;
   /** The worker's state at the moment of sending (its id may change after a re-registration). */
-  snapshot: () => HeartbeatRequest;
+  snapshot: () => HeartbeatReport;
   /** Each answer (drain requests, the coordinator's config version). */
-  onResponse: (response: HeartbeatResponse) => void;
+  onResponse: (answer: HeartbeatAnswer) => void;
   /** Each failure; the main loop's own calls decide what a lost coordinator means, so this only reports. */
   onError: (error: unknown) => void;
 }

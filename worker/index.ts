@@ -12,10 +12,9 @@ export {
   type CompiledWorkerOptions,
   type WorkerOptions,
 } from './options';
-export { WorkerLifecycle, isFinal, lifecycleToProto, nextLifecycle } from './lifecycle';
+export { WorkerLifecycle, isFinal, nextLifecycle } from './lifecycle';
 export {
   AssignmentKind,
-  assignmentFromProto,
   type AssignedMicroBatch,
   type Assignment,
   type SampleChunk,
@@ -24,26 +23,37 @@ export {
 export { localSamples, type LocalSamples } from './samples';
 export { NOT_LOADED, Replica } from './replica';
 export { Session, type SessionDeps } from './session';
-export { ConfigSync, configFromProto, type ConfigSource, type WorkerConfig } from './config-sync';
+export { ConfigSync, type ConfigSource, type WorkerConfig } from './config-sync';
 export {
   computeShareStepwise,
-  gradientMessages,
   runTrainShare,
   yieldToEventLoop,
   type ComputedShare,
   type TrainShareInput,
   type Yield,
 } from './share-runner';
-export { evalRequest, runEvalShare, type EvalShare } from './eval-runner';
-export { HeartbeatTimer, heartbeatDeadlineMs, type HeartbeatOptions } from './heartbeat';
-export { CoordinatorLink, type CoordinatorLinkOptions, type FullWeights } from './coordinator-link';
+export { runEvalShare, type EvalShare } from './eval-runner';
+export { HeartbeatTimer, heartbeatDeadlineMs, type HeartbeatAnswer, type HeartbeatOptions, type HeartbeatReport } from './heartbeat';
+export {
+  CoordinatorLink,
+  assignmentFromProto,
+  configFromProto,
+  evalRequest,
+  gradientMessages,
+  lifecycleToProto,
+  parseRegistration,
+  workerCapabilities,
+  type CoordinatorLinkOptions,
+  type FullWeights,
+  type LeaveNotice,
+  type PushedOrder,
+} from './coordinator-link';
 export { callWithRetry, endsSession, isUnknownWorker, WORKER_BACKOFF, type CallPolicy } from './call-policy';
 export {
   asIncompatible,
-  parseRegistration,
   registerWorker,
-  workerCapabilities,
   type CapabilityInput,
+  type Registrar,
   type Registration,
 } from './registration';
 export { BusListener, type BusListenerOptions } from './bus-listener';

@@ -1,5 +1,4 @@
 import { ProcessState } from '../common';
-import { WorkerState } from '../proto';
 import { WorkerStateError } from './errors';
 
 /**
@@ -27,17 +26,4 @@ export function nextLifecycle(from: WorkerLifecycle, to: WorkerLifecycle): Worke
 /** Whether no move leaves `state`. */
 export function isFinal(state: WorkerLifecycle): boolean {
   return TRANSITIONS[state].length === 0;
-}
-
-const PROTO_STATES: Record<WorkerLifecycle, WorkerState> = {
-  starting: WorkerState.STARTING,
-  running: WorkerState.RUNNING,
-  draining: WorkerState.DRAINING,
-  stopped: WorkerState.STOPPED,
-  failed: WorkerState.FAILED,
-};
-
-/** The lifecycle as heartbeats report it. */
-export function lifecycleToProto(state: WorkerLifecycle): WorkerState {
-  return PROTO_STATES[state];
 }

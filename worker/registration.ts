@@ -1,8 +1,5 @@
-import * as os from 'node:os';
-import { GrpcStatus, type JobSpec, RpcError, WorkerIdInUseError, compileJobSpec, retryTransient } from '../common';
-import { PROTOCOL_VERSION, type RegisterResponse, SHARDWISE_VERSION, type WorkerCapabilities } from '../proto';
+import { GrpcStatus, type JobSpec, RpcError, WorkerIdInUseError, retryTransient } from '../common';
 import { type CallPolicy, WORKER_BACKOFF, callWithRetry } from './call-policy';
-import type { CoordinatorLink } from './coordinator-link';
 import { IncompatibleCoordinatorError } from './errors';
 
 /** What the coordinator told the worker when it registered, in the worker's terms. */
@@ -40,63 +37,14 @@ export interface CapabilityInput {
   dataAddress?: string;
 }
 
-/** The WorkerCapabilities of this process (protocol and package version, pid, hostname included). */
-export function workerCapabilities(input: CapabilityInput): WorkerCapabilities {
-  return {
-    workerId: input.workerId,
-    shardwiseVersion: SHARDWISE_VERSION,
-    protocolVersion: PROTOCOL_VERSION,
-    backend: input.backend,
-    architecture: input.architecture ?? '',
-    modelFingerprint: input.modelFingerprint ?? '',
-    maxMessageBytes: input.maxMessageBytes,
-    pid: process.pid,
-    hostname: os.hostname(),
-    dataAddress: input.dataAddress ?? '',
-    processId: input.processId,
-  };
-}
-
 /**
- * Checks and converts a RegisterResponse. A job spec this build cannot validate, or limits that make
- * no sense, mean the coordinator and this worker do not fit together: IncompatibleCoordinatorError.
+ * The one call registration needs (CoordinatorLink is one): Register with what the worker says about
+ * itself, answered with the checked registration.
  */
-export function parseRegistration(response: RegisterResponse, target: string): Registration {
-  let spec: JobSpec;
-  try {
-    spec = compileJobSpec(JSON.parse(response.jobSpecJson), `job spec from coordinator ${target}`);
-  } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    throw new IncompatibleCoordinatorError(target, `its job spec does not validate in this worker build (${SHARDWISE_VERSION}): ${why}`, {
-      cause: err,
-    });
-  }
-  const positive: Array<[string, number]> = [
-    ['max_message_bytes', response.maxMessageBytes],
-    ['heartbeat_interval_ms', response.heartbeatIntervalMs],
-    ['lease_ms', response.leaseMs],
-  ];
-  for (const [field, value] of positive) {
-    if (!(Number.isInteger(value) && value > 0)) {
-      throw new IncompatibleCoordinatorError(target, `expected a positive ${field} in its RegisterResponse, got ${value}`);
-    }
-  }
-  if (response.workerId === '') throw new IncompatibleCoordinatorError(target, 'expected a worker id in its RegisterResponse, got none');
-  return {
-    workerId: response.workerId,
-    spec,
-    specJson: response.jobSpecJson,
-    configVersion: response.configVersion,
-    maxMessageBytes: response.maxMessageBytes,
-    heartbeatIntervalMs: response.heartbeatIntervalMs,
-    leaseMs: response.leaseMs,
-    stepDeadlineMs: response.stepDeadlineMs,
-    globalStep: response.globalStep,
-    coordinatorVersion: response.coordinatorVersion,
-    natsUrl: response.natsUrl === '' ? undefined : response.natsUrl,
-    jobId: response.jobId === '' ? spec.name : response.jobId,
-    incarnation: response.incarnation,
-  };
+export interface Registrar {
+  /** `host:port` of the coordinator, for error messages. */
+  readonly target: string;
+  register(input: CapabilityInput, signal?: AbortSignal): Promise<Registration>;
 }
 
 /**
@@ -104,14 +52,13 @@ export function parseRegistration(response: RegisterResponse, target: string): R
  * or be restarting). A refusal for good (FAILED_PRECONDITION: protocol, version or model mismatch;
  * INVALID_ARGUMENT) becomes IncompatibleCoordinatorError carrying the coordinator's reason.
  */
-export async function registerWorker(link: CoordinatorLink, capabilities: WorkerCapabilities,
+export async function registerWorker(link: Registrar, capabilities: CapabilityInput,
   policy: CallPolicy & { idInUseWaitMs: number }): Promise<Registration> {
   const started = Date.now();
   const idInUse = (err: unknown): err is RpcError => err instanceof RpcError && err.code === GrpcStatus.ALREADY_EXISTS;
-  let response: RegisterResponse;
   try {
     // Another live process holds the id: wait for it to go (its lease to expire), but not forever.
-    response = await retryTransient(() => callWithRetry('Coordinator/Register', () => link.register(capabilities, policy.signal), {
+    return await retryTransient(() => callWithRetry('Coordinator/Register', () => link.register(capabilities, policy.signal), {
       ...policy,
       idempotent: true,
       // The job is full (maxWorkers live): a place may free up, so wait like for an unreachable coordinator.
@@ -130,7 +77,6 @@ export async function registerWorker(link: CoordinatorLink, capabilities: Worker
     }
     throw asIncompatible(err, link.target);
   }
-  return parseRegistration(response, link.target);
 }
 
 /** A FAILED_PRECONDITION / INVALID_ARGUMENT refusal as IncompatibleCoordinatorError; anything else unchanged. */

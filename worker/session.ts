@@ -1,16 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import { Augmenter, PARAM_GROUPS, type WorkerMetrics } from '../common';
-import type { GradientHeader, HeartbeatRequest, SessionReady } from '../proto';
+import { Augmenter, PARAM_GROUPS, type ReadyState, type WorkerMetrics } from '../common';
 import { BusListener } from './bus-listener';
 import { type CallPolicy, callWithRetry } from './call-policy';
-import { type ConfigSync, type WorkerConfig, configFromProto } from './config-sync';
+import type { ConfigSync, WorkerConfig } from './config-sync';
 import type { CoordinatorLink, OrderStream, PushedOrder } from './coordinator-link';
 import { WorkerError } from './errors';
-import { HeartbeatTimer } from './heartbeat';
+import { type HeartbeatReport, HeartbeatTimer } from './heartbeat';
 import type { CompiledWorkerOptions } from './options';
-import { type Registration, asIncompatible, registerWorker, workerCapabilities } from './registration';
+import { type Registration, asIncompatible, registerWorker } from './registration';
 import { Replica } from './replica';
+import type { ComputedShare } from './share-runner';
 
 /** What a session needs from the worker that owns it. */
 export interface SessionDeps {
@@ -22,19 +22,15 @@ export interface SessionDeps {
   backend: string;
   log: (line: string) => void;
   /** The worker's state as heartbeats report it (everything but the id and incarnation). */
-  heartbeatState: () => Omit<HeartbeatRequest, 'workerId' | 'incarnation'>;
+  heartbeatState: () => Omit<HeartbeatReport, 'workerId' | 'incarnation'>;
   /** A heartbeat answer asked the worker to drain. */
   onDrainRequested: (reason: string) => void;
   /** host:port of the worker's allreduce data plane; undefined: it has none. */
   dataAddress?: string;
 }
 
-/** What the worker says in a SessionReady besides who it is. */
-export interface ReadyState {
-  lastCompletedStep: number;
-  weightsVersion: number;
-  maxWaitMs: number;
-}
+/** The part of a SessionReady the step loop knows; the session adds who it is and its config version. */
+export type ReadyProgress = Pick<ReadyState, 'lastCompletedStep' | 'weightsVersion' | 'maxWaitMs'>;
 
 /**
  * The worker's membership in a job: the registration, the replica built from the job's model, the
@@ -89,7 +85,7 @@ export class Session {
   /** Registers (again), builds the model if the job's model differs, then bus, config, weights, heartbeat. */
   async join(signal: AbortSignal): Promise<void> {
     const { deps } = this;
-    const capabilities = workerCapabilities({
+    const capabilities = {
       workerId: this.id,
       processId: this.processId,
       backend: deps.backend,
@@ -97,7 +93,7 @@ export class Session {
       architecture: this.model?.parts.spec.architecture,
       modelFingerprint: this.model?.fingerprint,
       dataAddress: deps.dataAddress,
-    });
+    };
     const reg = await registerWorker(deps.link, capabilities, { ...this.policy(signal), idInUseWaitMs: deps.options.idInUseWaitMs });
     deps.log(`registered as ${reg.workerId} with coordinator ${deps.options.coordinator} ` +
       `(job ${reg.jobId}, step ${reg.globalStep}, config v${reg.configVersion})`);
@@ -126,11 +122,11 @@ export class Session {
    * Tells the coordinator the worker is ready and waits for its next order (see OrderStream.next); a
    * configuration pushed with it is taken at once. A failure ends the session: join() again.
    */
-  async nextOrder(state: ReadyState): Promise<PushedOrder> {
+  async nextOrder(state: ReadyProgress): Promise<PushedOrder> {
     const orders = this.orders;
     if (!orders) throw new WorkerError('no session stream: join() first');
     const pushed = await orders.next(this.ready(state));
-    if (pushed.config && this.deps.configSync.push(configFromProto(pushed.config))) this.updateConfigMetrics();
+    if (pushed.config && this.deps.configSync.push(pushed.config)) this.updateConfigMetrics();
     return pushed;
   }
 
@@ -139,13 +135,13 @@ export class Session {
    * next order right behind it (see OrderStream.pushHeld); resolves once it was accepted.
    * @throws RpcError with the refusal's status; a failure to reach the coordinator ends the session.
    */
-  async pushHeld(header: GradientHeader, state: ReadyState): Promise<void> {
+  async pushHeld(share: ComputedShare, state: ReadyProgress): Promise<void> {
     const orders = this.orders;
     if (!orders) throw new WorkerError('no session stream: join() first');
-    await orders.pushHeld(header, this.ready(state));
+    await orders.pushHeld(this.registration.workerId, share, this.ready(state));
   }
 
-  private ready(state: ReadyState): SessionReady {
+  private ready(state: ReadyProgress): ReadyState {
     const reg = this.registration;
     return {
       workerId: reg.workerId,
@@ -237,7 +233,7 @@ export class Session {
 
   private async fetchConfig(signal: AbortSignal): Promise<WorkerConfig> {
     const { workerId } = this.registration;
-    return configFromProto(await this.call('Coordinator/GetConfig', (s) => this.deps.link.getConfig(workerId, s), true, signal));
+    return this.call('Coordinator/GetConfig', (s) => this.deps.link.getConfig(workerId, s), true, signal);
   }
 
   private updateConfigMetrics(): void {
@@ -264,6 +260,8 @@ export class Session {
       jobId: reg.jobId,
       name: `worker-${reg.workerId}`,
       credentials: deps.options.natsCredentials,
+      joinToken: deps.options.tls?.joinToken,
+      versionInForce: () => deps.configSync.version,
       onEvent: (event) => deps.configSync.onEvent(event),
       // Events were lost while disconnected; the next assignment's config version catches that, so
       // only log here rather than race the step loop with a GetConfig of our own.

@@ -9,11 +9,7 @@ import {
   microBatchResult,
   ShareSum,
   type ShareThreads,
-  encodeTensors,
-  specOf,
-  specToProto,
 } from '../common';
-import type { GradientHeader, PushGradientsRequest } from '../proto';
 import type { LocalSamples } from './samples';
 
 /** Lets timers (heartbeats) and I/O run; the compute of one micro-batch itself is synchronous. */
@@ -116,40 +112,6 @@ export async function runTrainShare(parts: ModelParts, input: TrainShareInput, y
   } finally {
     tf.dispose([...result.grads.values(), ...result.movingStatDeltas.values()]);
   }
-}
-
-/**
- * The PushGradients stream of a share: the GradientHeader (manifests of both tensor lists), then the
- * gradient chunks, then the statistic-delta chunks, each chunk within `maxMessageBytes`. A `held` share
- * sends the header alone: the sums stay with the worker for the step's allreduce.
- */
-export function gradientMessages(workerId: string, share: ComputedShare, maxMessageBytes: number, held = false): () => Iterable<PushGradientsRequest> {
-  return function* () {
-    yield { payload: { $case: 'header', header: gradientHeader(workerId, share, held) } };
-    if (held) return;
-    for (const chunk of encodeTensors([...share.grads, ...share.statDeltas], { maxMessageBytes })) {
-      yield { payload: { $case: 'chunk', chunk } };
-    }
-  };
-}
-
-/** A share's GradientHeader: its step, counts and the manifests of both tensor lists; `held`: no chunks follow. */
-export function gradientHeader(workerId: string, share: ComputedShare, held: boolean): GradientHeader {
-  return {
-    workerId,
-    globalStep: share.globalStep,
-    configVersion: share.configVersion,
-    sampleCount: share.sampleCount,
-    lossSum: share.lossSum,
-    correctCount: share.correctTop1,
-    correctTop5: share.correctTop5,
-    tensors: share.grads.map((t) => specToProto(specOf(t))),
-    statDeltas: share.statDeltas.map((t) => specToProto(specOf(t))),
-    microBatchIds: share.microBatchIds,
-    weightsHash: share.weightsHash,
-    weightsVersion: share.weightsVersion,
-    held,
-  };
 }
 
 /** Copies tensors out of tfjs (the caller disposes them). */

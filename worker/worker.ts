@@ -23,12 +23,12 @@ import { ConfigSync, type WorkerConfig } from './config-sync';
 import { CoordinatorLink } from './coordinator-link';
 import { ReplicaUpdateError, WorkerError } from './errors';
 import { HeldSums, type ReducedSums } from './held-sums';
-import { evalRequest, runEvalShare } from './eval-runner';
-import { WorkerLifecycle, isFinal, lifecycleToProto, nextLifecycle } from './lifecycle';
+import { runEvalShare } from './eval-runner';
+import { WorkerLifecycle, isFinal, nextLifecycle } from './lifecycle';
 import { type CompiledWorkerOptions, type WorkerOptions, compileWorkerOptions } from './options';
 import { localSamples } from './samples';
-import { type ReadyState, Session } from './session';
-import { gradientHeader, gradientMessages, runTrainShare } from './share-runner';
+import { type ReadyProgress, Session } from './session';
+import { runTrainShare } from './share-runner';
 
 /** Why {@link Worker.run} returned. */
 export type WorkerExitReason = 'job-finished' | 'drained' | 'grace-expired';
@@ -143,7 +143,7 @@ export class Worker {
         backend: backend.name,
         log: (line) => this.log(line),
         heartbeatState: () => ({
-          state: lifecycleToProto(this.lifecycle),
+          state: this.lifecycle,
           lastCompletedStep: this.lastCompletedStep,
           configVersion: Math.max(0, this.configSync.version),
         }),
@@ -299,7 +299,7 @@ export class Worker {
   }
 
   /** What the next SessionReady says: the replica's weights version, and how long the worker will wait. */
-  private readyState(session: Session): ReadyState {
+  private readyState(session: Session): ReadyProgress {
     return { lastCompletedStep: this.lastCompletedStep, weightsVersion: session.replica.weightsVersion, maxWaitMs: this.options.pullWaitMs };
   }
 
@@ -362,8 +362,8 @@ export class Worker {
     const hold = session.joinsAllreduce && !this.drainSignal.signal.aborted;
     // A held header goes on the session stream with the next SessionReady right behind it (no round trip).
     const accepted = await this.submit(a, () => hold
-      ? session.pushHeld(gradientHeader(reg.workerId, share, true), this.readyState(session))
-      : this.link.pushGradients(gradientMessages(reg.workerId, share, reg.maxMessageBytes, false), this.stopSignal.signal));
+      ? session.pushHeld(share, this.readyState(session))
+      : this.link.pushGradients(reg.workerId, share, reg.maxMessageBytes, this.stopSignal.signal));
     endPush();
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
     if (!accepted) return;
@@ -414,8 +414,7 @@ export class Worker {
     const numClasses = reg.spec.model.numClasses;
     const samples = localSamples(a.globalStep, a.microBatches, a.samples, numClasses);
     const share = await runEvalShare(replica.parts, samples, numClasses);
-    const request = evalRequest(reg.workerId, a.globalStep, a.epoch, share);
-    const accepted = await this.submit(a, () => this.link.submitEval(request, this.stopSignal.signal));
+    const accepted = await this.submit(a, () => this.link.submitEval(reg.workerId, a.globalStep, a.epoch, share, this.stopSignal.signal));
     if (!accepted) return;
     this.counts.evalShares++;
     this.log(`evaluation after epoch ${a.epoch}: ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +

@@ -13,6 +13,8 @@ export interface EventBusOptions {
   name: string;
   /** User and password when the server requires them (see `natsAuthorization`). @default none */
   credentials?: NatsCredentials;
+  /** The job's bus key (`deriveBusKey`): `publish` signs every event with it. @default unsigned */
+  signingKey?: Buffer;
   /**
    * Scale of the wait before the second reconnect attempt (the first is immediate); it grows per failed
    * attempt, with decorrelated jitter so workers do not reconnect in step (the one retry policy). @default 100
@@ -43,6 +45,7 @@ export interface CompiledEventBusOptions {
   jobId: string;
   name: string;
   credentials?: NatsCredentials;
+  signingKey?: Buffer;
   reconnectInitialDelayMs: number;
   reconnectMaxDelayMs: number;
   connectTimeoutMs: number;
@@ -87,6 +90,7 @@ export function compileEventBusOptions(options: EventBusOptions): CompiledEventB
     jobId: options.jobId,
     name,
     credentials: options.credentials,
+    signingKey: options.signingKey,
     reconnectInitialDelayMs: initial,
     reconnectMaxDelayMs: max,
     connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs ?? 10_000),

@@ -2,7 +2,9 @@ import { connect, DebugEvents, Events, type NatsConnection, type Subscription } 
 import { BackoffSequence } from '../retry';
 import { EventBusConnectError, EventBusError, EventHandlerError, EventPublishError, PublishFailure } from './errors';
 import { compileEventBusOptions, type CompiledEventBusOptions, type EventBusOptions } from './event-bus-options';
-import { encodeEvent, eventSubject, parseEvent, validateEvent, type BusEvent } from './events';
+import { signEvent } from './event-signing';
+import type { EventVerifier } from './event-verifier';
+import { decodeEventJson, encodeEvent, eventSubject, parseEvent, validateEvent, type BusEvent } from './events';
 
 /** What the bus tells status listeners: the server it lost or regained. */
 export interface BusStatusInfo {
@@ -19,8 +21,10 @@ export type EventHandler = (event: BusEvent) => void | Promise<void>;
 export interface SubscriptionStats {
   /** Valid events handed to the handler. */
   delivered: number;
-  /** Messages rejected as corrupt, unknown or of another job. */
+  /** Messages rejected as corrupt, unknown or (without a verifier) of another job. */
   rejected: number;
+  /** Events the subscription's verifier dropped (see `EventVerifier`). */
+  unverified: number;
   /** Events whose handler threw. */
   handlerFailures: number;
 }
@@ -131,8 +135,9 @@ export class EventBus {
     const valid = validateEvent(event, this.options.jobId);
     if (this.nc.isClosed() || this.closing) throw new EventPublishError(this.subject, valid, PublishFailure.Closed);
     if (!this.isUp) throw new EventPublishError(this.subject, valid, PublishFailure.Disconnected);
+    const key = this.options.signingKey;
     try {
-      this.nc.publish(this.subject, encodeEvent(valid));
+      this.nc.publish(this.subject, encodeEvent(key ? signEvent(valid, key) : valid));
     } catch (err) {
       throw new EventPublishError(this.subject, valid, PublishFailure.Closed, { cause: err });
     }
@@ -145,12 +150,13 @@ export class EventBus {
   /**
    * Calls `handler` with every valid event of this job, one at a time in arrival order. Resolves once the
    * server has registered the subscription, so every event published after that reaches it (while
-   * connected). If the bus is down, it resolves at once and the subscription starts on reconnect.
+   * connected). If the bus is down, it resolves at once and the subscription starts on reconnect. With a
+   * `verifier`, only the events it verifies reach `handler` (it reports the others itself).
    */
-  async subscribe(handler: EventHandler): Promise<EventSubscription> {
+  async subscribe(handler: EventHandler, options: { verifier?: EventVerifier } = {}): Promise<EventSubscription> {
     const sub = this.nc.subscribe(this.subject);
-    const counters: SubscriptionStats = { delivered: 0, rejected: 0, handlerFailures: 0 };
-    const loop = this.track(this.receive(sub, handler, counters));
+    const counters: SubscriptionStats = { delivered: 0, rejected: 0, unverified: 0, handlerFailures: 0 };
+    const loop = this.track(this.receive(sub, handler, counters, options.verifier));
     if (this.isUp) await this.confirm();
     return new EventSubscription(sub, loop, counters);
   }
@@ -202,14 +208,19 @@ export class EventBus {
     }
   }
 
-  private async receive(sub: Subscription, handler: EventHandler, counters: SubscriptionStats): Promise<void> {
+  private async receive(sub: Subscription, handler: EventHandler, counters: SubscriptionStats, verifier?: EventVerifier): Promise<void> {
+    const { jobId } = this.options;
     for await (const msg of sub) {
-      let event: BusEvent;
+      let event: BusEvent | undefined;
       try {
-        event = parseEvent(msg.data, this.options.jobId);
+        event = verifier ? verifier.verify(decodeEventJson(msg.data, jobId)) : parseEvent(msg.data, jobId);
       } catch (err) {
         counters.rejected++;
         this.report(err);
+        continue;
+      }
+      if (event === undefined) {
+        counters.unverified++;
         continue;
       }
       try {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { PARAM_GROUPS } from '../job';
 import { EventValidationError } from './errors';
+import { SIGNATURE_CHARS } from './event-signing';
 
 /**
  * The events the coordinator publishes to its workers. Each is a discriminated union member on `type`;
@@ -21,6 +22,12 @@ export const BusEventType = {
   JobState: 'job-state',
 } as const;
 export type BusEventType = (typeof BusEventType)[keyof typeof BusEventType];
+
+/**
+ * The events that each produce a new configuration version; the others (scale, job state) carry the
+ * version in force when they were sent.
+ */
+export const CONFIG_EVENT_TYPES: readonly BusEventType[] = [BusEventType.Freeze, BusEventType.Unfreeze, BusEventType.LrChange];
 
 /** Why the learning rates changed: the schedule, a plateau reduction, or the backbone unfreeze. */
 export const LR_CHANGE_REASONS = ['schedule', 'plateau', 'unfreeze'] as const;
@@ -46,6 +53,9 @@ const base = {
   jobId: z.string().regex(JOB_ID_PATTERN, 'must be one NATS subject token (letters, digits, _ and -)'),
   configVersion: step,
   effectiveStep: step,
+  // HMAC-SHA256 of the rest of the event under the job's bus key (event-signing.ts); absent in an
+  // --insecure job, which has no join token to derive a key from.
+  signature: z.string().regex(new RegExp(`^[A-Za-z0-9_-]{${SIGNATURE_CHARS}}$`), `expected ${SIGNATURE_CHARS} base64url characters (an HMAC-SHA256)`).optional(),
 };
 
 const paramGroup = z.enum(PARAM_GROUPS);
@@ -96,37 +106,48 @@ function preview(text: string): string {
 }
 
 /**
- * Checks that a value is a valid event of job `jobId`; returns it typed, or throws `EventValidationError`
- * naming every problem. Used before publishing so a bad event fails at its source, not on every worker.
+ * Checks that a value has the shape of an event; returns it typed, or throws `EventValidationError` naming
+ * every problem. The job it names is not checked: `validateEvent` and `EventVerifier` do that.
  */
-export function validateEvent(value: unknown, jobId: string): BusEvent {
-  const subject = eventSubject(jobId);
+export function checkEventShape(value: unknown, jobId: string): BusEvent {
   const result = busEventSchema.safeParse(value);
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(message)'}: ${i.message}`);
-    throw new EventValidationError(subject, problems, preview(safeStringify(value)), { cause: result.error });
-  }
-  if (result.data.jobId !== jobId) {
-    throw new EventValidationError(
-      subject,
-      [`jobId: expected '${jobId}', event has '${result.data.jobId}'`],
-      preview(safeStringify(value)),
-    );
+    throw new EventValidationError(eventSubject(jobId), problems, preview(safeStringify(value)), { cause: result.error });
   }
   return result.data;
 }
 
-/** Decodes a raw message (UTF-8 JSON) and validates it with `validateEvent`. */
-export function parseEvent(data: Uint8Array, jobId: string): BusEvent {
+/**
+ * Checks that a value is a valid event of job `jobId`; returns it typed, or throws `EventValidationError`
+ * naming every problem. Used before publishing so a bad event fails at its source, not on every worker.
+ */
+export function validateEvent(value: unknown, jobId: string): BusEvent {
+  const event = checkEventShape(value, jobId);
+  if (event.jobId !== jobId) {
+    throw new EventValidationError(
+      eventSubject(jobId),
+      [`jobId: expected '${jobId}', event has '${event.jobId}'`],
+      preview(safeStringify(value)),
+    );
+  }
+  return event;
+}
+
+/** Decodes a raw message as UTF-8 JSON, unchecked; not JSON is an `EventValidationError`. */
+export function decodeEventJson(data: Uint8Array, jobId: string): unknown {
   const text = new TextDecoder().decode(data);
-  let value: unknown;
   try {
-    value = JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     throw new EventValidationError(eventSubject(jobId), [`expected JSON, ${why}`], preview(text), { cause: err });
   }
-  return validateEvent(value, jobId);
+}
+
+/** Decodes a raw message (UTF-8 JSON) and validates it with `validateEvent`. */
+export function parseEvent(data: Uint8Array, jobId: string): BusEvent {
+  return validateEvent(decodeEventJson(data, jobId), jobId);
 }
 
 /** Encodes an event as UTF-8 JSON, the wire format `parseEvent` reads. */

@@ -5,6 +5,9 @@
  */
 export {
   BusEventType,
+  CONFIG_EVENT_TYPES,
+  checkEventShape,
+  decodeEventJson,
   JOB_ID_PATTERN,
   JOB_STATES,
   LR_CHANGE_REASONS,
@@ -39,6 +42,14 @@ export {
   type BusRole,
   type NatsCredentials,
 } from './access';
+export { canonicalEventBytes, deriveBusKey, eventSignature, signEvent, signatureMatches } from './event-signing';
+export {
+  EventVerifier,
+  UNVERIFIED_REASONS,
+  UnverifiedEventError,
+  type EventVerifierOptions,
+  type UnverifiedReason,
+} from './event-verifier';
 export { compileEventBusOptions, type CompiledEventBusOptions, type EventBusOptions } from './event-bus-options';
 export {
   EventBusConnectError,

@@ -6,7 +6,7 @@
 export { MetricsFormatError, RunDirectoryError } from './errors';
 export {
   METRICS_RECORD_TYPES, decodeMetricsLine, encodeMetricsLine,
-  type EpochRecord, type EpochReportRecord, type FreezeRecord, type LrChangeRecord, type MetricsRecord, type MetricsRecordType,
+  type EpochRecord, type EpochReport, type EpochReportRecord, type FreezeRecord, type LrChangeRecord, type MetricsRecord, type MetricsRecordType,
   type ReplicaHashRecord,
   type SplitMetrics, type StepRecord, type ValidationMetrics,
 } from './records';

@@ -70,22 +70,26 @@ export interface LrChangeRecord {
  * The exactly-once check of one epoch of a distributed run: every training sample was counted once, however
  * many workers failed and had their micro-batches redone.
  */
-export interface EpochReportRecord {
-  type: 'epoch-report';
+export interface EpochReport {
   epoch: number;
   /** Samples in the epoch. */
   expected: number;
   /** Sample countings, repeats included: equals `expected` when every sample was counted exactly once. */
   counted: number;
-  /** Late or repeated results turned away during the epoch. */
+  /** Repeated results turned away during this epoch (late, or for a step already closed). */
   duplicatesRejected: number;
-  /** Micro-batches redone by another worker after their first worker was dropped. */
+  /** Micro-batches handed to another worker after their first worker was dropped, during this epoch. */
   redoneMicroBatches: number;
-  /** Sample indices never counted (empty when all is well). */
+  /** Sample indices never counted, ascending. */
   missing: number[];
-  /** Whether every sample was counted exactly once. */
+  /** Sample indices counted more than once, ascending. */
+  repeated: number[];
+  /** `missing` and `repeated` are both empty. */
   exactlyOnce: boolean;
 }
+
+/** An {@link EpochReport} in metrics.jsonl. */
+export type EpochReportRecord = { type: 'epoch-report' } & EpochReport;
 
 /** A comparison of every replica's weights with the coordinator's at one weights version. */
 export interface ReplicaHashRecord {
@@ -165,6 +169,8 @@ const epochReportSchema = z.object({
   duplicatesRejected: index,
   redoneMicroBatches: index,
   missing: z.array(index),
+  // Runs written before the field existed carry none.
+  repeated: z.array(index).default([]),
   exactlyOnce: z.boolean(),
 });
 

@@ -1,12 +1,15 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { UNVERIFIED_REASONS } from '../bus';
 import {
   GROUP_LABEL,
   PHASE_LABEL,
+  REASON_LABEL,
   PHASE_SECONDS_BUCKETS,
   STEP_PHASES,
   STEP_SECONDS_BUCKETS,
   type GroupLabel,
   type PhaseLabel,
+  type ReasonLabel,
 } from './labels';
 
 /**
@@ -43,6 +46,11 @@ export interface WorkerMetrics {
   busReconnects: Counter;
   /** `shardwise_worker_bus_rejected_events_total`: bus messages rejected as corrupt or unknown. */
   busRejectedEvents: Counter;
+  /**
+   * `shardwise_worker_bus_unverified_events_total{reason}`: well-formed events this worker could not verify
+   * (`UNVERIFIED_REASONS`), dropped; in an `--insecure` job every event, taken anyway, as `unsigned`.
+   */
+  busUnverifiedEvents: Counter<ReasonLabel>;
 }
 
 /** Registers a worker's metrics in `registry` (never the global one) and returns them typed. */
@@ -59,6 +67,15 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
     registers,
   });
   for (const phase of STEP_PHASES) sharePhaseDuration.zero({ phase });
+  const busUnverifiedEvents = new Counter({
+    name: 'shardwise_worker_bus_unverified_events_total',
+    help: 'Event bus events this worker could not verify (unsigned, bad-signature, other-job, stale replay), dropped; ' +
+      'in an --insecure job every event, taken unverified, as unsigned.',
+    labelNames: REASON_LABEL,
+    registers,
+  });
+  // Zero from the start, so an alert on a rise sees the first forged event.
+  for (const reason of UNVERIFIED_REASONS) busUnverifiedEvents.inc({ reason }, 0);
 
   return {
     shares: counter('shardwise_worker_shares_total', 'Step shares computed and returned.'),
@@ -93,5 +110,6 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
       'shardwise_worker_bus_rejected_events_total',
       'Event bus messages rejected as corrupt or unknown.',
     ),
+    busUnverifiedEvents,
   };
 }

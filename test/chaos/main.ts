@@ -4,7 +4,8 @@
  * Needs root (network namespaces, a tmpfs) and nats-server.
  */
 import { randomInt } from 'node:crypto';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { intFlag } from '../support/int-flag';
 import { disposeLiveWorlds } from './chaos-world';
 import { chaosLine, runChaos } from './run-chaos';
 
@@ -16,11 +17,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-function whole(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a whole number, got '${value}'`);
-  return n;
-}
+const whole = intFlag(0);
 
 const program = new Command('chaos')
   .option('--seed <n>', 'seed of the fault schedule and the data (default: random, printed)', whole)

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { Rng } from '../../common';
 import { COORDINATOR_DONE_PATTERN, exitCodeOf } from '../../launcher';
 import { datasetShape, testJobYaml, writeSignalCifar } from '../support/cluster-data';
-import { finalRunWeights, localReference, recordsOf, runRecords, weightsHashOf } from '../support/cluster-checks';
+import { finalRunWeights, localReference, recordsOf, runRecords, sampleTally, weightsHashOf } from '../support/cluster-checks';
 import { pollUntil, withDeadline } from '../support/deadline';
 import { ChaosWorld } from './chaos-world';
 import { FAULT_KINDS, type FaultKind, injectFault } from './faults';
@@ -80,13 +80,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let survived = 0;
   try {
     const progress = (): number => Math.max(-1, ...recordsOf(runRecords(world.runDir), 'step').map((s) => s.globalStep));
-    /** Resolves with the global step once training reached `step`; rejects at once when the coordinator exits first. */
-    const reach = async (step: number, what: string): Promise<number> => {
+    /**
+     * Resolves with the global step once training reached `step`, or the coordinator exited. An exit first
+     * rejects, unless `endOk`: then the checks after the run judge how it ended.
+     */
+    const reach = async (step: number, what: string, endOk = false): Promise<number> => {
       const at = await pollUntil(() => {
         const now = progress();
         return now >= step || !world.coordinator.running ? now : undefined;
       }, { timeoutMs: PROGRESS_TIMEOUT_MS, intervalMs: 50, what: `global step ${step} ${what}` });
-      if (at < step) throw new Error(`the job ended at global step ${at} before ${what}: the run is too short for its faults (more --epochs)`);
+      if (at < step && !endOk) throw new Error(`the job ended at global step ${at} before ${what}: the run is too short for its faults (more --epochs)`);
       return at;
     };
     let recovered = -1;
@@ -97,8 +100,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       kinds[kind]++;
       recovered = progress();
       log(`# fault ${i + 1} at global step ${at}, recovered by ${recovered}: ${what}`);
-      // Survived: recovered, and training moved on past the step where it recovered.
-      await reach(recovered + 1, `a step after fault ${i + 1} (${kind}) recovered`);
+      // Survived: recovered, and training moved on past the step where it recovered. A recovery can take
+      // the job's last steps (a recreated worker starts while the others finish): ending there is survival
+      // too, if the job then finished with every sample once and the undisturbed weights (checked below).
+      await reach(recovered + 1, `a step after fault ${i + 1} (${kind}) recovered`, i === schedule.length - 1);
       survived++;
     }
     await world.coordinator.waitForLine(COORDINATOR_DONE_PATTERN, { what: 'the coordinator done line', timeoutMs: 600_000 });
@@ -108,19 +113,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       if (code !== 0) throw new Error(`${w.id} exited with status ${code} after the job finished`);
     }
     const records = runRecords(world.runDir);
-    const reports = new Map(recordsOf(records, 'epoch-report').map((r) => [r.epoch, r]));
-    let samplesLost = 0;
-    let samplesDuplicated = 0;
-    for (let epoch = 0; epoch < options.epochs; epoch++) {
-      const report = reports.get(epoch);
-      if (!report) {
-        samplesLost += trainImages;
-        continue;
-      }
-      samplesLost += report.missing.length;
-      samplesDuplicated += Math.max(0, report.counted - (report.expected - report.missing.length));
-      if (report.expected !== trainImages) throw new Error(`epoch ${epoch}: the report expects ${report.expected} samples, the dataset has ${trainImages}`);
-    }
+    const misread = recordsOf(records, 'epoch-report').find((r) => r.expected !== trainImages);
+    if (misread) throw new Error(`epoch ${misread.epoch}: the report expects ${misread.expected} samples, the dataset has ${trainImages}`);
+    const { lost: samplesLost, duplicated: samplesDuplicated } = sampleTally(records, options.epochs, trainImages);
     const hashMismatches = recordsOf(records, 'replica-hash').reduce(
       (n, h) => n + Object.values(h.workers).filter((hash) => hash !== h.coordinator).length + (h.agree ? 0 : 1), 0);
     const epochsDone = new Set(recordsOf(records, 'epoch').map((e) => e.epoch)).size;

@@ -5,13 +5,10 @@
  * warm-up's, handles flat); they are printed, not asserted, because this machine's load moves them.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { intFlag } from '../support/int-flag';
 import { runSoak, soakLine } from './run-soak';
 
-function whole(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a whole number >= 1, got '${value}'`);
-  return n;
-}
+const whole = intFlag(1);
 
 const program = new Command('soak')
   .option('--workers <n>', 'workers (one micro-batch each per step)', whole, 64)

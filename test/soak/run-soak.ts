@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { COORDINATOR_DONE_PATTERN, COORDINATOR_READY_PATTERN, defaultShardwiseCommand, ManagedChild } from '../../launcher';
 import { writeSignalCifar } from '../support/cluster-data';
-import { recordsOf, runRecords } from '../support/cluster-checks';
+import { recordsOf, runRecords, sampleTally } from '../support/cluster-checks';
 
 export interface SoakOptions {
   workers: number;
@@ -152,14 +152,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     if (!warm || !end) throw new Error(`the job ended after ${stepEnds.length} of ${steps} steps`);
     const intervals = stepEnds.slice(warmAt).map((t, k) => t - stepEnds[warmAt + k - 1]).filter((ms) => Number.isFinite(ms)).sort((a, b) => a - b);
     const records = runRecords(runDir);
-    let samplesLost = 0;
-    let samplesDuplicated = 0;
-    for (const report of recordsOf(records, 'epoch-report')) {
-      samplesLost += report.missing.length;
-      samplesDuplicated += Math.max(0, report.counted - (report.expected - report.missing.length));
-    }
-    const reported = new Set(recordsOf(records, 'epoch-report').map((r) => r.epoch)).size;
-    if (reported !== epochs) samplesLost += (epochs - reported) * trainImages;
+    const { lost: samplesLost, duplicated: samplesDuplicated } = sampleTally(records, epochs, trainImages);
     const hashes = recordsOf(records, 'replica-hash').filter((h) => Object.keys(h.workers).length > 0);
     const seconds = (stepEnds[stepEnds.length - 1] - stepEnds[warmAt - 1]) / 1000;
     return {

@@ -64,6 +64,27 @@ export function assertExactlyOnce(records: readonly MetricsRecord[], epochs: num
 }
 
 /**
+ * Samples lost and counted twice over a long run's `epochs`, recomputed from its epoch-report records (the
+ * ledger's own count): an epoch with no report lost all `trainImages`. Unlike {@link assertExactlyOnce} it
+ * counts rather than fails, for runs that print a tally line (chaos, soak).
+ */
+export function sampleTally(records: readonly MetricsRecord[], epochs: number, trainImages: number): { lost: number; duplicated: number } {
+  const reports = new Map(recordsOf(records, 'epoch-report').map((r) => [r.epoch, r]));
+  let lost = 0;
+  let duplicated = 0;
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    const report = reports.get(epoch);
+    if (!report) {
+      lost += trainImages;
+      continue;
+    }
+    lost += report.missing.length;
+    duplicated += Math.max(0, report.counted - (report.expected - report.missing.length));
+  }
+  return { lost, duplicated };
+}
+
+/**
  * Every replica-hash record agrees with the coordinator, and the comparisons cover every epoch with at
  * least one worker hash each (so agreement is not vacuous). Returns the records.
  */

@@ -65,6 +65,8 @@ export interface CoordinatorStart {
   env?: NodeJS.ProcessEnv;
   /** `--split`: micro-batches per worker and step, forced. @default an even cut */
   split?: readonly number[];
+  /** More flags, e.g. `--tls-dir` and a secured bus's `--nats` and `--nats-credentials` (with `bus: false`). */
+  args?: readonly string[];
 }
 
 /**
@@ -120,6 +122,7 @@ export class ClusterHarness {
     if (start.runDir) args.push('--run-dir', start.runDir);
     for (const override of start.set ?? []) args.push('--set', override);
     if (start.split) args.push('--split', start.split.join(','));
+    args.push(...(start.args ?? []));
     const child = this.spawn('coordinator', args, start.env);
     const match = await child.waitForLine(COORDINATOR_READY_PATTERN, { what: 'the coordinator ready line', timeoutMs: START_TIMEOUT_MS });
     return { child, ready: coordinatorReadyFrom(match) };
@@ -128,6 +131,17 @@ export class ClusterHarness {
   /** Starts `shardwise worker --id <id>` (plus `args`) against `coordinator` without waiting for it. */
   launchWorker(coordinator: string, id: string, args: readonly string[] = [], name = id): ManagedChild {
     return this.spawn(name, ['worker', '--coordinator', coordinator, '--id', id, '--metrics-port', '0', '--backend', TEST_BACKEND, ...args]);
+  }
+
+  /** Starts any `shardwise` command (`args` after the program); like every child, stopped at dispose. */
+  launch(name: string, args: string[]): ManagedChild {
+    return this.spawn(name, args);
+  }
+
+  /** Starts `shardwise cluster` with 2 workers on the harness's data and runs folder, plus `extra` flags. */
+  launchCluster(job: string, extra: readonly string[] = []): ManagedChild {
+    return this.spawn('shardwise-cluster', ['cluster', '--job', job, '--workers', '2', '--data', this.dataDir,
+      '--runs-dir', this.runsDir, '--backend', TEST_BACKEND, ...extra]);
   }
 
   /** Starts `shardwise worker --id <id>` against `coordinator` and resolves at its ready line. */
