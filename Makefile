@@ -113,7 +113,8 @@ bench-compute: install
 ## the jobs use (the coordinator an observer), the same among the workers alone (compare with
 ## ../shared/peers/gloo_allreduce.py), then the parameter-server exchange over gRPC. The allreduce runs
 ## again with fp16 frames (distributed.compression: fp16): its `#` line gives the payload received; then both
-## exchanges again over mutual TLS (--tls), the cost of encryption.
+## exchanges again over mutual TLS (--tls), the cost of encryption, and bench/tls-floor.ts: the least CPU per MB
+## that Node's TLS adds over TCP on this machine, to read the --tls cost against.
 bench-exchange: install
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer --compression fp16
@@ -121,6 +122,7 @@ bench-exchange: install
 	$(NODE_TS) bench/exchange.ts --transport grpc
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer --tls
 	$(NODE_TS) bench/exchange.ts --transport grpc --tls
+	$(NODE_TS) bench/tls-floor.ts
 
 ## bench-scaling: end-to-end samples/s with 1 and 2 workers against one process, and the coordinator's
 ## overhead per step with near-empty gradients (real nats-server, coordinator and worker processes).

@@ -1,5 +1,5 @@
 import { Option } from 'commander';
-import { ConfigError, type Identity, identityUri, loadTlsCredentials, type TlsCredentials } from '../common';
+import { ConfigError, type Identity, identityUri, ReloadingTlsCredentials, TLS_RELOAD_INTERVAL_MS } from '../common';
 import { log } from './options';
 
 /**
@@ -14,17 +14,18 @@ export function tlsDirOption(): Option {
 
 /**
  * The credentials of `identity` from `--tls-dir`, or, without the flag, none and a warning that says what
- * that exposes. A missing or mismatched file fails the start, naming it.
+ * that exposes. A missing or mismatched file fails the start, naming it. The files are watched while in
+ * use: a rotated set is taken without a restart, an invalid one refused and logged (the old one stays).
  */
-export function tlsFromFlag(dir: string | undefined, identity: Identity): TlsCredentials | undefined {
+export function tlsFromFlag(dir: string | undefined, identity: Identity): ReloadingTlsCredentials | undefined {
   if (dir === undefined) {
     log(`warning: no --tls-dir: ${identity.role === 'coordinator'
       ? 'gRPC and the data plane are plaintext and any process that reaches them can register, read the weights and join an allreduce'
       : 'plaintext connections, and a coordinator that requires TLS refuses this process'}; make credentials with \`shardwise certs\``);
     return undefined;
   }
-  const tls = loadTlsCredentials(dir, identity);
-  log(`security: mutual TLS as ${identityUri(identity)} (CA ${tls.files.ca})`);
+  const tls = ReloadingTlsCredentials.load(dir, identity, { log });
+  log(`security: mutual TLS as ${identityUri(identity)} (CA ${tls.files.ca}; files checked for a rotation every ${TLS_RELOAD_INTERVAL_MS / 1000} s)`);
   return tls;
 }
 

@@ -4,6 +4,7 @@ import {
   buildModel,
   ConfigError,
   COORDINATOR_SERVICE,
+  countTlsReloads,
   DataPlane,
   DEFAULT_MAX_TENSOR_BYTES,
   createTrainerState,
@@ -133,6 +134,7 @@ export async function startCoordinator(input: CoordinatorOptions): Promise<Runni
     const announcer = new JobAnnouncer(bus, spec.name, log);
     cleanup.push(() => announcer.close());
     const telemetry = new CoordinatorTelemetry();
+    countTlsReloads(telemetry.registry, options.tls, 'shardwise_tls_reloads_total');
     const lifecycle = new Lifecycle();
     const d = spec.distributed;
     const dataPlane = d.exchange === 'allreduce'

@@ -1,9 +1,11 @@
 /**
  * The allreduce data plane over mutual TLS, on real loopback sockets: members with certificates from the
  * job's CA reduce as they do in plaintext (bit for bit), and a plaintext client, a certificate from another
- * CA, or a certified peer claiming another member's id is cut, said so, and changes nothing for the members.
+ * CA, or a certified peer claiming another member's id is cut, said so, and changes nothing for the members;
+ * links are TLS 1.3 with AES-128-GCM, the cheapest suite per byte here.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -12,6 +14,7 @@ import * as tls from 'node:tls';
 import {
   AllreduceError,
   type AllreduceMember,
+  connectMutualTls,
   COORDINATOR_MEMBER_ID,
   DataPlane,
   type DevCertificates,
@@ -143,5 +146,15 @@ describe('security: the data plane over mutual TLS', function () {
     await assert.rejects(p1.allreduce({ key: 'misdirected', members, rank: 0, timeoutMs: 5_000 }, inputOf(0)),
       (err: unknown) => err instanceof AllreduceError &&
         /expected spiffe:\/\/shardwise\/worker\/worker-2 at 127\.0\.0\.1:\d+, its certificate names spiffe:\/\/shardwise\/worker\/worker-3/.test(err.message));
+  });
+  it('links negotiate TLS 1.3 with AES-128-GCM, and a TLS 1.2-only client is refused', async () => {
+    const p1 = await plane('worker-1');
+    const target = targetOf(p1);
+    const socket = await connectMutualTls(target.host, target.port, credentials('worker-2'), { role: 'worker', name: 'worker-1' });
+    assert.deepEqual([socket.getProtocol(), socket.getCipher().standardName], ['TLSv1.3', 'TLS_AES_128_GCM_SHA256']);
+    socket.destroy();
+    const two = credentials('worker-2');
+    const old = tls.connect({ ...target, ca: two.ca, cert: two.cert, key: two.key, maxVersion: 'TLSv1.2', checkServerIdentity: () => undefined });
+    await assert.rejects(once(old, 'secureConnect'), /protocol version|unsupported protocol/);
   });
 });

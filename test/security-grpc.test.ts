@@ -11,7 +11,7 @@ import {
   initBackend,
   loadTlsCredentials,
   makeDevCertificates,
-  parseJobSpec,
+  ReloadingTlsCredentials,
   RpcError,
   serverStreamCall,
   type TlsCredentials,
@@ -19,7 +19,8 @@ import {
 } from '../common';
 import { type RunningCoordinator, startCoordinator } from '../coordinator';
 import { StepKind } from '../proto';
-import { FakeWorker, writeTinyCifar } from './coordinator-fake-worker';
+import { FakeWorker } from './coordinator-fake-worker';
+import { tinyJobSpec } from './support/tiny-job';
 
 /** Awaits a call that must be refused with `code` and details matching `pattern`; returns the details. */
 async function refused(call: Promise<unknown>, code: number, pattern: RegExp): Promise<string> {
@@ -64,20 +65,11 @@ describe('security: mutual TLS and the join token on gRPC', function () {
       makeDevCertificates({ outDir: path.join(dir, 'certs'), workerIds: ['worker-1', 'worker-2'] }),
       makeDevCertificates({ outDir: path.join(dir, 'foreign'), workerIds: ['worker-1'] }),
     ]);
-    const data = writeTinyCifar(64, 5);
-    const spec = parseJobSpec(`
-name: tls-grpc
-seed: 1
-data: { dir: ${JSON.stringify(data)}, limit: 64, valFraction: 0.15, augment: { rotationDeg: 0 } }
-model: { architecture: small_cnn }
-training: { epochs: 1, batchSize: 16, microBatchSize: 4, evalBatchSize: 8 }
-optimizer: { learningRate: 0.01 }
-output: { runsDir: ${JSON.stringify(path.join(dir, 'runs'))} }
-distributed: { leaseMs: 60000, stepDeadlineMs: 60000 }
-`);
+    const spec = tinyJobSpec('tls-grpc', dir);
     coordinator = await startCoordinator({
       spec, log: () => undefined, progressStream: fs.createWriteStream('/dev/null'),
-      tls: loadTlsCredentials(certs.dir, { role: 'coordinator', name: '' }),
+      // Watched credentials, as `--tls-dir` gives them: the refusals hold on grpc-js's certificate-provider path.
+      tls: ReloadingTlsCredentials.load(certs.dir, { role: 'coordinator', name: '' }),
     });
   });
 

@@ -7,6 +7,7 @@ import {
   RpcError,
   type MetricsServer,
   type WorkerMetrics,
+  countTlsReloads,
   createWorkerMetrics,
   initBackend,
   processTimeline,
@@ -92,6 +93,7 @@ export class Worker {
   constructor(options: WorkerOptions, private readonly hooks: { onReady?: (info: WorkerReadyInfo) => void } = {}) {
     this.options = compileWorkerOptions(options);
     this.metrics = createWorkerMetrics(this.registry);
+    countTlsReloads(this.registry, this.options.tls, 'shardwise_worker_tls_reloads_total');
     this.configSync = new ConfigSync((line) => this.log(line));
     this.link = new CoordinatorLink({
       target: this.options.coordinator,

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { hostPort } from '../address';
 import { ListenError } from '../errors';
 import { type Identity, type TlsCredentials, connectMutualTls, createMutualTlsServer, identityUri, memberIdOf } from '../security';
-import { DEFAULT_MAX_TENSOR_BYTES, FrameMeta, StreamClosedError, TensorChannel, WireError, connectTensorChannel } from '../wire';
+import { ChannelReadBridge, DEFAULT_MAX_TENSOR_BYTES, FrameMeta, StreamClosedError, TensorChannel, WireError, connectTensorChannel } from '../wire';
 import { AllreduceError } from './errors';
 import { Link, LinkOwner, linkKey } from './link';
 import { helloMeta, parseControl } from './control-frames';
@@ -223,8 +223,10 @@ export class DataPlane implements LinkOwner, RunLinks {
     const tls = this.security.tls;
     if (!tls) return connectTensorChannel(host, port, { maxTotalBytes: this.maxTotalBytes });
     const expected: Identity = peer.id === COORDINATOR_MEMBER_ID ? { role: 'coordinator', name: '' } : { role: 'worker', name: peer.id };
+    // Decrypted bytes land straight in the reduction's arrays, as plaintext reads do (connectTensorChannel).
+    const bridge = new ChannelReadBridge();
     try {
-      return new TensorChannel(await connectMutualTls(host, port, tls, expected), { maxTotalBytes: this.maxTotalBytes });
+      return new TensorChannel(await connectMutualTls(host, port, tls, expected, bridge.onread), { maxTotalBytes: this.maxTotalBytes }, bridge);
     } catch (err) {
       throw new StreamClosedError(`collective: cannot connect to '${peer.id}' at ${peer.address}: ${(err as Error).message}`, { cause: err });
     }

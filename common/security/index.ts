@@ -6,7 +6,15 @@
 export { CertificateError } from './errors';
 export { type Identity, identityOf, identityUri, requireIdentity, type Role, ROLES, TRUST_DOMAIN } from './identity';
 export { CERT_FILES, type CertificatePair, type DevCertificateOptions, type DevCertificates, makeDevCertificates } from './dev-certificates';
-export { loadTlsCredentials, readJoinToken, type TlsCredentials } from './tls-credentials';
+export {
+  checkTlsMaterial,
+  loadTlsCredentials,
+  readJoinToken,
+  type TlsCredentials,
+  type TlsFiles,
+  type TlsMaterial,
+} from './tls-credentials';
+export { type ReloadOptions, type ReloadOutcome, ReloadingTlsCredentials, TLS_RELOAD_INTERVAL_MS } from './reloading-credentials';
 export { grpcChannelCredentials, grpcServerCredentials } from './grpc-tls';
 export { type AuthContextSource, callIdentity, memberIdOf } from './peer-identity';
 export { JOIN_TOKEN_METADATA_KEY, joinTokenMatches } from './join-token';

@@ -33,3 +33,4 @@ export {
   type StepPhase,
   type WorkerLabel,
 } from './labels';
+export { countTlsReloads, RELOAD_RESULT_LABEL } from './tls-reload-metrics';

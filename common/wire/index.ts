@@ -59,7 +59,7 @@ export { writeAll, StreamClosedError } from './stream-io';
 export { duplexStreamHandler, openDuplexCall } from './duplex-call';
 export type { DuplexCall } from './duplex-call';
 export type { ReadyState } from './session-ready';
-export { TensorChannel, connectTensorChannel, startTensorChannelServer } from './tensor-channel';
+export { ChannelReadBridge, TensorChannel, connectTensorChannel, startTensorChannelServer } from './tensor-channel';
 export type { TensorChannelOptions, ReceiveOptions, ReceivedFrame, TensorChannelServer } from './tensor-channel';
 export { FRAME_MAGIC, FRAME_PREFIX_BYTES, DEFAULT_MAX_FRAME_HEADER_BYTES, encodeFrameHeader } from './tensor-channel-frame';
 export type { FrameMeta } from './tensor-channel-frame';

@@ -71,11 +71,25 @@ type ReadState =
   | { phase: 'header'; bytes: Buffer }
   | { phase: 'payload'; header: FrameHeader; targets: WireTypedArray[]; views: Uint8Array[]; index: number };
 
-/** Routes an `onread` socket's reads to the channel built on it, which exists only after 'connect'. */
-interface ReadBridge {
+/**
+ * Routes the reads of a socket opened with `onread` (plain `net.connect` or `tls.connect`, whose TLSSocket
+ * decrypts straight into the buffer it is given) to the TensorChannel built on it, which exists only once
+ * the socket is connected: pass `onread` to the connect call, then the bridge to the channel's constructor.
+ */
+export class ChannelReadBridge {
+  /** The channel reads go to, once built. */
   channel?: TensorChannel;
   /** Bytes read before the channel existed. */
-  early: Buffer[];
+  readonly early: Buffer[] = [];
+  /** The `onread` option of `net.connect` / `tls.connect`: each read lands where the channel's current frame needs it. */
+  readonly onread = {
+    buffer: (): Uint8Array => this.channel?.nextReadBuffer() ?? Buffer.allocUnsafe(EARLY_READ_BYTES),
+    callback: (n: number, buf: Uint8Array): boolean => {
+      if (this.channel) return this.channel.onRead(n, buf);
+      this.early.push(Buffer.from(buf.subarray(0, n)));
+      return false;
+    },
+  };
 }
 
 /** Where a read lands before its channel exists (a peer that talks first); copied out at once. */
@@ -100,10 +114,11 @@ export class TensorChannel {
   private failure?: Error;
 
   /**
-   * Wraps a connected socket. A socket from `connectTensorChannel` reads straight into the tensors
-   * (`onread`); any other (e.g. one a server accepted) delivers 'data' events that are copied once.
+   * Wraps a connected socket. A socket opened with a ChannelReadBridge's `onread` (as `connectTensorChannel`
+   * does) reads straight into the tensors; any other (e.g. one a server accepted) delivers 'data' events
+   * that are copied once.
    */
-  constructor(private readonly socket: net.Socket, options: TensorChannelOptions = {}, bridge?: ReadBridge) {
+  constructor(private readonly socket: net.Socket, options: TensorChannelOptions = {}, bridge?: ChannelReadBridge) {
     this.maxTotalBytes = options.maxTotalBytes ?? DEFAULT_MAX_TENSOR_BYTES;
     this.maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_FRAME_HEADER_BYTES;
     this.checkFinite = options.checkFinite ?? true;
@@ -330,20 +345,8 @@ export class TensorChannel {
 
 /** Opens a channel to a `TensorChannelServer` at `host:port`. */
 export async function connectTensorChannel(host: string, port: number, options: TensorChannelOptions = {}): Promise<TensorChannel> {
-  const bridge: ReadBridge = { early: [] };
-  const socket = net.connect({
-    host,
-    port,
-    noDelay: true,
-    onread: {
-      buffer: () => bridge.channel?.nextReadBuffer() ?? Buffer.allocUnsafe(EARLY_READ_BYTES),
-      callback: (n, buf) => {
-        if (bridge.channel) return bridge.channel.onRead(n, buf);
-        bridge.early.push(Buffer.from(buf.subarray(0, n)));
-        return false;
-      },
-    },
-  });
+  const bridge = new ChannelReadBridge();
+  const socket = net.connect({ host, port, noDelay: true, onread: bridge.onread });
   try {
     await once(socket, 'connect');
   } catch (err) {
