@@ -11,23 +11,14 @@ import * as tf from '@tensorflow/tfjs';
 import {
   applyGradientSums,
   applyMovingStatDeltas,
-  Augmenter,
-  beginEpoch,
-  buildModel,
   computeShare,
-  createTrainerState,
   cutMicroBatches,
-  disposeModelParts,
-  disposeTrainerState,
   initBackend,
-  parseJobSpec,
-  Rng,
   type ShareInput,
   ShareThreads,
 } from '../common';
+import { TRAINER_BATCH, TRAINER_MICRO_BATCH, trainerBench } from './trainer-bench';
 
-const BATCH = 32;
-const MICRO_BATCH = 16;
 const WARMUP_STEPS = 2;
 
 interface Timing {
@@ -45,26 +36,11 @@ async function main(): Promise<void> {
     .parse()
     .opts<{ size: number; threads: number[]; steps: number }>();
   await initBackend({ log: () => undefined });
-  const spec = parseJobSpec([
-    'name: profile-threads',
-    `model: { architecture: mobilenet_v1, pretrained: true, inputSize: ${opts.size}, head: linear }`,
-    `training: { epochs: 1, batchSize: ${BATCH}, microBatchSize: ${MICRO_BATCH} }`,
-    'optimizer: { type: adam, learningRate: 0.0001 }',
-    'freeze: { backboneEpochs: 0 }',
-  ].join('\n'));
-  const parts = await buildModel(spec.model, spec.seed);
-  const state = createTrainerState(spec, parts, 1_000_000);
-  beginEpoch(state, 0);
-  const rng = new Rng(opts.size);
-  const data = {
-    images: Uint8Array.from({ length: BATCH * 32 * 32 * 3 }, () => rng.int(256)),
-    labels: Uint8Array.from({ length: BATCH }, () => rng.int(10)),
-    count: BATCH,
-  };
-  const augmenter = new Augmenter(spec.data.augment);
+  const bench = await trainerBench('profile-threads', opts.size);
+  const { spec, parts, state, train: data, augmenter } = bench;
   const input = (): ShareInput => ({
     data,
-    microBatches: cutMicroBatches(Uint32Array.from({ length: BATCH }, (_, i) => i), MICRO_BATCH),
+    microBatches: cutMicroBatches(Uint32Array.from({ length: TRAINER_BATCH }, (_, i) => i), TRAINER_MICRO_BATCH),
     augmenter,
     jobSeed: spec.seed,
     epoch: 0,
@@ -102,8 +78,7 @@ async function main(): Promise<void> {
     console.log(`profile-threads size=${opts.size} threads=${threads} step_ms=${t.stepMs.toFixed(1)} share_ms=${t.shareMs.toFixed(1)} ` +
       `update_ms=${t.updateMs.toFixed(1)} cpu_ms=${t.cpuMs.toFixed(1)} speedup=${speedup}`);
   }
-  disposeTrainerState(state);
-  disposeModelParts(parts);
+  bench.dispose();
 }
 
 main().catch((err: unknown) => {

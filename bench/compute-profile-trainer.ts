@@ -5,13 +5,10 @@
 // Prints `profile-trainer size=.. step_ms=.. step_cpu_ms=.. kernel_ms=.. kernel_calls=..` (CPU time is the
 // steadier figure on a shared machine), then kernels by self time (kernel-self-time.ts).
 import { Command } from 'commander';
-import {
-  Augmenter, beginEpoch, buildModel, ClassificationMetrics, createTrainerState, disposeModelParts, disposeTrainerState,
-  initBackend, localTrainStep, parseJobSpec, Rng,
-} from '../common';
+import { initBackend, localTrainStep } from '../common';
 import { instrumentKernels, kernelMsPerStep, printKernels } from './kernel-self-time';
+import { TRAINER_BATCH, trainerBench } from './trainer-bench';
 
-const BATCH = 32;
 const WARMUP_STEPS = 2;
 
 async function main(): Promise<void> {
@@ -21,25 +18,8 @@ async function main(): Promise<void> {
     .parse()
     .opts<{ size: number; steps: number }>();
   const backend = await initBackend({ log: () => undefined });
-  const spec = parseJobSpec([
-    'name: profile-trainer',
-    `model: { architecture: mobilenet_v1, pretrained: true, inputSize: ${opts.size}, head: linear }`,
-    `training: { epochs: 1, batchSize: ${BATCH}, microBatchSize: 16 }`,
-    'optimizer: { type: adam, learningRate: 0.0001 }',
-    'freeze: { backboneEpochs: 0 }',
-  ].join('\n'));
-  const parts = await buildModel(spec.model, spec.seed);
-  const state = createTrainerState(spec, parts, 1_000_000);
-  beginEpoch(state, 0);
-  const rng = new Rng(opts.size);
-  const train = {
-    images: Uint8Array.from({ length: BATCH * 32 * 32 * 3 }, () => rng.int(256)),
-    labels: Uint8Array.from({ length: BATCH }, () => rng.int(10)),
-    count: BATCH,
-  };
-  const indices = Uint32Array.from({ length: BATCH }, (_, i) => i);
-  const augmenter = new Augmenter(spec.data.augment);
-  const metrics = new ClassificationMetrics(spec.model.numClasses);
+  const bench = await trainerBench('profile-trainer', opts.size);
+  const { state, train, indices, augmenter, metrics } = bench;
   const steps = (n: number): void => {
     for (let i = 0; i < n; i++) localTrainStep(state, train, indices, augmenter, metrics);
   };
@@ -52,12 +32,11 @@ async function main(): Promise<void> {
     const stats = instrumentKernels(backend.name);
     steps(opts.steps);
     const calls = [...stats.values()].reduce((sum, s) => sum + s.calls, 0) / opts.steps;
-    console.log(`profile-trainer size=${opts.size} batch=${BATCH} step_ms=${stepMs.toFixed(1)} ` +
+    console.log(`profile-trainer size=${opts.size} batch=${TRAINER_BATCH} step_ms=${stepMs.toFixed(1)} ` +
       `step_cpu_ms=${((cpu.user + cpu.system) / 1000 / opts.steps).toFixed(1)} kernel_ms=${kernelMsPerStep(stats, opts.steps).toFixed(1)} kernel_calls=${calls}`);
     printKernels(stats, opts.steps);
   } finally {
-    disposeTrainerState(state);
-    disposeModelParts(parts);
+    bench.dispose();
   }
 }
 

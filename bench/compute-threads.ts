@@ -8,23 +8,9 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import {
-  Augmenter,
-  beginEpoch,
-  buildModel,
-  ClassificationMetrics,
-  createTrainerState,
-  disposeModelParts,
-  disposeTrainerState,
-  localTrainStep,
-  localTrainStepOn,
-  parseJobSpec,
-  Rng,
-  ShareThreads,
-  type StepEvent,
-} from '../common';
+import { localTrainStep, localTrainStepOn, ShareThreads, type StepEvent } from '../common';
+import { TRAINER_BATCH, trainerBench } from './trainer-bench';
 
-const BATCH = 32;
 const TORCH_PEER = path.resolve(__dirname, '../../shared/peers/torch_mobilenet_speed.py');
 const TORCH_THREADS = path.resolve(__dirname, 'torch_threads.py');
 const PYTHON = '/usr/bin/python3';
@@ -32,20 +18,9 @@ const WARMUP_STEPS = 2;
 const TIMED_STEPS = 5;
 const execFileAsync = promisify(execFile);
 
-/** The demo's recipe with the backbone training from the first step (the slow, unfrozen phase). */
-function benchSpec(size: number) {
-  return parseJobSpec([
-    'name: bench-threads',
-    'model: { architecture: mobilenet_v1, pretrained: true, inputSize: ' + size + ', head: linear }',
-    `training: { epochs: 1, batchSize: ${BATCH}, microBatchSize: 16 }`,
-    'optimizer: { type: adam, learningRate: 0.0001 }',
-    'freeze: { backboneEpochs: 0 }',
-  ].join('\n'));
-}
-
 /** Training img/s of PyTorch with `threads` intra-op threads (the peer's own measurement). */
 async function torchRate(size: number, threads: number): Promise<number> {
-  const { stdout } = await execFileAsync(PYTHON, [TORCH_THREADS, String(threads), TORCH_PEER, String(size), String(BATCH)]);
+  const { stdout } = await execFileAsync(PYTHON, [TORCH_THREADS, String(threads), TORCH_PEER, String(size), String(TRAINER_BATCH)]);
   const match = /train_img_per_s=([0-9.]+)/.exec(stdout);
   if (!match) throw new Error(`torch peer: expected 'train_img_per_s=<number>' in its output, got '${stdout.trim()}'`);
   return Number(match[1]);
@@ -62,20 +37,9 @@ function median(values: number[]): number {
  * many threads, `reps` times; prints the per-repetition pairs on `#` lines and one summary line per count.
  */
 export async function compareThreads(size: number, threadCounts: readonly number[], reps: number): Promise<void> {
-  const spec = benchSpec(size);
-  const parts = await buildModel(spec.model, spec.seed);
-  const state = createTrainerState(spec, parts, 1_000_000);
-  beginEpoch(state, 0);
-  const rng = new Rng(size);
-  const train = {
-    images: Uint8Array.from({ length: BATCH * 32 * 32 * 3 }, () => rng.int(256)),
-    labels: Uint8Array.from({ length: BATCH }, () => rng.int(10)),
-    count: BATCH,
-  };
-  const indices = Uint32Array.from({ length: BATCH }, (_, i) => i);
-  const augmenter = new Augmenter(spec.data.augment);
+  const bench = await trainerBench('bench-threads', size);
+  const { state, train, indices, augmenter, metrics } = bench;
   const pools = new Map(threadCounts.filter((n) => n > 1).map((n) => [n, new ShareThreads(n)]));
-  const metrics = new ClassificationMetrics(spec.model.numClasses);
   const step = (threads: number): Promise<StepEvent> | StepEvent => {
     const pool = pools.get(threads);
     return pool ? localTrainStepOn(pool, state, train, indices, augmenter, metrics) : localTrainStep(state, train, indices, augmenter, metrics);
@@ -88,7 +52,7 @@ export async function compareThreads(size: number, threadCounts: readonly number
       await step(threads); // moves state.globalStep on, so every step draws new dropout masks
       if (i >= WARMUP_STEPS) times.push(performance.now() - t0);
     }
-    return (BATCH * 1000) / median(times);
+    return (TRAINER_BATCH * 1000) / median(times);
   };
   const rows = new Map(threadCounts.map((n) => [n, { ours: [] as number[], torch: [] as number[] }]));
   try {
@@ -105,13 +69,12 @@ export async function compareThreads(size: number, threadCounts: readonly number
       // As in compute.ts: the ratio is the median of each repetition's back-to-back ratio.
       const ratio = median(row.ours.map((r, i) => r / row.torch[i]));
       console.log(
-        `bench-compute-threads size=${size} batch=${BATCH} threads=${threads} reps=${reps} train_img_s=${median(row.ours).toFixed(1)} ` +
+        `bench-compute-threads size=${size} batch=${TRAINER_BATCH} threads=${threads} reps=${reps} train_img_s=${median(row.ours).toFixed(1)} ` +
           `torch_threads=${threads} torch_train_img_s=${median(row.torch).toFixed(1)} ratio=${ratio.toFixed(2)}`,
       );
     }
   } finally {
     await Promise.all([...pools.values()].map((p) => p.close()));
-    disposeTrainerState(state);
-    disposeModelParts(parts);
+    bench.dispose();
   }
 }
