@@ -144,59 +144,51 @@ function firstNonFinite(halves: Uint16Array, length: number): number {
   return -1;
 }
 
-/** The module on its own memory, with views of the blocks. */
+type Values = Float32Array | Uint16Array;
+
+/** One direction's views of the kernel's blocks, and which of them holds the halves. */
+interface Direction {
+  input: Values;
+  output: Values;
+  halves: Uint16Array;
+  inputBytes: number;
+}
+
+/** The module on its own memory, with views of the blocks (the memory never grows, so they stay valid). */
 class Fp16Kernel {
   private readonly memory = new WebAssembly.Memory({ initial: Math.ceil((OUT + 4 * BLOCK) / PAGE_BYTES) });
   private readonly fns: Record<string, Conversion>;
   private readonly flag = new Uint32Array(this.memory.buffer, FLAG, 4);
-  private readonly floatsIn = new Float32Array(this.memory.buffer, IN, BLOCK);
-  private readonly halvesIn = new Uint16Array(this.memory.buffer, IN, BLOCK);
-  private readonly floatsOut = new Float32Array(this.memory.buffer, OUT, BLOCK);
-  private readonly halvesOut = new Uint16Array(this.memory.buffer, OUT, BLOCK);
+  private readonly directions: Record<'encode' | 'decode', Direction>;
 
   constructor() {
     this.fns = instantiate(fp16Module(), this.memory) as Record<string, Conversion>;
-  }
-
-  encode(src: Float32Array, dst: Uint16Array, scale: number): number {
-    const mode = modeOf(scale);
-    const fn = this.fns[mode === 'none' ? 'encode' : `encode_${mode}`];
-    return this.blocks(src.length, 4, fn, scale, (start, length) => {
-      this.floatsIn.set(src.subarray(start, start + length));
-      return this.floatsIn;
-    }, (start, length) => {
-      dst.set(this.halvesOut.subarray(0, length), start);
-      return this.halvesOut;
-    });
-  }
-
-  decode(src: Uint16Array, dst: Float32Array, scale: number): number {
-    const mode = modeOf(scale);
-    const fn = this.fns[mode === 'none' ? 'decode' : `decode_${mode}`];
-    return this.blocks(src.length, 2, fn, scale, (start, length) => {
-      this.halvesIn.set(src.subarray(start, start + length));
-      return this.halvesIn;
-    }, (start, length) => {
-      dst.set(this.floatsOut.subarray(0, length), start);
-      return this.halvesIn;
-    });
+    const buffer = this.memory.buffer;
+    const halvesIn = new Uint16Array(buffer, IN, BLOCK);
+    const halvesOut = new Uint16Array(buffer, OUT, BLOCK);
+    this.directions = {
+      encode: { input: new Float32Array(buffer, IN, BLOCK), output: halvesOut, halves: halvesOut, inputBytes: 4 },
+      decode: { input: halvesIn, output: new Float32Array(buffer, OUT, BLOCK), halves: halvesIn, inputBytes: 2 },
+    };
   }
 
   /**
-   * Runs `fn` over `n` values block by block: `load` copies a block in (and returns the view it filled,
-   * whose padding to a whole step is zeroed: a zero converts to a finite zero, never flagged), `store` copies
-   * it out and returns the halves in which to find the first non-finite one when the kernel flagged some.
+   * Converts `src` into `dst` block by block: copied in with its padding to a whole step zeroed (a zero
+   * converts to a finite zero, never flagged), converted, copied out; when the kernel flags a non-finite
+   * value and none was found before, the block's halves are searched for the first.
    */
-  private blocks(n: number, inBytes: number, fn: Conversion, scale: number,
-    load: (start: number, length: number) => Float32Array | Uint16Array,
-    store: (start: number, length: number) => Uint16Array): number {
+  run(name: 'encode' | 'decode', src: Values, dst: Values, scale: number): number {
+    const { input, output, halves, inputBytes } = this.directions[name];
+    const mode = modeOf(scale);
+    const fn = this.fns[mode === 'none' ? name : `${name}_${mode}`];
     let bad = -1;
-    for (let start = 0; start < n; start += BLOCK) {
-      const length = Math.min(BLOCK, n - start);
+    for (let start = 0; start < src.length; start += BLOCK) {
+      const length = Math.min(BLOCK, src.length - start);
       const padded = (length + 7) & ~7;
-      load(start, length).fill(0, length, padded);
-      fn(IN, OUT, IN + padded * inBytes, FLAG, scale);
-      const halves = store(start, length);
+      input.set(src.subarray(start, start + length));
+      input.fill(0, length, padded);
+      fn(IN, OUT, IN + padded * inputBytes, FLAG, scale);
+      dst.set(output.subarray(0, length), start);
       if (bad < 0 && (this.flag[0] | this.flag[1] | this.flag[2] | this.flag[3]) !== 0) bad = start + firstNonFinite(halves, length);
     }
     return bad;
@@ -212,7 +204,7 @@ const shared = (): Fp16Kernel => (kernel ??= new Fp16Kernel());
  * whole of `src` is converted either way. collective's `encodeFp16` checks the arguments and calls this.
  */
 export function encodeFp16Simd(src: Float32Array, dst: Uint16Array, scale = 1): number {
-  return shared().encode(src, dst, scale);
+  return shared().run('encode', src, dst, scale);
 }
 
 /**
@@ -220,5 +212,5 @@ export function encodeFp16Simd(src: Float32Array, dst: Uint16Array, scale = 1): 
  * Float32Array), into `dst`. Returns the index of the first half that is ±Infinity or NaN, or -1.
  */
 export function decodeFp16Simd(src: Uint16Array, dst: Float32Array, scale = 1): number {
-  return shared().decode(src, dst, scale);
+  return shared().run('decode', src, dst, scale);
 }
