@@ -114,10 +114,12 @@ bench-compute: install
 ## ../shared/peers/gloo_allreduce.py), then the parameter-server exchange over gRPC. The allreduce runs
 ## again with fp16 frames (distributed.compression: fp16): its `#` line gives the payload received; then both
 ## exchanges again over mutual TLS (--tls), the cost of encryption, and bench/tls-floor.ts: the least CPU per MB
-## that Node's TLS adds over TCP on this machine, to read the --tls cost against.
+## that Node's TLS adds over TCP on this machine, to read the --tls cost against. bench/fp16-convert.ts times the
+## fp16 conversions alone (SIMD kernel against the scalar JS).
 bench-exchange: install
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer --compression fp16
+	$(NODE_TS) bench/fp16-convert.ts
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator none
 	$(NODE_TS) bench/exchange.ts --transport grpc
 	$(NODE_TS) bench/exchange.ts --transport ring --coordinator observer --tls

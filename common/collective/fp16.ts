@@ -1,7 +1,11 @@
+import { decodeFp16Simd, encodeFp16Simd } from '../compute';
+
 /**
  * IEEE 754 half precision (binary16) conversion for the data plane's `fp16` compression. Node 20 has no
- * Float16Array, so these are tight loops over the float32 bit patterns (a Uint32Array view), which V8
- * compiles to integer code without allocating (bench/exchange.ts --compression fp16 times them).
+ * Float16Array, so `encodeFp16` and `decodeFp16` run a WebAssembly SIMD kernel (common/compute's
+ * fp16-wasm-kernel.ts: 8 values a step). The scalar loops here over the float32 bit patterns are the
+ * definition: the kernel matches them bit for bit (test/fp16-wasm-kernel.test.ts), and bench/fp16-convert.ts
+ * times both.
  *
  * Rounding is round to nearest, ties to even, as IEEE 754 and every hardware conversion do, subnormals
  * included. A value beyond the half range (|x| >= 65520 rounds to infinity) becomes ±Infinity and NaN stays
@@ -69,8 +73,27 @@ const scaledBits = new Uint32Array(scaled.buffer);
  * or -1. The whole of `src` is converted either way; such values become ±Infinity or NaN.
  */
 export function encodeFp16(src: Float32Array, dst: Uint16Array, scale = 1): number {
+  checkLengths('encodeFp16', src.length, dst.length, 'halves');
+  return encodeFp16Simd(src, dst, scale);
+}
+
+/**
+ * Writes the float32 value of each half in `src`, times `scale`, into `dst` (as long as `src`). Returns
+ * the index of the first half that is ±Infinity or NaN, or -1.
+ */
+export function decodeFp16(src: Uint16Array, dst: Float32Array, scale = 1): number {
+  checkLengths('decodeFp16', src.length, dst.length, 'floats');
+  return decodeFp16Simd(src, dst, scale);
+}
+
+function checkLengths(fn: string, n: number, got: number, unit: string): void {
+  if (got !== n) throw new RangeError(`${fn}: expected a destination of ${n} ${unit}, got ${got}`);
+}
+
+/** {@link encodeFp16} as scalar JavaScript: the definition the kernel matches bit for bit. */
+export function encodeFp16Scalar(src: Float32Array, dst: Uint16Array, scale = 1): number {
   const n = src.length;
-  if (dst.length !== n) throw new RangeError(`encodeFp16: expected a destination of ${n} halves, got ${dst.length}`);
+  checkLengths('encodeFp16Scalar', n, dst.length, 'halves');
   let bad = -1;
   if (scale === 1) {
     const bits = new Uint32Array(src.buffer, src.byteOffset, n);
@@ -90,13 +113,10 @@ export function encodeFp16(src: Float32Array, dst: Uint16Array, scale = 1): numb
   return bad;
 }
 
-/**
- * Writes the float32 value of each half in `src`, times `scale`, into `dst` (as long as `src`). Returns
- * the index of the first half that is ±Infinity or NaN, or -1.
- */
-export function decodeFp16(src: Uint16Array, dst: Float32Array, scale = 1): number {
+/** {@link decodeFp16} as scalar JavaScript: the definition the kernel matches bit for bit. */
+export function decodeFp16Scalar(src: Uint16Array, dst: Float32Array, scale = 1): number {
   const n = src.length;
-  if (dst.length !== n) throw new RangeError(`decodeFp16: expected a destination of ${n} floats, got ${dst.length}`);
+  checkLengths('decodeFp16Scalar', n, dst.length, 'floats');
   const values = table();
   let bad = -1;
   if (scale === 1) {

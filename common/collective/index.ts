@@ -13,5 +13,5 @@ export { AllreduceError, ALLREDUCE_PHASES } from './errors';
 export type { AllreducePhase } from './errors';
 export { COORDINATOR_MEMBER_ID, MEMBER_ROLES } from './types';
 export type { MemberRole, AllreduceCompression, AllreduceMember, AllreduceRequest, AllreduceStats } from './types';
-export { decodeFp16, encodeFp16, FP16_MAX } from './fp16';
+export { decodeFp16, decodeFp16Scalar, encodeFp16, encodeFp16Scalar, FP16_MAX } from './fp16';
 export { allreduceCompression } from './half-frames';

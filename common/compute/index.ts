@@ -21,4 +21,5 @@ export {
 } from './fused-optimizer';
 export type { AdamDecay } from './optimizer-wasm-module';
 export { readFloatsInto, tensorFromReusedFloats } from './read-floats';
+export { decodeFp16Simd, encodeFp16Simd } from './fp16-wasm-kernel';
 export { THREADS_ENV_VAR, cgroupCores, coresGiven, parseThreads, resolveThreads } from './compute-threads';

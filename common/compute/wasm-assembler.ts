@@ -10,7 +10,7 @@
 export type Code = readonly number[];
 
 /** Value types of parameters and locals. */
-export const ValueType = { i32: 0x7f, f32: 0x7d, v128: 0x7b } as const;
+export const ValueType = { i32: 0x7f, f32: 0x7d, f64: 0x7c, v128: 0x7b } as const;
 /** A value type's byte. */
 export type ValueType = (typeof ValueType)[keyof typeof ValueType];
 
@@ -102,11 +102,54 @@ export const f32x4 = {
   /** All-ones lanes where a < b, all-zero lanes elsewhere (and where either is NaN). */
   lt: (a: Code, b: Code): Code => cat(a, b, simd(0x43)),
   gt: (a: Code, b: Code): Code => cat(a, b, simd(0x44)),
+  /** Lanes 0-1 of two f64x2 rounded to float32 (nearest even), lanes 2-3 zero (f32x4.demote_f64x2_zero). */
+  demoteZero: (a: Code): Code => cat(a, simd(0x5e)),
+};
+
+/** Two-lane float64 SIMD instructions (products that must round once, as JS's double arithmetic does). */
+export const f64x2 = {
+  splat: (a: Code): Code => cat(a, simd(0x14)),
+  mul: (a: Code, b: Code): Code => cat(a, b, simd(0xf2)),
+  /** Float32 lanes 0-1 widened exactly to float64 (f64x2.promote_low_f32x4). */
+  promoteLow: (a: Code): Code => cat(a, simd(0x5f)),
+};
+
+/** Four-lane 32-bit integer SIMD instructions (bit patterns of floats). Shift counts are i32 expressions. */
+export const i32x4 = {
+  /** The same 32-bit constant in all four lanes (v128.const). */
+  const: (value: number): Code => cat(simd(0x0c), [...new Uint8Array(Uint32Array.of(value, value, value, value).buffer)]),
+  splat: (a: Code): Code => cat(a, simd(0x11)),
+  add: (a: Code, b: Code): Code => cat(a, b, simd(0xae)),
+  sub: (a: Code, b: Code): Code => cat(a, b, simd(0xb1)),
+  shl: (a: Code, count: Code): Code => cat(a, count, simd(0xab)),
+  shrU: (a: Code, count: Code): Code => cat(a, count, simd(0xad)),
+  /** All-ones lanes where a == b. */
+  eq: (a: Code, b: Code): Code => cat(a, b, simd(0x37)),
+  /** All-ones lanes where a > b, signed. */
+  gtS: (a: Code, b: Code): Code => cat(a, b, simd(0x3b)),
+  /** All-ones lanes where a >= b, signed. */
+  geS: (a: Code, b: Code): Code => cat(a, b, simd(0x3f)),
+  /** The low (lanes 0-3) or high (lanes 4-7) 16-bit lanes of an i16x8, zero-extended. */
+  extendLowU16: (a: Code): Code => cat(a, simd(0xa9)),
+  extendHighU16: (a: Code): Code => cat(a, simd(0xaa)),
+};
+
+/** Eight-lane 16-bit integer SIMD instructions. */
+export const i16x8 = {
+  /** The lanes of a then b, each signed i32 saturated to 0..65535 (i16x8.narrow_i32x4_u). */
+  narrowU: (a: Code, b: Code): Code => cat(a, b, simd(0x86)),
 };
 
 /** Bitwise operations on whole 128-bit vectors. */
 export const v128 = {
+  load: (address: Code): Code => cat(address, simd(0x00), MEMARG),
+  store: (address: Code, value: Code): Code => cat(address, value, simd(0x0b), MEMARG),
   and: (a: Code, b: Code): Code => cat(a, b, simd(0x4e)),
+  or: (a: Code, b: Code): Code => cat(a, b, simd(0x50)),
+  /** Bits of a where `mask` is 1, of b where it is 0. */
+  bitselect: (a: Code, b: Code, mask: Code): Code => cat(a, b, mask, simd(0x52)),
+  /** Bytes picked from a (0-15) and b (16-31) by 16 constant indices (i8x16.shuffle). */
+  shuffle: (a: Code, b: Code, lanes: readonly number[]): Code => cat(a, b, simd(0x0d), lanes),
 };
 
 /** `condition ? a : b` for an i32 condition (both operands are evaluated). */
