@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { listCheckpoints } from '../coordinator';
+import { KILL_AT_STEP_ENV } from '../worker';
 import { pause, type WorkerProc } from './support/cluster';
 import { recordsOf, runRecords, waitForRecords } from './support/cluster-checks';
 import { testJobYaml } from './support/cluster-data';
-import { pollUntil } from './support/deadline';
+import { pollUntil, withDeadline } from './support/deadline';
 import { faultSuite } from './support/fault-suite';
 
 /** A worker's log line after it pushed its share of a step. */
@@ -23,11 +24,16 @@ describe('distributed training survives faults', function () {
   it('a worker SIGKILLed mid-compute: its share is redone by the other, the job finishes', async () => {
     const job = suite.harness.writeJob('kill-worker', testJobYaml('kill-worker', { minWorkers: 1, leaseMs: 2000 }));
     const coordinator = await suite.harness.startCoordinator({ job });
-    const [survivor, victim] = await suite.harness.startWorkers(coordinator.ready.grpc, 2);
-    // Killed as it starts computing a share of a later step (the line comes before the compute): it dies with
-    // that share in hand, so its session ends and the coordinator hands the share to the survivor.
-    const [, killedAt] = await victim.child.waitForLine(COMPUTING_LATER, { what: 'the victim computing a share', timeoutMs: 120_000 });
-    victim.child.signal('SIGKILL');
+    // The victim SIGKILLs itself (the worker's failpoint) as it starts computing its first share after step 0:
+    // it dies with that share in hand, so its session ends and the coordinator hands the share to the
+    // survivor. A kill sent from here at its "computing" line could land after the push.
+    const [survivor, victim] = await Promise.all([
+      suite.harness.startWorker(coordinator.ready.grpc, 'worker-1'),
+      suite.harness.startWorker(coordinator.ready.grpc, 'worker-2', { [KILL_AT_STEP_ENV]: '1' }),
+    ]);
+    const exit = await withDeadline(victim.child.exited, 120_000, 'the victim to kill itself at its failpoint');
+    assert.equal(exit.signal, 'SIGKILL', victim.child.tail(20));
+    const killedAt = victim.child.lines().flatMap((l) => COMPUTING_LATER.exec(l)?.[1] ?? []).pop();
     await finish(coordinator.ready.runDir, () => suite.harness.awaitFinished(coordinator, [survivor]), 'after a worker was killed');
     const pushed = victim.child.lines().some((l) => SHARE_DONE.exec(l)?.[1] === killedAt);
     assert.equal(pushed, false, `the victim pushed its share of step ${killedAt} before the kill: not mid-compute`);

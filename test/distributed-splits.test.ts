@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { KILL_AT_STEP_ENV } from '../worker';
 import { type WorkerProc } from './support/cluster';
 import {
   assertExactlyOnce,
@@ -10,6 +11,7 @@ import {
   runRecords,
 } from './support/cluster-checks';
 import { testJobYaml } from './support/cluster-data';
+import { withDeadline } from './support/deadline';
 import { referenceSuite } from './support/reference-suite';
 
 /** Four micro-batches of 8 per step; 144 training images make the last step of an epoch 16 (two micro-batches). */
@@ -44,16 +46,21 @@ describe('distributed training gives the same weights whatever the split', funct
     const minWorkers = options.killMidCompute ? workers - 1 : workers;
     const job = suite.harness.writeJob(name, testJobYaml(name, { minWorkers, exchange: options.exchange, leaseMs: 2000 }, TRAINING));
     const coordinator = await suite.harness.startCoordinator({ job, split: options.split });
-    const procs = await suite.harness.startWorkers(coordinator.ready.grpc, workers);
+    // The victim (the last worker) SIGKILLs itself as it starts computing its first share after step 0, through
+    // the worker's failpoint: a kill sent from here at its "computing" line can land after the push, as a
+    // micro-batch of this model computes in milliseconds. Its micro-batches must be redone.
+    const victimEnv = options.killMidCompute ? { [KILL_AT_STEP_ENV]: '1' } : {};
+    const procs = await Promise.all(Array.from({ length: workers }, (_, k) =>
+      suite.harness.startWorker(coordinator.ready.grpc, `worker-${k + 1}`, k === workers - 1 ? victimEnv : {})));
     let survivors = procs;
     let killedAt = -1;
     try {
       if (options.killMidCompute) {
         const victim = procs[workers - 1];
-        // Killed as it starts computing a share of the second step: its micro-batches must be redone.
-        const [, step] = await victim.child.waitForLine(COMPUTING_LATER, { what: 'the victim computing a share', timeoutMs: 120_000 });
-        victim.child.signal('SIGKILL');
-        killedAt = Number(step);
+        const exit = await withDeadline(victim.child.exited, 120_000, 'the victim to kill itself at its failpoint');
+        assert.equal(exit.signal, 'SIGKILL', victim.child.tail(20));
+        const computing = victim.child.lines().flatMap((l) => COMPUTING_LATER.exec(l)?.[1] ?? []);
+        killedAt = Number(computing[computing.length - 1]);
         survivors = procs.slice(0, -1);
       }
       await suite.harness.awaitFinished(coordinator, survivors, 150_000);

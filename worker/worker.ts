@@ -22,6 +22,7 @@ import { endsSession } from './call-policy';
 import { ConfigSync, type WorkerConfig } from './config-sync';
 import { CoordinatorLink } from './coordinator-link';
 import { ReplicaUpdateError, WorkerError } from './errors';
+import { killAtFailpoint } from './failpoint';
 import { HeldSums, type ReducedSums } from './held-sums';
 import { runEvalShare } from './eval-runner';
 import { WorkerLifecycle, isFinal, nextLifecycle } from './lifecycle';
@@ -341,6 +342,7 @@ export class Worker {
     const config = this.configSync.config as WorkerConfig;
     const samples = localSamples(a.globalStep, a.microBatches, a.samples, reg.spec.model.numClasses);
     this.log(`step ${a.globalStep}: computing micro-batches [${a.microBatches.map((mb) => mb.id).join(', ')}]`);
+    killAtFailpoint(a.globalStep);
     const endCompute = processTimeline().begin('compute', a.globalStep, { microBatches: a.microBatches.length });
     const share = await runTrainShare(replica.parts, {
       samples,

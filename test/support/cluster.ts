@@ -129,8 +129,8 @@ export class ClusterHarness {
   }
 
   /** Starts `shardwise worker --id <id>` (plus `args`) against `coordinator` without waiting for it. */
-  launchWorker(coordinator: string, id: string, args: readonly string[] = [], name = id): ManagedChild {
-    return this.spawn(name, ['worker', '--coordinator', coordinator, '--id', id, '--metrics-port', '0', '--backend', TEST_BACKEND, ...args]);
+  launchWorker(coordinator: string, id: string, args: readonly string[] = [], name = id, env: NodeJS.ProcessEnv = {}): ManagedChild {
+    return this.spawn(name, ['worker', '--coordinator', coordinator, '--id', id, '--metrics-port', '0', '--backend', TEST_BACKEND, ...args], env);
   }
 
   /** Starts any `shardwise` command (`args` after the program); like every child, stopped at dispose. */
@@ -145,8 +145,8 @@ export class ClusterHarness {
   }
 
   /** Starts `shardwise worker --id <id>` against `coordinator` and resolves at its ready line. */
-  async startWorker(coordinator: string, id: string): Promise<WorkerProc> {
-    const child = this.launchWorker(coordinator, id);
+  async startWorker(coordinator: string, id: string, env: NodeJS.ProcessEnv = {}): Promise<WorkerProc> {
+    const child = this.launchWorker(coordinator, id, [], id, env);
     const match = await child.waitForLine(WORKER_READY_PATTERN, { what: 'the worker ready line', timeoutMs: START_TIMEOUT_MS });
     return { child, ready: workerReadyFrom(match) };
   }
