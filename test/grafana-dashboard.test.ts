@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DASHBOARD_FILES, dashboardJson } from '../deploy/grafana/dashboard';
+import { KILL_AT_STEP_ENV } from '../worker';
 import { ClusterHarness, type WorkerProc } from './support/cluster';
 import { recordsOf, waitForRecords } from './support/cluster-checks';
 import { testJobYaml } from './support/cluster-data';
-import { pollUntil } from './support/deadline';
+import { pollUntil, withDeadline } from './support/deadline';
 import { Helm, ROOT } from './support/helm';
 import { PrometheusServer, type TargetGroup } from './support/prometheus-server';
 
@@ -23,8 +24,6 @@ const GRAFANA_VARIABLES: Record<string, string> = {
   $__rate_interval: '1m',
   $__range: '10m',
 };
-/** A worker's log line after it pushed its share of a step. */
-const SHARE_DONE = /step (\d+) \(epoch (\d+)\): \d+\/\d+ micro-batches/;
 
 interface DashboardTarget {
   expr: string;
@@ -143,7 +142,12 @@ describe('grafana dashboard: every panel answers with data from a real Prometheu
       for (const w of workers) pods.set(w.ready.id, w.ready.metrics);
       await publish();
     };
-    const [first, victim] = await harness.startWorkers(coordinator.ready.grpc, 2);
+    // The failure: worker-2 SIGKILLs itself (the worker's failpoint) as it starts computing its first share
+    // after step 0, so worker-1 redoes that share. A kill sent from here could land between two shares.
+    const [first, victim] = await Promise.all([
+      harness.startWorker(coordinator.ready.grpc, 'worker-1'),
+      harness.startWorker(coordinator.ready.grpc, 'worker-2', { [KILL_AT_STEP_ENV]: '1' }),
+    ]);
     await addWorkers([first, victim]);
     const runDir = coordinator.ready.runDir;
     try {
@@ -156,10 +160,9 @@ describe('grafana dashboard: every panel answers with data from a real Prometheu
       assert.equal((await joiner.child.exited).code, 0, `worker-3 after its drain:\n${joiner.child.tail(30)}`);
       pods.delete('worker-3');
       await publish();
-      // Failure: SIGKILL right after a share, so the next share it held is redone by worker-1.
-      await victim.child.waitForLine(SHARE_DONE, { what: "worker-2's next share", timeoutMs: 60_000 });
-      victim.child.signal('SIGKILL');
-      await victim.child.exited;
+      // Failure: worker-2 died at its failpoint, holding a share that worker-1 redid.
+      const exit = await withDeadline(victim.child.exited, 120_000, 'worker-2 to kill itself at its failpoint');
+      assert.equal(exit.signal, 'SIGKILL', victim.child.tail(20));
       pods.delete('worker-2');
       await publish();
       // The learning-rate change: the unfreeze at epoch 3 lowers the rate (testJobYaml's freeze section).
