@@ -1,6 +1,16 @@
 /** The environment variable of {@link killAtFailpoint}: a global step, N >= 1. */
 export const KILL_AT_STEP_ENV = 'SHARDWISE_FAILPOINT_KILL_AT_STEP';
 
+/** Read once at start, since the check runs on every share of the training step; unset: never. */
+const KILL_AT_STEP = killAtStep(process.env[KILL_AT_STEP_ENV]);
+
+function killAtStep(value: string | undefined): number {
+  if (value === undefined) return Infinity;
+  const step = Number(value);
+  if (!Number.isInteger(step) || step < 1) throw new Error(`${KILL_AT_STEP_ENV}: expected a global step >= 1, got '${value}'`);
+  return step;
+}
+
 /**
  * Fault tests' failpoint: with SHARDWISE_FAILPOINT_KILL_AT_STEP=N set, the worker SIGKILLs itself as it starts
  * computing its first share of a global step at or after N. A kill sent from outside when the worker logs
@@ -9,6 +19,5 @@ export const KILL_AT_STEP_ENV = 'SHARDWISE_FAILPOINT_KILL_AT_STEP';
  * only its moment is exact. Unset, this does nothing.
  */
 export function killAtFailpoint(globalStep: number): void {
-  const at = process.env[KILL_AT_STEP_ENV];
-  if (at !== undefined && globalStep >= Number(at)) process.kill(process.pid, 'SIGKILL');
+  if (globalStep >= KILL_AT_STEP) process.kill(process.pid, 'SIGKILL');
 }
