@@ -11,6 +11,7 @@ export {
   defaultWorkerId,
   WORKER_MAX_MESSAGE_BYTES,
   type CompiledWorkerOptions,
+  type ShareComputer,
   type WorkerOptions,
 } from './options';
 export { WorkerLifecycle, isFinal, nextLifecycle } from './lifecycle';

@@ -1,5 +1,9 @@
 import * as os from 'node:os';
-import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH, type NatsCredentials, resolveThreads, type TlsCredentials } from '../common';
+import { type BackendPreference, ConfigError, MAX_WORKER_ID_LENGTH, type ModelParts, type NatsCredentials, resolveThreads, type TlsCredentials } from '../common';
+import { type ComputedShare, runTrainShare, type TrainShareInput } from './share-runner';
+
+/** Computes one training share on the replica's model (see {@link WorkerOptions.computeShare}). */
+export type ShareComputer = (parts: ModelParts, input: TrainShareInput) => Promise<ComputedShare>;
 
 /** How a worker reaches its coordinator and how patient it is. */
 export interface WorkerOptions {
@@ -61,6 +65,13 @@ export interface WorkerOptions {
   shutdownGraceMs?: number;
   /** Where status lines go (never stdout, which carries the ready line). @default stderr */
   log?: (line: string) => void;
+  /**
+   * A test and bench seam, not a user option: what computes a training share. The soak (test/soak) swaps
+   * in a synthetic gradient to load the coordinator and the exchange without the model's compute;
+   * everything around it (session, data plane, allreduce, replica updates) stays the real one.
+   * @default runTrainShare: the model's forward and backward passes
+   */
+  computeShare?: ShareComputer;
 }
 
 /** {@link WorkerOptions} with every default filled and every field checked. */
@@ -84,6 +95,7 @@ export interface CompiledWorkerOptions {
   tls?: TlsCredentials;
   shutdownGraceMs: number;
   log: (line: string) => void;
+  computeShare: ShareComputer;
 }
 
 /** Default of {@link WorkerOptions.maxMessageBytes}: room for a large evaluation share's pixels. */
@@ -149,6 +161,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     tls: checkWorkerTls(options.tls, id),
     shutdownGraceMs,
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
+    computeShare: options.computeShare ?? runTrainShare,
   };
 }
 

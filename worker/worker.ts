@@ -29,7 +29,6 @@ import { WorkerLifecycle, isFinal, nextLifecycle } from './lifecycle';
 import { type CompiledWorkerOptions, type WorkerOptions, compileWorkerOptions } from './options';
 import { localSamples } from './samples';
 import { type ReadyProgress, Session } from './session';
-import { runTrainShare } from './share-runner';
 
 /** Why {@link Worker.run} returned. */
 export type WorkerExitReason = 'job-finished' | 'drained' | 'grace-expired';
@@ -344,7 +343,7 @@ export class Worker {
     this.log(`step ${a.globalStep}: computing micro-batches [${a.microBatches.map((mb) => mb.id).join(', ')}]`);
     killAtFailpoint(a.globalStep);
     const endCompute = processTimeline().begin('compute', a.globalStep, { microBatches: a.microBatches.length });
-    const share = await runTrainShare(replica.parts, {
+    const share = await this.options.computeShare(replica.parts, {
       samples,
       augmenter: session.augmenter,
       jobSeed: reg.spec.seed,

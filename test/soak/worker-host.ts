@@ -7,6 +7,7 @@
  */
 import { initBackend } from '../../common';
 import { Worker } from '../../worker';
+import { syntheticShare } from './synthetic-share';
 
 async function main(): Promise<void> {
   const [coordinator, firstText, countText] = process.argv.slice(2);
@@ -19,7 +20,7 @@ async function main(): Promise<void> {
   const runs = Array.from({ length: count }, (_, k) => {
     const id = `soak-${first + k}`;
     return new Worker({
-      coordinator, id, backend: 'wasm', threads: 1, retryLimitMs: 600_000, idInUseWaitMs: 600_000,
+      coordinator, id, backend: 'wasm', threads: 1, retryLimitMs: 600_000, idInUseWaitMs: 600_000, computeShare: syntheticShare,
       log: (line) => (/(^|: )step \d+ \(epoch \d+\): /.test(line) ? process.stdout : process.stderr).write(`${id}: ${line}\n`),
     }).run();
   });
