@@ -49,8 +49,8 @@ lint: install
 chaos: install deb-packages
 	$(NODE_TS) test/chaos/main.ts $(if $(SEED),--seed $(SEED),)
 
-## soak: one job with 64 workers (real Workers hosted in 8 processes, the default allreduce, a 650-float gradient,
-## one micro-batch each per step) for STEPS steps (default 10000): the coordinator's RSS and open handles after a
+## soak: one job with 64 workers (real Workers hosted in 8 processes, the default allreduce, fake compute: a
+## synthetic 650-float gradient, one micro-batch each per step) for STEPS steps (default 10000): the coordinator's RSS and open handles after a
 ## 500-step warm-up and at the end, step time p50/p99, samples lost, replica hashes; prints one `soak ...` line.
 soak: install
 	$(NODE_TS) test/soak/main.ts $(if $(STEPS),--steps $(STEPS),)

@@ -1,11 +1,13 @@
 /**
  * One soak run: a real coordinator process and `workers` workers on the default exchange (the allreduce),
  * for `steps` training steps, sized to fit a 2-core machine: the workers are real `Worker`s (gRPC clients,
- * data planes, allreduce) hosted in a few processes (worker-host.ts), computing a frozen small CNN's 650-float linear head on
- * one 32x32 image per micro-batch, a global batch of one micro-batch per worker. What is measured is the
- * coordinator: its resident memory and open file descriptors after the warm-up and at the end (from /proc),
- * and the wall time between one worker's consecutive steps. The run is then checked from metrics.jsonl:
- * no sample lost or counted twice, every replica hash equal to the coordinator's.
+ * data planes, allreduce, replica updates) hosted in a few processes (worker-host.ts), with fake compute: a
+ * synthetic gradient of a small CNN's 650-float linear head, derived from the share's sample ids and the
+ * step (synthetic-share.ts), one image per micro-batch, a global batch of one micro-batch per worker. What
+ * is measured is the coordinator and the exchange: the coordinator's resident memory and open file
+ * descriptors after the warm-up and at the end (from /proc), and the wall time between one worker's
+ * consecutive steps. The run is then checked from metrics.jsonl: no sample lost or counted twice, every
+ * replica hash equal to the coordinator's.
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -2,6 +2,7 @@
  * One process hosting a share of the soak's workers: `node --import tsx test/soak/worker-host.ts <coordinator>
  * <first> <count>` runs Workers `soak-<first>` .. `soak-<first+count-1>` to the end of the job. Their step lines
  * go to stdout (the soak times the first worker's), the rest to stderr; it exits 1 when a worker failed.
+ * Each computes its shares with the synthetic gradient (synthetic-share.ts) in place of the model's passes.
  * Spreading the workers over a few processes keeps each event loop's share of 64 allreduces small, as on
  * separate machines, while 64 full processes would not fit beside the other jobs of a 2-core machine.
  */
