@@ -9,7 +9,7 @@ import { registerWasmBatchMatMul } from './wasm-batch-matmul';
 import { BATCH_NORM_TRAINING_GRAD_KERNEL, BATCH_NORM_TRAINING_KERNEL, registerWasmBatchNormTraining } from './wasm-batch-norm-training';
 import { registerWasmConv2DBackpropFilter } from './wasm-conv2d-backprop-filter';
 import { registerWasmConv2DBackpropInput } from './wasm-conv2d-backprop-input';
-import { registerWasmDepthwiseBackprop } from './wasm-depthwise-backprop';
+import { registerWasmDepthwiseConv } from './wasm-depthwise-conv';
 import { registerWasmFusedBatchNorm } from './wasm-fused-batch-norm';
 import { registerWasmIdentity } from './wasm-identity';
 import { registerWasmMinMax } from './wasm-min-max';
@@ -29,6 +29,7 @@ export const WASM_TRAINING_KERNELS = [
   tf.DepthwiseConv2dNativeBackpropFilter,
   tf.DepthwiseConv2dNativeBackpropInput,
   tf.Conv2DBackpropInput,
+  tf.DepthwiseConv2dNative,
   tf.Conv2D,
   tf.FusedConv2D,
   tf.BatchMatMul,
@@ -70,7 +71,7 @@ export function registerWasmTrainingKernels(): void {
   registerWasmPointwiseConv();
   registerWasmConv2DBackpropInput();
   registerWasmConv2DBackpropFilter();
-  registerWasmDepthwiseBackprop();
+  registerWasmDepthwiseConv();
   registerFusedOptimizerKernels();
   registerWasmBatchNormTraining();
   routeBatchNormTraining();

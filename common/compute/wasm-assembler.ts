@@ -152,6 +152,12 @@ export const v128 = {
   shuffle: (a: Code, b: Code, lanes: readonly number[]): Code => cat(a, b, simd(0x0d), lanes),
 };
 
+/** Bulk memory operations (WebAssembly 2.0): native speed, no loop in the module. */
+export const memory = {
+  /** Sets `bytes` bytes from `address` to the low byte of `value` (memory.fill). */
+  fill: (address: Code, value: Code, bytes: Code): Code => cat(address, value, bytes, [0xfc, 0x0b, 0x00]),
+};
+
 /** `condition ? a : b` for an i32 condition (both operands are evaluated). */
 export function select(a: Code, b: Code, condition: Code): Code {
   return cat(a, b, condition, [0x1b]);
