@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ConvGeometry } from './conv-geometry';
 import {
-  assembleModule, type Code, f32, f32x4, i32, ifInRange, local, memory, ValueType, type WasmFunction, whileBelow,
+  assembleModule, type Code, f32, f32x4, i32, i32x4, ifElse, ifInRange, local, memory, ValueType, type WasmFunction, whileBelow,
 } from './wasm-assembler';
 import { WasmHeap } from './wasm-heap';
 
@@ -25,8 +25,8 @@ import { WasmHeap } from './wasm-heap';
 // side y (forward) or dy; the filter side w (forward, input gradient) or dW.
 const [INPUT, OUTPUT, FILTER, BATCH, IN_H, IN_W, CHANNELS, OUT_H, OUT_W, K_H, K_W, STRIDE_H, STRIDE_W, PAD_TOP, PAD_LEFT] =
   [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
-const [N, OH, OW, I, J, IH, IW, OUT_ROW, IN_ROW, TAP_ROW, P, ROW_BYTES, VECTOR_BYTES] =
-  [15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27];
+const [N, OH, OW, I, J, IH, IW, OUT_ROW, IN_ROW, TAP_ROW, P, ROW_BYTES, VECTOR_BYTES, COLUMN, TAP_BYTES] =
+  [15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29];
 
 const get = local.get;
 
@@ -66,10 +66,13 @@ const taps = (body: Code): Code => [
 ];
 
 const PARAMS = Array.from({ length: 15 }, () => ValueType.i32);
-const LOCALS = Array.from({ length: 13 }, () => ValueType.i32);
+const LOCALS = Array.from({ length: 15 }, () => ValueType.i32);
 
-/** A function that zeroes the `bytes` of its result at `result`, then runs `tapBody` for every pair. */
-function overPixelsAndTaps(name: string, result: number, bytes: Code, tapBody: Code): WasmFunction {
+/**
+ * A function that zeroes the `bytes` of its result at `result`, then runs `tapBody` for every pair;
+ * output pixels are `outPixelBytes` apart (one row of channels, or of im2col columns).
+ */
+function overPixelsAndTaps(name: string, result: number, bytes: Code, tapBody: Code, outPixelBytes: Code = get(ROW_BYTES)): WasmFunction {
   const loop = (counter: number, end: number, body: Code): Code => [...local.set(counter, i32.const(0)), ...whileBelow(counter, get(end), 1, body)];
   return {
     name,
@@ -82,34 +85,128 @@ function overPixelsAndTaps(name: string, result: number, bytes: Code, tapBody: C
       ...local.set(OUT_ROW, get(OUTPUT)),
       ...loop(N, BATCH, loop(OH, OUT_H, loop(OW, OUT_W, [
         ...taps(tapBody),
-        ...local.set(OUT_ROW, i32.add(get(OUT_ROW), get(ROW_BYTES))),
+        ...local.set(OUT_ROW, i32.add(get(OUT_ROW), outPixelBytes)),
       ]))),
     ],
   };
 }
 
 /**
- * The module exporting `forward`, `filter_grad` and `input_grad`, all taking
+ * im2col's columns of one tap: column `c·taps + t` of an output pixel is channel c of the input pixel tap
+ * t reads. `toColumns` copies the input row into them; otherwise they are added into the input row (col2im,
+ * the input gradient of im2col). Scalar: these serve convolution stems with a few input channels.
+ */
+function tapColumns(toColumns: boolean): Code {
+  const inputAt = i32.add(get(IN_ROW), get(P));
+  return [
+    ...local.set(TAP_BYTES, i32.shl(i32.mul(get(K_H), get(K_W)), i32.const(2))),
+    ...local.set(COLUMN, i32.add(get(OUT_ROW), i32.shl(i32.add(i32.mul(get(I), get(K_W)), get(J)), i32.const(2)))),
+    ...local.set(P, i32.const(0)),
+    ...whileBelow(P, get(ROW_BYTES), 4, [
+      ...(toColumns ? f32.store(get(COLUMN), f32.load(inputAt)) : f32.store(inputAt, f32.add(f32.load(inputAt), f32.load(get(COLUMN))))),
+      ...local.set(COLUMN, i32.add(get(COLUMN), get(TAP_BYTES))),
+    ]),
+  ];
+}
+
+/**
+ * The module exporting `forward`, `filter_grad`, `input_grad`, `image_to_columns` and `columns_to_image`,
+ * all taking
  * `(x or dx, y or dy, w or dW, batch, inH, inW, channels, outH, outW, kH, kW, sH, sW, padTop, padLeft)`.
  */
 export function depthwiseModule(): Uint8Array {
   const filterBytes = i32.mul(i32.mul(get(K_H), get(K_W)), get(ROW_BYTES));
   const inputBytes = i32.mul(i32.mul(i32.mul(get(BATCH), get(IN_H)), get(IN_W)), get(ROW_BYTES));
   const outputBytes = i32.mul(i32.mul(i32.mul(get(BATCH), get(OUT_H)), get(OUT_W)), get(ROW_BYTES));
+  const columnBytes = i32.mul(i32.mul(get(K_H), get(K_W)), get(ROW_BYTES));
+  const columnsBytes = i32.mul(i32.mul(i32.mul(get(BATCH), get(OUT_H)), get(OUT_W)), columnBytes);
   return assembleModule([
+    overPixelsAndTaps('image_to_columns', OUTPUT, columnsBytes, tapColumns(true), columnBytes),
+    overPixelsAndTaps('columns_to_image', INPUT, inputBytes, tapColumns(false), columnBytes),
     overPixelsAndTaps('forward', OUTPUT, outputBytes, multiplyAddRow(OUT_ROW, IN_ROW, TAP_ROW)),
     overPixelsAndTaps('filter_grad', FILTER, filterBytes, multiplyAddRow(TAP_ROW, IN_ROW, OUT_ROW)),
     overPixelsAndTaps('input_grad', INPUT, inputBytes, multiplyAddRow(IN_ROW, TAP_ROW, OUT_ROW)),
   ]);
 }
 
-/** Runs `fn` of the module on (input-side tensor, output-side tensor, filter-side tensor) with geometry `g`. */
-function run(backend: unknown, fn: 'forward' | 'filter_grad' | 'input_grad', inputSide: tf.TensorInfo, outputSide: tf.TensorInfo, filterSide: tf.TensorInfo, g: ConvGeometry): void {
+// Locals of the 3x3 forward beyond the shared ones: the first input row a pixel reads, the three rows'
+// addresses plus P, the filter's address plus P, and the input's row stride in bytes.
+const [X0, A0, A1, A2, F, ROW_STRIDE] = [30, 31, 32, 33, 34, 35];
+
+/**
+ * The forward of a 3x3 depthwise convolution over `channels` channels. A pixel whose nine taps all read
+ * inside the input (every pixel of MobileNet's explicitly padded 'valid' layers) keeps its sum in a
+ * register: nine products per four channels, one store, the tap offsets constant in the instructions (the
+ * reason for one module per channel count). Other pixels take the shared per-tap path. Both add the
+ * products to 0 in the same (i, j) order, so the result does not depend on which path a pixel took.
+ */
+function forward3x3(channels: number): WasmFunction {
+  const rowBytes = channels * 4;
+  const vectorBytes = (channels & ~3) * 4;
+  const rows = [A0, A1, A2];
+  let vectorSum: Code = i32x4.const(0);
+  let scalarSum: Code = f32.const(0);
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) {
+      const [xOffset, wOffset] = [j * rowBytes, (i * 3 + j) * rowBytes];
+      vectorSum = f32x4.add(vectorSum, f32x4.mul(f32x4.loadAt(get(rows[i]), xOffset), f32x4.loadAt(get(F), wOffset)));
+      scalarSum = f32.add(scalarSum, f32.mul(f32.loadAt(get(rows[i]), xOffset), f32.loadAt(get(F), wOffset)));
+    }
+  }
+  const addresses: Code = [
+    ...local.set(A0, i32.add(get(X0), get(P))),
+    ...local.set(A1, i32.add(get(A0), get(ROW_STRIDE))),
+    ...local.set(A2, i32.add(get(A1), get(ROW_STRIDE))),
+    ...local.set(F, i32.add(get(FILTER), get(P))),
+  ];
+  const inside = (start: number, length: number): Code =>
+    i32.and(i32.geS(get(start), i32.const(0)), i32.leS(i32.add(get(start), i32.const(3)), get(length)));
+  const registerPath: Code = [
+    ...local.set(X0, i32.add(get(INPUT), i32.mul(
+      i32.add(i32.mul(i32.add(i32.mul(get(N), get(IN_H)), get(IH)), get(IN_W)), get(IW)), i32.const(rowBytes)))),
+    ...local.set(P, i32.const(0)),
+    ...whileBelow(P, i32.const(vectorBytes), 16, [...addresses, ...f32x4.store(i32.add(get(OUT_ROW), get(P)), vectorSum)]),
+    ...whileBelow(P, i32.const(rowBytes), 4, [...addresses, ...f32.store(i32.add(get(OUT_ROW), get(P)), scalarSum)]),
+  ];
+  const tapPath: Code = [...memory.fill(get(OUT_ROW), i32.const(0), i32.const(rowBytes)), ...taps(multiplyAddRow(OUT_ROW, IN_ROW, TAP_ROW))];
+  const loop = (counter: number, end: number, body: Code): Code => [...local.set(counter, i32.const(0)), ...whileBelow(counter, get(end), 1, body)];
+  return {
+    name: 'forward_3x3',
+    params: PARAMS,
+    locals: [...LOCALS, ...Array.from({ length: 6 }, () => ValueType.i32)],
+    body: [
+      ...local.set(ROW_BYTES, i32.const(rowBytes)),
+      ...local.set(VECTOR_BYTES, i32.const(vectorBytes)),
+      ...local.set(ROW_STRIDE, i32.mul(get(IN_W), i32.const(rowBytes))),
+      ...local.set(OUT_ROW, get(OUTPUT)),
+      ...loop(N, BATCH, loop(OH, OUT_H, [
+        ...loop(OW, OUT_W, [
+          // Set per pixel: the tap path reuses IH and IW as its own counters.
+          ...local.set(IH, i32.sub(i32.mul(get(OH), get(STRIDE_H)), get(PAD_TOP))),
+          ...local.set(IW, i32.sub(i32.mul(get(OW), get(STRIDE_W)), get(PAD_LEFT))),
+          ...ifElse(i32.and(inside(IH, IN_H), inside(IW, IN_W)), registerPath, tapPath),
+          ...local.set(OUT_ROW, i32.add(get(OUT_ROW), get(ROW_BYTES))),
+        ]),
+      ])),
+    ],
+  };
+}
+
+type DepthwiseFunction = 'forward' | 'filter_grad' | 'input_grad' | 'image_to_columns' | 'columns_to_image';
+
+/**
+ * Runs `fn` of the module on (input-side tensor, output-side tensor, filter-side tensor or none) with
+ * geometry `g`; batch and channels are the input side's.
+ */
+function run(backend: unknown, fn: DepthwiseFunction, inputSide: tf.TensorInfo, outputSide: tf.TensorInfo, filterSide: tf.TensorInfo | null, g: ConvGeometry): void {
   const heap = new WasmHeap(backend);
-  const [batch, , , channels] = outputSide.shape;
-  heap.module('depthwise', depthwiseModule)[fn](
-    heap.offset(inputSide), heap.offset(outputSide), heap.offset(filterSide), batch, g.inHeight, g.inWidth, channels, g.outHeight, g.outWidth,
-    g.filterHeight, g.filterWidth, g.strideHeight, g.strideWidth, g.padTop, g.padLeft,
+  const [batch, , , channels] = inputSide.shape;
+  const exports = fn === 'forward' && g.filterHeight === 3 && g.filterWidth === 3
+    ? { forward: heap.module(`depthwise-3x3-${channels}`, () => assembleModule([forward3x3(channels)])).forward_3x3 }
+    : heap.module('depthwise', depthwiseModule);
+  exports[fn](
+    heap.offset(inputSide), heap.offset(outputSide), filterSide ? heap.offset(filterSide) : 0, batch, g.inHeight, g.inWidth, channels,
+    g.outHeight, g.outWidth, g.filterHeight, g.filterWidth, g.strideHeight, g.strideWidth, g.padTop, g.padLeft,
   );
 }
 
@@ -131,5 +228,22 @@ export function depthwiseFilterGrad(backend: unknown, x: tf.TensorInfo, dy: tf.T
 export function depthwiseInputGrad(backend: unknown, dy: tf.TensorInfo, w: tf.TensorInfo, g: ConvGeometry, inputShape: number[]): tf.TensorInfo {
   const dx = new WasmHeap(backend).allocate(inputShape);
   run(backend, 'input_grad', dx, dy, w, g);
+  return dx;
+}
+
+/**
+ * im2col of float32 `x` for a convolution of geometry `g`: [n, outH, outW, channels·taps], column
+ * `c·taps + t` holding channel c of the pixel tap t reads (0 outside the input), inside a wasm kernel.
+ */
+export function imageToColumns(backend: unknown, x: tf.TensorInfo, g: ConvGeometry): tf.TensorInfo {
+  const columns = new WasmHeap(backend).allocate([x.shape[0], g.outHeight, g.outWidth, x.shape[3] * g.filterHeight * g.filterWidth]);
+  run(backend, 'image_to_columns', x, columns, null, g);
+  return columns;
+}
+
+/** col2im: the input gradient of {@link imageToColumns}, dx of `inputShape` from float32 column gradients. */
+export function columnsToImage(backend: unknown, columns: tf.TensorInfo, g: ConvGeometry, inputShape: number[]): tf.TensorInfo {
+  const dx = new WasmHeap(backend).allocate(inputShape);
+  run(backend, 'columns_to_image', dx, columns, null, g);
   return dx;
 }
