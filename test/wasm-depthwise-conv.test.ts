@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../common/compute';
 import { convGeometry } from '../common/compute/conv-geometry';
 import { Rng } from '../common/random';
+import { isOurWasmKernel } from '../common/compute/wasm-kernel-registry';
 import { bitsEqual, maxRelativeError } from './support/floats';
 
 // The depthwise convolution forward of the wasm backend (wasm-depthwise-kernels.ts) against tfjs's
@@ -77,6 +78,11 @@ function referenceInKernelOrder(c: Case, x: Float32Array, w: Float32Array): Floa
 
 describe('compute: depthwise convolution forward on wasm', () => {
   const rng = new Rng('wasm-depthwise-conv');
+
+  it('is the kernel registered for wasm', async () => {
+    await initBackend({ prefer: 'wasm', ...quiet });
+    assert.ok(isOurWasmKernel(tf.DepthwiseConv2dNative), 'DepthwiseConv2dNative on wasm is the stock kernel');
+  });
 
   for (const c of CASES) {
     it(`matches the cpu backend and the kernel's summation order: ${c.label}`, async () => {

@@ -16,6 +16,7 @@ import { registerWasmMinMax } from './wasm-min-max';
 import { registerWasmPointwiseConv } from './wasm-pointwise-conv';
 import { registerWasmReductions } from './wasm-reductions';
 import { RELU6_GRAD_KERNEL, RELU6_KERNEL, registerWasmRelu6, routeRelu6Activation } from './wasm-relu6';
+import { registerWasmPad } from './wasm-pad';
 import { registerWasmSlice } from './wasm-slice';
 import { registerWasmTranspose } from './wasm-transpose';
 
@@ -36,6 +37,7 @@ export const WASM_TRAINING_KERNELS = [
   tf._FusedMatMul,
   tf.Transpose,
   tf.Slice,
+  tf.PadV2,
   tf.Identity,
   tf.Cast,
   tf.Sum,
@@ -63,6 +65,7 @@ export function registerWasmTrainingKernels(): void {
   if (registered) return;
   registerWasmTranspose();
   registerWasmSlice();
+  registerWasmPad();
   registerWasmIdentity();
   registerWasmBatchMatMul();
   registerWasmReductions();
