@@ -167,17 +167,3 @@ export function tapPixels(view: tf.Tensor, g: ConvGeometry, i: number, j: number
   const pixels = tf.slice(view, begin, [n, g.outHeight, 1, g.outWidth, 1, c]);
   return tf.reshape(pixels, [n * g.outHeight * g.outWidth, c]);
 }
-
-/**
- * One-hot depthwise filter [kh, kw, channels, kh·kw] whose channel multiplier enumerates the
- * taps. A depthwise convolution with it (at a convolution's stride and padding) is im2col,
- * giving patches [n, oh, ow, channels·taps]; its input gradient is col2im.
- */
-export function tapSelector(filterHeight: number, filterWidth: number, channels: number): tf.Tensor4D {
-  const taps = filterHeight * filterWidth;
-  const values = new Float32Array(taps * channels * taps);
-  for (let t = 0; t < taps; t++) {
-    for (let c = 0; c < channels; c++) values[(t * channels + c) * taps + t] = 1;
-  }
-  return tf.tensor4d(values, [filterHeight, filterWidth, channels, taps]);
-}

@@ -9,13 +9,14 @@ import { registerWasmBatchMatMul } from './wasm-batch-matmul';
 import { BATCH_NORM_TRAINING_GRAD_KERNEL, BATCH_NORM_TRAINING_KERNEL, registerWasmBatchNormTraining } from './wasm-batch-norm-training';
 import { registerWasmConv2DBackpropFilter } from './wasm-conv2d-backprop-filter';
 import { registerWasmConv2DBackpropInput } from './wasm-conv2d-backprop-input';
-import { registerWasmDepthwiseBackprop } from './wasm-depthwise-backprop';
+import { registerWasmDepthwiseConv } from './wasm-depthwise-conv';
 import { registerWasmFusedBatchNorm } from './wasm-fused-batch-norm';
 import { registerWasmIdentity } from './wasm-identity';
 import { registerWasmMinMax } from './wasm-min-max';
 import { registerWasmPointwiseConv } from './wasm-pointwise-conv';
 import { registerWasmReductions } from './wasm-reductions';
 import { RELU6_GRAD_KERNEL, RELU6_KERNEL, registerWasmRelu6, routeRelu6Activation } from './wasm-relu6';
+import { registerWasmPad } from './wasm-pad';
 import { registerWasmSlice } from './wasm-slice';
 import { registerWasmTranspose } from './wasm-transpose';
 
@@ -29,12 +30,14 @@ export const WASM_TRAINING_KERNELS = [
   tf.DepthwiseConv2dNativeBackpropFilter,
   tf.DepthwiseConv2dNativeBackpropInput,
   tf.Conv2DBackpropInput,
+  tf.DepthwiseConv2dNative,
   tf.Conv2D,
   tf.FusedConv2D,
   tf.BatchMatMul,
   tf._FusedMatMul,
   tf.Transpose,
   tf.Slice,
+  tf.PadV2,
   tf.Identity,
   tf.Cast,
   tf.Sum,
@@ -62,6 +65,7 @@ export function registerWasmTrainingKernels(): void {
   if (registered) return;
   registerWasmTranspose();
   registerWasmSlice();
+  registerWasmPad();
   registerWasmIdentity();
   registerWasmBatchMatMul();
   registerWasmReductions();
@@ -70,7 +74,7 @@ export function registerWasmTrainingKernels(): void {
   registerWasmPointwiseConv();
   registerWasmConv2DBackpropInput();
   registerWasmConv2DBackpropFilter();
-  registerWasmDepthwiseBackprop();
+  registerWasmDepthwiseConv();
   registerFusedOptimizerKernels();
   registerWasmBatchNormTraining();
   routeBatchNormTraining();

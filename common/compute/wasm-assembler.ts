@@ -62,12 +62,17 @@ export const i32 = {
   and: (a: Code, b: Code): Code => cat(a, b, [0x71]),
   shl: (a: Code, b: Code): Code => cat(a, b, [0x74]),
   geU: (a: Code, b: Code): Code => cat(a, b, [0x4f]),
+  /** Signed comparisons: i32 1 where true, else 0. */
+  geS: (a: Code, b: Code): Code => cat(a, b, [0x4e]),
+  leS: (a: Code, b: Code): Code => cat(a, b, [0x4c]),
 };
 
 /** Scalar float32 instructions; each rounds exactly as a float32 operation in tfjs does. */
 export const f32 = {
   const: (value: number): Code => [0x43, ...new Uint8Array(Float32Array.of(value).buffer)],
   load: (address: Code): Code => cat(address, [0x2a, 0x02, 0x00]),
+  /** The float at `address + offset` (a constant byte offset). */
+  loadAt: (address: Code, offset: number): Code => cat(address, [0x2a, 0x02], uleb128(offset)),
   store: (address: Code, value: Code): Code => cat(address, value, [0x38, 0x02, 0x00]),
   add: (a: Code, b: Code): Code => cat(a, b, [0x92]),
   sub: (a: Code, b: Code): Code => cat(a, b, [0x93]),
@@ -150,6 +155,12 @@ export const v128 = {
   bitselect: (a: Code, b: Code, mask: Code): Code => cat(a, b, mask, simd(0x52)),
   /** Bytes picked from a (0-15) and b (16-31) by 16 constant indices (i8x16.shuffle). */
   shuffle: (a: Code, b: Code, lanes: readonly number[]): Code => cat(a, b, simd(0x0d), lanes),
+};
+
+/** Bulk memory operations (WebAssembly 2.0): native speed, no loop in the module. */
+export const memory = {
+  /** Sets `bytes` bytes from `address` to the low byte of `value` (memory.fill). */
+  fill: (address: Code, value: Code, bytes: Code): Code => cat(address, value, bytes, [0xfc, 0x0b, 0x00]),
 };
 
 /** `condition ? a : b` for an i32 condition (both operands are evaluated). */

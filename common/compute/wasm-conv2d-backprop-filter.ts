@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { ConvGeometry, convGeometry, expectOutputGradShape, nhwcPadding, phaseView, tapPixels, tapSelector } from './conv-geometry';
+import { ConvGeometry, convGeometry, expectOutputGradShape, phaseView, tapPixels } from './conv-geometry';
 import { sumOverPixels } from './pixel-product';
+import { imageToColumns } from './wasm-depthwise-kernels';
 import { asTensor, KernelArgs, registerWasmKernel, tidyKernel } from './wasm-kernel-registry';
 
 /**
@@ -23,18 +24,15 @@ const MAX_PATCH_COLUMNS = 64;
 
 /**
  * Few input channels (an RGB stem): dW[kh, kw, ci, co] = Σ_p patch[p, ci, kh, kw]·dy[p, co], one
- * matrix product of the im2col patches (built by XNNPACK as a one-hot depthwise convolution)
- * with dy. One product with taps·ci rows keeps XNNPACK's row tiles full where per-tap products
+ * matrix product of the im2col patches (one copy pass, wasm-depthwise-kernels.ts) with dy. One product with taps·ci rows keeps XNNPACK's row tiles full where per-tap products
  * would have only ci rows (1.1 ms against 1.9 ms for MobileNet's conv1 at 32x32).
  */
-function filterGradByPatches(x: tf.Tensor4D, dy: tf.Tensor4D, g: ConvGeometry): tf.Tensor {
+function filterGradByPatches(backend: unknown, x: tf.Tensor4D, dy: tf.Tensor4D, g: ConvGeometry): tf.Tensor {
   const inC = x.shape[3];
   const [n, oh, ow, outC] = dy.shape;
   const pixels = n * oh * ow;
   const taps = g.filterHeight * g.filterWidth;
-  const padding = nhwcPadding(g.padTop, g.padBottom, g.padLeft, g.padRight);
-  const strides: [number, number] = [g.strideHeight, g.strideWidth];
-  const patches = tf.depthwiseConv2d(x, tapSelector(g.filterHeight, g.filterWidth, inC), strides, padding);
+  const patches = tf.engine().makeTensorFromTensorInfo(imageToColumns(backend, x, g));
   const dw = sumOverPixels(tf.reshape(patches, [pixels, inC * taps]), tf.reshape(dy, [pixels, outC]) as tf.Tensor2D);
   return tf.transpose(tf.reshape(dw, [inC, g.filterHeight, g.filterWidth, outC]), [1, 2, 0, 3]);
 }
@@ -74,7 +72,7 @@ export function wasmConv2DBackpropFilter(args: KernelArgs): tf.TensorInfo {
     const unpadded = g.padTop === 0 && g.padBottom === 0 && g.padLeft === 0 && g.padRight === 0;
     if (g.filterHeight === 1 && g.filterWidth === 1 && unpadded) return pointwiseFilterGrad(x, dy, g);
     const columns = x.shape[3] * g.filterHeight * g.filterWidth;
-    return columns <= MAX_PATCH_COLUMNS ? filterGradByPatches(x, dy, g) : filterGradByTaps(x, dy, g);
+    return columns <= MAX_PATCH_COLUMNS ? filterGradByPatches(args.backend, x, dy, g) : filterGradByTaps(x, dy, g);
   });
 }
 

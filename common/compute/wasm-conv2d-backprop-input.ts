@@ -5,9 +5,8 @@ import {
   correlateToInputGrad,
   dilateWithTrailingZeros,
   expectOutputGradShape,
-  nhwcPadding,
-  tapSelector,
 } from './conv-geometry';
+import { columnsToImage } from './wasm-depthwise-kernels';
 import { asTensor, KernelArgs, registerWasmKernel, tidyKernel } from './wasm-kernel-registry';
 import { isPointwise } from './wasm-pointwise-conv';
 
@@ -33,26 +32,18 @@ function pointwiseInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor {
  * Few input channels (an RGB stem): the direct correlation below would run XNNPACK with 3
  * output channels, a fraction of its vector width, over a stride-dilated input that is mostly
  * zeros. Instead, columns = dy·Wᵀ ([pixels, in·taps], one product) and col2im, which is the
- * input gradient of the im2col depthwise convolution: 4.6 ms → ~2 ms for MobileNet's conv1 at
- * 32x32. tfjs computes this gradient even though nothing uses it (its fused conv2d gradient
+ * input gradient of im2col (one scalar pass, wasm-depthwise-kernels.ts; at 64x64 MobileNet's conv1
+ * took ~7 ms per micro-batch of 16 as the input gradient of a depthwise convolution with a one-hot
+ * filter). tfjs computes this gradient even though nothing uses it (its fused conv2d gradient
  * returns dx and dW together), so it is worth keeping cheap.
  */
-function inputGradViaColumns(dy: tf.Tensor4D, filter: tf.Tensor4D, g: ConvGeometry, inputShape: number[]): tf.Tensor {
+function inputGradViaColumns(backend: unknown, dy: tf.Tensor4D, filter: tf.Tensor4D, g: ConvGeometry, inputShape: number[]): tf.Tensor {
   const [kh, kw, inC, outC] = filter.shape;
   const taps = kh * kw;
   const [n, oh, ow] = dy.shape;
   const byChannel = tf.reshape(tf.transpose(tf.reshape(filter, [taps, inC, outC]), [1, 0, 2]), [inC * taps, outC]);
   const columns = tf.reshape(tf.matMul(tf.reshape(dy, [n * oh * ow, outC]), byChannel, false, true), [n, oh, ow, inC * taps]);
-  return tf.engine().runKernel(
-    tf.DepthwiseConv2dNativeBackpropInput,
-    { dy: columns, filter: tapSelector(kh, kw, inC) },
-    {
-      strides: [g.strideHeight, g.strideWidth],
-      pad: nhwcPadding(g.padTop, g.padBottom, g.padLeft, g.padRight),
-      dilations: 1,
-      inputShape,
-    } as unknown as tf.NamedAttrMap,
-  ) as tf.Tensor;
+  return tf.engine().makeTensorFromTensorInfo(columnsToImage(backend, columns, g, inputShape));
 }
 
 /** Input channels up to which the column route beats the direct correlation. */
@@ -75,7 +66,7 @@ export function wasmConv2DBackpropInput(args: KernelArgs): tf.TensorInfo {
     const filter = asTensor(filterInfo, 'filter') as tf.Tensor4D;
     const dy = asTensor(args.inputs.dy, 'dy') as tf.Tensor4D;
     if (isPointwise(attrs.inputShape, filterInfo.shape, attrs)) return pointwiseInputGrad(dy, filter);
-    if (filterInfo.shape[2] <= MAX_COLUMN_ROUTE_CHANNELS) return inputGradViaColumns(dy, filter, g, attrs.inputShape);
+    if (filterInfo.shape[2] <= MAX_COLUMN_ROUTE_CHANNELS) return inputGradViaColumns(args.backend, dy, filter, g, attrs.inputShape);
     let flipped = tf.transpose(filter, [0, 1, 3, 2]) as tf.Tensor4D;
     if (g.filterHeight > 1 || g.filterWidth > 1) flipped = tf.reverse(flipped, [0, 1]);
     const dilated = dilateWithTrailingZeros(dy, g.strideHeight, g.strideWidth);

@@ -35,6 +35,12 @@ export function registerWasmKernel(kernelName: string, factory: KernelFactory): 
   });
 }
 
+/** Whether the wasm backend's `kernelName` is one of ours (for tests that must know which kernel ran). */
+export function isOurWasmKernel(kernelName: string): boolean {
+  const current = tf.getKernel(kernelName, WASM_BACKEND);
+  return current !== undefined && (current.kernelFunc as { [OURS]?: boolean })[OURS] === true;
+}
+
 /**
  * A kernel's input as a Tensor we can hand to tf ops. Engine calls pass Tensors already; our own
  * direct calls into stock kernels may pass bare TensorInfos, which get a tracked Tensor view

@@ -9,11 +9,37 @@ import {
   phaseView,
   tapPixels,
 } from './conv-geometry';
-import { depthwiseFilterGrad, depthwiseInputGrad } from './wasm-depthwise-backprop-kernels';
-import { asTensor, KernelArgs, registerWasmKernel, tidyKernel } from './wasm-kernel-registry';
+import { depthwiseFilterGrad, depthwiseForward, depthwiseInputGrad } from './wasm-depthwise-kernels';
+import { asTensor, KernelArgs, registerWasmKernel, requireStock, tidyKernel } from './wasm-kernel-registry';
 
 /**
- * Input gradient of a depthwise convolution: our SIMD kernel (wasm-depthwise-backprop-kernels.ts)
+ * Depthwise convolution on wasm, forward and both gradients: our SIMD kernels (wasm-depthwise-kernels.ts)
+ * for MobileNet's case, a channel multiplier of 1 on float32 NHWC data, undilated; compositions of
+ * tfjs ops (gradients) or the stock XNNPACK kernel (forward) for the rest.
+ */
+
+/** True when our SIMD kernels compute a depthwise convolution of `x` by `filter` with `attrs`. */
+function isSimdCase(x: tf.TensorInfo, filter: tf.TensorInfo, attrs: tf.DepthwiseConv2dNativeAttrs): boolean {
+  return filter.shape[3] === 1 && x.dtype === 'float32' && filter.dtype === 'float32' &&
+    (attrs.dataFormat === undefined || attrs.dataFormat === 'NHWC') &&
+    tf.backend_util.tupleValuesAreOne(attrs.dilations ?? 1) &&
+    x.shape.every((d) => d > 0);
+}
+
+/** Forward depthwise convolution: our SIMD kernel where {@link isSimdCase}, else XNNPACK's. */
+function wasmDepthwiseForward(stock: tf.KernelFunc): tf.KernelFunc {
+  return (args: KernelArgs) => {
+    const attrs = args.attrs as unknown as tf.DepthwiseConv2dNativeAttrs;
+    const x = args.inputs.x as tf.TensorInfo;
+    const filter = args.inputs.filter as tf.TensorInfo;
+    if (!isSimdCase(x, filter, attrs)) return stock(args);
+    const g = convGeometry(tf.DepthwiseConv2dNative, x.shape, filter.shape, attrs, true);
+    return depthwiseForward(args.backend, x, filter, g);
+  };
+}
+
+/**
+ * Input gradient of a depthwise convolution: our SIMD kernel (wasm-depthwise-kernels.ts)
  * for a channel multiplier of 1. Otherwise a stride-1 depthwise convolution of the
  * stride-dilated output gradient with the spatially flipped filter. With a channel multiplier
  * M > 1 each of the C·M gradient channels is convolved on its own and the M results of each
@@ -90,7 +116,7 @@ const MAX_FAST_TAPS = 9;
 
 /**
  * Filter gradient of a depthwise convolution (tfjs 4.22's wasm backend has none): our SIMD kernel
- * (wasm-depthwise-filter-grad.ts) for a channel multiplier of 1, else a composition of ops.
+ * (wasm-depthwise-kernels.ts) for a channel multiplier of 1, else a composition of ops.
  */
 export function wasmDepthwiseBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const attrs = args.attrs as unknown as tf.DepthwiseConv2dNativeBackpropFilterAttrs;
@@ -113,8 +139,9 @@ export function wasmDepthwiseBackpropFilter(args: KernelArgs): tf.TensorInfo {
   });
 }
 
-/** Registers both depthwise gradient kernels for the wasm backend. */
-export function registerWasmDepthwiseBackprop(): void {
+/** Registers the depthwise convolution and both its gradient kernels for the wasm backend. */
+export function registerWasmDepthwiseConv(): void {
+  registerWasmKernel(tf.DepthwiseConv2dNative, (stock) => wasmDepthwiseForward(requireStock(tf.DepthwiseConv2dNative, stock)));
   registerWasmKernel(tf.DepthwiseConv2dNativeBackpropInput, () => wasmDepthwiseBackpropInput);
   registerWasmKernel(tf.DepthwiseConv2dNativeBackpropFilter, () => wasmDepthwiseBackpropFilter);
 }
