@@ -1,6 +1,6 @@
 /**
  * A multi-worker trial on Kubernetes: the objects of its chart release (kube-trial-release.ts) created
- * through the API, watched through its run directory on the shared volume (the coordinator writes
+ * through the API (the coordinator and workers once the bundled NATS pod is Ready), watched through its run directory on the shared volume (the coordinator writes
  * `summary.json` there when the job is done) and its pods (a container that terminated with an error or
  * restarted fails the trial with its exit code and message), and deleted when it ends. Stopping deletes
  * in the foreground and waits until the objects are gone, so the coordinator's drain checkpoint is written
@@ -64,6 +64,8 @@ export interface ReleaseHost {
   call<T>(what: { verb: string; group: string; resource: string; name?: string }, run: () => Promise<T>): Promise<T>;
   /** Whether the error is a 404. */
   isNotFound(err: unknown): boolean;
+  /** Whether a pod with `labelSelector` is Ready (its readiness probe passed). */
+  podReady(labelSelector: string): Promise<boolean>;
   /** A failed container of the pods with `labelSelector`, described; undefined when none failed. */
   failedContainer(labelSelector: string): Promise<string | undefined>;
   pause(ms: number): Promise<void>;
@@ -99,11 +101,33 @@ export async function deleteReleaseObjects(host: ReleaseHost, labelSelector: str
   }
 }
 
+/** The chart's labels: which release an object belongs to, and its role in it. */
+const INSTANCE_LABEL = 'app.kubernetes.io/instance';
+const COMPONENT_LABEL = 'app.kubernetes.io/component';
+
+/**
+ * A release's objects split in two: what is created at once, and the coordinator and worker workloads,
+ * created once the bundled NATS server's pod is Ready. The coordinator's first connect to the bus fails at
+ * once when nothing answers, and a coordinator that exited with an error fails the trial, so starting both
+ * together would fail a trial whenever the NATS pod is slower to start (an image pull). Without a bundled
+ * NATS (`nats.url`) everything is created at once.
+ */
+export function busFirst(objects: readonly TrialObject[]): { now: TrialObject[]; afterBus: TrialObject[] } {
+  const isBus = (o: TrialObject): boolean => o.kind === 'Deployment' && o.metadata.labels?.[COMPONENT_LABEL] === 'nats';
+  if (!objects.some(isBus)) return { now: [...objects], afterBus: [] };
+  const workload = (o: TrialObject): boolean => (o.kind === 'Deployment' || o.kind === 'StatefulSet') && !isBus(o);
+  return { now: objects.filter((o) => !workload(o)), afterBus: objects.filter(workload) };
+}
+
 /** One multi-worker trial as a chart release. */
 export class KubeReleaseRun extends WatchedTrialRun {
   private readonly selector: string;
+  /** Creating the objects that waited for the bus; a stop waits for it, so none is created after the delete. */
+  private creating: Promise<void> = Promise.resolve();
 
-  constructor(private readonly host: ReleaseHost, request: TrialRunRequest, readonly release: string, sweepName: string) {
+  /** `afterBus`: the objects to create once the release's NATS pod is Ready (see {@link busFirst}). */
+  constructor(private readonly host: ReleaseHost, request: TrialRunRequest, readonly release: string, sweepName: string,
+    private afterBus: readonly TrialObject[] = []) {
     super(request);
     this.selector = `${SWEEP_LABEL}=${sweepName},${TRIAL_LABEL}=${request.trialId}`;
     this.watchFromNow();
@@ -117,19 +141,25 @@ export class KubeReleaseRun extends WatchedTrialRun {
     }
   }
 
-  protected remove(propagation: 'Foreground' | 'Background'): Promise<void> {
-    return deleteReleaseObjects(this.host, this.selector, propagation);
+  protected async remove(propagation: 'Foreground' | 'Background'): Promise<void> {
+    await this.creating.catch(() => undefined);
+    await deleteReleaseObjects(this.host, this.selector, propagation);
   }
 
   protected async watch(): Promise<void> {
     const what = `release ${this.release} (${this.request.workers} workers)`;
     try {
       while (!this.stopping) {
+        if (this.afterBus.length > 0 && (await this.host.podReady(`${INSTANCE_LABEL}=${this.release},${COMPONENT_LABEL}=nats`)) && !this.stopping) {
+          this.creating = KubeReleaseRun.create(this.host, this.afterBus);
+          this.afterBus = [];
+          await this.creating;
+        }
         if (fs.existsSync(path.join(this.request.runsDir, RUN_FILES.summary))) {
           this.result = { succeeded: true, what: `${what} finished`, detail: '' };
           break;
         }
-        const failed = await this.host.failedContainer(`app.kubernetes.io/instance=${this.release}`);
+        const failed = await this.host.failedContainer(`${INSTANCE_LABEL}=${this.release}`);
         if (failed !== undefined) {
           this.result = { succeeded: false, what: `${what} failed`, detail: failed };
           break;

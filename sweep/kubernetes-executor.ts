@@ -17,7 +17,7 @@ import type { AppsV1Api, BatchV1Api, CoreV1Api, V1ContainerStatus, V1Job } from 
 import { describeResourceError, type KubeAccessOptions, type KubeClientModule, loadKubeAccess, loadKubeClient, type ResourceCall } from '../common';
 import { SweepSpecError } from './errors';
 import type { TrialExecutor, TrialRun, TrialRunRequest } from './executor';
-import { deleteReleaseObjects, KubeReleaseRun, type ReleaseHost, releaseKinds } from './kube-release-run';
+import { busFirst, deleteReleaseObjects, KubeReleaseRun, type ReleaseHost, releaseKinds } from './kube-release-run';
 import { JOB_NAME_LABEL, SWEEP_LABEL, TRIAL_CONTAINER, trialJobManifest } from './kube-trial-job';
 import { renderTrialRelease, trialReleaseName } from './kube-trial-release';
 import type { KubernetesExecutorSpec } from './spec-schema';
@@ -97,8 +97,9 @@ export class KubernetesExecutor implements TrialExecutor, ReleaseHost {
   async start(request: TrialRunRequest): Promise<TrialRun> {
     if (request.workers > 1) {
       const release = trialReleaseName(this.spec.name, request.trialId);
-      await KubeReleaseRun.create(this, await renderTrialRelease(this.settings, this.spec.name, this.namespace, request));
-      return this.track(new KubeReleaseRun(this, request, release, this.spec.name));
+      const { now, afterBus } = busFirst(await renderTrialRelease(this.settings, this.spec.name, this.namespace, request));
+      await KubeReleaseRun.create(this, now);
+      return this.track(new KubeReleaseRun(this, request, release, this.spec.name, afterBus));
     }
     const body = trialJobManifest(this.settings, this.spec.name, this.namespace, request);
     await this.call({ verb: 'create', group: 'batch', resource: 'jobs' }, () => this.batch.createNamespacedJob({ namespace: this.namespace, body }));
@@ -173,6 +174,11 @@ export class KubernetesExecutor implements TrialExecutor, ReleaseHost {
     const statuses = await this.containerStatuses(`${JOB_NAME_LABEL}=${jobName}`);
     const last = statuses.filter((c) => c.name === TRIAL_CONTAINER && c.state?.terminated).at(-1);
     return last ? describeTermination(last.state!.terminated!) : '(no terminated trial container found)';
+  }
+
+  async podReady(labelSelector: string): Promise<boolean> {
+    const pods = await this.call({ verb: 'list', group: '', resource: 'pods' }, () => this.core.listNamespacedPod({ namespace: this.namespace, labelSelector }));
+    return pods.items.some((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
   }
 
   async failedContainer(labelSelector: string): Promise<string | undefined> {

@@ -48,6 +48,10 @@ describe('freeze schedule', () => {
     assert.deepEqual(timeline(jobSpec('{ type: cosine, warmupEpochs: 1 }', '{ backboneEpochs: 0 }')), []);
   });
 
+  it('nothing frozen with an unfreeze rate: that rate from epoch 0, so no freeze, unfreeze or rate change', () => {
+    assert.deepEqual(timeline(jobSpec('{ type: constant }', '{ backboneEpochs: 0, unfreezeLearningRate: 0.01 }')), []);
+  });
+
   it('plateau: the scale in force is applied on both sides of a boundary, so only the unfreeze shows', () => {
     const spec = jobSpec('{ type: plateau }', '{ backboneEpochs: 1, unfreezeLearningRate: 0.05 }');
     const changes = timeline(spec, 0.1).filter((e) => e.type === 'lr-change');

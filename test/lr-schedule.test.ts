@@ -79,6 +79,18 @@ describe('learning-rate schedules', () => {
     close(baseLearningRate(at(3), jobSpec('{ type: constant }', 'freeze: { backboneEpochs: 2 }')), 0.1, 'no override');
   });
 
+  it('with nothing frozen, unfreezeLearningRate is the rate from epoch 0: the backbone trains from the start', () => {
+    const spec = jobSpec('{ type: step, stepEpochs: 4, gamma: 0.1 }', 'freeze: { backboneEpochs: 0, unfreezeLearningRate: 0.02 }');
+    [0.02, 0.02, 0.002].forEach((x, i) => close(baseLearningRate(at([0, 3, 4][i]), spec), x, `epoch ${[0, 3, 4][i]}`));
+    // Its backbone trains at the rate a frozen trial's backbone gets once unfrozen.
+    const frozenTwo = jobSpec('{ type: step, stepEpochs: 4, gamma: 0.1 }', 'freeze: { backboneEpochs: 2, unfreezeLearningRate: 0.02 }');
+    close(baseLearningRate(at(2), spec), baseLearningRate(at(2), frozenTwo), 'after the unfreeze');
+    // A cosine anneals from the unfreeze rate over the whole run.
+    const cosine = jobSpec('{ type: cosine, minLearningRate: 0 }', 'freeze: { backboneEpochs: 0, unfreezeLearningRate: 0.02 }');
+    close(baseLearningRate(at(0), cosine), 0.02, 'cosine start');
+    close(baseLearningRate(at(5), cosine), 0.01, 'cosine half-way');
+  });
+
   it('plateau: the base rate times the plateau scale, floored at its minimum', () => {
     const spec = jobSpec('{ type: plateau, plateau: { minLearningRate: 0.005 } }');
     close(baseLearningRate(at(3), spec, 1), 0.1, 'scale 1');

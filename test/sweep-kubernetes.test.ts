@@ -4,15 +4,16 @@
  * `shardwise train --local` process whose run folder lands on the shared ReadWriteMany volume (a local
  * folder here), where forks find their donor's checkpoint. Covers early stopping and a fork end to end,
  * a crashed pod, the failure budget, a Role missing a verb, cleanup of a killed sweep's Jobs, a multi-worker
- * trial as the chart's objects (created, checked, failed, deleted; not run: see fake-sweep-cluster.ts), and
- * that the Role holds exactly the verbs the executor uses.
+ * trial as the chart's objects whose pods the fake kubelet runs as real coordinator, worker and NATS
+ * processes (trained to the end and scored as the same trial on one worker; a coordinator killed fails it),
+ * and that the Role holds exactly the verbs the executor uses.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeApiError } from '../common';
-import { FailureBudgetError, KubernetesExecutor, parseSweepSpec, runSweep, SweepSpecError, sweepSavings, type SweepSpec } from '../sweep';
+import { bestTrial, FailureBudgetError, KubernetesExecutor, parseSweepSpec, runSweep, SweepSpecError, sweepSavings, type SweepSpec } from '../sweep';
 import { writeSignalCifar } from './support/cluster-data';
 import { FAKE_NAMESPACE, FAKE_SWEEP_NAME, FAKE_SWEEP_USER, type FakeSweepCluster, RbacPolicy, startFakeSweepCluster } from './support/fake-kube';
 import { sweepYaml } from './support/sweep-yaml';
@@ -36,6 +37,9 @@ describe('sweep on Kubernetes (fake API server, real trial processes)', function
     dataDir: data, backend: 'wasm', pollMs: 200,
     executor: () => KubernetesExecutor.connect(s, { kubeconfig: fake.kubeconfig, pollMs: 200, dataDir: data }),
   });
+  const releaseLeftovers = (): string[] => [['', 'serviceaccounts'], ['', 'configmaps'], ['', 'services'], ['apps', 'statefulsets'], ['apps', 'deployments'], ['', 'pods']]
+    .flatMap(([apiGroup, resource]) => fake.api.store.list({ apiGroup, resource, namespace: FAKE_NAMESPACE }).map((o) => `${resource}/${o.metadata.name}`))
+    .concat(fake.kubelet.podNames());
   const leftovers = (): string[] => ['jobs', 'pods'].flatMap((resource) =>
     fake.api.store.list({ apiGroup: resource === 'jobs' ? 'batch' : '', resource, namespace: FAKE_NAMESPACE }).map((o) => `${resource}/${o.metadata.name}`));
 
@@ -50,7 +54,7 @@ describe('sweep on Kubernetes (fake API server, real trial processes)', function
   });
 
   afterEach(() => {
-    assert.deepEqual(fake.controller.problems, [], 'the fake kubelet found nothing a real cluster would refuse');
+    assert.deepEqual([...fake.controller.problems, ...fake.kubelet.problems], [], 'the fake kubelets found nothing a real cluster would refuse');
   });
 
   it('runs each trial stretch as a Job: early stopping, a fork from its donor\'s checkpoint on the shared volume, every Job deleted', async () => {
@@ -121,48 +125,59 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
     assert.deepEqual(leftovers(), []);
   });
 
-  it('runs a multi-worker trial as the chart\'s coordinator and worker objects under its own release; a crashing coordinator fails it; all deleted', async () => {
-    const s = spec('kmw', 'parameters:\n  seed: [1]\nbudget: { maxFailedTrials: 1 }\n', 2,
-      (y) => y.replace('budget: { maxConcurrentTrials: 2 }\n', '').replace('  optimizer: {', '  distributed: { desiredWorkers: 2 }\n  optimizer: {'));
-    // The fake runs no pods for a release (its pods find each other by Service DNS names): a kubelet's report of
-    // the coordinator crash-looping stands in, stored when the coordinator's Deployment is created.
-    const crashed = 'kmw-t000-shardwise-coordinator-7d9f-x2x4q';
-    fake.api.store.onChange((key, obj, previous) => {
-      if (key.resource !== 'deployments' || previous || obj.metadata.name !== 'kmw-t000-shardwise-coordinator') return;
-      fake.api.store.put({ apiGroup: '', resource: 'pods', namespace: FAKE_NAMESPACE }, {
-        apiVersion: 'v1', kind: 'Pod',
-        metadata: { name: crashed, namespace: FAKE_NAMESPACE, labels: { 'app.kubernetes.io/instance': 'kmw-t000', 'app.kubernetes.io/component': 'coordinator' } },
-        status: { phase: 'Running', containerStatuses: [{ name: 'coordinator', ready: false, restartCount: 1, image: '', imageID: '',
-          state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 1, reason: 'Error', message: 'shardwise: the job spec is broken' } } }] },
-      });
-    });
-    const { state } = await run(s);
-    fake.api.store.delete({ apiGroup: '', resource: 'pods', namespace: FAKE_NAMESPACE, name: crashed });
-    const [t0] = state.trials;
-    assert.equal(t0.workers, 2);
-    assert.equal(t0.state, 'failed');
-    assert.equal(t0.error, 'release kmw-t000 (2 workers) failed after 0 of 2 epochs: container coordinator (restarted 1 times): exit code 1 (Error): shardwise: the job spec is broken');
+  it('runs a multi-worker trial as the chart\'s coordinator, workers and NATS, real processes under its own release: scored as the same trial on one worker', async () => {
+    // t000 is one process (a Job), t001 the same job on 2 workers: the chart's objects, their pods run by the fake kubelet.
+    const s = spec('kmw', 'parameters:\n  distributed.desiredWorkers: [1, 2]\n');
+    const { state, interrupted } = await run(s);
+    assert.equal(interrupted, false);
+    const [t0, t1] = state.trials;
+    assert.deepEqual(state.trials.map((t) => [t.workers, t.state]), [[1, 'completed'], [2, 'completed']], JSON.stringify(state.trials.map((t) => t.error)));
+    // Training is deterministic to the bit whatever the worker count: the release's metrics are the Job's, epoch by epoch.
+    assert.deepEqual(t1.results.map((r) => [r.epoch, r.val, r.ranBy]), t0.results.map((r) => [r.epoch, r.val, 't001']));
+    assert.deepEqual(sweepSavings(state), { trials: 2, naiveTrialEpochs: 4, runTrialEpochs: 4, sharedTrialEpochs: 0, stoppedTrialEpochs: 0, savedFraction: 0 });
+    assert.ok(['t000', 't001'].includes(bestTrial(s, state)!.id));
+    await fake.kubelet.idle();
+    // Its pods ran as processes: NATS, the coordinator and both workers (the worker id is the pod name), each exited once.
+    const pods = fake.kubelet.events.filter((e) => e.event === 'started' && e.pod.startsWith('kmw-t001-')).map((e) => e.pod.replace(/-[0-9a-f]{5}$/, ''));
+    assert.deepEqual(pods.sort(), ['kmw-t001-shardwise-coordinator', 'kmw-t001-shardwise-nats', 'kmw-t001-shardwise-worker-0', 'kmw-t001-shardwise-worker-1']);
+    const workerLog = fake.kubelet.events.find((e) => e.event === 'exited' && e.pod === 'kmw-t001-shardwise-worker-1')?.output ?? '';
+    assert.match(workerLog, /kmw-t001-shardwise-worker-1/, 'the worker registered under its pod name');
     // The chart's objects, named by the trial's release, labelled with the sweep and the trial, each accepted by its schema.
-    const created = fake.api.requests.filter((r) => r.verb === 'create' && r.user === FAKE_SWEEP_USER && (r.body as { metadata: { name: string } }).metadata.name.startsWith('kmw-'));
+    const created = fake.api.requests.filter((r) => r.verb === 'create' && r.user === FAKE_SWEEP_USER && r.resource !== 'jobs' &&
+      (r.body as { metadata: { name: string } }).metadata.name.startsWith('kmw-'));
     assert.ok(created.every((r) => r.status === 200), created.map((r) => `${r.resource} ${r.status}`).join(', '));
     const objects = created.map((r) => r.body as { kind: string; metadata: { name: string; labels: Record<string, string> }; spec?: Record<string, unknown> });
-    assert.deepEqual(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
-      'ConfigMap/kmw-t000-shardwise-job', 'Deployment/kmw-t000-shardwise-coordinator', 'Deployment/kmw-t000-shardwise-nats',
-      'Service/kmw-t000-shardwise-coordinator', 'Service/kmw-t000-shardwise-nats', 'Service/kmw-t000-shardwise-worker-headless',
-      'ServiceAccount/kmw-t000-shardwise-coordinator', 'StatefulSet/kmw-t000-shardwise-worker',
+    assert.deepEqual(objects.map((o) => `${o.kind}/${o.metadata.name}`), [
+      'ServiceAccount/kmw-t001-shardwise-coordinator', 'ConfigMap/kmw-t001-shardwise-job', 'Service/kmw-t001-shardwise-coordinator',
+      'Service/kmw-t001-shardwise-nats', 'Service/kmw-t001-shardwise-worker-headless', 'Deployment/kmw-t001-shardwise-nats',
+      // Created once the NATS pod is Ready: the coordinator's first connect to the bus does not wait.
+      'StatefulSet/kmw-t001-shardwise-worker', 'Deployment/kmw-t001-shardwise-coordinator',
     ]);
-    assert.ok(objects.every((o) => o.metadata.labels['shardwise.io/sweep'] === 'kmw' && o.metadata.labels['shardwise.io/trial'] === 't000'));
+    assert.ok(objects.every((o) => o.metadata.labels['shardwise.io/sweep'] === 'kmw' && o.metadata.labels['shardwise.io/trial'] === 't001'));
     assert.equal((objects.find((o) => o.kind === 'StatefulSet')!.spec as { replicas: number }).replicas, 2);
     // The coordinator's run directory is the trial's folder on the shared volume, which its pod mounts at the same path.
-    const pod = (objects.find((o) => o.metadata.name === 'kmw-t000-shardwise-coordinator' && o.kind === 'Deployment')!.spec as {
+    const pod = (objects.find((o) => o.metadata.name === 'kmw-t001-shardwise-coordinator' && o.kind === 'Deployment')!.spec as {
       template: { spec: { containers: Array<{ args: string[]; volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Array<{ name: string; persistentVolumeClaim?: { claimName: string } }> } } }).template.spec;
-    assert.ok(pod.containers[0].args.includes(`--run-dir=${t0.runDirs[0]}`) && t0.runDirs[0].startsWith(shared), pod.containers[0].args.join(' '));
+    assert.ok(pod.containers[0].args.includes(`--run-dir=${t1.runDirs[0]}`) && t1.runDirs[0].startsWith(shared), pod.containers[0].args.join(' '));
     assert.ok(pod.containers[0].args.includes(`--data=${data}`));
     assert.deepEqual(pod.containers[0].volumeMounts.find((m) => m.mountPath === shared)?.name, 'sweep');
     assert.equal(pod.volumes.find((v) => v.name === 'sweep')?.persistentVolumeClaim?.claimName, FAKE_SWEEP_NAME);
-    for (const [group, resource] of [['', 'serviceaccounts'], ['', 'configmaps'], ['', 'services'], ['apps', 'statefulsets'], ['apps', 'deployments']]) {
-      assert.deepEqual(fake.api.store.list({ apiGroup: group, resource, namespace: FAKE_NAMESPACE }).map((o) => o.metadata.name), [], `${resource} deleted`);
-    }
+    assert.deepEqual(releaseLeftovers(), []);
+  });
+
+  it('fails a multi-worker trial whose coordinator process dies, with its exit code, and deletes its release', async () => {
+    const s = spec('kcrash', 'parameters:\n  seed: [1]\nbudget: { maxFailedTrials: 1 }\n', 2,
+      (y) => y.replace('budget: { maxConcurrentTrials: 2 }\n', '').replace('  optimizer: {', '  distributed: { desiredWorkers: 2 }\n  optimizer: {'));
+    // SIGKILL the coordinator as its pod starts.
+    fake.api.store.onChange((key, obj, previous) => {
+      if (key.resource === 'pods' && !previous && obj.metadata.name.startsWith('kcrash-t000-shardwise-coordinator-')) process.kill(fake.kubelet.pidOf(obj.metadata.name), 'SIGKILL');
+    });
+    const { state } = await run(s);
+    await fake.kubelet.idle();
+    const [t0] = state.trials;
+    assert.deepEqual([t0.workers, t0.state], [2, 'failed']);
+    assert.match(t0.error!, /^release kcrash-t000 \(2 workers\) failed after 0 of 2 epochs: container coordinator: exit code 137 \(Error\)/);
+    assert.deepEqual(releaseLeftovers(), []);
   });
 
   it('the sweep Role grants exactly the verbs the executor used; the sweep folder must lie on the shared volume', async () => {

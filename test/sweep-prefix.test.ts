@@ -28,6 +28,12 @@ describe('sweep shared prefixes (effective per-step configuration)', () => {
     assert.equal(sharedEpochs(a, b), 3);
   });
 
+  it('nothing frozen: the unfreeze rate is the rate of every step, so it shares with that rate written as the base', () => {
+    const viaUnfreeze = signatures('training: { epochs: 3 }\nfreeze: { backboneEpochs: 0, unfreezeLearningRate: 0.001 }');
+    assert.equal(sharedEpochs(viaUnfreeze, signatures('training: { epochs: 3 }', '{ type: adam, learningRate: 0.001 }')), 3);
+    assert.equal(sharedEpochs(viaUnfreeze, signatures('training: { epochs: 3 }')), 0);
+  });
+
   it('two cosine schedules with different training.epochs share nothing: their rates differ from step 1', () => {
     const short = signatures('training: { epochs: 3 }\nschedule: { type: cosine }');
     const long = signatures('training: { epochs: 6 }\nschedule: { type: cosine }');

@@ -94,7 +94,10 @@ export interface ParamGroupSpec {
 export interface FreezeSpec {
   /** Epochs (from 0) during which the backbone is frozen, BatchNorm in inference mode. @default 0 */
   backboneEpochs: number;
-  /** Base learning rate from the unfreeze epoch on; undefined keeps optimizer.learningRate. */
+  /**
+   * Base learning rate in every epoch the backbone trains, from `backboneEpochs` on (from epoch 0 when
+   * `backboneEpochs` is 0); undefined keeps optimizer.learningRate. Refused when the backbone never trains.
+   */
   unfreezeLearningRate?: number;
 }
 

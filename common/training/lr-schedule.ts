@@ -15,12 +15,16 @@ export interface SchedulePosition {
 
 /**
  * The rate the schedule starts from in `epoch`: `optimizer.learningRate`, replaced by
- * `freeze.unfreezeLearningRate` (when set) from the epoch the backbone is unfrozen on. The schedule
- * keeps counting epochs from 0 across the switch (a cosine does not restart at unfreeze).
+ * `freeze.unfreezeLearningRate` (when set) in every epoch the backbone trains, from `backboneEpochs` on.
+ * With `backboneEpochs: 0` that is epoch 0: the backbone is never frozen, so it trains at the unfreeze
+ * rate throughout, as the seeds' recipe trains an unfrozen pretrained backbone at its lower rate with
+ * FREEZE=0 too. Otherwise a 0-frozen-epoch trial of a freeze sweep would also differ in its rate, not only
+ * in its frozen phase. The schedule keeps counting epochs from 0 across the switch (a cosine does not
+ * restart at unfreeze).
  */
 export function phaseBaseLearningRate(epoch: number, cfg: LrScheduleConfig): number {
   const { backboneEpochs, unfreezeLearningRate } = cfg.freeze;
-  if (backboneEpochs > 0 && epoch >= backboneEpochs && unfreezeLearningRate !== undefined) return unfreezeLearningRate;
+  if (epoch >= backboneEpochs && unfreezeLearningRate !== undefined) return unfreezeLearningRate;
   return cfg.optimizer.learningRate;
 }
 

@@ -2,10 +2,11 @@
  * The chart installed with `sweep.enabled=true` on a fake API server, for the sweep's Kubernetes executor:
  * the sweep ServiceAccount's Role enforced, its ReadWriteMany claim stored (standing for a local folder),
  * Jobs and the kinds of a trial release (each validated against its kubernetes-models schema), pods and
- * claims served, and a Job controller running each trial pod as a real `shardwise` process. The release's
- * Deployments and StatefulSets get no pods here: the chart's pods dial each other by Service DNS names
- * on fixed ports, which local processes cannot.
+ * claims served, a Job controller running each trial pod as a real `shardwise` process, and a kubelet
+ * running a release's Deployment and StatefulSet pods as real processes (`shardwise coordinator`,
+ * `shardwise worker`, `nats-server`), their Service addresses and ports translated to local ones.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { defaultShardwiseCommand, ManagedChild } from '../../../launcher';
 import { onlyOf, renderChart, type RenderedObject } from './chart-render';
@@ -15,6 +16,7 @@ import { FakeJobController } from './job-controller';
 import { writeKubeconfig } from './kubeconfig';
 import { objectRoute } from './object-routes';
 import { RbacPolicy, serviceAccountUser } from './rbac';
+import { FakeReleaseKubelet } from './release-kubelet';
 
 /** What the chart names the sweep's ServiceAccount, Role and claim for release `demo`. */
 export const FAKE_SWEEP_NAME = 'demo-shardwise-sweep';
@@ -25,6 +27,8 @@ export const FAKE_SWEEP_USER = serviceAccountUser(FAKE_NAMESPACE, FAKE_SWEEP_NAM
 export interface FakeSweepCluster {
   api: FakeKubeApi;
   controller: FakeJobController;
+  /** Runs the pods of a multi-worker trial's release. */
+  kubelet: FakeReleaseKubelet;
   /** kubeconfig with the sweep ServiceAccount's token. */
   kubeconfig: string;
   /** The chart's objects as rendered (a test renders a changed Role from them). */
@@ -53,7 +57,7 @@ export async function startFakeSweepCluster(options: { dir: string; sharedDir: s
     ['', 'services', 'Service', 'v1'], ['apps', 'statefulsets', 'StatefulSet', 'apps/v1'], ['apps', 'deployments', 'Deployment', 'apps/v1'],
   ];
   for (const [group, resource, kind, apiVersion] of served) {
-    api.serve(group, resource, undefined, objectRoute(group, resource, { kind, apiVersion, validate: (o) => new models[kind](o).validate(), hasDependents: kind === 'Job' }));
+    api.serve(group, resource, undefined, objectRoute(group, resource, { kind, apiVersion, validate: (o) => new models[kind](o).validate(), hasDependents: kind === 'Job' || kind === 'Deployment' || kind === 'StatefulSet' }));
   }
   api.serve('', 'pods', undefined, objectRoute('', 'pods', { kind: 'Pod', apiVersion: 'v1' }));
   api.serve('', 'persistentvolumeclaims', undefined, objectRoute('', 'persistentvolumeclaims', { kind: 'PersistentVolumeClaim', apiVersion: 'v1' }));
@@ -66,14 +70,26 @@ export async function startFakeSweepCluster(options: { dir: string; sharedDir: s
     volumes: { [FAKE_SWEEP_NAME]: options.sharedDir },
     spawn: (pod, args, env) => ManagedChild.spawn({ name: pod, command: shardwise.command, args: [...shardwise.args, ...args], env: { ...process.env, ...env }, historyLines: 200 }),
   });
+  const kubelet = new FakeReleaseKubelet({
+    store: api.store,
+    namespace: FAKE_NAMESPACE,
+    claims: { [FAKE_SWEEP_NAME]: options.sharedDir },
+    scratchDir: fs.mkdtempSync(path.join(options.dir, 'pods-')),
+    spawn: (pod, image, args, env) => {
+      // The bundled NATS image's entrypoint is nats-server; every other image is shardwise's.
+      const entry = /(^|\/)nats:/.test(image) ? { command: 'nats-server', args: [] } : shardwise;
+      return ManagedChild.spawn({ name: pod, command: entry.command, args: [...entry.args, ...args], env: { ...process.env, ...env }, historyLines: 200 });
+    },
+  });
   const kubeconfig = writeKubeconfig(path.join(options.dir, 'sweep-kubeconfig'), { server: api.url, token, namespace: FAKE_NAMESPACE });
   return {
     api,
     controller,
+    kubelet,
     kubeconfig,
     rendered,
     close: async () => {
-      await controller.stopAll();
+      await Promise.all([controller.stopAll(), kubelet.stopAll()]);
       await api.close();
     },
   };

@@ -12,4 +12,5 @@ export { FAKE_COORDINATOR_USER, FAKE_NAMESPACE, FAKE_RELEASE, FAKE_WORKERS, star
 export { selfSignedCertificate } from './self-signed';
 export { labelMatcher, objectRoute, type ObjectRouteOptions } from './object-routes';
 export { FakeJobController, type JobControllerOptions } from './job-controller';
+export { FakeReleaseKubelet, type ReleaseKubeletOptions } from './release-kubelet';
 export { FAKE_SWEEP_NAME, FAKE_SWEEP_USER, startFakeSweepCluster, type FakeSweepCluster } from './fake-sweep-cluster';

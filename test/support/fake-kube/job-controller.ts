@@ -7,19 +7,19 @@
  * pod (SIGTERM, SIGKILL after terminationGracePeriodSeconds); a Foreground delete removes the Job only once
  * the pod is gone.
  *
- * Volumes: a persistentVolumeClaim volume is the local folder `volumes[claim]`. The fake cannot remap
- * paths, so the container must mount it at that same folder; the claim must exist, and be ReadWriteMany
- * (every pod counts as on its own node).
+ * Volumes: a persistentVolumeClaim volume is the local folder `volumes[claim]`, mounted at that same
+ * folder, the claim existing and ReadWriteMany (pod-volumes.ts); other paths are run as they are.
  */
 import { randomBytes } from 'node:crypto';
 import type { ManagedChild } from '../../../launcher';
 import type { KubeStore, ObjectKey, StoredObject } from './kube-store';
+import { claimProblems, type PodVolume, type VolumeMount } from './pod-volumes';
 import type { PodEvent } from './statefulset-controller';
 
 interface Container { name: string; command?: string[]; args?: string[]; env?: Array<{ name: string; value?: string }>;
-  terminationMessagePolicy?: string; volumeMounts?: Array<{ name: string; mountPath: string }> }
+  terminationMessagePolicy?: string; volumeMounts?: VolumeMount[] }
 interface PodSpec { restartPolicy?: string; terminationGracePeriodSeconds?: number; containers: Container[];
-  volumes?: Array<{ name: string; persistentVolumeClaim?: { claimName: string } }> }
+  volumes?: PodVolume[] }
 interface JobSpec { backoffLimit?: number; template: { metadata?: { labels?: Record<string, string> }; spec: PodSpec } }
 
 /** How the controller runs pods. */
@@ -132,24 +132,8 @@ export class FakeJobController {
     if (podSpec.containers.length !== 1) problems.push(`${job}: expected one container, got ${podSpec.containers.length}`);
     const container = podSpec.containers[0];
     if (container.command !== undefined) problems.push(`${job}: container command ${JSON.stringify(container.command)} replaces the image's shardwise entrypoint`);
-    for (const volume of podSpec.volumes ?? []) {
-      const claim = volume.persistentVolumeClaim?.claimName;
-      if (claim === undefined) continue;
-      const folder = this.options.volumes[claim];
-      let stored: StoredObject | undefined;
-      try {
-        stored = this.options.store.get({ apiGroup: '', resource: 'persistentvolumeclaims', namespace: this.options.namespace, name: claim });
-      } catch {
-        problems.push(`${job}: persistentvolumeclaim "${claim}" not found`);
-        continue;
-      }
-      const modes = (stored.spec as { accessModes?: string[] }).accessModes ?? [];
-      if (!modes.includes('ReadWriteMany')) problems.push(`${job}: claim ${claim} is [${modes.join(', ')}]; pods on several nodes need ReadWriteMany`);
-      const mount = container.volumeMounts?.find((m) => m.name === volume.name);
-      if (folder === undefined || mount?.mountPath !== folder) {
-        problems.push(`${job}: claim ${claim} is the local folder ${folder}, mounted at ${mount?.mountPath}: the fake runs pods with paths as they are`);
-      }
-    }
+    problems.push(...claimProblems({ store: this.options.store, namespace: this.options.namespace, claims: this.options.volumes, owner: job },
+      podSpec.volumes ?? [], container.volumeMounts ?? []));
     return problems;
   }
 
