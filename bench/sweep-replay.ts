@@ -11,7 +11,7 @@
  */
 import { Command } from 'commander';
 import {
-  bestTrial, decideAtRung, type EarlyStoppingSpec, forkFor, type ObjectiveMetric, readSweepState, rungsFor, type TrialRecord,
+  bestTrial, decideAtRung, type EarlyStoppingSpec, forkFor, type ObjectiveMetric, readSweepState, rungsFor, runTrialEpochs, type TrialRecord,
 } from '../sweep';
 
 const RULES: EarlyStoppingSpec[] = [
@@ -49,10 +49,7 @@ function main(): void {
         changed = true;
       }
     }
-    const run = trials.reduce((n, t) => {
-      const donor = t.fork ? trials.find((x) => x.id === t.fork!.from)! : undefined;
-      return n + t.results.length - (donor ? Math.min(t.fork!.epochs, donor.results.length, t.results.length) : 0);
-    }, 0);
+    const run = runTrialEpochs(trials, trials.map((t) => t.results.length));
     const rule = Object.entries(es).map(([k, v]) => `${k}=${v}`).join(',');
     console.log(`bench-sweep-replay rule=${rule} run_trial_epochs=${run} saved_fraction=${(1 - run / naive).toFixed(3)} ` +
       `best=${bestOf(trials)} grid_best=${bestOf(grid.trials)}`);

@@ -5,6 +5,7 @@
  *
  *   bench-sweep trials=N naive_trial_epochs=A run_trial_epochs=B saved_fraction=F wall_s=W
  *   bench-sweep-grid trials=N run_trial_epochs=A wall_s=W best=T same_best=true|false
+ *   bench-sweep-bound comparison=global|phase ... max_saved_fraction=F schedule=...   (bench/sweep-bound.ts)
  *
  *   node --import tsx bench/sweep.ts [--data DIR] [--limit 0] [--val-fraction 0.5] [--skip-grid]
  *
@@ -23,6 +24,7 @@ import { Command } from 'commander';
 import { loadTrainVal, utcStamp } from '../common';
 import { bestTrial, loadSweepSpec, objectiveValue, runSweep, type SweepSavings, type SweepSpec, type SweepState, sweepSavings,
   trialJob, type TrialRecord, writeSweepReport } from '../sweep';
+import { boundLines, gridCurves, withDataSplit } from './sweep-bound';
 
 const SPEC_FILE = path.resolve(__dirname, '..', 'sweeps', 'seeds-freeze-lr.yaml');
 
@@ -47,8 +49,7 @@ async function main(): Promise<void> {
     .option('--val-fraction <f>', 'fraction of them held out for validation', '0.5').option('--skip-grid').parse().opts();
   const base = loadSweepSpec(SPEC_FILE);
   const root = path.resolve('runs', 'bench-sweep', utcStamp(new Date()));
-  const job = { ...base.baseJob, data: { ...(base.baseJob.data as object), limit: Number(opts.limit), valFraction: Number(opts.valFraction) } };
-  const tuned: SweepSpec = { ...base, baseJob: job, dir: path.join(root, 'sweep'), hash: `${base.hash}-bench` };
+  const tuned: SweepSpec = { ...withDataSplit(base, Number(opts.limit), Number(opts.valFraction)), dir: path.join(root, 'sweep'), hash: `${base.hash}-bench` };
   const grid: SweepSpec = { ...tuned, earlyStopping: { type: 'none' }, sharedPrefixes: false, dir: path.join(root, 'grid'), hash: `${base.hash}-grid` };
   const g = opts.skipGrid ? undefined : await measure(grid, opts.data);
   const r = await measure(tuned, opts.data);
@@ -64,6 +65,8 @@ async function main(): Promise<void> {
   console.log(`bench-sweep-grid trials=${g.savings.trials} run_trial_epochs=${g.savings.runTrialEpochs} wall_s=${g.wall.toFixed(1)} ` +
     `best=${g.best?.id} sweep_best=${r.best?.id} same_best=${g.best?.id === r.best?.id} best_gap=${gap.toFixed(4)}` +
     ` best_gap_images=${Math.round(gap * valImages)} val_images=${valImages}`);
+  // What any rule that ranks by the metric could have saved on this grid, beside what this one did.
+  for (const line of boundLines(tuned, gridCurves(tuned, g.state, r.state))) console.log(line);
 }
 
 main().catch((err: unknown) => {

@@ -28,4 +28,4 @@ export {
   emptyState, type EpochResult, isTerminal, readSweepState, type RungDecision, SWEEP_STATE_FILE, type SweepState, trainedEpochs,
   type TrialRecord, type TrialState, writeSweepState,
 } from './sweep-state';
-export { createTrial, forkFor, TrainCounts, trialId } from './trial-planner';
+export { createTrial, type ForkCandidate, forkFor, runTrialEpochs, TrainCounts, trialId } from './trial-planner';

@@ -69,8 +69,11 @@ export async function createTrial(spec: SweepSpec, search: SearchAlgorithm, tria
   return trial;
 }
 
+/** What the planner needs of an earlier trial to fork from it. */
+export type ForkCandidate = Pick<TrialRecord, 'id' | 'state' | 'signatures'>;
+
 /** The earlier trial this one shares the most leading epochs with, if any. */
-export function forkFor(trial: Pick<TrialRecord, 'signatures' | 'epochs'>, earlier: readonly TrialRecord[]): TrialRecord['fork'] {
+export function forkFor(trial: Pick<TrialRecord, 'signatures' | 'epochs'>, earlier: readonly ForkCandidate[]): TrialRecord['fork'] {
   let best: TrialRecord['fork'] = null;
   for (const other of earlier) {
     if (other.state === 'failed' || other.signatures.length === 0) continue;
@@ -78,6 +81,21 @@ export function forkFor(trial: Pick<TrialRecord, 'signatures' | 'epochs'>, earli
     if (k > 0 && k > (best?.epochs ?? 0)) best = { from: other.id, epochs: k };
   }
   return best;
+}
+
+/**
+ * Trial-epochs the trials train themselves when trial k has run `ran[k]` epochs: a forked trial takes its
+ * first epochs from its donor's checkpoints, as far as the donor got (a donor stopped before the fork point
+ * leaves the rest to the trial), so an epoch two trials share is counted once, as `make bench-sweep`'s
+ * `run_trial_epochs` counts the epochs each trial's own process trained.
+ */
+export function runTrialEpochs(trials: readonly Pick<TrialRecord, 'id' | 'fork'>[], ran: readonly number[]): number {
+  const index = new Map(trials.map((t, k) => [t.id, k]));
+  return trials.reduce((n, t, k) => {
+    const donor = t.fork ? index.get(t.fork.from) : undefined;
+    if (t.fork && donor === undefined) throw new Error(`trial ${t.id}: expected its donor ${t.fork.from} among the trials, found none`);
+    return n + ran[k] - (donor === undefined ? 0 : Math.min(t.fork!.epochs, ran[donor], ran[k]));
+  }, 0);
 }
 
 // Trials are one process unless the base job sets distributed.desiredWorkers above 1 explicitly.
