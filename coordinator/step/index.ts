@@ -38,4 +38,5 @@ export { COORDINATOR_MEMBER_ID, Reduction, type ReduceOrder } from './reduction'
 export { countInLedger, shareManifests } from './step-commit';
 export { DeferredUpdate } from './deferred-update';
 export { releaseReplicaWork } from './next-step';
+export { COMMIT_DELAY_ENV } from './failpoint';
 export { UpdateLog, modelTensors, optimizerTensors, tensorBytes, type UpdatePayload, type ReducedUpdate } from './update-log';

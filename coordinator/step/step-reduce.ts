@@ -3,6 +3,7 @@ import { JobFailedError } from '../errors';
 import { COORDINATOR_MEMBER_ID, Reduction } from './reduction';
 import { countInLedger } from './step-commit';
 import type { StepHost } from './step-host';
+import { commitDelay } from './failpoint';
 import { prepareNext } from './next-step';
 import type { StepPosition } from './step-planner';
 import type { StepRound, StepSums } from './step-round';
@@ -56,6 +57,11 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
   try {
     const compression = allreduceCompression(job.spec.distributed);
     const stats = await dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs, compression, tensors }, vector);
+    await commitDelay();
+    // Nothing runs between the exchange and the commit but this failpoint's wait; a member lost during it
+    // took its micro-batches back into the step (redistribute), so the attempt cannot commit their sums.
+    const lost = holders.find((id) => !holdsStill(job, reduction, id));
+    if (lost !== undefined) throw new AllreduceError(reduction.key, 'allgather', 'the member was lost before the step committed', { peer: lost });
     for (const share of round.acceptedShares()) {
       if (share.held) countInLedger(job, round, share.worker, share.microBatchIds);
     }
