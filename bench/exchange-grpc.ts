@@ -153,7 +153,7 @@ export async function runGrpcWorker(target: string, rank: number, floats: number
     const t0 = performance.now();
     await clientStreamCall('Coordinator/PushGradients', { deadlineMs: DEADLINE_MS }, messages(), (md, o, cb) => client.pushGradients(md, o, cb));
     const t1 = performance.now();
-    await session.send({ payload: { $case: 'ready', ready: { workerId: `w${rank}`, incarnation: 0, lastCompletedStep: step, configVersion: 1, maxWaitMs: DEADLINE_MS, weightsVersion: 0 } } });
+    await session.send({ payload: { $case: 'ready', ready: { workerId: `w${rank}`, incarnation: 0, lastCompletedStep: step, configVersion: 1, maxWaitMs: DEADLINE_MS, weightsVersion: 0, reducedKey: '' } } });
     const first = (await session.read(DEADLINE_MS)).payload;
     if (first?.$case !== 'assignment') throw new Error(`expected an assignment, got ${first?.$case}`);
     const t2 = performance.now();

@@ -5,7 +5,7 @@ import type { JobContext } from './job-context';
 import { CoordinatorState } from './lifecycle';
 import { MemberState, type WorkerRecord, type WorkerSession } from './membership';
 import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
-import { type ReduceOrder, type Handout, tensorBytes, type UpdatePayload } from './step';
+import { type PreparedStep, type ReduceOrder, type Handout, releaseReplicaWork, type StepRound, tensorBytes, type UpdatePayload } from './step';
 
 /** What a worker is told to do next. */
 export const AssignmentKind = { Train: 'train', Eval: 'eval', Wait: 'wait', Stop: 'stop', Reduce: 'reduce' } as const;
@@ -40,12 +40,14 @@ export interface PullRequest {
   weightsVersion: number;
   /** How long it lets the call be held. */
   maxWaitMs: number;
+  /** The allreduce whose result it holds and has not applied ('' or absent: none); see ReadyState.reducedKey. */
+  reducedKey?: string;
 }
 
 /** retry_after_ms of a WAIT (unused by Session-stream workers, which simply ask again): 0 after a full wait. */
 const RETRY_AFTER_SHORT_POLL_MS = 100;
 
-type Decision = { handout: Handout } | { stop: string } | { wait: string } | { reduce: ReduceOrder; step: number };
+type Decision = { handout: Handout; ahead?: PreparedStep } | { stop: string } | { wait: string } | { reduce: ReduceOrder; step: number };
 
 /**
  * Decides a ready worker's next order: waits (up to its max_wait_ms, capped by maxPullWaitMs) until there is work
@@ -58,8 +60,8 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
   const deadline = job.now() + waitMs;
   for (;;) {
     const { record, session } = job.members.member(request.workerId);
-    const decision = decide(job, record, session);
-    if ('handout' in decision) return workAssignment(job, decision.handout, request, session);
+    const decision = decide(job, record, session, request);
+    if ('handout' in decision) return workAssignment(job, decision.handout, request, session, decision.ahead);
     if ('reduce' in decision) {
       return { ...waitOrStop(job, AssignmentKind.Reduce, request, session, '', 0), globalStep: decision.step, reduce: decision.reduce };
     }
@@ -75,7 +77,7 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
   }
 }
 
-function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): Decision {
+function decide(job: JobContext, record: WorkerRecord, session: WorkerSession, request: PullRequest): Decision {
   if (job.finished) return { stop: 'the job is finished' };
   if (job.lifecycle.state === CoordinatorState.Failed) return { stop: 'the job failed' };
   const round = job.round;
@@ -92,6 +94,8 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
     // failed attempt, a member that asks is alive: the job loop waiting for the members is woken.
     const order = round.reduceOrderFor(id, record.incarnation);
     if (order) return { reduce: order, step: round.globalStep };
+    const ahead = aheadHandout(job, round, record, session, request);
+    if (ahead) return ahead;
     const failed = phase.name === 'reduce-failed';
     if (failed) job.changed.notify();
     return { wait: `step ${round.globalStep}: allreduce ${phase.reduction.key} ${failed ? 'failed; re-planning' : 'in progress'}` };
@@ -116,26 +120,53 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession): 
   if (job.members.get(id)?.state === MemberState.Joining) {
     return { wait: `joining: admitted at the next step boundary (${what} in progress)` };
   }
-  const perMessage = samplesPerMessage(session.maxMessageBytes);
   const size = round.kind === 'train' ? job.spec.training.microBatchSize : job.spec.training.evalBatchSize;
-  const handout = round.collector.take(id, Math.max(1, Math.floor(perMessage / size)));
+  const handout = round.collector.take(id, microBatchesPerMessage(session, size));
   if (handout) return { handout };
   return { wait: `nothing to do in ${what}: its ${round.collector.microBatchCount} micro-batches are with other workers` };
+}
+
+/** Micro-batches of `size` samples whose pixels fit in one message to the worker of `session`. */
+function microBatchesPerMessage(session: WorkerSession, size: number): number {
+  return Math.max(1, Math.floor(samplesPerMessage(session.maxMessageBytes) / size));
+}
+
+/**
+ * The next step's share for an active member of the allreduce in progress whose part completed (it holds
+ * the result, `reducedKey`, on the step's weights), taken from the step prepared for that attempt: it
+ * applies the result and computes on while the coordinator commits (see PreparedStep).
+ */
+function aheadHandout(job: JobContext, round: StepRound, record: WorkerRecord, session: WorkerSession, request: PullRequest): Decision | undefined {
+  const prepared = round.next;
+  if (!prepared || !request.reducedKey || request.reducedKey !== prepared.apply.key) return undefined;
+  if (record.state !== MemberState.Active || request.weightsVersion !== round.weightsVersion) return undefined;
+  const handout = prepared.round.collector.take(record.id, microBatchesPerMessage(session, job.spec.training.microBatchSize));
+  if (!handout) return undefined;
+  prepared.round.handedAhead++;
+  job.telemetry.metrics.aheadShares.inc();
+  return { handout, ahead: prepared };
 }
 
 function updateFor(job: JobContext, request: PullRequest, session: WorkerSession): UpdatePayload {
   return job.updates.payloadFor(request.weightsVersion, job.weightsVersion, session.forceFullWeights, request.workerId);
 }
 
-function workAssignment(job: JobContext, handout: Handout, request: PullRequest, session: WorkerSession): Assignment {
-  const round = job.round;
+/**
+ * A TRAIN or EVAL order for `handout` of the open round, or of the step prepared `ahead` (its update is
+ * the allreduce the worker holds, applied as the commit will, and its weights are the next version).
+ */
+function workAssignment(job: JobContext, handout: Handout, request: PullRequest, session: WorkerSession, ahead?: PreparedStep): Assignment {
+  const round = ahead?.round ?? job.round;
   if (round === null) throw new PlanningError(`worker ${handout.worker}: a handout without a round in progress`);
-  const update = updateFor(job, request, session);
+  const update: UpdatePayload = ahead
+    ? { kind: UpdateKind.Apply, updateStep: ahead.round.weightsVersion - 1, tensors: [], apply: ahead.apply }
+    : updateFor(job, request, session);
   const microBatches =
     round.kind === 'train'
       ? handout.microBatchIds.map((id) => round.plan.microBatches[id])
       : handout.microBatchIds.map((id) => round.microBatches[id]);
   const samples = gatherSamples(round.kind === 'train' ? job.data.train : job.data.val, microBatches);
+  if (round.kind === 'train' && !ahead) releaseReplicaWork(job, round);
   job.telemetry.metrics.sentBytes.inc(sampleBytes(samples) + tensorBytes(update.tensors));
   return {
     kind: round.kind === 'train' ? AssignmentKind.Train : AssignmentKind.Eval,
@@ -146,7 +177,7 @@ function workAssignment(job: JobContext, handout: Handout, request: PullRequest,
     samples,
     stepMicroBatchCount: round.collector.microBatchCount,
     update,
-    weightsVersion: job.weightsVersion,
+    weightsVersion: ahead ? ahead.round.weightsVersion : job.weightsVersion,
     reportWeightsHash: round.kind === 'train' && round.reportsHash,
     retryAfterMs: 0,
     waitReason: '',

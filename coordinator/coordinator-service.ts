@@ -155,7 +155,7 @@ async function* sessionMessages(job: JobContext, requests: AsyncIterable<Session
     for await (const request of requests) {
       if (request.payload?.$case === 'held') {
         if (!session) throw new InvalidResultError(request.payload.held.workerId, 'payload', 'Session: expected a SessionReady before a held share');
-        yield { payload: { $case: 'heldResult' as const, heldResult: await session.held(pushOf(request.payload.held)) } };
+        yield { payload: { $case: 'heldResult' as const, heldResult: await session.held(pushOf(request.payload.held), gone) } };
         continue;
       }
       const ready = request.payload?.$case === 'ready' ? request.payload.ready : undefined;

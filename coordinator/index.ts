@@ -27,7 +27,7 @@ export {
   type StepPlannerOptions,
   type StepPosition,
 } from './step';
-export { HandoutTracker, type Handout } from './step';
+export { HandoutTracker, type Handout, COMMIT_DELAY_ENV } from './step';
 export {
   Membership,
   MemberState,

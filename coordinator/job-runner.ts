@@ -12,12 +12,13 @@ import {
 import type { CheckpointStore } from './checkpoint-store';
 import { type Boundary, captureCheckpoint, type EpochTrainSums } from './checkpointing';
 import { assertExactlyOnce } from './epoch-ledger';
+import { PlanningError } from './errors';
 import { EvalRound } from './eval-round';
 import { busEventFor } from './job-announcer';
 import type { JobContext } from './job-context';
 import type { Round } from './membership';
 import { CoordinatorState } from './lifecycle';
-import { runStep, type StepPosition } from './step';
+import { runStep, type StepPosition, type StepRound } from './step';
 
 /** How a job ended. */
 export interface JobOutcome {
@@ -67,6 +68,10 @@ export class JobRunner {
   private epochTrain: ClassificationMetrics;
   private epochStartedMs = Date.now();
   private lastLr: GroupLearningRates | null = null;
+  /** The next step's round, opened when the step before it committed (its shares went out ahead). */
+  private opened: StepRound | undefined;
+  /** Shares of this epoch handed out ahead of the commit of the step before theirs. */
+  private epochAhead = 0;
   private lastEpoch: EpochEvent | undefined;
   private readonly startedMs = Date.now();
   private readonly stopping = new AbortController();
@@ -128,6 +133,7 @@ export class JobRunner {
           if (d.checkpointEverySteps > 0 && job.weightsVersion % d.checkpointEverySteps === 0) await this.checkpoint('step');
           if (this.stopRequested) return await this.interrupt();
         }
+        if (this.opened) throw new PlanningError(`step ${this.opened.globalStep} was opened after the last step of epoch ${at.epoch}`);
         if (!(await this.finishEpoch(at.epoch))) return await this.interrupt();
         at = { epoch: at.epoch + 1, step: 0 };
       }
@@ -151,6 +157,7 @@ export class JobRunner {
     job.telemetry.setFrozen(job.trainer.frozen);
     job.telemetry.metrics.configVersion.set(job.configVersion);
     this.epochStartedMs = Date.now();
+    this.epochAhead = 0;
   }
 
   /** Admits joiners and waits until minWorkers are active; false when a stop came first. */
@@ -212,27 +219,51 @@ export class JobRunner {
     this.job.closeRound();
   }
 
-  /** Waits for workers, then runs the step (coordinator/step); false when a stop came first. */
+  /**
+   * Waits for workers, then runs the step (coordinator/step); false when a stop came first. The round
+   * of the step after it stays open when the step opened it at its commit (see StepDriver.next).
+   */
   private async runStep(at: StepPosition): Promise<boolean> {
-    if (!(await this.waitForWorkers())) return false;
+    const opened = this.opened;
+    this.opened = undefined;
+    let next: StepRound | undefined;
     try {
-      const lr = await runStep(this.job, at, {
+      if (!(await this.waitForWorkers())) return false;
+      const outcome = await runStep(this.job, at, {
         collect: (round) => this.collect(round, true),
         signal: this.stopping.signal,
         epochTrain: this.epochTrain,
         out: this.deps,
-      });
-      if (lr === null) return false;
-      this.lastLr = lr;
+        next: () => this.followingStep(at),
+        open: (round) => this.job.openRound(round),
+      }, opened);
+      if (outcome === null) return false;
+      this.lastLr = outcome.lr;
+      next = outcome.next;
+      this.epochAhead += next?.handedAhead ?? 0;
       return true;
     } finally {
-      this.closeRound();
+      this.opened = next;
+      if (!next) this.closeRound();
     }
+  }
+
+  /**
+   * The step the loop runs right after `at` with nothing between: in the same epoch, with no checkpoint
+   * due after `at` and no stop asked for. Undefined otherwise: then no step is handed out ahead.
+   */
+  private followingStep(at: StepPosition): StepPosition | undefined {
+    const { job } = this;
+    const every = job.spec.distributed.checkpointEverySteps;
+    if (this.stopRequested || at.step + 1 >= job.planner.stepsPerEpoch) return undefined;
+    if (every > 0 && (job.planner.globalStep(at) + 1) % every === 0) return undefined;
+    return { epoch: at.epoch, step: at.step + 1 };
   }
 
   /** Evaluation, the epoch record, the plateau decision, the exactly-once report, a checkpoint. */
   private async finishEpoch(epoch: number): Promise<boolean> {
     const { job } = this;
+    job.log(`epoch ${epoch}: ${this.epochAhead} shares handed out ahead (before the step they follow committed)`);
     job.settleReplica();
     const endEvaluation = processTimeline().begin('evaluate', job.weightsVersion - 1, { epoch });
     const val = await this.evaluate(epoch);
@@ -317,6 +348,7 @@ export class JobRunner {
 
   private async interrupt(): Promise<JobOutcome> {
     const { job } = this;
+    this.dropOpened();
     await this.checkpoint('shutdown');
     job.log(`job interrupted at global step ${job.weightsVersion}; resume point: ${this.resumePoint()}`);
     job.lifecycle.moveTo(CoordinatorState.Stopped);
@@ -343,6 +375,13 @@ export class JobRunner {
     }
   }
 
+  /** Closes a step round opened ahead when the loop stops before running it (its shares are refused as stale). */
+  private dropOpened(): void {
+    if (!this.opened) return;
+    this.opened = undefined;
+    this.closeRound();
+  }
+
   private async finish(): Promise<JobOutcome> {
     const { job } = this;
     job.finish();
@@ -353,6 +392,7 @@ export class JobRunner {
   }
 
   private async fail(err: unknown): Promise<JobOutcome> {
+    this.dropOpened();
     const { job } = this;
     job.log(`error: the job failed: ${err instanceof Error ? err.message : String(err)}`);
     if (!job.lifecycle.ended) job.lifecycle.moveTo(CoordinatorState.Failed);

@@ -74,7 +74,7 @@ export class SessionOrders {
   async next(state: ReadyState, gone: AbortSignal): Promise<Order> {
     this.checkLive();
     this.configSent = Math.max(this.configSent, state.configVersion);
-    const request = { workerId: this.workerId, weightsVersion: state.weightsVersion, maxWaitMs: state.maxWaitMs };
+    const request = { workerId: this.workerId, weightsVersion: state.weightsVersion, maxWaitMs: state.maxWaitMs, reducedKey: state.reducedKey };
     const assignment = await pullAssignment(this.job, request, gone);
     // A newer incarnation may have registered while this one waited: its work is not this stream's.
     this.checkLive();
@@ -92,9 +92,13 @@ export class SessionOrders {
    * round as a PushGradients header would be, or refused with the status that call would have failed with.
    * It comes before the SessionReady behind it on the same stream, so the order that answers that ready
    * (the REDUCE once every share is in) already counts this share: no round trip for the push's answer.
+   * A share of a step handed out ahead (PreparedStep) that comes before the step it follows committed
+   * waits for that commit (or the attempt's failure, which makes it stale).
    * @throws WorkerGoneError once this incarnation is no longer the live member (the stream ends).
    */
-  async held(push: GradientPush): Promise<HeldAnswer> {
+  async held(push: GradientPush, gone: AbortSignal): Promise<HeldAnswer> {
+    this.checkLive();
+    while (this.aheadOfCommit(push.globalStep) && !gone.aborted) await this.job.changed.wait(Infinity, gone);
     this.checkLive();
     try {
       if (push.workerId !== this.workerId) {
@@ -107,6 +111,12 @@ export class SessionOrders {
       if (err instanceof WorkerGoneError) throw err;
       return { globalStep: push.globalStep, code: statusCodeFor(err), details: err instanceof Error ? err.message : String(err), workersReported: 0 };
     }
+  }
+
+  /** Whether `globalStep` is the step prepared while the open step's allreduce runs (not open for pushes yet). */
+  private aheadOfCommit(globalStep: number): boolean {
+    const round = this.job.round;
+    return round?.kind === 'train' && round.next?.round.globalStep === globalStep;
   }
 
   /**

@@ -3,11 +3,14 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { DeferredUpdate } from '../coordinator/step/deferred-update';
 
 describe('coordinator: the deferred replica update', () => {
-  it('runs after the current turn, or at once on settle, exactly once', async () => {
+  it('runs a turn after its release, or at once on settle, exactly once', async () => {
     const applied: string[] = [];
     const update = new DeferredUpdate();
     update.defer(() => applied.push('step 1'));
-    assert.deepEqual(applied.slice(), [], 'not during the commit');
+    await nextTurn();
+    assert.deepEqual(applied.slice(), [], 'not before the next step\'s shares went out (release)');
+    update.release();
+    assert.deepEqual(applied.slice(), [], 'not during the hand-out');
     await nextTurn();
     assert.deepEqual(applied.slice(), ['step 1'], 'once the turn is over');
     update.defer(() => applied.push('step 2'));
@@ -16,6 +19,19 @@ describe('coordinator: the deferred replica update', () => {
     await nextTurn();
     update.settle();
     assert.deepEqual(applied.slice(), ['step 1', 'step 2'], 'never twice');
+  });
+
+  it('a release does not run an update deferred after it', async () => {
+    const applied: number[] = [];
+    const update = new DeferredUpdate();
+    update.defer(() => applied.push(1));
+    update.release();
+    update.defer(() => applied.push(2));
+    await nextTurn();
+    assert.deepEqual(applied.slice(), [1], 'step 2 waits for its own release');
+    update.release();
+    await nextTurn();
+    assert.deepEqual(applied.slice(), [1, 2]);
   });
 
   it('applies updates in commit order: deferring one settles the one before', () => {
@@ -32,6 +48,7 @@ describe('coordinator: the deferred replica update', () => {
     update.defer(() => {
       throw new Error('optimizer: shape mismatch');
     });
+    update.release();
     await nextTurn();
     assert.throws(() => update.settle(), /optimizer: shape mismatch/);
     assert.throws(() => update.defer(() => undefined), /optimizer: shape mismatch/, 'no later update runs on a broken replica');

@@ -241,7 +241,7 @@ export class FakeWorker {
   private ready(maxWaitMs: number): SessionReady {
     return {
       workerId: this.id, incarnation: this.incarnation, lastCompletedStep: 0,
-      configVersion: Math.max(0, this.configVersion), maxWaitMs, weightsVersion: Math.max(0, this.weightsVersion),
+      configVersion: Math.max(0, this.configVersion), maxWaitMs, weightsVersion: Math.max(0, this.weightsVersion), reducedKey: '',
     };
   }
 

@@ -30,7 +30,7 @@ export interface SessionDeps {
 }
 
 /** The part of a SessionReady the step loop knows; the session adds who it is and its config version. */
-export type ReadyProgress = Pick<ReadyState, 'lastCompletedStep' | 'weightsVersion' | 'maxWaitMs'>;
+export type ReadyProgress = Pick<ReadyState, 'lastCompletedStep' | 'weightsVersion' | 'maxWaitMs' | 'reducedKey'>;
 
 /**
  * The worker's membership in a job: the registration, the replica built from the job's model, the
@@ -150,6 +150,7 @@ export class Session {
       configVersion: Math.max(0, this.deps.configSync.version),
       weightsVersion: Math.max(0, state.weightsVersion),
       maxWaitMs: state.maxWaitMs,
+      reducedKey: state.reducedKey,
     };
   }
 

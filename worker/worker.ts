@@ -217,7 +217,7 @@ export class Worker {
         return 'grace-expired';
       }
       // A worker holding sums for an allreduce stays for it: leaving would lose them and stall the step.
-      if (this.drainSignal.signal.aborted && this.held.step < 0) {
+      if (this.drainSignal.signal.aborted && !this.holdsUnapplied(session)) {
         await session.leave(this.drainReason);
         return 'drained';
       }
@@ -298,9 +298,22 @@ export class Worker {
     return false;
   }
 
-  /** What the next SessionReady says: the replica's weights version, and how long the worker will wait. */
+  /** Whether the worker holds sums of a step whose update its replica has not applied yet (an allreduce still needs them). */
+  private holdsUnapplied(session: Session): boolean {
+    return this.held.step >= 0 && session.replica.weightsVersion <= this.held.step;
+  }
+
+  /**
+   * What the next SessionReady says: the replica's weights version, how long the worker will wait, and the
+   * allreduce result it holds, so the coordinator can hand it the next step while that step commits.
+   */
   private readyState(session: Session): ReadyProgress {
-    return { lastCompletedStep: this.lastCompletedStep, weightsVersion: session.replica.weightsVersion, maxWaitMs: this.options.pullWaitMs };
+    return {
+      lastCompletedStep: this.lastCompletedStep,
+      weightsVersion: session.replica.weightsVersion,
+      maxWaitMs: this.options.pullWaitMs,
+      reducedKey: this.reduced?.key ?? '',
+    };
   }
 
   /** Brings the replica to the assignment's weights version; false when even a full copy is not at it. */
@@ -312,7 +325,8 @@ export class Worker {
       try {
         if (!reduced) throw new ReplicaUpdateError('', `it holds no result of allreduce ${a.update.apply.key}`);
         replica.applyReduced(reduced, a.update.apply, a.weightsVersion);
-        this.held.clear();
+        // The held sums stay until a later share replaces them: an order handed out while the step was
+        // still committing (see ReadyState.reducedKey) may be followed by a new attempt that needs them.
         this.reduced = undefined;
       } catch (err) {
         if (!(err instanceof ReplicaUpdateError)) throw err;

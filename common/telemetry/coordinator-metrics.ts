@@ -65,6 +65,8 @@ export interface CoordinatorMetrics {
   allreduceDuration: Histogram;
   /** `shardwise_allreduce_failures_total`: allreduce attempts that failed (a member died or stalled); the step is redone. */
   allreduceFailures: Counter;
+  /** `shardwise_ahead_shares_total`: shares of a step handed out before the step they follow committed (see PreparedStep). */
+  aheadShares: Counter;
   /** `shardwise_sent_bytes_total`: bytes the coordinator sent to workers. */
   sentBytes: Counter;
   /** `shardwise_received_bytes_total`: bytes the coordinator received from workers. */
@@ -169,6 +171,7 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
       registers,
     }),
     allreduceFailures: counter('shardwise_allreduce_failures_total', 'Allreduce attempts that failed; the step was collected and reduced again.'),
+    aheadShares: counter('shardwise_ahead_shares_total', 'Shares of a step handed out while the step before it committed (the worker had its allreduce result).'),
     sentBytes: counter('shardwise_sent_bytes_total', 'Bytes sent to workers.'),
     receivedBytes: counter('shardwise_received_bytes_total', 'Bytes received from workers.'),
     exactlyOnceViolations: counter('shardwise_exactly_once_violations_total', 'Epochs whose report did not count every training sample exactly once.'),

@@ -14,4 +14,9 @@ export interface ReadyState {
   weightsVersion: number;
   /** How long the worker lets the coordinator hold the order back before a WAIT. */
   maxWaitMs: number;
+  /**
+   * The allreduce whose result the worker holds and has not applied ('' when none): its part of that
+   * attempt completed, so it can take the next step's share before the coordinator commits the step.
+   */
+  reducedKey: string;
 }

@@ -99,6 +99,11 @@ export class HandoutTracker {
     return this.accepted.size;
   }
 
+  /** Every micro-batch went out: none is queued for a worker or waits as an orphan. */
+  get allHandedOut(): boolean {
+    return this.orphans.length === 0 && [...this.queues.values()].every((q) => q.length === 0);
+  }
+
   /** Micro-batches that have no worker (every worker that held them is gone). */
   get orphanCount(): number {
     return this.orphans.length;

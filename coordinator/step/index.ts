@@ -18,7 +18,7 @@
  * The step asks the job for what it needs through `StepHost` (`step-host.ts`); the job's pulls and
  * pushes reach it through the open round (coordinator/assignment-desk.ts, coordinator/result-intake.ts).
  */
-export { runStep, type StepDriver } from './run-step';
+export { runStep, type StepDriver, type StepOutcome } from './run-step';
 export type { StepHost, StepLedger } from './step-host';
 export {
   StepPlanner,
@@ -32,9 +32,11 @@ export {
   type StepPosition,
 } from './step-planner';
 export { HandoutTracker, type Handout } from './handout-tracker';
-export { StepRound, type ShareSums, type StepSums, type StepRoundOptions, type AllreduceContributor, runOf } from './step-round';
+export { StepRound, type PreparedStep, type ShareSums, type StepSums, type StepRoundOptions, type AllreduceContributor, runOf } from './step-round';
 export type { StepPhase, StepPhaseName } from './step-phase';
 export { COORDINATOR_MEMBER_ID, Reduction, type ReduceOrder } from './reduction';
 export { countInLedger, shareManifests } from './step-commit';
 export { DeferredUpdate } from './deferred-update';
+export { releaseReplicaWork } from './next-step';
+export { COMMIT_DELAY_ENV } from './failpoint';
 export { UpdateLog, modelTensors, optimizerTensors, tensorBytes, type UpdatePayload, type ReducedUpdate } from './update-log';

@@ -1,6 +1,7 @@
-import { type ClassificationMetrics, type GroupLearningRates, processTimeline, type RunDirectory, type RunRecorder, weightsHash } from '../../common';
-import { JobFailedError } from '../errors';
-import { applyStep, shareManifests } from './step-commit';
+import { type ClassificationMetrics, type GroupLearningRates, processTimeline, type RunDirectory, type RunRecorder } from '../../common';
+import { JobFailedError, PlanningError } from '../errors';
+import { planRound, releaseReplicaWork, stillValid } from './next-step';
+import { applyStep } from './step-commit';
 import type { StepHost } from './step-host';
 import type { StepPosition } from './step-planner';
 import { MAX_UNEXPLAINED_ALLREDUCE_FAILURES, reduceStep } from './step-reduce';
@@ -19,6 +20,20 @@ export interface StepDriver {
   /** The epoch's running training metrics; the step adds its own. */
   epochTrain: ClassificationMetrics;
   out: { recorder: RunRecorder; run: RunDirectory };
+  /**
+   * The step the job runs right after this one with nothing between (same epoch, no checkpoint or stop
+   * due, nobody waiting to join), or undefined: the one that may be prepared and handed out while this
+   * one commits (see PreparedStep). Asked when the allreduce starts and again at the commit.
+   */
+  next(): StepPosition | undefined;
+  /** Opens `round` for the workers at once (the prepared next step, when this one committed). */
+  open(round: StepRound): void;
+}
+
+/** A committed step: the learning rates its update used, and the next step's round when it is already open. */
+export interface StepOutcome {
+  lr: GroupLearningRates;
+  next?: StepRound;
 }
 
 /**
@@ -33,30 +48,29 @@ export interface StepDriver {
  * Returns the learning rates the update used, or null when a stop came before the step completed.
  * @throws JobFailedError after MAX_UNEXPLAINED_ALLREDUCE_FAILURES failed attempts in a row with every member alive.
  */
-export async function runStep(job: StepHost, at: StepPosition, driver: StepDriver): Promise<GroupLearningRates | null> {
+export async function runStep(job: StepHost, at: StepPosition, driver: StepDriver, opened?: StepRound): Promise<StepOutcome | null> {
   const timeline = processTimeline();
   let phaseStart = timeline.now();
-  const plan = job.planner.plan(at);
-  const d = job.spec.distributed;
-  const reportHash = plan.globalStep % d.hashEverySteps === 0 || plan.step === 0;
-  const specs = shareManifests(job);
-  const round = new StepRound({
-    plan,
-    configVersion: job.configVersion,
-    weightsVersion: job.weightsVersion,
-    workers: job.activeWorkers(),
-    stepDeadlineMs: d.stepDeadlineMs,
-    gradientSpecs: specs.gradients,
-    statSpecs: specs.stats,
-    coordinatorHash: reportHash ? (job.settleReplica(), weightsHash(job.parts)) : undefined,
-    now: () => job.now(),
-    split: job.options.split,
-  });
-  timeline.phase('plan', plan.globalStep, phaseStart);
-  const commit = (sums: StepSums, reduction?: Reduction): GroupLearningRates => {
-    const end = timeline.begin('commit', plan.globalStep);
+  const round = opened ?? planRound(job, at, job.weightsVersion);
+  if (round.plan.epoch !== at.epoch || round.plan.step !== at.step) {
+    throw new PlanningError(`expected the round of epoch ${at.epoch} step ${at.step}, got epoch ${round.plan.epoch} step ${round.plan.step}`);
+  }
+  timeline.phase('plan', round.globalStep, phaseStart);
+  const commit = (sums: StepSums, reduction?: Reduction): StepOutcome => {
+    const end = timeline.begin('commit', round.globalStep);
+    const prepared = round.next;
+    let next: StepRound | undefined;
     try {
-      return applyStep(job, round, sums, driver.epochTrain, driver.out, reduction);
+      const lr = applyStep(job, round, sums, driver.epochTrain, driver.out, reduction, (rates) => {
+        // Its shares went out ahead: the next step's round opens before this step's records are written.
+        const then = driver.next();
+        if (!prepared || then?.step !== prepared.round.plan.step || then.epoch !== prepared.round.plan.epoch) return;
+        if (!stillValid(job, prepared, rates, sums.count)) return;
+        next = prepared.round;
+        driver.open(next);
+        releaseReplicaWork(job, next);
+      });
+      return { lr, next };
     } finally {
       end();
     }
@@ -65,11 +79,11 @@ export async function runStep(job: StepHost, at: StepPosition, driver: StepDrive
   for (let attempt = 1; ; attempt++) {
     phaseStart = timeline.now();
     if (!(await driver.collect(round))) return null;
-    timeline.phase('wait for shares', plan.globalStep, phaseStart, { attempt });
+    timeline.phase('wait for shares', round.globalStep, phaseStart, { attempt });
     if (round.heldWorkers().length === 0) return commit(round.sum());
     phaseStart = timeline.now();
-    const outcome = await reduceStep(job, round, attempt, driver.signal);
-    timeline.phase('allreduce', plan.globalStep, phaseStart, { attempt });
+    const outcome = await reduceStep(job, round, attempt, driver.signal, driver.next());
+    timeline.phase('allreduce', round.globalStep, phaseStart, { attempt });
     if ('sums' in outcome) return commit(outcome.sums, outcome.reduction);
     if (outcome.failed === 'lost-members') unexplained = 0;
     else if (++unexplained >= MAX_UNEXPLAINED_ALLREDUCE_FAILURES) {

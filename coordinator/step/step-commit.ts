@@ -41,8 +41,9 @@ export function shareManifests(job: StepHost): { gradients: WireTensorSpec[]; st
  * samples, `applyMovingStatDeltas` over its micro-batches, on `sums`: the shares added in micro-batch order
  * on the coordinator, or the allreduce's vector), but the coordinator's replica gets it through
  * `job.replicaUpdate`, after the next step's assignments went out. Everything else happens now: weights
- * version, the update workers copy (or, for the members of `reduction`, replay), the ledger, the step
- * record, the metrics and the replica hashes. Returns the learning rates used.
+ * version, the update workers copy (or, for the members of `reduction`, replay), the ledger, then
+ * `committed` (the job may open the next step there, before the rest), the step record, the metrics and
+ * the replica hashes. Returns the learning rates used.
  */
 export function applyStep(
   job: StepHost,
@@ -51,8 +52,11 @@ export function applyStep(
   epochTrain: ClassificationMetrics,
   out: { recorder: RunRecorder; run: RunDirectory },
   reduction?: Reduction,
+  committed?: (lr: GroupLearningRates) => void,
 ): GroupLearningRates {
   const reduceStart = job.now();
+  // The replica's hash at the step's weights, if not taken yet: before this step's update is deferred.
+  void round.coordinatorHash;
   const lr = beginGradientStep(job.trainer, sums.grads.keys(), sums.count);
   const microBatches = round.plan.microBatches.length;
   job.replicaUpdate.defer(() => {
@@ -72,6 +76,7 @@ export function applyStep(
     return modelTensors(job.parts).filter((t) => changed.has(t.name));
   }, reduced);
   job.ledger.closeStep({ epoch: round.plan.epoch, step: round.plan.step }, round.plan.microBatches.length);
+  committed?.(lr);
   epochTrain.add(sums);
   const doneMs = job.now();
   const seconds = (doneMs - round.openedAtMs) / 1000;

@@ -3,6 +3,9 @@ import { JobFailedError } from '../errors';
 import { COORDINATOR_MEMBER_ID, Reduction } from './reduction';
 import { countInLedger } from './step-commit';
 import type { StepHost } from './step-host';
+import { commitDelay } from './failpoint';
+import { prepareNext } from './next-step';
+import type { StepPosition } from './step-planner';
 import type { StepRound, StepSums } from './step-round';
 
 /** Allreduce attempts in a row that may fail with every member still alive before the job fails. */
@@ -26,7 +29,7 @@ export type ReduceOutcome = ReducedStep | { failed: 'lost-members' | 'all-alive'
  * member has either come back asking for work or been dropped (lease, or the step deadline), takes the
  * sums of the dropped ones back into the step, and returns so the step is collected and tried again.
  */
-export async function reduceStep(job: StepHost, round: StepRound, attempt: number, signal: AbortSignal): Promise<ReduceOutcome> {
+export async function reduceStep(job: StepHost, round: StepRound, attempt: number, signal: AbortSignal, next?: StepPosition): Promise<ReduceOutcome> {
   const dataPlane = job.dataPlane;
   if (!dataPlane) throw new JobFailedError(`step ${round.globalStep}: workers hold sums, but the coordinator has no data plane`);
   // The coordinator needs the sum for its own replica. It contributes only the shares pushed to it (each a
@@ -46,12 +49,19 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
   const key = `${job.jobId}/${job.instanceId}/step-${round.globalStep}/attempt-${attempt}`;
   const reduction = new Reduction(key, members, tensors, round.gradientSpecs.length, timeoutMs, incarnations);
   round.startReduction(reduction);
+  // The members that complete their part get the next step at once (PreparedStep).
+  if (next) round.prepareNext(prepareNext(job, round, reduction, next));
   job.changed.notify();
   const vector = round.allreduceInput();
   const t0 = job.now();
   try {
     const compression = allreduceCompression(job.spec.distributed);
     const stats = await dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs, compression, tensors }, vector);
+    await commitDelay();
+    // Nothing runs between the exchange and the commit but this failpoint's wait; a member lost during it
+    // took its micro-batches back into the step (redistribute), so the attempt cannot commit their sums.
+    const lost = holders.find((id) => !holdsStill(job, reduction, id));
+    if (lost !== undefined) throw new AllreduceError(reduction.key, 'allgather', 'the member was lost before the step committed', { peer: lost });
     for (const share of round.acceptedShares()) {
       if (share.held) countInLedger(job, round, share.worker, share.microBatchIds);
     }

@@ -1,4 +1,4 @@
-import { addFloatsInto, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../../common';
+import { addFloatsInto, type ApplyOrder, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../../common';
 import { PlanningError } from '../errors';
 import type { ShareTiming } from '../coordinator-telemetry';
 import type { ReduceOrder, Reduction } from './reduction';
@@ -26,6 +26,27 @@ export interface StepSums {
   count: number;
 }
 
+/**
+ * The next step, handed out while this one commits, as a Horovod or DDP worker goes from its allreduce
+ * straight into its next batch. Once a step's allreduce starts, the job plans the step after it; a
+ * member whose part of that allreduce completed (its SessionReady names the attempt: `reducedKey`) gets
+ * its share of the next step at once, with the allreduce's result as the update to apply and the
+ * learning rates and counts the commit will use, instead of waiting for the commit and the hand-out.
+ *
+ * The round opens for pushes only when the step commits (a share of it that arrives earlier waits
+ * for that), so nothing in it is counted before then and exactly-once holds as for any round. A failed
+ * attempt discards it with its reduction: the shares computed from it are refused as stale, the workers
+ * keep their held sums for the next attempt, and a replica that went ahead is copied back with
+ * GetWeights by its next order. A change of membership before the commit discards it too.
+ */
+export interface PreparedStep {
+  round: StepRound;
+  /** How the members apply the step being reduced: the order its commit gives. */
+  apply: ApplyOrder;
+  /** The active workers the round was cut over. */
+  workers: readonly string[];
+}
+
 /** What a step round is created with. */
 export interface StepRoundOptions {
   plan: StepPlan;
@@ -37,8 +58,12 @@ export interface StepRoundOptions {
   /** Manifests a push must carry: the unfrozen trainable variables and the moving statistics that train. */
   gradientSpecs: readonly WireTensorSpec[];
   statSpecs: readonly WireTensorSpec[];
-  /** The coordinator's weightsHash at `weightsVersion` when replicas report theirs this step. */
-  coordinatorHash?: string;
+  /**
+   * When replicas report their weights hash this step: how to hash the coordinator's replica at
+   * `weightsVersion`. Called once, at the first read of `coordinatorHash` (see there), not when the
+   * round opens: the hash then stays off the path from the previous commit to this step's hand-out.
+   */
+  hashReplica?: () => string;
   /** The job's clock. */
   now: () => number;
   /** Forced micro-batches per worker (CoordinatorOptions.split). @default an even cut */
@@ -87,8 +112,10 @@ export class StepRound {
   readonly collector: HandoutTracker;
   readonly gradientSpecs: readonly WireTensorSpec[];
   readonly statSpecs: readonly WireTensorSpec[];
-  readonly coordinatorHash?: string;
   readonly openedAtMs: number;
+  private readonly hashReplica?: () => string;
+  private hashValue?: string;
+  private hashScheduled = false;
   /** Settles when the step is complete; rejects when the job fails during it. Re-armed by `revokeHeld`. */
   completed: Promise<void>;
   private readonly hashes = new Map<string, string>();
@@ -97,6 +124,10 @@ export class StepRound {
   readonly workerSeconds = new Map<string, number>();
   private readonly shares = new Map<number, ShareSums>();
   private current: StepPhase = { name: 'collecting' };
+  /** Shares of this step handed out before the step it follows committed (see PreparedStep). */
+  handedAhead = 0;
+  /** The next step prepared while this one reduces (with the attempt it follows), until the attempt fails. */
+  private prepared?: PreparedStep;
   private settle!: { resolve: () => void; reject: (err: unknown) => void };
   private settled = false;
   private failedWith: unknown;
@@ -107,7 +138,7 @@ export class StepRound {
     this.weightsVersion = options.weightsVersion;
     this.gradientSpecs = options.gradientSpecs;
     this.statSpecs = options.statSpecs;
-    this.coordinatorHash = options.coordinatorHash;
+    this.hashReplica = options.hashReplica;
     this.openedAtMs = options.now();
     this.collector = new HandoutTracker(options.plan.microBatches.length, options.workers, { deadlineMs: options.stepDeadlineMs, now: options.now, split: options.split });
     this.completed = this.arm();
@@ -140,9 +171,26 @@ export class StepRound {
     this.current = nextPhase(this.globalStep, this.current, { name: 'reducing', reduction });
   }
 
+  /** The next step, prepared during this step's allreduce attempt `prepared.apply.key` (see {@link PreparedStep}). */
+  prepareNext(prepared: PreparedStep): void {
+    const phase = this.current;
+    if (phase.name !== 'reducing' || phase.reduction.key !== prepared.apply.key) {
+      throw new PlanningError(`step ${this.globalStep}: the next step prepared for allreduce ${prepared.apply.key} in phase '${phase.name}'`);
+    }
+    this.prepared = prepared;
+  }
+
+  /** The next step prepared for the allreduce attempt in progress, if any: handed out to its members ahead of the commit. */
+  get next(): PreparedStep | undefined {
+    const phase = this.current;
+    return phase.name === 'reducing' && phase.reduction.key === this.prepared?.apply.key ? this.prepared : undefined;
+  }
+
   /** reducing -> reduce-failed: the attempt failed; its members are awaited before the step is collected again. */
   reductionFailed(): void {
     if (this.current.name !== 'reducing') throw new PlanningError(`step ${this.globalStep}: an allreduce failed in phase '${this.current.name}'`);
+    // The step prepared for this attempt goes with it: its shares are refused as stale.
+    this.prepared = undefined;
     this.current = nextPhase(this.globalStep, this.current, { name: 'reduce-failed', reduction: this.current.reduction });
   }
 
@@ -175,7 +223,31 @@ export class StepRound {
 
   /** Whether the replicas report their weights hash in this step. */
   get reportsHash(): boolean {
-    return this.coordinatorHash !== undefined;
+    return this.hashReplica !== undefined;
+  }
+
+  /**
+   * The coordinator's weightsHash at `weightsVersion` when replicas report theirs this step, computed at
+   * the first read: the first share's check, the background turn after the hand-out (`hashSoon`), or at
+   * the latest the commit, which reads it before it defers this step's own update (so the replica is
+   * still at `weightsVersion` then).
+   */
+  get coordinatorHash(): string | undefined {
+    if (this.hashReplica && this.hashValue === undefined) this.hashValue = this.hashReplica();
+    return this.hashValue;
+  }
+
+  /** Hashes the replica on a later turn of the event loop, after the shares went out (a no-op when the step reports none, or once scheduled). */
+  hashSoon(): void {
+    if (!this.hashReplica || this.hashScheduled) return;
+    this.hashScheduled = true;
+    setImmediate(() => {
+      try {
+        void this.coordinatorHash;
+      } catch {
+        // Not memoised: the read that needs the hash (a share's check, the commit) computes it again and fails there.
+      }
+    });
   }
 
   /** Samples in the given micro-batches of the plan. */

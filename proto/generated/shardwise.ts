@@ -334,6 +334,12 @@ export interface SessionReady {
    * worker treats an order later than this (plus its RPC deadline) as a dead session.
    */
   maxWaitMs: number;
+  /**
+   * The allreduce (ReduceSpec key) whose result this worker holds and has not applied yet: its part
+   * completed. While that allreduce's step commits, the coordinator may hand it the next step's share at
+   * once, with that result as its update (APPLY); empty when it holds none.
+   */
+  reducedKey: string;
 }
 
 export interface SessionRequest {
@@ -2283,7 +2289,15 @@ export const MicroBatch: MessageFns<MicroBatch> = {
 };
 
 function createBaseSessionReady(): SessionReady {
-  return { workerId: "", incarnation: 0, lastCompletedStep: 0, configVersion: 0, weightsVersion: 0, maxWaitMs: 0 };
+  return {
+    workerId: "",
+    incarnation: 0,
+    lastCompletedStep: 0,
+    configVersion: 0,
+    weightsVersion: 0,
+    maxWaitMs: 0,
+    reducedKey: "",
+  };
 }
 
 export const SessionReady: MessageFns<SessionReady> = {
@@ -2305,6 +2319,9 @@ export const SessionReady: MessageFns<SessionReady> = {
     }
     if (message.maxWaitMs !== 0) {
       writer.uint32(48).uint32(message.maxWaitMs);
+    }
+    if (message.reducedKey !== "") {
+      writer.uint32(58).string(message.reducedKey);
     }
     return writer;
   },
@@ -2370,6 +2387,14 @@ export const SessionReady: MessageFns<SessionReady> = {
             message.maxWaitMs = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reducedKey = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2393,6 +2418,7 @@ export const SessionReady: MessageFns<SessionReady> = {
     message.configVersion = object.configVersion ?? 0;
     message.weightsVersion = object.weightsVersion ?? 0;
     message.maxWaitMs = object.maxWaitMs ?? 0;
+    message.reducedKey = object.reducedKey ?? "";
     return message;
   },
 };
