@@ -5,84 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { NonFiniteValueError, TensorChannel, connectTensorChannel, startTensorChannelServer } from '../common/wire';
-import { DataPlane, AllreduceError, AllreduceMember, AllreduceRequest, AllreduceStats } from '../common/collective';
+import { DataPlane, AllreduceError, AllreduceMember, AllreduceStats, MIN_SEGMENT_FLOATS } from '../common/collective';
+import { assertAllEqual, assertAllFailed, assertAllSucceeded, bytesOf, inputOf, leftFold, membersOf, reductionFor, runAll, treeSum, until } from './support/allreduce-members';
 import { TreeFold } from '../common/collective/tree-fold';
 import { SimdScratch } from '../common/collective/simd-scratch';
-
-/** Deterministic, distinct per member, of mixed sign and magnitude (1e-3 .. 1e5) so float32 rounding shows. */
-function inputOf(member: number, floats: number, round = 0): Float32Array {
-  const a = new Float32Array(floats);
-  for (let i = 0; i < floats; i++) a[i] = Math.sin(i * 0.37 + member * 1.3 + round) * 10 ** (((i * 7 + member * 3) % 9) - 3);
-  return a;
-}
-
-/** A sequential float32 left fold in member order (what the collective computed before the tree). */
-function leftFold(parts: Float32Array[]): Float32Array {
-  const acc = Float32Array.from(parts[0]);
-  for (const p of parts.slice(1)) for (let i = 0; i < acc.length; i++) acc[i] += p[i];
-  return acc;
-}
-
-/**
- * The single-process trainer's sum, written out independently of TreeSum: the pairwise tree over the
- * leaves, the left half ceil(n / 2) long, in float32.
- */
-function treeSum(leaves: Float32Array[]): Float32Array {
-  if (leaves.length === 1) return Float32Array.from(leaves[0]);
-  const mid = Math.ceil(leaves.length / 2);
-  const left = treeSum(leaves.slice(0, mid));
-  const right = treeSum(leaves.slice(mid));
-  for (let i = 0; i < left.length; i++) left[i] += right[i];
-  return left;
-}
-
-const bytesOf = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-
-/** Every member holds exactly the bytes of `expected`. */
-function assertAllEqual(results: Float32Array[], expected: Float32Array): void {
-  results.forEach((r, m) => {
-    if (bytesOf(r).equals(bytesOf(expected))) return;
-    const i = r.findIndex((x, j) => !Object.is(x, expected[j]));
-    assert.fail(`member ${m}: element ${i} is ${r[i]}, the summation tree's sum is ${expected[i]}`);
-  });
-}
-
-function membersOf(planes: DataPlane[], observers: number[] = []): AllreduceMember[] {
-  return planes.map((p, i) => ({ id: `m${i}`, address: p.address, ...(observers.includes(i) ? { role: 'observer' as const } : {}) }));
-}
-
-function reductionFor(members: AllreduceMember[], rank: number, key: string, timeoutMs = 10_000): AllreduceRequest {
-  return { key, members, rank, timeoutMs };
-}
-
-/** Settles every member's allreduce; returns each one's stats or error. */
-async function runAll(planes: DataPlane[], key: string, data: Float32Array[], members = membersOf(planes), timeoutMs = 10_000): Promise<Array<AllreduceStats | AllreduceError>> {
-  const settled = await Promise.allSettled(planes.map((p, r) => p.allreduce(reductionFor(members, r, key, timeoutMs), data[r])));
-  return settled.map((s) => {
-    if (s.status === 'fulfilled') return s.value;
-    assert.ok(s.reason instanceof AllreduceError, `expected AllreduceError, got ${String(s.reason)}`);
-    return s.reason;
-  });
-}
-
-function assertAllSucceeded(out: Array<AllreduceStats | AllreduceError>): AllreduceStats[] {
-  out.forEach((o, m) => assert.ok(!(o instanceof AllreduceError), `member ${m}: ${String(o)}`));
-  return out as AllreduceStats[];
-}
-
-function assertAllFailed(out: Array<AllreduceStats | AllreduceError>): AllreduceError[] {
-  out.forEach((o, m) => assert.ok(o instanceof AllreduceError, `member ${m} should fail, got ${JSON.stringify(o)}`));
-  return out as AllreduceError[];
-}
-
-/** Resolves once `condition` holds, checking on every turn of the event loop. */
-async function until(condition: () => boolean, what: string, limitMs = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!condition()) {
-    if (Date.now() - t0 > limitMs) throw new Error(`${what}: not within ${limitMs} ms`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
 describe('collective TreeFold', () => {
   it('adds the parts of any split by the summation tree bit for bit, whatever order they arrive in', () => {
@@ -175,7 +101,7 @@ describe('collective allreduce (one process)', () => {
   for (const { name, leaves, parts } of splits) {
     it(`gives the summation tree's bytes for the split ${name} of ${leaves} micro-batches, one vector per part`, async () => {
       await listen(parts.length + 1);
-      const floats = 4099;
+      const floats = parts.length * MIN_SEGMENT_FLOATS + 3; // one segment per contributor, as the byte count below assumes
       const micro = Array.from({ length: leaves }, (_, m) => inputOf(m, floats));
       const members: AllreduceMember[] = [{ id: 'observer', address: planes[0].address, role: 'observer' },
         ...parts.map((p, k) => ({ id: `w${k}`, address: planes[k + 1].address, parts: p.map(([start, end]) => ({ start, end })) }))];
@@ -246,7 +172,7 @@ describe('collective allreduce (one process)', () => {
     const members = membersOf(planes, [0]);
     const opened: number[][] = [];
     for (let round = 0; round < 5; round++) {
-      const floats = 20_000 + round * 333;
+      const floats = 3 * MIN_SEGMENT_FLOATS + round * 333; // one segment per contributor
       const inputs = planes.map((_, m) => inputOf(m, floats, round));
       const data = inputs.map((x) => Float32Array.from(x));
       assertAllSucceeded(await runAll(planes, `job/step-${round}`, data, members));
@@ -262,7 +188,7 @@ describe('collective allreduce (one process)', () => {
     await planes[3].close();
     planes[3] = await DataPlane.listen();
     const replaced = membersOf(planes, [0]).map((m, i) => (i === 3 ? { ...m, id: 'm3-new' } : m));
-    const inputs = planes.map((_, m) => inputOf(m, 5000, 9));
+    const inputs = planes.map((_, m) => inputOf(m, 3 * MIN_SEGMENT_FLOATS, 9));
     const data = inputs.map((x) => Float32Array.from(x));
     assertAllSucceeded(await runAll(planes, 'after-replacement', data, replaced));
     assertAllEqual(data, treeSum(inputs.slice(1)));
@@ -310,9 +236,10 @@ describe('collective allreduce (one process)', () => {
     await listen(3);
     const members = membersOf(planes);
     const swapped = [members[1], members[0], members[2]]; // member 2 folds in another order
+    const floats = 3 * MIN_SEGMENT_FLOATS; // one segment per contributor
     const settled = await Promise.allSettled(planes.map((p, r) => (r === 2
-      ? p.allreduce({ key: 'lists', members: swapped, rank: 2, timeoutMs: 60_000 }, new Float32Array(64))
-      : p.allreduce(reductionFor(members, r, 'lists', 60_000), new Float32Array(64)))));
+      ? p.allreduce({ key: 'lists', members: swapped, rank: 2, timeoutMs: 60_000 }, new Float32Array(floats))
+      : p.allreduce(reductionFor(members, r, 'lists', 60_000), new Float32Array(floats)))));
     const out = settled.map((s) => (s.status === 'rejected' ? s.reason as AllreduceError : assert.fail('every member should fail')));
     assert.ok(out.every((e) => e instanceof AllreduceError));
     const said = out.filter((o) => /the members lists differ: expected \[m\d, m\d, m2\], 'm\d' has \[m\d, m\d, m2\]/.test(o.message));
@@ -321,9 +248,9 @@ describe('collective allreduce (one process)', () => {
 
   it('fails with NonFiniteValueError at the owner a member sends NaN to', async () => {
     await listen(3);
-    const floats = 3000;
+    const floats = 3 * MIN_SEGMENT_FLOATS; // one segment per contributor
     const data = planes.map((_, m) => inputOf(m, floats));
-    data[1][2500] = NaN; // segment 2: member 1 sends it to its owner, member 2, in the reduce-scatter
+    data[1][floats - 500] = NaN; // segment 2: member 1 sends it to its owner, member 2, in the reduce-scatter
     const out = assertAllFailed(await runAll(planes, 'nan', data, membersOf(planes), 60_000));
     const at2 = out[2];
     assert.ok(at2.cause instanceof NonFiniteValueError, `expected NonFiniteValueError at member 2, got ${String(at2.cause)}`);
@@ -378,12 +305,13 @@ describe('collective allreduce (one process)', () => {
     }
 
     it('fails naming the frame it expected when a segment has the wrong length', async () => {
-      const { result, toReal } = await handshake('short', 100);
-      const name = "reduce-scatter segment 0/2 of 'short' (100 floats, 2 members)";
-      await toReal.send([{ name, dtype: 'float32', shape: [49], data: new Float32Array(49) }]);
+      const floats = 2 * MIN_SEGMENT_FLOATS; // one segment per member
+      const { result, toReal } = await handshake('short', floats);
+      const name = `reduce-scatter segment 0/2 of 'short' (${floats} floats, 2 members)`;
+      await toReal.send([{ name, dtype: 'float32', shape: [MIN_SEGMENT_FLOATS - 1], data: new Float32Array(MIN_SEGMENT_FLOATS - 1) }]);
       await assert.rejects(result, (err: AllreduceError) => {
         assert.ok(err instanceof AllreduceError, String(err));
-        assert.match(err.message, /expected frame 'reduce-scatter segment 0\/2 of 'short' \(100 floats, 2 members\)' of 50 float32, got .* of shape \[49\]/);
+        assert.equal(err.message.includes(`expected frame '${name}' of ${MIN_SEGMENT_FLOATS} float32, got '${name}' of shape [${MIN_SEGMENT_FLOATS - 1}]`), true, err.message);
         assert.equal(err.peer, 'fake');
         assert.equal(err.phase, 'reduce-scatter');
         return true;
@@ -391,9 +319,10 @@ describe('collective allreduce (one process)', () => {
     });
 
     it('refuses a frame of another reduction before reading its data', async () => {
-      const { result, toReal } = await handshake('this-one', 100);
-      const name = "reduce-scatter segment 0/2 of 'other-one' (100 floats, 2 members)";
-      await toReal.send([{ name, dtype: 'float32', shape: [50], data: new Float32Array(50) }]).catch(() => undefined);
+      const floats = 2 * MIN_SEGMENT_FLOATS; // one segment per member
+      const { result, toReal } = await handshake('this-one', floats);
+      const name = `reduce-scatter segment 0/2 of 'other-one' (${floats} floats, 2 members)`;
+      await toReal.send([{ name, dtype: 'float32', shape: [MIN_SEGMENT_FLOATS], data: new Float32Array(MIN_SEGMENT_FLOATS) }]).catch(() => undefined);
       await assert.rejects(result, /expected frame 'reduce-scatter segment 0\/2 of 'this-one'.*got 'reduce-scatter segment 0\/2 of 'other-one'.*the members disagree/);
     });
   });
