@@ -2,11 +2,12 @@ import { type MicroBatchRun, TreeSum } from './summation-tree';
 import { MEMBER_ROLES, AllreduceCompression, AllreduceMember } from './types';
 
 /**
- * Floats a segment must hold before the vector is split into more segments: below it a frame's fixed cost
- * (header, a writev, the receive bookkeeping: tens of microseconds) outweighs moving its payload, so a
- * small vector is split among fewer owners (measured with bench/exchange.ts: see docs/distributed-design.md).
+ * Floats a segment must hold before the vector is split into more segments (256 KiB). A frame's fixed cost
+ * (header, a writev, the receive bookkeeping, waking a process) was about 0.14 ms in bench/exchange.ts on
+ * the 2-core machine, as much as moving about 32 K floats (4.4 ns each), so a smaller segment pays more for
+ * its frames than for its bytes (figures in docs/distributed-design.md).
  */
-export const MIN_SEGMENT_FLOATS = 16_384;
+export const MIN_SEGMENT_FLOATS = 65_536;
 
 /**
  * Segments a vector of `floats` is split into among `contributors`: one per contributor for a large
