@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { NonFiniteValueError, TensorChannel, connectTensorChannel, startTensorChannelServer } from '../common/wire';
 import { DataPlane, AllreduceError, AllreduceMember, AllreduceStats, MIN_SEGMENT_FLOATS } from '../common/collective';
-import { assertAllEqual, assertAllFailed, assertAllSucceeded, bytesOf, inputOf, leftFold, membersOf, reductionFor, runAll, treeSum, until } from './support/allreduce-members';
+import { assertAllEqual, assertAllFailed, assertAllSucceeded, bytesOf, inputOf, leftFold, membersOf, reductionFor, runAll, treeSum, until, TestPlanes } from './support/allreduce-members';
 import { TreeFold } from '../common/collective/tree-fold';
 import { SimdScratch } from '../common/collective/simd-scratch';
 
@@ -44,17 +44,8 @@ describe('collective TreeFold', () => {
 });
 
 describe('collective allreduce (one process)', () => {
-  let planes: DataPlane[] = [];
-
-  async function listen(n: number): Promise<DataPlane[]> {
-    planes = await Promise.all(Array.from({ length: n }, () => DataPlane.listen()));
-    return planes;
-  }
-
-  afterEach(async () => {
-    await Promise.all(planes.map((p) => p.close()));
-    planes = [];
-  });
+  const open = new TestPlanes();
+  const listen = (n: number): Promise<DataPlane[]> => open.listen(n);
 
   for (const world of [1, 2, 3, 4]) {
     for (const floats of [1001, 3, 0]) {
@@ -62,7 +53,7 @@ describe('collective allreduce (one process)', () => {
         await listen(world);
         const inputs = Array.from({ length: world }, (_, m) => inputOf(m, floats));
         const data = inputs.map((x) => Float32Array.from(x));
-        const stats = assertAllSucceeded(await runAll(planes, `w${world}-n${floats}`, data));
+        const stats = assertAllSucceeded(await runAll(open.planes, `w${world}-n${floats}`, data));
         assertAllEqual(data, treeSum(inputs));
         const sent = stats.reduce((a, s) => a + s.bytesSent, 0);
         assert.equal(sent, stats.reduce((a, s) => a + s.bytesReceived, 0), 'bytes sent = bytes received');
@@ -76,7 +67,7 @@ describe('collective allreduce (one process)', () => {
     it(`is bit-exact to the summation tree with ${contributors} contributors`, async () => {
       await listen(contributors);
       const floats = 20_011;
-      const inputs = planes.map((_, m) => inputOf(m, floats));
+      const inputs = open.planes.map((_, m) => inputOf(m, floats));
       const expected = treeSum(inputs);
       if (contributors > 2) {
         const other = leftFold([...inputs.slice(1), inputs[0]]); // ((p1 + p2) + …) + p0
@@ -84,7 +75,7 @@ describe('collective allreduce (one process)', () => {
       }
       for (let round = 0; round < 2; round++) {
         const data = inputs.map((x) => Float32Array.from(x));
-        assertAllSucceeded(await runAll(planes, `exact-${round}`, data));
+        assertAllSucceeded(await runAll(open.planes, `exact-${round}`, data));
         assertAllEqual(data, expected);
       }
     });
@@ -103,14 +94,14 @@ describe('collective allreduce (one process)', () => {
       await listen(parts.length + 1);
       const floats = parts.length * MIN_SEGMENT_FLOATS + 3; // one segment per contributor, as the byte count below assumes
       const micro = Array.from({ length: leaves }, (_, m) => inputOf(m, floats));
-      const members: AllreduceMember[] = [{ id: 'observer', address: planes[0].address, role: 'observer' },
-        ...parts.map((p, k) => ({ id: `w${k}`, address: planes[k + 1].address, parts: p.map(([start, end]) => ({ start, end })) }))];
+      const members: AllreduceMember[] = [{ id: 'observer', address: open.planes[0].address, role: 'observer' },
+        ...parts.map((p, k) => ({ id: `w${k}`, address: open.planes[k + 1].address, parts: p.map(([start, end]) => ({ start, end })) }))];
       const data = [new Float32Array(floats), ...parts.map((p) => {
         const input = new Float32Array(p.length * floats);
         p.forEach(([start, end], i) => input.set(treeSum(micro.slice(start, end)), i * floats));
         return input;
       })];
-      const stats = assertAllSucceeded(await runAll(planes, `split-${name}`, data, members));
+      const stats = assertAllSucceeded(await runAll(open.planes, `split-${name}`, data, members));
       assertAllEqual(data.map((d) => d.subarray(0, floats)), treeSum(micro));
       // Each part's slices go to the other owners once; each owner's reduced segment to every other member.
       const c = parts.length;
@@ -128,8 +119,8 @@ describe('collective allreduce (one process)', () => {
       [[[0, 1]], [[2, 3]], /expected all 3 micro-batches in the sum, have \[0, 1\) \[2, 3\)/],
     ];
     for (const [a, b, message] of bad) {
-      const members = [a, b].map((p, k) => ({ id: `w${k}`, address: planes[k].address, parts: p.map(([start, end]) => ({ start, end })) }));
-      const out = assertAllFailed(await runAll(planes, 'bad-parts', [new Float32Array(a.length * 8), new Float32Array(b.length * 8)], members));
+      const members = [a, b].map((p, k) => ({ id: `w${k}`, address: open.planes[k].address, parts: p.map(([start, end]) => ({ start, end })) }));
+      const out = assertAllFailed(await runAll(open.planes, 'bad-parts', [new Float32Array(a.length * 8), new Float32Array(b.length * 8)], members));
       for (const err of out) {
         assert.equal(err.phase, 'start');
         assert.match(err.message, message);
@@ -147,10 +138,10 @@ describe('collective allreduce (one process)', () => {
     it(`gives an observer at rank ${observer} (of ${world}) the contributors' sum and ignores its input`, async () => {
       await listen(world);
       const floats = 10_007;
-      const inputs = planes.map((_, m) => inputOf(m, floats));
-      const members = membersOf(planes, [observer]);
+      const inputs = open.planes.map((_, m) => inputOf(m, floats));
+      const members = membersOf(open.planes, [observer]);
       const data = inputs.map((x) => Float32Array.from(x)); // the observer's input: nonzero garbage
-      const stats = assertAllSucceeded(await runAll(planes, 'observed', data, members));
+      const stats = assertAllSucceeded(await runAll(open.planes, 'observed', data, members));
       assertAllEqual(data, treeSum(inputs.filter((_, m) => m !== observer)));
       assert.equal(stats[observer].bytesSent, 0, 'an observer sends no data');
       assert.equal(stats[observer].bytesReceived, floats * 4, 'an observer receives the sum once');
@@ -159,46 +150,46 @@ describe('collective allreduce (one process)', () => {
 
   it('sends a single contributor\'s data to the observers, and refuses a reduction without contributors', async () => {
     await listen(3);
-    const inputs = planes.map((_, m) => inputOf(m, 999));
+    const inputs = open.planes.map((_, m) => inputOf(m, 999));
     const data = inputs.map((x) => Float32Array.from(x));
-    assertAllSucceeded(await runAll(planes, 'one', data, membersOf(planes, [0, 2])));
+    assertAllSucceeded(await runAll(open.planes, 'one', data, membersOf(open.planes, [0, 2])));
     assertAllEqual(data, inputs[1]);
-    const out = assertAllFailed(await runAll(planes, 'none', data, membersOf(planes, [0, 1, 2])));
+    const out = assertAllFailed(await runAll(open.planes, 'none', data, membersOf(open.planes, [0, 1, 2])));
     for (const err of out) assert.match(err.message, /'none', start: expected at least one contributor, got 3 observer/);
   });
 
   it('reuses its connections across reductions, and reconnects to a member replaced by another plane', async () => {
     await listen(4);
-    const members = membersOf(planes, [0]);
+    const members = membersOf(open.planes, [0]);
     const opened: number[][] = [];
     for (let round = 0; round < 5; round++) {
       const floats = 3 * MIN_SEGMENT_FLOATS + round * 333; // one segment per contributor
-      const inputs = planes.map((_, m) => inputOf(m, floats, round));
+      const inputs = open.planes.map((_, m) => inputOf(m, floats, round));
       const data = inputs.map((x) => Float32Array.from(x));
-      assertAllSucceeded(await runAll(planes, `job/step-${round}`, data, members));
+      assertAllSucceeded(await runAll(open.planes, `job/step-${round}`, data, members));
       assertAllEqual(data, treeSum(inputs.slice(1)));
-      opened.push(planes.map((p) => p.connectionsOpened));
+      opened.push(open.planes.map((p) => p.connectionsOpened));
     }
     // A member opens one connection to each contributor it receives from, once.
     assert.deepEqual(opened[0], [3, 2, 2, 2]);
     for (const o of opened) assert.deepEqual(o, opened[0]);
-    assert.deepEqual(planes.map((p) => p.pooledConnections), [3, 5, 5, 5]);
+    assert.deepEqual(open.planes.map((p) => p.pooledConnections), [3, 5, 5, 5]);
 
     // Member 3 is replaced by a new plane (new id, new address): the next reduction connects to it.
-    await planes[3].close();
-    planes[3] = await DataPlane.listen();
-    const replaced = membersOf(planes, [0]).map((m, i) => (i === 3 ? { ...m, id: 'm3-new' } : m));
-    const inputs = planes.map((_, m) => inputOf(m, 3 * MIN_SEGMENT_FLOATS, 9));
+    await open.planes[3].close();
+    open.planes[3] = await DataPlane.listen();
+    const replaced = membersOf(open.planes, [0]).map((m, i) => (i === 3 ? { ...m, id: 'm3-new' } : m));
+    const inputs = open.planes.map((_, m) => inputOf(m, 3 * MIN_SEGMENT_FLOATS, 9));
     const data = inputs.map((x) => Float32Array.from(x));
-    assertAllSucceeded(await runAll(planes, 'after-replacement', data, replaced));
+    assertAllSucceeded(await runAll(open.planes, 'after-replacement', data, replaced));
     assertAllEqual(data, treeSum(inputs.slice(1)));
-    assert.deepEqual(planes.map((p) => p.connectionsOpened), [4, 3, 3, 2]);
+    assert.deepEqual(open.planes.map((p) => p.connectionsOpened), [4, 3, 3, 2]);
   });
 
   it('keeps data that arrives for a reduction until it starts here', async () => {
     const [p0, p1, p2] = await listen(3);
-    const members = membersOf(planes);
-    const inputs = planes.map((_, m) => inputOf(m, 50_000));
+    const members = membersOf(open.planes);
+    const inputs = open.planes.map((_, m) => inputOf(m, 50_000));
     const data = inputs.map((x) => Float32Array.from(x));
     // Members 1 and 2 start (connect to member 0, say they are ready) long before member 0 calls allreduce.
     const late = [p1.allreduce(reductionFor(members, 1, 'early'), data[1]), p2.allreduce(reductionFor(members, 2, 'early'), data[2])];
@@ -209,7 +200,7 @@ describe('collective allreduce (one process)', () => {
 
   it('rejects a second concurrent reduction and bad arguments', async () => {
     const [p0, p1] = await listen(2);
-    const members = membersOf(planes);
+    const members = membersOf(open.planes);
     const first = p0.allreduce(reductionFor(members, 0, 'a'), new Float32Array(10));
     await assert.rejects(p0.allreduce(reductionFor(members, 0, 'b'), new Float32Array(10)), (err: AllreduceError) =>
       err instanceof AllreduceError && err.phase === 'start' && /'a' is still running/.test(err.message));
@@ -226,7 +217,7 @@ describe('collective allreduce (one process)', () => {
     await listen(3);
     const data = [new Float32Array(100), new Float32Array(101), new Float32Array(100)];
     const t0 = performance.now();
-    const out = assertAllFailed(await runAll(planes, 'mismatch', data, membersOf(planes), 60_000));
+    const out = assertAllFailed(await runAll(open.planes, 'mismatch', data, membersOf(open.planes), 60_000));
     assert.ok(performance.now() - t0 < 30_000, 'not at the timeout');
     const said = out.filter((o) => o.phase === 'handshake' && /expected 10[01] floats, 'm\d' reduces 10[01]/.test(o.message));
     assert.ok(said.length >= 1, `expected a handshake error naming the lengths, got ${out.map(String).join(' | ')}`);
@@ -234,10 +225,10 @@ describe('collective allreduce (one process)', () => {
 
   it('fails every member at once when a member has another members list', async () => {
     await listen(3);
-    const members = membersOf(planes);
+    const members = membersOf(open.planes);
     const swapped = [members[1], members[0], members[2]]; // member 2 folds in another order
     const floats = 3 * MIN_SEGMENT_FLOATS; // one segment per contributor
-    const settled = await Promise.allSettled(planes.map((p, r) => (r === 2
+    const settled = await Promise.allSettled(open.planes.map((p, r) => (r === 2
       ? p.allreduce({ key: 'lists', members: swapped, rank: 2, timeoutMs: 60_000 }, new Float32Array(floats))
       : p.allreduce(reductionFor(members, r, 'lists', 60_000), new Float32Array(floats)))));
     const out = settled.map((s) => (s.status === 'rejected' ? s.reason as AllreduceError : assert.fail('every member should fail')));
@@ -249,9 +240,9 @@ describe('collective allreduce (one process)', () => {
   it('fails with NonFiniteValueError at the owner a member sends NaN to', async () => {
     await listen(3);
     const floats = 3 * MIN_SEGMENT_FLOATS; // one segment per contributor
-    const data = planes.map((_, m) => inputOf(m, floats));
+    const data = open.planes.map((_, m) => inputOf(m, floats));
     data[1][floats - 500] = NaN; // segment 2: member 1 sends it to its owner, member 2, in the reduce-scatter
-    const out = assertAllFailed(await runAll(planes, 'nan', data, membersOf(planes), 60_000));
+    const out = assertAllFailed(await runAll(open.planes, 'nan', data, membersOf(open.planes), 60_000));
     const at2 = out[2];
     assert.ok(at2.cause instanceof NonFiniteValueError, `expected NonFiniteValueError at member 2, got ${String(at2.cause)}`);
     assert.equal(at2.peer, 'm1');
@@ -261,8 +252,8 @@ describe('collective allreduce (one process)', () => {
 
   it('times out naming the member that never shows up', async () => {
     await listen(3);
-    const members = membersOf(planes);
-    const settled = await Promise.allSettled([0, 1].map((r) => planes[r].allreduce(reductionFor(members, r, 'absent', 300), new Float32Array(64))));
+    const members = membersOf(open.planes);
+    const settled = await Promise.allSettled([0, 1].map((r) => open.planes[r].allreduce(reductionFor(members, r, 'absent', 300), new Float32Array(64))));
     const errors = settled.map((s) => (s.status === 'rejected' ? s.reason as AllreduceError : assert.fail('should fail')));
     for (const err of errors) assert.ok(err instanceof AllreduceError, String(err));
     // Whichever times out first closes its connections, which fails the other one at once.
@@ -271,7 +262,7 @@ describe('collective allreduce (one process)', () => {
 
   it('fails a running reduction with phase \'closed\' when its plane closes', async () => {
     const [p0] = await listen(2);
-    const running = p0.allreduce(reductionFor(membersOf(planes), 0, 'closing', 60_000), new Float32Array(10));
+    const running = p0.allreduce(reductionFor(membersOf(open.planes), 0, 'closing', 60_000), new Float32Array(10));
     running.catch(() => undefined);
     await p0.close();
     await assert.rejects(running, (err: AllreduceError) => err instanceof AllreduceError && err.phase === 'closed');

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { AllreduceError, AllreduceMember, DataPlane, decodeFp16, encodeFp16, MIN_SEGMENT_FLOATS, segmentCount } from '../common/collective';
 import { planReduction, type ReductionPlan } from '../common/collective/segment-plan';
-import { assertAllEqual, assertAllSucceeded, inputOf, membersOf, reductionFor, runAll, treeSum, until } from './support/allreduce-members';
+import { assertAllEqual, assertAllSucceeded, inputOf, membersOf, reductionFor, runAll, treeSum, until, TestPlanes } from './support/allreduce-members';
 
 /** The MobileNet gradient's length, which 2-4 workers must keep splitting one segment each. */
 const MOBILENET_FLOATS = 2_162_880;
@@ -75,17 +75,8 @@ describe('collective segment plan by vector size', () => {
 });
 
 describe('collective allreduce of small vectors (one process)', () => {
-  let planes: DataPlane[] = [];
-
-  async function listen(n: number): Promise<DataPlane[]> {
-    planes = await Promise.all(Array.from({ length: n }, () => DataPlane.listen()));
-    return planes;
-  }
-
-  afterEach(async () => {
-    await Promise.all(planes.map((p) => p.close()));
-    planes = [];
-  });
+  const open = new TestPlanes();
+  const listen = (n: number): Promise<DataPlane[]> => open.listen(n);
 
   // 8 micro-batches (tree [0,4) = [0,2) + [2,4), [4,8) = [4,6) + [6,8)) split unevenly among 5 contributors,
   // an observer between them: with 1 segment (owner w0) and with 2 (owners w0 and w1).
@@ -95,8 +86,8 @@ describe('collective allreduce of small vectors (one process)', () => {
     it(`gives every member the summation tree's bytes for an unaligned split in ${segments} segment(s), over links to the owners only`, async () => {
       await listen(split.length + 1);
       const micro = Array.from({ length: 8 }, (_, m) => inputOf(m, floats));
-      const contributors: AllreduceMember[] = split.map((p, k) => ({ id: `w${k}`, address: planes[k < 2 ? k : k + 1].address, parts: p.map(([start, end]) => ({ start, end })) }));
-      const members = [contributors[0], contributors[1], { id: 'observer', address: planes[2].address, role: 'observer' as const }, ...contributors.slice(2)];
+      const contributors: AllreduceMember[] = split.map((p, k) => ({ id: `w${k}`, address: open.planes[k < 2 ? k : k + 1].address, parts: p.map(([start, end]) => ({ start, end })) }));
+      const members = [contributors[0], contributors[1], { id: 'observer', address: open.planes[2].address, role: 'observer' as const }, ...contributors.slice(2)];
       const inputs = members.map((m) => {
         const input = new Float32Array((m.parts?.length ?? 1) * floats).fill(7); // the observer's input: garbage
         m.parts?.forEach(({ start, end }, i) => input.set(treeSum(micro.slice(start, end)), i * floats));
@@ -104,7 +95,7 @@ describe('collective allreduce of small vectors (one process)', () => {
       });
       for (let round = 0; round < 2; round++) {
         const data = inputs.map((x) => Float32Array.from(x));
-        const stats = assertAllSucceeded(await runAll(planes, `small-${floats}-${round}`, data, members));
+        const stats = assertAllSucceeded(await runAll(open.planes, `small-${floats}-${round}`, data, members));
         assertAllEqual(data.map((d) => d.subarray(0, floats)), treeSum(micro));
         // A contributor that owns no segment sends only its parts, whole; the observer sends nothing.
         assert.deepEqual([3, 4, 5].map((r) => stats[r].bytesSent), [3, 4, 5].map((r) => inputs[r].byteLength));
@@ -112,17 +103,17 @@ describe('collective allreduce of small vectors (one process)', () => {
         assert.equal(stats[2].bytesReceived, floats * 4);
       }
       // Each owner receives from every other contributor (4); everyone else from the owners only, once.
-      assert.deepEqual(planes.map((p) => p.connectionsOpened), segments === 1 ? [4, 1, 1, 1, 1, 1] : [4, 4, 2, 2, 2, 2]);
+      assert.deepEqual(open.planes.map((p) => p.connectionsOpened), segments === 1 ? [4, 1, 1, 1, 1, 1] : [4, 4, 2, 2, 2, 2]);
     });
   }
 
   it('rounds the owner\'s sum once with fp16 compression: every member, the observer included, holds the same bytes', async () => {
     await listen(6);
     const floats = 999;
-    const members = membersOf(planes, [3]);
-    const inputs = planes.map((_, m) => inputOf(m, floats).map((x) => x / 1e3));
+    const members = membersOf(open.planes, [3]);
+    const inputs = open.planes.map((_, m) => inputOf(m, floats).map((x) => x / 1e3));
     const data = inputs.map((x) => Float32Array.from(x));
-    const settled = await Promise.allSettled(planes.map((p, r) => p.allreduce({ ...reductionFor(members, r, 'half'), compression: { type: 'fp16', prescale: 1 } }, data[r])));
+    const settled = await Promise.allSettled(open.planes.map((p, r) => p.allreduce({ ...reductionFor(members, r, 'half'), compression: { type: 'fp16', prescale: 1 } }, data[r])));
     settled.forEach((s, r) => assert.equal(s.status, 'fulfilled', `member ${r}: ${String((s as PromiseRejectedResult).reason)}`));
     // The parts rounded to halves, added by the tree in float32, the sum rounded to a half once.
     assertAllEqual(data, toHalfAndBack(treeSum(inputs.filter((_, m) => m !== 3).map(toHalfAndBack))));
@@ -133,15 +124,15 @@ describe('collective allreduce of small vectors (one process)', () => {
   for (const { who, what } of [{ who: 4, what: 'a contributor that owns no segment' }, { who: 1, what: 'the owner' }]) {
     it(`fails every member's attempt at once, not at the timeout, when ${what} leaves mid-reduction`, async () => {
       await listen(7);
-      const members = membersOf(planes, [0]);
+      const members = membersOf(open.planes, [0]);
       const floats = 500;
-      const data = planes.map((_, m) => inputOf(m, floats));
-      const started = planes.slice(0, 6).map((p, r) => p.allreduce(reductionFor(members, r, 'leaving', 120_000), data[r]));
+      const data = open.planes.map((_, m) => inputOf(m, floats));
+      const started = open.planes.slice(0, 6).map((p, r) => p.allreduce(reductionFor(members, r, 'leaving', 120_000), data[r]));
       for (const s of started) s.catch(() => undefined);
       // Every started contributor but the owner has its one link, to the owner; the owner one to each started one.
-      await until(() => [2, 3, 4, 5].every((r) => planes[r].connectionsOpened === 1) && planes[1].connectionsOpened === 5, 'links to the owner');
-      await planes[who].close();
-      const late = planes[6].allreduce(reductionFor(members, 6, 'leaving', 120_000), data[6]);
+      await until(() => [2, 3, 4, 5].every((r) => open.planes[r].connectionsOpened === 1) && open.planes[1].connectionsOpened === 5, 'links to the owner');
+      await open.planes[who].close();
+      const late = open.planes[6].allreduce(reductionFor(members, 6, 'leaving', 120_000), data[6]);
       const out = await Promise.allSettled([...started, late]);
       out.forEach((o, r) => {
         assert.equal(o.status, 'rejected', `member ${r} should fail`);

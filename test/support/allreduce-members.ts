@@ -81,3 +81,20 @@ export async function until(condition: () => boolean, what: string, limitMs = 10
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
+
+/** The DataPlanes of one test, on 127.0.0.1: `listen(n)` opens n (they replace the list); an afterEach closes them. */
+export class TestPlanes {
+  planes: DataPlane[] = [];
+
+  constructor() {
+    afterEach(async () => {
+      await Promise.all(this.planes.map((p) => p.close()));
+      this.planes = [];
+    });
+  }
+
+  async listen(n: number): Promise<DataPlane[]> {
+    this.planes = await Promise.all(Array.from({ length: n }, () => DataPlane.listen()));
+    return this.planes;
+  }
+}
