@@ -5,84 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { NonFiniteValueError, TensorChannel, connectTensorChannel, startTensorChannelServer } from '../common/wire';
-import { DataPlane, AllreduceError, AllreduceMember, AllreduceRequest, AllreduceStats } from '../common/collective';
+import { DataPlane, AllreduceError, AllreduceMember, AllreduceStats, MIN_SEGMENT_FLOATS } from '../common/collective';
+import { assertAllEqual, assertAllFailed, assertAllSucceeded, bytesOf, inputOf, leftFold, membersOf, reductionFor, runAll, treeSum, until, TestPlanes } from './support/allreduce-members';
 import { TreeFold } from '../common/collective/tree-fold';
 import { SimdScratch } from '../common/collective/simd-scratch';
-
-/** Deterministic, distinct per member, of mixed sign and magnitude (1e-3 .. 1e5) so float32 rounding shows. */
-function inputOf(member: number, floats: number, round = 0): Float32Array {
-  const a = new Float32Array(floats);
-  for (let i = 0; i < floats; i++) a[i] = Math.sin(i * 0.37 + member * 1.3 + round) * 10 ** (((i * 7 + member * 3) % 9) - 3);
-  return a;
-}
-
-/** A sequential float32 left fold in member order (what the collective computed before the tree). */
-function leftFold(parts: Float32Array[]): Float32Array {
-  const acc = Float32Array.from(parts[0]);
-  for (const p of parts.slice(1)) for (let i = 0; i < acc.length; i++) acc[i] += p[i];
-  return acc;
-}
-
-/**
- * The single-process trainer's sum, written out independently of TreeSum: the pairwise tree over the
- * leaves, the left half ceil(n / 2) long, in float32.
- */
-function treeSum(leaves: Float32Array[]): Float32Array {
-  if (leaves.length === 1) return Float32Array.from(leaves[0]);
-  const mid = Math.ceil(leaves.length / 2);
-  const left = treeSum(leaves.slice(0, mid));
-  const right = treeSum(leaves.slice(mid));
-  for (let i = 0; i < left.length; i++) left[i] += right[i];
-  return left;
-}
-
-const bytesOf = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-
-/** Every member holds exactly the bytes of `expected`. */
-function assertAllEqual(results: Float32Array[], expected: Float32Array): void {
-  results.forEach((r, m) => {
-    if (bytesOf(r).equals(bytesOf(expected))) return;
-    const i = r.findIndex((x, j) => !Object.is(x, expected[j]));
-    assert.fail(`member ${m}: element ${i} is ${r[i]}, the summation tree's sum is ${expected[i]}`);
-  });
-}
-
-function membersOf(planes: DataPlane[], observers: number[] = []): AllreduceMember[] {
-  return planes.map((p, i) => ({ id: `m${i}`, address: p.address, ...(observers.includes(i) ? { role: 'observer' as const } : {}) }));
-}
-
-function reductionFor(members: AllreduceMember[], rank: number, key: string, timeoutMs = 10_000): AllreduceRequest {
-  return { key, members, rank, timeoutMs };
-}
-
-/** Settles every member's allreduce; returns each one's stats or error. */
-async function runAll(planes: DataPlane[], key: string, data: Float32Array[], members = membersOf(planes), timeoutMs = 10_000): Promise<Array<AllreduceStats | AllreduceError>> {
-  const settled = await Promise.allSettled(planes.map((p, r) => p.allreduce(reductionFor(members, r, key, timeoutMs), data[r])));
-  return settled.map((s) => {
-    if (s.status === 'fulfilled') return s.value;
-    assert.ok(s.reason instanceof AllreduceError, `expected AllreduceError, got ${String(s.reason)}`);
-    return s.reason;
-  });
-}
-
-function assertAllSucceeded(out: Array<AllreduceStats | AllreduceError>): AllreduceStats[] {
-  out.forEach((o, m) => assert.ok(!(o instanceof AllreduceError), `member ${m}: ${String(o)}`));
-  return out as AllreduceStats[];
-}
-
-function assertAllFailed(out: Array<AllreduceStats | AllreduceError>): AllreduceError[] {
-  out.forEach((o, m) => assert.ok(o instanceof AllreduceError, `member ${m} should fail, got ${JSON.stringify(o)}`));
-  return out as AllreduceError[];
-}
-
-/** Resolves once `condition` holds, checking on every turn of the event loop. */
-async function until(condition: () => boolean, what: string, limitMs = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!condition()) {
-    if (Date.now() - t0 > limitMs) throw new Error(`${what}: not within ${limitMs} ms`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
 describe('collective TreeFold', () => {
   it('adds the parts of any split by the summation tree bit for bit, whatever order they arrive in', () => {
@@ -118,17 +44,8 @@ describe('collective TreeFold', () => {
 });
 
 describe('collective allreduce (one process)', () => {
-  let planes: DataPlane[] = [];
-
-  async function listen(n: number): Promise<DataPlane[]> {
-    planes = await Promise.all(Array.from({ length: n }, () => DataPlane.listen()));
-    return planes;
-  }
-
-  afterEach(async () => {
-    await Promise.all(planes.map((p) => p.close()));
-    planes = [];
-  });
+  const open = new TestPlanes();
+  const listen = (n: number): Promise<DataPlane[]> => open.listen(n);
 
   for (const world of [1, 2, 3, 4]) {
     for (const floats of [1001, 3, 0]) {
@@ -136,7 +53,7 @@ describe('collective allreduce (one process)', () => {
         await listen(world);
         const inputs = Array.from({ length: world }, (_, m) => inputOf(m, floats));
         const data = inputs.map((x) => Float32Array.from(x));
-        const stats = assertAllSucceeded(await runAll(planes, `w${world}-n${floats}`, data));
+        const stats = assertAllSucceeded(await runAll(open.planes, `w${world}-n${floats}`, data));
         assertAllEqual(data, treeSum(inputs));
         const sent = stats.reduce((a, s) => a + s.bytesSent, 0);
         assert.equal(sent, stats.reduce((a, s) => a + s.bytesReceived, 0), 'bytes sent = bytes received');
@@ -150,7 +67,7 @@ describe('collective allreduce (one process)', () => {
     it(`is bit-exact to the summation tree with ${contributors} contributors`, async () => {
       await listen(contributors);
       const floats = 20_011;
-      const inputs = planes.map((_, m) => inputOf(m, floats));
+      const inputs = open.planes.map((_, m) => inputOf(m, floats));
       const expected = treeSum(inputs);
       if (contributors > 2) {
         const other = leftFold([...inputs.slice(1), inputs[0]]); // ((p1 + p2) + …) + p0
@@ -158,7 +75,7 @@ describe('collective allreduce (one process)', () => {
       }
       for (let round = 0; round < 2; round++) {
         const data = inputs.map((x) => Float32Array.from(x));
-        assertAllSucceeded(await runAll(planes, `exact-${round}`, data));
+        assertAllSucceeded(await runAll(open.planes, `exact-${round}`, data));
         assertAllEqual(data, expected);
       }
     });
@@ -175,16 +92,16 @@ describe('collective allreduce (one process)', () => {
   for (const { name, leaves, parts } of splits) {
     it(`gives the summation tree's bytes for the split ${name} of ${leaves} micro-batches, one vector per part`, async () => {
       await listen(parts.length + 1);
-      const floats = 4099;
+      const floats = parts.length * MIN_SEGMENT_FLOATS + 3; // one segment per contributor, as the byte count below assumes
       const micro = Array.from({ length: leaves }, (_, m) => inputOf(m, floats));
-      const members: AllreduceMember[] = [{ id: 'observer', address: planes[0].address, role: 'observer' },
-        ...parts.map((p, k) => ({ id: `w${k}`, address: planes[k + 1].address, parts: p.map(([start, end]) => ({ start, end })) }))];
+      const members: AllreduceMember[] = [{ id: 'observer', address: open.planes[0].address, role: 'observer' },
+        ...parts.map((p, k) => ({ id: `w${k}`, address: open.planes[k + 1].address, parts: p.map(([start, end]) => ({ start, end })) }))];
       const data = [new Float32Array(floats), ...parts.map((p) => {
         const input = new Float32Array(p.length * floats);
         p.forEach(([start, end], i) => input.set(treeSum(micro.slice(start, end)), i * floats));
         return input;
       })];
-      const stats = assertAllSucceeded(await runAll(planes, `split-${name}`, data, members));
+      const stats = assertAllSucceeded(await runAll(open.planes, `split-${name}`, data, members));
       assertAllEqual(data.map((d) => d.subarray(0, floats)), treeSum(micro));
       // Each part's slices go to the other owners once; each owner's reduced segment to every other member.
       const c = parts.length;
@@ -202,8 +119,8 @@ describe('collective allreduce (one process)', () => {
       [[[0, 1]], [[2, 3]], /expected all 3 micro-batches in the sum, have \[0, 1\) \[2, 3\)/],
     ];
     for (const [a, b, message] of bad) {
-      const members = [a, b].map((p, k) => ({ id: `w${k}`, address: planes[k].address, parts: p.map(([start, end]) => ({ start, end })) }));
-      const out = assertAllFailed(await runAll(planes, 'bad-parts', [new Float32Array(a.length * 8), new Float32Array(b.length * 8)], members));
+      const members = [a, b].map((p, k) => ({ id: `w${k}`, address: open.planes[k].address, parts: p.map(([start, end]) => ({ start, end })) }));
+      const out = assertAllFailed(await runAll(open.planes, 'bad-parts', [new Float32Array(a.length * 8), new Float32Array(b.length * 8)], members));
       for (const err of out) {
         assert.equal(err.phase, 'start');
         assert.match(err.message, message);
@@ -221,10 +138,10 @@ describe('collective allreduce (one process)', () => {
     it(`gives an observer at rank ${observer} (of ${world}) the contributors' sum and ignores its input`, async () => {
       await listen(world);
       const floats = 10_007;
-      const inputs = planes.map((_, m) => inputOf(m, floats));
-      const members = membersOf(planes, [observer]);
+      const inputs = open.planes.map((_, m) => inputOf(m, floats));
+      const members = membersOf(open.planes, [observer]);
       const data = inputs.map((x) => Float32Array.from(x)); // the observer's input: nonzero garbage
-      const stats = assertAllSucceeded(await runAll(planes, 'observed', data, members));
+      const stats = assertAllSucceeded(await runAll(open.planes, 'observed', data, members));
       assertAllEqual(data, treeSum(inputs.filter((_, m) => m !== observer)));
       assert.equal(stats[observer].bytesSent, 0, 'an observer sends no data');
       assert.equal(stats[observer].bytesReceived, floats * 4, 'an observer receives the sum once');
@@ -233,46 +150,46 @@ describe('collective allreduce (one process)', () => {
 
   it('sends a single contributor\'s data to the observers, and refuses a reduction without contributors', async () => {
     await listen(3);
-    const inputs = planes.map((_, m) => inputOf(m, 999));
+    const inputs = open.planes.map((_, m) => inputOf(m, 999));
     const data = inputs.map((x) => Float32Array.from(x));
-    assertAllSucceeded(await runAll(planes, 'one', data, membersOf(planes, [0, 2])));
+    assertAllSucceeded(await runAll(open.planes, 'one', data, membersOf(open.planes, [0, 2])));
     assertAllEqual(data, inputs[1]);
-    const out = assertAllFailed(await runAll(planes, 'none', data, membersOf(planes, [0, 1, 2])));
+    const out = assertAllFailed(await runAll(open.planes, 'none', data, membersOf(open.planes, [0, 1, 2])));
     for (const err of out) assert.match(err.message, /'none', start: expected at least one contributor, got 3 observer/);
   });
 
   it('reuses its connections across reductions, and reconnects to a member replaced by another plane', async () => {
     await listen(4);
-    const members = membersOf(planes, [0]);
+    const members = membersOf(open.planes, [0]);
     const opened: number[][] = [];
     for (let round = 0; round < 5; round++) {
-      const floats = 20_000 + round * 333;
-      const inputs = planes.map((_, m) => inputOf(m, floats, round));
+      const floats = 3 * MIN_SEGMENT_FLOATS + round * 333; // one segment per contributor
+      const inputs = open.planes.map((_, m) => inputOf(m, floats, round));
       const data = inputs.map((x) => Float32Array.from(x));
-      assertAllSucceeded(await runAll(planes, `job/step-${round}`, data, members));
+      assertAllSucceeded(await runAll(open.planes, `job/step-${round}`, data, members));
       assertAllEqual(data, treeSum(inputs.slice(1)));
-      opened.push(planes.map((p) => p.connectionsOpened));
+      opened.push(open.planes.map((p) => p.connectionsOpened));
     }
     // A member opens one connection to each contributor it receives from, once.
     assert.deepEqual(opened[0], [3, 2, 2, 2]);
     for (const o of opened) assert.deepEqual(o, opened[0]);
-    assert.deepEqual(planes.map((p) => p.pooledConnections), [3, 5, 5, 5]);
+    assert.deepEqual(open.planes.map((p) => p.pooledConnections), [3, 5, 5, 5]);
 
     // Member 3 is replaced by a new plane (new id, new address): the next reduction connects to it.
-    await planes[3].close();
-    planes[3] = await DataPlane.listen();
-    const replaced = membersOf(planes, [0]).map((m, i) => (i === 3 ? { ...m, id: 'm3-new' } : m));
-    const inputs = planes.map((_, m) => inputOf(m, 5000, 9));
+    await open.planes[3].close();
+    open.planes[3] = await DataPlane.listen();
+    const replaced = membersOf(open.planes, [0]).map((m, i) => (i === 3 ? { ...m, id: 'm3-new' } : m));
+    const inputs = open.planes.map((_, m) => inputOf(m, 3 * MIN_SEGMENT_FLOATS, 9));
     const data = inputs.map((x) => Float32Array.from(x));
-    assertAllSucceeded(await runAll(planes, 'after-replacement', data, replaced));
+    assertAllSucceeded(await runAll(open.planes, 'after-replacement', data, replaced));
     assertAllEqual(data, treeSum(inputs.slice(1)));
-    assert.deepEqual(planes.map((p) => p.connectionsOpened), [4, 3, 3, 2]);
+    assert.deepEqual(open.planes.map((p) => p.connectionsOpened), [4, 3, 3, 2]);
   });
 
   it('keeps data that arrives for a reduction until it starts here', async () => {
     const [p0, p1, p2] = await listen(3);
-    const members = membersOf(planes);
-    const inputs = planes.map((_, m) => inputOf(m, 50_000));
+    const members = membersOf(open.planes);
+    const inputs = open.planes.map((_, m) => inputOf(m, 50_000));
     const data = inputs.map((x) => Float32Array.from(x));
     // Members 1 and 2 start (connect to member 0, say they are ready) long before member 0 calls allreduce.
     const late = [p1.allreduce(reductionFor(members, 1, 'early'), data[1]), p2.allreduce(reductionFor(members, 2, 'early'), data[2])];
@@ -283,7 +200,7 @@ describe('collective allreduce (one process)', () => {
 
   it('rejects a second concurrent reduction and bad arguments', async () => {
     const [p0, p1] = await listen(2);
-    const members = membersOf(planes);
+    const members = membersOf(open.planes);
     const first = p0.allreduce(reductionFor(members, 0, 'a'), new Float32Array(10));
     await assert.rejects(p0.allreduce(reductionFor(members, 0, 'b'), new Float32Array(10)), (err: AllreduceError) =>
       err instanceof AllreduceError && err.phase === 'start' && /'a' is still running/.test(err.message));
@@ -300,7 +217,7 @@ describe('collective allreduce (one process)', () => {
     await listen(3);
     const data = [new Float32Array(100), new Float32Array(101), new Float32Array(100)];
     const t0 = performance.now();
-    const out = assertAllFailed(await runAll(planes, 'mismatch', data, membersOf(planes), 60_000));
+    const out = assertAllFailed(await runAll(open.planes, 'mismatch', data, membersOf(open.planes), 60_000));
     assert.ok(performance.now() - t0 < 30_000, 'not at the timeout');
     const said = out.filter((o) => o.phase === 'handshake' && /expected 10[01] floats, 'm\d' reduces 10[01]/.test(o.message));
     assert.ok(said.length >= 1, `expected a handshake error naming the lengths, got ${out.map(String).join(' | ')}`);
@@ -308,11 +225,12 @@ describe('collective allreduce (one process)', () => {
 
   it('fails every member at once when a member has another members list', async () => {
     await listen(3);
-    const members = membersOf(planes);
+    const members = membersOf(open.planes);
     const swapped = [members[1], members[0], members[2]]; // member 2 folds in another order
-    const settled = await Promise.allSettled(planes.map((p, r) => (r === 2
-      ? p.allreduce({ key: 'lists', members: swapped, rank: 2, timeoutMs: 60_000 }, new Float32Array(64))
-      : p.allreduce(reductionFor(members, r, 'lists', 60_000), new Float32Array(64)))));
+    const floats = 3 * MIN_SEGMENT_FLOATS; // one segment per contributor
+    const settled = await Promise.allSettled(open.planes.map((p, r) => (r === 2
+      ? p.allreduce({ key: 'lists', members: swapped, rank: 2, timeoutMs: 60_000 }, new Float32Array(floats))
+      : p.allreduce(reductionFor(members, r, 'lists', 60_000), new Float32Array(floats)))));
     const out = settled.map((s) => (s.status === 'rejected' ? s.reason as AllreduceError : assert.fail('every member should fail')));
     assert.ok(out.every((e) => e instanceof AllreduceError));
     const said = out.filter((o) => /the members lists differ: expected \[m\d, m\d, m2\], 'm\d' has \[m\d, m\d, m2\]/.test(o.message));
@@ -321,10 +239,10 @@ describe('collective allreduce (one process)', () => {
 
   it('fails with NonFiniteValueError at the owner a member sends NaN to', async () => {
     await listen(3);
-    const floats = 3000;
-    const data = planes.map((_, m) => inputOf(m, floats));
-    data[1][2500] = NaN; // segment 2: member 1 sends it to its owner, member 2, in the reduce-scatter
-    const out = assertAllFailed(await runAll(planes, 'nan', data, membersOf(planes), 60_000));
+    const floats = 3 * MIN_SEGMENT_FLOATS; // one segment per contributor
+    const data = open.planes.map((_, m) => inputOf(m, floats));
+    data[1][floats - 500] = NaN; // segment 2: member 1 sends it to its owner, member 2, in the reduce-scatter
+    const out = assertAllFailed(await runAll(open.planes, 'nan', data, membersOf(open.planes), 60_000));
     const at2 = out[2];
     assert.ok(at2.cause instanceof NonFiniteValueError, `expected NonFiniteValueError at member 2, got ${String(at2.cause)}`);
     assert.equal(at2.peer, 'm1');
@@ -334,8 +252,8 @@ describe('collective allreduce (one process)', () => {
 
   it('times out naming the member that never shows up', async () => {
     await listen(3);
-    const members = membersOf(planes);
-    const settled = await Promise.allSettled([0, 1].map((r) => planes[r].allreduce(reductionFor(members, r, 'absent', 300), new Float32Array(64))));
+    const members = membersOf(open.planes);
+    const settled = await Promise.allSettled([0, 1].map((r) => open.planes[r].allreduce(reductionFor(members, r, 'absent', 300), new Float32Array(64))));
     const errors = settled.map((s) => (s.status === 'rejected' ? s.reason as AllreduceError : assert.fail('should fail')));
     for (const err of errors) assert.ok(err instanceof AllreduceError, String(err));
     // Whichever times out first closes its connections, which fails the other one at once.
@@ -344,7 +262,7 @@ describe('collective allreduce (one process)', () => {
 
   it('fails a running reduction with phase \'closed\' when its plane closes', async () => {
     const [p0] = await listen(2);
-    const running = p0.allreduce(reductionFor(membersOf(planes), 0, 'closing', 60_000), new Float32Array(10));
+    const running = p0.allreduce(reductionFor(membersOf(open.planes), 0, 'closing', 60_000), new Float32Array(10));
     running.catch(() => undefined);
     await p0.close();
     await assert.rejects(running, (err: AllreduceError) => err instanceof AllreduceError && err.phase === 'closed');
@@ -378,12 +296,13 @@ describe('collective allreduce (one process)', () => {
     }
 
     it('fails naming the frame it expected when a segment has the wrong length', async () => {
-      const { result, toReal } = await handshake('short', 100);
-      const name = "reduce-scatter segment 0/2 of 'short' (100 floats, 2 members)";
-      await toReal.send([{ name, dtype: 'float32', shape: [49], data: new Float32Array(49) }]);
+      const floats = 2 * MIN_SEGMENT_FLOATS; // one segment per member
+      const { result, toReal } = await handshake('short', floats);
+      const name = `reduce-scatter segment 0/2 of 'short' (${floats} floats, 2 members)`;
+      await toReal.send([{ name, dtype: 'float32', shape: [MIN_SEGMENT_FLOATS - 1], data: new Float32Array(MIN_SEGMENT_FLOATS - 1) }]);
       await assert.rejects(result, (err: AllreduceError) => {
         assert.ok(err instanceof AllreduceError, String(err));
-        assert.match(err.message, /expected frame 'reduce-scatter segment 0\/2 of 'short' \(100 floats, 2 members\)' of 50 float32, got .* of shape \[49\]/);
+        assert.equal(err.message.includes(`expected frame '${name}' of ${MIN_SEGMENT_FLOATS} float32, got '${name}' of shape [${MIN_SEGMENT_FLOATS - 1}]`), true, err.message);
         assert.equal(err.peer, 'fake');
         assert.equal(err.phase, 'reduce-scatter');
         return true;
@@ -391,9 +310,10 @@ describe('collective allreduce (one process)', () => {
     });
 
     it('refuses a frame of another reduction before reading its data', async () => {
-      const { result, toReal } = await handshake('this-one', 100);
-      const name = "reduce-scatter segment 0/2 of 'other-one' (100 floats, 2 members)";
-      await toReal.send([{ name, dtype: 'float32', shape: [50], data: new Float32Array(50) }]).catch(() => undefined);
+      const floats = 2 * MIN_SEGMENT_FLOATS; // one segment per member
+      const { result, toReal } = await handshake('this-one', floats);
+      const name = `reduce-scatter segment 0/2 of 'other-one' (${floats} floats, 2 members)`;
+      await toReal.send([{ name, dtype: 'float32', shape: [MIN_SEGMENT_FLOATS], data: new Float32Array(MIN_SEGMENT_FLOATS) }]).catch(() => undefined);
       await assert.rejects(result, /expected frame 'reduce-scatter segment 0\/2 of 'this-one'.*got 'reduce-scatter segment 0\/2 of 'other-one'.*the members disagree/);
     });
   });

@@ -52,5 +52,5 @@ export function readyMismatch(ready: Extract<ControlFrame, { type: 'ready' }>, p
  */
 export function frameName(phase: AllreducePhase, key: string, segment: number, plan: ReductionPlan, world: number, part?: number): string {
   const which = part === undefined ? '' : ` part ${part}`;
-  return `${phase} segment ${segment}/${plan.contributors.length}${which} of '${key}' (${plan.floats} floats, ${world} members)`;
+  return `${phase} segment ${segment}/${plan.segments}${which} of '${key}' (${plan.floats} floats, ${world} members)`;
 }

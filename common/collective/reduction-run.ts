@@ -8,6 +8,9 @@ import { HalfFrames } from './half-frames';
 import { ReductionPlan, segmentBounds } from './segment-plan';
 import { AllreduceMember, AllreduceRequest, AllreduceStats } from './types';
 
+/** How much later than the owners a member that owns no segment gives up (at most the timeout again). */
+export const NON_OWNER_TIMEOUT_GRACE_MS = 1_000;
+
 /** The pooled connections a run uses, as its DataPlane offers them. */
 export interface RunLinks {
   /** A live link to receive from `peer`, pooled or newly connected (the hello sent as `me`). */
@@ -47,7 +50,7 @@ interface Sender {
 interface Receiver {
   readonly kind: 'receiver';
   readonly peer: AllreduceMember;
-  /** Contributor index of the peer (the segment whose part it is sent), or -1 for an observer. */
+  /** The segment the peer owns (whose part it is sent), or -1 for an observer or a contributor owning none. */
   readonly owns: number;
   link?: Link;
   waiter?: (link: Link) => void;
@@ -69,12 +72,13 @@ class Signal {
 }
 
 /**
- * One allreduce at one member: direct reduce-scatter, then direct allgather. A contributor sends its
- * parts' slices of every other contributor's segment straight to that owner, adds the parts of its own
- * segment by the summation tree as they arrive (TreeFold), then sends the reduced segment straight to
- * every other member; every member reads the reduced segments straight into the first vector of `data`.
- * An observer only receives. With one part per contributor (an aligned split) each member sends C-1
- * parts and its segment to M-1 members; each receives its parts and M-1 segments.
+ * One allreduce at one member: direct reduce-scatter, then direct allgather, over the plan's S segments
+ * (`segmentCount`). A contributor sends its parts' slices of every other owner's segment straight to that
+ * owner; an owner adds the parts of its own segment by the summation tree as they arrive (TreeFold), then
+ * sends the reduced segment straight to every other member; every member reads the reduced segments
+ * straight into the first vector of `data`. An observer only receives. With one part per contributor (an
+ * aligned split) an owner sends S-1 parts and its segment to M-1 members, another contributor S parts,
+ * and each receives a segment from every other owner.
  *
  * The run opens (or reuses) a link to each member it receives from and says there that it is ready; it
  * sends to a member only once that member said it is ready for this key on the link it opened. The first
@@ -126,13 +130,18 @@ export class ReductionRun implements LinkUser {
             if (fold.arrive(k, part)) this.onFolded();
           })));
       }
-      const offset = segmentBounds(k, plan.floats, plan.contributors.length)[0];
-      frames.push(this.expect(this.frameName('allgather', k), 'allgather', this.segment(k),
-        (bytes) => this.half?.decodeResult(bytes, this.segment(k), offset), () => undefined));
+      if (k < plan.segments) {
+        const offset = segmentBounds(k, plan.floats, plan.segments)[0];
+        frames.push(this.expect(this.frameName('allgather', k), 'allgather', this.segment(k),
+          (bytes) => this.half?.decodeResult(bytes, this.segment(k), offset), () => undefined));
+      }
       this.framesLeft += frames.length;
       return { kind: 'sender', peer: members[i], frames, next: 0, receiving: false, reconnected: false };
     });
-    this.receivers = plan.receivers.map((i): Receiver => ({ kind: 'receiver', peer: members[i], owns: plan.contributors.indexOf(i), done: false }));
+    this.receivers = plan.receivers.map((i): Receiver => {
+      const k = plan.contributors.indexOf(i);
+      return { kind: 'receiver', peer: members[i], owns: k < plan.segments ? k : -1, done: false };
+    });
     if (this.framesLeft === 0) this.received.set();
   }
 
@@ -144,11 +153,15 @@ export class ReductionRun implements LinkUser {
   async execute(): Promise<AllreduceStats> {
     const t0 = performance.now();
     const { timeoutMs } = this.reduction;
+    // A member owning no segment hears only from the owners, so its timeout could only blame one of them;
+    // it fires later, so that an owner's, which names the member the reduction waits for, comes first
+    // (and closes the links, which ends the run here at once).
+    const limitMs = this.plan.own >= 0 ? timeoutMs : timeoutMs + Math.min(timeoutMs, NON_OWNER_TIMEOUT_GRACE_MS);
     const timer = setTimeout(() => {
       const peer = this.waitingOn();
       const whom = peer === undefined ? '' : ` (waiting for '${peer}')`;
-      this.fail(new AllreduceError(this.key, this.phase, `not done within ${timeoutMs} ms${whom}`, { peer }));
-    }, timeoutMs);
+      this.fail(new AllreduceError(this.key, this.phase, `not done within ${limitMs} ms${whom}`, { peer }));
+    }, limitMs);
     try {
       for (const s of this.senders) void this.openFrom(s);
       await this.guard(Promise.all([...this.receivers.map((r) => this.feed(r)), this.received.promise]));
@@ -184,7 +197,9 @@ export class ReductionRun implements LinkUser {
     const r = this.receivers.find((x) => x.peer.id === peer.id && x.peer.address === peer.address);
     if (this.failure || !r) {
       link.close(this.failure ?? new AllreduceError(this.key, 'handshake', `'${peer.id}' expects frames from '${this.me.id}', which sends it none`));
-      if (!r) this.fail(new AllreduceError(this.key, 'handshake', `'${peer.id}' (${peer.address}) is ready to receive from '${this.me.id}', ` +
+      // Members that disagree on the plan (another list, another segment count) are named with both lists.
+      const differ = link.ready && readyMismatch(link.ready, this.plan, peer.id);
+      if (!r) this.fail(new AllreduceError(this.key, 'handshake', differ || `'${peer.id}' (${peer.address}) is ready to receive from '${this.me.id}', ` +
         `which does not send to it: the members lists differ (here: [${this.plan.membersText}])`, { peer: peer.id }));
       return;
     }
@@ -295,21 +310,26 @@ export class ReductionRun implements LinkUser {
   /** The own segment is folded: with fp16 it is rounded once, as every member will hold it; then it may be sent. */
   private onFolded(): void {
     const own = this.plan.own;
-    this.half?.finishOwnSegment(this.segment(own), segmentBounds(own, this.plan.floats, this.plan.contributors.length)[0]);
+    this.half?.finishOwnSegment(this.segment(own), segmentBounds(own, this.plan.floats, this.plan.segments)[0]);
     this.folded.set();
   }
 
-  /** Everything this member sends to receiver `r`: its part of r's segment (if r owns one), then the reduced own segment. */
+  /**
+   * Everything this member sends to receiver `r`: its parts of r's segment (if r owns one), then, at an
+   * owner, the reduced own segment.
+   */
   private async feed(r: Receiver): Promise<void> {
     const link = r.link ?? this.links.linkTo(r.peer, this.key);
     if (link) this.offerReady(link);
     if (!r.link) await this.guard(new Promise<Link>((resolve) => (r.waiter = resolve)));
     if (r.owns >= 0) {
-      const mine = this.plan.parts[this.plan.own];
+      const mine = this.plan.parts[this.plan.contributor];
       for (let part = 0; part < mine.length; part++) await this.sendSegment(r, 'reduce-scatter', r.owns, part);
     }
-    await this.guard(this.folded.promise);
-    await this.sendSegment(r, 'allgather', this.plan.own);
+    if (this.plan.own >= 0) {
+      await this.guard(this.folded.promise);
+      await this.sendSegment(r, 'allgather', this.plan.own);
+    }
     r.done = true;
   }
 
@@ -319,7 +339,7 @@ export class ReductionRun implements LinkUser {
     const half = this.half;
     const data = !half ? values : part === undefined ? half.reducedSegment : half.encodePart(values);
     // The part is named only where there are several, so an aligned split's frames keep their names.
-    const name = this.frameName(phase, segment, part !== undefined && this.plan.parts[this.plan.own].length > 1 ? part : undefined);
+    const name = this.frameName(phase, segment, part !== undefined && this.plan.parts[this.plan.contributor].length > 1 ? part : undefined);
     const dtype = half ? 'uint8' : 'float32';
     try {
       await this.guard((r.link as Link).send([{ name, dtype, shape: [data.length], data }], { key: this.key, phase, segment }));
@@ -331,13 +351,13 @@ export class ReductionRun implements LinkUser {
 
   /** Segment `j` of the reduced vector. */
   private segment(j: number): Float32Array {
-    const [a, b] = segmentBounds(j, this.plan.floats, this.plan.contributors.length);
+    const [a, b] = segmentBounds(j, this.plan.floats, this.plan.segments);
     return this.result.subarray(a, b);
   }
 
   /** Segment `j` of this member's input part `part` (the parts lie back to back in `data`). */
   private partSegment(part: number, j: number): Float32Array {
-    const [a, b] = segmentBounds(j, this.plan.floats, this.plan.contributors.length);
+    const [a, b] = segmentBounds(j, this.plan.floats, this.plan.segments);
     const at = part * this.plan.floats;
     return this.data.subarray(at + a, at + b);
   }

@@ -2,27 +2,56 @@ import { type MicroBatchRun, TreeSum } from './summation-tree';
 import { MEMBER_ROLES, AllreduceCompression, AllreduceMember } from './types';
 
 /**
- * How a reduction splits its vector and who talks to whom. The C contributors (in member order) own C
- * contiguous segments; each sends its parts' slices of segment j straight to owner j (reduce-scatter),
- * which adds every part of its segment by the summation tree, then sends the reduced segment straight to
- * every other member (allgather). Observers own nothing and send nothing: they only receive the allgather.
+ * Floats a segment must hold before the vector is split into more segments (256 KiB). A frame's fixed cost
+ * (header, a writev, the receive bookkeeping, waking a process) was about 0.14 ms in bench/exchange.ts on
+ * the 2-core machine, as much as moving about 32 K floats (4.4 ns each), so a smaller segment pays more for
+ * its frames than for its bytes (figures in docs/distributed-design.md).
+ */
+export const MIN_SEGMENT_FLOATS = 65_536;
+
+/**
+ * Segments a vector of `floats` is split into among `contributors`: one per contributor for a large
+ * vector (its traffic spread over every link), fewer for a small one, down to one (gather to one owner,
+ * then broadcast): as NCCL and Horovod pick a tree or a single root for small messages. Each segment then
+ * holds at least MIN_SEGMENT_FLOATS (all of them when there is one), and frames per reduction fall from
+ * 2 C (C - 1) to about 2 S C.
+ */
+export function segmentCount(floats: number, contributors: number): number {
+  return Math.max(1, Math.min(contributors, Math.floor(floats / MIN_SEGMENT_FLOATS)));
+}
+
+/**
+ * How a reduction splits its vector and who talks to whom. The first S contributors (in member order; S
+ * from `segmentCount`) own S contiguous segments; every contributor sends its parts' slices of segment j
+ * straight to owner j (reduce-scatter), which adds every part of its segment by the summation tree, then
+ * sends the reduced segment straight to every other member (allgather). The other contributors own
+ * nothing: they send only to the owners and receive only from them. Observers own nothing and send
+ * nothing: they only receive the allgather from the owners. Two members that exchange no frame open no
+ * connection.
  */
 export interface ReductionPlan {
   /** Floats in the reduced vector (one part). */
   readonly floats: number;
   /** Micro-batches of the summation tree the parts cover. */
   readonly leaves: number;
-  /** Member indices of the contributors, in member order: contributor j owns segment j. */
+  /** Member indices of the contributors, in member order: contributor j < `segments` owns segment j. */
   readonly contributors: readonly number[];
+  /** Segments the vector is split into (`segmentCount`): owned by the first this many contributors. */
+  readonly segments: number;
   /** The tree nodes each contributor brings, by contributor index, ascending. */
   readonly parts: readonly (readonly MicroBatchRun[])[];
-  /** This member's contributor index (the segment it owns), or -1 for an observer. */
+  /** This member's contributor index (whose parts it brings), or -1 for an observer. */
+  readonly contributor: number;
+  /** The segment this member owns (its contributor index), or -1 for an observer or a contributor owning none. */
   readonly own: number;
-  /** Member indices this member receives frames from: every contributor but itself. */
+  /** Member indices this member receives frames from: every other contributor for an owner, the other owners otherwise. */
   readonly senders: readonly number[];
-  /** Member indices this member sends frames to: every other member for a contributor, none for an observer. */
+  /** Member indices this member sends frames to: every other member for an owner, the other owners for another contributor, none for an observer. */
   readonly receivers: readonly number[];
-  /** `ids, roles and parts in member order` (and the compression): what every member must agree on, compared in the handshake. */
+  /**
+   * `ids, roles and parts in member order` (the segment count where it is below the contributors', and the
+   * compression): what every member must agree on, compared in the handshake.
+   */
   readonly membersText: string;
 }
 
@@ -63,27 +92,34 @@ export function planReduction(members: readonly AllreduceMember[], rank: number,
   if (contributors.length === 0) return `expected at least one contributor, got ${members.length} observer(s)`;
   const tree = planParts(members, contributors);
   if (typeof tree === 'string') return tree;
-  const own = contributors.indexOf(rank);
-  const vectors = own < 0 ? 1 : tree.parts[own].length;
+  const contributor = contributors.indexOf(rank);
+  const vectors = contributor < 0 ? 1 : tree.parts[contributor].length;
   if (inputFloats % vectors !== 0) return `expected ${vectors} input vectors of equal length back to back, got ${inputFloats} floats`;
-  const others = members.map((_, i) => i).filter((i) => i !== rank);
+  const floats = inputFloats / vectors;
+  const segments = segmentCount(floats, contributors.length);
+  const owners = contributors.slice(0, segments);
+  const own = contributor < segments ? contributor : -1;
+  const others = (among: readonly number[]): number[] => among.filter((i) => i !== rank);
   return {
-    floats: inputFloats / vectors,
+    floats,
     leaves: tree.leaves,
     contributors,
+    segments,
     parts: tree.parts,
+    contributor,
     own,
-    senders: contributors.filter((i) => i !== rank),
-    receivers: own < 0 ? [] : others,
+    senders: others(own >= 0 ? contributors : owners),
+    receivers: own >= 0 ? others(members.map((_, i) => i)) : contributor >= 0 ? others(owners) : [],
     membersText: members.map((m, i) => {
       const j = contributors.indexOf(i);
       if (j < 0) return `${m.id} (observer)`;
       return m.parts === undefined ? m.id : `${m.id} ${runsText(tree.parts[j])}`;
-    }).join(', ') + (compression ? `; ${compression.type} prescaled by ${compression.prescale}` : ''),
+    }).join(', ') + (segments < contributors.length ? `; ${segments} segment(s)` : '') +
+      (compression ? `; ${compression.type} prescaled by ${compression.prescale}` : ''),
   };
 }
 
-/** Floats per segment: contiguous slices of ceil(n / C), so the last ones may be short or empty (n < C). */
+/** Floats per segment: contiguous slices of ceil(n / S), so the last ones may be short or empty (n < S). */
 export function segmentLength(floats: number, segments: number): number {
   return Math.ceil(floats / segments);
 }
