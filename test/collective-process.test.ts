@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
-import { DataPlane, AllreduceError, AllreduceMember } from '../common/collective';
+import { DataPlane, AllreduceError, AllreduceMember, MIN_SEGMENT_FLOATS } from '../common/collective';
 
 type ToMember = { type: 'run'; key: string; members: AllreduceMember[]; rank: number; floats: number; timeoutMs: number };
 type FromMember =
@@ -105,7 +105,8 @@ if (process.argv.includes('--ring-member')) {
     it('sums over 3 processes, then survivors fail fast when one is SIGKILLed mid-reduction', async () => {
       const ps = await start(3);
       const ring = ps.map((m) => m.as());
-      run(ps, ring, 'ok', 100_003, 30_000);
+      // Three segments (one per member), so every member links to both others.
+      run(ps, ring, 'ok', 3 * MIN_SEGMENT_FLOATS + 3, 30_000);
       for (const m of ps) await m.expect('started');
       for (const m of ps) assert.deepEqual(await m.expect('done'), { type: 'done', first: 6, last: 6, opened: 2 });
       // 64 MB each: the kill lands while segments are on the wire, long before the 120 s timeout.
