@@ -49,8 +49,9 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
   const key = `${job.jobId}/${job.instanceId}/step-${round.globalStep}/attempt-${attempt}`;
   const reduction = new Reduction(key, members, tensors, round.gradientSpecs.length, timeoutMs, incarnations);
   round.startReduction(reduction);
-  // The members that complete their part get the next step at once (PreparedStep).
-  if (next) round.prepareNext(prepareNext(job, round, reduction, next));
+  // The members that complete their part get the next step at once (PreparedStep). With no active worker
+  // (all draining, as on Ctrl-C) there is no one to plan it for: the commit's own path decides what follows.
+  if (next && job.activeWorkers().length > 0) round.prepareNext(prepareNext(job, round, reduction, next));
   job.changed.notify();
   const vector = round.allreduceInput();
   const t0 = job.now();
