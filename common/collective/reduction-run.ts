@@ -5,7 +5,7 @@ import { TreeFold } from './tree-fold';
 import { SimdScratch } from './simd-scratch';
 import { frameName, readyMeta, readyMismatch } from './control-frames';
 import { HalfFrames } from './half-frames';
-import { ReductionPlan, segmentBounds } from './segment-plan';
+import { ReductionPlan, segmentBounds, segmentOwnedBy } from './segment-plan';
 import { AllreduceMember, AllreduceRequest, AllreduceStats } from './types';
 
 /** How much later than the owners a member that owns no segment gives up (at most the timeout again). */
@@ -130,18 +130,16 @@ export class ReductionRun implements LinkUser {
             if (fold.arrive(k, part)) this.onFolded();
           })));
       }
-      if (k < plan.segments) {
-        const offset = segmentBounds(k, plan.floats, plan.segments)[0];
-        frames.push(this.expect(this.frameName('allgather', k), 'allgather', this.segment(k),
-          (bytes) => this.half?.decodeResult(bytes, this.segment(k), offset), () => undefined));
+      const owned = segmentOwnedBy(plan, i);
+      if (owned >= 0) {
+        const offset = segmentBounds(owned, plan.floats, plan.segments)[0];
+        frames.push(this.expect(this.frameName('allgather', owned), 'allgather', this.segment(owned),
+          (bytes) => this.half?.decodeResult(bytes, this.segment(owned), offset), () => undefined));
       }
       this.framesLeft += frames.length;
       return { kind: 'sender', peer: members[i], frames, next: 0, receiving: false, reconnected: false };
     });
-    this.receivers = plan.receivers.map((i): Receiver => {
-      const k = plan.contributors.indexOf(i);
-      return { kind: 'receiver', peer: members[i], owns: k < plan.segments ? k : -1, done: false };
-    });
+    this.receivers = plan.receivers.map((i): Receiver => ({ kind: 'receiver', peer: members[i], owns: segmentOwnedBy(plan, i), done: false }));
     if (this.framesLeft === 0) this.received.set();
   }
 

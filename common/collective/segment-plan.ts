@@ -81,6 +81,12 @@ function planParts(members: readonly AllreduceMember[], contributors: readonly n
   return { parts, leaves };
 }
 
+/** The segment member `member` owns: its contributor index when that is below the segment count, else -1. */
+export function segmentOwnedBy(plan: Pick<ReductionPlan, 'contributors' | 'segments'>, member: number): number {
+  const k = plan.contributors.indexOf(member);
+  return k >= 0 && k < plan.segments ? k : -1;
+}
+
 /**
  * The plan of `rank`'s part in a reduction of `inputFloats` (the member's input: one vector per part it
  * brings, or one for an observer) among `members`, or why there is none.
@@ -98,7 +104,7 @@ export function planReduction(members: readonly AllreduceMember[], rank: number,
   const floats = inputFloats / vectors;
   const segments = segmentCount(floats, contributors.length);
   const owners = contributors.slice(0, segments);
-  const own = contributor < segments ? contributor : -1;
+  const own = segmentOwnedBy({ contributors, segments }, rank);
   const others = (among: readonly number[]): number[] => among.filter((i) => i !== rank);
   return {
     floats,

@@ -56,7 +56,7 @@ export function applyStep(
 ): GroupLearningRates {
   const reduceStart = job.now();
   // The replica's hash at the step's weights, if not taken yet: before this step's update is deferred.
-  void round.coordinatorHash;
+  round.hashReplicaNow();
   const lr = beginGradientStep(job.trainer, sums.grads.keys(), sums.count);
   const microBatches = round.plan.microBatches.length;
   job.replicaUpdate.defer(() => {

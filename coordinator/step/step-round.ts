@@ -233,8 +233,13 @@ export class StepRound {
    * still at `weightsVersion` then).
    */
   get coordinatorHash(): string | undefined {
-    if (this.hashReplica && this.hashValue === undefined) this.hashValue = this.hashReplica();
+    this.hashReplicaNow();
     return this.hashValue;
+  }
+
+  /** Takes the replica's hash now if this step reports hashes and it was not taken yet (see {@link coordinatorHash}). */
+  hashReplicaNow(): void {
+    if (this.hashReplica && this.hashValue === undefined) this.hashValue = this.hashReplica();
   }
 
   /** Hashes the replica on a later turn of the event loop, after the shares went out (a no-op when the step reports none, or once scheduled). */
@@ -243,7 +248,7 @@ export class StepRound {
     this.hashScheduled = true;
     setImmediate(() => {
       try {
-        void this.coordinatorHash;
+        this.hashReplicaNow();
       } catch {
         // Not memoised: the read that needs the hash (a share's check, the commit) computes it again and fails there.
       }
