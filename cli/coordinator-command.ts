@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { type BackendPreference, closeTimeline, initBackend, type JobSpec, loadJobSpec, mergeTimeline, openTimeline, readNatsCredentials } from '../common';
 import { type RunningCoordinator, startCoordinator } from '../coordinator';
+import { checkCoordinatorHeap, explicitOldSpaceMb } from '../launcher';
 import { tlsDirOption, tlsFromFlag } from './tls-options';
 import { backendOption, collectOverride, log, parsePort, timelineOption } from './options';
 
@@ -62,6 +63,8 @@ export function coordinatorCommand(): Command {
       if (opts.timeline) openTimeline({ file: opts.timeline, processName: 'coordinator' });
       const loaded = loadJobSpec(opts.job, opts.set);
       const spec: JobSpec = { ...loaded, data: { ...loaded.data, dir: opts.data ?? loaded.data.dir } };
+      // Before anything starts: a cap too small for the job fails here, not as an out-of-memory abort mid-job.
+      log(checkCoordinatorHeap(spec.distributed.maxWorkers, explicitOldSpaceMb(process.execArgv, process.env.NODE_OPTIONS)));
       await initBackend({ prefer: opts.backend as BackendPreference, log });
       const coordinator = await startCoordinator({
         spec,

@@ -260,7 +260,7 @@ export class JobRunner {
     return { epoch: at.epoch, step: at.step + 1 };
   }
 
-  /** Evaluation, the epoch record, the plateau decision, the exactly-once report, a checkpoint. */
+  /** Evaluation, the epoch record, the plateau decision, the exactly-once report, a checkpoint (every output.checkpointEveryEpochs). */
   private async finishEpoch(epoch: number): Promise<boolean> {
     const { job } = this;
     job.log(`epoch ${epoch}: ${this.epochAhead} shares handed out ahead (before the step they follow committed)`);
@@ -296,7 +296,10 @@ export class JobRunner {
     assertExactlyOnce(report);
     this.epochTrain = new ClassificationMetrics(job.spec.model.numClasses);
     this.boundary = { position: { epoch: epoch + 1, step: 0 }, ledger: job.ledger.toJSON(), epochTrain: sumsOf(this.epochTrain) };
-    await this.checkpoint('epoch end');
+    // output.checkpointEveryEpochs, as the local trainer honours it: with short epochs a checkpoint at each
+    // one (fsynced files and folder, about 1 s on a busy disk) stalls training more often than it protects.
+    const every = job.spec.output.checkpointEveryEpochs;
+    if ((epoch + 1) % every === 0 || epoch === job.spec.training.epochs - 1) await this.checkpoint('epoch end');
     return true;
   }
 

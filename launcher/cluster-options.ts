@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadJobSpec } from '../common';
+import { coordinatorHeapCapMb } from './coordinator-heap';
 
 /** How to run the `shardwise` command line as a child process. */
 export interface ShardwiseCommand {
@@ -94,6 +95,8 @@ export interface CompiledClusterOptions {
   stopGraceMs: number;
   env: NodeJS.ProcessEnv;
   insecure: boolean;
+  /** The coordinator's old-generation cap in MiB, from the job's maxWorkers (coordinator-heap.ts). */
+  coordinatorHeapMb: number;
 }
 
 /** Largest worker count the launcher starts on one machine; beyond it is almost surely a typo. */
@@ -141,6 +144,7 @@ export function compileClusterOptions(options: ClusterOptions): CompiledClusterO
     job: options.job,
     jobId: spec.name,
     workers,
+    coordinatorHeapMb: coordinatorHeapCapMb(spec.distributed.maxWorkers),
     data: options.data,
     runsDir: options.runsDir,
     runDir: options.runDir,

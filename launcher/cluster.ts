@@ -3,6 +3,7 @@ import { statusPageUrl } from '../status';
 import { exitCodeOf, type ExitStatus, ManagedChild } from './child-process';
 import { type ClusterOptions, type CompiledClusterOptions, compileClusterOptions } from './cluster-options';
 import { ClusterCredentials } from './cluster-credentials';
+import { withCoordinatorHeapCap } from './coordinator-heap';
 import { LauncherError } from './errors';
 import { type LocalNats, type LocalNatsAccess, startLocalNats } from './nats';
 import {
@@ -249,7 +250,7 @@ export class LocalCluster {
       name: 'coordinator',
       command: options.shardwise.command,
       args: [...options.shardwise.args, ...args],
-      env: options.env,
+      env: withCoordinatorHeapCap(options.env, options.coordinatorHeapMb),
       stderr: options.coordinatorOutput === 'inherit' ? 'inherit' : 'pipe',
       onLine: (line) => {
         if (COORDINATOR_DONE_PATTERN.test(line)) this.sawDoneLine = true;

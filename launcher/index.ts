@@ -22,6 +22,15 @@ export {
   type StopOptions,
   type WaitForLineOptions,
 } from './child-process';
+export {
+  checkCoordinatorHeap,
+  coordinatorHeapCapMb,
+  coordinatorHeapFloorMb,
+  coordinatorLiveHeapMb,
+  explicitOldSpaceMb,
+  HeapLimitError,
+  withCoordinatorHeapCap,
+} from './coordinator-heap';
 export { type LocalNats, type LocalNatsAccess, type LocalNatsOptions, startLocalNats } from './nats';
 export {
   COORDINATOR_DONE_PATTERN,

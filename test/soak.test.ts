@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { coordinatorHeapCapMb } from '../launcher';
 import { runSoak, soakLine } from './soak/run-soak';
+import { INTERVAL_CLASSES } from './soak/step-breakdown';
 import { syntheticShare, syntheticValue } from './soak/synthetic-share';
 import { buildModel, disposeModelParts, initBackend, parseJobSpec } from '../common';
 import type { LocalSamples } from '../worker';
@@ -58,5 +60,14 @@ describe('soak: 16 workers, 40 steps', function () {
     assert.ok(r.hashComparisons >= 2, line);
     // One more is allowed: the status page lists the checkpoint folder twice a second (a directory handle).
     assert.ok(r.handlesEnd <= r.handlesStart + 1, `expected the coordinator's open handles flat, ${line}`);
+    // The companions are measured, not assumed: every timed interval is in one class, the coordinator
+    // ran with the launcher's cap, its GC log and timeline were read.
+    const classified = INTERVAL_CLASSES.reduce((n, k) => n + r.breakdown[k].count, 0);
+    assert.equal(classified, r.measuredSteps, `every interval after the warm-up in one class, ${line}`);
+    assert.equal(r.breakdown.epoch_end.count, 1, `one epoch began after the warm-up, ${line}`);
+    assert.equal(r.heapCapMb, coordinatorHeapCapMb(16));
+    assert.ok(r.gc.minorCount > 0, `the coordinator's scavenges were logged, ${line}`);
+    assert.ok(r.phases.evaluate.length >= 1 && r.validation.passes >= 1, `the validation passes were timed, ${line}`);
+    assert.ok(r.coordinatorCpuMsPerStep > 0 && r.workersCpuMsPerStep > 0, line);
   });
 });

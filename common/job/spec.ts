@@ -148,7 +148,7 @@ export interface DistributedSpec {
   heartbeatIntervalMs: number;
   /** A worker silent this long is dropped and its share redone. @default 10000 */
   leaseMs: number;
-  /** Checkpoint every N global steps as well as at every epoch end; 0 means epoch ends only. @default 0 */
+  /** Checkpoint every N global steps as well as at the epoch ends output.checkpointEveryEpochs picks; 0 means those only. @default 0 */
   checkpointEverySteps: number;
   /** Compare every replica's weight hash with the coordinator's every N steps (and at epoch ends). @default 10 */
   hashEverySteps: number;

@@ -6,7 +6,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { intFlag } from '../support/int-flag';
-import { runSoak, soakLine } from './run-soak';
+import { runSoak, soakCompanionLines, soakLine } from './run-soak';
 
 const whole = intFlag(1);
 
@@ -16,9 +16,12 @@ const program = new Command('soak')
   .option('--steps <n>', 'training steps (rounded up to whole epochs)', whole, 10_000)
   .option('--warmup <n>', 'steps before the warm-up figures', whole, 500)
   .option('--steps-per-epoch <n>', 'steps per epoch (each epoch ends with a validation pass)', whole, 50)
+  .option('--coordinator-heap <mb>', "the coordinator's old-generation cap in MiB, 0 for V8's default (default: the launcher's rule)", intFlag(0))
   .action(async (opts) => {
     if (opts.warmup >= opts.steps) throw new InvalidArgumentError(`--warmup ${opts.warmup} must be below --steps ${opts.steps}`);
-    const result = await runSoak({ workers: opts.workers, hosts: opts.hosts, steps: opts.steps, warmupSteps: opts.warmup, stepsPerEpoch: opts.stepsPerEpoch, log: (l) => process.stdout.write(`${l}\n`) });
+    const result = await runSoak({ workers: opts.workers, hosts: opts.hosts, steps: opts.steps, warmupSteps: opts.warmup, stepsPerEpoch: opts.stepsPerEpoch,
+      coordinatorHeapMb: opts.coordinatorHeap, log: (l) => process.stdout.write(`${l}\n`) });
+    for (const line of soakCompanionLines(result)) process.stdout.write(`${line}\n`);
     process.stdout.write(`${soakLine(result)}\n`);
     process.exit(result.samplesLost === 0 && result.samplesDuplicated === 0 && result.hashAgree ? 0 : 1);
   });
