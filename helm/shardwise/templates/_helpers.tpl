@@ -167,6 +167,21 @@ to workers.replicas so the coordinator's shardwise_desired_workers matches the S
 {{- toYaml $job }}
 {{- end }}
 
+{{/*
+The coordinator's old-generation cap in MiB: coordinator.maxOldSpaceMb, or the rule of
+launcher/coordinator-heap.ts, max(128, 2 x ceil(80 + 0.25 x maxWorkers)), from job.distributed.maxWorkers
+(the job spec's default, 16, when unset).
+*/}}
+{{- define "shardwise.coordinator.maxOldSpaceMb" -}}
+{{- if .Values.coordinator.maxOldSpaceMb }}
+{{- .Values.coordinator.maxOldSpaceMb }}
+{{- else }}
+{{- $distributed := .Values.job.distributed | default dict }}
+{{- $workers := int (get $distributed "maxWorkers" | default 16) }}
+{{- max 128 (mul 2 (add 80 (div (add $workers 3) 4))) }}
+{{- end }}
+{{- end }}
+
 {{/* Run directory of the job on the coordinator's volume: one folder per job name, so a renamed job starts fresh. */}}
 {{- define "shardwise.coordinator.runDir" -}}
 {{- .Values.coordinator.runDir | default (printf "/var/lib/shardwise/runs/%s" (.Values.job.name | default "job")) }}
