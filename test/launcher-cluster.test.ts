@@ -6,8 +6,8 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BusEventType, deriveBusKey, EventBus } from '../common/bus';
 import { CERT_FILES, readJoinToken } from '../common/security';
-import { JobSpecError } from '../common/job';
-import { ChildExitedError, type ClusterOptions, LocalCluster, NatsServerMissingError, startLocalNats } from '../launcher';
+import { JobSpecError, loadJobSpec } from '../common/job';
+import { ChildExitedError, type ClusterOptions, coordinatorHeapCapMb, LocalCluster, NatsServerMissingError, startLocalNats } from '../launcher';
 import { LineLog } from './support/cluster-lines';
 
 // The launcher's process handling, with a stand-in `shardwise` that speaks only the process contract
@@ -116,6 +116,10 @@ describe('launcher: local cluster process handling', function () {
       ['worker-1', 'running', 'worker-1'],
       ['worker-2', 'running', 'worker-2'],
     ]);
+    // The coordinator runs with the heap cap of the job's maxWorkers (launcher/coordinator-heap.ts), in its NODE_OPTIONS.
+    const environ = readFileSync(`/proc/${cluster.coordinatorPid}/environ`, 'utf8').split('\0');
+    const nodeOptions = environ.find((e) => e.startsWith('NODE_OPTIONS='));
+    assert.match(nodeOptions ?? '', new RegExp(`(=| )--max-old-space-size=${coordinatorHeapCapMb(loadJobSpec(job).distributed.maxWorkers)}$`));
     // Children's lines come through with their name in front.
     await output.waitFor(/^\[worker-2\] fake worker worker-2: registered$/);
     await output.waitFor(/^\[coordinator\] shardwise coordinator ready /);
