@@ -1,4 +1,4 @@
-import { defaultShardwiseCommand, exitCodeOf, LocalCluster, ManagedChild } from '../launcher';
+import { defaultShardwiseCommand, exitCodeOf, LocalCluster, ManagedChild, withMallocSettings } from '../launcher';
 import { delta, scrape, type Scrape } from './scaling-scrape';
 import { StepClock } from './scaling-steps';
 
@@ -180,6 +180,8 @@ export async function runLocal(plan: RunPlan): Promise<RunMeasurement> {
     name: 'train-local',
     command: shardwise.command,
     args: [...shardwise.args, ...args],
+    // The malloc settings the cluster's processes get, so the reference is measured alike.
+    env: withMallocSettings(process.env),
     onLine: (line) => lines.onLine(`[train-local] ${line}`),
   });
   const untrack = plan.track(() => child.stop({ graceMs: STOP_GRACE_MS }));

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadJobSpec } from '../common';
 import { coordinatorHeapCapMb } from './coordinator-heap';
+import { withMallocSettings } from './malloc-env';
 
 /** How to run the `shardwise` command line as a child process. */
 export interface ShardwiseCommand {
@@ -61,7 +62,7 @@ export interface ClusterOptions {
   workerExitGraceMs?: number;
   /** Between SIGTERM and SIGKILL for each child when stopping. @default 30000 */
   stopGraceMs?: number;
-  /** Environment of every child. @default process.env */
+  /** Environment of every child, with glibc malloc settings it does not set itself (malloc-env.ts). @default process.env */
   env?: NodeJS.ProcessEnv;
   /**
    * Plaintext gRPC and data plane, no certificates, no join token: any local process can join the job.
@@ -161,7 +162,7 @@ export function compileClusterOptions(options: ClusterOptions): CompiledClusterO
     coordinatorReadyTimeoutMs: nonNegativeMs('coordinatorReadyTimeoutMs', options.coordinatorReadyTimeoutMs, 0),
     workerExitGraceMs: nonNegativeMs('workerExitGraceMs', options.workerExitGraceMs, 30_000),
     stopGraceMs: nonNegativeMs('stopGraceMs', options.stopGraceMs, 30_000),
-    env: options.env ?? process.env,
+    env: withMallocSettings(options.env ?? process.env),
     insecure: options.insecure ?? false,
   };
 }

@@ -13,6 +13,7 @@ export {
   defaultShardwiseCommand,
   MAX_LOCAL_WORKERS,
 } from './cluster-options';
+export { MALLOC_SETTINGS, withMallocSettings } from './malloc-env';
 export {
   type ChildSpec,
   type ExitStatus,

@@ -38,7 +38,13 @@ interface Run {
   slots: Float32Array[];
 }
 
-/** STEPS updates of one variable per shape from seeded values, gradients and per-step rates. */
+/**
+ * Sample counts the gradients of each step are sums over: the kernels divide as they read, the composed
+ * ops with tf.div first. 1 is a mean already (divides exactly); 3 does not divide the values exactly.
+ */
+const DIVISORS = [1, 3, 32];
+
+/** STEPS updates of one variable per shape from seeded values, gradient sums, per-step rates and divisors. */
 function train(spec: OptimizerSpec): Run {
   const rng = new Rng(7);
   const random = (n: number) => Float32Array.from({ length: n }, () => rng.uniform(-2, 2));
@@ -48,7 +54,7 @@ function train(spec: OptimizerSpec): Run {
   try {
     for (let step = 0; step < STEPS; step++) {
       const grads = new Map([...params].map(([k, v]) => [k, tf.tensor(random(v.size), v.shape)]));
-      optimizer.apply(params, grads, (name) => 0.01 * (step + 1) + Number(name.slice(1)) * 1e-3);
+      optimizer.apply(params, grads, (name) => 0.01 * (step + 1) + Number(name.slice(1)) * 1e-3, DIVISORS[step % DIVISORS.length]);
       tf.dispose([...grads.values()]);
     }
     const state = optimizer.getState();
@@ -112,10 +118,45 @@ describe('fused optimizer kernels', () => {
 
   it('rejects a slot of another shape, naming it', () => {
     tf.tidy(() => {
-      const attrs = { decayMode: 'none' as const, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, lr: 0.1, weightDecay: 0, t: 1 };
+      const attrs = { decayMode: 'none' as const, beta1: 0.9, beta2: 0.999, epsilon: 1e-7, lr: 0.1, weightDecay: 0, t: 1, gradDivisor: 1 };
       assert.throws(() => fusedAdamUpdate(tf.zeros([4]), tf.zeros([4]), tf.zeros([4]), tf.zeros([5]), attrs),
         (err: unknown) => err instanceof KernelShapeError && /expected v of shape \[4\], got \[5\]/.test(err.message));
     });
+  });
+
+  it('divides the gradient sums as it reads them: the bits of tf.div by the count, then the update of the mean', () => {
+    const spec = { ...BASE, weightDecay: 0.05 };
+    const rng = new Rng(11);
+    const sums = Float32Array.from({ length: 37 }, () => rng.uniform(-50, 50));
+    const run = (grad: Float32Array, divisor: number) => tf.tidy(() => {
+      const param = tf.variable(tf.tensor(Float32Array.from({ length: 37 }, (_, i) => Math.sin(i))));
+      const optimizer = createOptimizer(spec);
+      try {
+        optimizer.apply(new Map([['w', param]]), new Map([['w', tf.tensor(grad)]]), () => 0.01, divisor);
+        return param.dataSync() as Float32Array;
+      } finally {
+        optimizer.dispose();
+        param.dispose();
+      }
+    });
+    const means = tf.tidy(() => tf.div(tf.tensor(sums), 7).dataSync() as Float32Array);
+    assert.deepEqual(run(sums, 7), run(means, 1));
+    assert.notDeepEqual(run(sums, 7), run(sums, 1), 'the divisor must change the update');
+  });
+
+  it('rejects a divisor that is not a sample count, naming it', () => {
+    const param = tf.variable(tf.zeros([4]));
+    const optimizer = createOptimizer(BASE);
+    try {
+      for (const divisor of [0, 2.5, Number.NaN]) {
+        assert.throws(() => optimizer.apply(new Map([['w', param]]), new Map([['w', tf.ones([4])]]), () => 0.1, divisor),
+          (err: unknown) => err instanceof Error && err.message.includes(`integer >= 1, got ${divisor}`));
+      }
+      assert.deepEqual([...param.dataSync()], [0, 0, 0, 0], 'a rejected update changes nothing');
+    } finally {
+      optimizer.dispose();
+      param.dispose();
+    }
   });
 
   it('frees its outputs with the step: the tensor and wasm buffer counts stay flat', () => {

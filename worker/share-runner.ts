@@ -5,8 +5,10 @@ import {
   type ShareInput,
   type ShareResult,
   type WireTensor,
+  ComputeError,
   computeShare,
   microBatchResult,
+  readFloatsInto,
   ShareSum,
   type ShareThreads,
 } from '../common';
@@ -114,7 +116,20 @@ export async function runTrainShare(parts: ModelParts, input: TrainShareInput, y
   }
 }
 
-/** Copies tensors out of tfjs (the caller disposes them). */
+/**
+ * Copies float32 tensors out of tfjs into one new buffer, each tensor's data a view on its part (the
+ * caller disposes the tensors). readFloatsInto reads the wasm memory directly into it, where `dataSync`
+ * per tensor allocated a buffer of each gradient's own through tfjs' read path: one allocation per share
+ * instead of one per variable (fresh memory is dear on a VM; see bench/fresh-memory.ts).
+ */
 function toWire(tensors: ReadonlyMap<string, tf.Tensor>): WireTensor[] {
-  return [...tensors].map(([name, t]) => ({ name, dtype: 'float32', shape: [...t.shape], data: t.dataSync() as Float32Array }));
+  const all = new Float32Array([...tensors.values()].reduce((n, t) => n + t.size, 0));
+  let at = 0;
+  return [...tensors].map(([name, t]) => {
+    if (t.dtype !== 'float32') throw new ComputeError(`share sum '${name}': expected float32, got ${t.dtype}`);
+    const data = all.subarray(at, at + t.size);
+    readFloatsInto(t, data);
+    at += t.size;
+    return { name, dtype: 'float32', shape: [...t.shape], data };
+  });
 }

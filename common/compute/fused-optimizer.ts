@@ -18,8 +18,17 @@ import { WASM_BACKEND } from './wasm-kernel-registry';
 export const FUSED_ADAM_KERNEL = 'ShardwiseFusedAdam';
 export const FUSED_SGD_KERNEL = 'ShardwiseFusedSgd';
 
+/** What every fused update divides the gradient by first. */
+export interface FusedGradientAttrs {
+  /**
+   * The gradient input is a sum over this many samples: the kernel divides it (float32, the bits of
+   * `tf.div(sum, count)`) as it reads it, instead of a separate pass that writes the mean. 1 for a mean.
+   */
+  gradDivisor: number;
+}
+
 /** Scalars of one Adam update. `c1 = 1 - beta1^t`, `c2 = 1 - beta2^t`; `decay = 1 - lr·wd` (AdamW). */
-export interface FusedAdamAttrs {
+export interface FusedAdamAttrs extends FusedGradientAttrs {
   decayMode: AdamDecay;
   beta1: number;
   beta2: number;
@@ -30,7 +39,7 @@ export interface FusedAdamAttrs {
 }
 
 /** Scalars of one SGD update. */
-export interface FusedSgdAttrs extends SgdVariant {
+export interface FusedSgdAttrs extends SgdVariant, FusedGradientAttrs {
   momentumFactor: number;
   lr: number;
   weightDecay: number;
@@ -69,7 +78,7 @@ function adamKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   const a = args.attrs as unknown as FusedAdamAttrs;
   const scalars = [
     a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, 1 - Math.pow(a.beta1, a.t), 1 - Math.pow(a.beta2, a.t),
-    a.epsilon, a.lr, a.weightDecay, 1 - a.lr * a.weightDecay,
+    a.epsilon, a.lr, a.weightDecay, 1 - a.lr * a.weightDecay, a.gradDivisor,
   ].map(f32);
   return runFused(args, FUSED_ADAM_KERNEL, adamFunctionName(a.decayMode), ['value', 'grad', 'm', 'v'], 3, scalars);
 }
@@ -77,7 +86,7 @@ function adamKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
 function sgdKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   const a = args.attrs as unknown as FusedSgdAttrs;
   const inputs = a.momentum ? ['value', 'grad', 'buf'] : ['value', 'grad'];
-  const scalars = [a.momentumFactor, a.lr, a.weightDecay].map(f32);
+  const scalars = [a.momentumFactor, a.lr, a.weightDecay, a.gradDivisor].map(f32);
   return runFused(args, FUSED_SGD_KERNEL, sgdFunctionName(a), inputs, inputs.length - 1, scalars);
 }
 

@@ -84,18 +84,25 @@ export function elementwiseFunction(name: string, rule: ElementwiseRule): WasmFu
 export type AdamDecay = 'none' | 'l2' | 'decoupled';
 
 /**
+ * The gradient a rule starts from: the summed gradient divided by `divisor` (the sample count, so the mean;
+ * 1 for a gradient that is a mean already, which divides exactly), as `tf.div(sum, count)` did before the
+ * update in a separate pass over memory.
+ */
+const meanGradient = (a: Arith): Code => a.div(a.load('g'), a.scalar('divisor'));
+
+/**
  * Adam, as common/training/adam.ts composes it from ops:
- * `g' = g + w·wd` (L2 only); `m = m·b1 + g'·(1-b1)`; `v = v·b2 + (g'·g')·(1-b2)`;
+ * `g = sum / divisor`; `g' = g + w·wd` (L2 only); `m = m·b1 + g'·(1-b1)`; `v = v·b2 + (g'·g')·(1-b2)`;
  * `w' = (w·decay) - ((m / c1) / (sqrt(v / c2) + eps))·lr`, with `w·decay` for AdamW only,
  * `c1 = 1 - b1^t`, `c2 = 1 - b2^t`, `decay = 1 - lr·wd`.
  */
 export function adamRule(decay: AdamDecay): ElementwiseRule {
   return {
     pointers: ['w', 'g', 'm', 'v', 'outW', 'outM', 'outV'],
-    scalars: ['b1', 'oneMinusB1', 'b2', 'oneMinusB2', 'c1', 'c2', 'eps', 'lr', 'wd', 'decay'],
+    scalars: ['b1', 'oneMinusB1', 'b2', 'oneMinusB2', 'c1', 'c2', 'eps', 'lr', 'wd', 'decay', 'divisor'],
     temps: ['g', 'm', 'v'],
     body: (a) => [
-      ...a.set('g', decay === 'l2' ? a.add(a.load('g'), a.mul(a.load('w'), a.scalar('wd'))) : a.load('g')),
+      ...a.set('g', decay === 'l2' ? a.add(meanGradient(a), a.mul(a.load('w'), a.scalar('wd'))) : meanGradient(a)),
       ...a.set('m', a.add(a.mul(a.load('m'), a.scalar('b1')), a.mul(a.get('g'), a.scalar('oneMinusB1')))),
       ...a.set('v', a.add(a.mul(a.load('v'), a.scalar('b2')), a.mul(a.mul(a.get('g'), a.get('g')), a.scalar('oneMinusB2')))),
       ...a.store('outM', a.get('m')),
@@ -119,15 +126,15 @@ export interface SgdVariant {
 }
 
 /**
- * SGD, as common/training/sgd.ts composes it from ops: `g' = g + w·wd` (L2 only); without momentum
+ * SGD, as common/training/sgd.ts composes it from ops: `g = sum / divisor`; `g' = g + w·wd` (L2 only); without momentum
  * `w' = w - g'·lr`; with it `buf = buf·mu + g'`, `w' = w - (nesterov ? g' + buf·mu : buf)·lr`.
  */
 export function sgdRule(variant: SgdVariant): ElementwiseRule {
-  const grad = (a: Arith) => (variant.l2 ? a.add(a.load('g'), a.mul(a.load('w'), a.scalar('wd'))) : a.load('g'));
+  const grad = (a: Arith) => (variant.l2 ? a.add(meanGradient(a), a.mul(a.load('w'), a.scalar('wd'))) : meanGradient(a));
   return {
     // Plain SGD has no buffer, and so no buffer pointers.
     pointers: variant.momentum ? ['w', 'g', 'buf', 'outW', 'outBuf'] : ['w', 'g', 'outW'],
-    scalars: ['mu', 'lr', 'wd'],
+    scalars: ['mu', 'lr', 'wd', 'divisor'],
     temps: ['g', 'buf'],
     body: (a) => {
       if (!variant.momentum) return a.store('outW', a.sub(a.load('w'), a.mul(grad(a), a.scalar('lr'))));

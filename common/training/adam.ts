@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { type AdamDecay, fusedAdamUpdate } from '../compute';
-import { SlotOptimizer, type UpdateResult } from './optimizer-base';
+import { meanGradient, SlotOptimizer, type UpdateResult } from './optimizer-base';
 
 /** Hyper-parameters of {@link AdamOptimizer}. */
 export interface AdamOptions {
@@ -32,12 +32,13 @@ export class AdamOptimizer extends SlotOptimizer {
     this.type = options.decoupledWeightDecay ? 'adamw' : 'adam';
   }
 
-  protected update(value: tf.Tensor, grad: tf.Tensor, slots: tf.Tensor[], lr: number, t: number): UpdateResult {
+  protected update(value: tf.Tensor, gradSum: tf.Tensor, slots: tf.Tensor[], lr: number, t: number, gradDivisor: number): UpdateResult {
     const { beta1, beta2, epsilon, weightDecay, decoupledWeightDecay } = this.options;
     const decayMode: AdamDecay = weightDecay > 0 ? (decoupledWeightDecay ? 'decoupled' : 'l2') : 'none';
     // One kernel (the same float32 operations, so the same bits) where the backend has it: wasm.
-    const fused = fusedAdamUpdate(value, grad, slots[0], slots[1], { decayMode, beta1, beta2, epsilon, lr, weightDecay, t });
+    const fused = fusedAdamUpdate(value, gradSum, slots[0], slots[1], { decayMode, beta1, beta2, epsilon, lr, weightDecay, t, gradDivisor });
     if (fused) return { value: fused[0], slots: [fused[1], fused[2]] };
+    const grad = meanGradient(gradSum, gradDivisor);
     const g = weightDecay > 0 && !decoupledWeightDecay ? tf.add(grad, tf.mul(value, weightDecay)) : grad;
     const m = tf.add(tf.mul(slots[0], beta1), tf.mul(g, 1 - beta1));
     const v = tf.add(tf.mul(slots[1], beta2), tf.mul(tf.square(g), 1 - beta2));

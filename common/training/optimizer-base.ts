@@ -31,14 +31,16 @@ export interface OptimizerState {
 export interface Optimizer {
   readonly type: OptimizerName;
   /**
-   * One update. `meanGrads` holds the gradient of the MEAN loss over the global batch, keyed by
-   * variable name; a variable in `params` without a gradient (frozen) is left untouched, and so is
+   * One update. `grads` holds, keyed by variable name, the gradient of the loss SUMMED over
+   * `gradDivisor` samples; the update uses the mean, `grad / gradDivisor` in float32 (1: the gradients
+   * are means already). A variable in `params` without a gradient (frozen) is left untouched, and so is
    * its optimizer state. Every gradient must name a variable in `params`.
    */
   apply(
     params: ReadonlyMap<string, tf.Variable>,
-    meanGrads: ReadonlyMap<string, tf.Tensor>,
+    grads: ReadonlyMap<string, tf.Tensor>,
     lrByVar: (name: string) => number,
+    gradDivisor?: number,
   ): void;
   /** A deep copy of the state; safe to keep after further `apply` calls. */
   getState(): OptimizerState;
@@ -72,19 +74,24 @@ export abstract class SlotOptimizer implements Optimizer {
   private steps = 0;
 
   /**
-   * The update rule. `t` is the 1-based update count of this variable. Runs inside `tf.tidy`; the
-   * returned tensors are assigned by the caller.
+   * The update rule, from the gradient summed over `gradDivisor` samples (a fused kernel divides as it
+   * reads; composed ops start with {@link meanGradient}). `t` is the 1-based update count of this
+   * variable. Runs inside `tf.tidy`; the returned tensors are assigned by the caller.
    */
-  protected abstract update(value: tf.Tensor, grad: tf.Tensor, slots: tf.Tensor[], lr: number, t: number): UpdateResult;
+  protected abstract update(value: tf.Tensor, grad: tf.Tensor, slots: tf.Tensor[], lr: number, t: number, gradDivisor: number): UpdateResult;
 
   apply(
     params: ReadonlyMap<string, tf.Variable>,
-    meanGrads: ReadonlyMap<string, tf.Tensor>,
+    grads: ReadonlyMap<string, tf.Tensor>,
     lrByVar: (name: string) => number,
+    gradDivisor = 1,
   ): void {
+    if (!(Number.isInteger(gradDivisor) && gradDivisor >= 1)) {
+      throw new OptimizerStateError(`expected a gradient divisor (sample count) that is an integer >= 1, got ${gradDivisor}`);
+    }
     // Validate everything first so a bad message cannot leave the model half-updated.
     const lrs = new Map<string, number>();
-    for (const [name, grad] of meanGrads) {
+    for (const [name, grad] of grads) {
       const param = params.get(name);
       if (param === undefined) {
         throw new OptimizerStateError(`gradient for ${name}, but the model has no such trainable variable`, {
@@ -106,7 +113,7 @@ export abstract class SlotOptimizer implements Optimizer {
       lrs.set(name, lr);
     }
     tf.tidy(() => {
-      for (const [name, grad] of meanGrads) {
+      for (const [name, grad] of grads) {
         const param = params.get(name) as tf.Variable;
         let state = this.live.get(name);
         if (state === undefined) {
@@ -118,7 +125,8 @@ export abstract class SlotOptimizer implements Optimizer {
           this.live.set(name, state);
         }
         const t = state.step + 1;
-        const out = this.update(param, grad.dtype === 'float32' ? grad : tf.cast(grad, 'float32'), state.slots, lrs.get(name) as number, t);
+        const g = grad.dtype === 'float32' ? grad : tf.cast(grad, 'float32');
+        const out = this.update(param, g, state.slots, lrs.get(name) as number, t, gradDivisor);
         param.assign(out.value);
         out.slots.forEach((s, i) => state.slots[i].assign(s));
         state.step = t;
@@ -181,6 +189,14 @@ export abstract class SlotOptimizer implements Optimizer {
     for (const s of this.live.values()) s.slots.forEach((t) => t.dispose());
     this.live.clear();
   }
+}
+
+/**
+ * The mean gradient the composed (unfused) update rules start from: `tf.div(sum, gradDivisor)`, the same
+ * float32 division the fused kernels do as they read the sum. A divisor of 1 divides exactly, so it is skipped.
+ */
+export function meanGradient(grad: tf.Tensor, gradDivisor: number): tf.Tensor {
+  return gradDivisor === 1 ? grad : tf.div(grad, gradDivisor);
 }
 
 // tfjs variable names are global; a counter keeps slot names unique across optimizers in a process.

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { fusedSgdUpdate } from '../compute';
-import { SlotOptimizer, type UpdateResult } from './optimizer-base';
+import { meanGradient, SlotOptimizer, type UpdateResult } from './optimizer-base';
 
 /** Hyper-parameters of {@link SgdOptimizer}. */
 export interface SgdOptions {
@@ -25,13 +25,14 @@ export class SgdOptimizer extends SlotOptimizer {
     this.slotNames = options.momentum > 0 ? ['momentum'] : [];
   }
 
-  protected update(value: tf.Tensor, grad: tf.Tensor, slots: tf.Tensor[], lr: number): UpdateResult {
+  protected update(value: tf.Tensor, gradSum: tf.Tensor, slots: tf.Tensor[], lr: number, _t: number, gradDivisor: number): UpdateResult {
     const { momentum, nesterov, weightDecay } = this.options;
     // One kernel (the same float32 operations, so the same bits) where the backend has it: wasm.
-    const fused = fusedSgdUpdate(value, grad, slots[0], {
-      l2: weightDecay > 0, momentum: momentum > 0, nesterov, momentumFactor: momentum, lr, weightDecay,
+    const fused = fusedSgdUpdate(value, gradSum, slots[0], {
+      l2: weightDecay > 0, momentum: momentum > 0, nesterov, momentumFactor: momentum, lr, weightDecay, gradDivisor,
     });
     if (fused) return { value: fused[0], slots: fused.slice(1) };
+    const grad = meanGradient(gradSum, gradDivisor);
     const g = weightDecay > 0 ? tf.add(grad, tf.mul(value, weightDecay)) : grad;
     if (momentum <= 0) return { value: tf.sub(value, tf.mul(g, lr)), slots: [] };
     const buf = tf.add(tf.mul(slots[0], momentum), g);
