@@ -27,12 +27,16 @@ export class HeldSums {
     return this.heldStep;
   }
 
-  /** Keeps the sums of a share (micro-batches `microBatchIds`) the coordinator accepted as held. */
+  /**
+   * Keeps the sums of a share (micro-batches `microBatchIds`) the coordinator accepted as held. It keeps the
+   * arrays themselves, not copies (a copy is a fresh gradient-sized buffer every step): the caller hands
+   * them over and writes them no more (runTrainShare makes new ones for every share).
+   */
   add(step: number, microBatchIds: readonly number[], tensors: readonly WireTensor[]): void {
     if (step !== this.heldStep) this.clear();
     this.heldStep = step;
     const run = { start: microBatchIds[0], end: microBatchIds[microBatchIds.length - 1] + 1 };
-    this.shares.set(run.start, { run, sums: new Map(tensors.map((t) => [t.name, Float32Array.from(t.data as Float32Array)])) });
+    this.shares.set(run.start, { run, sums: new Map(tensors.map((t) => [t.name, t.data as Float32Array])) });
   }
 
   /**
