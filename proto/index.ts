@@ -55,12 +55,9 @@ export type { CoordinatorServer } from './generated/shardwise';
 
 /**
  * Version of the wire protocol this build speaks, sent in WorkerCapabilities.protocol_version.
- * Bump it on any change to shardwise.proto that an older peer would misread, and on any change to the data
- * plane's frames (common/collective) that an older member would refuse. 5: a held share carries its
- * SessionReady (HeldShare). 6: data-plane senders no longer wait for the receiver's ready frame, and data
- * frames carry the vector length and members list.
+ * Bump it on any change to shardwise.proto that an older peer would misread.
  */
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 5;
 
 /**
  * shardwise package version of this build, sent in WorkerCapabilities.shardwise_version and

@@ -7,12 +7,9 @@ import { AllreduceMember } from './types';
  * The control frames of the collective. Every connection is opened by the member that RECEIVES on it (so
  * its reads land straight in the destination arrays, `connectTensorChannel`'s zero-copy path), and is
  * pooled for later reductions. The receiver says on it, once, who it is (hello), then per reduction that it
- * has started it (ready). A sender does not wait for that ready: it sends its parts over the pooled
- * connection as soon as its own reduction starts, and the receiver keeps frames that come before its
- * reduction does (`EarlyFrames`). Every data frame names its reduction, vector length and members list
- * (`dataMeta`), which the receiver checks before reading a byte of its data; the ready still lets a sender
- * check the same, lets it resend on a connection the receiver replaced, and tells a receiver that comes
- * late for a reduction the sender already ended so (its connection is closed at once).
+ * is ready for it (ready): the sender sends a reduction's data only after the receiver's ready for that
+ * key, so data never arrives before a reduction started at its receiver, and the sender checks there that
+ * both agree on the members and the vector length before a byte of data moves.
  */
 export type ControlFrame =
   | { readonly type: 'hello'; readonly from: string; readonly address: string; readonly to: string }
@@ -42,13 +39,8 @@ export function parseControl(meta: FrameMeta): ControlFrame | string {
   return `expected an 'allreduce-hello' or 'allreduce-ready' frame, got type ${JSON.stringify(type)}`;
 }
 
-/** The meta of a data frame of reduction `key`: what the receiver checks against its own plan (`readyMismatch`). */
-export function dataMeta(key: string, plan: ReductionPlan, phase: AllreducePhase, segment: number): FrameMeta {
-  return { key, phase, segment, floats: plan.floats, members: plan.membersText };
-}
-
-/** Why what `peer` says of the reduction (its ready, or a data frame's meta) does not fit this member's plan, or undefined. */
-export function readyMismatch(ready: { readonly floats: number; readonly members: string }, plan: ReductionPlan, peer: string): string | undefined {
+/** Why receiver `peer`'s ready does not fit this member's plan, or undefined. */
+export function readyMismatch(ready: Extract<ControlFrame, { type: 'ready' }>, plan: ReductionPlan, peer: string): string | undefined {
   if (ready.floats !== plan.floats) return `expected ${plan.floats} floats, '${peer}' reduces ${ready.floats}`;
   if (ready.members !== plan.membersText) return `the members lists differ: expected [${plan.membersText}], '${peer}' has [${ready.members}]`;
   return undefined;

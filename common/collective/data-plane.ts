@@ -3,8 +3,7 @@ import { once } from 'node:events';
 import { hostPort } from '../address';
 import { ListenError } from '../errors';
 import { type Identity, type TlsCredentials, connectMutualTls, createMutualTlsServer, identityUri, memberIdOf } from '../security';
-import { ChannelReadBridge, DEFAULT_MAX_TENSOR_BYTES, FrameMeta, StreamClosedError, TensorChannel, WireError, WireTensorSpec, WireTypedArray, connectTensorChannel } from '../wire';
-import { EarlyFrames } from './early-frames';
+import { ChannelReadBridge, DEFAULT_MAX_TENSOR_BYTES, FrameMeta, StreamClosedError, TensorChannel, WireError, connectTensorChannel } from '../wire';
 import { AllreduceError } from './errors';
 import { Link, LinkOwner, linkKey } from './link';
 import { helloMeta, parseControl } from './control-frames';
@@ -33,7 +32,7 @@ export interface DataPlaneOptions {
   onRefused?: (why: string) => void;
 }
 
-/** Keys of reductions run here that a late ready or data frame is recognised by (its link is then closed). */
+/** Keys of reductions run here that a late ready frame is recognised by (its link is then closed). */
 const RECENT_KEYS = 256;
 
 /** Splits `host:port` (IPv6 hosts may be bracketed); undefined when there is no numeric port. */
@@ -59,8 +58,6 @@ export class DataPlane implements LinkOwner, RunLinks {
   /** Accepted links that have not said hello yet. */
   private readonly unnamed = new Set<Link>();
   private readonly recentKeys: string[] = [];
-  /** Data frames that came for a reduction before it started here, bounded. */
-  private readonly early = new EarlyFrames<Link>();
   private active?: ReductionRun;
   /** Where parts are received and folded, reused across reductions (about n floats at an owner). */
   private readonly scratch = new SimdScratch();
@@ -78,11 +75,6 @@ export class DataPlane implements LinkOwner, RunLinks {
   /** Connections this plane has opened so far (to receive from peers): constant while the pool is reused. */
   get connectionsOpened(): number {
     return this.opened;
-  }
-
-  /** Bytes of data frames held for reductions that have not started here yet (for tests and metrics). */
-  get earlyFrameBytes(): number {
-    return this.early.bytes;
   }
 
   /** Live pooled connections, both directions (for tests and metrics). */
@@ -125,11 +117,6 @@ export class DataPlane implements LinkOwner, RunLinks {
     const plan = problem ?? planReduction(reduction.members, reduction.rank, data.length, reduction.compression);
     if (typeof plan === 'string') throw new AllreduceError(reduction.key, 'start', plan);
     if (reduction.members.length === 1 && plan.parts[0].length === 1) return { bytesSent: 0, bytesReceived: 0, ms: 0 };
-    // Frames kept for any other reduction are for one that will not run here: a sender is never two ahead.
-    for (const link of this.early.holdersOtherThan(reduction.key)) {
-      this.refuse(link, `frames from '${link.peer?.id}' for a reduction that did not start here before '${reduction.key}' did: dropped`);
-    }
-    this.early.expect(data.byteLength);
     const run = new ReductionRun(reduction, data, plan, this, this.scratch);
     this.active = run;
     this.remember(reduction.key);
@@ -152,12 +139,8 @@ export class DataPlane implements LinkOwner, RunLinks {
     await stopped;
   }
 
-  /**
-   * RunLinks: the pooled link to receive from `peer`, or a new one that has said hello. A connection that
-   * completes after `reduction` ended here is closed unused: pooled, it would replace the link a later
-   * reduction opened, and senders send at once over whatever link is pooled.
-   */
-  async linkFrom(peer: AllreduceMember, me: AllreduceMember, reduction: string): Promise<Link> {
+  /** RunLinks: the pooled link to receive from `peer`, or a new one that has said hello. */
+  async linkFrom(peer: AllreduceMember, me: AllreduceMember): Promise<Link> {
     const key = linkKey(peer);
     const pooled = this.inLinks.get(key);
     if (pooled) return pooled;
@@ -165,9 +148,9 @@ export class DataPlane implements LinkOwner, RunLinks {
     if (!target) throw new WireError(`expected a host:port address for '${peer.id}', got '${peer.address}'`);
     const channel = await this.connect(peer, target.host, target.port);
     this.opened++;
-    if (this.closed || this.active?.key !== reduction) {
+    if (this.closed) {
       await channel.close();
-      throw new StreamClosedError(this.closed ? 'collective: the data plane was closed' : `collective: reduction '${reduction}' ended here while connecting to '${peer.id}'`);
+      throw new StreamClosedError('collective: the data plane was closed');
     }
     const link = new Link(channel, 'in', this, { id: peer.id, address: peer.address });
     this.inLinks.get(key)?.close(new WireError('collective: replaced by a newer connection'));
@@ -176,9 +159,10 @@ export class DataPlane implements LinkOwner, RunLinks {
     return link;
   }
 
-  /** RunLinks: the link `peer` opened to receive from this member. */
-  linkTo(peer: AllreduceMember): Link | undefined {
-    return this.outLinks.get(linkKey(peer));
+  /** RunLinks: the link `peer` opened to receive from this member, if it is ready for `key`. */
+  linkTo(peer: AllreduceMember, key: string): Link | undefined {
+    const link = this.outLinks.get(linkKey(peer));
+    return link?.ready?.key === key ? link : undefined;
   }
 
   /** RunLinks: closes the links whose peers are ready for the failed `key` (a run closes those it took up itself). */
@@ -201,42 +185,19 @@ export class DataPlane implements LinkOwner, RunLinks {
       this.unnamed.delete(link);
       this.outLinks.get(link.key)?.close(new WireError('collective: replaced by a newer connection from the same peer'));
       this.outLinks.set(link.key, link);
-      this.active?.offerLink(link);
       return;
     }
     if (!link.peer) throw new WireError(`collective: expected a hello first, got a ready for '${c.key}'`);
     link.ready = c;
     if (this.active?.key === c.key) this.active.offerReady(link);
-    else if (this.recentKeys.includes(c.key) && link.sent !== c.key) {
-      // Late for a reduction that ended here without sending it all on this link (it failed, or the peer
-      // reconnected after): closing the link fails the peer's at once. A ready on the link that carried it
-      // all only comes after the data, which a sender does not wait for.
+    else if (this.recentKeys.includes(c.key)) {
+      // Late for a reduction that ended here: closing the link fails the peer's at once.
       link.close(new WireError(`collective: reduction '${c.key}' already ended here`));
     }
   }
 
-  /**
-   * LinkOwner: memory for a data frame for `key` that came before its reduction started here, or a WireError
-   * (closing the link) when `key` already ended here or the frame is beyond the bounds (`EarlyFrames`).
-   */
-  earlyInto(link: Link, key: string, spec: WireTensorSpec): WireTypedArray {
-    const peer = link.peer?.id ?? '?';
-    const into = key !== this.active?.key && this.recentKeys.includes(key)
-      ? `expected no more frames for reduction '${key}', which already ended here; got '${spec.name}' from '${peer}'`
-      : this.early.admit(link, key, spec, peer);
-    if (typeof into !== 'string') return into;
-    this.security.onRefused?.(`data plane: refused ${into}`);
-    throw new WireError(`collective: ${into}`);
-  }
-
-  /** LinkOwner: early frames taken up by their reduction no longer count. */
-  earlyTaken(link: Link, key: string, bytes: number): void {
-    this.early.release(link, key, bytes);
-  }
-
-  /** LinkOwner: a link that closed leaves the pool, and its early frames go. */
+  /** LinkOwner: a link that closed leaves the pool. */
   onDead(link: Link): void {
-    this.early.dropLink(link);
     this.unnamed.delete(link);
     const pool = link.direction === 'in' ? this.inLinks : this.outLinks;
     if (pool.get(link.key) === link) pool.delete(link.key);
@@ -289,12 +250,6 @@ export class DataPlane implements LinkOwner, RunLinks {
     const link = new Link(channel, 'out', this);
     if (identity) this.certified.set(link, identity);
     this.unnamed.add(link);
-  }
-
-  /** Closes `link`, saying `why` to `onRefused` too. */
-  private refuse(link: Link, why: string): void {
-    this.security.onRefused?.(`data plane: refused ${why}`);
-    link.close(new WireError(`collective: ${why}`));
   }
 
   private remember(key: string): void {

@@ -1,4 +1,4 @@
-import { FrameMeta, ReceivedFrame, TensorChannel, WireError, WireTensor, WireTensorSpec, WireTypedArray } from '../wire';
+import { FrameMeta, ReceivedFrame, TensorChannel, WireError, WireTensor, WireTensorSpec } from '../wire';
 import { ControlFrame } from './control-frames';
 
 /** Closes an accepted connection that does not say hello within this. */
@@ -9,14 +9,10 @@ export type LinkDirection = 'in' | 'out';
 
 /** The reduction using a link: where its data frames go, and what it learns of the link's end. */
 export interface LinkUser {
-  /** The reduction's key: data frames whose meta names another key are not this user's. */
-  readonly key: string;
   /** Where the tensor of the data frame now arriving goes; throws (closing the link) if it is not the one expected. */
-  into(link: Link, spec: WireTensorSpec, meta: FrameMeta): Float32Array | Uint8Array;
+  into(link: Link, spec: WireTensorSpec): Float32Array | Uint8Array;
   /** That frame arrived whole, validated (finite values), in the array `into` gave. */
   onData(link: Link, frame: ReceivedFrame): void;
-  /** A frame for this reduction that arrived (whole, validated) before the reduction took the link up; throws as `into` does. */
-  adopt(link: Link, frame: ReceivedFrame): void;
   /** The link closed or failed; it has left the pool. */
   onClosed(link: Link, err: unknown): void;
 }
@@ -25,19 +21,8 @@ export interface LinkUser {
 export interface LinkOwner {
   /** A control frame (no tensors) arrived; throwing closes the link. */
   onControl(link: Link, meta: FrameMeta): void;
-  /** The link closed, whatever the reason: it must leave the pool (and its early frames go). */
+  /** The link closed, whatever the reason: it must leave the pool. */
   onDead(link: Link): void;
-  /** Memory for a data frame for reduction `key`, which no user of this link runs (yet); throws to refuse it. */
-  earlyInto(link: Link, key: string, spec: WireTensorSpec): WireTypedArray;
-  /** `bytes` of early frames for `key` were handed to the reduction that took the link up. */
-  earlyTaken(link: Link, key: string, bytes: number): void;
-}
-
-/** A data frame kept on its link until the reduction it names takes the link up. */
-interface EarlyFrame {
-  readonly key: string;
-  readonly frame: ReceivedFrame;
-  readonly bytes: number;
 }
 
 /**
@@ -45,10 +30,7 @@ interface EarlyFrame {
  * member to receive from `peer`; an 'out' link was accepted from a `peer` that receives from this member.
  * A receive is pending on it at all times, whoever uses it: that is what notices the peer's socket closing
  * between reductions too (a paused socket would not), so a dead pooled link fails a reduction at once.
- * Data frames are handed to the current user (the running reduction) when their meta names its key (or
- * none). A frame for another key arrived early: a sender does not wait to hear that this member started
- * the reduction. The owner decides whether it may be kept (bounded, and never for a reduction that ended
- * here); the link then holds it, in order, until a reduction of that key takes the link up (`take`).
+ * Data frames are handed to the current user (the running reduction) or, with none, close the link.
  */
 export class Link {
   /** Who is at the other end: known at once for 'in' links, from the hello for 'out' links. */
@@ -57,18 +39,12 @@ export class Link {
   expectedId?: string;
   /** 'out' links: the last reduction the receiving peer said it is ready for. */
   ready?: Extract<ControlFrame, { type: 'ready' }>;
-  /** 'out' links: the last reduction whose frames all went out on this link (a ready for it that comes late is no news). */
-  sent?: string;
-  /** The reduction using the link now, if any; set through `take`. */
+  /** The reduction using the link now, if any. */
   user?: LinkUser;
   closed = false;
   private sending: Promise<unknown> = Promise.resolve();
   /** A data frame's tensor was handed out and the frame has not completed yet. */
   private inFrame = false;
-  /** The frame being read is an early one, for this key. */
-  private earlyKey?: string;
-  /** Early frames in arrival order, whole and validated. */
-  private readonly early: EarlyFrame[] = [];
 
   constructor(readonly channel: TensorChannel, readonly direction: LinkDirection, private readonly owner: LinkOwner,
     peer?: { id: string; address: string }) {
@@ -88,19 +64,6 @@ export class Link {
     return p;
   }
 
-  /**
-   * `user` takes the link up (undefined: leaves it): the early frames for its key are handed to it first, in
-   * the order they came. Throwing there closes the link, which the user learns through `onClosed`.
-   */
-  take(user: LinkUser | undefined): void {
-    this.user = user;
-    try {
-      this.handEarly();
-    } catch (err) {
-      this.end(err);
-    }
-  }
-
   /** Closes the link; its user (if any) learns of it through `onClosed` with `reason`. */
   close(reason: unknown): void {
     this.end(reason);
@@ -108,17 +71,11 @@ export class Link {
 
   private receiveNext(): void {
     const awaitingHello = this.direction === 'out' && !this.peer;
-    this.channel.receive({ into: (spec, meta) => this.into(spec, meta), timeoutMs: awaitingHello ? HELLO_TIMEOUT_MS : undefined }).then(
+    this.channel.receive({ into: (spec) => this.into(spec), timeoutMs: awaitingHello ? HELLO_TIMEOUT_MS : undefined }).then(
       (frame) => {
         try {
           if (frame.tensors.size === 0) this.owner.onControl(this, frame.meta);
-          else if (this.earlyKey !== undefined) {
-            const [tensor] = frame.tensors.values();
-            this.early.push({ key: this.earlyKey, frame, bytes: tensor.data.byteLength });
-            this.inFrame = false;
-            this.earlyKey = undefined;
-            this.handEarly();
-          } else {
+          else {
             this.inFrame = false;
             (this.user as LinkUser).onData(this, frame);
           }
@@ -131,26 +88,12 @@ export class Link {
     );
   }
 
-  private into(spec: WireTensorSpec, meta: FrameMeta): WireTypedArray {
+  private into(spec: WireTensorSpec): Float32Array | Uint8Array {
     if (this.inFrame) throw new WireError(`collective: expected one tensor per data frame, got a second one, '${spec.name}'`);
-    const key = typeof meta.key === 'string' ? meta.key : undefined;
-    let into: WireTypedArray;
-    if (this.user && (key === undefined || key === this.user.key)) into = this.user.into(this, spec, meta);
-    else if (key !== undefined && this.direction === 'in') {
-      into = this.owner.earlyInto(this, key, spec);
-      this.earlyKey = key;
-    } else throw new WireError(`collective: expected no data on a connection no reduction uses, got '${spec.name}'`);
+    if (!this.user) throw new WireError(`collective: expected no data on a connection no reduction uses, got '${spec.name}'`);
+    const into = this.user.into(this, spec);
     this.inFrame = true;
     return into;
-  }
-
-  /** Hands the user the early frames of its key at the head of the queue (a sender's frames come in key order). */
-  private handEarly(): void {
-    while (this.user && this.early[0]?.key === this.user.key) {
-      const e = this.early.shift() as EarlyFrame;
-      this.owner.earlyTaken(this, e.key, e.bytes);
-      this.user.adopt(this, e.frame);
-    }
   }
 
   private end(reason: unknown): void {

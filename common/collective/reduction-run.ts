@@ -1,9 +1,9 @@
-import { FrameMeta, ReceivedFrame, StreamClosedError, WireTensorSpec } from '../wire';
+import { StreamClosedError, WireTensorSpec } from '../wire';
 import { AllreduceError, AllreducePhase } from './errors';
 import { Link, LinkUser } from './link';
 import { TreeFold } from './tree-fold';
 import { SimdScratch } from './simd-scratch';
-import { dataMeta, frameName, readyMeta, readyMismatch } from './control-frames';
+import { frameName, readyMeta, readyMismatch } from './control-frames';
 import { HalfFrames } from './half-frames';
 import { ReductionPlan, segmentBounds, segmentOwnedBy } from './segment-plan';
 import { AllreduceMember, AllreduceRequest, AllreduceStats } from './types';
@@ -13,10 +13,10 @@ export const NON_OWNER_TIMEOUT_GRACE_MS = 1_000;
 
 /** The pooled connections a run uses, as its DataPlane offers them. */
 export interface RunLinks {
-  /** A live link to receive from `peer` for reduction `key`, pooled or newly connected (the hello sent as `me`). */
-  linkFrom(peer: AllreduceMember, me: AllreduceMember, key: string): Promise<Link>;
-  /** The live link `peer` opened to receive from this member (it said hello), whatever reduction it last said it is ready for. */
-  linkTo(peer: AllreduceMember): Link | undefined;
+  /** A live link to receive from `peer`, pooled or newly connected (the hello sent as `me`). */
+  linkFrom(peer: AllreduceMember, me: AllreduceMember): Promise<Link>;
+  /** The live link `peer` opened to receive from this member, if it said it is ready for `key`. */
+  linkTo(peer: AllreduceMember, key: string): Link | undefined;
   /** The reduction `key` failed here: close links announced for it and refuse it from now on. */
   failed(key: string): void;
 }
@@ -52,10 +52,8 @@ interface Receiver {
   readonly peer: AllreduceMember;
   /** The segment the peer owns (whose part it is sent), or -1 for an observer or a contributor owning none. */
   readonly owns: number;
-  /** The link this member sends to it on: a pooled one, or the one it said it is ready on. */
   link?: Link;
   waiter?: (link: Link) => void;
-  /** Everything was sent on `link` (undone when the peer says it is ready on a new link: all is sent again there). */
   done: boolean;
 }
 
@@ -82,13 +80,10 @@ class Signal {
  * aligned split) an owner sends S-1 parts and its segment to M-1 members, another contributor S parts,
  * and each receives a segment from every other owner.
  *
- * The run opens (or reuses) a link to each member it receives from and says there that it is ready, and
- * takes up the frames that came early on it. It sends to a member at once over the pooled link that member
- * opened (waiting only for a first connection): the receiver keeps what comes before its own run starts
- * and checks each frame's meta against its plan. Should the member say it is ready on another link (it
- * found its pooled one dead and reconnected), everything is sent again there. The first failure wins
- * (`fail`): it closes every link the run used, which is how the other members learn of it at once, and
- * every later error is reported as that first one.
+ * The run opens (or reuses) a link to each member it receives from and says there that it is ready; it
+ * sends to a member only once that member said it is ready for this key on the link it opened. The first
+ * failure wins (`fail`): it closes every link the run used, which is how the other members learn of it at
+ * once, and every later error is reported as that first one.
  */
 export class ReductionRun implements LinkUser {
   private failure?: AllreduceError;
@@ -104,8 +99,7 @@ export class ReductionRun implements LinkUser {
   /** The reduced vector: the first `plan.floats` of `data`. */
   private readonly result: Float32Array;
   private readonly folded = new Signal();
-  /** Every frame expected arrived, and everything was sent to every receiver. */
-  private readonly finished = new Signal();
+  private readonly received = new Signal();
   private framesLeft = 0;
   private readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, ms: 0 };
   /** The fp16 conversions, with `reduction.compression`. */
@@ -146,6 +140,7 @@ export class ReductionRun implements LinkUser {
       return { kind: 'sender', peer: members[i], frames, next: 0, receiving: false, reconnected: false };
     });
     this.receivers = plan.receivers.map((i): Receiver => ({ kind: 'receiver', peer: members[i], owns: segmentOwnedBy(plan, i), done: false }));
+    if (this.framesLeft === 0) this.received.set();
   }
 
   get key(): string {
@@ -167,9 +162,7 @@ export class ReductionRun implements LinkUser {
     }, limitMs);
     try {
       for (const s of this.senders) void this.openFrom(s);
-      for (const r of this.receivers) this.startFeed(r);
-      this.checkFinished();
-      await this.guard(this.finished.promise);
+      await this.guard(Promise.all([...this.receivers.map((r) => this.feed(r)), this.received.promise]));
       this.stats.ms = performance.now() - t0;
     } catch (err) {
       throw this.failure ?? this.fail(this.wrap(err, undefined, 'unexpected failure'));
@@ -177,7 +170,7 @@ export class ReductionRun implements LinkUser {
       this.ended = true;
       clearTimeout(timer);
       // Success: the links stay pooled for the next reduction, used by nobody.
-      for (const link of this.byLink.keys()) if (link.user === this) link.take(undefined);
+      for (const link of this.byLink.keys()) if (link.user === this) link.user = undefined;
     }
     // Checked once everything was sent and received, with the links left open: every member decoded the same
     // halves, so each fails here with the same error naming the tensor, none with a closed connection.
@@ -196,64 +189,50 @@ export class ReductionRun implements LinkUser {
     return this.failure ?? err;
   }
 
-  /**
-   * A link whose peer just said it is ready for this key: it must be a receiver's, and fit the plan. On a
-   * link other than the one sent on, which closed after everything was sent on it, the peer reconnected
-   * before reading a byte of it: everything is sent again on the new link.
-   */
+  /** A link whose peer just said it is ready for this key: becomes the link to that receiver if it fits. */
   offerReady(link: Link): void {
-    const r = this.receiverAt(link, true);
-    if (!r) return;
-    if (r.link !== link && r.link && !(r.link.closed && r.done)) {
-      this.fail(new AllreduceError(this.key, 'handshake', `'${r.peer.id}' opened a second connection for this reduction`, { peer: r.peer.id }));
+    const peer = link.peer as { id: string; address: string };
+    const r = this.receivers.find((x) => x.peer.id === peer.id && x.peer.address === peer.address);
+    if (this.failure || !r) {
+      link.close(this.failure ?? new AllreduceError(this.key, 'handshake', `'${peer.id}' expects frames from '${this.me.id}', which sends it none`));
+      // Members that disagree on the plan (another list, another segment count) are named with both lists.
+      const differ = link.ready && readyMismatch(link.ready, this.plan, peer.id);
+      if (!r) this.fail(new AllreduceError(this.key, 'handshake', differ || `'${peer.id}' (${peer.address}) is ready to receive from '${this.me.id}', ` +
+        `which does not send to it: the members lists differ (here: [${this.plan.membersText}])`, { peer: peer.id }));
       return;
     }
-    const problem = readyMismatch(link.ready as NonNullable<Link['ready']>, this.plan, r.peer.id);
-    if (problem) this.fail(new AllreduceError(this.key, 'handshake', problem, { peer: r.peer.id }));
-    else if (r.link !== link && this.takeReceiverLink(r, link) && r.done) {
-      r.done = false;
-      this.startFeed(r);
+    if (r.link === link) return;
+    if (r.link) {
+      this.fail(new AllreduceError(this.key, 'handshake', `'${peer.id}' opened a second connection for this reduction`, { peer: peer.id }));
+      return;
     }
-  }
-
-  /** A link whose peer just said hello: the link to send on to that receiver, if it had none. */
-  offerLink(link: Link): void {
-    const r = this.receiverAt(link, false);
-    if (r && !r.link) this.takeReceiverLink(r, link);
+    const problem = link.expectedId !== this.me.id
+      ? `'${peer.id}' expected member '${link.expectedId}' at ${this.me.address}, this is '${this.me.id}'`
+      : readyMismatch(link.ready as NonNullable<Link['ready']>, this.plan, peer.id);
+    if (problem) {
+      this.fail(new AllreduceError(this.key, 'handshake', problem, { peer: peer.id }));
+      return;
+    }
+    r.link = link;
+    link.user = this;
+    this.byLink.set(link, r);
+    r.waiter?.(link);
   }
 
   /** LinkUser: the destination of the data frame arriving from a sender, which must be the one expected next. */
-  into(link: Link, spec: WireTensorSpec, meta: FrameMeta): Float32Array | Uint8Array {
-    const s = this.byLink.get(link);
-    const e = this.expected(s, link, spec, meta);
-    (s as Sender).receiving = true;
-    return e.into;
-  }
-
-  /** LinkUser: an early frame for this reduction, read before the run took the link up: checked as `into` does, then copied. */
-  adopt(link: Link, frame: ReceivedFrame): void {
-    const s = this.byLink.get(link);
-    const [tensor] = frame.tensors.values();
-    this.expected(s, link, tensor, frame.meta).into.set(tensor.data as Float32Array & Uint8Array);
-    this.onData(link);
-  }
-
-  /** The frame expected next from sender `s` on `link`, if `spec` and `meta` are it; throws (closing the link) if not. */
-  private expected(s: Sender | Receiver | undefined, link: Link, spec: WireTensorSpec, meta: FrameMeta): ExpectedFrame {
+  into(link: Link, spec: WireTensorSpec): Float32Array | Uint8Array {
     if (this.failure) throw this.failure;
+    const s = this.byLink.get(link);
     if (s?.kind !== 'sender') throw new AllreduceError(this.key, this.phase, `expected no data from '${link.peer?.id}', got '${spec.name}'`, { peer: link.peer?.id });
     const e = s.frames[s.next];
     if (!e) throw new AllreduceError(this.key, this.phase, `expected no more frames from '${s.peer.id}', got '${spec.name}'`, { peer: s.peer.id });
-    if (typeof meta.floats === 'number' && typeof meta.members === 'string') {
-      const problem = readyMismatch({ floats: meta.floats, members: meta.members }, this.plan, s.peer.id);
-      if (problem) throw new AllreduceError(this.key, 'handshake', problem, { peer: s.peer.id });
-    }
     const dtype = e.into instanceof Float32Array ? 'float32' : 'uint8';
     if (spec.name !== e.name || spec.dtype !== dtype || spec.shape.length !== 1 || spec.shape[0] !== e.into.length) {
       throw new AllreduceError(this.key, e.phase, `expected frame '${e.name}' of ${e.into.length} ${dtype}, got '${spec.name}' of shape ` +
         `[${spec.shape.join(',')}] ${spec.dtype}: the members disagree about the reduction`, { peer: s.peer.id });
     }
-    return e;
+    s.receiving = true;
+    return e.into;
   }
 
   /** LinkUser: the expected frame arrived whole; a part is folded at once. */
@@ -263,7 +242,7 @@ export class ReductionRun implements LinkUser {
     const e = s.frames[s.next++];
     this.stats.bytesReceived += e.into.byteLength;
     e.arrived();
-    if (--this.framesLeft === 0) this.checkFinished();
+    if (--this.framesLeft === 0) this.received.set();
   }
 
   /** LinkUser: a link this run used closed. */
@@ -303,7 +282,7 @@ export class ReductionRun implements LinkUser {
   private async openFrom(s: Sender): Promise<void> {
     let link: Link;
     try {
-      link = await this.links.linkFrom(s.peer, this.me, this.key);
+      link = await this.links.linkFrom(s.peer, this.me);
     } catch (err) {
       this.fail(this.wrap(err, s.peer.id, `cannot connect to ${s.peer.address}`, 'connect'));
       return;
@@ -313,10 +292,10 @@ export class ReductionRun implements LinkUser {
       return;
     }
     s.link = link;
+    link.user = this;
     this.byLink.set(link, s);
-    link.take(this); // the frames that came early are folded now
     // A failed send closes the link (TensorChannel), which `onClosed` handles.
-    if (!link.closed) link.send([], readyMeta(this.key, this.plan)).catch(() => undefined);
+    link.send([], readyMeta(this.key, this.plan)).catch(() => undefined);
   }
 
   /** The frame expected into `target`, or with fp16 into bytes that `decode` turns into it before `arrived`. */
@@ -333,68 +312,27 @@ export class ReductionRun implements LinkUser {
     this.folded.set();
   }
 
-  /** Starts sending everything to receiver `r`; a failure fails the run. */
-  private startFeed(r: Receiver): void {
-    this.feed(r).catch((err: unknown) => this.fail(this.wrap(err, r.peer.id, `cannot send to '${r.peer.id}'`)));
-  }
-
-  /** Every frame expected here arrived and every receiver has all it needs: the run succeeded. */
-  private checkFinished(): void {
-    if (this.framesLeft === 0 && this.receivers.every((r) => r.done)) this.finished.set();
-  }
-
   /**
    * Everything this member sends to receiver `r`: its parts of r's segment (if r owns one), then, at an
-   * owner, the reduced own segment, over the link r opened (waiting for one only if there is none yet).
+   * owner, the reduced own segment.
    */
   private async feed(r: Receiver): Promise<void> {
-    const pooled = r.link ? undefined : this.links.linkTo(r.peer);
-    if (pooled) this.takeReceiverLink(r, pooled);
-    const link = r.link ?? await this.guard(new Promise<Link>((resolve) => (r.waiter = resolve)));
+    const link = r.link ?? this.links.linkTo(r.peer, this.key);
+    if (link) this.offerReady(link);
+    if (!r.link) await this.guard(new Promise<Link>((resolve) => (r.waiter = resolve)));
     if (r.owns >= 0) {
       const mine = this.plan.parts[this.plan.contributor];
-      for (let part = 0; part < mine.length; part++) await this.sendSegment(link, r, 'reduce-scatter', r.owns, part);
+      for (let part = 0; part < mine.length; part++) await this.sendSegment(r, 'reduce-scatter', r.owns, part);
     }
     if (this.plan.own >= 0) {
       await this.guard(this.folded.promise);
-      await this.sendSegment(link, r, 'allgather', this.plan.own);
+      await this.sendSegment(r, 'allgather', this.plan.own);
     }
-    link.sent = this.key;
     r.done = true;
-    this.checkFinished();
   }
 
-  /** The receiver `link`'s peer is; with `expected`, a peer that is none fails the run (the members lists differ). */
-  private receiverAt(link: Link, expected: boolean): Receiver | undefined {
-    const peer = link.peer as { id: string; address: string };
-    const r = this.receivers.find((x) => x.peer.id === peer.id && x.peer.address === peer.address);
-    if (!expected || (r && !this.failure)) return r;
-    link.close(this.failure ?? new AllreduceError(this.key, 'handshake', `'${peer.id}' expects frames from '${this.me.id}', which sends it none`));
-    // Members that disagree on the plan (another list, another segment count) are named with both lists.
-    const differ = link.ready && readyMismatch(link.ready, this.plan, peer.id);
-    if (!r) this.fail(new AllreduceError(this.key, 'handshake', differ || `'${peer.id}' (${peer.address}) is ready to receive from '${this.me.id}', ` +
-      `which does not send to it: the members lists differ (here: [${this.plan.membersText}])`, { peer: peer.id }));
-    return undefined;
-  }
-
-  /** `link` becomes the one to send to `r` on, if its peer expects this member there; false if not (the run failed). */
-  private takeReceiverLink(r: Receiver, link: Link): boolean {
-    if (link.expectedId !== this.me.id) {
-      this.fail(new AllreduceError(this.key, 'handshake', `'${r.peer.id}' expected member '${link.expectedId}' at ${this.me.address}, this is '${this.me.id}'`,
-        { peer: r.peer.id }));
-      return false;
-    }
-    if (r.link) this.byLink.delete(r.link);
-    r.link = link;
-    link.take(this);
-    this.byLink.set(link, r);
-    r.waiter?.(link);
-    r.waiter = undefined;
-    return true;
-  }
-
-  /** Sends `segment` of part `part` of this member's input (reduce-scatter), or of the reduced vector (allgather), to `r` on `link`. */
-  private async sendSegment(link: Link, r: Receiver, phase: AllreducePhase, segment: number, part?: number): Promise<void> {
+  /** Sends `segment` of part `part` of this member's input (reduce-scatter), or of the reduced vector (allgather). */
+  private async sendSegment(r: Receiver, phase: AllreducePhase, segment: number, part?: number): Promise<void> {
     const values = part === undefined ? this.segment(segment) : this.partSegment(part, segment);
     const half = this.half;
     const data = !half ? values : part === undefined ? half.reducedSegment : half.encodePart(values);
@@ -402,7 +340,7 @@ export class ReductionRun implements LinkUser {
     const name = this.frameName(phase, segment, part !== undefined && this.plan.parts[this.plan.contributor].length > 1 ? part : undefined);
     const dtype = half ? 'uint8' : 'float32';
     try {
-      await this.guard(link.send([{ name, dtype, shape: [data.length], data }], dataMeta(this.key, this.plan, phase, segment)));
+      await this.guard((r.link as Link).send([{ name, dtype, shape: [data.length], data }], { key: this.key, phase, segment }));
     } catch (err) {
       throw this.fail(this.wrap(err, r.peer.id, `cannot send '${name}'`, phase));
     }

@@ -44,10 +44,9 @@ export interface ReceiveOptions {
   expected?: readonly WireTensorSpec[];
   /**
    * Memory to read a tensor into (e.g. the same buffers every step); its contents are overwritten even
-   * if the frame then fails. Undefined, or returning undefined, allocates. `meta` is the frame's, read
-   * before any tensor, so the choice may depend on it (which reduction a frame belongs to).
+   * if the frame then fails. Undefined, or returning undefined, allocates.
    */
-  into?: (spec: WireTensorSpec, meta: FrameMeta) => WireTypedArray | undefined;
+  into?: (spec: WireTensorSpec) => WireTypedArray | undefined;
   /** Give up (and close the channel) when no whole frame arrived within this. @default no deadline */
   timeoutMs?: number;
 }
@@ -258,7 +257,7 @@ export class TensorChannel {
         const p = this.pending as PendingReceive;
         const expected = p.options.expected ? new Map(p.options.expected.map((e) => [e.name, e])) : undefined;
         const header = parseFrameHeader(s.bytes, { expected, maxTotalBytes: this.maxTotalBytes });
-        const targets = header.tensors.map((spec) => this.destination(spec, header.meta, p.options.into));
+        const targets = header.tensors.map((spec) => this.destination(spec, p.options.into));
         // Views made from `.buffer`, so they are off the V8 heap and a read may land in them directly.
         const views = targets.map((t) => new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
         this.state = { phase: 'payload', header, targets, views, index: 0 };
@@ -286,9 +285,9 @@ export class TensorChannel {
     if (this.checkFinite && e.dtype === 'float32') assertFinite(e.name, s.targets[i] as Float32Array);
   }
 
-  private destination(spec: WireTensorSpec, meta: FrameMeta, into: ReceiveOptions['into']): WireTypedArray {
+  private destination(spec: WireTensorSpec, into: ReceiveOptions['into']): WireTypedArray {
     const n = elementCount(spec.shape);
-    const given = into?.(spec, meta);
+    const given = into?.(spec);
     const Ctor = spec.dtype === 'float32' ? Float32Array : spec.dtype === 'int32' ? Int32Array : Uint8Array;
     if (!given) return new Ctor(n);
     if (!(given instanceof Ctor) || given.length !== n) {
