@@ -40,7 +40,7 @@ export interface PullRequest {
   weightsVersion: number;
   /** How long it lets the call be held. */
   maxWaitMs: number;
-  /** The allreduce whose result it holds and has not applied ('' or absent: none); see ReadyState.reducedKey. */
+  /** The allreduce whose result it holds or is reducing, not applied yet ('' or absent: none); see ReadyState.reducedKey. */
   reducedKey?: string;
 }
 
@@ -132,9 +132,9 @@ function microBatchesPerMessage(session: WorkerSession, size: number): number {
 }
 
 /**
- * The next step's share for an active member of the allreduce in progress whose part completed (it holds
- * the result, `reducedKey`, on the step's weights), taken from the step prepared for that attempt: it
- * applies the result and computes on while the coordinator commits (see PreparedStep).
+ * The next step's share for an active member of the allreduce in progress (it holds or is reducing the
+ * result, `reducedKey`, on the step's weights), taken from the step prepared for that attempt: it applies
+ * the result and computes on while the coordinator commits (see PreparedStep).
  */
 function aheadHandout(job: JobContext, round: StepRound, record: WorkerRecord, session: WorkerSession, request: PullRequest): Decision | undefined {
   const prepared = round.next;

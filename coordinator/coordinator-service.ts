@@ -21,6 +21,7 @@ import {
   type RegisterRequest,
   type RegisterResponse,
   type SessionOrder,
+  type SessionReady,
   type SessionRequest,
   StepKind,
   type StepAssignment,
@@ -145,7 +146,7 @@ function* chunkMessages<T>(tensors: readonly WireTensor[], maxMessageBytes: numb
 /**
  * A Session stream: the first SessionReady opens the incarnation's session, and each SessionReady is
  * answered with one order (a ConfigState first when the configuration moved), its update chunks after it;
- * each held share's header with a HeldResult, in stream order.
+ * each held share with a HeldResult, then the order for the SessionReady it carries, in stream order.
  * However the stream ends, the session is closed, which drops an incarnation that did not leave.
  */
 async function* sessionMessages(job: JobContext, requests: AsyncIterable<SessionRequest>, gone: AbortSignal, bind: (workerId: string) => void): AsyncGenerator<SessionOrder> {
@@ -153,12 +154,15 @@ async function* sessionMessages(job: JobContext, requests: AsyncIterable<Session
   let why = 'the worker closed it';
   try {
     for await (const request of requests) {
+      let ready: SessionReady | undefined;
       if (request.payload?.$case === 'held') {
-        if (!session) throw new InvalidResultError(request.payload.held.workerId, 'payload', 'Session: expected a SessionReady before a held share');
-        yield { payload: { $case: 'heldResult' as const, heldResult: await session.held(pushOf(request.payload.held), gone) } };
-        continue;
-      }
-      const ready = request.payload?.$case === 'ready' ? request.payload.ready : undefined;
+        const { header, ready: behind } = request.payload.held;
+        if (!session) throw new InvalidResultError(header?.workerId ?? '', 'payload', 'Session: expected a SessionReady before a held share');
+        if (!header) throw new InvalidResultError(session.workerId, 'header', 'Session: expected a GradientHeader in a held share, got none');
+        yield { payload: { $case: 'heldResult' as const, heldResult: await session.held(pushOf(header), gone) } };
+        if (!behind) continue;
+        ready = behind;
+      } else if (request.payload?.$case === 'ready') ready = request.payload.ready;
       if (!ready) throw new InvalidResultError(session?.workerId ?? '', 'payload', 'Session: expected a SessionReady');
       if (session && ready.workerId !== session.workerId) {
         throw new InvalidResultError(ready.workerId, 'worker_id', `Session: expected worker_id '${session.workerId}' throughout, got '${ready.workerId}'`);

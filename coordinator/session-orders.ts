@@ -90,7 +90,7 @@ export class SessionOrders {
   /**
    * A share's header whose sums the worker keeps for the allreduce, sent on this stream: accepted into the
    * round as a PushGradients header would be, or refused with the status that call would have failed with.
-   * It comes before the SessionReady behind it on the same stream, so the order that answers that ready
+   * It comes with the SessionReady in the same HeldShare, so the order that answers that ready
    * (the REDUCE once every share is in) already counts this share: no round trip for the push's answer.
    * A share of a step handed out ahead (PreparedStep) that comes before the step it follows committed
    * waits for that commit (or the attempt's failure, which makes it stale).

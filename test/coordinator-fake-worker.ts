@@ -308,14 +308,14 @@ export class FakeWorker {
   }
 
   /**
-   * Sends a share's header on the Session stream as a held share, with a SessionReady right behind it
+   * Sends a share's header on the Session stream as a held share, with a SessionReady in the same message
    * when `readyBehind`, and reads the HeldResult the coordinator answers it with; the order for that
    * ready is then read by {@link readOrder}.
    */
   async holdOnSession(header: GradientHeader, readyBehind: boolean): Promise<HeldResult> {
     this.orders ??= openDuplexCall<SessionRequest, SessionOrder>('Session', {}, (md, o) => this.client.session(md, o));
-    await this.orders.send({ payload: { $case: 'held', held: { ...header, held: true } } });
-    if (readyBehind) await this.orders.send({ payload: { $case: 'ready', ready: this.ready(5000) } });
+    const ready = readyBehind ? this.ready(5000) : undefined;
+    await this.orders.send({ payload: { $case: 'held', held: { header: { ...header, held: true }, ready } } });
     const p = (await this.orders.read(CALL_DEADLINE_MS)).payload;
     if (p?.$case !== 'heldResult') throw new Error(`Session: expected a HeldResult, got ${p?.$case}`);
     return p.heldResult;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { pause, type WorkerProc } from './support/cluster';
 import { recordsOf, runRecords } from './support/cluster-checks';
 import { testJobYaml } from './support/cluster-data';
+import { pollUntil } from './support/deadline';
 import { faultSuite } from './support/fault-suite';
 import { TcpProxy } from './support/tcp-proxy';
 
@@ -18,6 +19,14 @@ function shareDone(step: number): RegExp {
 /** The line a worker logs as it enters the allreduce of `step`. */
 function reducing(step: number): RegExp {
   return new RegExp(`step ${step}: reducing with members (.+) \\(allreduce (\\S+)\\)`);
+}
+
+/** The coordinator's count of shares handed out ahead of the commit (shardwise_ahead_shares_total). */
+async function aheadShares(metricsUrl: string): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text();
+  const line = /^shardwise_ahead_shares_total (\S+)$/m.exec(text);
+  if (!line) throw new Error(`expected shardwise_ahead_shares_total in ${metricsUrl}`);
+  return Number(line[1]);
 }
 
 /** Whether `worker` logged that the coordinator accepted its share of `step`. */
@@ -71,6 +80,40 @@ describe('distributed training survives faults in the allreduce', function () {
     assert.ok(failed.length > 0, `the coordinator never retried step ${step}'s allreduce; its output:\n${coordinator.child.tail(40)}`);
     const redone = recordsOf(runRecords(coordinator.ready.runDir), 'epoch-report').reduce((sum, r) => sum + r.redoneMicroBatches, 0);
     assert.ok(redone > 0, `the victim's micro-batches of step ${step} were not redone`);
+  });
+
+  it('a member frozen before its allreduce, then killed: the survivor drops the next share it was handed during the exchange', async () => {
+    const job = suite.harness.writeJob('void-ahead', testJobYaml('void-ahead', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 20_000 }));
+    const coordinator = await suite.harness.startCoordinator({ job });
+    const [survivor, victim] = await suite.harness.startWorkers(coordinator.ready.grpc, 2);
+    // Stage it without a sleep: the survivor is held mid-compute while the victim's share goes in; the
+    // victim is then frozen waiting for its REDUCE, and the survivor pushes last. The survivor alone then
+    // enters the allreduce, and the SessionReady it sends as its part starts is answered with its share of
+    // the next step (counted as handed out ahead), while the exchange waits for the frozen victim.
+    const step = await nextSharedStep(victim, survivor);
+    const survivorHeld = pause([survivor.child]);
+    let victimHeld: { resume: () => void } | undefined;
+    let before = 0;
+    try {
+      await victim.child.waitForLine(shareDone(step), { what: `the victim's share of step ${step}`, timeoutMs: 60_000 });
+      victimHeld = pause([victim.child]);
+      before = await aheadShares(coordinator.ready.metrics);
+    } finally {
+      survivorHeld.resume();
+    }
+    try {
+      const [, members, key] = await survivor.child.waitForLine(reducing(step), { what: `the survivor entering the allreduce of step ${step}`, timeoutMs: 60_000 });
+      assert.match(members, /worker-2/, `the victim is a member of the allreduce the survivor entered: ${members}`);
+      await pollUntil(async () => ((await aheadShares(coordinator.ready.metrics)) > before ? true : undefined),
+        { timeoutMs: 30_000, intervalMs: 20, what: `the survivor's share of step ${step + 1} handed out during allreduce ${key}` });
+      victim.child.signal('SIGKILL');
+      const [, dropped] = await survivor.child.waitForLine(new RegExp(`step ${step + 1}: not computing it, allreduce (\\S+) that it follows failed here`),
+        { what: `the survivor dropping its share of step ${step + 1}`, timeoutMs: 60_000 });
+      assert.equal(dropped, key, `the survivor dropped a share that follows allreduce ${dropped}, not the one that failed`);
+    } finally {
+      victimHeld?.resume();
+    }
+    await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a void share handed out ahead');
   });
 
   it('a push accepted but its answer lost on the wire: the worker drops its sums, the coordinator forfeits them', async () => {

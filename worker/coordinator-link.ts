@@ -287,20 +287,31 @@ export class OrderStream {
   }
 
   /**
-   * Sends a held share's header (the sums stay with the worker for the allreduce) and, right behind it
-   * without waiting for the answer, `ready`; then reads the answer, which the coordinator sends before the
-   * order for `ready`. That order (the REDUCE once every share is in) is read by the next {@link next},
-   * which does not send its ready again: the push costs no round trip of its own on the step's path.
+   * Sends a held share's header (the sums stay with the worker for the allreduce) with `ready` in the same
+   * message, then reads the answer, which the coordinator sends before the order for `ready`. That order
+   * (the REDUCE once every share is in) is read by the next {@link next}, which does not send its ready
+   * again: the push costs no round trip of its own on the step's path. (Two messages would cost one: the
+   * second leaves only once the first was written out.)
    * @throws RpcError with the status of a refusal (FAILED_PRECONDITION: stale, INVALID_ARGUMENT: malformed).
    */
   async pushHeld(workerId: string, share: ComputedShare, ready: ReadyState): Promise<void> {
-    await this.call.send({ payload: { $case: 'held', held: gradientHeader(workerId, share, true) } });
-    await this.call.send({ payload: { $case: 'ready', ready } });
+    if (this.readyAhead) throw protocolError(this.method, 'a SessionReady is already waiting for its order');
+    await this.call.send({ payload: { $case: 'held', held: { header: gradientHeader(workerId, share, true), ready } } });
     this.readyAhead = true;
     const p = (await this.call.read(this.options.rpcDeadlineMs)).payload;
     if (p?.$case !== 'heldResult') throw protocolError(this.method, `expected a HeldResult, got ${p ? `a ${p.$case}` : 'an empty message'}`);
     const { code, details } = p.heldResult;
     if (code !== GrpcStatus.OK) throw new RpcError(this.method, code, statusName(code), details, false);
+  }
+
+  /**
+   * Says the worker is ready now, ahead of the {@link next} that reads the answer (which then sends no
+   * ready of its own): the coordinator decides the order while the worker is still busy, e.g. reducing.
+   */
+  async sendReady(ready: ReadyState): Promise<void> {
+    if (this.readyAhead) throw protocolError(this.method, 'a SessionReady is already waiting for its order');
+    await this.call.send({ payload: { $case: 'ready', ready } });
+    this.readyAhead = true;
   }
 
   /** Ends the session (the coordinator drops this incarnation); idempotent. */

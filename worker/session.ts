@@ -132,13 +132,24 @@ export class Session {
 
   /**
    * Hands a held share's header to the coordinator on the session stream, with the SessionReady for the
-   * next order right behind it (see OrderStream.pushHeld); resolves once it was accepted.
+   * next order in the same message (see OrderStream.pushHeld); resolves once it was accepted.
    * @throws RpcError with the refusal's status; a failure to reach the coordinator ends the session.
    */
   async pushHeld(share: ComputedShare, state: ReadyProgress): Promise<void> {
     const orders = this.orders;
     if (!orders) throw new WorkerError('no session stream: join() first');
     await orders.pushHeld(this.registration.workerId, share, this.ready(state));
+  }
+
+  /**
+   * Tells the coordinator now that the worker will be ready once its current task is done, so that the
+   * order is on its way while the task runs; the next {@link nextOrder} reads it (see OrderStream.sendReady).
+   * A failure to reach the coordinator ends the session.
+   */
+  async readyAhead(state: ReadyProgress): Promise<void> {
+    const orders = this.orders;
+    if (!orders) throw new WorkerError('no session stream: join() first');
+    await orders.sendReady(this.ready(state));
   }
 
   private ready(state: ReadyProgress): ReadyState {

@@ -82,6 +82,8 @@ export class Worker {
   private readonly held = new HeldSums();
   /** The last allreduce's result, until its update is applied. */
   private reduced: ReducedSums | undefined;
+  /** The key of the last allreduce that failed here: an order that applies its result is void. */
+  private failedReduceKey = '';
   private needsJoin = false;
   private lastCompletedStep = 0;
   private lastWaitReason = '';
@@ -278,8 +280,15 @@ export class Worker {
     this.lastWaitReason = '';
     if (a.kind === AssignmentKind.Reduce) {
       const endReduce = timeline.begin('reduce', a.globalStep);
-      await this.reduce(a);
+      await this.reduce(session, a);
       endReduce();
+      return false;
+    }
+    if (a.update.kind === UpdateKind.Apply && a.update.apply?.key === this.failedReduceKey) {
+      // Handed out on the ready sent as the allreduce began: its part failed here, so the order is void.
+      // The coordinator's attempt failed too (its next order is a new REDUCE), or it committed without
+      // this member, which then gets the same share again with the weights to catch up.
+      this.log(`step ${a.globalStep}: not computing it, allreduce ${this.failedReduceKey} that it follows failed here`);
       return false;
     }
     if (!current) {
@@ -375,7 +384,7 @@ export class Worker {
     const endPush = processTimeline().begin('push', a.globalStep);
     // A draining worker hands its sums over rather than keep them for an allreduce it may not see.
     const hold = session.joinsAllreduce && !this.drainSignal.signal.aborted;
-    // A held header goes on the session stream with the next SessionReady right behind it (no round trip).
+    // A held header goes on the session stream with the next SessionReady in the same message (no round trip).
     const accepted = await this.submit(a, () => hold
       ? session.pushHeld(share, this.readyState(session))
       : this.link.pushGradients(reg.workerId, share, reg.maxMessageBytes, this.stopSignal.signal));
@@ -399,13 +408,18 @@ export class Worker {
    * Takes part in the step's allreduce with the sums it holds. A failure is only logged: the coordinator
    * notices it too, re-plans the step, and sends a new REDUCE (the held sums are untouched).
    */
-  private async reduce(a: Assignment): Promise<void> {
+  private async reduce(session: Session, a: Assignment): Promise<void> {
     const order = a.reduce;
     const plane = this.dataPlane;
     if (!order || !plane) return;
     const t0 = performance.now();
     // Said before the exchange starts, so a test can fault a member inside the allreduce itself.
     this.log(`step ${a.globalStep}: reducing with members ${order.members.map((m) => m.id).join(', ')} (allreduce ${order.key})`);
+    // The ready for the next order goes out now, naming the result this allreduce will leave here: the
+    // coordinator hands the next step's share (PreparedStep) while the exchange runs, so no round trip
+    // separates the allreduce from the next compute. Should the exchange fail, that order is void (turn).
+    await session.readyAhead({ ...this.readyState(session), reducedKey: order.key });
+    this.failedReduceKey = '';
     try {
       const input = this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []);
       const compression = this.session && allreduceCompression(this.session.registration.spec.distributed);
@@ -420,6 +434,7 @@ export class Worker {
       // Held sums that do not match the order are a bug on one side (the session protocol keeps them in
       // step): that fails the worker. A failed exchange is the coordinator's to re-plan.
       if (!(err instanceof AllreduceError)) throw err;
+      this.failedReduceKey = order.key;
       this.log(`step ${a.globalStep}: allreduce ${order.key} failed (${err.message}); the coordinator re-plans the step`);
     }
   }

@@ -171,7 +171,7 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
       registers,
     }),
     allreduceFailures: counter('shardwise_allreduce_failures_total', 'Allreduce attempts that failed; the step was collected and reduced again.'),
-    aheadShares: counter('shardwise_ahead_shares_total', 'Shares of a step handed out while the step before it committed (the worker had its allreduce result).'),
+    aheadShares: counter('shardwise_ahead_shares_total', 'Shares of a step handed out while the step before it committed (the worker was reducing it or held its result).'),
     sentBytes: counter('shardwise_sent_bytes_total', 'Bytes sent to workers.'),
     receivedBytes: counter('shardwise_received_bytes_total', 'Bytes received from workers.'),
     exactlyOnceViolations: counter('shardwise_exactly_once_violations_total', 'Epochs whose report did not count every training sample exactly once.'),

@@ -15,8 +15,9 @@ export interface ReadyState {
   /** How long the worker lets the coordinator hold the order back before a WAIT. */
   maxWaitMs: number;
   /**
-   * The allreduce whose result the worker holds and has not applied ('' when none): its part of that
-   * attempt completed, so it can take the next step's share before the coordinator commits the step.
+   * The allreduce whose result the worker holds, or is reducing now, and has not applied ('' when none): it
+   * can take the next step's share before the coordinator commits the step. A worker says so as its part
+   * starts, so that share reaches it during the exchange; should its part fail, it drops that share.
    */
   reducedKey: string;
 }

@@ -335,21 +335,33 @@ export interface SessionReady {
    */
   maxWaitMs: number;
   /**
-   * The allreduce (ReduceSpec key) whose result this worker holds and has not applied yet: its part
-   * completed. While that allreduce's step commits, the coordinator may hand it the next step's share at
-   * once, with that result as its update (APPLY); empty when it holds none.
+   * The allreduce (ReduceSpec key) whose result this worker holds, or is reducing now, and has not applied
+   * yet. While that allreduce runs and its step commits, the coordinator may hand it the next step's share
+   * at once, with that result as its update (APPLY); a worker whose part fails drops that order. Empty
+   * when it holds none.
    */
   reducedKey: string;
 }
 
-export interface SessionRequest {
-  payload?: { $case: "ready"; ready: SessionReady } | //
+/**
+ * A share whose sums the worker keeps for the allreduce, sent on the Session stream rather than as a
+ * PushGradients call: answered with a HeldResult, before the order for `ready`.
+ */
+export interface HeldShare {
+  /** The share's header (held = true): no chunks follow. */
+  header?:
+    | GradientHeader
+    | undefined;
   /**
-   * A share's header whose sums the worker keeps for the allreduce (held = true, no chunks): sent on the
-   * stream rather than as a PushGradients call so that it is ordered before the SessionReady the worker
-   * sends right behind it, without waiting for the answer (a HeldResult, before the next order).
+   * The worker's SessionReady for its next order (usually the REDUCE once every share is in), in the same
+   * message: the coordinator reads it the moment it took the share, with no second write in between and
+   * no wait for the HeldResult. Absent: the worker sends its SessionReady later.
    */
-  { $case: "held"; held: GradientHeader } | undefined;
+  ready?: SessionReady | undefined;
+}
+
+export interface SessionRequest {
+  payload?: { $case: "ready"; ready: SessionReady } | { $case: "held"; held: HeldShare } | undefined;
 }
 
 /** One member of an allreduce ring. */
@@ -2423,6 +2435,77 @@ export const SessionReady: MessageFns<SessionReady> = {
   },
 };
 
+function createBaseHeldShare(): HeldShare {
+  return { header: undefined, ready: undefined };
+}
+
+export const HeldShare: MessageFns<HeldShare> = {
+  encode(message: HeldShare, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      GradientHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.ready !== undefined) {
+      SessionReady.encode(message.ready, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeldShare {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeldShare();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = GradientHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ready = SessionReady.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<HeldShare>, I>>(base?: I): HeldShare {
+    return HeldShare.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HeldShare>, I>>(object: I): HeldShare {
+    const message = createBaseHeldShare();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? GradientHeader.fromPartial(object.header)
+      : undefined;
+    message.ready = (object.ready !== undefined && object.ready !== null)
+      ? SessionReady.fromPartial(object.ready)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseSessionRequest(): SessionRequest {
   return { payload: undefined };
 }
@@ -2434,7 +2517,7 @@ export const SessionRequest: MessageFns<SessionRequest> = {
         SessionReady.encode(message.payload.ready, writer.uint32(10).fork()).join();
         break;
       case "held":
-        GradientHeader.encode(message.payload.held, writer.uint32(18).fork()).join();
+        HeldShare.encode(message.payload.held, writer.uint32(26).fork()).join();
         break;
     }
     return writer;
@@ -2461,12 +2544,12 @@ export const SessionRequest: MessageFns<SessionRequest> = {
             message.payload = { $case: "ready", ready: SessionReady.decode(reader, reader.uint32()) };
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
+          case 3: {
+            if (tag !== 26) {
               break;
             }
 
-            message.payload = { $case: "held", held: GradientHeader.decode(reader, reader.uint32()) };
+            message.payload = { $case: "held", held: HeldShare.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -2495,7 +2578,7 @@ export const SessionRequest: MessageFns<SessionRequest> = {
       }
       case "held": {
         if (object.payload?.held !== undefined && object.payload?.held !== null) {
-          message.payload = { $case: "held", held: GradientHeader.fromPartial(object.payload.held) };
+          message.payload = { $case: "held", held: HeldShare.fromPartial(object.payload.held) };
         }
         break;
       }
