@@ -267,6 +267,14 @@ export class Worker {
       this.log(`the coordinator says stop${a.waitReason ? ` (${a.waitReason})` : ''}; leaving`);
       return true;
     }
+    if (a.update.kind === UpdateKind.Apply && a.update.apply?.key === this.failedReduceKey) {
+      // Handed out on the ready sent as the allreduce began: its part failed here, so the order is void,
+      // and so is its update: nothing to catch up to.
+      // The coordinator's attempt failed too (its next order is a new REDUCE), or it committed without
+      // this member, which then gets the same share again with the weights to catch up.
+      this.log(`step ${a.globalStep}: not computing it, allreduce ${this.failedReduceKey} that it follows failed here`);
+      return false;
+    }
     const pulled = a.kind !== AssignmentKind.Wait;
     if (pulled) timeline.phase('pull', a.globalStep, pullStart);
     const catchUpStart = timeline.now();
@@ -282,13 +290,6 @@ export class Worker {
       const endReduce = timeline.begin('reduce', a.globalStep);
       await this.reduce(session, a);
       endReduce();
-      return false;
-    }
-    if (a.update.kind === UpdateKind.Apply && a.update.apply?.key === this.failedReduceKey) {
-      // Handed out on the ready sent as the allreduce began: its part failed here, so the order is void.
-      // The coordinator's attempt failed too (its next order is a new REDUCE), or it committed without
-      // this member, which then gets the same share again with the weights to catch up.
-      this.log(`step ${a.globalStep}: not computing it, allreduce ${this.failedReduceKey} that it follows failed here`);
       return false;
     }
     if (!current) {
