@@ -1,5 +1,5 @@
 /**
- * Reading the coordinator's GC log that gc-probe.cjs writes, and summing up a window of it: pauses by
+ * Reading the coordinator's GC log that gc-probe.mjs writes, and summing up a window of it: pauses by
  * kind, what the old space gained per second between full GCs (what was promoted), and the live heap a
  * full GC left.
  */
