@@ -24,3 +24,14 @@ export class MetricsFormatError extends ShardwiseError {
     this.line = line;
   }
 }
+
+/** The thread that draws the curves failed or exited while drawing (see CurveThread). */
+export class CurveThreadError extends ShardwiseError {
+  /** The run folder the curves were for. */
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CurveThreadError';
+    this.path = path;
+  }
+}

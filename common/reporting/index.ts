@@ -3,7 +3,7 @@
  * as SVG and PNG, and the progress display. Inputs are reporting's own record types; the trainer's
  * events are mapped onto them in one adapter.
  */
-export { MetricsFormatError, RunDirectoryError } from './errors';
+export { CurveThreadError, MetricsFormatError, RunDirectoryError } from './errors';
 export {
   METRICS_RECORD_TYPES, decodeMetricsLine, encodeMetricsLine,
   type EpochRecord, type EpochReport, type EpochReportRecord, type FreezeRecord, type LrChangeRecord, type MetricsRecord, type MetricsRecordType,
@@ -23,5 +23,6 @@ export {
   createProgress, formatDuration, formatEpochLine, formatLr, resolveProgressOptions,
   type Progress, type ProgressOptions, type ProgressStream,
 } from './progress';
+export { CurveThread } from './curve-thread';
 /** Turns trainer events into a run directory a person can read: metrics, progress, curves, checkpoint. */
 export { RunRecorder, type RunRecorderOptions, toRecord } from './run-recorder';

@@ -1,5 +1,5 @@
 import { exportModel, type ModelParts, saveLayersModel } from '../models';
-import { writeCurves } from './curves';
+import { CurveThread } from './curve-thread';
 import { createProgress, type Progress, type ProgressStream } from './progress';
 import type { EpochRecord, MetricsRecord } from './records';
 import { RunDirectory } from './run-directory';
@@ -31,10 +31,13 @@ export class RunRecorder {
   private readonly records: MetricsRecord[];
   private pending: Promise<void> = Promise.resolve();
   private failure: unknown = undefined;
+  /** Draws the curves off this thread: the coordinator's event loop keeps serving workers meanwhile. */
+  private readonly curves = new CurveThread();
 
   constructor(private readonly options: RunRecorderOptions) {
     this.records = [...(options.history ?? [])];
     this.progress = createProgress({ epochs: options.epochs, stepsPerEpoch: options.stepsPerEpoch, stream: options.stream });
+    this.curves.start();
   }
 
   /** Records one event. File writes after an epoch run in order in the background; `close` awaits them. */
@@ -55,6 +58,7 @@ export class RunRecorder {
       await this.pending;
     } finally {
       this.progress.stop();
+      await this.curves.close();
     }
     if (this.failure !== undefined) throw this.failure;
   }
@@ -72,7 +76,8 @@ export class RunRecorder {
       await saveLayersModel(exportModel(parts), run.checkpointDir());
     }
     const warn = this.options.warn ?? ((line: string) => (this.options.stream ?? process.stderr).write(`${line}\n`));
-    await writeCurves(run, this.records, { warn });
+    const files = await this.curves.draw(run.dir, this.records);
+    for (const line of files.warnings) warn(line);
   }
 }
 
