@@ -10,7 +10,7 @@
  * replica hash equal to the coordinator's.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
@@ -181,6 +181,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const heapCapMb = options.coordinatorHeapMb ?? coordinatorHeapCapMb(workers);
   const gcFile = path.join(dir, 'coordinator-gc.jsonl');
   const timelineFile = path.join(dir, 'timeline.json');
+  // With SHARDWISE_TEST_KEEP=1 every process's output goes to output.log in the kept folder, each line
+  // with the time it was read (epoch ms) and its process: what a slow step's neighbours did.
+  const output = process.env.SHARDWISE_TEST_KEEP === '1' ? createWriteStream(path.join(dir, 'output.log')) : undefined;
+  const keep = (who: string) => (line: string) => output?.write(`${Date.now()} ${who}: ${line}\n`);
   const probed = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${GC_PROBE_URL}`.trim(), SHARDWISE_SOAK_GC_FILE: gcFile };
   const coordinator = ManagedChild.spawn({
     name: 'coordinator',
@@ -190,6 +194,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       '--timeline', timelineFile],
     // The cap as the launcher gives it (NODE_OPTIONS), so the soak measures what users run.
     env: heapCapMb > 0 ? withCoordinatorHeapCap(probed, heapCapMb) : probed,
+    onLine: keep('coordinator'),
   });
   const hosts: ManagedChild[] = [];
   try {
@@ -206,6 +211,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
         command: process.execPath,
         args: ['--import', 'tsx', path.join(__dirname, 'worker-host.ts'), grpc, String(first), String(count)],
         onLine: (line) => {
+          keep(`host ${first}`)(line);
           const mark = first === 1 ? /^soak-1: .*step (\d+) \(epoch (\d+)\): /.exec(line) : null;
           if (mark) stepEnds.push({ t: performance.timeOrigin + performance.now(), step: Number(mark[1]), epoch: Number(mark[2]) });
           const evaluated = /: evaluation after epoch (\d+): .*, ([\d.]+) s$/.exec(line);
@@ -276,6 +282,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   } finally {
     await Promise.all(hosts.map((h) => h.stop({ graceMs: 5000 })));
     await coordinator.stop({ graceMs: 5000 });
+    output?.end();
     if (process.env.SHARDWISE_TEST_KEEP !== '1') rmSync(dir, { recursive: true, force: true });
   }
 }
