@@ -73,6 +73,11 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
     if (left <= 0 || signal?.aborted) {
       return waitOrStop(job, AssignmentKind.Wait, request, session, decision.wait, waitMs > 0 ? 0 : RETRY_AFTER_SHORT_POLL_MS);
     }
+    // A worker with nothing to do in a round on the newest weights gets the update it lacks at once (a
+    // WAIT carrying it) and applies it while it waits: kept waiting, it would fall two updates behind when
+    // that round commits (an epoch's short last step, more workers than micro-batches) and then need a
+    // full GetWeights on the path of the next step it computes.
+    if (idleOneUpdateBehind(job, request, session)) return waitOrStop(job, AssignmentKind.Wait, request, session, decision.wait, 0);
     await job.changed.wait(left, signal);
   }
 }
@@ -147,8 +152,20 @@ function aheadHandout(job: JobContext, round: StepRound, record: WorkerRecord, s
   return { handout, ahead: prepared };
 }
 
+/**
+ * Whether a round on the current weights is open (its commit is the next update), while the worker's
+ * replica is one update behind and that update can be sent (APPLY or WEIGHTS, not a GetWeights). Right
+ * after a commit, before the next round opens, it is not: that round's hand-out brings the update.
+ */
+function idleOneUpdateBehind(job: JobContext, request: PullRequest, session: WorkerSession): boolean {
+  if (job.round === null || job.round.weightsVersion !== job.weightsVersion || request.weightsVersion !== job.weightsVersion - 1) return false;
+  const kind = updateFor(job, request, session).kind;
+  return kind === UpdateKind.Apply || kind === UpdateKind.Weights;
+}
+
+/** The update a worker needs; one with a data plane keeps its optimizer state and replays allreduce updates. */
 function updateFor(job: JobContext, request: PullRequest, session: WorkerSession): UpdatePayload {
-  return job.updates.payloadFor(request.weightsVersion, job.weightsVersion, session.forceFullWeights, request.workerId);
+  return job.updates.payloadFor(request.weightsVersion, job.weightsVersion, session.forceFullWeights, request.workerId, session.dataAddress !== '');
 }
 
 /**

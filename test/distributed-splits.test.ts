@@ -98,6 +98,20 @@ describe('distributed training gives the same weights whatever the split', funct
     await run('split-1-3-ps', 2, { exchange: 'parameter-server', split: [1, 3] });
   });
 
+  // Four micro-batches per step but two in an epoch's last step: two of the four workers have no share
+  // there. Each must still follow every update by replaying it (the sums sent with an APPLY when it was no
+  // member of the allreduce, at once while it waits), never by a full copy: a worker kept waiting through
+  // that step fell two updates behind and fetched the whole model, optimizer state included.
+  it('4 workers, allreduce: a worker with no share in a step replays the update from the sums sent, no GetWeights after joining', async () => {
+    const procs = await run('idle-4', 4, { exchange: 'allreduce' });
+    const steps = [...sharesByStep(procs)];
+    assert.ok(steps.some(([, counts]) => counts.length < procs.length), `expected a step some worker had no share of: ${JSON.stringify(steps)}`);
+    for (const w of procs) {
+      const loads = w.child.lines().filter((l) => /loaded the coordinator's weights/.test(l));
+      assert.equal(loads.length, 1, `${w.ready.id}: expected one full copy (when it joined), got:\n${loads.join('\n')}`);
+    }
+  });
+
   it('3 workers, one SIGKILLed mid-compute: its share is redone, the local weights hash', async () => {
     await run('split-kill', 3, { exchange: 'allreduce', killMidCompute: true });
   });

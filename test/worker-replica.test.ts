@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../common/compute';
 import { parseJobSpec } from '../common/job';
 import { namedVariables } from '../common/models';
+import { movingStatistics, trainableVariables } from '../common/training';
 import type { WireTensor } from '../common/wire';
 import { NOT_LOADED, Replica, ReplicaUpdateError } from '../worker';
 
@@ -100,5 +101,60 @@ describe('worker replica: the coordinator\'s weights, one update at a time', fun
       (e: unknown) => e instanceof ReplicaUpdateError && e.variable === replica.variableNames[2] && /lacks 1/.test(e.message));
     replica.loadFull(snapshot(master), 12);
     assert.equal(replica.hash(), master.hash());
+  });
+});
+
+// A worker that had no share of a step (no member of its allreduce) gets the reduced sums with its APPLY
+// order and must end where the members end, optimizer state included, so it can replay the next update too.
+describe('worker replica: an allreduce update from the sums sent equals the one from the sums held', function () {
+  let member: Replica;
+  let other: Replica;
+
+  before(async () => {
+    await initBackend({ prefer: 'cpu' });
+    member = await Replica.build({ ...SPEC, seed: 1 });
+    other = await Replica.build({ ...SPEC, seed: 1 });
+    const start = snapshot(member);
+    for (const r of [member, other]) r.loadFull(start, 4, { iterations: 0, variableSteps: {} });
+  });
+  after(() => {
+    member?.dispose();
+    other?.dispose();
+  });
+
+  /** Reduced sums for update `step`: a gradient for each trainable variable, then a delta for each statistic. */
+  function sums(step: number): { key: string; tensors: WireTensor[]; gradientTensorCount: number } {
+    const gradients = trainableVariables(member.parts).map((v, i) => ({
+      name: v.key, dtype: 'float32' as const, shape: [...v.variable.shape],
+      data: Float32Array.from({ length: v.variable.size }, (_, j) => ((i * 7 + j * 3 + step) % 11 - 5) / 64),
+    }));
+    const deltas = [...movingStatistics(member.parts, { backboneFrozen: false })].map(([name, v]) => ({
+      name, dtype: 'float32' as const, shape: [...v.shape] as number[], data: new Float32Array(v.read().size).fill(1 / 128),
+    }));
+    return { key: `job/step-${step}/attempt-1`, tensors: [...gradients, ...deltas], gradientTensorCount: gradients.length };
+  }
+
+  it('moves to the same bytes and stays able to replay the next update', () => {
+    for (const step of [4, 5]) {
+      const { key, tensors, gradientTensorCount } = sums(step);
+      const order = { key, learningRates: { backbone: 0.01, head: 0.1 }, sampleCount: 32, microBatchCount: 4 };
+      const vector = new Float32Array(tensors.reduce((n, t) => n + t.data.length, 0));
+      tensors.reduce((at, t) => (vector.set(t.data as Float32Array, at), at + t.data.length), 0);
+      const specs = tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape }));
+      member.applyReduced({ key, step, tensors: specs, gradientTensorCount, vector }, order, step + 1);
+      // Sent in any order (statistics first here): the replica lays them out as a member holds them.
+      other.applySentSums(new Map([...tensors].reverse().map((t) => [t.name, t])), order, step + 1);
+      assert.equal(other.weightsVersion, step + 1);
+      assert.ok(other.canReplay, `after update ${step}: the optimizer state is current`);
+      assert.equal(other.hash(), member.hash(), `after update ${step}`);
+    }
+  });
+
+  it('refuses sums for a version it is not one behind, and writes nothing', () => {
+    const { key, tensors } = sums(9);
+    const before = other.hash();
+    const order = { key, learningRates: { backbone: 0.01, head: 0.1 }, sampleCount: 32, microBatchCount: 4 };
+    assert.throws(() => other.applySentSums(new Map(tensors.map((t) => [t.name, t])), order, 9), ReplicaUpdateError);
+    assert.equal(other.hash(), before);
   });
 });

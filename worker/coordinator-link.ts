@@ -494,7 +494,8 @@ export function assignmentFromProto(a: StepAssignment, updateTensors: ReadonlyMa
     }
     update = UpdateKind.None;
   }
-  if (update !== UpdateKind.Weights && updateTensors.size > 0) {
+  // WEIGHTS carries the new values; APPLY carries the reduced sums to a worker that was no member of the allreduce.
+  if (update !== UpdateKind.Weights && update !== UpdateKind.Apply && updateTensors.size > 0) {
     throw new AssignmentError('update_tensors', a.globalStep, `expected no tensors with update kind '${update}', got ${updateTensors.size}`);
   }
   if (kind === AssignmentKind.Reduce && !a.reduce) throw new AssignmentError('reduce', a.globalStep, 'expected a ReduceSpec with STEP_KIND_REDUCE, got none');

@@ -101,6 +101,16 @@ export class Replica {
   }
 
   /**
+   * Applies an allreduce's update from the reduced sums the coordinator sent (this worker was no member
+   * of it), as a member applies its own: the replica moves to the next version with its optimizer state.
+   * @throws ReplicaUpdateError when it cannot (stale optimizer state, sums of other shapes).
+   */
+  applySentSums(sums: ReadonlyMap<string, WireTensor>, order: ApplyOrder, newVersion: number): void {
+    if (!this.replay) throw new ReplicaUpdateError('', `expected an optimizer to apply the update to version ${newVersion} with, the job has none`);
+    this.applyReduced(this.replay.reducedFrom(order.key, newVersion - 1, sums), order, newVersion);
+  }
+
+  /**
    * Applies one update (the WEIGHTS tensors of an assignment): the new values of the variables that
    * update changed. Only valid on the version just before it; the caller fetches a full copy otherwise.
    */

@@ -57,6 +57,29 @@ export class UpdateReplay {
     this.version = weightsVersion;
   }
 
+  /**
+   * The reduced sums of allreduce `key` (update `step`) as the coordinator sent them to a worker that was
+   * no member of it, laid out as a member holds them: the gradient sums (the tensors named after a
+   * trainable variable), then the statistic deltas.
+   * @throws ReplicaUpdateError when a tensor is not float32.
+   */
+  reducedFrom(key: string, step: number, sums: ReadonlyMap<string, WireTensor>): ReducedSums {
+    const all = [...sums.values()];
+    for (const t of all) {
+      if (t.dtype !== 'float32') throw new ReplicaUpdateError(t.name, `reduced sums of '${t.name}': expected float32, got ${t.dtype}`);
+    }
+    const grads = all.filter((t) => this.target.params.has(t.name));
+    const ordered = [...grads, ...all.filter((t) => !this.target.params.has(t.name))];
+    const vector = new Float32Array(ordered.reduce((n, t) => n + t.data.length, 0));
+    let at = 0;
+    for (const t of ordered) {
+      vector.set(t.data as Float32Array, at);
+      at += t.data.length;
+    }
+    const tensors = ordered.map((t) => ({ name: t.name, dtype: 'float32' as const, shape: [...t.shape] }));
+    return { key, step, tensors, gradientTensorCount: grads.length, vector };
+  }
+
   /** Marks the state stale (the weights moved without it). */
   invalidate(): void {
     this.version = -1;

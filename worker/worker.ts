@@ -333,8 +333,10 @@ export class Worker {
     if (a.update.kind === UpdateKind.Apply && a.update.apply && replica.canApplyUpdate(a.weightsVersion)) {
       const reduced = this.reduced;
       try {
-        if (!reduced) throw new ReplicaUpdateError('', `it holds no result of allreduce ${a.update.apply.key}`);
-        replica.applyReduced(reduced, a.update.apply, a.weightsVersion);
+        // A worker that was no member of the allreduce gets its reduced sums with the order.
+        if (a.update.tensors.size > 0) replica.applySentSums(a.update.tensors, a.update.apply, a.weightsVersion);
+        else if (!reduced) throw new ReplicaUpdateError('', `it holds no result of allreduce ${a.update.apply.key}`);
+        else replica.applyReduced(reduced, a.update.apply, a.weightsVersion);
         // The held sums stay until a later share replaces them: an order handed out while the step was
         // still committing (see ReadyState.reducedKey) may be followed by a new attempt that needs them.
         this.reduced = undefined;

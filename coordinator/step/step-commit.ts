@@ -11,9 +11,10 @@ import {
   type RunRecorder,
   type StepEvent,
   trainableVariables,
+  type WireTensor,
   type WireTensorSpec,
 } from '../../common';
-import { StaleResultError } from '../errors';
+import { PlanningError, StaleResultError } from '../errors';
 import type { Reduction } from './reduction';
 import type { StepHost } from './step-host';
 import type { StepRound, StepSums } from './step-round';
@@ -69,6 +70,7 @@ export function applyStep(
   const reduced = reduction && {
     order: { key: reduction.key, learningRates: lr, sampleCount: sums.count, microBatchCount: microBatches },
     members: new Set(reduction.workers),
+    sums: reducedTensors(round, sums),
   };
   const changed = new Set([...sums.grads.keys(), ...sums.deltas.keys()]);
   job.updates.record(job.weightsVersion, () => {
@@ -110,6 +112,20 @@ export function applyStep(
   });
   if (round.reportsHash) recordReplicaHashes(out.run, round);
   return lr;
+}
+
+/**
+ * The step's sums as the tensors an APPLY sends a worker that was no member of the allreduce: the
+ * gradient sums, then the statistic deltas, as the round's specs list them (views, not copies: the
+ * sums are not written after the commit).
+ */
+function reducedTensors(round: StepRound, sums: StepSums): WireTensor[] {
+  const of = (specs: readonly WireTensorSpec[], values: ReadonlyMap<string, Float32Array>) => specs.map((spec) => {
+    const data = values.get(spec.name);
+    if (!data) throw new PlanningError(`step ${round.globalStep}: the reduced sums lack '${spec.name}'`);
+    return { name: spec.name, dtype: 'float32' as const, shape: [...spec.shape], data };
+  });
+  return [...of(round.gradientSpecs, sums.grads), ...of(round.statSpecs, sums.deltas)];
 }
 
 /** The update itself on the coordinator's replica: the optimizer step and the moving statistics. */

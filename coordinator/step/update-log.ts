@@ -10,10 +10,15 @@ export interface UpdatePayload {
   apply?: ApplyOrder;
 }
 
-/** An update that came from an allreduce: its order and the workers that hold its sums. */
+/** An update that came from an allreduce: its order, the workers that hold its sums, and the sums. */
 export interface ReducedUpdate {
   order: ApplyOrder;
   members: ReadonlySet<string>;
+  /**
+   * The reduced sums the update applied (the gradient sums, then the BatchNorm statistic deltas), sent to
+   * a worker that replays updates but was no member: it applies them as the members did.
+   */
+  sums: WireTensor[];
 }
 
 /** Every variable of the model (trainable and BatchNorm statistics) by `originalName`, in model order. */
@@ -74,13 +79,18 @@ export class UpdateLog {
 
   /**
    * What a worker whose replica is at `workerVersion` needs to reach `currentVersion`; `forceFull` sends
-   * it to GetWeights whatever its version (its hash disagreed).
+   * it to GetWeights whatever its version (its hash disagreed). An update from an allreduce is replayed
+   * (APPLY) by its members on the sums they hold, and by any other worker that `replays` (it keeps the
+   * optimizer state: it has a data plane) on the sums sent with it: a copy of the new values would leave
+   * that worker's optimizer state behind, and its next APPLY would then need a full GetWeights.
    */
-  payloadFor(workerVersion: number, currentVersion: number, forceFull = false, workerId = ''): UpdatePayload {
+  payloadFor(workerVersion: number, currentVersion: number, forceFull = false, workerId = '', replays = false): UpdatePayload {
     if (!forceFull && workerVersion === currentVersion) return { kind: UpdateKind.None, updateStep: 0, tensors: [] };
     if (!forceFull && workerVersion === currentVersion - 1 && this.version === currentVersion) {
-      if (this.reduced?.members.has(workerId)) {
-        return { kind: UpdateKind.Apply, updateStep: currentVersion - 1, tensors: [], apply: this.reduced.order };
+      const reduced = this.reduced;
+      if (reduced && (reduced.members.has(workerId) || replays)) {
+        const tensors = reduced.members.has(workerId) ? [] : reduced.sums;
+        return { kind: UpdateKind.Apply, updateStep: currentVersion - 1, tensors, apply: reduced.order };
       }
       this.captured ??= this.capture?.() ?? [];
       return { kind: UpdateKind.Weights, updateStep: currentVersion - 1, tensors: this.captured };

@@ -121,8 +121,11 @@ export enum UpdateKind {
   /** WEIGHTS_REF - The worker is more than one step behind: no tensors follow; it must call GetWeights. */
   WEIGHTS_REF = 4,
   /**
-   * APPLY - No tensors follow: the worker applies the optimizer itself to the sums of update_step it holds from
-   * the allreduce named in `apply` (and fetches GetWeights with optimizer state if it does not hold them).
+   * APPLY - The worker applies the optimizer itself to the sums of update_step from the allreduce named in
+   * `apply`: a member of it to the sums it holds (no tensors follow); a worker that was no member (it had
+   * no share of that step) to the reduced sums that follow, so it need not copy the weights and its
+   * optimizer state stays current. One that cannot (no such sums, stale optimizer state) calls GetWeights
+   * with optimizer state.
    */
   APPLY = 5,
   UNRECOGNIZED = -1,
