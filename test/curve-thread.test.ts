@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -64,6 +65,20 @@ describe('CurveThread', function () {
     drawing = false;
     // On this thread, writeCurves over these records lets not one setImmediate run until it is done.
     assert.ok(turns >= 10, `expected the event loop to turn while the curves were drawn, it turned ${turns} times`);
+  });
+
+  it('keeps a process whose only work left is a draw alive until the curves are written, and lets it exit after', () => {
+    // The thread is unref'd while idle (a recorder never closed keeps no process alive), so it must hold
+    // the process while it draws: a local run that awaits its recorder's close() would exit before its curves.
+    const reporting = path.resolve(__dirname, '../common/reporting');
+    const script = `const { CurveThread } = require(${JSON.stringify(reporting)});
+      const records = [{ type: 'step', epoch: 0, step: 0, globalStep: 0, loss: 1, lr: { backbone: 0.1, head: 0.1 }, samplesPerSec: 1 }];
+      const curves = new CurveThread();
+      // The second draw is the process's only work: the thread is up and idle when it is asked.
+      curves.draw(${JSON.stringify(tmp)}, records).then(() => curves.draw(${JSON.stringify(tmp)}, [...records, { ...records[0], step: 1, globalStep: 1 }]))
+        .then((f) => console.log('drawn ' + f.svg.length));`;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(out.trim(), `drawn ${CURVE_NAMES.length}`);
   });
 
   it('a draw into a folder that does not exist fails with the folder named, and the next draw works', async () => {
