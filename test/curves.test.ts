@@ -140,6 +140,24 @@ describe('curves', () => {
     assert.deepEqual(rows('loss-per-epoch').map((r) => r.value), records.flatMap((r) => r.type === 'epoch' ? [r.train.loss, r.val.loss] : []));
   });
 
+  it('draws a long run\'s loss per iteration as at most 2,000 points a series, the average taken over every step', () => {
+    const records = syntheticRun(10, 1001);
+    const losses = records.flatMap((r) => (r.type === 'step' ? [r.loss] : []));
+    const specs = curveSpecs(records, resolveCurveOptions({ fonts: NO_FONTS, warn: () => {} }));
+    const rows = (specs['loss-per-iteration'] as unknown as { data: { values: Array<{ iteration: number; loss: number; series: string }> } }).data.values;
+    const series = [...new Set(rows.map((r) => r.series))];
+    assert.deepEqual(series, ['loss of 1 step in 6', 'mean of last 200 steps']);
+    for (const name of series) {
+      const drawn = rows.filter((r) => r.series === name);
+      assert.equal(drawn.length, Math.ceil(10010 / 6));
+      assert.deepEqual(drawn.slice(0, 3).map((r) => r.iteration), [1, 7, 13]);
+    }
+    const raw = rows.filter((r) => r.series === series[0]);
+    assert.deepEqual(raw.map((r) => r.loss), losses.filter((_, i) => i % 6 === 0));
+    const averaged = movingAverage(losses, 200);
+    assert.deepEqual(rows.filter((r) => r.series === series[1]).map((r) => r.loss), averaged.filter((_, i) => i % 6 === 0));
+  });
+
   it('marks the unfreeze only when the backbone went from frozen to training', async () => {
     const never = syntheticRun(3, 2).map((r) => (r.type === 'epoch' ? { ...r, frozen: false } : r));
     const files = await writeCurves(tmp, never, { fonts: NO_FONTS, warn: () => {} });

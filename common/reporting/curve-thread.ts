@@ -22,6 +22,9 @@ function bootstrap(): string {
  * of 80 50-step epochs grew to 388-431 MiB RSS (2,500-4,000 steps), in the 64-worker soak the coordinator
  * went from 322 MiB after the warm-up to 400 at 2,000 steps. Capped, the same process stayed at 225-261 MiB
  * (64/8) and one drawing 20,000 steps every 5,000 at 238-310 (128/8); 64 MiB could not draw 5,000 steps at once.
+ * The loss-per-iteration chart now draws at most 2,000 points a series (`iterationStride`), so a draw's heap no
+ * longer grows with the run: 100,000 steps drew in 2.0 s with 81 MiB of heap, against 15.9 s and 298 MiB when
+ * every step was a point (one process, `writeCurves`, load 8).
  */
 const CURVE_THREAD_HEAP = { maxOldGenerationSizeMb: 128, maxYoungGenerationSizeMb: 8 };
 
