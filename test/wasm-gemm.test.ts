@@ -57,10 +57,13 @@ async function productOn(backend: 'wasm' | 'cpu', kernel: string, a: Float32Arra
 
 describe('compute: the wasm SIMD matrix product', () => {
   const rng = new Rng('wasm-gemm');
-  // A filter gradient xᵀ·dy over many pixels (several blocks of k), a forward product, an input gradient
-  // dy·Wᵀ, a single k, and leading axes of 1.
+  // A filter gradient xᵀ·dy over many pixels (several blocks of k), products over several blocks of k and of
+  // rows of C (the last ones partial) in both layouts of A, a forward product, an input gradient dy·Wᵀ, a
+  // single k, and leading axes of 1.
   const cases: Case[] = [
-    { label: 'Aᵀ·B over 1100 rows (3 blocks of k)', aShape: [1100, 12], bShape: [1100, 24], transposeA: true, transposeB: false },
+    { label: 'Aᵀ·B over 1100 rows (5 blocks of k)', aShape: [1100, 12], bShape: [1100, 24], transposeA: true, transposeB: false },
+    { label: 'A·B, 3 blocks of k and 3 of rows', aShape: [520, 600], bShape: [600, 24], transposeA: false, transposeB: false },
+    { label: 'Aᵀ·B, 3 blocks of k and 2 of rows', aShape: [600, 264], bShape: [600, 16], transposeA: true, transposeB: false },
     { label: 'A·B', aShape: [36, 20], bShape: [20, 16], transposeA: false, transposeB: false },
     { label: 'A·Bᵀ', aShape: [20, 40], bShape: [8, 40], transposeA: false, transposeB: true },
     { label: 'Aᵀ·Bᵀ', aShape: [9, 4], bShape: [32, 9], transposeA: true, transposeB: true },

@@ -5,15 +5,16 @@ import { WasmHeap } from './wasm-heap';
 /**
  * 2-D products on our SIMD module (gemm-wasm-module.ts) for the shapes it tiles exactly: C = A·B or
  * C = Aᵀ·B with B not transposed, C's rows a multiple of 4 and its columns of 8 (every MobileNet
- * channel count). Long sums run in blocks of k so that a block of A and of B stays in cache while every
- * tile of C passes over it; each block adds onto C in order, so the result does not depend on anything
- * but the shapes.
+ * channel count). Blocked as BLIS blocks: per block of k, B's rows are packed into strips (one scratch
+ * buffer), and C is computed in blocks of rows so that the block of A it reads stays in L2 while every
+ * strip passes over it. Each block of k adds onto C in order, so every element is the sequential sum
+ * over k whatever the blocking: the result does not depend on anything but the operands.
  */
 
-/** Floats of A and B together that a block of k aims to keep in cache (256 KiB). */
-const BLOCK_FLOATS = 65536;
-const MIN_BLOCK_K = 16;
-const MAX_BLOCK_K = 512;
+/** Rows of k per block: a packed strip (k x 8 floats, 8 KiB) stays in L1 while the row tiles pass. */
+const BLOCK_K = 256;
+/** Rows of C per block: the block of A (256 x 256 floats, 256 KiB) stays in L2 while the strips pass. */
+const BLOCK_ROWS = 256;
 
 /** The product's dimensions: C is [m, n], the sum runs over k. */
 export interface GemmShape {
@@ -29,11 +30,6 @@ export function gemmApplies(shape: GemmShape): boolean {
   return shape.m > 0 && shape.n > 0 && shape.k > 0 && shape.m % GEMM_TILE_ROWS === 0 && shape.n % GEMM_TILE_COLUMNS === 0;
 }
 
-/** k per block for a product of `shape`. */
-function blockK(shape: GemmShape): number {
-  return Math.max(MIN_BLOCK_K, Math.min(MAX_BLOCK_K, Math.floor(BLOCK_FLOATS / (shape.m + shape.n))));
-}
-
 /**
  * C [m, n] = A·B (A [m, k]) or Aᵀ·B (A [k, m]), B [k, n], all float32 on the wasm backend `backend`;
  * returns C, a new tensor of the backend. Call only where {@link gemmApplies}.
@@ -42,14 +38,21 @@ export function wasmGemm(backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo, s
   const heap = new WasmHeap(backend);
   const { m, n, k, transposeA } = shape;
   const c = heap.allocate([m, n]);
-  const fn = heap.module('gemm', gemmModule)[transposeA ? 'gemm_at' : 'gemm'];
-  const [aBase, bBase, cBase] = [heap.offset(a), heap.offset(b), heap.offset(c)];
-  const aRowStride = transposeA ? 4 : 4 * k;
-  const aKStride = transposeA ? 4 * m : 4;
-  const step = blockK(shape);
-  for (let k0 = 0; k0 < k; k0 += step) {
-    const rows = Math.min(step, k - k0);
-    fn(aBase + k0 * aKStride, bBase + k0 * 4 * n, cBase, m, n, rows, aRowStride, aKStride, 4 * n, k0 > 0 ? 1 : 0);
+  const strips = heap.allocate([Math.min(k, BLOCK_K) * n]);
+  const module = heap.module('gemm', gemmModule);
+  const product = module[transposeA ? 'gemm_at' : 'gemm'];
+  const [aBase, bBase, cBase, stripBase] = [heap.offset(a), heap.offset(b), heap.offset(c), heap.offset(strips)];
+  // gemm takes A's row stride, gemm_at its k stride; the other one is 4 bytes.
+  const aStride = transposeA ? 4 * m : 4 * k;
+  const [aRowBytes, aKBytes] = transposeA ? [4, aStride] : [aStride, 4];
+  for (let k0 = 0; k0 < k; k0 += BLOCK_K) {
+    const rows = Math.min(BLOCK_K, k - k0);
+    module.pack_b(bBase + 4 * k0 * n, stripBase, rows, n);
+    for (let r0 = 0; r0 < m; r0 += BLOCK_ROWS) {
+      const aBlock = aBase + k0 * aKBytes + r0 * aRowBytes;
+      product(aBlock, stripBase, cBase + 4 * r0 * n, Math.min(BLOCK_ROWS, m - r0), n, rows, aStride, k0 > 0 ? 1 : 0);
+    }
   }
+  heap.release(strips);
   return c;
 }
