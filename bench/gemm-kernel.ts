@@ -2,11 +2,12 @@
 // MobileNet step at 64x64 with a micro-batch of 32 (bench-tta's share): per pointwise layer the forward
 // x·W, the input gradient dy·Wᵀ (B already transposed, as the kernel receives it) and the filter gradient
 // xᵀ·dy. Run two at once to see the contention of two workers on two cores.
-// Usage: node --import tsx bench/gemm-kernel.ts [--reps 5] [--min-ms 40] [--against DIR]
+// Usage: node --import tsx bench/gemm-kernel.ts [--reps 5] [--min-ms 40] [--against DIR | --xnnpack]
 // Prints one `gemm-kernel` line per product (median of the repetitions) and a `gemm-kernel-total` line: the
 // step's summed product time at the measured rates, and over the shapes this tree routes to XNNPACK. With
 // --against, the same products on DIR's common/compute/wasm-gemm.ts (another checkout), batches of the two
-// alternating, A/B in one process: `against_ms`, `against_gflop_s` and `speedup` join each line.
+// alternating, A/B in one process: `against_ms`, `against_gflop_s` and `speedup` join each line. With
+// --xnnpack, the same against the stock XNNPACK product as the wasm backend would run it (see xnnpackGemm).
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
@@ -63,6 +64,21 @@ function timeProduct(backend: unknown, gemms: Gemm[], shape: GemmShape, reps: nu
 }
 
 /**
+ * The product on XNNPACK (`stock`: the stock BatchMatMul, taken before initBackend replaces it), as the
+ * wasm backend ran it before our module took it: A transposed first where it is stored [k, m] (the stock
+ * kernel's own transposes are slow), and B copied first, since training multiplies by new tensors every
+ * step while tfjs caches XNNPACK's packing of B by data id. The copy, one pass over B, is timed with it.
+ */
+function xnnpackGemm(stock: tf.KernelFunc): Gemm {
+  return (backend, a, b, shape) => tf.tidy(() => {
+    const left = shape.transposeA ? tf.transpose(a as tf.Tensor) : (a as tf.Tensor);
+    const fresh = tf.mul(b as tf.Tensor, 1);
+    const attrs = { transposeA: false, transposeB: false };
+    return stock({ inputs: { a: left, b: fresh }, backend: backend as tf.KernelBackend, attrs }) as tf.TensorInfo as unknown as tf.Tensor;
+  }) as tf.TensorInfo;
+}
+
+/**
  * `dir`'s wasmGemm. Its files resolve their own copy of tfjs (another node_modules path), which re-registers
  * every kernel into the shared registry with one warning each; the copies are the same code, so the warnings
  * are silenced. Its wasmGemm only needs our backend object, passed per call.
@@ -82,12 +98,18 @@ async function main(): Promise<void> {
     .option('--reps <n>', 'timed batches per product', (v) => Number.parseInt(v, 10), 5)
     .option('--min-ms <ms>', 'least duration of a batch of calls', (v) => Number.parseFloat(v), 40)
     .option('--against <dir>', 'another checkout whose wasmGemm to time alongside')
+    .option('--xnnpack', 'time the stock XNNPACK product alongside')
     .parse()
-    .opts<{ reps: number; minMs: number; against?: string }>();
+    .opts<{ reps: number; minMs: number; against?: string; xnnpack?: boolean }>();
+  const stock = tf.getKernel(tf.BatchMatMul, 'wasm')?.kernelFunc;
   const info = await initBackend({ prefer: 'wasm', log: () => undefined });
   const backend = tf.findBackend(info.name);
   const gemms: Gemm[] = [wasmGemm];
   if (opts.against) gemms.push(await importGemm(opts.against));
+  else if (opts.xnnpack) {
+    if (!stock) throw new Error('expected the stock wasm BatchMatMul before initBackend, found none');
+    gemms.push(xnnpackGemm(stock));
+  }
   const totals = gemms.map(() => 0);
   let routedAway = 0;
   for (const { label, shape } of products()) {
@@ -96,11 +118,11 @@ async function main(): Promise<void> {
     const direct = multipliesDirectly(shape);
     ms.forEach((t, i) => (totals[i] += t));
     if (!direct) routedAway += ms[0];
-    const against = opts.against ? ` against_ms=${ms[1].toFixed(3)} against_gflop_s=${gflops[1].toFixed(1)} speedup=${(ms[1] / ms[0]).toFixed(2)}` : '';
+    const against = gemms.length > 1 ? ` against_ms=${ms[1].toFixed(3)} against_gflop_s=${gflops[1].toFixed(1)} speedup=${(ms[1] / ms[0]).toFixed(2)}` : '';
     console.log(`gemm-kernel ${label.padEnd(13)} m=${shape.m} n=${shape.n} k=${shape.k} transpose_a=${shape.transposeA} ` +
       `ms=${ms[0].toFixed(3)} gflop_s=${gflops[0].toFixed(1)} routed=${direct ? 'ours' : 'xnnpack'}${against}`);
   }
-  const against = opts.against ? ` against_ms=${totals[1].toFixed(1)}` : '';
+  const against = gemms.length > 1 ? ` against_ms=${totals[1].toFixed(1)}` : '';
   console.log(`gemm-kernel-total ms=${totals[0].toFixed(1)} xnnpack_shapes_ms=${routedAway.toFixed(1)}${against}`);
 }
 
