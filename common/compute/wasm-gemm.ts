@@ -3,12 +3,13 @@ import { GEMM_TILE_COLUMNS, GEMM_TILE_ROWS, gemmModule } from './gemm-wasm-modul
 import { WasmHeap } from './wasm-heap';
 
 /**
- * 2-D products on our SIMD module (gemm-wasm-module.ts) for the shapes it tiles exactly: C = A·B or
- * C = Aᵀ·B with B not transposed, C's rows a multiple of 4 and its columns of 8 (every MobileNet
- * channel count). Blocked as BLIS blocks: per block of k, B's rows are packed into strips (one scratch
- * buffer), and C is computed in blocks of rows so that the block of A it reads stays in L2 while every
- * strip passes over it. Each block of k adds onto C in order, so every element is the sequential sum
- * over k whatever the blocking: the result does not depend on anything but the operands.
+ * 2-D products on our SIMD module (gemm-wasm-module.ts): C = A·B or C = Aᵀ·B with B not transposed and
+ * C's columns a multiple of 8 (every MobileNet channel count). Blocked as BLIS blocks: per block of k,
+ * B's rows are packed into strips (one scratch buffer), and C is computed in blocks of rows so that the
+ * block of A it reads stays in L2 while every strip passes over it. Rows past the last multiple of 4 (the
+ * 27 = 3x3x3 patch columns of an RGB stem's filter gradient) are one more tile, computed from a zero-padded
+ * copy of those rows of A into a scratch tile of C. Each block of k adds onto C in order, so every element
+ * is the sequential sum over k whatever the blocking: the result depends on nothing but the operands.
  */
 
 /** Rows of k per block: a packed strip (k x 8 floats, 8 KiB) stays in L1 while the row tiles pass. */
@@ -25,9 +26,25 @@ export interface GemmShape {
   transposeA: boolean;
 }
 
-/** True when our module computes a product of this shape (it tiles C exactly). */
+/** True when our module computes a product of this shape (its strips tile C's columns exactly). */
 export function gemmApplies(shape: GemmShape): boolean {
-  return shape.m > 0 && shape.n > 0 && shape.k > 0 && shape.m % GEMM_TILE_ROWS === 0 && shape.n % GEMM_TILE_COLUMNS === 0;
+  return shape.m > 0 && shape.n > 0 && shape.k > 0 && shape.n % GEMM_TILE_COLUMNS === 0;
+}
+
+/**
+ * The rows of A past the last whole tile, copied as a transposed tile (A(r, k) at 16k + 4r bytes, rows
+ * beyond m zero) so that `gemm_at` reads them like any other tile. Before the first memory view: the
+ * caller allocates nothing after this.
+ */
+function padTailRows(heap: WasmHeap, a: tf.TensorInfo, tile: tf.TensorInfo, shape: GemmShape, firstRow: number): void {
+  const { m, k, transposeA } = shape;
+  const [from, to] = [heap.floats(a), heap.floats(tile)];
+  to.fill(0);
+  for (let r = firstRow; r < m; r++) {
+    const j = r - firstRow;
+    if (transposeA) for (let kk = 0; kk < k; kk++) to[kk * GEMM_TILE_ROWS + j] = from[kk * m + r];
+    else for (let kk = 0; kk < k; kk++) to[kk * GEMM_TILE_ROWS + j] = from[r * k + kk];
+  }
 }
 
 /**
@@ -37,8 +54,11 @@ export function gemmApplies(shape: GemmShape): boolean {
 export function wasmGemm(backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo, shape: GemmShape): tf.TensorInfo {
   const heap = new WasmHeap(backend);
   const { m, n, k, transposeA } = shape;
+  const tiledRows = m - (m % GEMM_TILE_ROWS);
   const c = heap.allocate([m, n]);
   const strips = heap.allocate([Math.min(k, BLOCK_K) * n]);
+  const tail = tiledRows < m ? { a: heap.allocate([k, GEMM_TILE_ROWS]), c: heap.allocate([GEMM_TILE_ROWS, n]) } : undefined;
+  if (tail) padTailRows(heap, a, tail.a, shape, tiledRows);
   const module = heap.module('gemm', gemmModule);
   const product = module[transposeA ? 'gemm_at' : 'gemm'];
   const [aBase, bBase, cBase, stripBase] = [heap.offset(a), heap.offset(b), heap.offset(c), heap.offset(strips)];
@@ -47,11 +67,21 @@ export function wasmGemm(backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo, s
   const [aRowBytes, aKBytes] = transposeA ? [4, aStride] : [aStride, 4];
   for (let k0 = 0; k0 < k; k0 += BLOCK_K) {
     const rows = Math.min(BLOCK_K, k - k0);
+    const accumulate = k0 > 0 ? 1 : 0;
     module.pack_b(bBase + 4 * k0 * n, stripBase, rows, n);
-    for (let r0 = 0; r0 < m; r0 += BLOCK_ROWS) {
+    for (let r0 = 0; r0 < tiledRows; r0 += BLOCK_ROWS) {
       const aBlock = aBase + k0 * aKBytes + r0 * aRowBytes;
-      product(aBlock, stripBase, cBase + 4 * r0 * n, Math.min(BLOCK_ROWS, m - r0), n, rows, aStride, k0 > 0 ? 1 : 0);
+      product(aBlock, stripBase, cBase + 4 * r0 * n, Math.min(BLOCK_ROWS, tiledRows - r0), n, rows, aStride, accumulate);
     }
+    if (tail) {
+      const tileKBytes = 4 * GEMM_TILE_ROWS;
+      module.gemm_at(heap.offset(tail.a) + k0 * tileKBytes, stripBase, heap.offset(tail.c), GEMM_TILE_ROWS, n, rows, tileKBytes, accumulate);
+    }
+  }
+  if (tail) {
+    heap.floats(c).set(heap.floats(tail.c).subarray(0, (m - tiledRows) * n), tiledRows * n);
+    heap.release(tail.a);
+    heap.release(tail.c);
   }
   heap.release(strips);
   return c;
