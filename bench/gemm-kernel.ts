@@ -1,7 +1,7 @@
 // GFLOP/s of our SIMD matrix product (common/compute/wasm-gemm.ts) alone, on each product of the unfrozen
-// MobileNet step at 64x64 with a micro-batch of 32 (bench-tta's share): per pointwise layer the forward
-// x·W, the input gradient dy·Wᵀ (B already transposed, as the kernel receives it) and the filter gradient
-// xᵀ·dy. Run two at once to see the contention of two workers on two cores.
+// MobileNet step at 64x64 with a micro-batch of 32 (bench-tta's share): the stem's filter gradient, and per
+// pointwise layer the forward x·W, the input gradient dy·Wᵀ (B already transposed, as the kernel receives
+// it) and the filter gradient xᵀ·dy. Run two at once to see the contention of two workers on two cores.
 // Usage: node --import tsx bench/gemm-kernel.ts [--reps 5] [--min-ms 40] [--against DIR | --xnnpack]
 // Prints one `gemm-kernel` line per product (median of the repetitions) and a `gemm-kernel-total` line: the
 // step's summed product time at the measured rates, and over the shapes this tree routes to XNNPACK. With
@@ -27,11 +27,13 @@ interface Product {
 }
 
 function products(): Product[] {
-  return LAYERS.flatMap(([pixels, inC, outC], i) => [
+  // The RGB stem's filter gradient: im2col patches (3x3x3 = 27 columns) of 32x32 output pixels, times dy.
+  const stem = { label: 'conv1 dW', shape: { m: 27, n: 32, k: 32768, transposeA: true } };
+  return [stem, ...LAYERS.flatMap(([pixels, inC, outC], i) => [
     { label: `pw${i + 1} forward`, shape: { m: pixels, n: outC, k: inC, transposeA: false } },
     { label: `pw${i + 1} dx`, shape: { m: pixels, n: inC, k: outC, transposeA: false } },
     { label: `pw${i + 1} dW`, shape: { m: inC, n: outC, k: pixels, transposeA: true } },
-  ]);
+  ])];
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
