@@ -11,7 +11,7 @@
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
-import { type GemmShape, initBackend, multipliesDirectly, wasmGemm } from '../common';
+import { gemmApplies, type GemmShape, initBackend, wasmGemm } from '../common';
 
 type Gemm = typeof wasmGemm;
 
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
   for (const { label, shape } of products()) {
     const ms = timeProduct(backend, gemms, shape, opts.reps, opts.minMs);
     const gflops = ms.map((t) => (2 * shape.m * shape.n * shape.k) / t / 1e6);
-    const direct = multipliesDirectly(shape);
+    const direct = gemmApplies(shape);
     ms.forEach((t, i) => (totals[i] += t));
     if (!direct) routedAway += ms[0];
     const against = gemms.length > 1 ? ` against_ms=${ms[1].toFixed(3)} against_gflop_s=${gflops[1].toFixed(1)} speedup=${(ms[1] / ms[0]).toFixed(2)}` : '';

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../common/compute';
-import { multipliesDirectly } from '../common/compute/wasm-batch-matmul';
 import { gemmApplies } from '../common/compute/wasm-gemm';
 import { Rng } from '../common/random';
 import { maxRelativeError } from './support/floats';
@@ -83,7 +82,7 @@ describe('compute: the wasm SIMD matrix product', () => {
       const [ar, ac] = c.aShape.slice(-2);
       const [br, bc] = c.bShape.slice(-2);
       const shape = { m: c.transposeA ? ac : ar, k: c.transposeA ? ar : ac, n: c.transposeB ? br : bc, transposeA: c.transposeA };
-      assert.ok(multipliesDirectly(shape), `${c.label}: expected the direct route for ${JSON.stringify(shape)}`);
+      assert.ok(gemmApplies(shape), `${c.label}: expected the direct route for ${JSON.stringify(shape)}`);
       const [a, b] = [values(rng, c.aShape), values(rng, c.bShape)];
       const expected = await productOn('cpu', 'BatchMatMul', a, b, c);
       for (const kernel of ['BatchMatMul', '_FusedMatMul']) {
@@ -99,9 +98,9 @@ describe('compute: the wasm SIMD matrix product', () => {
   it('takes any row count but only whole strips of 8 columns, large products included (it beats XNNPACK there too)', () => {
     assert.equal(gemmApplies({ m: 6, n: 8, k: 3, transposeA: false }), true);
     assert.equal(gemmApplies({ m: 4, n: 10, k: 3, transposeA: false }), false);
-    assert.equal(multipliesDirectly({ m: 1024, n: 10, k: 64, transposeA: true }), false);
-    assert.equal(multipliesDirectly({ m: 512, n: 1024, k: 64, transposeA: true }), true);
-    assert.equal(multipliesDirectly({ m: 256, n: 1024, k: 64, transposeA: false }), true);
+    assert.equal(gemmApplies({ m: 1024, n: 10, k: 64, transposeA: true }), false);
+    assert.equal(gemmApplies({ m: 512, n: 1024, k: 64, transposeA: true }), true);
+    assert.equal(gemmApplies({ m: 256, n: 1024, k: 64, transposeA: false }), true);
   });
 
   it('frees everything it allocates (scratch strips and tail tile): tensor and wasm buffer counts stay flat', async () => {

@@ -24,4 +24,3 @@ export { readFloatsInto, tensorFromReusedFloats } from './read-floats';
 export { decodeFp16Simd, encodeFp16Simd } from './fp16-wasm-kernel';
 export { THREADS_ENV_VAR, cgroupCores, coresGiven, parseThreads, resolveThreads } from './compute-threads';
 export { wasmGemm, gemmApplies, type GemmShape } from './wasm-gemm';
-export { multipliesDirectly } from './wasm-batch-matmul';

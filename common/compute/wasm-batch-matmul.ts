@@ -74,12 +74,7 @@ function directShape(kernelName: string, args: KernelArgs, attrs: tf.BatchMatMul
   const [ar, ac] = a.shape.slice(-2);
   const [br, bc] = b.shape.slice(-2);
   const shape = { m: attrs.transposeA ? ac : ar, k: attrs.transposeA ? ar : ac, n: attrs.transposeB ? br : bc, transposeA: attrs.transposeA };
-  return shape.k === (attrs.transposeB ? bc : br) && multipliesDirectly(shape) ? shape : undefined;
-}
-
-/** True when a 2-D product of `shape` runs on our SIMD module rather than on XNNPACK. */
-export function multipliesDirectly(shape: GemmShape): boolean {
-  return gemmApplies(shape);
+  return shape.k === (attrs.transposeB ? bc : br) && gemmApplies(shape) ? shape : undefined;
 }
 
 /** The product of `shape` on our module, shaped as the stock kernel shapes its output. */

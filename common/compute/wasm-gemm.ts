@@ -12,7 +12,7 @@ import { WasmHeap } from './wasm-heap';
  * is the sequential sum over k whatever the blocking: the result depends on nothing but the operands.
  */
 
-/** Rows of k per block: a packed strip (k x 8 floats, 8 KiB) stays in L1 while the row tiles pass. */
+/** k per block: a packed strip (k x 8 floats, 8 KiB) stays in L1 while the row tiles pass. */
 const BLOCK_K = 256;
 /** Rows of C per block: the block of A (256 x 256 floats, 256 KiB) stays in L2 while the strips pass. */
 const BLOCK_ROWS = 256;
@@ -33,8 +33,8 @@ export function gemmApplies(shape: GemmShape): boolean {
 
 /**
  * The rows of A past the last whole tile, copied as a transposed tile (A(r, k) at 16k + 4r bytes, rows
- * beyond m zero) so that `gemm_at` reads them like any other tile. Before the first memory view: the
- * caller allocates nothing after this.
+ * beyond m zero) so that `gemm_at` reads them like any other tile. Call it after the product's last
+ * allocation: its memory views detach when the memory grows.
  */
 function padTailRows(heap: WasmHeap, a: tf.TensorInfo, tile: tf.TensorInfo, shape: GemmShape, firstRow: number): void {
   const { m, k, transposeA } = shape;
