@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../common/compute';
-import { multipliesDirectly } from '../common/compute/wasm-batch-matmul';
 import { gemmApplies } from '../common/compute/wasm-gemm';
 import { Rng } from '../common/random';
 import { maxRelativeError } from './support/floats';
@@ -57,10 +56,16 @@ async function productOn(backend: 'wasm' | 'cpu', kernel: string, a: Float32Arra
 
 describe('compute: the wasm SIMD matrix product', () => {
   const rng = new Rng('wasm-gemm');
-  // A filter gradient xᵀ·dy over many pixels (several blocks of k), a forward product, an input gradient
-  // dy·Wᵀ, a single k, and leading axes of 1.
+  // A filter gradient xᵀ·dy over many pixels (several blocks of k), products over several blocks of k and of
+  // rows of C (the last ones partial) in both layouts of A, row counts that are no multiple of 4, a forward
+  // product, an input gradient dy·Wᵀ, a single k, and leading axes of 1.
   const cases: Case[] = [
-    { label: 'Aᵀ·B over 1100 rows (3 blocks of k)', aShape: [1100, 12], bShape: [1100, 24], transposeA: true, transposeB: false },
+    { label: 'Aᵀ·B over 1100 rows (5 blocks of k)', aShape: [1100, 12], bShape: [1100, 24], transposeA: true, transposeB: false },
+    { label: 'A·B, 3 blocks of k and 3 of rows', aShape: [520, 600], bShape: [600, 24], transposeA: false, transposeB: false },
+    { label: 'Aᵀ·B, 3 blocks of k and 2 of rows', aShape: [600, 264], bShape: [600, 16], transposeA: true, transposeB: false },
+    { label: 'Aᵀ·B, 27 rows of C (a tail of 3 past the tiles), 3 blocks of k', aShape: [600, 27], bShape: [600, 32], transposeA: true, transposeB: false },
+    { label: 'A·B, 7 rows of C (a tail of 3), 2 blocks of k', aShape: [7, 300], bShape: [300, 16], transposeA: false, transposeB: false },
+    { label: 'A·B, 2 rows of C (no whole tile)', aShape: [2, 20], bShape: [20, 8], transposeA: false, transposeB: false },
     { label: 'A·B', aShape: [36, 20], bShape: [20, 16], transposeA: false, transposeB: false },
     { label: 'A·Bᵀ', aShape: [20, 40], bShape: [8, 40], transposeA: false, transposeB: true },
     { label: 'Aᵀ·Bᵀ', aShape: [9, 4], bShape: [32, 9], transposeA: true, transposeB: true },
@@ -77,7 +82,7 @@ describe('compute: the wasm SIMD matrix product', () => {
       const [ar, ac] = c.aShape.slice(-2);
       const [br, bc] = c.bShape.slice(-2);
       const shape = { m: c.transposeA ? ac : ar, k: c.transposeA ? ar : ac, n: c.transposeB ? br : bc, transposeA: c.transposeA };
-      assert.ok(multipliesDirectly(shape), `${c.label}: expected the direct route for ${JSON.stringify(shape)}`);
+      assert.ok(gemmApplies(shape), `${c.label}: expected the direct route for ${JSON.stringify(shape)}`);
       const [a, b] = [values(rng, c.aShape), values(rng, c.bShape)];
       const expected = await productOn('cpu', 'BatchMatMul', a, b, c);
       for (const kernel of ['BatchMatMul', '_FusedMatMul']) {
@@ -90,17 +95,17 @@ describe('compute: the wasm SIMD matrix product', () => {
     });
   }
 
-  it('tiles only exact 4x8 multiples, and leaves products with both sides >= 512 to XNNPACK', () => {
-    assert.equal(gemmApplies({ m: 6, n: 8, k: 3, transposeA: false }), false);
+  it('takes any row count but only whole strips of 8 columns, large products included (it beats XNNPACK there too)', () => {
+    assert.equal(gemmApplies({ m: 6, n: 8, k: 3, transposeA: false }), true);
     assert.equal(gemmApplies({ m: 4, n: 10, k: 3, transposeA: false }), false);
-    assert.equal(multipliesDirectly({ m: 1024, n: 10, k: 64, transposeA: true }), false);
-    assert.equal(multipliesDirectly({ m: 512, n: 1024, k: 64, transposeA: true }), false);
-    assert.equal(multipliesDirectly({ m: 256, n: 1024, k: 64, transposeA: true }), true);
+    assert.equal(gemmApplies({ m: 1024, n: 10, k: 64, transposeA: true }), false);
+    assert.equal(gemmApplies({ m: 512, n: 1024, k: 64, transposeA: true }), true);
+    assert.equal(gemmApplies({ m: 256, n: 1024, k: 64, transposeA: false }), true);
   });
 
-  it('frees everything it allocates: tensor and wasm buffer counts stay flat', async () => {
+  it('frees everything it allocates (scratch strips and tail tile): tensor and wasm buffer counts stay flat', async () => {
     await initBackend({ prefer: 'wasm', ...quiet });
-    const a = tf.tensor(values(rng, [64, 40]), [64, 40]);
+    const a = tf.tensor(values(rng, [62, 40]), [62, 40]); // 62 rows: a tail tile too
     const b = tf.tensor(values(rng, [16, 40]), [16, 40]);
     const before = { tensors: tf.memory().numTensors, buffers: tf.backend().numDataIds() };
     for (let i = 0; i < 3; i++) tf.tidy(() => void tf.matMul(a, b, false, true).dataSync());

@@ -23,3 +23,4 @@ export type { AdamDecay } from './optimizer-wasm-module';
 export { readFloatsInto, tensorFromReusedFloats } from './read-floats';
 export { decodeFp16Simd, encodeFp16Simd } from './fp16-wasm-kernel';
 export { THREADS_ENV_VAR, cgroupCores, coresGiven, parseThreads, resolveThreads } from './compute-threads';
+export { wasmGemm, gemmApplies, type GemmShape } from './wasm-gemm';

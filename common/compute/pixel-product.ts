@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { multipliesDirectly } from './wasm-batch-matmul';
+import { gemmApplies } from './wasm-gemm';
 
 /**
  * Rows per partial product in {@link sumOverPixels}. XNNPACK packs the right operand of a
@@ -20,8 +20,8 @@ const SPLIT_ABOVE_ROWS = 8192;
  */
 export function sumOverPixels(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   const pixels = a.shape[0];
-  // Our own product reads both operands in place and blocks the sum itself: nothing to split.
-  const direct = multipliesDirectly({ m: a.shape[1], n: b.shape[1], k: pixels, transposeA: true });
+  // Our own product packs B per block of k and blocks the sum itself: nothing to split.
+  const direct = gemmApplies({ m: a.shape[1], n: b.shape[1], k: pixels, transposeA: true });
   if (direct || pixels <= SPLIT_ABOVE_ROWS) return tf.matMul(a, b, true, false);
   const partials: tf.Tensor2D[] = [];
   for (let start = 0; start < pixels; start += ROWS_PER_PRODUCT) {

@@ -55,14 +55,12 @@ function activate(x: tf.Tensor, attrs: tf._FusedMatMulAttrs, preluWeights: tf.Te
   }
 }
 
-/** Products whose sides are both at least this long stay on XNNPACK: its cache tiling wins there. */
-const XNNPACK_FROM_SIDE = 512;
-
 /**
  * The product's shape when our SIMD module computes it (wasm-gemm.ts): one matrix on each side (leading
- * axes all 1), no bias or activation, C tiled exactly, and one side of C under {@link XNNPACK_FROM_SIDE}.
- * There it reads A in place, transposed or not, and B row by row (a transposed B is transposed first, by
- * our fast Transpose): no packing, which on MobileNet's pointwise layers cost as much as the product.
+ * axes all 1), no bias or activation, C tiled exactly. There it reads A in place, transposed or not, and
+ * packs B itself (a transposed B is transposed first, by our fast Transpose). XNNPACK packs B too, but
+ * tfjs gives it no transposed A, and on MobileNet's 512x512 layers it ran at 30-35 GFLOP/s in situ against
+ * 43-48 for ours (bench/gemm-kernel.ts).
  */
 function directShape(kernelName: string, args: KernelArgs, attrs: tf.BatchMatMulAttrs): GemmShape | undefined {
   const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
@@ -76,12 +74,7 @@ function directShape(kernelName: string, args: KernelArgs, attrs: tf.BatchMatMul
   const [ar, ac] = a.shape.slice(-2);
   const [br, bc] = b.shape.slice(-2);
   const shape = { m: attrs.transposeA ? ac : ar, k: attrs.transposeA ? ar : ac, n: attrs.transposeB ? br : bc, transposeA: attrs.transposeA };
-  return shape.k === (attrs.transposeB ? bc : br) && multipliesDirectly(shape) ? shape : undefined;
-}
-
-/** True when a 2-D product of `shape` runs on our SIMD module rather than on XNNPACK. */
-export function multipliesDirectly(shape: GemmShape): boolean {
-  return gemmApplies(shape) && Math.min(shape.m, shape.n) < XNNPACK_FROM_SIDE;
+  return shape.k === (attrs.transposeB ? bc : br) && gemmApplies(shape) ? shape : undefined;
 }
 
 /** The product of `shape` on our module, shaped as the stock kernel shapes its output. */
