@@ -2,6 +2,7 @@ import {
   clientStreamHandler,
   duplexStreamHandler,
   encodeTensors,
+  type ReadyState,
   serverStreamHandler,
   specFromProto,
   specOf,
@@ -145,8 +146,9 @@ function* chunkMessages<T>(tensors: readonly WireTensor[], maxMessageBytes: numb
 
 /**
  * A Session stream: the first SessionReady opens the incarnation's session, and each SessionReady is
- * answered with one order (a ConfigState first when the configuration moved), its update chunks after it;
- * each held share with a HeldResult, then the order for the SessionReady it carries, in stream order.
+ * answered with one order (a ConfigState first when the configuration moved), its update chunks after it,
+ * and a REDUCE order with the next order as well, which needs no SessionReady of its own; each held share
+ * with a HeldResult, then the order for the SessionReady it carries, in stream order.
  * However the stream ends, the session is closed, which drops an incarnation that did not leave.
  */
 async function* sessionMessages(job: JobContext, requests: AsyncIterable<SessionRequest>, gone: AbortSignal, bind: (workerId: string) => void): AsyncGenerator<SessionOrder> {
@@ -169,11 +171,15 @@ async function* sessionMessages(job: JobContext, requests: AsyncIterable<Session
       }
       if (!session) bind(ready.workerId);
       session ??= SessionOrders.open(job, ready.workerId, ready.incarnation);
-      const order = await session.next(ready, gone);
-      if (order.config) yield { payload: { $case: 'config' as const, config: order.config } };
-      const a = order.assignment;
-      yield { payload: { $case: 'assignment' as const, assignment: toStepAssignment(a) } };
-      yield* chunkMessages(a.update.tensors, a.maxMessageBytes, (chunk) => ({ payload: { $case: 'chunk' as const, chunk } }));
+      // A REDUCE stands for the worker's next SessionReady (SessionOrders.readyAfter): its order follows at once.
+      for (let next: ReadyState | undefined = ready; next; ) {
+        const order = await session.next(next, gone);
+        if (order.config) yield { payload: { $case: 'config' as const, config: order.config } };
+        const a = order.assignment;
+        yield { payload: { $case: 'assignment' as const, assignment: toStepAssignment(a) } };
+        yield* chunkMessages(a.update.tensors, a.maxMessageBytes, (chunk) => ({ payload: { $case: 'chunk' as const, chunk } }));
+        next = SessionOrders.readyAfter(next, a);
+      }
     }
   } catch (err) {
     why = err instanceof Error ? err.message : String(err);

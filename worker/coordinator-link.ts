@@ -239,7 +239,10 @@ export interface LeaveNotice {
  */
 export class OrderStream {
   private readonly method = 'Coordinator/Session';
-  /** A SessionReady went out behind a held share ({@link pushHeld}): the next {@link next} only reads. */
+  /**
+   * The next order comes without a SessionReady: one went out behind a held share ({@link pushHeld}), or
+   * the last order was a REDUCE, which stands for one. The next {@link next} only reads.
+   */
   private readyAhead = false;
 
   constructor(
@@ -273,6 +276,8 @@ export class OrderStream {
       }
       if (p?.$case !== 'assignment') throw protocolError(method, `expected a StepAssignment, got ${p ? `a ${p.$case}` : 'an empty message'}`);
       const assignment = p.assignment;
+      // A REDUCE stands for the next SessionReady: the coordinator sends the order after it unasked.
+      this.readyAhead = assignment.kind === StepKind.REDUCE;
       const assembler = this.assembler(assignment.updateTensors.map(specFromProto));
       const s = assignment.samples;
       if (s) this.options.onReceivedBytes?.(s.images.length + s.labels.length);
@@ -302,16 +307,6 @@ export class OrderStream {
     if (p?.$case !== 'heldResult') throw protocolError(this.method, `expected a HeldResult, got ${p ? `a ${p.$case}` : 'an empty message'}`);
     const { code, details } = p.heldResult;
     if (code !== GrpcStatus.OK) throw new RpcError(this.method, code, statusName(code), details, false);
-  }
-
-  /**
-   * Says the worker is ready now, ahead of the {@link next} that reads the answer (which then sends no
-   * ready of its own): the coordinator decides the order while the worker is still busy, e.g. reducing.
-   */
-  async sendReady(ready: ReadyState): Promise<void> {
-    if (this.readyAhead) throw protocolError(this.method, 'a SessionReady is already waiting for its order');
-    await this.call.send({ payload: { $case: 'ready', ready } });
-    this.readyAhead = true;
   }
 
   /** Ends the session (the coordinator drops this incarnation); idempotent. */

@@ -103,7 +103,11 @@ export enum StepKind {
   WAIT = 3,
   /** STOP - The job is over (or this worker was told to drain): Leave and exit. */
   STOP = 4,
-  /** REDUCE - Allreduce the sums this worker holds for global_step with the members in `reduce`, then ask again. */
+  /**
+   * REDUCE - Allreduce the sums this worker holds for global_step with the members in `reduce`. It stands for the
+   * worker's next SessionReady (its state as of the ready it answers, on weights_version, with reduced_key
+   * its key): the coordinator sends the next order right behind it, and the worker reads it unasked.
+   */
   REDUCE = 5,
   UNRECOGNIZED = -1,
 }
@@ -338,7 +342,7 @@ export interface SessionReady {
    * The allreduce (ReduceSpec key) whose result this worker holds, or is reducing now, and has not applied
    * yet. While that allreduce runs and its step commits, the coordinator may hand it the next step's share
    * at once, with that result as its update (APPLY); a worker whose part fails drops that order. Empty
-   * when it holds none.
+   * when it holds none. A STEP_KIND_REDUCE order stands for a ready naming its key.
    */
   reducedKey: string;
 }
