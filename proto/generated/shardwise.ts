@@ -349,7 +349,7 @@ export interface SessionReady {
 
 /**
  * A share whose sums the worker keeps for the allreduce, sent on the Session stream rather than as a
- * PushGradients call: answered with a HeldResult, before the order for `ready`.
+ * PushGradients call: answered with a HeldResult, before the order for `ready` or with it.
  */
 export interface HeldShare {
   /** The share's header (held = true): no chunks follow. */
@@ -466,9 +466,19 @@ export interface SessionOrder {
     | { $case: "config"; config: ConfigState }
     | { $case: "heldResult"; heldResult: HeldResult }
     | undefined;
+  /**
+   * On the first message of an order (its ConfigState or StepAssignment): the answer to the held share
+   * whose SessionReady this order answers, sent with it instead of as a held_result message of its own when
+   * the order was decided at once (the share completed the step: the REDUCE). One write instead of two:
+   * the second would leave only once the first was written out.
+   */
+  heldAnswer?: HeldResult | undefined;
 }
 
-/** The answer to a SessionRequest.held, pushed before the order that answers the SessionReady after it. */
+/**
+ * The answer to a SessionRequest.held, pushed before the order that answers the SessionReady after it, or
+ * with that order (SessionOrder.held_answer).
+ */
 export interface HeldResult {
   globalStep: number;
   /**
@@ -3214,7 +3224,7 @@ export const StepAssignment: MessageFns<StepAssignment> = {
 };
 
 function createBaseSessionOrder(): SessionOrder {
-  return { payload: undefined };
+  return { payload: undefined, heldAnswer: undefined };
 }
 
 export const SessionOrder: MessageFns<SessionOrder> = {
@@ -3232,6 +3242,9 @@ export const SessionOrder: MessageFns<SessionOrder> = {
       case "heldResult":
         HeldResult.encode(message.payload.heldResult, writer.uint32(34).fork()).join();
         break;
+    }
+    if (message.heldAnswer !== undefined) {
+      HeldResult.encode(message.heldAnswer, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3281,6 +3294,14 @@ export const SessionOrder: MessageFns<SessionOrder> = {
             message.payload = { $case: "heldResult", heldResult: HeldResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.heldAnswer = HeldResult.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3324,6 +3345,9 @@ export const SessionOrder: MessageFns<SessionOrder> = {
         break;
       }
     }
+    message.heldAnswer = (object.heldAnswer !== undefined && object.heldAnswer !== null)
+      ? HeldResult.fromPartial(object.heldAnswer)
+      : undefined;
     return message;
   },
 };
