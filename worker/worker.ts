@@ -395,14 +395,19 @@ export class Worker {
     if (hold) this.held.add(a.globalStep, share.microBatchIds, [...share.grads, ...share.statDeltas]);
     this.lastCompletedStep = a.globalStep;
     this.counts.trainShares++;
-    const m = this.metrics;
-    m.shares.inc();
-    m.samples.inc(share.sampleCount);
-    m.samplesPerSecond.set(share.sampleCount / Math.max(share.computeSeconds, 1e-9));
-    m.trainLoss.set(share.lossSum / share.sampleCount);
-    m.shareDuration.observe((performance.now() - receivedAt) / 1000);
-    this.log(`step ${a.globalStep} (epoch ${a.epoch}): ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
-      `${share.sampleCount} samples, loss ${(share.lossSum / share.sampleCount).toFixed(4)}, ${share.computeSeconds.toFixed(2)} s compute`);
+    const shareSeconds = (performance.now() - receivedAt) / 1000;
+    // The answer may have come with the REDUCE (the share completed the step): the worker's part of the
+    // allreduce starts first, and the metrics and the log line follow while it waits for its peers.
+    setImmediate(() => {
+      const m = this.metrics;
+      m.shares.inc();
+      m.samples.inc(share.sampleCount);
+      m.samplesPerSecond.set(share.sampleCount / Math.max(share.computeSeconds, 1e-9));
+      m.trainLoss.set(share.lossSum / share.sampleCount);
+      m.shareDuration.observe(shareSeconds);
+      this.log(`step ${a.globalStep} (epoch ${a.epoch}): ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
+        `${share.sampleCount} samples, loss ${(share.lossSum / share.sampleCount).toFixed(4)}, ${share.computeSeconds.toFixed(2)} s compute`);
+    });
   }
 
   /**
