@@ -2,6 +2,7 @@ import {
   clientStreamHandler,
   duplexStreamHandler,
   encodeTensors,
+  type ReadyState,
   serverStreamHandler,
   specFromProto,
   specOf,
@@ -16,6 +17,7 @@ import {
   type GetWeightsRequest,
   type GetWeightsResponse,
   type GradientHeader,
+  type HeldResult,
   type PushGradientsRequest,
   type PushGradientsResponse,
   type RegisterRequest,
@@ -33,7 +35,7 @@ import { CallAccess, guardedService } from './call-access';
 import { InvalidResultError, WorkerGoneError } from './errors';
 import type { JobContext } from './job-context';
 import { type GradientPush, receiveEval, receiveGradients, type WireChunk } from './result-intake';
-import { SessionOrders } from './session-orders';
+import { type Order, SessionOrders } from './session-orders';
 import {
   configFor,
   heartbeat,
@@ -144,9 +146,39 @@ function* chunkMessages<T>(tensors: readonly WireTensor[], maxMessageBytes: numb
 }
 
 /**
+ * `pending` once settled if it settles before the event loop moves on (within the microtasks of the call
+ * that is running: a held share that completed its step gets its REDUCE so), else undefined; `pending`
+ * runs on either way, and its caller awaits it.
+ */
+async function atOnce<T>(pending: Promise<T>): Promise<T | undefined> {
+  let immediate: NodeJS.Immediate | undefined;
+  const later = new Promise<undefined>((resolve) => (immediate = setImmediate(resolve, undefined)));
+  // Awaited by the caller when it loses the race; this only keeps a rejection meanwhile from being unhandled.
+  pending.catch(() => undefined);
+  try {
+    return await Promise.race([pending, later]);
+  } finally {
+    clearImmediate(immediate);
+  }
+}
+
+/**
+ * The messages of one order: its ConfigState when the configuration moved, the StepAssignment, the update
+ * chunks; `held` (a held share's answer) rides on the first of them.
+ */
+function* orderMessages(order: Order, held: HeldResult | undefined): Generator<SessionOrder> {
+  if (order.config) yield { payload: { $case: 'config' as const, config: order.config }, heldAnswer: held };
+  const a = order.assignment;
+  yield { payload: { $case: 'assignment' as const, assignment: toStepAssignment(a) }, heldAnswer: order.config ? undefined : held };
+  yield* chunkMessages(a.update.tensors, a.maxMessageBytes, (chunk) => ({ payload: { $case: 'chunk' as const, chunk } }));
+}
+
+/**
  * A Session stream: the first SessionReady opens the incarnation's session, and each SessionReady is
- * answered with one order (a ConfigState first when the configuration moved), its update chunks after it;
- * each held share with a HeldResult, then the order for the SessionReady it carries, in stream order.
+ * answered with one order (a ConfigState first when the configuration moved), its update chunks after it,
+ * and a REDUCE order with the next order as well, which needs no SessionReady of its own. A held share is
+ * answered (HeldResult) with the order for the SessionReady it carries when that order is decided at once
+ * (it completed the step: the REDUCE), in one write; otherwise at once on its own, the order following.
  * However the stream ends, the session is closed, which drops an incarnation that did not leave.
  */
 async function* sessionMessages(job: JobContext, requests: AsyncIterable<SessionRequest>, gone: AbortSignal, bind: (workerId: string) => void): AsyncGenerator<SessionOrder> {
@@ -155,12 +187,16 @@ async function* sessionMessages(job: JobContext, requests: AsyncIterable<Session
   try {
     for await (const request of requests) {
       let ready: SessionReady | undefined;
+      let held: HeldResult | undefined;
       if (request.payload?.$case === 'held') {
         const { header, ready: behind } = request.payload.held;
         if (!session) throw new InvalidResultError(header?.workerId ?? '', 'payload', 'Session: expected a SessionReady before a held share');
         if (!header) throw new InvalidResultError(session.workerId, 'header', 'Session: expected a GradientHeader in a held share, got none');
-        yield { payload: { $case: 'heldResult' as const, heldResult: await session.held(pushOf(header), gone) } };
-        if (!behind) continue;
+        held = await session.held(pushOf(header), gone);
+        if (!behind) {
+          yield { payload: { $case: 'heldResult' as const, heldResult: held } };
+          continue;
+        }
         ready = behind;
       } else if (request.payload?.$case === 'ready') ready = request.payload.ready;
       if (!ready) throw new InvalidResultError(session?.workerId ?? '', 'payload', 'Session: expected a SessionReady');
@@ -169,11 +205,19 @@ async function* sessionMessages(job: JobContext, requests: AsyncIterable<Session
       }
       if (!session) bind(ready.workerId);
       session ??= SessionOrders.open(job, ready.workerId, ready.incarnation);
-      const order = await session.next(ready, gone);
-      if (order.config) yield { payload: { $case: 'config' as const, config: order.config } };
-      const a = order.assignment;
-      yield { payload: { $case: 'assignment' as const, assignment: toStepAssignment(a) } };
-      yield* chunkMessages(a.update.tensors, a.maxMessageBytes, (chunk) => ({ payload: { $case: 'chunk' as const, chunk } }));
+      // A REDUCE stands for the worker's next SessionReady (SessionOrders.readyAfter): its order follows at once.
+      for (let next: ReadyState | undefined = ready; next; ) {
+        const pending = session.next(next, gone);
+        let order = held && (await atOnce(pending));
+        if (held && !order) {
+          yield { payload: { $case: 'heldResult' as const, heldResult: held } };
+          held = undefined;
+        }
+        order ??= await pending;
+        yield* orderMessages(order, held);
+        held = undefined;
+        next = SessionOrders.readyAfter(next, order.assignment);
+      }
     }
   } catch (err) {
     why = err instanceof Error ? err.message : String(err);

@@ -88,6 +88,20 @@ export class SessionOrders {
   }
 
   /**
+   * The SessionReady a REDUCE order stands for: a worker told to reduce is ready for its next order as its
+   * part starts, on the weights the order brings it to, holding (or reducing) that attempt's result. So the
+   * coordinator decides that order at once, with no ready of the worker's own: the next step's share
+   * (PreparedStep) follows the REDUCE on the stream and is there when the worker's part ends, rather than a
+   * hop after a ready that the coordinator would read only once its own part and the commit are done. A
+   * worker whose part fails drops that order, as it would drop the answer to a ready of its own.
+   * Undefined after any other order: the worker sends its next SessionReady itself.
+   */
+  static readyAfter(ready: ReadyState, order: Assignment): ReadyState | undefined {
+    if (order.kind !== AssignmentKind.Reduce || !order.reduce) return undefined;
+    return { ...ready, weightsVersion: order.weightsVersion, reducedKey: order.reduce.key };
+  }
+
+  /**
    * A share's header whose sums the worker keeps for the allreduce, sent on this stream: accepted into the
    * round as a PushGradients header would be, or refused with the status that call would have failed with.
    * It comes with the SessionReady in the same HeldShare, so the order that answers that ready

@@ -106,6 +106,8 @@ export class FakeWorker {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   /** The Session stream of the current registration, opened at the first pull. */
   private orders: DuplexCall<SessionRequest, SessionOrder> | undefined;
+  /** An order's first message that came with a held share's answer, for the next {@link readOrder}. */
+  private unread: SessionOrder | undefined;
 
   private readonly joinToken?: string;
 
@@ -214,7 +216,9 @@ export class FakeWorker {
     if (!orders) throw new Error('Session: no stream open, pull() first');
     let assignment: StepAssignment | undefined;
     while (!assignment) {
-      const p = (await orders.read(maxWaitMs + CALL_DEADLINE_MS)).payload;
+      const early = this.unread;
+      this.unread = undefined;
+      const p = (early ?? await orders.read(maxWaitMs + CALL_DEADLINE_MS)).payload;
       if (p?.$case === 'config') {
         this.configVersion = p.config.configVersion;
         this.frozen = p.config.groups.find((g) => g.name === 'backbone')?.frozen ?? false;
@@ -309,16 +313,21 @@ export class FakeWorker {
 
   /**
    * Sends a share's header on the Session stream as a held share, with a SessionReady in the same message
-   * when `readyBehind`, and reads the HeldResult the coordinator answers it with; the order for that
-   * ready is then read by {@link readOrder}.
+   * when `readyBehind`, and reads the answer the coordinator sends: a HeldResult, or the order for that
+   * ready carrying it (`withOrder`). The order is then read by {@link readOrder}.
    */
-  async holdOnSession(header: GradientHeader, readyBehind: boolean): Promise<HeldResult> {
+  async holdOnSession(header: GradientHeader, readyBehind: boolean): Promise<HeldResult & { withOrder: boolean }> {
     this.orders ??= openDuplexCall<SessionRequest, SessionOrder>('Session', {}, (md, o) => this.client.session(md, o));
     const ready = readyBehind ? this.ready(5000) : undefined;
     await this.orders.send({ payload: { $case: 'held', held: { header: { ...header, held: true }, ready } } });
-    const p = (await this.orders.read(CALL_DEADLINE_MS)).payload;
+    const message = await this.orders.read(CALL_DEADLINE_MS);
+    if (message.heldAnswer) {
+      this.unread = message;
+      return { ...message.heldAnswer, withOrder: true };
+    }
+    const p = message.payload;
     if (p?.$case !== 'heldResult') throw new Error(`Session: expected a HeldResult, got ${p?.$case}`);
-    return p.heldResult;
+    return { ...p.heldResult, withOrder: false };
   }
 
   async push(messages: PushGradientsRequest[]): Promise<PushGradientsResponse> {

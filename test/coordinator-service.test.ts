@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { GrpcStatus, initBackend, type JobSpec, parseJobSpec, readMetrics, RpcError, unaryCall, type WireTensor } from '../common';
 import { type RunningCoordinator, startCoordinator } from '../coordinator';
-import { PROTOCOL_VERSION, StepKind, type StepAssignment, UpdateKind } from '../proto';
+import { type GradientHeader, PROTOCOL_VERSION, StepKind, type StepAssignment, UpdateKind } from '../proto';
 import { FakeWorker, writeTinyCifar } from './coordinator-fake-worker';
 import { withDeadline } from './support/deadline';
 
@@ -229,7 +229,7 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
     assert.equal(report.counted, report.expected);
   });
 
-  it('a held share on the Session stream is answered before the order behind it; a stale one leaves the session open', async () => {
+  it('a held share on the Session stream is answered with the order behind it when that is decided at once; a stale one leaves the session open', async () => {
     await start();
     // A held share needs a data plane; nothing listens at this one, the test ends before the allreduce matters.
     const w = await worker().join('w', { dataAddress: '127.0.0.1:1' });
@@ -239,15 +239,36 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
     const stale = await w.holdOnSession({ ...header, globalStep: 5 }, true);
     assert.equal(stale.code, GrpcStatus.FAILED_PRECONDITION, stale.details);
     assert.match(stale.details, /push for step 5, but the coordinator is at step 0; nothing was counted/);
-    // The ready sent behind the refused share is answered: the worker still holds its handout, sent again.
+    // The ready sent behind the refused share is answered at once, in the same message: the worker still
+    // holds its handout, sent again.
+    assert.equal(stale.withOrder, true, 'the answer came on the order for the ready behind the share');
     const again = (await w.readOrder()).assignment;
     assert.deepEqual([again.kind, again.globalStep, ids(again)], [StepKind.TRAIN, 0, ids(a)]);
     const accepted = await w.holdOnSession(header, false);
-    assert.deepEqual([accepted.code, accepted.globalStep, accepted.workersReported], [0, 0, 1], accepted.details);
+    assert.deepEqual([accepted.code, accepted.globalStep, accepted.workersReported, accepted.withOrder], [0, 0, 1, false], accepted.details);
     // A held share before any SessionReady names no session: the stream is refused.
     const early = worker();
     await early.join('early', { dataAddress: '127.0.0.1:1' });
     await refused(early.holdOnSession(header, false), GrpcStatus.INVALID_ARGUMENT, /Session: expected a SessionReady before a held share/);
+  });
+
+  it('a held share that completes the step is answered on its REDUCE, in one message; an earlier one at once, its order later', async () => {
+    await start({ minWorkers: 2 });
+    // Nothing listens at these data planes: the test ends before the allreduce matters.
+    const [w1, w2] = [await worker().join('w1', { dataAddress: '127.0.0.1:1' }), await worker().join('w2', { dataAddress: '127.0.0.1:2' })];
+    const [a1, a2] = [await w1.pullUntil(StepKind.TRAIN), await w2.pullUntil(StepKind.TRAIN)];
+    const headerOf = (w: FakeWorker, a: StepAssignment): GradientHeader => {
+      const first = w.shareMessages(a, w.computeShare(a))[0].payload;
+      return first?.$case === 'header' ? first.header : assert.fail('no header');
+    };
+    const first = await w1.holdOnSession(headerOf(w1, a1), true);
+    assert.deepEqual([first.code, first.workersReported, first.withOrder], [0, 1, false], first.details);
+    const last = await w2.holdOnSession(headerOf(w2, a2), true);
+    assert.deepEqual([last.code, last.workersReported, last.withOrder], [0, 2, true], last.details);
+    for (const w of [w2, w1]) {
+      const order = (await w.readOrder()).assignment;
+      assert.deepEqual([order.kind, order.globalStep], [StepKind.REDUCE, 0], `${w.id}'s order after the step's last share`);
+    }
   });
 
   it('a push for micro-batches not assigned to the worker is refused (FAILED_PRECONDITION); its own share is then accepted', async () => {

@@ -239,8 +239,14 @@ export interface LeaveNotice {
  */
 export class OrderStream {
   private readonly method = 'Coordinator/Session';
-  /** A SessionReady went out behind a held share ({@link pushHeld}): the next {@link next} only reads. */
+  /**
+   * The next order comes without a SessionReady: one went out behind a held share ({@link pushHeld}), or
+   * the last order was a REDUCE, which stands for one. The next {@link next} only reads.
+   */
   private readyAhead = false;
+
+  /** The first message of an order, read early because it carried a held share's answer ({@link pushHeld}). */
+  private unread: SessionOrder | undefined;
 
   constructor(
     private readonly call: DuplexCall<SessionRequest, SessionOrder>,
@@ -265,7 +271,7 @@ export class OrderStream {
     const firstByMs = ready.maxWaitMs + this.options.rpcDeadlineMs;
     let config: WorkerConfig | undefined;
     for (;;) {
-      const p = (await this.call.read(firstByMs)).payload;
+      const p = (await this.read(firstByMs)).payload;
       if (p?.$case === 'config') {
         if (config) throw protocolError(method, 'expected one ConfigState before an assignment, got a second');
         config = configFromProto(p.config);
@@ -273,11 +279,13 @@ export class OrderStream {
       }
       if (p?.$case !== 'assignment') throw protocolError(method, `expected a StepAssignment, got ${p ? `a ${p.$case}` : 'an empty message'}`);
       const assignment = p.assignment;
+      // A REDUCE stands for the next SessionReady: the coordinator sends the order after it unasked.
+      this.readyAhead = assignment.kind === StepKind.REDUCE;
       const assembler = this.assembler(assignment.updateTensors.map(specFromProto));
       const s = assignment.samples;
       if (s) this.options.onReceivedBytes?.(s.images.length + s.labels.length);
       while (!assembler.complete) {
-        const c = (await this.call.read(this.options.transferDeadlineMs)).payload;
+        const c = (await this.read(this.options.transferDeadlineMs)).payload;
         if (c?.$case !== 'chunk') throw protocolError(method, `expected the update's TensorChunks, got ${c ? `a ${c.$case}` : 'an empty message'}`);
         assembler.add(c.chunk);
         this.options.onReceivedBytes?.(c.chunk.data.length);
@@ -288,30 +296,32 @@ export class OrderStream {
 
   /**
    * Sends a held share's header (the sums stay with the worker for the allreduce) with `ready` in the same
-   * message, then reads the answer, which the coordinator sends before the order for `ready`. That order
-   * (the REDUCE once every share is in) is read by the next {@link next}, which does not send its ready
-   * again: the push costs no round trip of its own on the step's path. (Two messages would cost one: the
-   * second leaves only once the first was written out.)
+   * message, then reads the answer, which the coordinator sends before the order for `ready`, or on that
+   * order's first message when it decided the order at once (the REDUCE of a share that completed the step).
+   * That order is read by the next {@link next}, which does not send its ready again: the push costs no
+   * round trip of its own on the step's path. (Two messages would cost one: the second leaves only once the
+   * first was written out.)
    * @throws RpcError with the status of a refusal (FAILED_PRECONDITION: stale, INVALID_ARGUMENT: malformed).
    */
   async pushHeld(workerId: string, share: ComputedShare, ready: ReadyState): Promise<void> {
     if (this.readyAhead) throw protocolError(this.method, 'a SessionReady is already waiting for its order');
     await this.call.send({ payload: { $case: 'held', held: { header: gradientHeader(workerId, share, true), ready } } });
     this.readyAhead = true;
-    const p = (await this.call.read(this.options.rpcDeadlineMs)).payload;
-    if (p?.$case !== 'heldResult') throw protocolError(this.method, `expected a HeldResult, got ${p ? `a ${p.$case}` : 'an empty message'}`);
-    const { code, details } = p.heldResult;
+    const message = await this.read(this.options.rpcDeadlineMs);
+    const p = message.payload;
+    let answer = message.heldAnswer;
+    if (answer) this.unread = message;
+    else if (p?.$case === 'heldResult') answer = p.heldResult;
+    else throw protocolError(this.method, `expected a HeldResult, got ${p ? `a ${p.$case}` : 'an empty message'}`);
+    const { code, details } = answer;
     if (code !== GrpcStatus.OK) throw new RpcError(this.method, code, statusName(code), details, false);
   }
 
-  /**
-   * Says the worker is ready now, ahead of the {@link next} that reads the answer (which then sends no
-   * ready of its own): the coordinator decides the order while the worker is still busy, e.g. reducing.
-   */
-  async sendReady(ready: ReadyState): Promise<void> {
-    if (this.readyAhead) throw protocolError(this.method, 'a SessionReady is already waiting for its order');
-    await this.call.send({ payload: { $case: 'ready', ready } });
-    this.readyAhead = true;
+  /** The next message: one read early first, else one read now within `timeoutMs`. */
+  private read(timeoutMs: number): Promise<SessionOrder> {
+    const early = this.unread;
+    this.unread = undefined;
+    return early ? Promise.resolve(early) : this.call.read(timeoutMs);
   }
 
   /** Ends the session (the coordinator drops this incarnation); idempotent. */

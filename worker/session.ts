@@ -141,17 +141,6 @@ export class Session {
     await orders.pushHeld(this.registration.workerId, share, this.ready(state));
   }
 
-  /**
-   * Tells the coordinator now that the worker will be ready once its current task is done, so that the
-   * order is on its way while the task runs; the next {@link nextOrder} reads it (see OrderStream.sendReady).
-   * A failure to reach the coordinator ends the session.
-   */
-  async readyAhead(state: ReadyProgress): Promise<void> {
-    const orders = this.orders;
-    if (!orders) throw new WorkerError('no session stream: join() first');
-    await orders.sendReady(this.ready(state));
-  }
-
   private ready(state: ReadyProgress): ReadyState {
     const reg = this.registration;
     return {

@@ -288,7 +288,7 @@ export class Worker {
     this.lastWaitReason = '';
     if (a.kind === AssignmentKind.Reduce) {
       const endReduce = timeline.begin('reduce', a.globalStep);
-      await this.reduce(session, a);
+      await this.reduce(a);
       endReduce();
       return false;
     }
@@ -397,31 +397,35 @@ export class Worker {
     if (hold) this.held.add(a.globalStep, share.microBatchIds, [...share.grads, ...share.statDeltas]);
     this.lastCompletedStep = a.globalStep;
     this.counts.trainShares++;
-    const m = this.metrics;
-    m.shares.inc();
-    m.samples.inc(share.sampleCount);
-    m.samplesPerSecond.set(share.sampleCount / Math.max(share.computeSeconds, 1e-9));
-    m.trainLoss.set(share.lossSum / share.sampleCount);
-    m.shareDuration.observe((performance.now() - receivedAt) / 1000);
-    this.log(`step ${a.globalStep} (epoch ${a.epoch}): ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
-      `${share.sampleCount} samples, loss ${(share.lossSum / share.sampleCount).toFixed(4)}, ${share.computeSeconds.toFixed(2)} s compute`);
+    const shareSeconds = (performance.now() - receivedAt) / 1000;
+    // The answer may have come with the REDUCE (the share completed the step): the worker's part of the
+    // allreduce starts first, and the metrics and the log line follow while it waits for its peers.
+    setImmediate(() => {
+      const m = this.metrics;
+      m.shares.inc();
+      m.samples.inc(share.sampleCount);
+      m.samplesPerSecond.set(share.sampleCount / Math.max(share.computeSeconds, 1e-9));
+      m.trainLoss.set(share.lossSum / share.sampleCount);
+      m.shareDuration.observe(shareSeconds);
+      this.log(`step ${a.globalStep} (epoch ${a.epoch}): ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
+        `${share.sampleCount} samples, loss ${(share.lossSum / share.sampleCount).toFixed(4)}, ${share.computeSeconds.toFixed(2)} s compute`);
+    });
   }
 
   /**
    * Takes part in the step's allreduce with the sums it holds. A failure is only logged: the coordinator
    * notices it too, re-plans the step, and sends a new REDUCE (the held sums are untouched).
    */
-  private async reduce(session: Session, a: Assignment): Promise<void> {
+  private async reduce(a: Assignment): Promise<void> {
     const order = a.reduce;
     const plane = this.dataPlane;
     if (!order || !plane) return;
     const t0 = performance.now();
     // Said before the exchange starts, so a test can fault a member inside the allreduce itself.
     this.log(`step ${a.globalStep}: reducing with members ${order.members.map((m) => m.id).join(', ')} (allreduce ${order.key})`);
-    // The ready for the next order goes out now, naming the result this allreduce will leave here: the
-    // coordinator hands the next step's share (PreparedStep) while the exchange runs, so no round trip
-    // separates the allreduce from the next compute. Should the exchange fail, that order is void (turn).
-    await session.readyAhead({ ...this.readyState(session), reducedKey: order.key });
+    // The REDUCE stood for the ready for the next order, naming the result this allreduce will leave here:
+    // the coordinator sent the next step's share (PreparedStep) right behind it, so it is here when the
+    // exchange ends. Should the exchange fail, that order is void (turn).
     this.failedReduceKey = '';
     try {
       const input = this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []);

@@ -16,8 +16,9 @@ export interface ReadyState {
   maxWaitMs: number;
   /**
    * The allreduce whose result the worker holds, or is reducing now, and has not applied ('' when none): it
-   * can take the next step's share before the coordinator commits the step. A worker says so as its part
-   * starts, so that share reaches it during the exchange; should its part fail, it drops that share.
+   * can take the next step's share before the coordinator commits the step. A REDUCE order stands for the
+   * ready that says so (the coordinator sends the next order right behind it), so that share reaches the
+   * worker during the exchange; should its part fail, it drops that share.
    */
   reducedKey: string;
 }

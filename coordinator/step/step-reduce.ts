@@ -49,15 +49,21 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
   const key = `${job.jobId}/${job.instanceId}/step-${round.globalStep}/attempt-${attempt}`;
   const reduction = new Reduction(key, members, tensors, round.gradientSpecs.length, timeoutMs, incarnations);
   round.startReduction(reduction);
-  // The members that complete their part get the next step at once (PreparedStep). With no active worker
-  // (all draining, as on Ctrl-C) there is no one to plan it for: the commit's own path decides what follows.
-  if (next && job.activeWorkers().length > 0) round.prepareNext(prepareNext(job, round, reduction, next));
   job.changed.notify();
   const vector = round.allreduceInput();
   const t0 = job.now();
   try {
     const compression = allreduceCompression(job.spec.distributed);
-    const stats = await dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs, compression, tensors }, vector);
+    const exchange = dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs, compression, tensors }, vector);
+    // Awaited below; this only keeps a failure meanwhile from counting as unhandled.
+    exchange.catch(() => undefined);
+    // The members that complete their part get the next step at once (PreparedStep), planned once the
+    // REDUCE orders were written (HTTP/2 sends them at the end of this turn of the event loop), not before.
+    if (next) {
+      await new Promise((resolve) => setImmediate(resolve));
+      prepareAhead(job, round, reduction, next);
+    }
+    const stats = await exchange;
     await commitDelay();
     // Nothing runs between the exchange and the commit but this failpoint's wait; a member lost during it
     // took its micro-batches back into the step (redistribute), so the attempt cannot commit their sums.
@@ -84,6 +90,18 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
     job.changed.notify();
     return { failed: lost.length > 0 ? 'lost-members' : 'all-alive', error: err };
   }
+}
+
+/**
+ * Plans the step after `round` while its attempt `reduction` is still running, for its members to take at
+ * once. An attempt already over (failed) has nothing to prepare. With no active worker (all draining, as
+ * on Ctrl-C) there is no one to plan it for: the commit's own path decides what follows.
+ */
+function prepareAhead(job: StepHost, round: StepRound, reduction: Reduction, next: StepPosition): void {
+  const phase = round.phase;
+  if (phase.name !== 'reducing' || phase.reduction !== reduction || job.activeWorkers().length === 0) return;
+  round.prepareNext(prepareNext(job, round, reduction, next));
+  job.changed.notify();
 }
 
 /**

@@ -29,7 +29,7 @@ export interface StepSums {
 /**
  * The next step, handed out while this one commits, as a Horovod or DDP worker goes from its allreduce
  * straight into its next batch. Once a step's allreduce starts, the job plans the step after it; a
- * member that takes part in that allreduce (its SessionReady, sent as its part starts, names the
+ * member that takes part in that allreduce (its REDUCE order stands for a SessionReady naming the
  * attempt: `reducedKey`) gets its share of the next step at once, with the allreduce's result as the
  * update to apply and the learning rates and counts the commit will use, instead of waiting for the
  * commit and the hand-out: it reads that order as soon as its part is done.

@@ -103,7 +103,11 @@ export enum StepKind {
   WAIT = 3,
   /** STOP - The job is over (or this worker was told to drain): Leave and exit. */
   STOP = 4,
-  /** REDUCE - Allreduce the sums this worker holds for global_step with the members in `reduce`, then ask again. */
+  /**
+   * REDUCE - Allreduce the sums this worker holds for global_step with the members in `reduce`. It stands for the
+   * worker's next SessionReady (its state as of the ready it answers, on weights_version, with reduced_key
+   * its key): the coordinator sends the next order right behind it, and the worker reads it unasked.
+   */
   REDUCE = 5,
   UNRECOGNIZED = -1,
 }
@@ -341,14 +345,14 @@ export interface SessionReady {
    * The allreduce (ReduceSpec key) whose result this worker holds, or is reducing now, and has not applied
    * yet. While that allreduce runs and its step commits, the coordinator may hand it the next step's share
    * at once, with that result as its update (APPLY); a worker whose part fails drops that order. Empty
-   * when it holds none.
+   * when it holds none. A STEP_KIND_REDUCE order stands for a ready naming its key.
    */
   reducedKey: string;
 }
 
 /**
  * A share whose sums the worker keeps for the allreduce, sent on the Session stream rather than as a
- * PushGradients call: answered with a HeldResult, before the order for `ready`.
+ * PushGradients call: answered with a HeldResult, before the order for `ready` or with it.
  */
 export interface HeldShare {
   /** The share's header (held = true): no chunks follow. */
@@ -465,9 +469,19 @@ export interface SessionOrder {
     | { $case: "config"; config: ConfigState }
     | { $case: "heldResult"; heldResult: HeldResult }
     | undefined;
+  /**
+   * On the first message of an order (its ConfigState or StepAssignment): the answer to the held share
+   * whose SessionReady this order answers, sent with it instead of as a held_result message of its own when
+   * the order was decided at once (the share completed the step: the REDUCE). One write instead of two:
+   * the second would leave only once the first was written out.
+   */
+  heldAnswer?: HeldResult | undefined;
 }
 
-/** The answer to a SessionRequest.held, pushed before the order that answers the SessionReady after it. */
+/**
+ * The answer to a SessionRequest.held, pushed before the order that answers the SessionReady after it, or
+ * with that order (SessionOrder.held_answer).
+ */
 export interface HeldResult {
   globalStep: number;
   /**
@@ -3213,7 +3227,7 @@ export const StepAssignment: MessageFns<StepAssignment> = {
 };
 
 function createBaseSessionOrder(): SessionOrder {
-  return { payload: undefined };
+  return { payload: undefined, heldAnswer: undefined };
 }
 
 export const SessionOrder: MessageFns<SessionOrder> = {
@@ -3231,6 +3245,9 @@ export const SessionOrder: MessageFns<SessionOrder> = {
       case "heldResult":
         HeldResult.encode(message.payload.heldResult, writer.uint32(34).fork()).join();
         break;
+    }
+    if (message.heldAnswer !== undefined) {
+      HeldResult.encode(message.heldAnswer, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3280,6 +3297,14 @@ export const SessionOrder: MessageFns<SessionOrder> = {
             message.payload = { $case: "heldResult", heldResult: HeldResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.heldAnswer = HeldResult.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3323,6 +3348,9 @@ export const SessionOrder: MessageFns<SessionOrder> = {
         break;
       }
     }
+    message.heldAnswer = (object.heldAnswer !== undefined && object.heldAnswer !== null)
+      ? HeldResult.fromPartial(object.heldAnswer)
+      : undefined;
     return message;
   },
 };
