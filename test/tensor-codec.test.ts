@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { GetWeightsResponse, PushGradientsRequest, SessionOrder, TensorChunk, TensorDtype } from '../proto';
+import { GetWeightsResponse, HeldResult, PushGradientsRequest, SessionOrder, TensorChunk, TensorDtype } from '../proto';
 import { Rng } from '../common/random';
 import {
   COORDINATOR_SERVICE,
@@ -220,6 +220,14 @@ describe('tensor-codec', () => {
         assert.deepEqual(de(bytes), codec.decode(bytes));
       });
     }
+
+    it('writes a chunk beside another field through the generated encoder, losing neither (SessionOrder.heldAnswer)', () => {
+      const msg: SessionOrder = { payload: { $case: 'chunk', chunk: sample[0] }, heldAnswer: HeldResult.fromPartial({ globalStep: 7, code: 9, details: 'stale' }) };
+      const wire = COORDINATOR_SERVICE.session.responseSerialize(msg);
+      assert.ok(wire.equals(Buffer.from(SessionOrder.encode(msg).finish())));
+      assert.deepEqual(COORDINATOR_SERVICE.session.responseDeserialize(wire), SessionOrder.decode(wire));
+      assert.notEqual(COORDINATOR_SERVICE.session.responseDeserialize(wire).heldAnswer, undefined);
+    });
 
     it('reads chunk data as a view of the received buffer', () => {
       const wire = COORDINATOR_SERVICE.pushGradients.requestSerialize({ payload: { $case: 'chunk', chunk: sample[3] } });

@@ -14,7 +14,7 @@ import {
  * length-prefix shift, finish(), Buffer.from, grpc-js framing) and twice on the way in. For the three
  * stream messages that carry TensorChunks this file writes the same bytes with one copy, and reads
  * `data` as a view of the received buffer. Every other message, and any stream message that is not a
- * chunk, goes through the generated code. test/tensor-codec.test.ts checks byte equality with it.
+ * chunk alone (a SessionOrder's chunk beside its `held_answer`, say), goes through the generated code. test/tensor-codec.test.ts checks byte equality with it.
  */
 
 /** Field number of `chunk` in the oneof of each chunk-carrying stream message. */
@@ -116,18 +116,26 @@ interface OneofCodec<T> {
   decode(input: Uint8Array): T;
 }
 
+/** True when `value` is a chunk and nothing else (every field beside the oneof unset). */
+function chunkOnly(value: object): TensorChunk | undefined {
+  const { payload, ...rest } = value as { payload?: { $case: string; chunk?: TensorChunk } };
+  if (payload?.$case !== 'chunk' || !payload.chunk) return undefined;
+  return Object.values(rest).every((v) => v === undefined) ? payload.chunk : undefined;
+}
+
 function serializerFor<T extends { payload?: { $case: string } }>(codec: OneofCodec<T>): (value: T) => Buffer {
   return (value) => {
-    const p = value.payload as { $case: string; chunk?: TensorChunk } | undefined;
-    if (p?.$case === 'chunk' && p.chunk) return encodeChunkMessage(CHUNK_FIELD, p.chunk);
-    return Buffer.from(codec.encode(value).finish());
+    const chunk = chunkOnly(value);
+    return chunk ? encodeChunkMessage(CHUNK_FIELD, chunk) : Buffer.from(codec.encode(value).finish());
   };
 }
 
 function deserializerFor<T>(codec: OneofCodec<T>): (buf: Buffer) => T {
+  // Every field at its default, as the generated decoder leaves the fields a chunk message lacks.
+  const unset = codec.decode(new Uint8Array(0));
   return (buf) => {
     const chunk = decodeChunkMessage(CHUNK_FIELD, buf);
-    return chunk ? ({ payload: { $case: 'chunk', chunk } } as T) : codec.decode(buf);
+    return chunk ? ({ ...unset, payload: { $case: 'chunk', chunk } } as T) : codec.decode(buf);
   };
 }
 
