@@ -88,8 +88,8 @@ describe('distributed training survives faults in the allreduce', function () {
     const [survivor, victim] = await suite.harness.startWorkers(coordinator.ready.grpc, 2);
     // Stage it without a sleep: the survivor is held mid-compute while the victim's share goes in; the
     // victim is then frozen waiting for its REDUCE, and the survivor pushes last. The survivor alone then
-    // enters the allreduce, and the SessionReady it sends as its part starts is answered with its share of
-    // the next step (counted as handed out ahead), while the exchange waits for the frozen victim.
+    // enters the allreduce, and its REDUCE is followed by its share of the next step (counted as handed
+    // out ahead), while the exchange waits for the frozen victim.
     const step = await nextSharedStep(victim, survivor);
     const survivorHeld = pause([survivor.child]);
     let victimHeld: { resume: () => void } | undefined;
@@ -104,8 +104,10 @@ describe('distributed training survives faults in the allreduce', function () {
     try {
       const [, members, key] = await survivor.child.waitForLine(reducing(step), { what: `the survivor entering the allreduce of step ${step}`, timeoutMs: 60_000 });
       assert.match(members, /worker-2/, `the victim is a member of the allreduce the survivor entered: ${members}`);
-      await pollUntil(async () => ((await aheadShares(coordinator.ready.metrics)) > before ? true : undefined),
-        { timeoutMs: 30_000, intervalMs: 20, what: `the survivor's share of step ${step + 1} handed out during allreduce ${key}` });
+      // Each REDUCE stands for its worker's next ready, so the frozen victim is handed its share of the next
+      // step too: wait for both, or the victim's alone could pass for the survivor's.
+      await pollUntil(async () => ((await aheadShares(coordinator.ready.metrics)) >= before + 2 ? true : undefined),
+        { timeoutMs: 30_000, intervalMs: 20, what: `both members' shares of step ${step + 1} handed out during allreduce ${key}` });
       victim.child.signal('SIGKILL');
       const [, dropped] = await survivor.child.waitForLine(new RegExp(`step ${step + 1}: not computing it, allreduce (\\S+) that it follows failed here`),
         { what: `the survivor dropping its share of step ${step + 1}`, timeoutMs: 60_000 });
