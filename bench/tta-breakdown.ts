@@ -22,7 +22,7 @@ export function phaseBreakdown(events: readonly TraceEvent[], steps: ReadonlySet
   for (const e of events) {
     if (e.ph !== 'X' || !steps.has(Number(e.args?.step))) continue;
     const process = names.get(e.pid) ?? `pid ${e.pid}`;
-    const row = e.cat === 'step' ? 'step' : e.cat === 'background' ? `${e.name} (background)` : e.name;
+    const row = e.cat === 'step' ? 'step' : e.cat === 'background' ? `${e.name} (background)` : e.cat === 'gc' ? `${e.name} (pauses inside the phases)` : e.name;
     const cells = rows.get(row) ?? new Map<string, number>();
     cells.set(process, (cells.get(process) ?? 0) + (e.dur ?? 0) / 1000 / steps.size);
     rows.set(row, cells);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { PerformanceObserver } from 'node:perf_hooks';
 import {
   closeTimeline,
   mergeTimeline,
@@ -90,6 +91,34 @@ describe('timeline recorder', () => {
     assert.deepEqual([...phases.get(7)!].sort(), ['plan', 'wait for shares']);
     assert.deepEqual(events.filter((e) => e.cat === 'step').map((e) => e.name), ['step 0', 'step 1']);
     assert.equal(events.filter((e) => e.cat === 'background' && e.tid === 1).length, 2);
+  });
+
+  it('puts the garbage collector\'s pauses on a track of their own, tagged with the step they fell in', async () => {
+    const file = path.join(dir, 'trace.json');
+    const timeline = openTimeline({ file, processName: 'worker-1', pid: 11 });
+    const end = timeline.begin('compute', 5);
+    const start = timeline.now();
+    // Garbage until a collection has run and its entry was delivered (the observer reports on a later turn).
+    let seen = 0;
+    const watch = new PerformanceObserver((list) => (seen += list.getEntries().length));
+    watch.observe({ entryTypes: ['gc'] });
+    let keep: number[][] = [];
+    for (let round = 0; seen === 0 && round < 1000; round++) {
+      keep = Array.from({ length: 20_000 }, (_, i) => [i, round]);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    watch.disconnect();
+    assert.ok(keep.length > 0 && seen > 0, 'expected a garbage collection');
+    end();
+    closeTimeline();
+    const gcs = readTrace(mergeTimeline(file).file).filter((e) => e.cat === 'gc');
+    assert.ok(gcs.length > 0, 'expected GC spans in the trace');
+    for (const g of gcs) {
+      assert.match(g.name, /^gc (major|minor|incremental|weakcb)$/);
+      assert.equal(g.tid, 2);
+      assert.equal(g.args?.step, 5);
+      assert.ok(g.ts >= start - 1000, `a GC span starting ${start - g.ts} us before the phase`);
+    }
   });
 
   it('merging skips a cut-off last line but names a malformed line elsewhere', () => {

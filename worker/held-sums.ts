@@ -1,5 +1,6 @@
 import { elementCount, type MicroBatchRun, type WireTensor, type WireTensorSpec } from '../common';
 import { HeldSumsError } from './errors';
+import { RecycledBuffers } from './recycled-buffers';
 
 /** An allreduce's result: the step's whole sums, laid out as the coordinator's ReduceSpec said. */
 export interface ReducedSums {
@@ -16,11 +17,17 @@ export interface ReducedSums {
  * and the segment owners add the nodes by the tree, so a second share of the same step is kept apart,
  * not added to the first. A share of another step starts over. They stay untouched through an allreduce
  * attempt (the collective works on a copy), so a failed attempt can be run again with the same input.
+ *
+ * The buffers are recycled: a share's sums are written into one {@link sumsBuffer} handed back when the share
+ * is dropped, and the allreduce input is one buffer rewritten by every {@link vector} call.
  */
 export class HeldSums {
   private heldStep = -1;
   /** By the first micro-batch of the share. */
   private readonly shares = new Map<number, { run: MicroBatchRun; sums: Map<string, Float32Array> }>();
+  private readonly buffers = new RecycledBuffers();
+  /** The allreduce input of the last {@link vector} call. */
+  private input = new Float32Array(0);
 
   /** The step whose sums are held; -1 when none. */
   get step(): number {
@@ -30,7 +37,7 @@ export class HeldSums {
   /**
    * Keeps the sums of a share (micro-batches `microBatchIds`) the coordinator accepted as held. It keeps the
    * arrays themselves, not copies (a copy is a fresh gradient-sized buffer every step): the caller hands
-   * them over and writes them no more (runTrainShare makes new ones for every share).
+   * them over and writes them no more (runTrainShare writes every share into a new {@link sumsBuffer}).
    */
   add(step: number, microBatchIds: readonly number[], tensors: readonly WireTensor[]): void {
     if (step !== this.heldStep) this.clear();
@@ -40,8 +47,19 @@ export class HeldSums {
   }
 
   /**
+   * A buffer for the sums of the next share to be held: one a dropped share's sums were in (overwritten
+   * whole by the caller), or a new one.
+   */
+  sumsBuffer(floats: number): Float32Array {
+    return this.buffers.take(floats);
+  }
+
+  /**
    * The allreduce input: the held sums of each of `parts` (as the coordinator's ReduceSpec lists them for
-   * this worker) laid out as `tensors`, back to back in a new vector.
+   * this worker) laid out as `tensors`, back to back in one vector. It is the same buffer as the previous
+   * call's when the size is the same: a view on an earlier call's vector (the last allreduce's result) is
+   * overwritten, so that result must be applied or void by then. The worker applies a step's result before it
+   * computes the next step's share, and a new attempt of the same step voids the one before.
    * @throws HeldSumsError when another step's sums are held, the parts are not the shares held, or a
    * tensor is missing or of another size.
    */
@@ -55,7 +73,8 @@ export class HeldSums {
       throw new HeldSumsError(`allreduce of step ${step}: expected to hold micro-batches ${text(parts)}, this worker holds ${text(held)}`);
     }
     const n = tensors.reduce((k, s) => k + elementCount(s.shape), 0);
-    const out = new Float32Array(parts.length * n);
+    if (this.input.length !== parts.length * n) this.input = new Float32Array(parts.length * n);
+    const out = this.input;
     parts.forEach((part, k) => {
       const sums = this.shares.get(part.start)?.sums as Map<string, Float32Array>;
       let at = k * n;
@@ -73,7 +92,9 @@ export class HeldSums {
     return out;
   }
 
+  /** Drops every share held; their sums' buffers are handed out again by {@link sumsBuffer}. */
   clear(): void {
+    for (const { sums } of this.shares.values()) for (const values of sums.values()) this.buffers.give(values.buffer);
     this.heldStep = -1;
     this.shares.clear();
   }

@@ -76,6 +76,8 @@ export interface TrainShareInput {
   weightsHash?: string;
   /** Threads that compute the micro-batches (bit-identical sums); @default this thread, stepwise */
   threads?: ShareThreads;
+  /** Where the sums are copied out of tfjs, `floats` values at a time (e.g. a recycled buffer); @default a new buffer */
+  sumsBuffer?: (floats: number) => Float32Array;
 }
 
 /**
@@ -101,8 +103,8 @@ export async function runTrainShare(parts: ModelParts, input: TrainShareInput, y
       epoch: input.epoch,
       configVersion: input.configVersion,
       microBatchIds: input.samples.microBatches.map((mb) => mb.id),
-      grads: toWire(result.grads),
-      statDeltas: toWire(result.movingStatDeltas),
+      grads: toWire(result.grads, input.sumsBuffer),
+      statDeltas: toWire(result.movingStatDeltas, input.sumsBuffer),
       sampleCount: result.count,
       lossSum: result.lossSum,
       correctTop1: result.correctTop1,
@@ -117,13 +119,13 @@ export async function runTrainShare(parts: ModelParts, input: TrainShareInput, y
 }
 
 /**
- * Copies float32 tensors out of tfjs into one new buffer, each tensor's data a view on its part (the
- * caller disposes the tensors). readFloatsInto reads the wasm memory directly into it, where `dataSync`
- * per tensor allocated a buffer of each gradient's own through tfjs' read path: one allocation per share
- * instead of one per variable (fresh memory is dear on a VM; see bench/fresh-memory.ts).
+ * Copies float32 tensors out of tfjs into one buffer (`buffer`'s, written whole), each tensor's data a view
+ * on its part (the caller disposes the tensors). readFloatsInto reads the wasm memory directly into it,
+ * where `dataSync` per tensor allocated a buffer of each gradient's own through tfjs' read path: one buffer
+ * per share instead of one per variable (fresh memory is dear on a VM; see bench/fresh-memory.ts).
  */
-function toWire(tensors: ReadonlyMap<string, tf.Tensor>): WireTensor[] {
-  const all = new Float32Array([...tensors.values()].reduce((n, t) => n + t.size, 0));
+function toWire(tensors: ReadonlyMap<string, tf.Tensor>, buffer: (floats: number) => Float32Array = (floats) => new Float32Array(floats)): WireTensor[] {
+  const all = buffer([...tensors.values()].reduce((n, t) => n + t.size, 0));
   let at = 0;
   return [...tensors].map(([name, t]) => {
     if (t.dtype !== 'float32') throw new ComputeError(`share sum '${name}': expected float32, got ${t.dtype}`);

@@ -380,6 +380,7 @@ export class Worker {
       weightsVersion: replica.weightsVersion,
       weightsHash: a.reportWeightsHash ? replica.hash() : undefined,
       threads: this.shareThreads,
+      sumsBuffer: (floats) => this.held.sumsBuffer(floats),
     });
     endCompute();
     this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);

@@ -1,6 +1,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { TimelineError } from './errors';
+import { type GcSpan, observeGcSpans } from './gc-spans';
 
 /**
  * A per-process recorder of training-step phases for a Chrome trace (`chrome://tracing`, Perfetto), as
@@ -28,7 +29,10 @@ export interface TraceEvent {
   ts: number;
   /** Duration in microseconds (`X` only). */
   dur?: number;
-  /** Category: `step` for the enclosing spans, `phase` for their phases, `background` for work off the critical path. */
+  /**
+   * Category: `step` for the enclosing spans, `phase` for their phases, `background` for work off the critical
+   * path, `gc` for the garbage collector's pauses.
+   */
   cat?: string;
   args?: Record<string, string | number>;
 }
@@ -67,9 +71,10 @@ export function timelinePartsDir(file: string): string {
   return `${file}.parts`;
 }
 
-/** The track of the step spans and their phases, and the one of work off the critical path. */
+/** The track of the step spans and their phases, the one of work off the critical path, and the GC's pauses. */
 const STEP_TID = 0;
 const BACKGROUND_TID = 1;
+const GC_TID = 2;
 
 const epochMicros = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
@@ -95,6 +100,11 @@ class FileTimeline implements Timeline {
   private buffered: TraceEvent[] = [];
   /** The step whose enclosing span is open, with its extent so far. */
   private open: { step: number; startUs: number; endUs: number } | undefined;
+  /** GC pauses not yet placed in a step: the step is known once its span ends. */
+  private pendingGc: GcSpan[] = [];
+  /** The last step span written, for a GC pause reported after its step ended. */
+  private lastStep: { step: number; startUs: number; endUs: number } | undefined;
+  private readonly stopGcSpans: () => void;
 
   constructor(options: TimelineOptions) {
     this.pid = options.pid ?? process.pid;
@@ -110,8 +120,10 @@ class FileTimeline implements Timeline {
       { name: 'process_name', ph: 'M', pid: this.pid, tid: STEP_TID, ts: 0, args: { name: options.processName } },
       { name: 'thread_name', ph: 'M', pid: this.pid, tid: STEP_TID, ts: 0, args: { name: 'step phases' } },
       { name: 'thread_name', ph: 'M', pid: this.pid, tid: BACKGROUND_TID, ts: 0, args: { name: 'off the critical path' } },
+      { name: 'thread_name', ph: 'M', pid: this.pid, tid: GC_TID, ts: 0, args: { name: 'garbage collector' } },
     );
     this.flush();
+    this.stopGcSpans = observeGcSpans((span) => this.gc(span));
   }
 
   now(): number {
@@ -138,13 +150,34 @@ class FileTimeline implements Timeline {
   }
 
   close(): void {
+    this.stopGcSpans();
     if (this.open) this.endStep();
+    for (const span of this.pendingGc) this.gcSpan(span, -1);
+    this.pendingGc = [];
     this.flush();
+  }
+
+  /**
+   * A GC pause, kept until the step it fell in is known: one that started inside a step span is tagged with
+   * that step, so a phase breakdown counts the collector's time per step; one between steps with -1.
+   */
+  private gc(span: GcSpan): void {
+    const last = this.lastStep;
+    if (last && span.startUs <= last.endUs) this.gcSpan(span, span.startUs >= last.startUs ? last.step : -1);
+    else this.pendingGc.push(span);
+  }
+
+  private gcSpan(span: GcSpan, step: number): void {
+    this.buffered.push({ name: `gc ${span.kind}`, cat: 'gc', ph: 'X', pid: this.pid, tid: GC_TID, ts: span.startUs, dur: span.durUs, args: { step } });
   }
 
   private endStep(): void {
     const { step, startUs, endUs } = this.open!;
     this.open = undefined;
+    this.lastStep = { step, startUs, endUs };
+    const later = this.pendingGc.filter((span) => span.startUs > endUs);
+    for (const span of this.pendingGc) if (span.startUs <= endUs) this.gcSpan(span, span.startUs >= startUs ? step : -1);
+    this.pendingGc = later;
     this.buffered.push({ name: `step ${step}`, cat: 'step', ph: 'X', pid: this.pid, tid: STEP_TID, ts: startUs, dur: endUs - startUs, args: { step } });
     this.flush();
   }
