@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { HeldSumsError } from '../worker/errors';
 import { HeldSums } from '../worker/held-sums';
-import { RecycledBuffers } from '../worker/recycled-buffers';
+import { RecycledBuffers } from '../common';
 
 const SPECS = [
   { name: 'w', dtype: 'float32' as const, shape: [2, 2] },

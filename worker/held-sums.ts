@@ -1,6 +1,5 @@
-import { elementCount, type MicroBatchRun, type WireTensor, type WireTensorSpec } from '../common';
+import { elementCount, type MicroBatchRun, RecycledBuffers, type WireTensor, type WireTensorSpec } from '../common';
 import { HeldSumsError } from './errors';
-import { RecycledBuffers } from './recycled-buffers';
 
 /** An allreduce's result: the step's whole sums, laid out as the coordinator's ReduceSpec said. */
 export interface ReducedSums {

@@ -6,6 +6,7 @@
  * observers included). Every member ends with identical bytes, which is what keeps the replicas identical.
  */
 export { DataPlane } from './data-plane';
+export { RecycledBuffers } from './recycled-buffers';
 export { addFloatsInto, MIN_SEGMENT_FLOATS, segmentCount } from './segment-plan';
 export { contiguousRuns, isTreeNode, type MicroBatchRun, nodePrefix, parentNode, splitPoint, TreeSum } from './summation-tree';
 export type { DataPlaneOptions } from './data-plane';

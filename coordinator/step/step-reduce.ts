@@ -50,7 +50,7 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
   const reduction = new Reduction(key, members, tensors, round.gradientSpecs.length, timeoutMs, incarnations);
   round.startReduction(reduction);
   job.changed.notify();
-  const vector = round.allreduceInput();
+  const vector = round.allreduceInput((floats) => job.updates.vector(floats));
   const t0 = job.now();
   try {
     const compression = allreduceCompression(job.spec.distributed);

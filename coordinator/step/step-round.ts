@@ -335,11 +335,12 @@ export class StepRound {
    * The coordinator's input to the allreduce: the shares pushed to it over gRPC (a draining worker's, or
    * one without a data plane), one vector per share (a node of the summation tree, in the order of
    * `contributors`), back to back and laid out as the reduction's vector; one vector of zeros if none.
+   * Written into `buffer(floats)` (a recycled vector: zeroed first).
    */
-  allreduceInput(): Float32Array {
+  allreduceInput(buffer: (floats: number) => Float32Array = (floats) => new Float32Array(floats)): Float32Array {
     const n = this.vectorLength;
     const pushed = this.acceptedShares().filter((sh) => !sh.held);
-    const out = new Float32Array(Math.max(1, pushed.length) * n);
+    const out = buffer(Math.max(1, pushed.length) * n).fill(0);
     pushed.forEach((sh, k) => {
       let at = k * n;
       for (const spec of [...this.gradientSpecs, ...this.statSpecs]) {

@@ -1,4 +1,4 @@
-import { type ApplyOrder, type ModelParts, namedVariables, OPTIMIZER_PREFIX, type TrainerState, UpdateKind, type WireTensor } from '../../common';
+import { type ApplyOrder, type ModelParts, namedVariables, OPTIMIZER_PREFIX, RecycledBuffers, type TrainerState, UpdateKind, type WireTensor } from '../../common';
 
 /** The update part of an assignment. */
 export interface UpdatePayload {
@@ -16,7 +16,8 @@ export interface ReducedUpdate {
   members: ReadonlySet<string>;
   /**
    * The reduced sums the update applied (the gradient sums, then the BatchNorm statistic deltas), sent to
-   * a worker that replays updates but was no member: it applies them as the members did.
+   * a worker that replays updates but was no member: it applies them as the members did. Views on the
+   * allreduce's vector (from {@link UpdateLog.vector}).
    */
   sums: WireTensor[];
 }
@@ -50,12 +51,27 @@ export function optimizerTensors(trainer: TrainerState): { iterations: number; t
  * The values the last update changed, captured once, when the first worker one version behind needs them
  * (every such worker gets the same arrays; after an allreduce usually none does), and the choice between
  * sending them, nothing, or a reference to GetWeights.
+ *
+ * It also hands out the allreduce vectors, since it is their last reader: a reduced update's vector is
+ * handed out again once a later update replaces it, unless its sums were sent to a worker (a message may
+ * still be reading them).
  */
 export class UpdateLog {
   private version = -1;
   private capture: (() => WireTensor[]) | undefined;
   private captured: WireTensor[] | undefined;
   private reduced: ReducedUpdate | undefined;
+  /** The reduced update's sums went out in a message: its vector is not handed out again. */
+  private reducedSent = false;
+  private readonly vectors = new RecycledBuffers();
+
+  /**
+   * A vector of `floats` for an allreduce: one a replaced update's sums were in (its old values still in
+   * it), or a new one.
+   */
+  vector(floats: number): Float32Array {
+    return this.vectors.take(floats);
+  }
 
   /**
    * Records update `weightsVersion`: `capture` reads the values it changed (called at most once, before
@@ -63,6 +79,7 @@ export class UpdateLog {
    * it instead of copying weights.
    */
   record(weightsVersion: number, capture: () => WireTensor[], reduced?: ReducedUpdate): void {
+    this.release();
     this.version = weightsVersion;
     this.capture = capture;
     this.captured = undefined;
@@ -71,10 +88,18 @@ export class UpdateLog {
 
   /** Forgets the captured update (after a resume the previous update is unknown). */
   clear(): void {
+    this.release();
     this.version = -1;
     this.capture = undefined;
     this.captured = undefined;
     this.reduced = undefined;
+  }
+
+  /** The reduced update is dropped: its vector may be handed out again unless its sums were sent. */
+  private release(): void {
+    const buffer = this.reduced?.sums[0]?.data.buffer;
+    if (buffer && !this.reducedSent) this.vectors.give(buffer);
+    this.reducedSent = false;
   }
 
   /**
@@ -90,6 +115,7 @@ export class UpdateLog {
       const reduced = this.reduced;
       if (reduced && (reduced.members.has(workerId) || replays)) {
         const tensors = reduced.members.has(workerId) ? [] : reduced.sums;
+        if (tensors.length > 0) this.reducedSent = true;
         return { kind: UpdateKind.Apply, updateStep: currentVersion - 1, tensors, apply: reduced.order };
       }
       this.captured ??= this.capture?.() ?? [];

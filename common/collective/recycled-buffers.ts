@@ -1,8 +1,9 @@
 /**
  * Float buffers handed back once nothing reads them any more, handed out again for data of the same size.
- * A worker writes a gradient-sized vector several times a step (a share's sums, the allreduce's input); a
- * fresh one each time is tens of MiB of external memory a step, and V8 answers external-memory growth with
- * full garbage collections (the timeline's GC track showed one every 2-3 steps of the 64x64 MobileNet).
+ * A worker writes a gradient-sized vector several times a step (a share's sums, the allreduce's input), the
+ * coordinator one (its allreduce vector). A fresh one each time is external memory that V8 counts toward
+ * the same allocation limit as its heap, which it keeps about 10 MiB above the live heap: one 8.65 MB vector
+ * a step brought a full garbage collection every 1-3 steps (the timeline's GC track, the 64x64 MobileNet).
  * Whoever gives a buffer back promises that no view on it is used again.
  */
 export class RecycledBuffers {
