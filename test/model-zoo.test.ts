@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -390,6 +391,22 @@ describe('model fingerprint and weights hash', () => {
       assert.notEqual(weightsHash(a), weightsHash(b), 'a tiny change changes the hash');
     } finally {
       [a, b, c, d].forEach(disposeModelParts);
+    }
+  });
+
+  it('hashes the values read in place on wasm as it hashes copies of them', async () => {
+    const parts = await buildModel(parseJobSpec('model: {architecture: small_cnn}\ntraining: {epochs: 1}\noptimizer: {learningRate: 1}').model, 3);
+    try {
+      assert.equal(tf.getBackend(), 'wasm');
+      const copies = createHash('sha256');
+      for (const v of [...namedVariables(parts).backbone, ...namedVariables(parts).head]) {
+        const values = v.read().dataSync() as Float32Array;
+        copies.update(v.originalName);
+        copies.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+      }
+      assert.equal(weightsHash(parts), `sha256:${copies.digest('hex').slice(0, 32)}`);
+    } finally {
+      disposeModelParts(parts);
     }
   });
 });

@@ -20,7 +20,7 @@ export {
   type FusedSgdAttrs,
 } from './fused-optimizer';
 export type { AdamDecay } from './optimizer-wasm-module';
-export { readFloatsInto, tensorFromReusedFloats } from './read-floats';
+export { floatsView, readFloatsInto, tensorFromReusedFloats } from './read-floats';
 export { decodeFp16Simd, encodeFp16Simd } from './fp16-wasm-kernel';
 export { THREADS_ENV_VAR, cgroupCores, coresGiven, parseThreads, resolveThreads } from './compute-threads';
 export { wasmGemm, gemmApplies, type GemmShape } from './wasm-gemm';

@@ -16,6 +16,16 @@ export function readFloatsInto(tensor: tf.Tensor, target: Float32Array): void {
 }
 
 /**
+ * A float32 tensor's values without a copy where the backend allows it: on wasm a view on the backend's
+ * memory, valid only until the next tfjs call (a kernel that grows the memory detaches it); elsewhere
+ * `dataSync`'s copy. For reading at once, e.g. hashing a model without a model-sized copy.
+ */
+export function floatsView(tensor: tf.Tensor): Float32Array {
+  if (tf.engine().backendName === WASM_BACKEND && tensor.dtype === 'float32') return new WasmHeap(tf.backend()).floats(tensor);
+  return tensor.dataSync() as Float32Array;
+}
+
+/**
  * A float32 tensor of `values` that stays right after `values` is overwritten (a view on a buffer that is
  * reused): wasm copies the values into its memory anyway; the cpu backend keeps the array it is given, so
  * it gets a copy.

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { floatsView } from '../compute';
 import { type ModelParts, namedVariables } from './parts';
 
 /**
@@ -14,12 +15,13 @@ export function modelFingerprint(parts: ModelParts): string {
 
 /**
  * Digest of the model's values: every variable's bytes (BatchNorm statistics included) in model order.
- * Equal hashes prove two replicas hold bit-identical weights.
+ * Equal hashes prove two replicas hold bit-identical weights. Read in place (no model-sized copy, which
+ * would bring the next full garbage collection closer: docs/compute-in-situ.md).
  */
 export function weightsHash(parts: ModelParts): string {
   const hash = createHash('sha256');
   for (const v of allVariables(parts)) {
-    const values = v.read().dataSync();
+    const values = floatsView(v.read());
     hash.update(v.originalName);
     hash.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
   }
