@@ -78,6 +78,8 @@ export class JobRunner {
   private resolveDone!: (outcome: JobOutcome) => void;
   private started = false;
   private lastCheckpoint: string | undefined;
+  /** The checkpoint writes queued so far, one at a time in order; settles when the last is written (or failed). */
+  private writing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly job: JobContext,
@@ -130,7 +132,7 @@ export class JobRunner {
           if (!(await this.runStep(at))) return await this.interrupt();
           at = { epoch: at.epoch, step: at.step + 1 };
           this.boundary = { position: at, ledger: job.ledger.toJSON(), epochTrain: sumsOf(this.epochTrain) };
-          if (d.checkpointEverySteps > 0 && job.weightsVersion % d.checkpointEverySteps === 0) await this.checkpoint('step');
+          if (d.checkpointEverySteps > 0 && job.weightsVersion % d.checkpointEverySteps === 0) void this.checkpoint('step');
           if (this.stopRequested) return await this.interrupt();
         }
         if (this.opened) throw new PlanningError(`step ${this.opened.globalStep} was opened after the last step of epoch ${at.epoch}`);
@@ -299,7 +301,7 @@ export class JobRunner {
     // output.checkpointEveryEpochs, as the local trainer honours it: with short epochs a checkpoint at each
     // one (fsynced files and folder, about 1 s on a busy disk) stalls training more often than it protects.
     const every = job.spec.output.checkpointEveryEpochs;
-    if ((epoch + 1) % every === 0 || epoch === job.spec.training.epochs - 1) await this.checkpoint('epoch end');
+    if ((epoch + 1) % every === 0 || epoch === job.spec.training.epochs - 1) void this.checkpoint('epoch end');
     return true;
   }
 
@@ -324,25 +326,40 @@ export class JobRunner {
   }
 
   /**
-   * Writes a checkpoint of the current boundary. A write that fails (disk full, folder gone) does not stop
-   * training: it is counted and logged, and the last good checkpoint stays the resume point. A capture
-   * that fails is a bug and fails the job.
+   * Checkpoints the current boundary: its state and tensors are captured now (a copy), and written in the
+   * background, after the writes queued before it, while training goes on (the fsynced files took 0.1-1 s
+   * at every epoch end; PyTorch's async_save does the same). It becomes the resume point once written. A
+   * write that fails (disk full, folder gone) does not stop training: it is counted and logged, and the last
+   * good checkpoint stays the resume point. A capture that fails is a bug and fails the job. Returns the
+   * write; whoever reports the resume point waits for {@link written} first.
    */
-  private async checkpoint(why: string): Promise<void> {
+  private checkpoint(why: string): Promise<void> {
     const { job } = this;
-    const endCheckpoint = processTimeline().begin('checkpoint', job.weightsVersion - 1, { why });
+    const step = job.weightsVersion;
+    const endCapture = processTimeline().begin('checkpoint', step - 1, { why });
     const { state, tensors } = captureCheckpoint(job, this.boundary);
-    try {
-      this.lastCheckpoint = await this.deps.store.write(state, tensors);
-      job.log(`checkpoint ${this.lastCheckpoint} (${why}, global step ${job.weightsVersion})`);
-    } catch (err) {
-      job.telemetry.metrics.checkpointFailures.inc();
-      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-      job.log(`error: the ${why} checkpoint at global step ${job.weightsVersion} could not be written, training goes on: ` +
-        `${err instanceof Error ? err.message : String(err)}${cause}; the resume point stays ${this.resumePoint()}`);
-    } finally {
-      endCheckpoint();
-    }
+    endCapture();
+    const write = this.writing.then(async () => {
+      const startUs = processTimeline().now();
+      try {
+        this.lastCheckpoint = await this.deps.store.write(state, tensors);
+        job.log(`checkpoint ${this.lastCheckpoint} (${why}, global step ${step})`);
+      } catch (err) {
+        job.telemetry.metrics.checkpointFailures.inc();
+        const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+        job.log(`error: the ${why} checkpoint at global step ${step} could not be written, training goes on: ` +
+          `${err instanceof Error ? err.message : String(err)}${cause}; the resume point stays ${this.resumePoint()}`);
+      } finally {
+        processTimeline().background('checkpoint write', step - 1, startUs, { why });
+      }
+    });
+    this.writing = write;
+    return write;
+  }
+
+  /** Every checkpoint queued so far is written (or failed): the resume point is final until the next. */
+  private written(): Promise<void> {
+    return this.writing;
   }
 
   private resumePoint(): string {
@@ -387,6 +404,7 @@ export class JobRunner {
 
   private async finish(): Promise<JobOutcome> {
     const { job } = this;
+    await this.written();
     job.finish();
     job.log(`job finished after ${job.weightsVersion} steps (last checkpoint: ${this.resumePoint()}); telling workers to stop`);
     await this.tellWorkersToStop();
@@ -397,6 +415,7 @@ export class JobRunner {
   private async fail(err: unknown): Promise<JobOutcome> {
     this.dropOpened();
     const { job } = this;
+    await this.written();
     job.log(`error: the job failed: ${err instanceof Error ? err.message : String(err)}`);
     if (!job.lifecycle.ended) job.lifecycle.moveTo(CoordinatorState.Failed);
     job.changed.notify();

@@ -6,6 +6,7 @@ import { initBackend, type JobSpec, parseJobSpec } from '../common';
 import { latestCheckpoint, type RunningCoordinator, startCoordinator } from '../coordinator';
 import { type StepAssignment, StepKind } from '../proto';
 import { FakeWorker, writeTinyCifar } from './coordinator-fake-worker';
+import { until } from './support/allreduce-members';
 import { withDeadline } from './support/deadline';
 
 /** The value of an unlabelled series in a Prometheus text exposition. */
@@ -58,7 +59,7 @@ distributed: { leaseMs: 60000, stepDeadlineMs: 60000, checkpointEverySteps: 1 }
   });
 
   /**
-   * Starts a coordinator and a worker, trains two steps (their checkpoints written), hands out step 2,
+   * Starts a coordinator and a worker, trains two steps, hands out step 2, waits for the checkpoint of global step 2,
    * then breaks the checkpoints folder the way root can suffer it too: the folder is moved aside and a
    * file takes its place, so every later write fails to create its folder.
    */
@@ -68,10 +69,11 @@ distributed: { leaseMs: 60000, stepDeadlineMs: 60000, checkpointEverySteps: 1 }
     const lastGood = path.join(checkpoints, 'step-0000000002');
     const worker = await new FakeWorker(coordinator.grpcAddress).join('w1');
     for (let step = 0; step < 2; step++) await worker.train(await worker.pullUntil(StepKind.TRAIN));
-    // Step 2 is handed out only after the checkpoint of step 1's result (global step 2) was written.
+    // The checkpoint of step 1's result (global step 2) is written in the background: step 2 goes out at once.
     const step2 = await worker.pullUntil(StepKind.TRAIN);
     assert.equal(step2.globalStep, 2);
-    assert.ok(fs.existsSync(lastGood), `expected ${lastGood} written before step 2 was handed out`);
+    await until(() => lines.some((l) => l.startsWith(`checkpoint ${lastGood} `)), `the checkpoint ${lastGood} to be written`);
+    assert.ok(fs.existsSync(lastGood), `expected ${lastGood} on disk once its write was logged`);
     const aside = `${checkpoints}.aside`;
     fs.renameSync(checkpoints, aside);
     fs.writeFileSync(checkpoints, 'not a folder\n');
