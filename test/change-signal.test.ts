@@ -32,6 +32,26 @@ describe('ChangeSignal', () => {
     assert.equal(await ofOther, 'changed', 'another signal\'s abort must not end this wait');
   });
 
+  it("a worker's notify wakes that worker's waits and those about no worker, and leaves the others pending", async () => {
+    const changed = new ChangeSignal();
+    const settled: string[] = [];
+    const track = (name: string, wait: Promise<unknown>) => wait.then((outcome) => settled.push(`${name}:${String(outcome)}`));
+    const loop = track('loop', changed.wait(Infinity));
+    const w1 = track('w1', changed.wait(Infinity, undefined, 'w1'));
+    const w1b = track('w1b', changed.wait(60_000, new AbortController().signal, 'w1'));
+    const w2 = track('w2', changed.wait(Infinity, undefined, 'w2'));
+    changed.notify('w1');
+    await Promise.all([loop, w1, w1b]);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(settled.sort(), ['loop:changed', 'w1:changed', 'w1b:changed']);
+    changed.notify('w3'); // nobody waits about w3: w2 stays pending
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(settled.length, 3);
+    changed.notify();
+    await w2;
+    assert.deepEqual(settled.slice(3), ['w2:changed']);
+  });
+
   it('times a wait out when nothing changes, and a timed-out wait is not woken again', async () => {
     const changed = new ChangeSignal();
     const started = performance.now();
