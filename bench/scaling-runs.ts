@@ -1,4 +1,5 @@
 import { defaultShardwiseCommand, exitCodeOf, LocalCluster, ManagedChild, withMallocSettings } from '../launcher';
+import { processCpuMs } from './process-cpu';
 import { delta, scrape, type Scrape } from './scaling-scrape';
 import { StepClock } from './scaling-steps';
 
@@ -54,6 +55,8 @@ export interface RunMeasurement {
   backendLine?: string;
   /** The coordinator's and every worker's metrics at both ends of the window (distributed runs). */
   scrapes: ScrapePair[];
+  /** CPU time the coordinator process (every thread) used over the window, ms (distributed runs). */
+  coordinatorCpuMs?: number;
 }
 
 /** Samples per second over the window. */
@@ -107,19 +110,24 @@ async function measureWindow(
   plan: RunPlan,
   last: number,
   metricsUrls: ReadonlyArray<{ name: string; url: string }>,
-): Promise<{ steps: number; seconds: number; stepMs: number[]; scrapes: ScrapePair[] }> {
+  coordinatorPid?: number,
+): Promise<{ steps: number; seconds: number; stepMs: number[]; scrapes: ScrapePair[]; coordinatorCpuMs?: number }> {
   const clock = new StepClock(runDir);
   try {
     const scrapeAll = (): Promise<Scrape[]> => Promise.all(metricsUrls.map((m) => scrape(m.url)));
+    const cpu = (): number | undefined => (coordinatorPid === undefined ? undefined : processCpuMs(coordinatorPid));
     const start = await clock.waitFor(plan.warmupSteps - 1, STEP_TIMEOUT_MS);
+    const cpuBefore = cpu();
     const before = await scrapeAll();
     const end = await clock.waitFor(last, STEP_TIMEOUT_MS);
+    const cpuAfter = cpu();
     const after = await scrapeAll();
     return {
       steps: last - (plan.warmupSteps - 1),
       seconds: (end.atMs - start.atMs) / 1000,
       stepMs: clock.stepIntervalsMs(plan.warmupSteps - 1, last),
       scrapes: metricsUrls.map((m, i) => ({ name: m.name, before: before[i], after: after[i] })),
+      coordinatorCpuMs: cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore,
     };
   } finally {
     clock.close();
@@ -159,7 +167,7 @@ export async function runCluster(plan: RunPlan, workers: number): Promise<RunMea
       { name: 'coordinator', url: cluster.coordinator.metrics },
       ...cluster.workers().map((w) => ({ name: w.id, url: w.ready?.metrics ?? '' })),
     ];
-    const window = await measureWindow(cluster.coordinator.runDir, plan, last, urls);
+    const window = await measureWindow(cluster.coordinator.runDir, plan, last, urls, cluster.coordinatorPid);
     const code = await withTimeout(cluster.finished, FINISH_TIMEOUT_MS, 'the cluster to finish the job');
     if (code !== 0 || !cluster.jobFinished) throw new Error(`the cluster ended with status ${code} (job finished: ${cluster.jobFinished})`);
     return { ...window, samples: window.steps * plan.batchSize, backendLine: lines.backendLine };

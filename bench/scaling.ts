@@ -15,7 +15,8 @@
  *
  * Prints `bench-scaling mode=local img_per_s=W`, `bench-scaling workers=1 img_per_s=X`,
  * `bench-scaling workers=2 img_per_s=Y efficiency=Z` (Y / 2X) and `bench-overhead workers=N
- * ms_per_step=X p50_ms=X p99_ms=Y`, with `#` lines saying what was measured and where the step time went.
+ * ms_per_step=X p50_ms=X p99_ms=Y coordinator_cpu_ms_per_step=Z` (the coordinator process's CPU time, every
+ * thread, per measured step), with `#` lines saying what was measured and where the step time went.
  * Without ../shared (or the `--shared` folder) it generates random CIFAR-format images and builds the
  * MobileNet topology with random weights (same cost per image). BENCH_DEBUG=1 forwards every process's
  * output to stderr; BENCH_KEEP=1 keeps the temp folder (job files, run directories).
@@ -121,6 +122,12 @@ function breakdownLine(label: string, m: RunMeasurement): string {
 
 type BasePlan = Omit<RunPlan, 'job' | 'batchSize' | 'warmupSteps'>;
 
+/** The coordinator process's CPU time (every thread) per measured step, over every run. */
+function coordinatorCpuMsPerStep(runs: readonly RunMeasurement[]): number {
+  const steps = runs.reduce((n, m) => n + m.steps, 0);
+  return runs.reduce((ms, m) => ms + (m.coordinatorCpuMs ?? Number.NaN), 0) / steps;
+}
+
 async function scaling(dir: string, inputs: BenchInputs, base: BasePlan, repeat: number): Promise<void> {
   const job = path.join(dir, 'scaling.yaml');
   writeFileSync(job, scalingJobYaml(inputs, SCALING_LIMIT));
@@ -162,7 +169,8 @@ async function overhead(dir: string, base: BasePlan, repeat: number): Promise<vo
     const all = steps(s);
     const p50 = q(all, 0.5) - q(localSteps, 0.5);
     const p99 = q(all, 0.99) - q(localSteps, 0.99);
-    console.log(`bench-overhead workers=${workers} ms_per_step=${fmt(p50, 2)} p50_ms=${fmt(p50, 2)} p99_ms=${fmt(p99, 2)}`);
+    console.log(`bench-overhead workers=${workers} ms_per_step=${fmt(p50, 2)} p50_ms=${fmt(p50, 2)} p99_ms=${fmt(p99, 2)} ` +
+      `coordinator_cpu_ms_per_step=${fmt(coordinatorCpuMsPerStep(s.runs), 2)}`);
     console.log(`# workers=${workers}: p50 ${fmt(q(all, 0.5), 2)} ms, p99 ${fmt(q(all, 0.99), 2)} ms per step over ${all.length} steps; ` +
       `minus the slowest worker's compute per share: ${fmt(msPerStep(s.median) - phaseBreakdown(s.median).workerComputeMs, 2)} ms`);
     console.log(breakdownLine(`workers=${workers}${spread(s, msPerStep, 2)}`, s.median));

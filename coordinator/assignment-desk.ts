@@ -78,7 +78,7 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
     // that round commits (an epoch's short last step, more workers than micro-batches) and then need a
     // full GetWeights on the path of the next step it computes.
     if (idleOneUpdateBehind(job, request, session)) return waitOrStop(job, AssignmentKind.Wait, request, session, decision.wait, 0);
-    await job.changed.wait(left, signal);
+    await job.changed.wait(left, signal, request.workerId);
   }
 }
 

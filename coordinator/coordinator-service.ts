@@ -1,4 +1,5 @@
 import {
+  type AllreduceMember,
   clientStreamHandler,
   duplexStreamHandler,
   encodeTensors,
@@ -86,6 +87,25 @@ function capabilitiesOf(c: WorkerCapabilities | undefined): WorkerCapabilitiesIn
   };
 }
 
+/** The members of an allreduce as a REDUCE order lists them. */
+type ProtoMembers = NonNullable<StepAssignment['reduce']>['members'];
+
+/**
+ * Each attempt's members as proto, built once for all its REDUCE orders: every member's order lists every
+ * member (with 64 workers, 4,096 member objects built and dropped per step). Keyed by the attempt's own
+ * members array, which every order of the attempt shares (Reduction.orderFor).
+ */
+const protoMembers = new WeakMap<readonly AllreduceMember[], ProtoMembers>();
+
+function membersToProto(members: readonly AllreduceMember[]): ProtoMembers {
+  let proto = protoMembers.get(members);
+  if (!proto) {
+    proto = members.map((m) => ({ id: m.id, address: m.address, observer: m.role === 'observer', parts: [...(m.parts ?? [])] }));
+    protoMembers.set(members, proto);
+  }
+  return proto;
+}
+
 function toStepAssignment(a: Assignment): StepAssignment {
   return {
     kind: STEP_KINDS[a.kind],
@@ -108,7 +128,7 @@ function toStepAssignment(a: Assignment): StepAssignment {
     waitReason: a.waitReason,
     reduce: a.reduce && {
       key: a.reduce.key,
-      members: a.reduce.members.map((m) => ({ id: m.id, address: m.address, observer: m.role === 'observer', parts: [...(m.parts ?? [])] })),
+      members: membersToProto(a.reduce.members),
       rank: a.reduce.rank,
       tensors: a.reduce.tensors.map(specToProto),
       gradientTensorCount: a.reduce.gradientTensorCount,

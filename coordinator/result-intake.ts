@@ -201,7 +201,10 @@ export async function receiveGradients(job: JobContext, push: GradientPush, chun
   checkHash(job, round, push);
   round.accept(handout, sums, headerAtMs, job.now());
   job.members.counted(push.workerId, round.globalStep);
-  job.changed.notify();
+  // A share before the step's last changes no other worker's next order (each is told from its own
+  // handout and queue, the round's phase and the members): only this worker's pulls and the job's loops
+  // are woken. The last share wakes everyone, as does the REDUCE decision after it.
+  job.changed.notify(round.collector.complete ? undefined : push.workerId);
   return { globalStep: round.globalStep, workersReported: round.workersReported() };
 }
 

@@ -123,6 +123,11 @@ describe('run-directory', () => {
       assert.deepEqual(boundary, written.slice(0, 5));
       run.rewriteMetrics(boundary);
       assert.deepEqual(run.readMetrics(), boundary);
+      // Appends after the rewrite land in the new file, not the one the rename replaced; so after a close.
+      run.appendMetrics(written[5]);
+      run.close();
+      run.appendMetrics(written[6]);
+      assert.deepEqual(run.readMetrics(), written.slice(0, 7));
     });
 
     it('keeps every appended line when the writing process is killed', function () {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as tls from 'node:tls';
 import { CertificateError, type CertificatePair, type DevCertificates, identityOf, makeDevCertificates } from '../common';
+import { callIdentity } from '../common/security';
 
 const SHARDWISE = resolve(__dirname, '../bin/shardwise');
 
@@ -79,6 +80,20 @@ describe('shardwise certs: a development CA and one certificate per identity', f
     assert.ok(new X509Certificate(readFileSync(job.coordinator.cert)).checkIP('127.0.0.1'));
     assert.equal(statSync(job.joinToken).mode & 0o777, 0o600);
     assert.match(readFileSync(job.joinToken, 'utf8'), /^[A-Za-z0-9_-]{43}\n$/);
+  });
+
+  it("reads a call's identity from its certificate, a new certificate object each call (as grpc-js gives one)", () => {
+    const callOn = (pair: CertificatePair | undefined) => {
+      const cert = pair && new X509Certificate(readFileSync(pair.cert));
+      return { getAuthContext: () => ({ sslPeerCertificate: cert && ({ raw: cert.raw, fingerprint256: cert.fingerprint256 } as tls.PeerCertificate) }) };
+    };
+    for (let call = 0; call < 2; call++) {
+      assert.deepEqual(callIdentity(callOn(job.workers.get('worker-1'))), { role: 'worker', name: 'worker-1' });
+      assert.deepEqual(callIdentity(callOn(job.workers.get('worker-2'))), { role: 'worker', name: 'worker-2' });
+      assert.deepEqual(callIdentity(callOn(other.workers.get('worker-1'))), { role: 'worker', name: 'worker-1' });
+      assert.deepEqual(callIdentity(callOn(job.operators.get('admin'))), { role: 'operator', name: 'admin' });
+      assert.equal(callIdentity(callOn(undefined)), undefined);
+    }
   });
 
   it('a worker certificate completes mutual TLS with the coordinator, which reads the worker id from it', async () => {

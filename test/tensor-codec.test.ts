@@ -229,6 +229,19 @@ describe('tensor-codec', () => {
       assert.notEqual(COORDINATOR_SERVICE.session.responseDeserialize(wire).heldAnswer, undefined);
     });
 
+    it('keeps each message it wrote intact across later ones, and writes on correctly after a message that failed to encode', () => {
+      const ser = COORDINATOR_SERVICE.session.responseSerialize;
+      const order = (globalStep: number, details: string, code = 0): SessionOrder => ({ payload: undefined, heldAnswer: HeldResult.fromPartial({ globalStep, code, details }) });
+      const first = order(3, 'x'.repeat(5000));
+      const firstWire = ser(first);
+      const secondWire = ser(order(4, 'short'));
+      assert.ok(firstWire.equals(Buffer.from(SessionOrder.encode(first).finish())), 'a later message overwrote an earlier one');
+      assert.ok(secondWire.equals(Buffer.from(SessionOrder.encode(order(4, 'short')).finish())));
+      assert.throws(() => ser(order(6, 'y'.repeat(300), -1)), /uint32/);
+      const after = order(5, 'z'.repeat(200));
+      assert.ok(ser(after).equals(Buffer.from(SessionOrder.encode(after).finish())), 'the failed message left bytes behind');
+    });
+
     it('reads chunk data as a view of the received buffer', () => {
       const wire = COORDINATOR_SERVICE.pushGradients.requestSerialize({ payload: { $case: 'chunk', chunk: sample[3] } });
       const msg = COORDINATOR_SERVICE.pushGradients.requestDeserialize(wire);

@@ -48,6 +48,12 @@ export function utcStamp(date: Date): string {
 export class RunDirectory {
   /** Absolute path of the run folder. */
   readonly dir: string;
+  /**
+   * `metrics.jsonl` opened for appending, from the first append to `close` (reopened by an append after
+   * it). A step appends a line or two, and opening and closing the file for each was a tenth of the
+   * coordinator's CPU per step in the near-empty job.
+   */
+  private metricsFd: number | undefined = undefined;
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -110,7 +116,10 @@ export class RunDirectory {
   appendMetrics(record: MetricsRecord): void {
     const file = this.file(RUN_FILES.metrics);
     try {
-      fs.appendFileSync(file, encodeMetricsLine(record));
+      this.metricsFd ??= fs.openSync(file, 'a');
+      // A regular file takes the whole line in one write; the loop only guards a short write.
+      const line = Buffer.from(encodeMetricsLine(record));
+      for (let done = 0; done < line.length; ) done += fs.writeSync(this.metricsFd, line, done);
     } catch (err) {
       throw new RunDirectoryError(file, `cannot append to ${file}: ${(err as Error).message}`, { cause: err });
     }
@@ -118,7 +127,16 @@ export class RunDirectory {
 
   /** Replaces `metrics.jsonl` with `records` in one atomic rename (a resumed run drops what it redoes). */
   rewriteMetrics(records: readonly MetricsRecord[]): void {
+    this.close(); // the next append opens the new file, not the one the rename replaces
     writeFileAtomic(this.file(RUN_FILES.metrics), records.map(encodeMetricsLine).join(''));
+  }
+
+  /** Closes `metrics.jsonl` if an append opened it; a later append opens it again. */
+  close(): void {
+    if (this.metricsFd === undefined) return;
+    const fd = this.metricsFd;
+    this.metricsFd = undefined;
+    fs.closeSync(fd);
   }
 
   /** Reads this run's `metrics.jsonl`; see `readMetrics`. */

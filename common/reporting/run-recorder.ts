@@ -58,6 +58,7 @@ export class RunRecorder {
       await this.pending;
     } finally {
       this.progress.stop();
+      this.options.run.close();
       await this.curves.close();
     }
     if (this.failure !== undefined) throw this.failure;

@@ -6,8 +6,14 @@ export interface AuthContextSource {
   getAuthContext(): { transportSecurityType?: string; sslPeerCertificate?: PeerCertificate } | null;
 }
 
-/** Identities already read, per peer certificate object (grpc-js builds one per connection, not per call). */
-const known = new WeakMap<PeerCertificate, Identity | null>();
+/**
+ * Identities already read, by certificate (its SHA-256 fingerprint). grpc-js builds a new certificate object
+ * for each call (`getPeerCertificate()` in `getAuthContext`), so a cache by object missed every time and each
+ * heartbeat parsed the certificate twice (`authorize`, then `bindWorker`).
+ */
+const known = new Map<string, Identity | null>();
+/** Certificates remembered at most; past it the cache starts afresh (certificates rotate, workers come and go). */
+const MAX_KNOWN_CERTIFICATES = 1024;
 
 /**
  * The identity in the client certificate of the connection `call` came on; undefined on a plaintext
@@ -16,10 +22,11 @@ const known = new WeakMap<PeerCertificate, Identity | null>();
 export function callIdentity(call: AuthContextSource): Identity | undefined {
   const cert = call.getAuthContext()?.sslPeerCertificate;
   if (!cert?.raw) return undefined;
-  let identity = known.get(cert);
+  let identity = known.get(cert.fingerprint256);
   if (identity === undefined) {
     identity = identityOf(cert.raw) ?? null;
-    known.set(cert, identity);
+    if (known.size >= MAX_KNOWN_CERTIFICATES) known.clear();
+    known.set(cert.fingerprint256, identity);
   }
   return identity ?? undefined;
 }

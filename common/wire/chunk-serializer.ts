@@ -1,4 +1,4 @@
-import { BinaryReader } from '@bufbuild/protobuf/wire';
+import { BinaryReader, BinaryWriter } from '@bufbuild/protobuf/wire';
 import { ChannelCredentials, ClientOptions, makeGenericClientConstructor } from '@grpc/grpc-js';
 import {
   CoordinatorClient,
@@ -15,6 +15,8 @@ import {
  * stream messages that carry TensorChunks this file writes the same bytes with one copy, and reads
  * `data` as a view of the received buffer. Every other message, and any stream message that is not a
  * chunk alone (a SessionOrder's chunk beside its `held_answer`, say), goes through the generated code. test/tensor-codec.test.ts checks byte equality with it.
+ * Whatever this file encodes is written into one kept writer, and `finish()`'s bytes are sent as they are
+ * (no Buffer.from copy): a StepAssignment with its samples' pixels no longer grows a writer from 128 bytes.
  */
 
 /** Field number of `chunk` in the oneof of each chunk-carrying stream message. */
@@ -40,9 +42,40 @@ function writeVarint(out: Buffer, pos: number, n: number): number {
   return pos;
 }
 
+/** A message as the generated `encode` writes it, into {@link writer}. */
+interface Encoder<T> {
+  encode(message: T, writer: BinaryWriter): { finish(): Uint8Array };
+}
+
+/**
+ * Encoding messages above this leaves the writer behind rather than keeping its grown buffer (a weights
+ * chunk or an evaluation share's pixels would otherwise stay allocated for the life of the process).
+ */
+const KEPT_WRITER_BYTES = 1 << 20;
+
+/**
+ * The writer every message of this module is encoded with. A fresh BinaryWriter starts at 128 bytes and
+ * doubles (a copy and a zeroed allocation per doubling) for each message; this one keeps its buffer, so a
+ * step's orders are written without growing it. `finish()` copies the bytes out and resets it.
+ */
+let writer = new BinaryWriter();
+
+/** `message` encoded by `codec`, as a Buffer over the bytes `finish()` returned (no further copy). */
+function encoded<T>(codec: Encoder<T>, message: T): Buffer {
+  let bytes: Uint8Array;
+  try {
+    bytes = codec.encode(message, writer).finish();
+  } catch (err) {
+    writer = new BinaryWriter(); // left mid-message: its forks and position are the failed message's
+    throw err;
+  }
+  if (bytes.byteLength > KEPT_WRITER_BYTES) writer = new BinaryWriter();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** `{ field: chunk }` encoded exactly as the generated encoder would, copying `data` once. */
 export function encodeChunkMessage(field: number, chunk: TensorChunk): Buffer {
-  const head = TensorChunk.encode({ ...chunk, data: EMPTY }).finish();
+  const head = encoded(TensorChunk, { ...chunk, data: EMPTY });
   const n = chunk.data.length;
   const inner = head.length + (n > 0 ? 1 + varintSize(n) + n : 0);
   const tag = (field << 3) | LEN_DELIMITED;
@@ -111,8 +144,7 @@ function safeNumber(v: bigint | string): number {
   return n;
 }
 
-interface OneofCodec<T> {
-  encode(message: T): { finish(): Uint8Array };
+interface OneofCodec<T> extends Encoder<T> {
   decode(input: Uint8Array): T;
 }
 
@@ -126,7 +158,7 @@ function chunkOnly(value: object): TensorChunk | undefined {
 function serializerFor<T extends { payload?: { $case: string } }>(codec: OneofCodec<T>): (value: T) => Buffer {
   return (value) => {
     const chunk = chunkOnly(value);
-    return chunk ? encodeChunkMessage(CHUNK_FIELD, chunk) : Buffer.from(codec.encode(value).finish());
+    return chunk ? encodeChunkMessage(CHUNK_FIELD, chunk) : encoded(codec, value);
   };
 }
 

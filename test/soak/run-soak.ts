@@ -9,13 +9,13 @@
  * consecutive steps. The run is then checked from metrics.jsonl: no sample lost or counted twice, every
  * replica hash equal to the coordinator's.
  */
-import { execFileSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
   COORDINATOR_DONE_PATTERN, COORDINATOR_READY_PATTERN, coordinatorHeapCapMb, defaultShardwiseCommand, ManagedChild, withCoordinatorHeapCap,
 } from '../../launcher';
+import { processCpuMs } from '../../bench/process-cpu';
 import type { TraceEvent } from '../../common';
 import { writeSignalCifar } from '../support/cluster-data';
 import { recordsOf, runRecords, sampleTally } from '../support/cluster-checks';
@@ -100,21 +100,13 @@ export function soakCompanionLines(r: SoakResult): string[] {
 /** Checkpoints of the soak job, every this many steps (rare: they are not what is measured). */
 const CHECKPOINT_EVERY_STEPS = 1000;
 
-const CLOCK_TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-
-/** CPU time (user + system) `pid` used so far, ms, from /proc/PID/stat. */
-function cpuMs(pid: number): number {
-  // Split after the command name (it may hold spaces): index 0 is field 3 (state), so utime (14) and stime (15) are 11 and 12.
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S) * 1000;
-}
 
 /** Resident memory of `pid` in MiB and its open file descriptors, from /proc. */
 function processFootprint(pid: number, hostPids: readonly number[]): Footprint {
   const rssKb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
   return {
-    rssMb: rssKb / 1024, handles: readdirSync(`/proc/${pid}/fd`).length, cpuMs: cpuMs(pid),
-    workersCpuMs: hostPids.reduce((sum, p) => sum + cpuMs(p), 0), t: performance.timeOrigin + performance.now(),
+    rssMb: rssKb / 1024, handles: readdirSync(`/proc/${pid}/fd`).length, cpuMs: processCpuMs(pid),
+    workersCpuMs: hostPids.reduce((sum, p) => sum + processCpuMs(p), 0), t: performance.timeOrigin + performance.now(),
   };
 }
 
