@@ -7,15 +7,17 @@ import {
   expectOutputGradShape,
 } from './conv-geometry';
 import { columnsToImage } from './wasm-depthwise-kernels';
+import { gemmApplies } from './wasm-gemm';
 import { asTensor, KernelArgs, registerWasmKernel, tidyKernel } from './wasm-kernel-registry';
 import { isPointwise } from './wasm-pointwise-conv';
 
 /**
- * dx = dy·Wᵀ for a pointwise convolution. XNNPACK packs the right operand of every product
- * (~2.7 ns per element, as slow as a transpose), so there are two ways to pay: transpose and
- * pack the [in, out] filter, or compute dxᵀ = W·dyᵀ, which transposes and packs dy and
- * transposes the result. Deep layers have few pixels and big filters (32 pixels against a
- * 512x1024 filter at 32x32 input), shallow ones the opposite; pick the cheaper per call.
+ * dx = dy·Wᵀ for a pointwise convolution. Where our SIMD product applies (wasm-gemm.ts: float32, a
+ * multiple of 8 input channels) it packs Wᵀ straight from the [in, out] filter, so the product needs no
+ * copy. Elsewhere XNNPACK packs the right operand of every product (~2.7 ns per element, as slow as a
+ * transpose), so there are two ways to pay: transpose and pack the filter, or compute dxᵀ = W·dyᵀ, which
+ * transposes and packs dy and transposes the result. Deep layers have few pixels and big filters (32
+ * pixels against a 512x1024 filter at 32x32 input), shallow ones the opposite; pick the cheaper per call.
  */
 function pointwiseInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor {
   const [n, h, w, outC] = dy.shape;
@@ -23,7 +25,8 @@ function pointwiseInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor {
   const pixels = n * h * w;
   const dy2 = tf.reshape(dy, [pixels, outC]);
   const w2 = tf.reshape(filter, [inC, outC]);
-  const viaFilter = 2 * inC * outC <= pixels * (2 * outC + inC);
+  const direct = dy.dtype === 'float32' && filter.dtype === 'float32' && gemmApplies({ m: pixels, n: inC, k: outC, transposeA: false, transposeB: true });
+  const viaFilter = direct || 2 * inC * outC <= pixels * (2 * outC + inC);
   const dx2 = viaFilter ? tf.matMul(dy2, w2, false, true) : tf.transpose(tf.matMul(w2, dy2, false, true));
   return tf.reshape(dx2, [n, h, w, inC]);
 }
