@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ComputeError } from './errors';
 import { GEMM_TILE_COLUMNS, GEMM_TILE_ROWS, gemmModule } from './gemm-wasm-module';
 import { WasmHeap } from './wasm-heap';
 
@@ -89,4 +90,23 @@ export function wasmGemm(backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo, s
   }
   heap.release(strips);
   return c;
+}
+
+/**
+ * {@link wasmGemm} on tensors that hold the operands' data under other shapes (an NHWC activation is a
+ * [pixels, channels] matrix, a 1x1 filter an [in, out] one): the kernels of pointwise convolutions call it
+ * with no Reshape to dispatch. Returns C shaped `outShape`, or undefined where our module does not apply
+ * (not float32, C's columns not whole strips): the caller then composes tfjs ops.
+ */
+export function gemmOfViews(backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo, shape: GemmShape, outShape: number[]): tf.TensorInfo | undefined {
+  if (a.dtype !== 'float32' || b.dtype !== 'float32' || !gemmApplies(shape)) return undefined;
+  const { m, n, k, transposeA, transposeB } = shape;
+  const sizes = [[a, m * k], [b, k * n]] as const;
+  for (const [t, size] of sizes) {
+    if (tf.util.sizeFromShape(t.shape) !== size) throw new ComputeError(`gemm: expected an operand of ${size} floats for ${JSON.stringify(shape)}, got shape [${t.shape}]`);
+  }
+  if (tf.util.sizeFromShape(outShape) !== m * n) throw new ComputeError(`gemm: expected an output shape of ${m * n} floats, got [${outShape}]`);
+  const view = (t: tf.TensorInfo, rows: number, columns: number): tf.TensorInfo => ({ dataId: t.dataId, shape: [rows, columns], dtype: 'float32' });
+  const c = wasmGemm(backend, view(a, transposeA ? k : m, transposeA ? m : k), view(b, transposeB ? n : k, transposeB ? k : n), shape);
+  return { dataId: c.dataId, shape: outShape, dtype: 'float32' };
 }
