@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { foldZeroPadding } from '../common';
 
 /** Where the shared ImageNet MobileNet v1 backbone (cut after conv_pw_12_relu) lives. */
 export const SHARED_BACKBONE_DIR = path.resolve(__dirname, '../../shared/models/mobilenet_v1_imagenet_conv_pw_12');
@@ -58,11 +59,13 @@ function buildBackbone(): tf.LayersModel {
 
 /**
  * The MobileNet v1 backbone: the shared ImageNet weights when present, else the same
- * architecture with random weights (from the shared topology, or built in code).
+ * architecture with random weights (from the shared topology, or built in code). Its paddings are
+ * folded into its depthwise convolutions, as the trainers' model zoo folds them (common/models).
  */
 export async function loadBackbone(dir: string = SHARED_BACKBONE_DIR): Promise<{ model: tf.LayersModel; source: BackboneSource }> {
-  if (existsSync(path.join(dir, 'model.json'))) return loadFromDisk(dir);
-  return { model: buildBackbone(), source: 'built in code, random weights' };
+  const loaded = existsSync(path.join(dir, 'model.json')) ? await loadFromDisk(dir) : { model: buildBackbone(), source: 'built in code, random weights' as const };
+  foldZeroPadding(loaded.model);
+  return loaded;
 }
 
 /** Backbone + global average pooling + a dense head producing `classes` logits. */

@@ -68,6 +68,7 @@ describe('compute: the wasm SIMD matrix product', () => {
     { label: 'A·B, 2 rows of C (no whole tile)', aShape: [2, 20], bShape: [20, 8], transposeA: false, transposeB: false },
     { label: 'A·B', aShape: [36, 20], bShape: [20, 16], transposeA: false, transposeB: false },
     { label: 'A·Bᵀ', aShape: [20, 40], bShape: [8, 40], transposeA: false, transposeB: true },
+    { label: 'A·Bᵀ, 3 blocks of k and 2 strips (dx = dy·Wᵀ)', aShape: [36, 600], bShape: [16, 600], transposeA: false, transposeB: true },
     { label: 'Aᵀ·Bᵀ', aShape: [9, 4], bShape: [32, 9], transposeA: true, transposeB: true },
     { label: 'k = 1', aShape: [4, 1], bShape: [1, 8], transposeA: false, transposeB: false },
     { label: 'leading axes of 1', aShape: [1, 1, 8, 30], bShape: [1, 30, 16], transposeA: false, transposeB: false },
@@ -94,6 +95,14 @@ describe('compute: the wasm SIMD matrix product', () => {
       }
     });
   }
+
+  it('reads a transposed B in place: A·Bᵀ runs no Transpose', async () => {
+    await initBackend({ prefer: 'wasm', ...quiet });
+    const [a, b] = [tf.tensor(values(rng, [12, 40]), [12, 40]), tf.tensor(values(rng, [16, 40]), [16, 40])];
+    const profile = await tf.profile(() => tf.matMul(a, b, false, true));
+    assert.deepEqual(profile.kernelNames, [tf.BatchMatMul], `A·Bᵀ ran ${profile.kernelNames.join(', ')}`);
+    tf.dispose([a, b, profile.result as tf.Tensor]);
+  });
 
   it('takes any row count but only whole strips of 8 columns, large products included (it beats XNNPACK there too)', () => {
     assert.equal(gemmApplies({ m: 6, n: 8, k: 3, transposeA: false }), true);

@@ -91,6 +91,7 @@ describe('compute: wasm training kernels against the cpu backend', () => {
     ['1x1 s1 (filter-sized dx route)', [2, 5, 5, 6], [1, 1, 6, 4], 1, 'same'],
     ['1x1 s1 (transposed dx route)', [1, 1, 2, 12], [1, 1, 12, 16], 1, 'valid'],
     ['1x1 s2 odd', [2, 5, 7, 4], [1, 1, 4, 6], 2, 'same'],
+    ['1x1 s1, 8 -> 16 channels (our SIMD product on the tensors in place)', [2, 5, 3, 8], [1, 1, 8, 16], 1, 'valid'],
     ['3x3 s2 same, 10 input channels (per-tap dW, direct dx routes)', [2, 7, 6, 10], [3, 3, 10, 4], 2, 'same'],
     ['3x3 s1 valid, 9 input channels (per-tap dW, direct dx routes)', [1, 5, 6, 9], [3, 3, 9, 2], 1, 'valid'],
     ['1x1 over 9800 pixels (dW summed in row blocks)', [2, 70, 70, 2], [1, 1, 2, 3], 1, 'same'],
@@ -276,6 +277,24 @@ describe('compute: wasm training kernels against the cpu backend', () => {
     await checkKernel('Conv2D', { x, filter }, attrs, 'pointwise');
     await checkKernel('FusedConv2D', { x, filter, bias }, { ...attrs, activation: 'relu6' }, 'bias+relu6');
     await checkKernel('FusedConv2D', { x, filter }, { ...attrs, activation: 'linear' }, 'linear');
+  });
+
+  it('pointwise convolution and both its gradients on our SIMD product dispatch no other kernel', async () => {
+    await initBackend({ prefer: 'wasm', ...quiet });
+    const [x, filter, dy] = [[2, 3, 4, 8], [1, 1, 8, 16], [2, 3, 4, 16]].map((shape) => tf.tensor(uniform(rng, shape).values, shape));
+    const common = { strides: 1, pad: 'valid', dataFormat: 'NHWC' };
+    const calls: [string, tf.NamedTensorMap, object][] = [
+      ['Conv2D', { x, filter }, { ...common, dilations: 1 }],
+      ['FusedConv2D', { x, filter }, { ...common, dilations: 1, activation: 'linear' }],
+      ['Conv2DBackpropInput', { dy, filter }, { ...common, inputShape: x.shape }],
+      ['Conv2DBackpropFilter', { x, dy }, { ...common, filterShape: filter.shape }],
+    ];
+    for (const [kernel, inputs, attrs] of calls) {
+      const profile = await tf.profile(() => tf.engine().runKernel(kernel, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor);
+      assert.deepEqual(profile.kernelNames, [kernel], `${kernel} ran ${profile.kernelNames.join(', ')}`);
+      (profile.result as tf.Tensor).dispose();
+    }
+    tf.dispose([x, filter, dy]);
   });
 });
 

@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { batchNormTraining } from './wasm-batch-norm-training';
+import { movingAverages } from './wasm-moving-average';
 
 /**
  * Routes tfjs-layers' BatchNormalization in training mode through the one-kernel batch norm
  * (wasm-batch-norm-training.ts) where the backend has it; everything else (inference mode, other backends,
  * a normalised axis other than the last, a layer without scale or offset) runs the stock code. The moving
- * statistics are updated with the stock layer's own ops (`m - (m - batch)·(1 - momentum)`), so only the
- * normalisation and its gradient change: the same maths, fewer passes.
+ * statistics are updated by the stock layer's formula (`m - (m - batch)·(1 - momentum)`), in one kernel for
+ * both (wasm-moving-average.ts), so only the number of passes and dispatches changes: the same maths.
  */
 
 /** The fields of tfjs-layers' BatchNormalization that training mode reads (public in its JavaScript). */
@@ -25,11 +26,13 @@ type LayerCall = (this: BatchNormLayer, inputs: tf.Tensor | tf.Tensor[], kwargs:
 // Marks our wrapper, so patching twice never wraps it again.
 const OURS = Symbol('shardwise.compute.batchNormLayer');
 
-/** The stock layer's moving average: `variable -= (variable - value)·(1 - momentum)`. */
-function movingAverage(variable: tf.LayerVariable, value: tf.Tensor, momentum: number): void {
+/** Writes both moving statistics of `layer` moved towards the batch's `mean` and `variance`. */
+function updateMovingStatistics(layer: BatchNormLayer, mean: tf.Tensor, variance: tf.Tensor): void {
   tf.tidy(() => {
-    const current = variable.read();
-    variable.write(tf.sub(current, tf.mul(tf.sub(current, value), 1 - momentum)));
+    const moving = { mean: layer.movingMean.read(), variance: layer.movingVariance.read() };
+    const [nextMean, nextVariance] = movingAverages(moving, { mean, variance }, layer.momentum);
+    layer.movingMean.write(nextMean);
+    layer.movingVariance.write(nextVariance);
   });
 }
 
@@ -49,8 +52,7 @@ export function routeBatchNormTraining(): void {
       const out = batchNormTraining(input, gamma.read(), beta.read(), this.epsilon);
       if (!out) return stock.call(this, inputs, kwargs) as tf.Tensor;
       const [y, mean, variance] = out;
-      movingAverage(this.movingMean, mean, this.momentum);
-      movingAverage(this.movingVariance, variance, this.momentum);
+      updateMovingStatistics(this, mean, variance);
       return y;
     });
   };

@@ -21,6 +21,8 @@ import { assembleModule, type Code, f32, f32x4, i32, ifElse, local, ValueType, t
  *
  * Exports, in bytes and counts, with m a multiple of 4 and n of 8 (C is [m, n], row stride 4n):
  * - `pack_b(src, dst, k, n)`: B [k, n] (row stride 4n) to strips at dst, strip s at `dst + 32·k·s`.
+ * - `pack_bt(src, dst, k, n, srcRowStride)`: the same strips from B stored transposed, Bᵀ [n, ·] with rows
+ *   `srcRowStride` bytes apart (B(k, j) at `src + j·srcRowStride + 4k`): the Wᵀ of dx = dy·Wᵀ read in place.
  * - `gemm(a, b, c, m, n, k, aRowStride, accumulate)`: A(r, k) at `a + r·aRowStride + 4k` (A [m, k]).
  * - `gemm_at(a, b, c, m, n, k, aKStride, accumulate)`: A(r, k) at `a + k·aKStride + 4r` (A stored [k, m],
  *   the transposed operand of xᵀ·dy).
@@ -130,11 +132,41 @@ function packFunction(): WasmFunction {
   };
 }
 
-/** The module exporting `pack_b`, `gemm` and `gemm_at` (see above). */
+/**
+ * `pack_bt(src, dst, k, n, srcRowStride)`: the strips of `pack_b` from Bᵀ. A strip's 8 columns of B are 8 rows
+ * of Bᵀ; each packed row gathers one float from each, all 8 read streams advancing 4 bytes per row.
+ */
+function packTransposedFunction(): WasmFunction {
+  const [SRC, DST, KK, NN, STRIDE] = [0, 1, 2, 3, 4];
+  const [ROW, FROM, END, TO] = [5, 6, 7, 8];
+  const OFFSET = 9; // local OFFSET + c: c·STRIDE, from Bᵀ's row 8s to its row 8s + c
+  const columns = Array.from({ length: GEMM_TILE_COLUMNS }, (_, c) => c);
+  return {
+    name: 'pack_bt',
+    params: Array.from({ length: 5 }, () => ValueType.i32),
+    locals: Array.from({ length: 4 + GEMM_TILE_COLUMNS }, () => ValueType.i32),
+    body: [
+      ...columns.flatMap((c) => local.set(OFFSET + c, i32.mul(get(STRIDE), i32.const(c)))),
+      ...local.set(TO, get(DST)),
+      ...local.set(ROW, i32.const(0)),
+      ...whileBelow(ROW, get(NN), GEMM_TILE_COLUMNS, [
+        ...local.set(FROM, i32.add(get(SRC), i32.mul(get(ROW), get(STRIDE)))),
+        ...local.set(END, i32.add(get(FROM), i32.shl(get(KK), i32.const(2)))),
+        ...whileBelow(FROM, get(END), 4, [
+          ...columns.flatMap((c) => f32.store(i32.add(get(TO), i32.const(4 * c)), f32.load(i32.add(get(FROM), get(OFFSET + c))))),
+          ...local.set(TO, i32.add(get(TO), i32.const(STRIP_ROW_BYTES))),
+        ]),
+      ]),
+    ],
+  };
+}
+
+/** The module exporting `pack_b`, `pack_bt`, `gemm` and `gemm_at` (see above). */
 export function gemmModule(): Uint8Array {
   const rowLocal = [A_PTR, R1, R2, R3];
   return assembleModule([
     packFunction(),
+    packTransposedFunction(),
     gemmFunction('gemm', {
       kStride: i32.const(4),
       rowStride: get(A_STRIDE),

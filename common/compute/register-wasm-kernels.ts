@@ -13,6 +13,7 @@ import { registerWasmDepthwiseConv } from './wasm-depthwise-conv';
 import { registerWasmFusedBatchNorm } from './wasm-fused-batch-norm';
 import { registerWasmIdentity } from './wasm-identity';
 import { registerWasmMinMax } from './wasm-min-max';
+import { MOVING_AVERAGE_KERNEL, registerWasmMovingAverage } from './wasm-moving-average';
 import { registerWasmPointwiseConv } from './wasm-pointwise-conv';
 import { registerWasmReductions } from './wasm-reductions';
 import { RELU6_GRAD_KERNEL, RELU6_KERNEL, registerWasmRelu6, routeRelu6Activation } from './wasm-relu6';
@@ -20,10 +21,11 @@ import { registerWasmPad } from './wasm-pad';
 import { registerWasmSlice } from './wasm-slice';
 import { registerWasmTranspose } from './wasm-transpose';
 
-/** Kernels this module registers (the first eight) or replaces for the wasm backend. */
+/** Kernels this module registers (the first nine) or replaces for the wasm backend. */
 export const WASM_TRAINING_KERNELS = [
   BATCH_NORM_TRAINING_KERNEL,
   BATCH_NORM_TRAINING_GRAD_KERNEL,
+  MOVING_AVERAGE_KERNEL,
   RELU6_KERNEL,
   RELU6_GRAD_KERNEL,
   tf.Conv2DBackpropFilter,
@@ -77,6 +79,7 @@ export function registerWasmTrainingKernels(): void {
   registerWasmDepthwiseConv();
   registerFusedOptimizerKernels();
   registerWasmBatchNormTraining();
+  registerWasmMovingAverage();
   routeBatchNormTraining();
   registerWasmRelu6();
   routeRelu6Activation();

@@ -58,7 +58,7 @@ function activate(x: tf.Tensor, attrs: tf._FusedMatMulAttrs, preluWeights: tf.Te
 /**
  * The product's shape when our SIMD module computes it (wasm-gemm.ts): one matrix on each side (leading
  * axes all 1), no bias or activation, C tiled exactly. There it reads A in place, transposed or not, and
- * packs B itself (a transposed B is transposed first, by our fast Transpose). XNNPACK packs B too, but
+ * packs B itself, reading it in place too, transposed or not (no transposed copy). XNNPACK packs B too, but
  * tfjs gives it no transposed A, and on MobileNet's 512x512 layers it ran at 30-35 GFLOP/s in situ against
  * 43-48 for ours (bench/gemm-kernel.ts).
  */
@@ -73,21 +73,19 @@ function directShape(kernelName: string, args: KernelArgs, attrs: tf.BatchMatMul
   if ([...a.shape.slice(0, -2), ...b.shape.slice(0, -2)].some((d) => d !== 1)) return undefined;
   const [ar, ac] = a.shape.slice(-2);
   const [br, bc] = b.shape.slice(-2);
-  const shape = { m: attrs.transposeA ? ac : ar, k: attrs.transposeA ? ar : ac, n: attrs.transposeB ? br : bc, transposeA: attrs.transposeA };
+  const shape: GemmShape = {
+    m: attrs.transposeA ? ac : ar, k: attrs.transposeA ? ar : ac, n: attrs.transposeB ? br : bc,
+    transposeA: attrs.transposeA, transposeB: attrs.transposeB,
+  };
   return shape.k === (attrs.transposeB ? bc : br) && gemmApplies(shape) ? shape : undefined;
 }
 
 /** The product of `shape` on our module, shaped as the stock kernel shapes its output. */
-function directProduct(args: KernelArgs, shape: GemmShape, transposeB: boolean): tf.TensorInfo {
+function directProduct(args: KernelArgs, shape: GemmShape): tf.TensorInfo {
   const { a, b } = args.inputs as Record<string, tf.TensorInfo>;
   const lead = (a.shape.length >= b.shape.length ? a.shape : b.shape).slice(0, -2);
-  const product = (right: tf.TensorInfo): tf.TensorInfo => {
-    const c = wasmGemm(args.backend, a, right, shape);
-    return { dataId: c.dataId, shape: [...lead, shape.m, shape.n], dtype: 'float32' };
-  };
-  if (!transposeB) return product(b);
-  // The transposed copy is freed with the scope; the product, a bare TensorInfo, survives it.
-  return tidyKernel(() => product(tf.reshape(swapLastTwo(asTensor(b, 'b')), [shape.k, shape.n])));
+  const c = wasmGemm(args.backend, a, b, shape);
+  return { dataId: c.dataId, shape: [...lead, shape.m, shape.n], dtype: 'float32' };
 }
 
 function registerPlainProduct(kernelName: string): void {
@@ -96,7 +94,7 @@ function registerPlainProduct(kernelName: string): void {
     return (args: KernelArgs) => {
       const attrs = args.attrs as unknown as tf.BatchMatMulAttrs;
       const direct = directShape(kernelName, args, attrs);
-      if (direct) return directProduct(args, direct, attrs.transposeB);
+      if (direct) return directProduct(args, direct);
       return tidyKernel(() => {
         const a = asTensor(args.inputs.a, 'a');
         const b = asTensor(args.inputs.b, 'b');

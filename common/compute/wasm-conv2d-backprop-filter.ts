@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConvGeometry, convGeometry, expectOutputGradShape, phaseView, tapPixels } from './conv-geometry';
 import { sumOverPixels } from './pixel-product';
 import { imageToColumns } from './wasm-depthwise-kernels';
+import { gemmOfViews } from './wasm-gemm';
 import { asTensor, KernelArgs, registerWasmKernel, tidyKernel } from './wasm-kernel-registry';
 
 /**
@@ -17,6 +18,18 @@ function pointwiseFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, g: ConvGeometry): 
   const xs = strided ? tapPixels(phaseView(x, g), g, 0, 0) : tf.reshape(x, [pixels, inC]);
   const dw = sumOverPixels(xs as tf.Tensor2D, tf.reshape(dy, [pixels, outC]));
   return tf.reshape(dw, [1, 1, inC, outC]);
+}
+
+/**
+ * The same product, xᵀ·dy over every pixel (a 1x1, stride-1, unpadded convolution), on our SIMD product
+ * reading x and dy as the [pixels, channels] matrices they are: no op dispatched. Undefined where it does
+ * not apply.
+ */
+function directPointwiseFilterGrad(backend: unknown, x: tf.TensorInfo, dy: tf.TensorInfo): tf.TensorInfo | undefined {
+  const inC = x.shape[3];
+  const outC = dy.shape[3];
+  const pixels = dy.shape[0] * dy.shape[1] * dy.shape[2];
+  return gemmOfViews(backend, x, dy, { m: inC, n: outC, k: pixels, transposeA: true }, [1, 1, inC, outC]);
 }
 
 /** im2col columns (input channels x taps) up to which the patch route beats per-tap products. */
@@ -66,11 +79,15 @@ export function wasmConv2DBackpropFilter(args: KernelArgs): tf.TensorInfo {
   const g = convGeometry(tf.Conv2DBackpropFilter, xInfo.shape, attrs.filterShape, attrs, false);
   const dyShape = (args.inputs.dy as tf.TensorInfo).shape;
   expectOutputGradShape(tf.Conv2DBackpropFilter, dyShape, g, xInfo.shape[0], attrs.filterShape[3]);
+  const unpadded = g.padTop === 0 && g.padBottom === 0 && g.padLeft === 0 && g.padRight === 0;
+  const pointwise = g.filterHeight === 1 && g.filterWidth === 1 && unpadded;
+  const unstrided = g.strideHeight === 1 && g.strideWidth === 1;
+  const direct = pointwise && unstrided ? directPointwiseFilterGrad(args.backend, xInfo, args.inputs.dy as tf.TensorInfo) : undefined;
+  if (direct) return direct;
   return tidyKernel(() => {
     const x = asTensor(xInfo, 'x') as tf.Tensor4D;
     const dy = asTensor(args.inputs.dy, 'dy') as tf.Tensor4D;
-    const unpadded = g.padTop === 0 && g.padBottom === 0 && g.padLeft === 0 && g.padRight === 0;
-    if (g.filterHeight === 1 && g.filterWidth === 1 && unpadded) return pointwiseFilterGrad(x, dy, g);
+    if (pointwise) return pointwiseFilterGrad(x, dy, g);
     const columns = x.shape[3] * g.filterHeight * g.filterWidth;
     return columns <= MAX_PATCH_COLUMNS ? filterGradByPatches(args.backend, x, dy, g) : filterGradByTaps(x, dy, g);
   });

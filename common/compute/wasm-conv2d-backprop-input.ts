@@ -7,11 +7,13 @@ import {
   expectOutputGradShape,
 } from './conv-geometry';
 import { columnsToImage } from './wasm-depthwise-kernels';
+import { gemmOfViews } from './wasm-gemm';
 import { asTensor, KernelArgs, registerWasmKernel, tidyKernel } from './wasm-kernel-registry';
 import { isPointwise } from './wasm-pointwise-conv';
 
 /**
- * dx = dy·Wᵀ for a pointwise convolution. XNNPACK packs the right operand of every product
+ * dx = dy·Wᵀ for a pointwise convolution, where our SIMD product does not apply (see
+ * {@link directPointwiseInputGrad}). XNNPACK packs the right operand of every product
  * (~2.7 ns per element, as slow as a transpose), so there are two ways to pay: transpose and
  * pack the [in, out] filter, or compute dxᵀ = W·dyᵀ, which transposes and packs dy and
  * transposes the result. Deep layers have few pixels and big filters (32 pixels against a
@@ -46,6 +48,17 @@ function inputGradViaColumns(backend: unknown, dy: tf.Tensor4D, filter: tf.Tenso
   return tf.engine().makeTensorFromTensorInfo(columnsToImage(backend, columns, g, inputShape));
 }
 
+/**
+ * dx = dy·Wᵀ for a pointwise convolution on our SIMD product (float32, a multiple of 8 input channels),
+ * which packs Wᵀ straight from the [in, out] filter and reads dy as the [pixels, out] matrix it is: no
+ * copy, no op dispatched. Undefined where it does not apply.
+ */
+function directPointwiseInputGrad(backend: unknown, dy: tf.TensorInfo, filter: tf.TensorInfo, inputShape: number[]): tf.TensorInfo | undefined {
+  const [n, h, w, outC] = dy.shape;
+  const inC = filter.shape[2];
+  return gemmOfViews(backend, dy, filter, { m: n * h * w, n: inC, k: outC, transposeA: false, transposeB: true }, inputShape);
+}
+
 /** Input channels up to which the column route beats the direct correlation. */
 const MAX_COLUMN_ROUTE_CHANNELS = 8;
 
@@ -62,10 +75,13 @@ export function wasmConv2DBackpropInput(args: KernelArgs): tf.TensorInfo {
   const g = convGeometry(tf.Conv2DBackpropInput, attrs.inputShape, filterInfo.shape, attrs, false);
   const dyShape = (args.inputs.dy as tf.TensorInfo).shape;
   expectOutputGradShape(tf.Conv2DBackpropInput, dyShape, g, attrs.inputShape[0], filterInfo.shape[3]);
+  const pointwise = isPointwise(attrs.inputShape, filterInfo.shape, attrs);
+  const direct = pointwise ? directPointwiseInputGrad(args.backend, args.inputs.dy as tf.TensorInfo, filterInfo, [...attrs.inputShape]) : undefined;
+  if (direct) return direct;
   return tidyKernel(() => {
     const filter = asTensor(filterInfo, 'filter') as tf.Tensor4D;
     const dy = asTensor(args.inputs.dy, 'dy') as tf.Tensor4D;
-    if (isPointwise(attrs.inputShape, filterInfo.shape, attrs)) return pointwiseInputGrad(dy, filter);
+    if (pointwise) return pointwiseInputGrad(dy, filter);
     if (filterInfo.shape[2] <= MAX_COLUMN_ROUTE_CHANNELS) return inputGradViaColumns(args.backend, dy, filter, g, attrs.inputShape);
     let flipped = tf.transpose(filter, [0, 1, 3, 2]) as tf.Tensor4D;
     if (g.filterHeight > 1 || g.filterWidth > 1) flipped = tf.reverse(flipped, [0, 1]);

@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
+import { ComputeError } from './errors';
 import { GEMM_TILE_COLUMNS, GEMM_TILE_ROWS, gemmModule } from './gemm-wasm-module';
 import { WasmHeap } from './wasm-heap';
 
 /**
- * 2-D products on our SIMD module (gemm-wasm-module.ts): C = A·B or C = Aᵀ·B with B not transposed and
+ * 2-D products on our SIMD module (gemm-wasm-module.ts): C = A·B or C = Aᵀ·B, B stored as is or transposed, and
  * C's columns a multiple of 8 (every MobileNet channel count). Blocked as BLIS blocks: per block of k,
  * B's rows are packed into strips (one scratch buffer), and C is computed in blocks of rows so that the
  * block of A it reads stays in L2 while every strip passes over it. Rows past the last multiple of 4 (the
@@ -24,6 +25,8 @@ export interface GemmShape {
   k: number;
   /** A is stored [k, m] (the product is Aᵀ·B) rather than [m, k]. */
   transposeA: boolean;
+  /** B is stored [n, k] (the product is A·Bᵀ) rather than [k, n]; packing reads it in place. @default false */
+  transposeB?: boolean;
 }
 
 /** True when our module computes a product of this shape (its strips tile C's columns exactly). */
@@ -48,7 +51,8 @@ function padTailRows(heap: WasmHeap, a: tf.TensorInfo, tile: tf.TensorInfo, shap
 }
 
 /**
- * C [m, n] = A·B (A [m, k]) or Aᵀ·B (A [k, m]), B [k, n], all float32 on the wasm backend `backend`;
+ * C [m, n] = A·B (A [m, k]) or Aᵀ·B (A [k, m]), B [k, n] or (`transposeB`) stored as Bᵀ [n, k], all float32
+ * on the wasm backend `backend`;
  * returns C, a new tensor of the backend. Call only where {@link gemmApplies}.
  */
 export function wasmGemm(backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo, shape: GemmShape): tf.TensorInfo {
@@ -68,7 +72,8 @@ export function wasmGemm(backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo, s
   for (let k0 = 0; k0 < k; k0 += BLOCK_K) {
     const rows = Math.min(BLOCK_K, k - k0);
     const accumulate = k0 > 0 ? 1 : 0;
-    module.pack_b(bBase + 4 * k0 * n, stripBase, rows, n);
+    if (shape.transposeB) module.pack_bt(bBase + 4 * k0, stripBase, rows, n, 4 * k);
+    else module.pack_b(bBase + 4 * k0 * n, stripBase, rows, n);
     for (let r0 = 0; r0 < tiledRows; r0 += BLOCK_ROWS) {
       const aBlock = aBase + k0 * aKBytes + r0 * aRowBytes;
       product(aBlock, stripBase, cBase + 4 * r0 * n, Math.min(BLOCK_ROWS, tiledRows - r0), n, rows, aStride, accumulate);
@@ -85,4 +90,23 @@ export function wasmGemm(backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo, s
   }
   heap.release(strips);
   return c;
+}
+
+/**
+ * {@link wasmGemm} on tensors that hold the operands' data under other shapes (an NHWC activation is a
+ * [pixels, channels] matrix, a 1x1 filter an [in, out] one): the kernels of pointwise convolutions call it
+ * with no Reshape to dispatch. Returns C shaped `outShape`, or undefined where our module does not apply
+ * (not float32, C's columns not whole strips): the caller then composes tfjs ops.
+ */
+export function gemmOfViews(backend: unknown, a: tf.TensorInfo, b: tf.TensorInfo, shape: GemmShape, outShape: number[]): tf.TensorInfo | undefined {
+  if (a.dtype !== 'float32' || b.dtype !== 'float32' || !gemmApplies(shape)) return undefined;
+  const { m, n, k, transposeA, transposeB } = shape;
+  const sizes = [[a, m * k], [b, k * n]] as const;
+  for (const [t, size] of sizes) {
+    if (tf.util.sizeFromShape(t.shape) !== size) throw new ComputeError(`gemm: expected an operand of ${size} floats for ${JSON.stringify(shape)}, got shape [${t.shape}]`);
+  }
+  if (tf.util.sizeFromShape(outShape) !== m * n) throw new ComputeError(`gemm: expected an output shape of ${m * n} floats, got [${outShape}]`);
+  const view = (t: tf.TensorInfo, rows: number, columns: number): tf.TensorInfo => ({ dataId: t.dataId, shape: [rows, columns], dtype: 'float32' });
+  const c = wasmGemm(backend, view(a, transposeA ? k : m, transposeA ? m : k), view(b, transposeB ? n : k, transposeB ? k : n), shape);
+  return { dataId: c.dataId, shape: outShape, dtype: 'float32' };
 }

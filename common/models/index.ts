@@ -12,6 +12,7 @@ export { modelFingerprint, weightsHash } from './fingerprint';
 export { loadLayersModelFrom, readLayersArtifacts, type LoadLayersModelOptions, type LayersArtifacts } from './layers-loader';
 export { saveLayersModel, fileSaveHandler, MODEL_JSON_FILE, WEIGHTS_FILE } from './layers-saver';
 export { cutAtLayer, type CutOptions } from './cut';
+export { foldZeroPadding } from './fold-padding';
 export { buildHead, HEAD_LAYER_PREFIX, type HeadOptions } from './heads';
 export {
   BUILTIN_ARCHITECTURES, BUILTIN_FACTORIES, type BuiltinArchitecture, type ArchitectureFactory, type ArchitectureOptions, type SeedSource,

@@ -16,6 +16,7 @@ import { Rng } from '../random';
 import { BUILTIN_ARCHITECTURES, BUILTIN_FACTORIES, type BuiltinArchitecture } from './architectures';
 import { cutAtLayer } from './cut';
 import { ModelBuildError, ModelLoadError } from './errors';
+import { foldZeroPadding } from './fold-padding';
 import { buildHead } from './heads';
 import { loadLayersModelFrom } from './layers-loader';
 import { locateMobilenet, MOBILENET_PATH_ENV, MOBILENET_V1_CUT_LAYER, type LocateMobilenetOptions } from './mobilenet';
@@ -38,6 +39,8 @@ const PIXEL_OFFSET = -1;
 export async function buildModel(spec: ModelSpec, seed: number, options: BuildModelOptions = {}): Promise<ModelParts> {
   const upsample = checkInputSize(spec.inputSize);
   const backbone = await buildBackbone(spec, seed, options);
+  // MobileNet's explicit paddings run inside its depthwise convolutions: the same bits, no padded copies.
+  foldZeroPadding(backbone);
   let head: tf.LayersModel | undefined;
   try {
     checkBackboneShapes(backbone, spec);
