@@ -132,7 +132,7 @@ export class JobRunner {
           if (!(await this.runStep(at))) return await this.interrupt();
           at = { epoch: at.epoch, step: at.step + 1 };
           this.boundary = { position: at, ledger: job.ledger.toJSON(), epochTrain: sumsOf(this.epochTrain) };
-          if (d.checkpointEverySteps > 0 && job.weightsVersion % d.checkpointEverySteps === 0) void this.checkpoint('step');
+          if (d.checkpointEverySteps > 0 && job.weightsVersion % d.checkpointEverySteps === 0) await this.checkpoint('step');
           if (this.stopRequested) return await this.interrupt();
         }
         if (this.opened) throw new PlanningError(`step ${this.opened.globalStep} was opened after the last step of epoch ${at.epoch}`);
@@ -301,7 +301,7 @@ export class JobRunner {
     // output.checkpointEveryEpochs, as the local trainer honours it: with short epochs a checkpoint at each
     // one (fsynced files and folder, about 1 s on a busy disk) stalls training more often than it protects.
     const every = job.spec.output.checkpointEveryEpochs;
-    if ((epoch + 1) % every === 0 || epoch === job.spec.training.epochs - 1) void this.checkpoint('epoch end');
+    if ((epoch + 1) % every === 0 || epoch === job.spec.training.epochs - 1) await this.checkpoint('epoch end');
     return true;
   }
 
@@ -327,19 +327,22 @@ export class JobRunner {
 
   /**
    * Checkpoints the current boundary: its state and tensors are captured now (a copy), and written in the
-   * background, after the writes queued before it, while training goes on (the fsynced files took 0.1-1 s
+   * background while training goes on (the fsynced files took 0.1-1 s
    * at every epoch end; PyTorch's async_save does the same). It becomes the resume point once written. A
    * write that fails (disk full, folder gone) does not stop training: it is counted and logged, and the last
-   * good checkpoint stays the resume point. A capture that fails is a bug and fails the job. Returns the
-   * write; whoever reports the resume point waits for {@link written} first.
+   * good checkpoint stays the resume point. A capture that fails is a bug and fails the job. At most one write
+   * is in flight: a checkpoint due while the one before is still being written waits for it first, so captured
+   * states never pile up in memory when the disk is slower than the steps. Resolves once the write started, or
+   * with `waitForWrite` once it ended; whoever reports the resume point waits for {@link written} first.
    */
-  private checkpoint(why: string): Promise<void> {
+  private async checkpoint(why: string, waitForWrite = false): Promise<void> {
+    await this.writing;
     const { job } = this;
     const step = job.weightsVersion;
     const endCapture = processTimeline().begin('checkpoint', step - 1, { why });
     const { state, tensors } = captureCheckpoint(job, this.boundary);
     endCapture();
-    const write = this.writing.then(async () => {
+    const write = (async () => {
       const startUs = processTimeline().now();
       try {
         this.lastCheckpoint = await this.deps.store.write(state, tensors);
@@ -352,9 +355,9 @@ export class JobRunner {
       } finally {
         processTimeline().background('checkpoint write', step - 1, startUs, { why });
       }
-    });
+    })();
     this.writing = write;
-    return write;
+    if (waitForWrite) await write;
   }
 
   /** Every checkpoint queued so far is written (or failed): the resume point is final until the next. */
@@ -369,7 +372,7 @@ export class JobRunner {
   private async interrupt(): Promise<JobOutcome> {
     const { job } = this;
     this.dropOpened();
-    await this.checkpoint('shutdown');
+    await this.checkpoint('shutdown', true);
     job.log(`job interrupted at global step ${job.weightsVersion}; resume point: ${this.resumePoint()}`);
     job.lifecycle.moveTo(CoordinatorState.Stopped);
     return this.outcome('interrupted');
