@@ -428,8 +428,6 @@ export class Worker {
     // the coordinator sent the next step's share (PreparedStep) right behind it, so it is here when the
     // exchange ends. Should the exchange fail, that order is void (turn).
     this.failedReduceKey = '';
-    // A new attempt voids the result of any before it, whose vector the input below overwrites (HeldSums.vector).
-    this.reduced = undefined;
     try {
       const input = this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []);
       const compression = this.session && allreduceCompression(this.session.registration.spec.distributed);
