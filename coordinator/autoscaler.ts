@@ -1,6 +1,7 @@
 import { NAMESPACE_ENV, StatefulSetScaler, WORKER_STATEFULSET_ENV } from '../common';
 import { AutoscaleRule } from './autoscale-rule';
 import type { JobContext } from './job-context';
+import { ThroughputWindows } from './throughput-window';
 import { scaleJob } from './worker-calls';
 
 /** How often the autoscaler looks at the job's progress. */
@@ -34,31 +35,26 @@ export async function scaleActuator(job: JobContext, env: NodeJS.ProcessEnv = pr
   };
 }
 
-/** A throughput window: steps committed since `step` at `atMs`, all with `workers` active workers. */
-interface Window {
-  workers: number;
-  step: number;
-  atMs: number;
-}
-
 /**
  * Applies `distributed.autoscale` while the job runs: measures the job's throughput over windows of
- * `measureSteps` steps at a steady worker count (windows spanning an epoch end, whose evaluation is not
- * training, are dropped), feeds the {@link AutoscaleRule}, and hands its decisions to the actuator one at
- * a time. A failed scale (RBAC, a missing StatefulSet) is logged as an error each time it is tried; the
- * job trains on with the workers it has.
+ * `measureSteps` steps at a steady worker count ({@link ThroughputWindows}), feeds the
+ * {@link AutoscaleRule}, and hands its decisions to the actuator one at a time. A failed scale (RBAC, a
+ * missing StatefulSet) is logged as an error each time it is tried; the job trains on with the workers
+ * it has.
  */
 export class Autoscaler {
   private timer: NodeJS.Timeout | undefined;
-  private window: Window | undefined;
+  private readonly windows: ThroughputWindows;
   private busy = false;
 
   constructor(
     private readonly job: JobContext,
     private readonly rule: AutoscaleRule,
     private readonly actuator: ScaleActuator,
-    private readonly measureSteps: number,
-  ) {}
+    measureSteps: number,
+  ) {
+    this.windows = new ThroughputWindows(measureSteps, job.spec.training.batchSize, job.planner.stepsPerEpoch);
+  }
 
   /** Starts polling. */
   start(): void {
@@ -74,20 +70,9 @@ export class Autoscaler {
     const job = this.job;
     if (job.finished || job.lifecycle.ended) return this.stop();
     const now = job.now();
-    const workers = job.members.activeWorkers().length;
-    const step = job.weightsVersion;
-    const w = this.window;
-    if (!w || w.workers !== workers || workers !== job.members.desiredWorkers) {
-      this.window = workers === job.members.desiredWorkers ? { workers, step, atMs: now } : undefined;
-    } else if (step - w.step >= this.measureSteps) {
-      const perEpoch = job.planner.stepsPerEpoch;
-      // An epoch end inside the window: its evaluation time is not training time.
-      if (Math.floor((step - 1) / perEpoch) === Math.floor(w.step / perEpoch) && now > w.atMs) {
-        const samples = (step - w.step) * job.spec.training.batchSize;
-        this.rule.observe({ workers, samplesPerSecond: (1000 * samples) / (now - w.atMs), atMs: now });
-      }
-      this.window = { workers, step, atMs: now };
-    }
+    const active = job.members.activeWorkers().map((id) => ({ id, lastCountedStep: job.members.session(id)?.lastCountedStep ?? 0 }));
+    const measured = this.windows.look({ active, desiredWorkers: job.members.desiredWorkers, step: job.weightsVersion, atMs: now });
+    if (measured) this.rule.observe(measured);
     if (this.busy) return;
     const decision = this.rule.decide(job.members.desiredWorkers, now);
     if (!decision) return;

@@ -14,6 +14,7 @@ export {
 } from './coordinator-options';
 export type { JobOutcome } from './job-runner';
 export { AutoscaleRule, type ScaleDecision, type ThroughputMeasurement } from './autoscale-rule';
+export { type JobProgress, ThroughputWindows } from './throughput-window';
 export { CoordinatorState } from './lifecycle';
 export { trainingSpecHash } from './checkpointing';
 export {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type AutoscaleSpec, JobSpecError, parseJobSpec } from '../common';
-import { AutoscaleRule } from '../coordinator';
+import { AutoscaleRule, type JobProgress, ThroughputWindows } from '../coordinator';
 
 const SPEC: AutoscaleSpec = { minWorkers: 1, maxWorkers: 4, minEfficiency: 0.8, measureSteps: 5, cooldownMs: 1000 };
 
@@ -60,6 +60,55 @@ describe('autoscale: the rule', () => {
     const rule = new AutoscaleRule({ ...SPEC, minWorkers: 2, cooldownMs: 60_000 });
     assert.equal(rule.decide(1, 0)?.workers, 2);
     assert.equal(rule.decide(6, 1)?.workers, 4);
+  });
+});
+
+describe('autoscale: throughput windows', () => {
+  /** Workers w0..w(n-1), each last counted at `counted`. */
+  const look = (windows: ThroughputWindows, p: { workers: number; counted: number; desired?: number; step: number; atMs: number }) => {
+    const active: JobProgress['active'] = Array.from({ length: p.workers }, (_, i) => ({ id: `w${i}`, lastCountedStep: p.counted }));
+    return windows.look({ active, desiredWorkers: p.desired ?? p.workers, step: p.step, atMs: p.atMs });
+  };
+
+  it('measures measureSteps steps at a steady count, as samples per second', () => {
+    const windows = new ThroughputWindows(2, 32, 100);
+    assert.equal(look(windows, { workers: 1, counted: 0, step: 0, atMs: 0 }), undefined, 'no share counted yet');
+    assert.equal(look(windows, { workers: 1, counted: 1, step: 2, atMs: 1000 }), undefined, 'the window opens');
+    assert.equal(look(windows, { workers: 1, counted: 2, step: 3, atMs: 1500 }), undefined, 'one step in');
+    assert.deepEqual(look(windows, { workers: 1, counted: 3, step: 4, atMs: 2000 }), { workers: 1, samplesPerSecond: 64, atMs: 2000 });
+  });
+
+  it("leaves out a new worker's warm-up: nothing is measured until every active worker had a share counted after the change", () => {
+    const windows = new ThroughputWindows(1, 32, 100);
+    look(windows, { workers: 1, counted: 0, step: 0, atMs: 0 });
+    look(windows, { workers: 1, counted: 1, step: 2, atMs: 100 });
+    assert.ok(look(windows, { workers: 1, counted: 2, step: 3, atMs: 200 }), 'steady at one worker');
+    // A second worker is admitted at step 3; its first share (step 3) takes 5 s: weights download and first kernels.
+    const joined = (counted: number[], step: number, atMs: number) =>
+      windows.look({ active: counted.map((c, i) => ({ id: `w${i}`, lastCountedStep: c })), desiredWorkers: 2, step, atMs });
+    assert.equal(joined([3, 0], 3, 250), undefined);
+    assert.equal(joined([3, 3], 4, 5200), undefined, "the slow step held the new worker's first share: not measured");
+    assert.equal(joined([4, 4], 5, 5300), undefined, 'the window opens after a share counted past the change');
+    assert.deepEqual(joined([5, 5], 6, 5400), { workers: 2, samplesPerSecond: 320, atMs: 5400 });
+  });
+
+  it('a worker replaced under the same count warms up again; a count other than the desired one is not measured', () => {
+    const windows = new ThroughputWindows(1, 32, 100);
+    look(windows, { workers: 2, counted: 0, step: 0, atMs: 0 });
+    look(windows, { workers: 2, counted: 1, step: 2, atMs: 0 });
+    assert.ok(look(windows, { workers: 2, counted: 2, step: 3, atMs: 100 }));
+    const replaced = [{ id: 'w0', lastCountedStep: 3 }, { id: 'w9', lastCountedStep: 3 }];
+    assert.equal(windows.look({ active: replaced, desiredWorkers: 2, step: 4, atMs: 3000 }), undefined);
+    assert.equal(look(windows, { workers: 2, counted: 9, desired: 3, step: 10, atMs: 4000 }), undefined, 'draining toward 3');
+    assert.equal(look(windows, { workers: 2, counted: 10, desired: 3, step: 11, atMs: 4100 }), undefined);
+  });
+
+  it('drops a window that spans an epoch end (its evaluation is not training)', () => {
+    const windows = new ThroughputWindows(2, 32, 4);
+    look(windows, { workers: 1, counted: 0, step: 0, atMs: 0 });
+    look(windows, { workers: 1, counted: 2, step: 3, atMs: 0 });
+    assert.equal(look(windows, { workers: 1, counted: 4, step: 5, atMs: 9000 }), undefined, 'steps 3-4 cross the end of epoch 0');
+    assert.ok(look(windows, { workers: 1, counted: 6, step: 7, atMs: 9100 }), 'steps 5-6 lie in epoch 1');
   });
 });
 

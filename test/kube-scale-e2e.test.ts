@@ -137,7 +137,8 @@ describe('kube: a running job scaled through the Kubernetes API', function () {
   });
 
   it('from 1 worker up to the 3 micro-batches per step, every sample once, replicas agree', async () => {
-    const job = harness.writeJob('autoscaled', testJobYaml('autoscaled', { minWorkers: 1, desiredWorkers: 1, maxWorkers: 8 }));
+    // A long lease: running pods are held (SIGSTOP) below while a new one starts.
+    const job = harness.writeJob('autoscaled', testJobYaml('autoscaled', { minWorkers: 1, desiredWorkers: 1, maxWorkers: 8, leaseMs: 60_000 }));
     // A pod's worker waits for the coordinator, as a real one retries until its Service answers.
     let coordinatorUp!: (address: string) => void;
     const address = new Promise<string>((resolve) => (coordinatorUp = resolve));
@@ -150,11 +151,22 @@ describe('kube: a running job scaled through the Kubernetes API', function () {
       env: { KUBECONFIG: fake.kubeconfig, [WORKER_STATEFULSET_ENV]: WORKERS, [NAMESPACE_ENV]: FAKE_NAMESPACE },
     });
     coordinatorUp(coordinator.ready.grpc);
-    const { api } = fake;
+    const { api, controller } = fake;
     try {
       await coordinator.child.waitForLine(/autoscale: 1-3 workers, .* through the Kubernetes API \(statefulset training\/demo-shardwise-worker\)/, {
         what: 'the autoscaler start line', timeoutMs: 10_000,
       });
+      // However slowly a pod starts on this machine, the job must not end before it joined: the running pods
+      // are held from each scale-up until the new pod registered.
+      for (const running of [1, 2]) {
+        await coordinator.child.waitForLine(new RegExp(`autoscale: ${running} -> ${running + 1} workers`), { what: `the scale-up to ${running + 1}`, timeoutMs: 120_000 });
+        const held = hold(controller, Array.from({ length: running }, (_, ordinal) => pod(ordinal)));
+        try {
+          await coordinator.child.waitForLine(new RegExp(`worker ${pod(running)} registered`), { what: `${pod(running)} registered`, timeoutMs: 120_000 });
+        } finally {
+          held.resume();
+        }
+      }
       await waitForRecords(coordinator.ready.runDir, (rs) => recordsOf(rs, 'replica-hash').find((h) => pod(2) in h.workers),
         'a step computed by the third pod', 240_000);
       await harness.awaitFinished(coordinator, []);
