@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type BackendPreference, closeTimeline, openTimeline, readNatsCredentials } from '../common';
-import { Worker, type WorkerReadyInfo } from '../worker';
+import { Worker, type WorkerReadyInfo, installStopBeforePush } from '../worker';
 import { tlsDirOption, tlsFromFlag, workerIdentity } from './tls-options';
 import { backendOption, log, parsePort, threadsFlag, threadsOption, timelineOption } from './options';
 
@@ -54,6 +54,7 @@ export function workerCommand(): Command {
     .addOption(timelineOption())
     .action(async (opts) => {
       if (opts.timeline) openTimeline({ file: opts.timeline, processName: opts.id ?? 'worker' });
+      installStopBeforePush();
       const identity = workerIdentity(opts.id, opts.tlsDir);
       const worker = new Worker(
         {

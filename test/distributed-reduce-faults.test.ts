@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { STOP_BEFORE_PUSH_ENV, STOPPED_BEFORE_PUSH } from '../worker';
 import { pause, type WorkerProc } from './support/cluster';
 import { recordsOf, runRecords } from './support/cluster-checks';
 import { testJobYaml } from './support/cluster-data';
@@ -8,8 +9,6 @@ import { TcpProxy } from './support/tcp-proxy';
 
 /** A worker's line after the coordinator accepted its share of a step. */
 const SHARE_DONE = /step (\d+) \(epoch \d+\): \d+\/\d+ micro-batches/;
-/** A worker's line as it starts computing a share (before the compute). */
-const COMPUTING = /step (\d+): computing micro-batches/;
 
 /** A worker's line when the coordinator accepted its share of `step`. */
 function shareDone(step: number): RegExp {
@@ -41,32 +40,38 @@ describe('distributed training survives faults in the allreduce', function () {
   this.timeout(240_000);
   const suite = faultSuite();
 
-  /**
-   * The step both workers compute a share of: `second`'s next share once `first` pushed one (so both are
-   * members). Resolves as `second` starts computing it, before it can push.
-   */
-  async function nextSharedStep(first: WorkerProc, second: WorkerProc): Promise<number> {
-    await first.child.waitForLine(SHARE_DONE, { what: `a share of ${first.child.name}`, timeoutMs: 120_000 });
-    const [, step] = await second.child.waitForLine(COMPUTING, { what: `${second.child.name} computing its next share`, timeoutMs: 120_000, onlyNew: true });
-    return Number(step);
+  /** Starts `worker-1` and `worker-2`, `held` with the stop-before-push failpoint installed. */
+  async function startPair(grpc: string, held: 'worker-1' | 'worker-2'): Promise<WorkerProc[]> {
+    const env = (id: string): NodeJS.ProcessEnv => (id === held ? { [STOP_BEFORE_PUSH_ENV]: '1' } : {});
+    return Promise.all(['worker-1', 'worker-2'].map((id) => suite.harness.startWorker(grpc, id, env(id))));
   }
 
+  /**
+   * Once both workers pushed a share (both are members), stops `held` after it computed its next share and
+   * before it pushes it (the failpoint, armed by SIGUSR2): returns that step, which `other` has a share of
+   * too. A SIGSTOP sent from here on the worker's "computing" line could land after its push.
+   */
+  async function stopBeforePush(held: WorkerProc, other: WorkerProc): Promise<number> {
+    for (const w of [other, held]) await w.child.waitForLine(SHARE_DONE, { what: `a share of ${w.child.name}`, timeoutMs: 120_000 });
+    held.child.signal('SIGUSR2');
+    const [, step] = await held.child.waitForLine(STOPPED_BEFORE_PUSH, { what: `${held.child.name} stopped before a push`, timeoutMs: 60_000, onlyNew: true });
+    return Number(step);
+  }
 
   it('a worker SIGKILLed inside the allreduce: the coordinator retries the step without it', async () => {
     const job = suite.harness.writeJob('kill-in-reduce', testJobYaml('kill-in-reduce', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 20_000 }));
     const coordinator = await suite.harness.startCoordinator({ job });
-    const [survivor, victim] = await suite.harness.startWorkers(coordinator.ready.grpc, 2);
-    const step = await nextSharedStep(survivor, victim);
-    // Stage the fault without a sleep: the victim is held mid-compute until the survivor's share is in and
-    // the survivor is held too; then the victim pushes, the step's REDUCE orders go out, and the victim's
-    // exchange cannot finish (the survivor's sums are missing) when it is killed on its line.
-    const victimHeld = pause([victim.child]);
+    const [survivor, victim] = await startPair(coordinator.ready.grpc, 'worker-2');
+    // Stage the fault without a sleep: the victim is stopped before its push until the survivor's share is
+    // in and the survivor is held too; then the victim pushes, the step's REDUCE orders go out, and the
+    // victim's exchange cannot finish (the survivor's sums are missing) when it is killed on its line.
+    const step = await stopBeforePush(victim, survivor);
     let survivorHeld: { resume: () => void } | undefined;
     try {
       await survivor.child.waitForLine(shareDone(step), { what: `the survivor's share of step ${step}`, timeoutMs: 60_000 });
       survivorHeld = pause([survivor.child]);
     } finally {
-      victimHeld.resume();
+      victim.child.signal('SIGCONT');
     }
     try {
       const [, members] = await victim.child.waitForLine(reducing(step), { what: `the victim entering the allreduce of step ${step}`, timeoutMs: 60_000 });
@@ -85,13 +90,12 @@ describe('distributed training survives faults in the allreduce', function () {
   it('a member frozen before its allreduce, then killed: the survivor drops the next share it was handed during the exchange', async () => {
     const job = suite.harness.writeJob('void-ahead', testJobYaml('void-ahead', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 20_000 }));
     const coordinator = await suite.harness.startCoordinator({ job });
-    const [survivor, victim] = await suite.harness.startWorkers(coordinator.ready.grpc, 2);
-    // Stage it without a sleep: the survivor is held mid-compute while the victim's share goes in; the
-    // victim is then frozen waiting for its REDUCE, and the survivor pushes last. The survivor alone then
-    // enters the allreduce, and its REDUCE is followed by its share of the next step (counted as handed
-    // out ahead), while the exchange waits for the frozen victim.
-    const step = await nextSharedStep(victim, survivor);
-    const survivorHeld = pause([survivor.child]);
+    const [survivor, victim] = await startPair(coordinator.ready.grpc, 'worker-1');
+    // Stage it without a sleep: the survivor is stopped before its push while the victim's share goes in;
+    // the victim is then frozen waiting for its REDUCE, and the survivor pushes last. The survivor alone
+    // then enters the allreduce, and its REDUCE is followed by its share of the next step (counted as
+    // handed out ahead), while the exchange waits for the frozen victim.
+    const step = await stopBeforePush(survivor, victim);
     let victimHeld: { resume: () => void } | undefined;
     let before = 0;
     try {
@@ -99,7 +103,7 @@ describe('distributed training survives faults in the allreduce', function () {
       victimHeld = pause([victim.child]);
       before = await aheadShares(coordinator.ready.metrics);
     } finally {
-      survivorHeld.resume();
+      survivor.child.signal('SIGCONT');
     }
     try {
       const [, members, key] = await survivor.child.waitForLine(reducing(step), { what: `the survivor entering the allreduce of step ${step}`, timeoutMs: 60_000 });
@@ -126,11 +130,12 @@ describe('distributed training survives faults in the allreduce', function () {
     try {
       const [direct, proxied] = await Promise.all([
         suite.harness.startWorker(coordinator.ready.grpc, 'worker-1'),
-        suite.harness.startWorker(proxy.address, 'worker-2'),
+        suite.harness.startWorker(proxy.address, 'worker-2', { [STOP_BEFORE_PUSH_ENV]: '1' }),
       ]);
-      const step = await nextSharedStep(direct, proxied);
+      const step = await stopBeforePush(proxied, direct);
       // From here worker-2 hears nothing: its push of this step goes through, the answer does not.
       proxy.holdReplies();
+      proxied.child.signal('SIGCONT');
       // REDUCE orders go out only once every share of the step is accepted: worker-1 entering the exchange
       // with worker-2 among the members proves the coordinator took worker-2's push. Cut before the answer.
       const [, members] = await direct.child.waitForLine(reducing(step), { what: `worker-1 entering the allreduce of step ${step}`, timeoutMs: 60_000 });

@@ -5,7 +5,7 @@
  * `Worker` is the entry point; the other exports are its parts, for tests and tools.
  */
 export { Worker, MAX_CONSECUTIVE_FAILURES, type WorkerExitReason, type WorkerOutcome, type WorkerReadyInfo } from './worker';
-export { KILL_AT_STEP_ENV } from './failpoint';
+export { KILL_AT_STEP_ENV, STOP_BEFORE_PUSH_ENV, STOPPED_BEFORE_PUSH, installStopBeforePush } from './failpoint';
 export {
   compileWorkerOptions,
   defaultWorkerId,

@@ -22,7 +22,7 @@ import { endsSession } from './call-policy';
 import { ConfigSync, type WorkerConfig } from './config-sync';
 import { CoordinatorLink } from './coordinator-link';
 import { ReplicaUpdateError, WorkerError } from './errors';
-import { killAtFailpoint } from './failpoint';
+import { killAtFailpoint, stopBeforePushFailpoint } from './failpoint';
 import { HeldSums, type ReducedSums } from './held-sums';
 import { runEvalShare } from './eval-runner';
 import { WorkerLifecycle, isFinal, nextLifecycle } from './lifecycle';
@@ -383,6 +383,7 @@ export class Worker {
       sumsBuffer: (floats) => this.held.sumsBuffer(floats),
     });
     endCompute();
+    stopBeforePushFailpoint(a.globalStep, (line) => this.log(line));
     this.metrics.sharePhaseDuration.observe({ phase: 'compute' }, share.computeSeconds);
     const t0 = performance.now();
     const endPush = processTimeline().begin('push', a.globalStep);
