@@ -58,6 +58,11 @@ export class AutoscaleRule {
     return rate === undefined || base === undefined ? undefined : rate / base;
   }
 
+  /** The efficiency at every worker count measured so far, by count. */
+  efficiencies(): Map<number, number> {
+    return new Map([...this.perWorker.keys()].map((workers) => [workers, this.efficiency(workers)!]));
+  }
+
   /** What to scale to now with `desired` workers asked for, or null to leave it. */
   decide(desired: number, nowMs: number): ScaleDecision | null {
     const { minWorkers, maxWorkers, minEfficiency, cooldownMs } = this.spec;

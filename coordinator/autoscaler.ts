@@ -72,7 +72,13 @@ export class Autoscaler {
     const now = job.now();
     const active = job.members.activeWorkers().map((id) => ({ id, lastCountedStep: job.members.session(id)?.lastCountedStep ?? 0 }));
     const measured = this.windows.look({ active, desiredWorkers: job.members.desiredWorkers, step: job.weightsVersion, atMs: now });
-    if (measured) this.rule.observe(measured);
+    if (measured) {
+      this.rule.observe(measured);
+      // Every count measured so far: the one-worker rate (the smallest count's) may have just changed.
+      for (const [workers, efficiency] of this.rule.efficiencies()) {
+        job.telemetry.metrics.autoscaleEfficiency.set({ workers: String(workers) }, efficiency);
+      }
+    }
     if (this.busy) return;
     const decision = this.rule.decide(job.members.desiredWorkers, now);
     if (!decision) return;

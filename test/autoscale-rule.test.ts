@@ -18,6 +18,7 @@ describe('autoscale: the rule', () => {
     assert.deepEqual(rule.decide(1, 20), { workers: 2, reason: 'throughput per worker at 1 is 100% of the one-worker rate (>= 80%)' });
     // Cooldown: a measurement at 2 right away does not move it.
     rule.observe({ workers: 2, samplesPerSecond: 180, atMs: 500 });
+    assert.deepEqual([...rule.efficiencies()], [[1, 1], [2, 0.9]], 'what shardwise_autoscale_efficiency_ratio shows');
     assert.equal(rule.decide(2, 500), null);
     // After the cooldown: 90 per worker = 90% -> a third.
     assert.equal(rule.decide(2, 1020)?.workers, 3);

@@ -167,6 +167,11 @@ describe('kube: a running job scaled through the Kubernetes API', function () {
           held.resume();
         }
       }
+      // What the decisions were made on, as the coordinator exports it: 1 and 2 workers measured.
+      const metrics = await (await fetch(coordinator.ready.metrics)).text();
+      const efficiency = (n: number): number => Number(new RegExp(`^shardwise_autoscale_efficiency_ratio\\{workers="${n}"\\} (\\S+)$`, 'm').exec(metrics)?.[1]);
+      assert.equal(efficiency(1), 1, metrics);
+      assert.ok(efficiency(2) >= 0.01, `the efficiency at 2 workers that made the scale-up: ${efficiency(2)}`);
       await waitForRecords(coordinator.ready.runDir, (rs) => recordsOf(rs, 'replica-hash').find((h) => pod(2) in h.workers),
         'a step computed by the third pod', 240_000);
       await harness.awaitFinished(coordinator, []);

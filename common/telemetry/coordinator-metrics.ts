@@ -7,10 +7,12 @@ import {
   STEP_PHASES,
   STEP_SECONDS_BUCKETS,
   WORKER_LABEL,
+  WORKERS_LABEL,
   type GroupLabel,
   type PhaseLabel,
   type SplitLabel,
   type WorkerLabel,
+  type WorkersLabel,
 } from './labels';
 
 /**
@@ -51,6 +53,12 @@ export interface CoordinatorMetrics {
   desiredWorkers: Gauge;
   /** `shardwise_waiting_for_workers`: 1 while training is paused below minWorkers, else 0. */
   waitingForWorkers: Gauge;
+  /**
+   * `shardwise_autoscale_efficiency_ratio{workers}`: with `distributed.autoscale`, the throughput per worker
+   * last measured at that many workers over the one-worker rate: what the autoscaler compares with
+   * `minEfficiency`.
+   */
+  autoscaleEfficiency: Gauge<WorkersLabel>;
   /** `shardwise_worker_joins_total`: workers admitted. */
   workerJoins: Counter;
   /** `shardwise_worker_leaves_total`: workers that left cleanly (drained). */
@@ -159,6 +167,12 @@ export function createCoordinatorMetrics(registry: Registry): CoordinatorMetrics
     activeWorkers: gauge('shardwise_active_workers', 'Workers taking part in steps.'),
     desiredWorkers: gauge('shardwise_desired_workers', 'Workers the job asks for.'),
     waitingForWorkers: gauge('shardwise_waiting_for_workers', '1 while training is paused below minWorkers, else 0.'),
+    autoscaleEfficiency: new Gauge({
+      name: 'shardwise_autoscale_efficiency_ratio',
+      help: 'Autoscaler: throughput per worker last measured at this many workers, over the one-worker rate.',
+      labelNames: WORKERS_LABEL,
+      registers,
+    }),
     workerJoins: counter('shardwise_worker_joins_total', 'Workers admitted to the job.'),
     workerLeaves: counter('shardwise_worker_leaves_total', 'Workers that left cleanly.'),
     workerFailures: counter('shardwise_worker_failures_total', 'Workers dropped for a crash, deadline or lost link.'),

@@ -30,6 +30,7 @@ export const WORKER_LABEL = ['worker'] as const;
 export const SPLIT_LABEL = ['split'] as const;
 export const GROUP_LABEL = ['group'] as const;
 export const REASON_LABEL = ['reason'] as const;
+export const WORKERS_LABEL = ['workers'] as const;
 
 /** Label name types, for the metric object interfaces. */
 export type PhaseLabel = (typeof PHASE_LABEL)[number];
@@ -37,6 +38,7 @@ export type WorkerLabel = (typeof WORKER_LABEL)[number];
 export type SplitLabel = (typeof SPLIT_LABEL)[number];
 export type GroupLabel = (typeof GROUP_LABEL)[number];
 export type ReasonLabel = (typeof REASON_LABEL)[number];
+export type WorkersLabel = (typeof WORKERS_LABEL)[number];
 
 /** Buckets of a whole step or share: from 10 ms (tiny models) to 2 minutes (a slow worker on a big batch). */
 export const STEP_SECONDS_BUCKETS: readonly number[] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
