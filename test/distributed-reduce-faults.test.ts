@@ -47,12 +47,15 @@ describe('distributed training survives faults in the allreduce', function () {
   }
 
   /**
-   * Once both workers pushed a share (both are members), stops `held` after it computed its next share and
-   * before it pushes it (the failpoint, armed by SIGUSR2): returns that step, which `other` has a share of
-   * too. A SIGSTOP sent from here on the worker's "computing" line could land after its push.
+   * Once both workers pushed a share of the same step (both are members, past the admission of the later
+   * one), stops `held` after it computed its next share and before it pushes it (the failpoint, armed by
+   * SIGUSR2): returns that step, which `other` has a share of too. A SIGSTOP sent from here on the worker's
+   * "computing" line could land after its push.
    */
   async function stopBeforePush(held: WorkerProc, other: WorkerProc): Promise<number> {
-    for (const w of [other, held]) await w.child.waitForLine(SHARE_DONE, { what: `a share of ${w.child.name}`, timeoutMs: 120_000 });
+    const steps = (w: WorkerProc): Set<string> => new Set(w.child.lines().flatMap((l) => SHARE_DONE.exec(l)?.[1] ?? []));
+    await pollUntil(() => ([...steps(held)].some((s) => steps(other).has(s)) ? true : undefined),
+      { timeoutMs: 120_000, intervalMs: 20, what: `${held.child.name} and ${other.child.name} pushing shares of the same step` });
     held.child.signal('SIGUSR2');
     const [, step] = await held.child.waitForLine(STOPPED_BEFORE_PUSH, { what: `${held.child.name} stopped before a push`, timeoutMs: 60_000, onlyNew: true });
     return Number(step);
