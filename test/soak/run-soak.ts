@@ -9,7 +9,7 @@
  * consecutive steps. The run is then checked from metrics.jsonl: no sample lost or counted twice, every
  * replica hash equal to the coordinator's.
  */
-import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
@@ -101,11 +101,23 @@ export function soakCompanionLines(r: SoakResult): string[] {
 const CHECKPOINT_EVERY_STEPS = 1000;
 
 
-/** Resident memory of `pid` in MiB and its open file descriptors, from /proc. */
-function processFootprint(pid: number, hostPids: readonly number[]): Footprint {
+/**
+ * Resident memory of `pid` in MiB and its open file descriptors, from /proc, but those on files under
+ * `checkpoints` (the run's checkpoint folder): a checkpoint written in the background may be in flight when
+ * the figures are taken (the last step is an epoch's end), and is no descriptor left open.
+ */
+function processFootprint(pid: number, hostPids: readonly number[], checkpoints: string): Footprint {
   const rssKb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+  const target = (fd: string): string => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      return ''; // closed since the listing
+    }
+  };
+  const handles = readdirSync(`/proc/${pid}/fd`).filter((fd) => !target(fd).startsWith(checkpoints)).length;
   return {
-    rssMb: rssKb / 1024, handles: readdirSync(`/proc/${pid}/fd`).length, cpuMs: processCpuMs(pid),
+    rssMb: rssKb / 1024, handles, cpuMs: processCpuMs(pid),
     workersCpuMs: hostPids.reduce((sum, p) => sum + processCpuMs(p), 0), t: performance.timeOrigin + performance.now(),
   };
 }
@@ -225,7 +237,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       const timer = setInterval(() => {
         if (stepEnds.length >= options.warmupSteps) {
           clearInterval(timer);
-          warm = processFootprint(pid, hostPids);
+          warm = processFootprint(pid, hostPids, path.resolve(runDir, 'checkpoints'));
           warmAt = stepEnds.length;
           log(`# warm-up done after ${warmAt} steps: coordinator rss ${warm.rssMb.toFixed(0)} MiB, ${warm.handles} open handles`);
           resolve();
@@ -238,7 +250,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       const timer = setInterval(() => {
         if (stepEnds.length >= steps || !coordinator.running) {
           clearInterval(timer);
-          if (coordinator.running) end = processFootprint(pid, hostPids);
+          if (coordinator.running) end = processFootprint(pid, hostPids, path.resolve(runDir, 'checkpoints'));
           resolve();
         }
       }, 100);
