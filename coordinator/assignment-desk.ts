@@ -1,5 +1,5 @@
 import { type MicroBatch, UpdateKind } from '../common';
-import { samplesPerMessage } from './coordinator-options';
+import { plannedOrderFor } from './step/planned-attempt';
 import { PlanningError } from './errors';
 import type { JobContext } from './job-context';
 import { CoordinatorState } from './lifecycle';
@@ -60,7 +60,7 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
   const deadline = job.now() + waitMs;
   for (;;) {
     const { record, session } = job.members.member(request.workerId);
-    const decision = decide(job, record, session, request);
+    const decision = decide(job, record, request);
     if ('handout' in decision) return workAssignment(job, decision.handout, request, session, decision.ahead);
     if ('reduce' in decision) {
       return { ...waitOrStop(job, AssignmentKind.Reduce, request, session, '', 0), globalStep: decision.step, reduce: decision.reduce };
@@ -82,7 +82,7 @@ export async function pullAssignment(job: JobContext, request: PullRequest, sign
   }
 }
 
-function decide(job: JobContext, record: WorkerRecord, session: WorkerSession, request: PullRequest): Decision {
+function decide(job: JobContext, record: WorkerRecord, request: PullRequest): Decision {
   if (job.finished) return { stop: 'the job is finished' };
   if (job.lifecycle.state === CoordinatorState.Failed) return { stop: 'the job failed' };
   const round = job.round;
@@ -99,7 +99,7 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession, r
     // failed attempt, a member that asks is alive: the job loop waiting for the members is woken.
     const order = round.reduceOrderFor(id, record.incarnation);
     if (order) return { reduce: order, step: round.globalStep };
-    const ahead = aheadHandout(job, round, record, session, request);
+    const ahead = aheadHandout(job, round, record, request);
     if (ahead) return ahead;
     const failed = phase.name === 'reduce-failed';
     if (failed) job.changed.notify();
@@ -115,6 +115,11 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession, r
     }
     return { stop: 'drained: this worker has nothing left to finish; the job goes on without it' };
   }
+  if (round?.kind === 'train' && phase?.name === 'collecting' && request.reducedKey && request.reducedKey === round.planned?.order.key) {
+    // A member running the step's planned attempt gets its share of the next step at once (PreparedStep).
+    const ahead = aheadHandout(job, round, record, request);
+    if (ahead) return ahead;
+  }
   if (round === null) return { wait: job.members.waitingReason() ?? 'between steps' };
   const what = round.kind === 'train' ? `step ${round.globalStep}` : `the evaluation of epoch ${round.epoch}`;
   if (round.collector.orphanCount > 0) {
@@ -126,14 +131,9 @@ function decide(job: JobContext, record: WorkerRecord, session: WorkerSession, r
     return { wait: `joining: admitted at the next step boundary (${what} in progress)` };
   }
   const size = round.kind === 'train' ? job.spec.training.microBatchSize : job.spec.training.evalBatchSize;
-  const handout = round.collector.take(id, microBatchesPerMessage(session, size));
+  const handout = round.collector.take(id, job.microBatchesPerMessage(id, size));
   if (handout) return { handout };
   return { wait: `nothing to do in ${what}: its ${round.collector.microBatchCount} micro-batches are with other workers` };
-}
-
-/** Micro-batches of `size` samples whose pixels fit in one message to the worker of `session`. */
-function microBatchesPerMessage(session: WorkerSession, size: number): number {
-  return Math.max(1, Math.floor(samplesPerMessage(session.maxMessageBytes) / size));
 }
 
 /**
@@ -141,11 +141,11 @@ function microBatchesPerMessage(session: WorkerSession, size: number): number {
  * result, `reducedKey`, on the step's weights), taken from the step prepared for that attempt: it applies
  * the result and computes on while the coordinator commits (see PreparedStep).
  */
-function aheadHandout(job: JobContext, round: StepRound, record: WorkerRecord, session: WorkerSession, request: PullRequest): Decision | undefined {
+function aheadHandout(job: JobContext, round: StepRound, record: WorkerRecord, request: PullRequest): Decision | undefined {
   const prepared = round.next;
   if (!prepared || !request.reducedKey || request.reducedKey !== prepared.apply.key) return undefined;
   if (record.state !== MemberState.Active || request.weightsVersion !== round.weightsVersion) return undefined;
-  const handout = prepared.round.collector.take(record.id, microBatchesPerMessage(session, job.spec.training.microBatchSize));
+  const handout = prepared.round.collector.take(record.id, job.microBatchesPerMessage(record.id, job.spec.training.microBatchSize));
   if (!handout) return undefined;
   prepared.round.handedAhead++;
   job.telemetry.metrics.aheadShares.inc();
@@ -199,6 +199,8 @@ function workAssignment(job: JobContext, handout: Handout, request: PullRequest,
     retryAfterMs: 0,
     waitReason: '',
     maxMessageBytes: session.maxMessageBytes,
+    // A share of a step with a planned attempt carries it: the worker starts it as it pushes the share.
+    reduce: round.kind === 'train' ? plannedOrderFor(job, round, handout) : undefined,
   };
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Cifar10Images, DataPlane, JobSpec, ModelParts, TrainerState } from '../common';
 import type { ChangeSignal } from './change-signal';
-import type { CompiledCoordinatorOptions } from './coordinator-options';
+import { type CompiledCoordinatorOptions, samplesPerMessage } from './coordinator-options';
 import type { CoordinatorTelemetry } from './coordinator-telemetry';
 import type { EpochLedger } from './epoch-ledger';
 import type { JobAnnouncer } from './job-announcer';
@@ -161,6 +161,12 @@ export class JobContext implements StepHost, MembershipHost {
   /** host:port of the worker's allreduce data plane; '' when it has none. */
   dataAddressOf(workerId: string): string {
     return this.members.session(workerId)?.dataAddress ?? '';
+  }
+
+  /** Micro-batches of `size` samples whose pixels fit in one message to `workerId` (at least 1). */
+  microBatchesPerMessage(workerId: string, size: number): number {
+    const maxMessageBytes = this.members.session(workerId)?.maxMessageBytes ?? this.spec.distributed.maxMessageBytes;
+    return Math.max(1, Math.floor(samplesPerMessage(maxMessageBytes) / size));
   }
 
   /** Whether `workerId` is a live member (joining, active or draining). */

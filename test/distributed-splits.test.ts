@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { KILL_AT_STEP_ENV } from '../worker';
-import { type WorkerProc } from './support/cluster';
+import { type CoordinatorProc, type WorkerProc } from './support/cluster';
 import {
   assertExactlyOnce,
   assertReplicasAgree,
@@ -41,10 +41,10 @@ describe('distributed training gives the same weights whatever the split', funct
   this.timeout(240_000);
   const suite = referenceSuite('split-job', testJobYaml('reference', {}, TRAINING));
 
-  async function run(name: string, workers: number, options: { exchange: string; split?: number[]; killMidCompute?: boolean }): Promise<WorkerProc[]> {
+  async function run(name: string, workers: number, options: { exchange: string; split?: number[]; killMidCompute?: boolean; planned?: boolean }): Promise<{ procs: WorkerProc[]; coordinator: CoordinatorProc }> {
     // minWorkers: every worker is in before training starts, but the kill must not stall the job below it.
     const minWorkers = options.killMidCompute ? workers - 1 : workers;
-    const job = suite.harness.writeJob(name, testJobYaml(name, { minWorkers, exchange: options.exchange, leaseMs: 2000 }, TRAINING));
+    const job = suite.harness.writeJob(name, testJobYaml(name, { minWorkers, exchange: options.exchange, leaseMs: 2000, plannedExchange: options.planned ?? false }, TRAINING));
     const coordinator = await suite.harness.startCoordinator({ job, split: options.split });
     // The victim (the last worker) SIGKILLs itself as it starts computing its first share after step 0, through
     // the worker's failpoint: a kill sent from here at its "computing" line can land after the push, as a
@@ -79,17 +79,17 @@ describe('distributed training gives the same weights whatever the split', funct
       const redone = recordsOf(records, 'epoch-report').reduce((sum, r) => sum + r.redoneMicroBatches, 0);
       assert.ok(redone > 0, `expected the victim's micro-batches of step ${killedAt} redone`);
     }
-    return procs;
+    return { procs, coordinator };
   }
 
   it('3 workers split 2+1+1, allreduce: the local weights hash', async () => {
-    const procs = await run('split-2-1-1', 3, { exchange: 'allreduce', split: [2, 1, 1] });
+    const { procs } = await run('split-2-1-1', 3, { exchange: 'allreduce', split: [2, 1, 1] });
     const full = [...sharesByStep(procs)].filter(([, counts]) => counts.reduce((a, b) => a + b, 0) === 4);
     assert.ok(full.length > 0 && full.every(([, counts]) => [...counts].sort().join() === '1,1,2'), `shares per step: ${JSON.stringify(full)}`);
   });
 
   it('2 workers split 1+3, allreduce: the 3 go out as two tree nodes, the local weights hash', async () => {
-    const procs = await run('split-1-3', 2, { exchange: 'allreduce', split: [1, 3] });
+    const { procs } = await run('split-1-3', 2, { exchange: 'allreduce', split: [1, 3] });
     const full = [...sharesByStep(procs)].filter(([, counts]) => counts.reduce((a, b) => a + b, 0) === 4);
     assert.ok(full.length > 0 && full.every(([, counts]) => [...counts].sort().join() === '1,1,2'), `shares per step: ${JSON.stringify(full)}`);
   });
@@ -103,7 +103,7 @@ describe('distributed training gives the same weights whatever the split', funct
   // member of the allreduce, at once while it waits), never by a full copy: a worker kept waiting through
   // that step fell two updates behind and fetched the whole model, optimizer state included.
   it('4 workers, allreduce: a worker with no share in a step replays the update from the sums sent, no GetWeights after joining', async () => {
-    const procs = await run('idle-4', 4, { exchange: 'allreduce' });
+    const { procs } = await run('idle-4', 4, { exchange: 'allreduce' });
     const steps = [...sharesByStep(procs)];
     assert.ok(steps.some(([, counts]) => counts.length < procs.length), `expected a step some worker had no share of: ${JSON.stringify(steps)}`);
     for (const w of procs) {
@@ -114,5 +114,20 @@ describe('distributed training gives the same weights whatever the split', funct
 
   it('3 workers, one SIGKILLed mid-compute: its share is redone, the local weights hash', async () => {
     await run('split-kill', 3, { exchange: 'allreduce', killMidCompute: true });
+  });
+
+  // distributed.plannedExchange: each share carries its step's allreduce, started with the push.
+  it('2 workers, planned exchange: every step reduced by its planned attempt, the local weights hash', async () => {
+    const { procs, coordinator } = await run('planned-2', 2, { exchange: 'allreduce', planned: true });
+    for (const w of procs) {
+      const keys = w.child.lines().flatMap((l) => /reducing with members .* \(allreduce (\S+)\)/.exec(l)?.[1] ?? []);
+      assert.ok(keys.length > 0 && keys.every((k) => k.endsWith('/planned')), `${w.ready.id} reduced ${keys.join(', ')}`);
+    }
+    assert.deepEqual(coordinator.child.lines().filter((l) => /voided/.test(l)), [], 'no plan voided');
+  });
+
+  it('3 workers, planned exchange, one SIGKILLed mid-compute: the plan is voided, the share redone, the local weights hash', async () => {
+    const { coordinator } = await run('planned-kill', 3, { exchange: 'allreduce', killMidCompute: true, planned: true });
+    assert.ok(coordinator.child.lines().some((l) => /planned allreduce \S+ voided/.test(l)), coordinator.child.tail(40));
   });
 });

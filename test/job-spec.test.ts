@@ -114,3 +114,13 @@ describe('job spec', () => {
     assert.equal(loadJobSpec(join(dir, 'job.yaml'), ['seed=7']).seed, 7);
   });
 });
+
+describe('job spec: distributed.plannedExchange', () => {
+  it('is off by default, on when asked, and refused without the allreduce or as a non-boolean, naming the field', () => {
+    assert.equal(parseJobSpec(MINIMAL).distributed.plannedExchange, false);
+    assert.equal(parseJobSpec(MINIMAL, '<t>', ['distributed.plannedExchange=true']).distributed.plannedExchange, true);
+    assert.deepEqual(problemsOf(MINIMAL, ['distributed.plannedExchange=true', 'distributed.exchange=parameter-server']),
+      ["distributed.plannedExchange: plans the allreduce, expected exchange 'allreduce', got 'parameter-server'"]);
+    assert.match(problemsOf(MINIMAL, ['distributed.plannedExchange=sometimes']).join('\n'), /distributed\.plannedExchange/);
+  });
+});

@@ -71,11 +71,24 @@ export class HeldSums {
     if (text(held) !== text(parts)) {
       throw new HeldSumsError(`allreduce of step ${step}: expected to hold micro-batches ${text(parts)}, this worker holds ${text(held)}`);
     }
+    return this.layOut(step, tensors, parts.map((part) => this.shares.get(part.start)?.sums as Map<string, Float32Array>));
+  }
+
+  /**
+   * The allreduce input of a share not held yet: its sums laid out as `tensors`, in the same recycled
+   * buffer as {@link vector}'s (a planned attempt starts as the share is pushed, before it is accepted).
+   * @throws HeldSumsError when a tensor is missing or of another size.
+   */
+  shareVector(step: number, tensors: readonly WireTensorSpec[], sums: readonly WireTensor[]): Float32Array {
+    return this.layOut(step, tensors, [new Map(sums.map((t) => [t.name, t.data as Float32Array]))]);
+  }
+
+  /** `parts` (each a share's sums by tensor name) laid out as `tensors`, back to back in the input buffer. */
+  private layOut(step: number, tensors: readonly WireTensorSpec[], parts: readonly Map<string, Float32Array>[]): Float32Array {
     const n = tensors.reduce((k, s) => k + elementCount(s.shape), 0);
     if (this.input.length !== parts.length * n) this.input = new Float32Array(parts.length * n);
     const out = this.input;
-    parts.forEach((part, k) => {
-      const sums = this.shares.get(part.start)?.sums as Map<string, Float32Array>;
+    parts.forEach((sums, k) => {
       let at = k * n;
       for (const spec of tensors) {
         const size = elementCount(spec.shape);

@@ -17,7 +17,7 @@ import {
   shareThreadsFor,
   UpdateKind,
 } from '../common';
-import { type Assignment, AssignmentKind } from './assignment';
+import { type Assignment, AssignmentKind, type ReduceOrder } from './assignment';
 import { endsSession } from './call-policy';
 import { ConfigSync, type WorkerConfig } from './config-sync';
 import { CoordinatorLink } from './coordinator-link';
@@ -84,6 +84,11 @@ export class Worker {
   private reduced: ReducedSums | undefined;
   /** The key of the last allreduce that failed here: an order that applies its result is void. */
   private failedReduceKey = '';
+  /**
+   * The planned allreduce (distributed.plannedExchange) started with the last push, until an order that
+   * follows it (a REDUCE, or the next share applying its result) waits for it to end.
+   */
+  private plannedRun: { key: string; done: Promise<void> } | undefined;
   private needsJoin = false;
   private lastCompletedStep = 0;
   private lastWaitReason = '';
@@ -267,6 +272,13 @@ export class Worker {
       this.log(`the coordinator says stop${a.waitReason ? ` (${a.waitReason})` : ''}; leaving`);
       return true;
     }
+    const planned = this.plannedRun;
+    if (planned && a.update.kind === UpdateKind.Apply && a.update.apply?.key === planned.key) {
+      // The share of the next step, handed out as this worker pushed its share of a step with a planned
+      // allreduce: it follows that exchange, which may still run.
+      this.plannedRun = undefined;
+      await planned.done;
+    }
     if (a.update.kind === UpdateKind.Apply && a.update.apply?.key === this.failedReduceKey) {
       // Handed out on the ready sent as the allreduce began: its part failed here, so the order is void,
       // and so is its update: nothing to catch up to.
@@ -322,7 +334,7 @@ export class Worker {
       lastCompletedStep: this.lastCompletedStep,
       weightsVersion: session.replica.weightsVersion,
       maxWaitMs: this.options.pullWaitMs,
-      reducedKey: this.reduced?.key ?? '',
+      reducedKey: this.plannedRun?.key ?? this.reduced?.key ?? '',
     };
   }
 
@@ -389,6 +401,14 @@ export class Worker {
     const endPush = processTimeline().begin('push', a.globalStep);
     // A draining worker hands its sums over rather than keep them for an allreduce it may not see.
     const hold = session.joinsAllreduce && !this.drainSignal.signal.aborted;
+    // A share handed out with its step's planned allreduce starts that exchange as it is pushed (its sums
+    // are held once accepted, as any share's); the exchange before it has ended by now.
+    const order = hold ? a.reduce : undefined;
+    if (order) {
+      await this.plannedRun?.done;
+      const sums = [...share.grads, ...share.statDeltas];
+      this.plannedRun = { key: order.key, done: this.runReduce(a, order, () => this.held.shareVector(a.globalStep, order.tensors, sums)) };
+    }
     // A held header goes on the session stream with the next SessionReady in the same message (no round trip).
     const accepted = await this.submit(a, () => hold
       ? session.pushHeld(share, this.readyState(session))
@@ -415,13 +435,24 @@ export class Worker {
   }
 
   /**
-   * Takes part in the step's allreduce with the sums it holds. A failure is only logged: the coordinator
-   * notices it too, re-plans the step, and sends a new REDUCE (the held sums are untouched).
+   * A REDUCE: takes part in the step's allreduce with the sums it holds, once a planned exchange still
+   * running here has ended (the data plane runs one at a time, on one input buffer).
    */
   private async reduce(a: Assignment): Promise<void> {
+    const planned = this.plannedRun;
+    this.plannedRun = undefined;
+    await planned?.done;
     const order = a.reduce;
+    if (order) await this.runReduce(a, order, () => this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []));
+  }
+
+  /**
+   * Runs the allreduce `order` of `a`'s step on the vector `input` lays out. A failure is only logged: the
+   * coordinator notices it too, re-plans the step, and sends a new REDUCE (the held sums are untouched).
+   */
+  private async runReduce(a: Assignment, order: ReduceOrder, input: () => Float32Array): Promise<void> {
     const plane = this.dataPlane;
-    if (!order || !plane) return;
+    if (!plane) return;
     const t0 = performance.now();
     // Said before the exchange starts, so a test can fault a member inside the allreduce itself.
     this.log(`step ${a.globalStep}: reducing with members ${order.members.map((m) => m.id).join(', ')} (allreduce ${order.key})`);
@@ -430,12 +461,12 @@ export class Worker {
     // exchange ends. Should the exchange fail, that order is void (turn).
     this.failedReduceKey = '';
     try {
-      const input = this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []);
+      const vector = input();
       const compression = this.session && allreduceCompression(this.session.registration.spec.distributed);
       const reduction = { key: order.key, members: order.members, rank: order.rank, timeoutMs: order.timeoutMs, compression, tensors: order.tensors };
-      const stats = await plane.allreduce(reduction, input);
-      const vector = input.subarray(0, input.length / Math.max(1, order.members[order.rank]?.parts?.length ?? 1));
-      this.reduced = { key: order.key, step: a.globalStep, tensors: order.tensors, gradientTensorCount: order.gradientTensorCount, vector };
+      const stats = await plane.allreduce(reduction, vector);
+      const sum = vector.subarray(0, vector.length / Math.max(1, order.members[order.rank]?.parts?.length ?? 1));
+      this.reduced = { key: order.key, step: a.globalStep, tensors: order.tensors, gradientTensorCount: order.gradientTensorCount, vector: sum };
       this.metrics.sentBytes.inc(stats.bytesSent);
       this.metrics.receivedBytes.inc(stats.bytesReceived);
       this.metrics.sharePhaseDuration.observe({ phase: 'reduce' }, (performance.now() - t0) / 1000);

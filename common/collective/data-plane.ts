@@ -127,6 +127,14 @@ export class DataPlane implements LinkOwner, RunLinks {
     }
   }
 
+  /**
+   * Voids the running reduction `key`, if it still runs: it fails here with phase 'aborted', which closes
+   * its links, so each member it exchanges with fails at once, and they close theirs in turn.
+   */
+  abort(key: string, why: string): void {
+    if (this.active?.key === key) this.active.fail(new AllreduceError(key, 'aborted', why));
+  }
+
   /** Stops listening and closes every connection; a running reduction fails with phase 'closed'. */
   async close(): Promise<void> {
     this.closed = true;

@@ -4,9 +4,9 @@ import { ShardwiseError } from '../errors';
  * Where a reduction was when it failed: checking its arguments, connecting to a member it receives from,
  * agreeing with its peers on the reduction (hello and ready frames), the reduce-scatter (parts of each
  * segment sent to its owner and folded there) or the allgather (reduced segments sent to every member),
- * or shut down by `DataPlane.close`.
+ * or shut down by `DataPlane.close`, or voided by this member (`DataPlane.abort`).
  */
-export const ALLREDUCE_PHASES = ['start', 'connect', 'handshake', 'reduce-scatter', 'allgather', 'closed'] as const;
+export const ALLREDUCE_PHASES = ['start', 'connect', 'handshake', 'reduce-scatter', 'allgather', 'closed', 'aborted'] as const;
 /** One of `ALLREDUCE_PHASES`. */
 export type AllreducePhase = (typeof ALLREDUCE_PHASES)[number];
 

@@ -104,6 +104,9 @@ function crossFieldProblems(spec: ParsedJobSpec): string[] {
   if (d.compression === 'fp16' && d.exchange !== 'allreduce') {
     problems.push(`distributed.compression: fp16 applies to the allreduce's data plane, expected exchange 'allreduce', got '${d.exchange}'`);
   }
+  if (d.plannedExchange && d.exchange !== 'allreduce') {
+    problems.push(`distributed.plannedExchange: plans the allreduce, expected exchange 'allreduce', got '${d.exchange}'`);
+  }
   if (d.compression === 'none' && d.prescaleFactor !== 1) {
     problems.push(`distributed.prescaleFactor: applies only with compression 'fp16' (none stays bit-exact), got ${d.prescaleFactor}`);
   }

@@ -174,6 +174,13 @@ export interface DistributedSpec {
    * A reduced value beyond the range fails the step with an error naming the tensor. @default 1
    */
   prescaleFactor: number;
+  /**
+   * Allreduce only: a step's allreduce is planned when the step opens and handed out with its shares, so
+   * each worker starts it as it pushes its share, and its push is answered with its next share at once;
+   * the coordinator adopts the plan when every share is in as planned, else voids it and runs the usual
+   * attempt (coordinator/step/planned-attempt.ts). @default false
+   */
+  plannedExchange: boolean;
   /** The coordinator changes the worker count itself (see {@link AutoscaleSpec}); absent: only operators scale. */
   autoscale?: AutoscaleSpec;
 }

@@ -71,6 +71,8 @@ export class HandoutTracker {
   /** When each worker without a handout got queued work it has not come for yet. */
   private readonly queuedSince = new Map<string, number>();
   private orphans: number[] = [];
+  /** The cut at creation, one run per worker: what a planned attempt plans (coordinator/step/planned-attempt.ts). */
+  readonly initialShares: Share[] = [];
   private readonly deadlineMs: number;
   private readonly now: () => number;
 
@@ -86,6 +88,7 @@ export class HandoutTracker {
     if (workers.length === 0) this.orphans = ids;
     for (const share of options.split ? splitAs(ids, workers, options.split) : assignMicroBatches(ids, workers)) {
       this.enqueue(share.worker, share.microBatchIds);
+      this.initialShares.push(share);
     }
   }
 

@@ -44,6 +44,18 @@ export function prepareNext(job: StepHost, round: StepRound, reduction: Reductio
 }
 
 /**
+ * The step after `round`, prepared when `round` opens with its planned attempt `key` (see planned-attempt.ts):
+ * the update the members apply is the commit's, over every sample of `round`'s plan.
+ */
+export function prepareNextPlanned(job: StepHost, round: StepRound, key: string, next: StepPosition): PreparedStep {
+  return {
+    round: planRound(job, next, job.trainer.globalStep + 1),
+    apply: { key, learningRates: stepLearningRates(job.trainer), sampleCount: round.plan.sampleCount, microBatchCount: round.plan.microBatches.length },
+    workers: job.activeWorkers(),
+  };
+}
+
+/**
  * Whether a prepared step may open as is once its predecessor committed with `lr` over `count` samples:
  * the job runs it next, its weights are the committed ones and its workers are the active ones.
  * @throws PlanningError when the update handed out ahead is not the one committed (a bug: the members

@@ -69,6 +69,11 @@ export class Reduction {
     };
   }
 
+  /** Every member already runs this attempt (it was planned, and handed out with the shares): no REDUCE order goes out. */
+  markAllTold(): void {
+    for (const id of this.workers) this.told.add(id);
+  }
+
   /** A member's incarnation asked for work after the attempt failed (the step is reduce-failed): it is alive. */
   markBack(workerId: string, incarnation: number): void {
     if (this.incarnationOf(workerId) === incarnation) this.back.add(workerId);

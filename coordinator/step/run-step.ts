@@ -1,3 +1,4 @@
+import { openPlannedAttempt, voidPlanned } from './planned-attempt';
 import { type ClassificationMetrics, type GroupLearningRates, processTimeline, type RunDirectory, type RunRecorder } from '../../common';
 import { JobFailedError, PlanningError } from '../errors';
 import { planRound, releaseReplicaWork, stillValid } from './next-step';
@@ -78,9 +79,18 @@ export async function runStep(job: StepHost, at: StepPosition, driver: StepDrive
   let unexplained = 0;
   for (let attempt = 1; ; attempt++) {
     phaseStart = timeline.now();
+    if (attempt === 1 && !round.planned) {
+      openPlannedAttempt(job, round, driver.next());
+      // Its members' pulls now carry the plan and, once they pushed, the next step.
+      if (round.planned) job.changed.notify();
+    }
     if (!(await driver.collect(round))) return null;
     timeline.phase('wait for shares', round.globalStep, phaseStart, { attempt });
-    if (round.heldWorkers().length === 0) return commit(round.sum());
+    if (round.heldWorkers().length === 0) {
+      const plan = round.takePlanned(false);
+      if (plan) await voidPlanned(job, plan, 'no worker holds sums');
+      return commit(round.sum());
+    }
     phaseStart = timeline.now();
     const outcome = await reduceStep(job, round, attempt, driver.signal, driver.next());
     timeline.phase('allreduce', round.globalStep, phaseStart, { attempt });

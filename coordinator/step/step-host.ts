@@ -44,6 +44,8 @@ export interface StepHost {
   activeWorkers(): string[];
   /** host:port of the worker's allreduce data plane; '' when it has none. */
   dataAddressOf(workerId: string): string;
+  /** Micro-batches of `size` samples whose pixels fit in one message to `workerId` (at least 1). */
+  microBatchesPerMessage(workerId: string, size: number): number;
   /** The incarnation of `workerId` that is a live member (joining, active or draining); undefined when none is. */
   liveIncarnation(workerId: string): number | undefined;
   /** A worker is lost: it is failed, and its work goes to the others. */

@@ -1,3 +1,4 @@
+import { adoptable, voidPlanned } from './planned-attempt';
 import { AllreduceError, type AllreduceMember, allreduceCompression } from '../../common';
 import { JobFailedError } from '../errors';
 import { COORDINATOR_MEMBER_ID, Reduction } from './reduction';
@@ -46,20 +47,30 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
   const timeoutMs = job.spec.distributed.stepDeadlineMs;
   // The incarnations that pushed the held sums: one replaced meanwhile (a restart) is lost with its sums.
   const incarnations = new Map(holders.map((id) => [id, job.liveIncarnation(id) ?? 0]));
-  const key = `${job.jobId}/${job.instanceId}/step-${round.globalStep}/attempt-${attempt}`;
+  // The step's planned attempt (distributed.plannedExchange) is adopted when its members are these; every
+  // member already runs it, so nobody is told. Otherwise it is voided before attempt 1 opens.
+  const plan = round.planned;
+  const adopted = plan !== undefined && adoptable(round, plan, members);
+  round.takePlanned(adopted);
+  if (plan && !adopted) {
+    job.log(`step ${round.globalStep}: planned allreduce ${plan.order.key} voided: the shares came from ${holders.join(', ')}, not as planned`);
+    await voidPlanned(job, plan, 'the shares came in otherwise than planned');
+  }
+  const key = adopted ? plan.order.key : `${job.jobId}/${job.instanceId}/step-${round.globalStep}/attempt-${attempt}`;
   const reduction = new Reduction(key, members, tensors, round.gradientSpecs.length, timeoutMs, incarnations);
   round.startReduction(reduction);
+  if (adopted) reduction.markAllTold();
   job.changed.notify();
-  const vector = round.allreduceInput((floats) => job.updates.vector(floats));
+  const vector = adopted ? plan.vector : round.allreduceInput((floats) => job.updates.vector(floats));
   const t0 = job.now();
   try {
     const compression = allreduceCompression(job.spec.distributed);
-    const exchange = dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs, compression, tensors }, vector);
+    const exchange = adopted ? plan.exchange : dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs, compression, tensors }, vector);
     // Awaited below; this only keeps a failure meanwhile from counting as unhandled.
     exchange.catch(() => undefined);
     // The members that complete their part get the next step at once (PreparedStep), planned once the
     // REDUCE orders were written (HTTP/2 sends them at the end of this turn of the event loop), not before.
-    if (next) {
+    if (next && !adopted) {
       await new Promise((resolve) => setImmediate(resolve));
       prepareAhead(job, round, reduction, next);
     }

@@ -1,4 +1,4 @@
-import { addFloatsInto, type ApplyOrder, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../../common';
+import { addFloatsInto, type AllreduceStats, type ApplyOrder, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../../common';
 import { PlanningError } from '../errors';
 import type { ShareTiming } from '../coordinator-telemetry';
 import type { ReduceOrder, Reduction } from './reduction';
@@ -71,6 +71,21 @@ export interface StepRoundOptions {
   split?: readonly number[];
 }
 
+/** A planned attempt's order as every member's share carries it, but the member's rank. */
+export type PlanOrder = Omit<ReduceOrder, 'rank'>;
+
+/** A step's attempt planned when it opened (distributed.plannedExchange; see coordinator/step/planned-attempt.ts). */
+export interface PlannedAttempt {
+  /**
+   * What each member's TRAIN carries, but its rank. Its key is `<job>/<instance>/step-<N>/planned`, never an
+   * attempt number, so a voided plan and the attempt 1 after it differ.
+   */
+  order: PlanOrder;
+  /** The coordinator's part, started when the step opened, and the vector it reads the sum into. */
+  exchange: Promise<AllreduceStats>;
+  vector: Float32Array;
+}
+
 /** A contributor to a step's allreduce: a worker holding sums, or the coordinator with the shares pushed to it. */
 export interface AllreduceContributor {
   id: string;
@@ -127,6 +142,12 @@ export class StepRound {
   private current: StepPhase = { name: 'collecting' };
   /** Shares of this step handed out before the step it follows committed (see PreparedStep). */
   handedAhead = 0;
+  /** The step's planned attempt (distributed.plannedExchange) from its opening until it is adopted or voided. */
+  private plannedAttempt?: PlannedAttempt;
+  /** The planned attempt as the shares carry it, decided at the first share handed out (null: none). */
+  private planOrder?: PlanOrder | null;
+  /** Workers whose share carried the planned attempt: only then is it theirs to run. */
+  readonly planHandedTo = new Set<string>();
   /** The next step prepared while this one reduces (with the attempt it follows), until the attempt fails. */
   private prepared?: PreparedStep;
   private settle!: { resolve: () => void; reject: (err: unknown) => void };
@@ -181,9 +202,41 @@ export class StepRound {
     this.prepared = prepared;
   }
 
+  /** The planned attempt's order, decided once by `decide` (the first share handed out, or the opening). */
+  plannedOrder(decide: () => PlanOrder | undefined): PlanOrder | undefined {
+    if (this.planOrder === undefined) this.planOrder = decide() ?? null;
+    return this.planOrder ?? undefined;
+  }
+
+  /** The planned attempt, while the step is collected (see coordinator/step/planned-attempt.ts). */
+  get planned(): PlannedAttempt | undefined {
+    return this.plannedAttempt;
+  }
+
+  /** The step opens with a planned attempt, and the step after it prepared to follow that attempt. */
+  openPlanned(attempt: PlannedAttempt, prepared?: PreparedStep): void {
+    if (this.current.name !== 'collecting' || this.plannedAttempt) {
+      throw new PlanningError(`step ${this.globalStep}: a planned attempt opened in phase '${this.current.name}'${this.plannedAttempt ? ' twice' : ''}`);
+    }
+    this.plannedAttempt = attempt;
+    this.prepared = prepared;
+  }
+
+  /**
+   * Hands the planned attempt over to be adopted or voided (once); voided, the step prepared to follow it
+   * goes with it (its shares are refused as stale).
+   */
+  takePlanned(adopted: boolean): PlannedAttempt | undefined {
+    const attempt = this.plannedAttempt;
+    this.plannedAttempt = undefined;
+    if (attempt && !adopted && this.prepared?.apply.key === attempt.order.key) this.prepared = undefined;
+    return attempt;
+  }
+
   /** The next step prepared for the allreduce attempt in progress, if any: handed out to its members ahead of the commit. */
   get next(): PreparedStep | undefined {
     const phase = this.current;
+    if (phase.name === 'collecting' && this.plannedAttempt && this.prepared?.apply.key === this.plannedAttempt.order.key) return this.prepared;
     return phase.name === 'reducing' && phase.reduction.key === this.prepared?.apply.key ? this.prepared : undefined;
   }
 

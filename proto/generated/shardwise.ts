@@ -396,7 +396,7 @@ export interface MicroBatchRun {
 
 /** An allreduce of one step's held sums: the same at every member but for `rank`. */
 export interface ReduceSpec {
-  /** Unique per attempt: "<job>/step-<n>/attempt-<k>". */
+  /** Unique per attempt: "<job>/<instance>/step-<n>/attempt-<k>", or ".../step-<n>/planned". */
   key: string;
   members: AllreduceMember[];
   /** This worker's index in members. */
@@ -449,7 +449,10 @@ export interface StepAssignment {
   reportWeightsHash: boolean;
   /** For STEP_KIND_WAIT: why (e.g. "waiting for workers: 1 active, minWorkers=2"), for the worker's log. */
   waitReason: string;
-  /** For STEP_KIND_REDUCE. */
+  /**
+   * For STEP_KIND_REDUCE. With STEP_KIND_TRAIN (distributed.plannedExchange): the step's planned allreduce,
+   * which the worker starts as it pushes this share's header (held), with no REDUCE to wait for.
+   */
   reduce?:
     | ReduceSpec
     | undefined;

@@ -38,8 +38,8 @@ export async function datasetShape(dataDir: string): Promise<{ trainImages: numb
  * 1, 2 and 3 workers all share real work. `distributed` lines tune failure detection for tests; `training`
  * changes the global batch (32: four micro-batches per step, for the forced splits) or the epochs.
  */
-export function testJobYaml(name: string, distributed: Record<string, number | string> = {}, training: { batchSize?: number; epochs?: number } = {}): string {
-  const dist: Record<string, number | string> = { heartbeatIntervalMs: 200, leaseMs: 3000, hashEverySteps: 1, ...distributed };
+export function testJobYaml(name: string, distributed: Record<string, number | string | boolean> = {}, training: { batchSize?: number; epochs?: number } = {}): string {
+  const dist: Record<string, number | string | boolean> = { heartbeatIntervalMs: 200, leaseMs: 3000, hashEverySteps: 1, ...distributed };
   // The spec requires minWorkers <= desiredWorkers (default 2).
   if (Number(dist.minWorkers ?? 1) > Number(dist.desiredWorkers ?? 2)) dist.desiredWorkers = dist.minWorkers;
   return [
