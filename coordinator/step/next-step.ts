@@ -3,7 +3,6 @@ import { PlanningError } from '../errors';
 import { shareManifests } from './step-commit';
 import type { StepHost } from './step-host';
 import type { StepPosition } from './step-planner';
-import type { Reduction } from './reduction';
 import { type PreparedStep, StepRound } from './step-round';
 
 /**
@@ -31,23 +30,12 @@ export function planRound(job: StepHost, at: StepPosition, weightsVersion: numbe
 }
 
 /**
- * Plans the step at `next` while `round`'s `reduction` runs: its weights are those after `round`'s
- * update, and the update the members apply is the commit's (the rates of the trainer's next step).
+ * Plans the step at `next` to follow `round`'s allreduce attempt `key`, while that attempt runs (or, planned,
+ * from `round`'s opening; see planned-attempt.ts): its weights are those after `round`'s update, and the
+ * update the members apply is the commit's (the rates of the trainer's next step, over every sample of
+ * `round`: the commit counts them all).
  */
-export function prepareNext(job: StepHost, round: StepRound, reduction: Reduction, next: StepPosition): PreparedStep {
-  const sampleCount = round.acceptedShares().reduce((n, sh) => n + sh.count, 0);
-  return {
-    round: planRound(job, next, job.trainer.globalStep + 1),
-    apply: { key: reduction.key, learningRates: stepLearningRates(job.trainer), sampleCount, microBatchCount: round.plan.microBatches.length },
-    workers: job.activeWorkers(),
-  };
-}
-
-/**
- * The step after `round`, prepared when `round` opens with its planned attempt `key` (see planned-attempt.ts):
- * the update the members apply is the commit's, over every sample of `round`'s plan.
- */
-export function prepareNextPlanned(job: StepHost, round: StepRound, key: string, next: StepPosition): PreparedStep {
+export function prepareNext(job: StepHost, round: StepRound, key: string, next: StepPosition): PreparedStep {
   return {
     round: planRound(job, next, job.trainer.globalStep + 1),
     apply: { key, learningRates: stepLearningRates(job.trainer), sampleCount: round.plan.sampleCount, microBatchCount: round.plan.microBatches.length },

@@ -1,5 +1,5 @@
 import { type AllreduceMember, AllreduceError, allreduceCompression, COORDINATOR_MEMBER_ID } from '../../common';
-import { prepareNextPlanned } from './next-step';
+import { prepareNext } from './next-step';
 import type { Handout } from './handout-tracker';
 import type { ReduceOrder } from './reduction';
 import type { StepHost } from './step-host';
@@ -62,7 +62,7 @@ export function openPlannedAttempt(job: StepHost, round: StepRound, next?: StepP
   const exchange = dataPlane.allreduce({ key: plan.key, members: plan.members, rank: 0, timeoutMs: plan.timeoutMs, compression, tensors: plan.tensors }, vector);
   // Awaited when the step is reduced (adopted) or voided; this only keeps a failure meanwhile from counting as unhandled.
   exchange.catch(() => undefined);
-  round.openPlanned({ order: plan, exchange, vector }, next && prepareNextPlanned(job, round, plan.key, next));
+  round.openPlanned({ order: plan, exchange, vector }, next && prepareNext(job, round, plan.key, next));
 }
 
 /**

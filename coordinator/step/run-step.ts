@@ -79,7 +79,7 @@ export async function runStep(job: StepHost, at: StepPosition, driver: StepDrive
   let unexplained = 0;
   for (let attempt = 1; ; attempt++) {
     phaseStart = timeline.now();
-    if (attempt === 1 && !round.planned) {
+    if (attempt === 1) {
       openPlannedAttempt(job, round, driver.next());
       // Its members' pulls now carry the plan and, once they pushed, the next step.
       if (round.planned) job.changed.notify();

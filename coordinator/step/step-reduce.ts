@@ -111,7 +111,7 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
 function prepareAhead(job: StepHost, round: StepRound, reduction: Reduction, next: StepPosition): void {
   const phase = round.phase;
   if (phase.name !== 'reducing' || phase.reduction !== reduction || job.activeWorkers().length === 0) return;
-  round.prepareNext(prepareNext(job, round, reduction, next));
+  round.prepareNext(prepareNext(job, round, reduction.key, next));
   job.changed.notify();
 }
 
