@@ -9,6 +9,8 @@ import { TcpProxy } from './support/tcp-proxy';
 
 /** A worker's line after the coordinator accepted its share of a step. */
 const SHARE_DONE = /step (\d+) \(epoch \d+\): \d+\/\d+ micro-batches/;
+/** A worker's line as it starts computing a share (before the compute). */
+const COMPUTING = /step (\d+): computing micro-batches/;
 
 /** A worker's line when the coordinator accepted its share of `step`. */
 function shareDone(step: number): RegExp {
@@ -39,6 +41,16 @@ function pushed(worker: WorkerProc, step: number): boolean {
 describe('distributed training survives faults in the allreduce', function () {
   this.timeout(240_000);
   const suite = faultSuite();
+
+  /**
+   * The step both workers compute a share of: `second`'s next share once `first` pushed one (so both are
+   * members). Resolves as `second` starts computing it, before it can push.
+   */
+  async function nextSharedStep(first: WorkerProc, second: WorkerProc): Promise<number> {
+    await first.child.waitForLine(SHARE_DONE, { what: `a share of ${first.child.name}`, timeoutMs: 120_000 });
+    const [, step] = await second.child.waitForLine(COMPUTING, { what: `${second.child.name} computing its next share`, timeoutMs: 120_000, onlyNew: true });
+    return Number(step);
+  }
 
   /** Starts `worker-1` and `worker-2`, `held` with the stop-before-push failpoint installed. */
   async function startPair(grpc: string, held: 'worker-1' | 'worker-2'): Promise<WorkerProc[]> {
@@ -133,12 +145,11 @@ describe('distributed training survives faults in the allreduce', function () {
     try {
       const [direct, proxied] = await Promise.all([
         suite.harness.startWorker(coordinator.ready.grpc, 'worker-1'),
-        suite.harness.startWorker(proxy.address, 'worker-2', { [STOP_BEFORE_PUSH_ENV]: '1' }),
+        suite.harness.startWorker(proxy.address, 'worker-2'),
       ]);
-      const step = await stopBeforePush(proxied, direct);
+      const step = await nextSharedStep(direct, proxied);
       // From here worker-2 hears nothing: its push of this step goes through, the answer does not.
       proxy.holdReplies();
-      proxied.child.signal('SIGCONT');
       // REDUCE orders go out only once every share of the step is accepted: worker-1 entering the exchange
       // with worker-2 among the members proves the coordinator took worker-2's push. Cut before the answer.
       const [, members] = await direct.child.waitForLine(reducing(step), { what: `worker-1 entering the allreduce of step ${step}`, timeoutMs: 60_000 });
