@@ -125,7 +125,8 @@ function withDerivedDefaults(spec: ParsedJobSpec): JobSpec {
   const weightDecay = spec.optimizer.weightDecay ?? (spec.optimizer.type === 'adamw' ? ADAMW_DEFAULT_WEIGHT_DECAY : 0);
   // crossFieldProblems refused a batch size without a default micro-batch size.
   const microBatchSize = spec.training.microBatchSize ?? (defaultMicroBatchSize(spec.training.batchSize) as number);
-  const { autoscale, ...distributed } = spec.distributed;
+  const { autoscale, plannedExchange, ...rest } = spec.distributed;
+  const distributed = { ...rest, plannedExchange: plannedExchange ?? rest.exchange === 'allreduce' };
   return {
     ...spec,
     model: { ...spec.model, pretrained: spec.model.pretrained ?? !builtIn },

@@ -130,7 +130,7 @@ const distributed = z
     exchange: z.enum(EXCHANGE_MODES).default('allreduce'),
     compression: z.enum(COMPRESSION_MODES).default('none'),
     prescaleFactor: z.number().positive().finite().default(1),
-    plannedExchange: z.boolean().default(false),
+    plannedExchange: z.boolean().optional(),
     autoscale: autoscale.optional(),
   })
   .strict();
