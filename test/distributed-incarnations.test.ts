@@ -85,8 +85,10 @@ describe('distributed training with two processes under one worker id', function
       await second.child.waitForLine(new RegExp(`step ${open} \\(epoch \\d+\\): \\d+/\\d+ micro-batches`), { what: "worker-2's held share", timeoutMs: 60_000 });
       second.child.signal('SIGKILL');
       await second.child.exited;
-      // The pod comes back under its name at once, while its old incarnation's lease still runs.
+      // The pod comes back under its name at once, while its old incarnation's lease still runs. Worker-1
+      // stays frozen until it is admitted: alone, worker-1 could finish the job before the new process is up.
       recreated = harness.launchWorker(coordinator.ready.grpc, 'worker-2', [], 'worker-2-recreated');
+      await coordinator.child.waitForLine(/worker worker-2 registered .*incarnation 2/, { what: 'the recreated worker-2 admitted', timeoutMs: 60_000 });
     } finally {
       frozen.resume();
     }

@@ -74,7 +74,9 @@ describe('distributed training survives faults in the allreduce', function () {
   }
 
   it('a worker SIGKILLed inside the allreduce: the coordinator retries the step without it', async () => {
-    const job = suite.harness.writeJob('kill-in-reduce', testJobYaml('kill-in-reduce', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 20_000 }));
+    // The REDUCE path: a planned exchange (the default) that fails falls back on it, and without the plan the
+    // victim's line below marks its entry into that step's REDUCE attempt (with the plan it precedes the compute).
+    const job = suite.harness.writeJob('kill-in-reduce', testJobYaml('kill-in-reduce', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 20_000, plannedExchange: false }));
     const coordinator = await suite.harness.startCoordinator({ job });
     const [survivor, victim] = await startPair(coordinator.ready.grpc, 'worker-2');
     // Stage the fault without a sleep: the victim is stopped before its push until the survivor's share is

@@ -116,9 +116,10 @@ describe('job spec', () => {
 });
 
 describe('job spec: distributed.plannedExchange', () => {
-  it('is off by default, on when asked, and refused without the allreduce or as a non-boolean, naming the field', () => {
-    assert.equal(parseJobSpec(MINIMAL).distributed.plannedExchange, false);
-    assert.equal(parseJobSpec(MINIMAL, '<t>', ['distributed.plannedExchange=true']).distributed.plannedExchange, true);
+  it('is on by default with the allreduce, off with the parameter server or when asked, refused with it or as a non-boolean', () => {
+    assert.equal(parseJobSpec(MINIMAL).distributed.plannedExchange, true);
+    assert.equal(parseJobSpec(MINIMAL, '<t>', ['distributed.plannedExchange=false']).distributed.plannedExchange, false);
+    assert.equal(parseJobSpec(MINIMAL, '<t>', ['distributed.exchange=parameter-server']).distributed.plannedExchange, false);
     assert.deepEqual(problemsOf(MINIMAL, ['distributed.plannedExchange=true', 'distributed.exchange=parameter-server']),
       ["distributed.plannedExchange: plans the allreduce, expected exchange 'allreduce', got 'parameter-server'"]);
     assert.match(problemsOf(MINIMAL, ['distributed.plannedExchange=sometimes']).join('\n'), /distributed\.plannedExchange/);
