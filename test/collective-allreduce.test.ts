@@ -198,6 +198,41 @@ describe('collective allreduce (one process)', () => {
     assertAllEqual(data, treeSum(inputs));
   });
 
+  const connections = (): number => open.planes.reduce((n, p) => n + p.pooledConnections, 0);
+  for (const late of [0, 2]) {
+    it(`starts before member ${late}'s input is in (${late === 0 ? 'the owner' : 'a contributor owning nothing'}), and sends it only once it is`, async () => {
+      await listen(3);
+      const members = membersOf(open.planes);
+      const inputs = open.planes.map((_, m) => inputOf(m, 50_000)); // one segment, owned by member 0
+      const data = inputs.map((x, m) => (m === late ? new Float32Array(x.length) : Float32Array.from(x)));
+      let give!: () => void;
+      const input = new Promise<void>((resolve) => (give = resolve));
+      const runs = open.planes.map((p, r) => p.allreduce(reductionFor(members, r, `pending-${late}`), data[r], r === late ? input : undefined));
+      // Every link is up, the late member's included (it connects and says ready without its input); had it
+      // sent the zeros its data holds now, the sum below would lack its input.
+      await until(() => connections() === 8, 'the owner connected to both others, both to the owner');
+      data[late].set(inputs[late]);
+      give();
+      assertAllSucceeded(await Promise.all(runs));
+      assertAllEqual(data, treeSum(inputs));
+    });
+  }
+
+  it('fails every member at once when a member\'s input never comes', async () => {
+    await listen(3);
+    const members = membersOf(open.planes);
+    let refuse!: (err: Error) => void;
+    const input = new Promise<void>((_, reject) => (refuse = reject));
+    const t0 = performance.now();
+    const runs = Promise.allSettled(open.planes.map((p, r) => p.allreduce(reductionFor(members, r, 'no-input'), new Float32Array(100), r === 1 ? input : undefined)));
+    await until(() => connections() === 8, 'the owner connected to both others, both to the owner');
+    refuse(new Error('the compute failed'));
+    const out = assertAllFailed((await runs).map((s) => (s.status === 'rejected' ? s.reason : s.value)));
+    assert.equal(out[1].phase, 'start');
+    assert.match(out[1].message, /its own input never came: the compute failed/);
+    assert.ok(performance.now() - t0 < 5_000, 'the others fail at once, not at their 10 s timeout');
+  });
+
   it('rejects a second concurrent reduction and bad arguments', async () => {
     const [p0, p1] = await listen(2);
     const members = membersOf(open.planes);

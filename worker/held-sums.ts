@@ -83,6 +83,16 @@ export class HeldSums {
     return this.layOut(step, tensors, [new Map(sums.map((t) => [t.name, t.data as Float32Array]))]);
   }
 
+  /**
+   * The buffer {@link shareVector} will lay a share's sums out in for `tensors`: a planned attempt starts
+   * on it before the share is computed.
+   */
+  shareBuffer(tensors: readonly WireTensorSpec[]): Float32Array {
+    const n = tensors.reduce((k, s) => k + elementCount(s.shape), 0);
+    if (this.input.length !== n) this.input = new Float32Array(n);
+    return this.input;
+  }
+
   /** `parts` (each a share's sums by tensor name) laid out as `tensors`, back to back in the input buffer. */
   private layOut(step: number, tensors: readonly WireTensorSpec[], parts: readonly Map<string, Float32Array>[]): Float32Array {
     const n = tensors.reduce((k, s) => k + elementCount(s.shape), 0);

@@ -16,12 +16,13 @@ import {
   type ShareThreads,
   shareThreadsFor,
   UpdateKind,
+  type WireTensor,
 } from '../common';
 import { type Assignment, AssignmentKind, type ReduceOrder } from './assignment';
 import { endsSession } from './call-policy';
 import { ConfigSync, type WorkerConfig } from './config-sync';
 import { CoordinatorLink } from './coordinator-link';
-import { ReplicaUpdateError, WorkerError } from './errors';
+import { HeldSumsError, ReplicaUpdateError, WorkerError } from './errors';
 import { killAtFailpoint, stopBeforePushFailpoint } from './failpoint';
 import { HeldSums, type ReducedSums } from './held-sums';
 import { runEvalShare } from './eval-runner';
@@ -380,6 +381,9 @@ export class Worker {
     const samples = localSamples(a.globalStep, a.microBatches, a.samples, reg.spec.model.numClasses);
     this.log(`step ${a.globalStep}: computing micro-batches [${a.microBatches.map((mb) => mb.id).join(', ')}]`);
     killAtFailpoint(a.globalStep);
+    // A share handed out with its step's planned allreduce starts that exchange now, and hands it its sums
+    // once computed (the exchange before it has ended by now).
+    const planned = session.joinsAllreduce && !this.drainSignal.signal.aborted && a.reduce ? await this.startPlanned(a, a.reduce) : undefined;
     const endCompute = processTimeline().begin('compute', a.globalStep, { microBatches: a.microBatches.length });
     const share = await this.options.computeShare(replica.parts, {
       samples,
@@ -393,6 +397,9 @@ export class Worker {
       weightsHash: a.reportWeightsHash ? replica.hash() : undefined,
       threads: this.shareThreads,
       sumsBuffer: (floats) => this.held.sumsBuffer(floats),
+    }).catch((err: unknown) => {
+      planned?.(err instanceof Error ? err : new Error(String(err)));
+      throw err;
     });
     endCompute();
     stopBeforePushFailpoint(a.globalStep, (line) => this.log(line));
@@ -401,14 +408,8 @@ export class Worker {
     const endPush = processTimeline().begin('push', a.globalStep);
     // A draining worker hands its sums over rather than keep them for an allreduce it may not see.
     const hold = session.joinsAllreduce && !this.drainSignal.signal.aborted;
-    // A share handed out with its step's planned allreduce starts that exchange as it is pushed (its sums
-    // are held once accepted, as any share's); the exchange before it has ended by now.
-    const order = hold ? a.reduce : undefined;
-    if (order) {
-      await this.plannedRun?.done;
-      const sums = [...share.grads, ...share.statDeltas];
-      this.plannedRun = { key: order.key, done: this.runReduce(a, order, () => this.held.shareVector(a.globalStep, order.tensors, sums)) };
-    }
+    // The planned exchange goes on as the share is pushed (its sums are held once accepted, as any share's).
+    planned?.(hold ? [...share.grads, ...share.statDeltas] : new WorkerError('draining: its share goes to the coordinator whole'));
     // A held header goes on the session stream with the next SessionReady in the same message (no round trip).
     const accepted = await this.submit(a, () => hold
       ? session.pushHeld(share, this.readyState(session))
@@ -435,6 +436,34 @@ export class Worker {
   }
 
   /**
+   * Starts `a`'s planned allreduce before its share is computed (DataPlane.allreduce with a pending input):
+   * it connects and says it is ready to the members it receives from while the share computes, so that no
+   * member waits for a ready once the sums are in. Returns what hands the run the share's sums, or the
+   * error that fails it (the compute failed, or the worker drains and pushes its share whole).
+   */
+  private async startPlanned(a: Assignment, order: ReduceOrder): Promise<(sums: readonly WireTensor[] | Error) => void> {
+    await this.plannedRun?.done;
+    const buffer = this.held.shareBuffer(order.tensors);
+    let give!: (sums: readonly WireTensor[] | Error) => void;
+    const input = new Promise<void>((resolve, reject) => {
+      give = (sums) => {
+        if (sums instanceof Error) return reject(sums);
+        try {
+          if (this.held.shareVector(a.globalStep, order.tensors, sums) !== buffer) {
+            throw new HeldSumsError(`allreduce of step ${a.globalStep}: the share's sums were laid out outside the buffer its planned exchange started on`);
+          }
+          resolve();
+        } catch (err) {
+          reject(err);
+          throw err;
+        }
+      };
+    });
+    this.plannedRun = { key: order.key, done: this.runReduce(a, order, () => buffer, input) };
+    return give;
+  }
+
+  /**
    * A REDUCE: takes part in the step's allreduce with the sums it holds, once a planned exchange still
    * running here has ended (the data plane runs one at a time, on one input buffer).
    */
@@ -450,10 +479,9 @@ export class Worker {
    * Runs the allreduce `order` of `a`'s step on the vector `input` lays out. A failure is only logged: the
    * coordinator notices it too, re-plans the step, and sends a new REDUCE (the held sums are untouched).
    */
-  private async runReduce(a: Assignment, order: ReduceOrder, input: () => Float32Array): Promise<void> {
+  private async runReduce(a: Assignment, order: ReduceOrder, input: () => Float32Array, inputReady?: Promise<void>): Promise<void> {
     const plane = this.dataPlane;
     if (!plane) return;
-    const t0 = performance.now();
     // Said before the exchange starts, so a test can fault a member inside the allreduce itself.
     this.log(`step ${a.globalStep}: reducing with members ${order.members.map((m) => m.id).join(', ')} (allreduce ${order.key})`);
     // The REDUCE stood for the ready for the next order, naming the result this allreduce will leave here:
@@ -464,12 +492,12 @@ export class Worker {
       const vector = input();
       const compression = this.session && allreduceCompression(this.session.registration.spec.distributed);
       const reduction = { key: order.key, members: order.members, rank: order.rank, timeoutMs: order.timeoutMs, compression, tensors: order.tensors };
-      const stats = await plane.allreduce(reduction, vector);
+      const stats = await plane.allreduce(reduction, vector, inputReady);
       const sum = vector.subarray(0, vector.length / Math.max(1, order.members[order.rank]?.parts?.length ?? 1));
       this.reduced = { key: order.key, step: a.globalStep, tensors: order.tensors, gradientTensorCount: order.gradientTensorCount, vector: sum };
       this.metrics.sentBytes.inc(stats.bytesSent);
       this.metrics.receivedBytes.inc(stats.bytesReceived);
-      this.metrics.sharePhaseDuration.observe({ phase: 'reduce' }, (performance.now() - t0) / 1000);
+      this.metrics.sharePhaseDuration.observe({ phase: 'reduce' }, stats.ms / 1000);
     } catch (err) {
       // Held sums that do not match the order are a bug on one side (the session protocol keeps them in
       // step): that fails the worker. A failed exchange is the coordinator's to re-plan.

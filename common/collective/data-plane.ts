@@ -111,13 +111,23 @@ export class DataPlane implements LinkOwner, RunLinks {
    * On any failure (a peer died or closed, timeout, a frame with NaN/Inf or of the wrong size, members that
    * disagree) it closes the reduction's connections, so every other member fails at once too, and throws
    * AllreduceError naming the key, the phase and the peer. `data` is then garbage.
+   *
+   * `input`, when given, settles once `data` holds this member's input: the reduction starts before that
+   * (its connections, and its ready to every member it receives from, so that nobody waits for a ready
+   * once the input is in; the others' parts are received), and sends nothing until then; its timeout runs
+   * from then. Should `input` reject, the reduction fails with phase 'start'.
    */
-  async allreduce(reduction: AllreduceRequest, data: Float32Array): Promise<AllreduceStats> {
+  async allreduce(reduction: AllreduceRequest, data: Float32Array, input?: Promise<unknown>): Promise<AllreduceStats> {
     const problem = this.checkReduction(reduction);
     const plan = problem ?? planReduction(reduction.members, reduction.rank, data.length, reduction.compression);
     if (typeof plan === 'string') throw new AllreduceError(reduction.key, 'start', plan);
-    if (reduction.members.length === 1 && plan.parts[0].length === 1) return { bytesSent: 0, bytesReceived: 0, ms: 0 };
-    const run = new ReductionRun(reduction, data, plan, this, this.scratch);
+    if (reduction.members.length === 1 && plan.parts[0].length === 1) {
+      await input?.catch((err: unknown) => {
+        throw new AllreduceError(reduction.key, 'start', `its own input never came: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      });
+      return { bytesSent: 0, bytesReceived: 0, ms: 0 };
+    }
+    const run = new ReductionRun(reduction, data, plan, this, this.scratch, input);
     this.active = run;
     this.remember(reduction.key);
     try {

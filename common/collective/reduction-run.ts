@@ -100,13 +100,19 @@ export class ReductionRun implements LinkUser {
   private readonly result: Float32Array;
   private readonly folded = new Signal();
   private readonly received = new Signal();
+  /** `data` holds this member's input (at once, or once `input` resolved). */
+  private readonly inputIn = new Signal();
   private framesLeft = 0;
   private readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, ms: 0 };
   /** The fp16 conversions, with `reduction.compression`. */
   private readonly half?: HalfFrames;
 
+  /**
+   * @param input settles when `data` holds this member's input; until then the run connects, says it is
+   *   ready and receives the others' parts, but sends nothing and its timeout does not run. Default: now.
+   */
   constructor(readonly reduction: AllreduceRequest, private readonly data: Float32Array, private readonly plan: ReductionPlan,
-    private readonly links: RunLinks, scratch: SimdScratch) {
+    private readonly links: RunLinks, scratch: SimdScratch, private readonly input: Promise<unknown> = Promise.resolve()) {
     const { members, rank } = reduction;
     this.me = members[rank];
     this.aborted = new Promise<never>((_, reject) => (this.rejectAborted = reject));
@@ -114,12 +120,7 @@ export class ReductionRun implements LinkUser {
     this.result = data.subarray(0, plan.floats);
     if (reduction.compression) this.half = new HalfFrames(reduction, reduction.compression);
     const own = plan.own;
-    if (own >= 0) {
-      const ownParts = plan.parts[own].map((_, i) => this.partSegment(i, own));
-      for (const part of ownParts) this.half?.quantizeOwnPart(part);
-      this.fold = new TreeFold(this.segment(own), ownParts, own, plan.parts, plan.leaves, scratch);
-      if (this.fold.done) this.onFolded();
-    }
+    if (own >= 0) this.fold = new TreeFold(this.segment(own), undefined, own, plan.parts, plan.leaves, scratch);
     this.senders = plan.senders.map((i): Sender => {
       const k = plan.contributors.indexOf(i);
       const frames: ExpectedFrame[] = [];
@@ -147,22 +148,23 @@ export class ReductionRun implements LinkUser {
     return this.reduction.key;
   }
 
-  /** Runs the reduction to the end; `data`'s first vector then holds the sum, or the run throws AllreduceError. */
+  /**
+   * Runs the reduction to the end; `data`'s first vector then holds the sum, or the run throws AllreduceError.
+   * The stats' time counts from the input's arrival.
+   */
   async execute(): Promise<AllreduceStats> {
-    const t0 = performance.now();
-    const { timeoutMs } = this.reduction;
-    // A member owning no segment hears only from the owners, so its timeout could only blame one of them;
-    // it fires later, so that an owner's, which names the member the reduction waits for, comes first
-    // (and closes the links, which ends the run here at once).
-    const limitMs = this.plan.own >= 0 ? timeoutMs : timeoutMs + Math.min(timeoutMs, NON_OWNER_TIMEOUT_GRACE_MS);
-    const timer = setTimeout(() => {
-      const peer = this.waitingOn();
-      const whom = peer === undefined ? '' : ` (waiting for '${peer}')`;
-      this.fail(new AllreduceError(this.key, this.phase, `not done within ${limitMs} ms${whom}`, { peer }));
-    }, limitMs);
+    let timer: NodeJS.Timeout | undefined;
     try {
       for (const s of this.senders) void this.openFrom(s);
-      await this.guard(Promise.all([...this.receivers.map((r) => this.feed(r)), this.received.promise]));
+      const finished = this.guard(Promise.all([...this.receivers.map((r) => this.feed(r)), this.received.promise]));
+      finished.catch(() => undefined); // awaited below, once the input is in
+      await this.guard(this.input.then(() => undefined, (err: unknown) => {
+        throw this.fail(this.wrap(err, undefined, 'its own input never came', 'start'));
+      }));
+      const t0 = performance.now();
+      timer = this.startTimer();
+      this.takeInput();
+      await finished;
       this.stats.ms = performance.now() - t0;
     } catch (err) {
       throw this.failure ?? this.fail(this.wrap(err, undefined, 'unexpected failure'));
@@ -176,6 +178,32 @@ export class ReductionRun implements LinkUser {
     // halves, so each fails here with the same error naming the tensor, none with a closed connection.
     this.half?.assertFinite();
     return this.stats;
+  }
+
+  /** The run's timeout, from the input's arrival. */
+  private startTimer(): NodeJS.Timeout {
+    const { timeoutMs } = this.reduction;
+    // A member owning no segment hears only from the owners, so its timeout could only blame one of them;
+    // it fires later, so that an owner's, which names the member the reduction waits for, comes first
+    // (and closes the links, which ends the run here at once).
+    const limitMs = this.plan.own >= 0 ? timeoutMs : timeoutMs + Math.min(timeoutMs, NON_OWNER_TIMEOUT_GRACE_MS);
+    return setTimeout(() => {
+      const peer = this.waitingOn();
+      const whom = peer === undefined ? '' : ` (waiting for '${peer}')`;
+      this.fail(new AllreduceError(this.key, this.phase, `not done within ${limitMs} ms${whom}`, { peer }));
+    }, limitMs);
+  }
+
+  /** `data` holds the input now: an owner adds its own parts of its segment (fp16: rounded as sent), and sending may start. */
+  private takeInput(): void {
+    const own = this.plan.own;
+    if (this.fold) {
+      const ownParts = this.plan.parts[own].map((_, i) => this.partSegment(i, own));
+      for (const part of ownParts) this.half?.quantizeOwnPart(part);
+      this.fold.putOwn(ownParts);
+      if (this.fold.done) this.onFolded();
+    }
+    this.inputIn.set();
   }
 
   /** Ends the run with `err` unless it already ended; closes its links; returns the error that won. */
@@ -320,6 +348,7 @@ export class ReductionRun implements LinkUser {
     const link = r.link ?? this.links.linkTo(r.peer, this.key);
     if (link) this.offerReady(link);
     if (!r.link) await this.guard(new Promise<Link>((resolve) => (r.waiter = resolve)));
+    await this.guard(this.inputIn.promise);
     if (r.owns >= 0) {
       const mine = this.plan.parts[this.plan.contributor];
       for (let part = 0; part < mine.length; part++) await this.sendSegment(r, 'reduce-scatter', r.owns, part);

@@ -15,27 +15,36 @@ export class TreeFold {
   private readonly slots: Float32Array[][];
   private readonly arrived: boolean[][];
   private readonly tree: TreeSum<Float32Array>;
+  /** The owner's is the only part: it is added where it lies, without a slot. */
+  private readonly single: boolean;
 
   /**
    * @param target where the result goes: the owner's segment of the reduced vector
-   * @param own the owner's parts of the segment, in the order of `parts[ownIndex]`
+   * @param own the owner's parts of the segment, in the order of `parts[ownIndex]`; undefined: given later
+   *   ({@link putOwn}), while the others' parts may already arrive
    * @param parts the tree nodes each contributor brings, by contributor index
    */
-  constructor(private readonly target: Float32Array, own: readonly Float32Array[], ownIndex: number,
+  constructor(private readonly target: Float32Array, own: readonly Float32Array[] | undefined, private readonly ownIndex: number,
     private readonly parts: readonly (readonly MicroBatchRun[])[], leaves: number, scratch: SimdScratch) {
     this.tree = new TreeSum<Float32Array>(leaves, (left, right) => {
       scratch.add(left, right);
       return left;
     });
     const count = parts.reduce((n, p) => n + p.length, 0);
-    const single = count === 1 && own.length === 1;
-    const flat = single ? [own[0]] : scratch.slots(count, target.length);
+    this.single = count === 1 && parts[ownIndex].length === 1;
+    const flat = this.single ? [target] : scratch.slots(count, target.length);
     let at = 0;
     this.slots = parts.map((p) => p.map(() => flat[at++]));
     this.arrived = parts.map((p) => p.map(() => false));
+    if (own) this.putOwn(own);
+  }
+
+  /** The owner's parts of the segment, in the order of `parts[ownIndex]`: added like any arrival. */
+  putOwn(own: readonly Float32Array[]): void {
     own.forEach((values, i) => {
-      if (!single) this.slots[ownIndex][i].set(values);
-      this.arrive(ownIndex, i);
+      if (this.single) this.slots[this.ownIndex][i] = values;
+      else this.slots[this.ownIndex][i].set(values);
+      this.arrive(this.ownIndex, i);
     });
   }
 
