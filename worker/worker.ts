@@ -498,6 +498,8 @@ export class Worker {
       this.metrics.sentBytes.inc(stats.bytesSent);
       this.metrics.receivedBytes.inc(stats.bytesReceived);
       this.metrics.sharePhaseDuration.observe({ phase: 'reduce' }, stats.ms / 1000);
+      // A REDUCE's phase is recorded around the whole order (turn); a planned one's from its input's arrival.
+      if (inputReady) processTimeline().phase('reduce', a.globalStep, processTimeline().now() - Math.round(stats.ms * 1000));
     } catch (err) {
       // Held sums that do not match the order are a bug on one side (the session protocol keeps them in
       // step): that fails the worker. A failed exchange is the coordinator's to re-plan.
