@@ -12,7 +12,7 @@
  *    of the same job under `train --local`, run alternately, p50 and p99, after 10 warm-up steps.
  *
  *   node --import tsx bench/scaling.ts [--only scaling|overhead] [--repeat 3] [--backend auto|wasm|cpu] [--shared DIR]
- *     [--planned-exchange]   (the jobs with distributed.plannedExchange)
+ *     [--no-planned-exchange]   (the jobs with distributed.plannedExchange: false; it is on by default)
  *
  * Prints `bench-scaling mode=local img_per_s=W`, `bench-scaling workers=1 img_per_s=X`,
  * `bench-scaling workers=2 img_per_s=Y efficiency=Z` (Y / 2X) and `bench-overhead workers=N
@@ -48,7 +48,7 @@ interface Args {
   shared?: string;
   /** `--insecure`: the clusters in plaintext (default: mutual TLS, as `shardwise cluster`). */
   insecure: boolean;
-  /** `--planned-exchange`: the jobs with distributed.plannedExchange. */
+  /** `--no-planned-exchange`: the jobs without distributed.plannedExchange (on by default). */
   planned: boolean;
 }
 
@@ -61,7 +61,7 @@ function parseArgs(argv: string[]): Args {
   if (only !== undefined && only !== 'scaling' && only !== 'overhead') throw new Error(`--only: expected scaling or overhead, got ${only}`);
   const repeat = Number(get('--repeat') ?? DEFAULT_REPEAT);
   if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat: expected an integer >= 1, got ${get('--repeat')}`);
-  return { only, backend: get('--backend'), repeat, shared: get('--shared'), insecure: argv.includes('--insecure'), planned: argv.includes('--planned-exchange') };
+  return { only, backend: get('--backend'), repeat, shared: get('--shared'), insecure: argv.includes('--insecure'), planned: !argv.includes('--no-planned-exchange') };
 }
 
 /** Stops of the processes running now, and the temp folder's removal, for a signal that arrives mid-run. */
@@ -196,7 +196,7 @@ async function main(): Promise<void> {
       runsDir: path.join(dir, 'runs'),
       backend: args.backend,
       insecure: args.insecure,
-      set: args.planned ? ['distributed.plannedExchange=true'] : [],
+      set: args.planned ? [] : ['distributed.plannedExchange=false'],
       output: process.env.BENCH_DEBUG === '1' ? (line: string) => process.stderr.write(`${line}\n`) : undefined,
       track,
     };

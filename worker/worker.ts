@@ -265,7 +265,7 @@ export class Worker {
     const { replica } = session;
     const t0 = performance.now();
     const timeline = processTimeline();
-    const pullStart = timeline.now();
+    let pullStart = timeline.now();
     const { assignment: a } = await session.nextOrder(this.readyState(session));
     const t1 = performance.now();
     this.metrics.sharePhaseDuration.observe({ phase: 'wait' }, (t1 - t0) / 1000);
@@ -279,6 +279,7 @@ export class Worker {
       // allreduce: it follows that exchange, which may still run.
       this.plannedRun = undefined;
       await planned.done;
+      pullStart = timeline.now(); // the wait was the exchange's, recorded as its 'reduce'
     }
     if (a.update.kind === UpdateKind.Apply && a.update.apply?.key === this.failedReduceKey) {
       // Handed out on the ready sent as the allreduce began: its part failed here, so the order is void,
