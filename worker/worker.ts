@@ -483,7 +483,8 @@ export class Worker {
   private async runReduce(a: Assignment, order: ReduceOrder, input: () => Float32Array, inputReady?: Promise<void>): Promise<void> {
     const plane = this.dataPlane;
     if (!plane) return;
-    // Said before the exchange starts, so a test can fault a member inside the allreduce itself.
+    // Said before the exchange starts, so a test can fault a member inside the allreduce itself (a planned
+    // one starts before the share is computed, so its line comes first).
     this.log(`step ${a.globalStep}: reducing with members ${order.members.map((m) => m.id).join(', ')} (allreduce ${order.key})`);
     // The REDUCE stood for the ready for the next order, naming the result this allreduce will leave here:
     // the coordinator sent the next step's share (PreparedStep) right behind it, so it is here when the
