@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { STOP_BEFORE_PUSH_ENV, STOPPED_BEFORE_PUSH } from '../worker';
-import { pause, type WorkerProc } from './support/cluster';
+import { pause, untilStopped, type WorkerProc } from './support/cluster';
 import { recordsOf, runRecords } from './support/cluster-checks';
 import { testJobYaml } from './support/cluster-data';
 import { pollUntil } from './support/deadline';
@@ -70,6 +70,7 @@ describe('distributed training survives faults in the allreduce', function () {
       { timeoutMs: 120_000, intervalMs: 20, what: `${held.child.name} and ${other.child.name} pushing shares of the same step` });
     held.child.signal('SIGUSR2');
     const [, step] = await held.child.waitForLine(STOPPED_BEFORE_PUSH, { what: `${held.child.name} stopped before a push`, timeoutMs: 60_000, onlyNew: true });
+    await untilStopped(held.child); // the line comes just before the stop: a SIGCONT in between would be lost
     return Number(step);
   }
 

@@ -5,7 +5,7 @@
  * training finished, weights equal to the single-process reference.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import {
@@ -21,7 +21,7 @@ import {
   workerReadyFrom,
 } from '../../launcher';
 import { THREADS_ENV_VAR } from '../../common/compute';
-import { withDeadline } from './deadline';
+import { pollUntil, withDeadline } from './deadline';
 import { getFreePort } from './free-port';
 import { NatsServer } from './nats-server';
 import { DATASET_IMAGES, datasetShape, writeSignalCifar } from './cluster-data';
@@ -49,6 +49,21 @@ export interface WorkerProc {
 export function pause(children: readonly ManagedChild[]): { resume: () => void } {
   for (const c of children) c.signal('SIGSTOP');
   return { resume: () => children.forEach((c) => c.signal('SIGCONT')) };
+}
+
+/**
+ * Resolves once `child` is stopped (state T in /proc), as a failpoint that logs its line and then stops its
+ * own process leaves it: a SIGCONT sent between the two would be lost, and the child stay stopped for good.
+ */
+export async function untilStopped(child: ManagedChild): Promise<void> {
+  const state = (): string | undefined => {
+    try {
+      return readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.[0];
+    } catch {
+      return undefined; // exited: the wait below names it
+    }
+  };
+  await pollUntil(() => (state() === 'T' ? true : undefined), { timeoutMs: 30_000, intervalMs: 5, what: `${child.name} to stop itself` });
 }
 
 /** Flags of a `shardwise coordinator` start. */
