@@ -233,6 +233,24 @@ describe('collective allreduce (one process)', () => {
     assert.ok(performance.now() - t0 < 5_000, 'the others fail at once, not at their 10 s timeout');
   });
 
+  for (const when of ['before', 'after'] as const) {
+    it(`fails the others at once when a member refuses the reduction ${when} they start it`, async () => {
+      const [p0, p1, p2] = await listen(3);
+      const members = membersOf(open.planes);
+      const t0 = performance.now();
+      if (when === 'before') p0.refuse('refused');
+      const runs = Promise.allSettled([p1, p2].map((p, i) => p.allreduce(reductionFor(members, i + 1, 'refused'), new Float32Array(100))));
+      // Member 0 owns the one segment: both others connect to it to receive the sum, and say they are ready.
+      if (when === 'after') {
+        await until(() => p0.pooledConnections === 2, 'members 1 and 2 connected to member 0');
+        p0.refuse('refused');
+      }
+      const out = (await runs).map((r) => (r.status === 'rejected' ? r.reason : r.value));
+      for (const err of out) assert.ok(err instanceof AllreduceError, `expected AllreduceError, got ${String(err)}`);
+      assert.ok(performance.now() - t0 < 5_000, 'the others fail at once, not at their 10 s timeout');
+    });
+  }
+
   it('rejects a second concurrent reduction and bad arguments', async () => {
     const [p0, p1] = await listen(2);
     const members = membersOf(open.planes);

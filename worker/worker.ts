@@ -287,6 +287,7 @@ export class Worker {
       // The coordinator's attempt failed too (its next order is a new REDUCE), or it committed without
       // this member, which then gets the same share again with the weights to catch up.
       this.log(`step ${a.globalStep}: not computing it, allreduce ${this.failedReduceKey} that it follows failed here`);
+      this.refusePlanned(a);
       return false;
     }
     const pulled = a.kind !== AssignmentKind.Wait;
@@ -309,6 +310,7 @@ export class Worker {
     if (!current) {
       this.log(`step ${a.globalStep}: the replica is at weights v${replica.weightsVersion} after GetWeights, the share needs ` +
         `v${a.weightsVersion}; skipping it (the coordinator redoes it elsewhere)`);
+      this.refusePlanned(a);
       return false;
     }
     await session.syncConfig(a.configVersion, this.stopSignal.signal);
@@ -385,6 +387,7 @@ export class Worker {
     // A share handed out with its step's planned allreduce starts that exchange now, and hands it its sums
     // once computed (the exchange before it has ended by now).
     const planned = session.joinsAllreduce && !this.drainSignal.signal.aborted && a.reduce ? await this.startPlanned(a, a.reduce) : undefined;
+    if (!planned) this.refusePlanned(a); // draining: its share goes to the coordinator whole
     const endCompute = processTimeline().begin('compute', a.globalStep, { microBatches: a.microBatches.length });
     const share = await this.options.computeShare(replica.parts, {
       samples,
@@ -434,6 +437,14 @@ export class Worker {
       this.log(`step ${a.globalStep} (epoch ${a.epoch}): ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
         `${share.sampleCount} samples, loss ${(share.lossSum / share.sampleCount).toFixed(4)}, ${share.computeSeconds.toFixed(2)} s compute`);
     });
+  }
+
+  /**
+   * Drops `a`'s planned allreduce, if it has one, for a share this worker will not hold: the members ready
+   * to receive from it fail at once (DataPlane.refuse), as when its part fails, rather than at their timeout.
+   */
+  private refusePlanned(a: Assignment): void {
+    if (a.kind === AssignmentKind.Train && a.reduce) this.dataPlane?.refuse(a.reduce.key);
   }
 
   /**

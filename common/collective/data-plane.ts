@@ -145,6 +145,18 @@ export class DataPlane implements LinkOwner, RunLinks {
     if (this.active?.key === key) this.active.fail(new AllreduceError(key, 'aborted', why));
   }
 
+  /**
+   * This member will not take part in reduction `key` (it dropped the order naming it, or it drains): the
+   * members ready to receive from it for that key fail at once, now or when their ready comes, as for a
+   * reduction that failed here, rather than waiting for it until their timeout. A member that stays alive
+   * but skips a reduction would otherwise fail nobody's: a peer fails at once only when a link closes.
+   */
+  refuse(key: string): void {
+    if (this.active?.key === key) return; // running here: it ends or fails on its own
+    this.remember(key);
+    this.failed(key);
+  }
+
   /** Stops listening and closes every connection; a running reduction fails with phase 'closed'. */
   async close(): Promise<void> {
     this.closed = true;
