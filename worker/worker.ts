@@ -482,6 +482,10 @@ export class Worker {
   private async reduce(a: Assignment): Promise<void> {
     const planned = this.plannedRun;
     this.plannedRun = undefined;
+    // A REDUCE means the coordinator voided the plan (its attempt, and any step prepared with it): a planned
+    // exchange still waiting here, on a member frozen or lost, is void too, and ends now rather than at its
+    // timeout; its failure closes its links, which ends its peers' at once.
+    if (planned) this.dataPlane?.abort(planned.key, `voided: the coordinator reduces step ${a.globalStep} by ${a.reduce?.key ?? 'another attempt'}`);
     await planned?.done;
     const order = a.reduce;
     if (order) await this.runReduce(a, order, () => this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []));
