@@ -20,7 +20,7 @@ const PROTO_ONLY_IN_ADAPTER = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.cache/**', 'proto/generated/**', 'runs/**', 'helm/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '.test-build-*/**', '.cache/**', 'proto/generated/**', 'runs/**', 'helm/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

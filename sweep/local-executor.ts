@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { THREADS_ENV_VAR } from '../common';
-import { defaultShardwiseCommand, ManagedChild } from '../launcher';
+import { defaultShardwiseCommand, ManagedChild, type ShardwiseCommand } from '../launcher';
 import type { TrialExecutor, TrialExit, TrialRun, TrialRunRequest } from './executor';
 import { committedEpochs, runProgress, trialArgs } from './trial-run-dir';
 
@@ -29,8 +29,7 @@ export class LocalTrialRun implements TrialRun {
   readonly child: ManagedChild;
   readonly ended: Promise<void>;
 
-  constructor(readonly request: TrialRunRequest) {
-    const shardwise = defaultShardwiseCommand();
+  constructor(readonly request: TrialRunRequest, shardwise: ShardwiseCommand = defaultShardwiseCommand()) {
     fs.mkdirSync(request.runsDir, { recursive: true });
     this.child = ManagedChild.spawn({
       name: `trial ${request.trialId}`,
@@ -84,7 +83,8 @@ export class LocalExecutor implements TrialExecutor {
   readonly kind = 'local';
   readonly capacity: number;
 
-  constructor(cores: number) {
+  /** `shardwise`: the command a trial process runs. @default {@link defaultShardwiseCommand} */
+  constructor(cores: number, private readonly shardwise: ShardwiseCommand = defaultShardwiseCommand()) {
     this.capacity = cores > 0 ? cores : os.availableParallelism();
   }
 
@@ -93,7 +93,7 @@ export class LocalExecutor implements TrialExecutor {
   }
 
   start(request: TrialRunRequest): Promise<TrialRun> {
-    return Promise.resolve(new LocalTrialRun(request));
+    return Promise.resolve(new LocalTrialRun(request, this.shardwise));
   }
 
   close(): Promise<void> {

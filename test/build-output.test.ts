@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { exitCodeOf, ManagedChild } from '../launcher';
 import { testJobYaml, writeSignalCifar } from './support/cluster-data';
+import { compiledDist } from './support/compiled-shardwise';
 
 // The compiled JavaScript the images run (`npm run build`: tsconfig.build.json -> dist/), run without tsx:
 // the CLI starts, and `shardwise cluster` runs a real job end to end from it (nats-server, the coordinator
 // and a worker process all started from the compiled files), so the build carries everything the code
 // loads at run time (proto/generated, package.json) and the launcher starts compiled children.
-
-const ROOT = path.resolve(__dirname, '..');
 
 describe('build: the compiled output runs without tsx', function () {
   this.timeout(240_000);
@@ -19,14 +19,10 @@ describe('build: the compiled output runs without tsx', function () {
 
   before(function () {
     this.timeout(180_000);
-    // Inside the checkout (.cache/ is git-ignored), so the compiled files find node_modules as dist/ does.
-    fs.mkdirSync(path.join(ROOT, '.cache'), { recursive: true });
-    dir = fs.mkdtempSync(path.join(ROOT, '.cache', 'build-test-'));
-    dist = path.join(dir, 'dist');
-    // The build script itself, into a throwaway folder (dist/ of the checkout stays as it is).
-    const build = spawnSync('bash', [path.join(ROOT, 'scripts', 'build.sh'), dist],
-      { cwd: ROOT, encoding: 'utf8', timeout: 170_000 });
-    assert.equal(build.status, 0, `scripts/build.sh failed:\n${build.stdout}${build.stderr}`);
+    // The build script itself, into a throwaway folder (dist/ of the checkout stays as it is); the other
+    // tests start their processes from the same build.
+    dist = compiledDist();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'build-test-'));
   });
 
   after(() => {

@@ -7,19 +7,21 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { encodeCifar10Records, readEpochCheckpointInfo } from '../common';
 import {
-  decideAtRung, FailureBudgetError, parseSweepSpec, readSweepState, runSweep, SWEEP_LOCK_FILE, type SweepState, sweepSavings, trialCores, writeSweepReport,
+  decideAtRung, FailureBudgetError, LocalExecutor, parseSweepSpec, readSweepState, runSweep, type RunSweepOptions, SWEEP_LOCK_FILE, type SweepSpec, type SweepState,
+  sweepSavings, trialCores, writeSweepReport,
 } from '../sweep';
 import { signalImages, writeSignalCifar } from './support/cluster-data';
+import { compiledShardwise } from './support/compiled-shardwise';
 import { sweepYaml } from './support/sweep-yaml';
 
-const SHARDWISE = resolve(__dirname, '..', 'bin', 'shardwise');
-
+/** `shardwise sweep` and every trial it starts run the compiled build (quicker to start than tsx). */
 function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { command, args: base } = compiledShardwise();
   return new Promise((done) => {
-    execFile(SHARDWISE, args, (err, stdout, stderr) => done({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }));
+    execFile(command, [...base, ...args], (err, stdout, stderr) => done({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }));
   });
 }
 
@@ -35,6 +37,9 @@ describe('sweep end to end (real trial processes)', function () {
   this.timeout(240_000);
   const root = mkdtempSync(join(tmpdir(), 'sweep-e2e-'));
   const data = join(root, 'data');
+  /** In-process sweeps: trials on the local executor, started from the compiled build. */
+  const locally = (spec: SweepSpec, more: Partial<RunSweepOptions> = {}): RunSweepOptions =>
+    ({ dataDir: data, backend: 'wasm', pollMs: 200, executor: () => Promise.resolve(new LocalExecutor(spec.cores, compiledShardwise())), ...more });
 
   before(() => {
     mkdirSync(data);
@@ -49,7 +54,7 @@ describe('sweep end to end (real trial processes)', function () {
   freeze.backboneEpochs: [1, 2]
 earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
 `, 3, true));
-    const { state, interrupted } = await runSweep(spec, { dataDir: data, backend: 'wasm', pollMs: 200 });
+    const { state, interrupted } = await runSweep(spec, locally(spec));
     assert.equal(interrupted, false);
     const [t0, t1, t2, t3] = state.trials;
     assert.deepEqual(state.trials.map((t) => t.state), ['completed', 'completed', 'stopped', 'stopped']);
@@ -92,7 +97,8 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
     const dir = join(root, 'sweeps', 'resume');
     const state = (): SweepState | undefined => (existsSync(dir) ? readSweepState(dir) : undefined);
     const start = (): { child: ChildProcess; exited: Promise<number | null>; stderr: () => string } => {
-      const child = spawn(SHARDWISE, ['sweep', '--spec', file, '--data', data, '--backend', 'wasm'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const { command, args } = compiledShardwise();
+      const child = spawn(command, [...args, 'sweep', '--spec', file, '--data', data, '--backend', 'wasm'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
       child.stderr!.on('data', (b: Buffer) => (text += b.toString()));
       return { child, exited: new Promise((r) => child.on('exit', (code) => r(code))), stderr: () => text };
@@ -147,10 +153,9 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
     const spec = parseSweepSpec(sweepYaml('cluster', join(root, 'sweeps'), 'parameters:\n  seed: [1, 2]\n', 2)
       .replace('  optimizer: {', '  distributed: { desiredWorkers: 2 }\n  optimizer: {'));
     let overlap = false;
-    const { state } = await runSweep(spec, {
-      dataDir: data, backend: 'wasm', pollMs: 200,
+    const { state } = await runSweep(spec, locally(spec, {
       onChange: (s) => { overlap ||= s.trials.filter((t) => t.state === 'running').length > 1; },
-    });
+    }));
     assert.deepEqual(state.trials.map((t) => [t.workers, t.state, t.results.length]), [[2, 'completed', 2], [2, 'completed', 2]]);
     assert.ok(state.trials.every((t) => t.runDirs.length === 1 && t.runDirs[0].endsWith('cluster')));
     assert.equal(overlap, false, 'two 2-worker trials never ran at once on 2 cores');
@@ -162,10 +167,12 @@ earlyStopping: { type: asha, gracePeriod: 1, reductionFactor: 3 }
       `parameters:\n  model.architecture: [mobilenet_v1, small_cnn]\nbudget: { maxFailedTrials: ${maxFailed} }\n`, 2)
       .replace('budget: { maxConcurrentTrials: 2 }\n', '')
       .replace('model: { architecture: small_cnn }', `model: { architecture: small_cnn, path: ${join(root, 'missing', 'model.json')} }`);
-    const tolerant = await runSweep(parseSweepSpec(yaml('tolerant', 1)), { dataDir: data, backend: 'wasm', pollMs: 200 });
+    const tolerantSpec = parseSweepSpec(yaml('tolerant', 1));
+    const tolerant = await runSweep(tolerantSpec, locally(tolerantSpec));
     assert.deepEqual(tolerant.state.trials.map((t) => t.state), ['failed', 'completed']);
     assert.match(tolerant.state.trials[0].error!, /shardwise train --local exited with code \d+ after 0 of 2 epochs: .*missing/);
-    await assert.rejects(runSweep(parseSweepSpec(yaml('strict', 0)), { dataDir: data, backend: 'wasm', pollMs: 200 }),
+    const strict = parseSweepSpec(yaml('strict', 0));
+    await assert.rejects(runSweep(strict, locally(strict)),
       (err) => err instanceof FailureBudgetError && /sweep stopped: 1 trials failed, more than budget\.maxFailedTrials=0; last error: .*missing/.test(err.message));
     const stopped = readSweepState(join(root, 'sweeps', 'strict'))!;
     assert.match(stopped.stopReason!, /more than budget\.maxFailedTrials=0/);

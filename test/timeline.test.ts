@@ -12,8 +12,9 @@ import {
   timelinePartsDir,
   type TraceEvent,
 } from '../common';
-import { defaultShardwiseCommand, exitCodeOf, ManagedChild } from '../launcher';
+import { exitCodeOf, ManagedChild } from '../launcher';
 import { ClusterHarness, TEST_BACKEND } from './support/cluster';
+import { compiledShardwise } from './support/compiled-shardwise';
 import { testJobYaml } from './support/cluster-data';
 
 /** The merged trace's events, checked to be a Chrome trace (JSON object format) of X and M events. */
@@ -153,7 +154,7 @@ describe('shardwise cluster --timeline', function () {
   it('writes a Chrome trace with the step phases of the coordinator and both workers, nested in steps', async () => {
     const job = harness.writeJob('timeline', testJobYaml('timeline', { minWorkers: 2 }, { epochs: 2 }));
     const file = path.join(harness.dir, 'trace.json');
-    const { command, args } = defaultShardwiseCommand();
+    const { command, args } = compiledShardwise();
     child = ManagedChild.spawn({
       name: 'shardwise-cluster',
       command,

@@ -7,12 +7,12 @@ import { mkdirSync } from 'node:fs';
 import * as path from 'node:path';
 import {
   COORDINATOR_READY_PATTERN,
-  defaultShardwiseCommand,
   type LocalNats,
   ManagedChild,
   startLocalNats,
   WORKER_READY_PATTERN,
 } from '../../launcher';
+import { compiledShardwise } from '../support/compiled-shardwise';
 import { TEST_BACKEND } from '../support/cluster';
 import { getFreePort } from '../support/free-port';
 import { CheckpointDisk } from './checkpoint-disk';
@@ -49,7 +49,7 @@ export class ChaosWorld {
   coordinator!: ManagedChild;
   nats!: LocalNats;
   readonly workers = new Map<string, ChaosWorker>();
-  private readonly shardwise = defaultShardwiseCommand();
+  private readonly shardwise = compiledShardwise();
   private readonly retired: ManagedChild[] = [];
   private coordinatorPort = 0;
   private natsPort = 0;

@@ -13,7 +13,6 @@ import {
   COORDINATOR_READY_PATTERN,
   type CoordinatorReady,
   coordinatorReadyFrom,
-  defaultShardwiseCommand,
   exitCodeOf,
   ManagedChild,
   WORKER_READY_PATTERN,
@@ -21,6 +20,7 @@ import {
   workerReadyFrom,
 } from '../../launcher';
 import { THREADS_ENV_VAR } from '../../common/compute';
+import { compiledShardwise } from './compiled-shardwise';
 import { pollUntil, withDeadline } from './deadline';
 import { getFreePort } from './free-port';
 import { NatsServer } from './nats-server';
@@ -98,7 +98,7 @@ export class ClusterHarness {
   /** Global steps per epoch of the tests' job on the generated dataset. */
   stepsPerEpoch = 0;
   private readonly children: ManagedChild[] = [];
-  private readonly shardwise = defaultShardwiseCommand();
+  private readonly shardwise = compiledShardwise();
 
   private constructor(nats: NatsServer, dir: string, dataDir?: string) {
     this.nats = nats;

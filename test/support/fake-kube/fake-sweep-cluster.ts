@@ -8,7 +8,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { defaultShardwiseCommand, ManagedChild } from '../../../launcher';
+import { ManagedChild } from '../../../launcher';
+import { compiledShardwise } from '../compiled-shardwise';
 import { onlyOf, renderChart, type RenderedObject } from './chart-render';
 import { FakeKubeApi } from './fake-kube-api';
 import { FAKE_NAMESPACE, FAKE_RELEASE } from './fake-cluster';
@@ -63,7 +64,7 @@ export async function startFakeSweepCluster(options: { dir: string; sharedDir: s
   api.serve('', 'persistentvolumeclaims', undefined, objectRoute('', 'persistentvolumeclaims', { kind: 'PersistentVolumeClaim', apiVersion: 'v1' }));
   const claim = onlyOf(rendered.filter((o) => o.metadata.name === FAKE_SWEEP_NAME), 'PersistentVolumeClaim');
   api.store.put({ apiGroup: '', resource: 'persistentvolumeclaims', namespace: FAKE_NAMESPACE }, { ...claim, metadata: { ...claim.metadata, namespace: FAKE_NAMESPACE } });
-  const shardwise = defaultShardwiseCommand();
+  const shardwise = compiledShardwise();
   const controller = new FakeJobController({
     store: api.store,
     namespace: FAKE_NAMESPACE,
