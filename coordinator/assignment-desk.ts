@@ -29,7 +29,7 @@ export interface Assignment {
   waitReason: string;
   /** The worker's negotiated message limit: update tensors are cut into chunks below it. */
   maxMessageBytes: number;
-  /** Present with kind `reduce`. */
+  /** Present with kind `reduce`, and on a TRAIN that carries its step's planned allreduce. */
   reduce?: ReduceOrder;
 }
 
@@ -42,6 +42,11 @@ export interface PullRequest {
   maxWaitMs: number;
   /** The allreduce whose result it holds or is reducing, not applied yet ('' or absent: none); see ReadyState.reducedKey. */
   reducedKey?: string;
+  /**
+   * The ready stands for one the worker will send once done with its share of this step (a planned TRAIN
+   * stands for it, SessionOrders.readyAfter): no share is handed out for it while an earlier step is open.
+   */
+  followsStep?: number;
 }
 
 /** retry_after_ms of a WAIT (unused by Session-stream workers, which simply ask again): 0 after a full wait. */
@@ -119,6 +124,10 @@ function decide(job: JobContext, record: WorkerRecord, request: PullRequest): De
     // A member running the step's planned attempt gets its share of the next step at once (PreparedStep).
     const ahead = aheadHandout(job, round, record, request);
     if (ahead) return ahead;
+  }
+  if (request.followsStep !== undefined && round?.kind === 'train' && round.globalStep <= request.followsStep) {
+    // Asked for the worker while it computes its share of that step: nothing of it or before it.
+    return { wait: `step ${round.globalStep} in progress; this worker's share of step ${request.followsStep} is not in yet` };
   }
   if (round === null) return { wait: job.members.waitingReason() ?? 'between steps' };
   const what = round.kind === 'train' ? `step ${round.globalStep}` : `the evaluation of epoch ${round.epoch}`;

@@ -36,7 +36,7 @@ import { CallAccess, guardedService } from './call-access';
 import { InvalidResultError, WorkerGoneError } from './errors';
 import type { JobContext } from './job-context';
 import { type GradientPush, receiveEval, receiveGradients, type WireChunk } from './result-intake';
-import { type Order, SessionOrders } from './session-orders';
+import { type Order, SessionOrders, type StandingReady } from './session-orders';
 import {
   configFor,
   heartbeat,
@@ -182,6 +182,22 @@ async function atOnce<T>(pending: Promise<T>): Promise<T | undefined> {
   }
 }
 
+/** The order being decided for a SessionReady the coordinator stands in for. */
+interface StandingOrder {
+  ready: StandingReady;
+  order: Promise<Order>;
+}
+
+/** The order `order` stands for, being decided now, or undefined when the worker sends its next ready itself. */
+function stand(session: SessionOrders, ready: ReadyState, order: Order, gone: AbortSignal): StandingOrder | undefined {
+  const after = SessionOrders.readyAfter(ready, order.assignment);
+  if (!after) return undefined;
+  const pending = session.next(after, gone);
+  // Awaited by the stream's loop; this only keeps a failure meanwhile from counting as unhandled.
+  pending.catch(() => undefined);
+  return { ready: after, order: pending };
+}
+
 /**
  * The messages of one order: its ConfigState when the configuration moved, the StepAssignment, the update
  * chunks; `held` (a held share's answer) rides on the first of them.
@@ -195,17 +211,34 @@ function* orderMessages(order: Order, held: HeldResult | undefined): Generator<S
 
 /**
  * A Session stream: the first SessionReady opens the incarnation's session, and each SessionReady is
- * answered with one order (a ConfigState first when the configuration moved), its update chunks after it,
- * and a REDUCE order with the next order as well, which needs no SessionReady of its own. A held share is
- * answered (HeldResult) with the order for the SessionReady it carries when that order is decided at once
- * (it completed the step: the REDUCE), in one write; otherwise at once on its own, the order following.
+ * answered with one order (a ConfigState first when the configuration moved), its update chunks after it.
+ * A REDUCE, and a TRAIN carrying its step's planned allreduce, stand for the worker's next SessionReady
+ * (SessionOrders.readyAfter): the coordinator decides that order while the stream goes on, and sends it
+ * unasked the moment it exists; meanwhile the worker's held shares (sent without a ready) are taken and
+ * answered as they come, since the order may be waiting for one of them. A held share that carries a
+ * ready is answered (HeldResult) with the order for that ready when the order is decided at once (it
+ * completed the step: the REDUCE), in one write; otherwise at once on its own, the order following.
  * However the stream ends, the session is closed, which drops an incarnation that did not leave.
  */
 async function* sessionMessages(job: JobContext, requests: AsyncIterable<SessionRequest>, gone: AbortSignal, bind: (workerId: string) => void): AsyncGenerator<SessionOrder> {
   let session: SessionOrders | undefined;
   let why = 'the worker closed it';
+  const incoming = requests[Symbol.asyncIterator]();
+  let nextRequest: Promise<IteratorResult<SessionRequest>> | undefined;
+  let standing: StandingOrder | undefined;
   try {
-    for await (const request of requests) {
+    for (;;) {
+      nextRequest ??= incoming.next();
+      if (standing && session && (await Promise.race([standing.order.then(() => true), nextRequest.then(() => false)]))) {
+        const order = await standing.order;
+        yield* orderMessages(order, undefined);
+        standing = stand(session, standing.ready, order, gone);
+        continue;
+      }
+      const received = await nextRequest;
+      nextRequest = undefined;
+      if (received.done) break;
+      const request = received.value;
       let ready: SessionReady | undefined;
       let held: HeldResult | undefined;
       if (request.payload?.$case === 'held') {
@@ -223,21 +256,20 @@ async function* sessionMessages(job: JobContext, requests: AsyncIterable<Session
       if (session && ready.workerId !== session.workerId) {
         throw new InvalidResultError(ready.workerId, 'worker_id', `Session: expected worker_id '${session.workerId}' throughout, got '${ready.workerId}'`);
       }
+      if (standing) {
+        throw new InvalidResultError(ready.workerId, 'payload', 'Session: expected no SessionReady while the order its last order stands for is on its way');
+      }
       if (!session) bind(ready.workerId);
       session ??= SessionOrders.open(job, ready.workerId, ready.incarnation);
-      // A REDUCE stands for the worker's next SessionReady (SessionOrders.readyAfter): its order follows at once.
-      for (let next: ReadyState | undefined = ready; next; ) {
-        const pending = session.next(next, gone);
-        let order = held && (await atOnce(pending));
-        if (held && !order) {
-          yield { payload: { $case: 'heldResult' as const, heldResult: held } };
-          held = undefined;
-        }
-        order ??= await pending;
-        yield* orderMessages(order, held);
+      const pending = session.next(ready, gone);
+      let order = held && (await atOnce(pending));
+      if (held && !order) {
+        yield { payload: { $case: 'heldResult' as const, heldResult: held } };
         held = undefined;
-        next = SessionOrders.readyAfter(next, order.assignment);
       }
+      order ??= await pending;
+      yield* orderMessages(order, held);
+      standing = stand(session, ready, order, gone);
     }
   } catch (err) {
     why = err instanceof Error ? err.message : String(err);

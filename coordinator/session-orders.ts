@@ -21,6 +21,9 @@ export interface HeldAnswer {
   workersReported: number;
 }
 
+/** A SessionReady the coordinator stands in for (see SessionOrders.readyAfter). */
+export type StandingReady = ReadyState & { followsStep?: number };
+
 /** A held push carries no chunks. */
 // eslint-disable-next-line require-yield
 async function* noChunks(): AsyncGenerator<WireChunk> {
@@ -71,10 +74,10 @@ export class SessionOrders {
    * WAIT once `state.maxWaitMs` passed with nothing to do.
    * @throws WorkerGoneError once this incarnation is no longer the live member.
    */
-  async next(state: ReadyState, gone: AbortSignal): Promise<Order> {
+  async next(state: StandingReady, gone: AbortSignal): Promise<Order> {
     this.checkLive();
     this.configSent = Math.max(this.configSent, state.configVersion);
-    const request = { workerId: this.workerId, weightsVersion: state.weightsVersion, maxWaitMs: state.maxWaitMs, reducedKey: state.reducedKey };
+    const request = { workerId: this.workerId, weightsVersion: state.weightsVersion, maxWaitMs: state.maxWaitMs, reducedKey: state.reducedKey, followsStep: state.followsStep };
     const assignment = await pullAssignment(this.job, request, gone);
     // A newer incarnation may have registered while this one waited: its work is not this stream's.
     this.checkLive();
@@ -94,11 +97,16 @@ export class SessionOrders {
    * (PreparedStep) follows the REDUCE on the stream and is there when the worker's part ends, rather than a
    * hop after a ready that the coordinator would read only once its own part and the commit are done. A
    * worker whose part fails drops that order, as it would drop the answer to a ready of its own.
+   * A TRAIN with its step's planned allreduce stands for one too: the ready the worker would send with its
+   * push, holding that attempt's result (`followsStep`: no other share before that step is open), so its
+   * next share is on its way while it computes, not a round trip after its push.
    * Undefined after any other order: the worker sends its next SessionReady itself.
    */
-  static readyAfter(ready: ReadyState, order: Assignment): ReadyState | undefined {
-    if (order.kind !== AssignmentKind.Reduce || !order.reduce) return undefined;
-    return { ...ready, weightsVersion: order.weightsVersion, reducedKey: order.reduce.key };
+  static readyAfter(ready: ReadyState, order: Assignment): StandingReady | undefined {
+    if (!order.reduce) return undefined;
+    if (order.kind === AssignmentKind.Reduce) return { ...ready, weightsVersion: order.weightsVersion, reducedKey: order.reduce.key };
+    if (order.kind !== AssignmentKind.Train) return undefined;
+    return { ...ready, weightsVersion: order.weightsVersion, reducedKey: order.reduce.key, followsStep: order.globalStep };
   }
 
   /**

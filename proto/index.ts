@@ -57,7 +57,7 @@ export type { CoordinatorServer } from './generated/shardwise';
  * Version of the wire protocol this build speaks, sent in WorkerCapabilities.protocol_version.
  * Bump it on any change to shardwise.proto that an older peer would misread.
  */
-export const PROTOCOL_VERSION = 7;
+export const PROTOCOL_VERSION = 8;
 
 /**
  * shardwise package version of this build, sent in WorkerCapabilities.shardwise_version and

@@ -43,7 +43,7 @@ describe('coordinator service: bad input is refused, nothing is lost', function 
   let coordinator: RunningCoordinator | undefined;
   let workers: FakeWorker[] = [];
 
-  function spec(distributed: Record<string, number> = {}): JobSpec {
+  function spec(distributed: Record<string, number | boolean> = {}): JobSpec {
     return parseJobSpec(`
 name: service
 seed: 1
@@ -56,7 +56,7 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
 `);
   }
 
-  async function start(distributed: Record<string, number> = {}): Promise<RunningCoordinator> {
+  async function start(distributed: Record<string, number | boolean> = {}): Promise<RunningCoordinator> {
     coordinator = await startCoordinator({ spec: spec(distributed), log: process.env.COORD_LOG ? console.log : () => undefined, stopGraceMs: 2000, drainGraceMs: 100, progressStream: fs.createWriteStream('/dev/null') });
     return coordinator;
   }
@@ -230,7 +230,7 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
   });
 
   it('a held share on the Session stream is answered with the order behind it when that is decided at once; a stale one leaves the session open', async () => {
-    await start();
+    await start({ plannedExchange: false }); // a planned TRAIN stands for the ready the share carries here
     // A held share needs a data plane; nothing listens at this one, the test ends before the allreduce matters.
     const w = await worker().join('w', { dataAddress: '127.0.0.1:1' });
     const a = await w.pullUntil(StepKind.TRAIN);
@@ -253,7 +253,7 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
   });
 
   it('a held share that completes the step is answered on its REDUCE, in one message; an earlier one at once, its order later', async () => {
-    await start({ minWorkers: 2 });
+    await start({ minWorkers: 2, plannedExchange: false }); // the REDUCE path
     // Nothing listens at these data planes: the test ends before the allreduce matters.
     const [w1, w2] = [await worker().join('w1', { dataAddress: '127.0.0.1:1' }), await worker().join('w2', { dataAddress: '127.0.0.1:2' })];
     const [a1, a2] = [await w1.pullUntil(StepKind.TRAIN), await w2.pullUntil(StepKind.TRAIN)];
@@ -269,6 +269,22 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
       const order = (await w.readOrder()).assignment;
       assert.deepEqual([order.kind, order.globalStep], [StepKind.REDUCE, 0], `${w.id}'s order after the step's last share`);
     }
+  });
+
+  it('a TRAIN with its planned allreduce stands for the next ready: the next share comes unasked, a held share sent after it is answered alone', async () => {
+    await start({ minWorkers: 2 });
+    // Nothing listens at these data planes: the plan's exchange fails, after the orders this test reads.
+    const [w1, w2] = [await worker().join('w1', { dataAddress: '127.0.0.1:1' }), await worker().join('w2', { dataAddress: '127.0.0.1:2' })];
+    const [a1, a2] = [await w1.pullUntil(StepKind.TRAIN), await w2.pullUntil(StepKind.TRAIN)];
+    assert.match(a1.reduce?.key ?? '', /step-0\/planned$/, 'the share carries its step\'s planned allreduce');
+    // Without another ready, each worker's share of step 1 follows, its update the planned attempt's result.
+    for (const [w, a] of [[w1, a1], [w2, a2]] as const) {
+      const next = (await w.readOrder()).assignment;
+      assert.deepEqual([next.kind, next.globalStep, next.apply?.key], [StepKind.TRAIN, 1, a.reduce?.key], `${w.id}'s order after its planned share`);
+    }
+    const first = w1.shareMessages(a1, w1.computeShare(a1))[0].payload;
+    const held = await w1.holdOnSession(first?.$case === 'header' ? first.header : assert.fail('no header'), false);
+    assert.deepEqual([held.code, held.workersReported, held.withOrder], [0, 1, false], held.details);
   });
 
   it('a push for micro-batches not assigned to the worker is refused (FAILED_PRECONDITION); its own share is then accepted', async () => {

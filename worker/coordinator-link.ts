@@ -36,6 +36,7 @@ import {
   type PushGradientsRequest,
   type RegisterResponse,
   SHARDWISE_VERSION,
+  type HeldResult,
   type SessionOrder,
   type SessionRequest,
   type StepAssignment,
@@ -241,12 +242,13 @@ export class OrderStream {
   private readonly method = 'Coordinator/Session';
   /**
    * The next order comes without a SessionReady: one went out behind a held share ({@link pushHeld}), or
-   * the last order was a REDUCE, which stands for one. The next {@link next} only reads.
+   * the last order was a REDUCE or a TRAIN with its planned allreduce, which stand for one. The next
+   * {@link next} only reads.
    */
   private readyAhead = false;
 
-  /** The first message of an order, read early because it carried a held share's answer ({@link pushHeld}). */
-  private unread: SessionOrder | undefined;
+  /** Messages of orders read early, while {@link pushHeld} looked for its answer, in stream order. */
+  private readonly unread: SessionOrder[] = [];
 
   constructor(
     private readonly call: DuplexCall<SessionRequest, SessionOrder>,
@@ -279,8 +281,9 @@ export class OrderStream {
       }
       if (p?.$case !== 'assignment') throw protocolError(method, `expected a StepAssignment, got ${p ? `a ${p.$case}` : 'an empty message'}`);
       const assignment = p.assignment;
-      // A REDUCE stands for the next SessionReady: the coordinator sends the order after it unasked.
-      this.readyAhead = assignment.kind === StepKind.REDUCE;
+      // A REDUCE, and a TRAIN with its planned allreduce, stand for the next SessionReady: the coordinator
+      // sends the order after it unasked.
+      this.readyAhead = assignment.kind === StepKind.REDUCE || (assignment.kind === StepKind.TRAIN && assignment.reduce !== undefined);
       const assembler = this.assembler(assignment.updateTensors.map(specFromProto));
       const s = assignment.samples;
       if (s) this.options.onReceivedBytes?.(s.images.length + s.labels.length);
@@ -300,27 +303,30 @@ export class OrderStream {
    * order's first message when it decided the order at once (the REDUCE of a share that completed the step).
    * That order is read by the next {@link next}, which does not send its ready again: the push costs no
    * round trip of its own on the step's path. (Two messages would cost one: the second leaves only once the
-   * first was written out.)
+   * first was written out.) When the last order already stands for the next ready, the header goes alone,
+   * and the order for that ready may come before the answer: it is kept for {@link next}.
    * @throws RpcError with the status of a refusal (FAILED_PRECONDITION: stale, INVALID_ARGUMENT: malformed).
    */
   async pushHeld(workerId: string, share: ComputedShare, ready: ReadyState): Promise<void> {
-    if (this.readyAhead) throw protocolError(this.method, 'a SessionReady is already waiting for its order');
-    await this.call.send({ payload: { $case: 'held', held: { header: gradientHeader(workerId, share, true), ready } } });
+    const header = gradientHeader(workerId, share, true);
+    await this.call.send({ payload: { $case: 'held', held: { header, ready: this.readyAhead ? undefined : ready } } });
     this.readyAhead = true;
-    const message = await this.read(this.options.rpcDeadlineMs);
-    const p = message.payload;
-    let answer = message.heldAnswer;
-    if (answer) this.unread = message;
-    else if (p?.$case === 'heldResult') answer = p.heldResult;
-    else throw protocolError(this.method, `expected a HeldResult, got ${p ? `a ${p.$case}` : 'an empty message'}`);
+    let answer: HeldResult | undefined;
+    while (!answer) {
+      const message = await this.call.read(this.options.rpcDeadlineMs);
+      const p = message.payload;
+      answer = message.heldAnswer ?? (p?.$case === 'heldResult' ? p.heldResult : undefined);
+      if (p?.$case === 'heldResult') continue;
+      if (!p) throw protocolError(this.method, 'expected a HeldResult, got an empty message');
+      this.unread.push(message); // a message of the order the last one stood for
+    }
     const { code, details } = answer;
     if (code !== GrpcStatus.OK) throw new RpcError(this.method, code, statusName(code), details, false);
   }
 
-  /** The next message: one read early first, else one read now within `timeoutMs`. */
+  /** The next message: those read early first, else one read now within `timeoutMs`. */
   private read(timeoutMs: number): Promise<SessionOrder> {
-    const early = this.unread;
-    this.unread = undefined;
+    const early = this.unread.shift();
     return early ? Promise.resolve(early) : this.call.read(timeoutMs);
   }
 

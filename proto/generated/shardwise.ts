@@ -345,7 +345,9 @@ export interface SessionReady {
    * The allreduce (ReduceSpec key) whose result this worker holds, or is reducing now, and has not applied
    * yet. While that allreduce runs and its step commits, the coordinator may hand it the next step's share
    * at once, with that result as its update (APPLY); a worker whose part fails drops that order. Empty
-   * when it holds none. A STEP_KIND_REDUCE order stands for a ready naming its key.
+   * when it holds none. A STEP_KIND_REDUCE order stands for a ready naming its key, and so does a
+   * STEP_KIND_TRAIN order carrying its step's planned allreduce (`reduce`): the coordinator sends the next
+   * order unasked, while the worker computes.
    */
   reducedKey: string;
 }
@@ -362,7 +364,8 @@ export interface HeldShare {
   /**
    * The worker's SessionReady for its next order (usually the REDUCE once every share is in), in the same
    * message: the coordinator reads it the moment it took the share, with no second write in between and
-   * no wait for the HeldResult. Absent: the worker sends its SessionReady later.
+   * no wait for the HeldResult. Absent: the worker sends its SessionReady later, or its last order stands
+   * for it (then the order for it may come before the HeldResult).
    */
   ready?: SessionReady | undefined;
 }
