@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { NonFiniteValueError, TensorChannel, connectTensorChannel, startTensorChannelServer } from '../common/wire';
-import { DataPlane, AllreduceError, AllreduceMember, AllreduceStats, MIN_SEGMENT_FLOATS } from '../common/collective';
+import { DataPlane, AllreduceError, AllreduceMember, AllreduceStats, isDirect, MIN_SEGMENT_FLOATS } from '../common/collective';
 import { assertAllEqual, assertAllFailed, assertAllSucceeded, bytesOf, inputOf, leftFold, membersOf, reductionFor, runAll, treeSum, until, TestPlanes } from './support/allreduce-members';
 import { TreeFold } from '../common/collective/tree-fold';
 import { SimdScratch } from '../common/collective/simd-scratch';
@@ -57,8 +57,10 @@ describe('collective allreduce (one process)', () => {
         assertAllEqual(data, treeSum(inputs));
         const sent = stats.reduce((a, s) => a + s.bytesSent, 0);
         assert.equal(sent, stats.reduce((a, s) => a + s.bytesReceived, 0), 'bytes sent = bytes received');
-        // Every segment: C-1 parts to its owner, then the reduced segment to the other M-1 members.
-        assert.equal(sent, world === 1 ? 0 : 2 * (world - 1) * floats * 4);
+        // Every segment: C-1 parts to its owner, then the reduced segment to the other M-1 members; direct:
+        // every member's part to each of the M-1 others, and no sum.
+        const frames = isDirect(floats, world) ? world * (world - 1) : 2 * (world - 1);
+        assert.equal(sent, world === 1 ? 0 : frames * floats * 4);
       });
     }
   }
@@ -144,7 +146,8 @@ describe('collective allreduce (one process)', () => {
       const stats = assertAllSucceeded(await runAll(open.planes, 'observed', data, members));
       assertAllEqual(data, treeSum(inputs.filter((_, m) => m !== observer)));
       assert.equal(stats[observer].bytesSent, 0, 'an observer sends no data');
-      assert.equal(stats[observer].bytesReceived, floats * 4, 'an observer receives the sum once');
+      // It receives the sum once, or (direct) every contributor's part, and adds them itself.
+      assert.equal(stats[observer].bytesReceived, (isDirect(floats, world - 1) ? world - 1 : 1) * floats * 4);
     });
   }
 
@@ -199,18 +202,25 @@ describe('collective allreduce (one process)', () => {
   });
 
   const connections = (): number => open.planes.reduce((n, p) => n + p.pooledConnections, 0);
-  for (const late of [0, 2]) {
-    it(`starts before member ${late}'s input is in (${late === 0 ? 'the owner' : 'a contributor owning nothing'}), and sends it only once it is`, async () => {
+  // 50,000 floats: one segment, owned by member 0 (4 links, counted at both ends); 1,000: a direct reduction
+  // (every member receives from both others: 6 links).
+  const lateCases = [
+    { late: 0, floats: 50_000, links: 8, what: 'the owner' },
+    { late: 2, floats: 50_000, links: 8, what: 'a contributor owning nothing' },
+    { late: 2, floats: 1_000, links: 12, what: 'a direct reduction' },
+  ];
+  for (const { late, floats, links, what } of lateCases) {
+    it(`starts before member ${late}'s input is in (${what}), and sends it only once it is`, async () => {
       await listen(3);
       const members = membersOf(open.planes);
-      const inputs = open.planes.map((_, m) => inputOf(m, 50_000)); // one segment, owned by member 0
+      const inputs = open.planes.map((_, m) => inputOf(m, floats));
       const data = inputs.map((x, m) => (m === late ? new Float32Array(x.length) : Float32Array.from(x)));
       let give!: () => void;
       const input = new Promise<void>((resolve) => (give = resolve));
       const runs = open.planes.map((p, r) => p.allreduce(reductionFor(members, r, `pending-${late}`), data[r], r === late ? input : undefined));
       // Every link is up, the late member's included (it connects and says ready without its input); had it
       // sent the zeros its data holds now, the sum below would lack its input.
-      await until(() => connections() === 8, 'the owner connected to both others, both to the owner');
+      await until(() => connections() === links, `every link of the reduction up (${links / 2})`);
       data[late].set(inputs[late]);
       give();
       assertAllSucceeded(await Promise.all(runs));
@@ -218,20 +228,22 @@ describe('collective allreduce (one process)', () => {
     });
   }
 
-  it('fails every member at once when a member\'s input never comes', async () => {
-    await listen(3);
-    const members = membersOf(open.planes);
-    let refuse!: (err: Error) => void;
-    const input = new Promise<void>((_, reject) => (refuse = reject));
-    const t0 = performance.now();
-    const runs = Promise.allSettled(open.planes.map((p, r) => p.allreduce(reductionFor(members, r, 'no-input'), new Float32Array(100), r === 1 ? input : undefined)));
-    await until(() => connections() === 8, 'the owner connected to both others, both to the owner');
-    refuse(new Error('the compute failed'));
-    const out = assertAllFailed((await runs).map((s) => (s.status === 'rejected' ? s.reason : s.value)));
-    assert.equal(out[1].phase, 'start');
-    assert.match(out[1].message, /its own input never came: the compute failed/);
-    assert.ok(performance.now() - t0 < 5_000, 'the others fail at once, not at their 10 s timeout');
-  });
+  for (const { floats, links, what } of lateCases.slice(1)) {
+    it(`fails every member at once when a member's input never comes (${what === 'a direct reduction' ? what : 'one owner'})`, async () => {
+      await listen(3);
+      const members = membersOf(open.planes);
+      let refuse!: (err: Error) => void;
+      const input = new Promise<void>((_, reject) => (refuse = reject));
+      const t0 = performance.now();
+      const runs = Promise.allSettled(open.planes.map((p, r) => p.allreduce(reductionFor(members, r, 'no-input'), new Float32Array(floats), r === 1 ? input : undefined)));
+      await until(() => connections() === links, `every link of the reduction up (${links / 2})`);
+      refuse(new Error('the compute failed'));
+      const out = assertAllFailed((await runs).map((s) => (s.status === 'rejected' ? s.reason : s.value)));
+      assert.equal(out[1].phase, 'start');
+      assert.match(out[1].message, /its own input never came: the compute failed/);
+      assert.ok(performance.now() - t0 < 5_000, 'the others fail at once, not at their 10 s timeout');
+    });
+  }
 
   for (const when of ['before', 'after'] as const) {
     it(`fails the others at once when a member refuses the reduction ${when} they start it`, async () => {

@@ -2,11 +2,13 @@
  * The collective's segment count follows the vector's size (`segmentCount`): a small vector among many
  * contributors is split among a few owners, down to one (gather to one owner, then broadcast), with the
  * summation tree's bytes at every member still, connections only between members that exchange frames,
- * and a member that leaves mid-reduction still failing everyone's attempt at once.
+ * and a member that leaves mid-reduction still failing everyone's attempt at once. Among a few contributors,
+ * a small vector is reduced directly: each contributor sends its parts to every member, and each member
+ * adds them by the tree itself.
  */
 import assert from 'node:assert/strict';
 import { AllreduceError, AllreduceMember, DataPlane, decodeFp16, encodeFp16, MIN_SEGMENT_FLOATS, segmentCount } from '../common/collective';
-import { planReduction, type ReductionPlan } from '../common/collective/segment-plan';
+import { DIRECT_MAX_CONTRIBUTORS, DIRECT_MAX_FLOATS, planReduction, type ReductionPlan } from '../common/collective/segment-plan';
 import { assertAllEqual, assertAllSucceeded, inputOf, membersOf, reductionFor, runAll, treeSum, until, TestPlanes } from './support/allreduce-members';
 
 /** The MobileNet gradient's length, which 2-4 workers must keep splitting one segment each. */
@@ -143,4 +145,86 @@ describe('collective allreduce of small vectors (one process)', () => {
       assert.equal(((out[who] as PromiseRejectedResult).reason as AllreduceError).phase, 'closed');
     });
   }
+});
+
+describe('collective direct reduction (a small vector among a few contributors)', () => {
+  const open = new TestPlanes();
+
+  it('is planned for 2 to 4 contributors and a vector of at most DIRECT_MAX_FLOATS: each contributor sends to every member, nobody sends a sum', () => {
+    for (let c = 2; c <= DIRECT_MAX_CONTRIBUTORS; c++) {
+      const members = observed(c);
+      const all = members.map((_, i) => i);
+      for (const [rank, p] of members.map((_, rank) => [rank, plan(members, rank, DIRECT_MAX_FLOATS)] as const)) {
+        assert.equal(p.direct, true, `${c} contributors, member ${rank}`);
+        assert.equal(p.own, 0, 'every member adds the one segment itself');
+        assert.deepEqual(p.senders, all.slice(1).filter((i) => i !== rank), 'from every other contributor');
+        assert.deepEqual(p.receivers, rank === 0 ? [] : all.filter((i) => i !== rank), 'to every other member; the observer sends nothing');
+        assert.match(p.membersText, /; direct$/, 'members of another build (one owner) fail the handshake, naming both plans');
+      }
+    }
+    assert.equal(plan(observed(DIRECT_MAX_CONTRIBUTORS + 1), 1, 650).direct, false, 'more contributors: one owner');
+    assert.equal(plan(observed(2), 1, DIRECT_MAX_FLOATS + 1).direct, false, 'a larger vector: one owner');
+    assert.equal(plan(observed(1), 1, 650).direct, false, 'one contributor: nothing to exchange');
+  });
+
+  // 8 micro-batches split 1 + 3 + 4 among 3 contributors (tree nodes [0,1) | [1,2) [2,4) | [4,8)), an observer first.
+  const split: Array<Array<[number, number]>> = [[[0, 1]], [[1, 2], [2, 4]], [[4, 8]]];
+  const membersAt = (planes: DataPlane[]): AllreduceMember[] => [
+    { id: 'observer', address: planes[0].address, role: 'observer' },
+    ...split.map((p, k) => ({ id: `w${k}`, address: planes[k + 1].address, parts: p.map(([start, end]) => ({ start, end })) })),
+  ];
+
+  it('gives every member, the observer included, the summation tree\'s bytes for an unaligned split; each part goes once to each member', async () => {
+    await open.listen(4);
+    const floats = 1001;
+    const micro = Array.from({ length: 8 }, (_, m) => inputOf(m, floats));
+    const members = membersAt(open.planes);
+    const inputs = members.map((m) => {
+      const input = new Float32Array((m.parts?.length ?? 1) * floats).fill(7); // the observer's input: garbage
+      m.parts?.forEach(({ start, end }, i) => input.set(treeSum(micro.slice(start, end)), i * floats));
+      return input;
+    });
+    for (let round = 0; round < 2; round++) {
+      const data = inputs.map((x) => Float32Array.from(x));
+      const stats = assertAllSucceeded(await runAll(open.planes, `direct-${round}`, data, members));
+      assertAllEqual(data.map((d) => d.subarray(0, floats)), treeSum(micro));
+      // Each contributor sends its parts to the 3 other members; each member receives every part but its own.
+      assert.deepEqual(stats.map((x) => x.bytesSent), [0, 3, 6, 3].map((n) => n * floats * 4));
+      assert.deepEqual(stats.map((x) => x.bytesReceived), [4, 3, 2, 3].map((n) => n * floats * 4));
+    }
+    // A member opens a link from every contributor but itself, once: the second round reuses them.
+    assert.deepEqual(open.planes.map((p) => p.connectionsOpened), [3, 2, 2, 2]);
+  });
+
+  it('rounds with fp16 compression at every member alike: the same bytes everywhere', async () => {
+    await open.listen(4);
+    const floats = 999;
+    const members = membersOf(open.planes, [0]);
+    const inputs = open.planes.map((_, m) => inputOf(m, floats).map((x) => x / 1e3));
+    const data = inputs.map((x) => Float32Array.from(x));
+    const settled = await Promise.allSettled(open.planes.map((p, r) => p.allreduce({ ...reductionFor(members, r, 'direct-half'), compression: { type: 'fp16', prescale: 1 } }, data[r])));
+    settled.forEach((x, r) => assert.equal(x.status, 'fulfilled', `member ${r}: ${String((x as PromiseRejectedResult).reason)}`));
+    assertAllEqual(data, toHalfAndBack(treeSum(inputs.slice(1).map(toHalfAndBack))));
+  });
+
+  it('fails every member\'s attempt at once, not at the timeout, when a contributor leaves mid-reduction', async () => {
+    await open.listen(4);
+    const members = membersOf(open.planes, [0]);
+    const floats = 500;
+    const data = open.planes.map((_, m) => inputOf(m, floats));
+    // m3 is held back, so the reduction is under way but cannot finish when m2's plane closes.
+    const started = open.planes.slice(0, 3).map((p, r) => p.allreduce(reductionFor(members, r, 'direct-leaving', 120_000), data[r]));
+    for (const x of started) x.catch(() => undefined);
+    // Each started member connects to every contributor it receives from, m3's plane included (it listens).
+    await until(() => [3, 2, 2].every((n, r) => open.planes[r].connectionsOpened === n), 'the started members\' links');
+    await open.planes[2].close();
+    const late = open.planes[3].allreduce(reductionFor(members, 3, 'direct-leaving', 120_000), data[3]);
+    const out = await Promise.allSettled([...started, late]);
+    out.forEach((o, r) => {
+      assert.equal(o.status, 'rejected', `member ${r} should fail`);
+      const err = (o as PromiseRejectedResult).reason as AllreduceError;
+      assert.ok(err instanceof AllreduceError, String(err));
+      assert.doesNotMatch(err.message, /not done within/, `member ${r}`);
+    });
+  });
 });

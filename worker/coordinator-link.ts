@@ -247,8 +247,11 @@ export class OrderStream {
    */
   private readyAhead = false;
 
-  /** Messages of orders read early, while {@link pushHeld} looked for its answer, in stream order. */
+  /** Messages of orders read early, while {@link settle} looked for an answer, in stream order. */
   private readonly unread: SessionOrder[] = [];
+
+  /** Held shares sent whose answer was not read yet, oldest first. */
+  private readonly answers: PendingAnswer[] = [];
 
   constructor(
     private readonly call: DuplexCall<SessionRequest, SessionOrder>,
@@ -308,31 +311,102 @@ export class OrderStream {
    * @throws RpcError with the status of a refusal (FAILED_PRECONDITION: stale, INVALID_ARGUMENT: malformed).
    */
   async pushHeld(workerId: string, share: ComputedShare, ready: ReadyState): Promise<void> {
-    const header = gradientHeader(workerId, share, true);
-    await this.call.send({ payload: { $case: 'held', held: { header, ready: this.readyAhead ? undefined : ready } } });
-    this.readyAhead = true;
-    let answer: HeldResult | undefined;
-    while (!answer) {
-      const message = await this.call.read(this.options.rpcDeadlineMs);
-      const p = message.payload;
-      answer = message.heldAnswer ?? (p?.$case === 'heldResult' ? p.heldResult : undefined);
-      if (p?.$case === 'heldResult') continue;
-      if (!p) throw protocolError(this.method, 'expected a HeldResult, got an empty message');
-      this.unread.push(message); // a message of the order the last one stood for
-    }
-    const { code, details } = answer;
-    if (code !== GrpcStatus.OK) throw new RpcError(this.method, code, statusName(code), details, false);
+    await this.settle(await this.sendHeld(workerId, share, ready));
   }
 
-  /** The next message: those read early first, else one read now within `timeoutMs`. */
-  private read(timeoutMs: number): Promise<SessionOrder> {
+  /**
+   * Sends a held share's header as {@link pushHeld} does, without waiting for the answer: the answer is
+   * read by whichever read comes first ({@link next} or {@link settle}), and settles the PendingAnswer
+   * returned (its promise rejected with an RpcError on a refusal, or with the stream's error). The worker computes on when its
+   * last order stands for the next ready (a TRAIN with its planned allreduce), the next order already on
+   * its way: the answer is then off the step's path.
+   */
+  async sendHeld(workerId: string, share: ComputedShare, ready: ReadyState): Promise<PendingAnswer> {
+    const header = gradientHeader(workerId, share, true);
+    const answer = new PendingAnswer(this.method);
+    // Queued before the send resolves: the answer may be read by a read already under way.
+    this.answers.push(answer);
+    await this.call.send({ payload: { $case: 'held', held: { header, ready: this.readyAhead ? undefined : ready } } });
+    this.readyAhead = true;
+    return answer;
+  }
+
+  /** Whether the last order stands for the next ready: the next order comes unasked ({@link sendHeld}). */
+  get orderComing(): boolean {
+    return this.readyAhead;
+  }
+
+  /** Reads on (keeping the orders read for {@link next}) until `answer`, a {@link sendHeld} answer, settled. */
+  async settle(answer: PendingAnswer): Promise<void> {
+    while (!answer.settled) {
+      const message = await this.receive(this.options.rpcDeadlineMs);
+      if (message) this.unread.push(message); // a message of the order the last one stood for
+    }
+    return answer.promise;
+  }
+
+  /** The next order message: those read early first, else one read now within `timeoutMs`. */
+  private async read(timeoutMs: number): Promise<SessionOrder> {
     const early = this.unread.shift();
-    return early ? Promise.resolve(early) : this.call.read(timeoutMs);
+    if (early) return early;
+    for (;;) {
+      const message = await this.receive(timeoutMs);
+      if (message) return message;
+    }
+  }
+
+  /**
+   * One message off the stream within `timeoutMs`: a held share's answer settles the oldest one waiting
+   * (a bare HeldResult is consumed: undefined); a failed read fails every answer still waiting.
+   */
+  private async receive(timeoutMs: number): Promise<SessionOrder | undefined> {
+    let message: SessionOrder;
+    try {
+      message = await this.call.read(timeoutMs);
+    } catch (err) {
+      for (const waiting of this.answers.splice(0)) waiting.fail(err);
+      throw err;
+    }
+    const p = message.payload;
+    const answer = message.heldAnswer ?? (p?.$case === 'heldResult' ? p.heldResult : undefined);
+    if (answer) {
+      const waiting = this.answers.shift();
+      if (!waiting) throw protocolError(this.method, 'got a HeldResult with no held share waiting for one');
+      waiting.settle(answer);
+    }
+    if (p?.$case === 'heldResult') return undefined;
+    if (!p) throw protocolError(this.method, 'expected an order or a HeldResult, got an empty message');
+    return message;
   }
 
   /** Ends the session (the coordinator drops this incarnation); idempotent. */
   close(): void {
     this.call.cancel();
+  }
+}
+
+/** The answer to a held share, settled when a read comes across it. */
+export class PendingAnswer {
+  readonly promise: Promise<void>;
+  /** The answer was read (or the stream failed). */
+  settled = false;
+  private resolve!: () => void;
+  private reject!: (err: unknown) => void;
+
+  constructor(private readonly method: string) {
+    this.promise = new Promise<void>((resolve, reject) => ((this.resolve = resolve), (this.reject = reject)));
+    this.promise.catch(() => undefined); // its taker handles a refusal; this keeps one not taken yet from counting as unhandled
+  }
+
+  settle({ code, details }: HeldResult): void {
+    this.settled = true;
+    if (code === GrpcStatus.OK) this.resolve();
+    else this.reject(new RpcError(this.method, code, statusName(code), details, false));
+  }
+
+  fail(err: unknown): void {
+    this.settled = true;
+    this.reject(err);
   }
 }
 

@@ -4,7 +4,7 @@ import { Augmenter, PARAM_GROUPS, type ReadyState, type WorkerMetrics } from '..
 import { BusListener } from './bus-listener';
 import { type CallPolicy, callWithRetry } from './call-policy';
 import type { ConfigSync, WorkerConfig } from './config-sync';
-import type { CoordinatorLink, OrderStream, PushedOrder } from './coordinator-link';
+import type { CoordinatorLink, OrderStream, PendingAnswer, PushedOrder } from './coordinator-link';
 import { WorkerError } from './errors';
 import { type HeartbeatReport, HeartbeatTimer } from './heartbeat';
 import type { CompiledWorkerOptions } from './options';
@@ -123,9 +123,7 @@ export class Session {
    * configuration pushed with it is taken at once. A failure ends the session: join() again.
    */
   async nextOrder(state: ReadyProgress): Promise<PushedOrder> {
-    const orders = this.orders;
-    if (!orders) throw new WorkerError('no session stream: join() first');
-    const pushed = await orders.next(this.ready(state));
+    const pushed = await this.stream().next(this.ready(state));
     if (pushed.config && this.deps.configSync.push(pushed.config)) this.updateConfigMetrics();
     return pushed;
   }
@@ -136,9 +134,31 @@ export class Session {
    * @throws RpcError with the refusal's status; a failure to reach the coordinator ends the session.
    */
   async pushHeld(share: ComputedShare, state: ReadyProgress): Promise<void> {
+    await this.stream().pushHeld(this.registration.workerId, share, this.ready(state));
+  }
+
+  /**
+   * Hands a held share's header to the coordinator without waiting for its answer (see OrderStream.sendHeld),
+   * which a later read settles.
+   */
+  sendHeld(share: ComputedShare, state: ReadyProgress): Promise<PendingAnswer> {
+    return this.stream().sendHeld(this.registration.workerId, share, this.ready(state));
+  }
+
+  /** Reads on until `answer` is in (see OrderStream.settle); throws a refusal. */
+  settle(answer: PendingAnswer): Promise<void> {
+    return this.stream().settle(answer);
+  }
+
+  /** Whether the last order stands for the next ready: the next order comes without one. */
+  get orderComing(): boolean {
+    return this.orders?.orderComing ?? false;
+  }
+
+  private stream(): OrderStream {
     const orders = this.orders;
     if (!orders) throw new WorkerError('no session stream: join() first');
-    await orders.pushHeld(this.registration.workerId, share, this.ready(state));
+    return orders;
   }
 
   private ready(state: ReadyProgress): ReadyState {

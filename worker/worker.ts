@@ -1,3 +1,4 @@
+import { setImmediate } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs';
 import { Registry } from 'prom-client';
 import {
@@ -21,7 +22,7 @@ import {
 import { type Assignment, AssignmentKind, type ReduceOrder } from './assignment';
 import { endsSession } from './call-policy';
 import { ConfigSync, type WorkerConfig } from './config-sync';
-import { CoordinatorLink } from './coordinator-link';
+import { CoordinatorLink, type PendingAnswer } from './coordinator-link';
 import { HeldSumsError, ReplicaUpdateError, WorkerError } from './errors';
 import { killAtFailpoint, stopBeforePushFailpoint } from './failpoint';
 import { HeldSums, type ReducedSums } from './held-sums';
@@ -30,6 +31,7 @@ import { WorkerLifecycle, isFinal, nextLifecycle } from './lifecycle';
 import { type CompiledWorkerOptions, type WorkerOptions, compileWorkerOptions } from './options';
 import { localSamples } from './samples';
 import { type ReadyProgress, Session } from './session';
+import type { ComputedShare } from './share-runner';
 
 /** Why {@link Worker.run} returned. */
 export type WorkerExitReason = 'job-finished' | 'drained' | 'grace-expired';
@@ -90,6 +92,11 @@ export class Worker {
    * follows it (a REDUCE, or the next share applying its result) waits for it to end.
    */
   private plannedRun: { key: string; done: Promise<void> } | undefined;
+  /**
+   * Held shares pushed while the next order was already on its way, whose answers were not awaited: the
+   * last one's, and the bookkeeping of all of them (see {@link train}).
+   */
+  private unanswered: { answer: PendingAnswer; handled: Promise<void> } | undefined;
   private needsJoin = false;
   private lastCompletedStep = 0;
   private lastWaitReason = '';
@@ -252,6 +259,7 @@ export class Worker {
         session.endSession();
         this.held.clear();
         this.reduced = undefined;
+        this.unanswered = undefined; // their answers went with the session
         this.needsJoin = true;
       }
     }
@@ -276,10 +284,13 @@ export class Worker {
     const planned = this.plannedRun;
     if (planned && a.update.kind === UpdateKind.Apply && a.update.apply?.key === planned.key) {
       // The share of the next step, handed out as this worker pushed its share of a step with a planned
-      // allreduce: it follows that exchange, which may still run.
+      // allreduce (or while it computed it): it follows that exchange, which may still run. The answer to
+      // that push may still be on its way: it is not waited for.
       this.plannedRun = undefined;
       await planned.done;
       pullStart = timeline.now(); // the wait was the exchange's, recorded as its 'reduce'
+    } else {
+      await this.settleUnanswered(session);
     }
     if (a.update.kind === UpdateKind.Apply && a.update.apply?.key === this.failedReduceKey) {
       // Handed out on the ready sent as the allreduce began: its part failed here, so the order is void,
@@ -414,6 +425,27 @@ export class Worker {
     const hold = session.joinsAllreduce && !this.drainSignal.signal.aborted;
     // The planned exchange goes on as the share is pushed (its sums are held once accepted, as any share's).
     planned?.(hold ? [...share.grads, ...share.statDeltas] : new WorkerError('draining: its share goes to the coordinator whole'));
+    // Its part leaves before the push: the peers wait for the part, while the coordinator's next order for
+    // this worker may already be here (see below).
+    if (planned) await setImmediate();
+    if (hold && session.orderComing) {
+      // The TRAIN stood for the next SessionReady: the next order is decided (usually sent) while this share
+      // was computed, so the worker goes on to it without waiting for this push's answer, which the next
+      // read takes. The sums are held now (a REDUCE of this step comes after the answer on the stream); a
+      // refusal drops them again.
+      const answer = await session.sendHeld(share, this.readyState(session));
+      const sums = [...share.grads, ...share.statDeltas];
+      this.held.add(a.globalStep, share.microBatchIds, sums);
+      const handled = this.submit(a, () => answer.promise).then((accepted) => {
+        if (accepted) this.shareCounted(a, share, receivedAt);
+        else if (this.held.step === a.globalStep) this.held.clear();
+      });
+      handled.catch(() => undefined); // awaited by settleUnanswered
+      const before = this.unanswered?.handled;
+      this.unanswered = { answer, handled: before ? Promise.all([before, handled]).then(() => undefined) : handled };
+      endPush();
+      return;
+    }
     // A held header goes on the session stream with the next SessionReady in the same message (no round trip).
     const accepted = await this.submit(a, () => hold
       ? session.pushHeld(share, this.readyState(session))
@@ -422,7 +454,26 @@ export class Worker {
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
     if (!accepted) return;
     if (hold) this.held.add(a.globalStep, share.microBatchIds, [...share.grads, ...share.statDeltas]);
-    this.lastCompletedStep = a.globalStep;
+    this.shareCounted(a, share, receivedAt);
+  }
+
+  /**
+   * Reads on until every held push whose answer was not awaited is answered, and their bookkeeping done:
+   * before any order but the share that follows their planned allreduce.
+   */
+  private async settleUnanswered(session: Session): Promise<void> {
+    const pending = this.unanswered;
+    if (!pending) return;
+    this.unanswered = undefined;
+    await session.settle(pending.answer).catch((err: unknown) => {
+      if (!(err instanceof RpcError)) throw err; // the stream failed: the session ends
+    }); // a refusal is handled by `handled`
+    await pending.handled;
+  }
+
+  /** A share the coordinator accepted: counted, measured and logged. */
+  private shareCounted(a: Assignment, share: ComputedShare, receivedAt: number): void {
+    this.lastCompletedStep = Math.max(this.lastCompletedStep, a.globalStep);
     this.counts.trainShares++;
     const shareSeconds = (performance.now() - receivedAt) / 1000;
     // The answer may have come with the REDUCE (the share completed the step): the worker's part of the
@@ -471,7 +522,13 @@ export class Worker {
         }
       };
     });
-    this.plannedRun = { key: order.key, done: this.runReduce(a, order, () => buffer, input) };
+    let saidReady!: () => void;
+    const readies = new Promise<void>((resolve) => (saidReady = resolve));
+    const done = this.runReduce(a, order, () => buffer, input, saidReady);
+    this.plannedRun = { key: order.key, done };
+    // A peer sends its part here only once this member said it is ready: the readies leave before the
+    // compute holds the event loop for the length of the share.
+    await Promise.race([readies, done]);
     return give;
   }
 
@@ -495,7 +552,7 @@ export class Worker {
    * Runs the allreduce `order` of `a`'s step on the vector `input` lays out. A failure is only logged: the
    * coordinator notices it too, re-plans the step, and sends a new REDUCE (the held sums are untouched).
    */
-  private async runReduce(a: Assignment, order: ReduceOrder, input: () => Float32Array, inputReady?: Promise<void>): Promise<void> {
+  private async runReduce(a: Assignment, order: ReduceOrder, input: () => Float32Array, inputReady?: Promise<void>, saidReady?: () => void): Promise<void> {
     const plane = this.dataPlane;
     if (!plane) return;
     // Said before the exchange starts, so a test can fault a member inside the allreduce itself (a planned
@@ -509,7 +566,7 @@ export class Worker {
       const vector = input();
       const compression = this.session && allreduceCompression(this.session.registration.spec.distributed);
       const reduction = { key: order.key, members: order.members, rank: order.rank, timeoutMs: order.timeoutMs, compression, tensors: order.tensors };
-      const stats = await plane.allreduce(reduction, vector, inputReady);
+      const stats = await plane.allreduce(reduction, vector, inputReady, saidReady);
       const sum = vector.subarray(0, vector.length / Math.max(1, order.members[order.rank]?.parts?.length ?? 1));
       this.reduced = { key: order.key, step: a.globalStep, tensors: order.tensors, gradientTensorCount: order.gradientTensorCount, vector: sum };
       this.metrics.sentBytes.inc(stats.bytesSent);

@@ -115,19 +115,25 @@ export class DataPlane implements LinkOwner, RunLinks {
    * `input`, when given, settles once `data` holds this member's input: the reduction starts before that
    * (its connections, and its ready to every member it receives from, so that nobody waits for a ready
    * once the input is in; the others' parts are received), and sends nothing until then; its timeout runs
-   * from then. Should `input` reject, the reduction fails with phase 'start'.
+   * from then. Should `input` reject, the reduction fails with phase 'start'. `saidReady` is called once
+   * the readies went out (see ReductionRun), or the reduction failed before: a member about to hold the
+   * event loop with its compute waits for it, so that its peers may send their parts meanwhile.
    */
-  async allreduce(reduction: AllreduceRequest, data: Float32Array, input?: Promise<unknown>): Promise<AllreduceStats> {
+  async allreduce(reduction: AllreduceRequest, data: Float32Array, input?: Promise<unknown>, saidReady?: () => void): Promise<AllreduceStats> {
     const problem = this.checkReduction(reduction);
     const plan = problem ?? planReduction(reduction.members, reduction.rank, data.length, reduction.compression);
-    if (typeof plan === 'string') throw new AllreduceError(reduction.key, 'start', plan);
+    if (typeof plan === 'string') {
+      saidReady?.();
+      throw new AllreduceError(reduction.key, 'start', plan);
+    }
     if (reduction.members.length === 1 && plan.parts[0].length === 1) {
+      saidReady?.();
       await input?.catch((err: unknown) => {
         throw new AllreduceError(reduction.key, 'start', `its own input never came: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       });
       return { bytesSent: 0, bytesReceived: 0, ms: 0 };
     }
-    const run = new ReductionRun(reduction, data, plan, this, this.scratch, input);
+    const run = new ReductionRun(reduction, data, plan, this, this.scratch, input, saidReady);
     this.active = run;
     this.remember(reduction.key);
     try {

@@ -7,7 +7,7 @@
  */
 export { DataPlane } from './data-plane';
 export { RecycledBuffers } from './recycled-buffers';
-export { addFloatsInto, MIN_SEGMENT_FLOATS, segmentCount } from './segment-plan';
+export { addFloatsInto, isDirect, MIN_SEGMENT_FLOATS, segmentCount } from './segment-plan';
 export { contiguousRuns, isTreeNode, type MicroBatchRun, nodePrefix, parentNode, splitPoint, TreeSum } from './summation-tree';
 export type { DataPlaneOptions } from './data-plane';
 export { AllreduceError, ALLREDUCE_PHASES } from './errors';

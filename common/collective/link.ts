@@ -43,6 +43,8 @@ export class Link {
   user?: LinkUser;
   closed = false;
   private sending: Promise<unknown> = Promise.resolve();
+  /** Frames handed to send() whose write has not completed: the next one waits behind them. */
+  private pending = 0;
   /** A data frame's tensor was handed out and the frame has not completed yet. */
   private inFrame = false;
 
@@ -57,10 +59,15 @@ export class Link {
     return this.peer ? linkKey(this.peer) : '?';
   }
 
-  /** Sends one frame once the frames sent before it on this link have left (TensorChannel sends one at a time). */
+  /**
+   * Sends one frame once the frames sent before it on this link have left (TensorChannel sends one at a
+   * time). On an idle link it is written now, within this call: a ready sent just before the event loop
+   * is held (a member about to compute its share) has left by then.
+   */
   send(tensors: readonly WireTensor[], meta: FrameMeta): Promise<void> {
-    const p = this.sending.then(() => this.channel.send(tensors, meta));
-    this.sending = p.catch(() => undefined);
+    const p = this.pending === 0 ? this.channel.send(tensors, meta) : this.sending.then(() => this.channel.send(tensors, meta));
+    this.pending++;
+    this.sending = p.catch(() => undefined).then(() => void this.pending--);
     return p;
   }
 

@@ -106,13 +106,18 @@ export class ReductionRun implements LinkUser {
   private readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, ms: 0 };
   /** The fp16 conversions, with `reduction.compression`. */
   private readonly half?: HalfFrames;
+  /** Where a direct reduction adds the parts (see the constructor). */
+  private readonly directSum?: Float32Array;
 
   /**
    * @param input settles when `data` holds this member's input; until then the run connects, says it is
    *   ready and receives the others' parts, but sends nothing and its timeout does not run. Default: now.
+   * @param saidReady called once the run said it is ready on every link it receives on (or failed to):
+   *   at once, with pooled links, before the event loop turns.
    */
   constructor(readonly reduction: AllreduceRequest, private readonly data: Float32Array, private readonly plan: ReductionPlan,
-    private readonly links: RunLinks, scratch: SimdScratch, private readonly input: Promise<unknown> = Promise.resolve()) {
+    private readonly links: RunLinks, scratch: SimdScratch, private readonly input: Promise<unknown> = Promise.resolve(),
+    private readonly saidReady?: () => void) {
     const { members, rank } = reduction;
     this.me = members[rank];
     this.aborted = new Promise<never>((_, reject) => (this.rejectAborted = reject));
@@ -120,7 +125,10 @@ export class ReductionRun implements LinkUser {
     this.result = data.subarray(0, plan.floats);
     if (reduction.compression) this.half = new HalfFrames(reduction, reduction.compression);
     const own = plan.own;
-    if (own >= 0) this.fold = new TreeFold(this.segment(own), undefined, own, plan.parts, plan.leaves, scratch);
+    // A direct reduction's contributor sends its input from where the sum goes: it adds into a buffer of its
+    // own, copied over the input once every part went out.
+    if (plan.direct) this.directSum = new Float32Array(plan.floats);
+    if (own >= 0) this.fold = new TreeFold(this.foldTarget(), undefined, plan.contributor, plan.parts, plan.leaves, scratch);
     this.senders = plan.senders.map((i): Sender => {
       const k = plan.contributors.indexOf(i);
       const frames: ExpectedFrame[] = [];
@@ -131,7 +139,7 @@ export class ReductionRun implements LinkUser {
             if (fold.arrive(k, part)) this.onFolded();
           })));
       }
-      const owned = segmentOwnedBy(plan, i);
+      const owned = plan.direct ? -1 : segmentOwnedBy(plan, i);
       if (owned >= 0) {
         const offset = segmentBounds(owned, plan.floats, plan.segments)[0];
         frames.push(this.expect(this.frameName('allgather', owned), 'allgather', this.segment(owned),
@@ -140,7 +148,7 @@ export class ReductionRun implements LinkUser {
       this.framesLeft += frames.length;
       return { kind: 'sender', peer: members[i], frames, next: 0, receiving: false, reconnected: false };
     });
-    this.receivers = plan.receivers.map((i): Receiver => ({ kind: 'receiver', peer: members[i], owns: segmentOwnedBy(plan, i), done: false }));
+    this.receivers = plan.receivers.map((i): Receiver => ({ kind: 'receiver', peer: members[i], owns: plan.direct ? 0 : segmentOwnedBy(plan, i), done: false }));
     if (this.framesLeft === 0) this.received.set();
   }
 
@@ -155,7 +163,7 @@ export class ReductionRun implements LinkUser {
   async execute(): Promise<AllreduceStats> {
     let timer: NodeJS.Timeout | undefined;
     try {
-      for (const s of this.senders) void this.openFrom(s);
+      void Promise.all(this.senders.map((s) => this.openFrom(s))).then(() => this.saidReady?.());
       const finished = this.guard(Promise.all([...this.receivers.map((r) => this.feed(r)), this.received.promise]));
       finished.catch(() => undefined); // awaited below, once the input is in
       await this.guard(this.input.then(() => undefined, (err: unknown) => {
@@ -165,6 +173,7 @@ export class ReductionRun implements LinkUser {
       timer = this.startTimer();
       this.takeInput();
       await finished;
+      if (this.directSum) this.result.set(this.directSum);
       this.stats.ms = performance.now() - t0;
     } catch (err) {
       throw this.failure ?? this.fail(this.wrap(err, undefined, 'unexpected failure'));
@@ -196,9 +205,9 @@ export class ReductionRun implements LinkUser {
 
   /** `data` holds the input now: an owner adds its own parts of its segment (fp16: rounded as sent), and sending may start. */
   private takeInput(): void {
-    const own = this.plan.own;
-    if (this.fold) {
-      const ownParts = this.plan.parts[own].map((_, i) => this.partSegment(i, own));
+    const { own, contributor } = this.plan;
+    if (this.fold && contributor >= 0) {
+      const ownParts = this.plan.parts[contributor].map((_, i) => this.partSegment(i, own));
       for (const part of ownParts) this.half?.quantizeOwnPart(part);
       this.fold.putOwn(ownParts);
       if (this.fold.done) this.onFolded();
@@ -336,7 +345,7 @@ export class ReductionRun implements LinkUser {
   /** The own segment is folded: with fp16 it is rounded once, as every member will hold it; then it may be sent. */
   private onFolded(): void {
     const own = this.plan.own;
-    this.half?.finishOwnSegment(this.segment(own), segmentBounds(own, this.plan.floats, this.plan.segments)[0]);
+    this.half?.finishOwnSegment(this.foldTarget(), segmentBounds(own, this.plan.floats, this.plan.segments)[0]);
     this.folded.set();
   }
 
@@ -353,7 +362,7 @@ export class ReductionRun implements LinkUser {
       const mine = this.plan.parts[this.plan.contributor];
       for (let part = 0; part < mine.length; part++) await this.sendSegment(r, 'reduce-scatter', r.owns, part);
     }
-    if (this.plan.own >= 0) {
+    if (this.plan.own >= 0 && !this.plan.direct) {
       await this.guard(this.folded.promise);
       await this.sendSegment(r, 'allgather', this.plan.own);
     }
@@ -374,6 +383,11 @@ export class ReductionRun implements LinkUser {
       throw this.fail(this.wrap(err, r.peer.id, `cannot send '${name}'`, phase));
     }
     this.stats.bytesSent += data.byteLength;
+  }
+
+  /** Where the parts this member adds go: its segment of the reduced vector, or a direct reduction's own sum. */
+  private foldTarget(): Float32Array {
+    return this.directSum ?? this.segment(this.plan.own);
   }
 
   /** Segment `j` of the reduced vector. */

@@ -20,6 +20,24 @@ export function segmentCount(floats: number, contributors: number): number {
   return Math.max(1, Math.min(contributors, Math.floor(floats / MIN_SEGMENT_FLOATS)));
 }
 
+/** Most contributors a direct reduction has: each sends its parts to every member, C x (M - 1) frames in all. */
+export const DIRECT_MAX_CONTRIBUTORS = 4;
+/** Most floats a direct reduction's vector has (64 KiB): well below a frame's fixed cost in bytes (MIN_SEGMENT_FLOATS). */
+export const DIRECT_MAX_FLOATS = 16_384;
+
+/**
+ * Whether a reduction of `floats` among `contributors` is direct: every contributor sends its parts to every
+ * other member, and each member adds them all by the summation tree itself. The vector is small enough
+ * that a frame costs its fixed cost, not its bytes, so the hop saved (the gather's owner adding and then
+ * sending the sum on) is worth the frames added; for a few contributors only, since frames grow with C x M.
+ * The last member whose input arrives has every other part then, and holds the sum without waiting for any
+ * frame; the others and the observers wait one hop, not two. (NCCL and Gloo likewise pick a one-hop
+ * algorithm for small messages among few ranks.)
+ */
+export function isDirect(floats: number, contributors: number): boolean {
+  return contributors > 1 && contributors <= DIRECT_MAX_CONTRIBUTORS && floats <= DIRECT_MAX_FLOATS;
+}
+
 /**
  * How a reduction splits its vector and who talks to whom. The first S contributors (in member order; S
  * from `segmentCount`) own S contiguous segments; every contributor sends its parts' slices of segment j
@@ -27,7 +45,8 @@ export function segmentCount(floats: number, contributors: number): number {
  * sends the reduced segment straight to every other member (allgather). The other contributors own
  * nothing: they send only to the owners and receive only from them. Observers own nothing and send
  * nothing: they only receive the allgather from the owners. Two members that exchange no frame open no
- * connection.
+ * connection. A direct reduction (`isDirect`) has one segment that every member adds itself: a contributor
+ * sends its parts to every other member, and nobody sends a sum.
  */
 export interface ReductionPlan {
   /** Floats in the reduced vector (one part). */
@@ -42,11 +61,16 @@ export interface ReductionPlan {
   readonly parts: readonly (readonly MicroBatchRun[])[];
   /** This member's contributor index (whose parts it brings), or -1 for an observer. */
   readonly contributor: number;
-  /** The segment this member owns (its contributor index), or -1 for an observer or a contributor owning none. */
+  /**
+   * The segment this member owns (its contributor index), or -1 for an observer or a contributor owning none;
+   * 0 for every member of a direct reduction, since each adds the whole vector itself.
+   */
   readonly own: number;
-  /** Member indices this member receives frames from: every other contributor for an owner, the other owners otherwise. */
+  /** Every member adds every part itself (`isDirect`): no member sends a sum. */
+  readonly direct: boolean;
+  /** Member indices this member receives frames from: every other contributor for an owner (and every member of a direct reduction), the other owners otherwise. */
   readonly senders: readonly number[];
-  /** Member indices this member sends frames to: every other member for an owner, the other owners for another contributor, none for an observer. */
+  /** Member indices this member sends frames to: every other member for an owner (and every contributor of a direct reduction), the other owners for another contributor, none for an observer. */
   readonly receivers: readonly number[];
   /**
    * `ids, roles and parts in member order` (the segment count where it is below the contributors', and the
@@ -103,9 +127,11 @@ export function planReduction(members: readonly AllreduceMember[], rank: number,
   if (inputFloats % vectors !== 0) return `expected ${vectors} input vectors of equal length back to back, got ${inputFloats} floats`;
   const floats = inputFloats / vectors;
   const segments = segmentCount(floats, contributors.length);
-  const owners = contributors.slice(0, segments);
-  const own = segmentOwnedBy({ contributors, segments }, rank);
+  const direct = segments === 1 && isDirect(floats, contributors.length);
+  const owners = direct ? contributors : contributors.slice(0, segments);
+  const own = direct ? 0 : segmentOwnedBy({ contributors, segments }, rank);
   const others = (among: readonly number[]): number[] => among.filter((i) => i !== rank);
+  const sendsSums = own >= 0 && !direct;
   return {
     floats,
     leaves: tree.leaves,
@@ -114,13 +140,14 @@ export function planReduction(members: readonly AllreduceMember[], rank: number,
     parts: tree.parts,
     contributor,
     own,
+    direct,
     senders: others(own >= 0 ? contributors : owners),
-    receivers: own >= 0 ? others(members.map((_, i) => i)) : contributor >= 0 ? others(owners) : [],
+    receivers: sendsSums || (direct && contributor >= 0) ? others(members.map((_, i) => i)) : contributor >= 0 ? others(owners) : [],
     membersText: members.map((m, i) => {
       const j = contributors.indexOf(i);
       if (j < 0) return `${m.id} (observer)`;
       return m.parts === undefined ? m.id : `${m.id} ${runsText(tree.parts[j])}`;
-    }).join(', ') + (segments < contributors.length ? `; ${segments} segment(s)` : '') +
+    }).join(', ') + (direct ? '; direct' : segments < contributors.length ? `; ${segments} segment(s)` : '') +
       (compression ? `; ${compression.type} prescaled by ${compression.prescale}` : ''),
   };
 }

@@ -22,6 +22,7 @@ export class TreeFold {
    * @param target where the result goes: the owner's segment of the reduced vector
    * @param own the owner's parts of the segment, in the order of `parts[ownIndex]`; undefined: given later
    *   ({@link putOwn}), while the others' parts may already arrive
+   * @param ownIndex the owner's contributor index; -1 for an observer that adds the parts of a direct reduction
    * @param parts the tree nodes each contributor brings, by contributor index
    */
   constructor(private readonly target: Float32Array, own: readonly Float32Array[] | undefined, private readonly ownIndex: number,
@@ -31,7 +32,7 @@ export class TreeFold {
       return left;
     });
     const count = parts.reduce((n, p) => n + p.length, 0);
-    this.single = count === 1 && parts[ownIndex].length === 1;
+    this.single = count === 1 && parts[ownIndex]?.length === 1;
     const flat = this.single ? [target] : scratch.slots(count, target.length);
     let at = 0;
     this.slots = parts.map((p) => p.map(() => flat[at++]));
