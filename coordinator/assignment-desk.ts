@@ -125,9 +125,9 @@ function decide(job: JobContext, record: WorkerRecord, request: PullRequest): De
     const ahead = aheadHandout(job, round, record, request);
     if (ahead) return ahead;
   }
-  if (request.followsStep !== undefined && round?.kind === 'train' && round.globalStep <= request.followsStep) {
-    // Asked for the worker while it computes its share of that step: nothing of it or before it.
-    return { wait: `step ${round.globalStep} in progress; this worker's share of step ${request.followsStep} is not in yet` };
+  if (request.followsStep !== undefined && computing(round, id, request.followsStep)) {
+    // Asked for the worker while it computes its share of that step: not that share again, nor anything else.
+    return { wait: `this worker's share of step ${request.followsStep} is not in yet` };
   }
   if (round === null) return { wait: job.members.waitingReason() ?? 'between steps' };
   const what = round.kind === 'train' ? `step ${round.globalStep}` : `the evaluation of epoch ${round.epoch}`;
@@ -143,6 +143,16 @@ function decide(job: JobContext, record: WorkerRecord, request: PullRequest): De
   const handout = round.collector.take(id, job.microBatchesPerMessage(id, size));
   if (handout) return { handout };
   return { wait: `nothing to do in ${what}: its ${round.collector.microBatchCount} micro-batches are with other workers` };
+}
+
+/**
+ * Whether `worker` still holds its handout of step `step`: of the open round, or of the step prepared to
+ * follow it. A share pushed, redone elsewhere, or dropped with a voided plan is no longer held.
+ */
+function computing(round: JobContext['round'], worker: string, step: number): boolean {
+  if (round?.kind !== 'train') return false;
+  const holding = round.globalStep === step ? round : round.next?.round.globalStep === step ? round.next.round : undefined;
+  return holding?.collector.handout(worker) !== undefined;
 }
 
 /**

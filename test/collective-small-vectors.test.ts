@@ -196,15 +196,17 @@ describe('collective direct reduction (a small vector among a few contributors)'
     assert.deepEqual(open.planes.map((p) => p.connectionsOpened), [3, 2, 2, 2]);
   });
 
-  it('rounds with fp16 compression at every member alike: the same bytes everywhere', async () => {
+  it('rounds with fp16 compression at every member alike, each part prescaled once: the same bytes everywhere', async () => {
     await open.listen(4);
     const floats = 999;
+    const prescale = 8; // a power of two: dividing it out again is exact, so the expected bytes are known
     const members = membersOf(open.planes, [0]);
     const inputs = open.planes.map((_, m) => inputOf(m, floats).map((x) => x / 1e3));
     const data = inputs.map((x) => Float32Array.from(x));
-    const settled = await Promise.allSettled(open.planes.map((p, r) => p.allreduce({ ...reductionFor(members, r, 'direct-half'), compression: { type: 'fp16', prescale: 1 } }, data[r])));
+    const settled = await Promise.allSettled(open.planes.map((p, r) => p.allreduce({ ...reductionFor(members, r, 'direct-half'), compression: { type: 'fp16', prescale } }, data[r])));
     settled.forEach((x, r) => assert.equal(x.status, 'fulfilled', `member ${r}: ${String((x as PromiseRejectedResult).reason)}`));
-    assertAllEqual(data, toHalfAndBack(treeSum(inputs.slice(1).map(toHalfAndBack))));
+    const sent = inputs.slice(1).map((x) => toHalfAndBack(x.map((v) => v * prescale)));
+    assertAllEqual(data, toHalfAndBack(treeSum(sent)).map((v) => v / prescale));
   });
 
   it('fails every member\'s attempt at once, not at the timeout, when a contributor leaves mid-reduction', async () => {

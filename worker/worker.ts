@@ -1,4 +1,4 @@
-import { setImmediate } from 'node:timers/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import * as tf from '@tensorflow/tfjs';
 import { Registry } from 'prom-client';
 import {
@@ -427,22 +427,23 @@ export class Worker {
     planned?.(hold ? [...share.grads, ...share.statDeltas] : new WorkerError('draining: its share goes to the coordinator whole'));
     // Its part leaves before the push: the peers wait for the part, while the coordinator's next order for
     // this worker may already be here (see below).
-    if (planned) await setImmediate();
+    if (planned) await nextTurn();
     if (hold && session.orderComing) {
       // The TRAIN stood for the next SessionReady: the next order is decided (usually sent) while this share
       // was computed, so the worker goes on to it without waiting for this push's answer, which the next
-      // read takes. The sums are held now (a REDUCE of this step comes after the answer on the stream); a
-      // refusal drops them again.
+      // read takes. The sums are held once the answer says so, as below: the answers come in push order,
+      // and before any REDUCE of this step (an order other than the next share waits for them).
       const answer = await session.sendHeld(share, this.readyState(session));
-      const sums = [...share.grads, ...share.statDeltas];
-      this.held.add(a.globalStep, share.microBatchIds, sums);
       const handled = this.submit(a, () => answer.promise).then((accepted) => {
-        if (accepted) this.shareCounted(a, share, receivedAt);
-        else if (this.held.step === a.globalStep) this.held.clear();
+        if (!accepted) return;
+        this.held.add(a.globalStep, share.microBatchIds, [...share.grads, ...share.statDeltas]);
+        this.shareCounted(a, share, receivedAt);
       });
-      handled.catch(() => undefined); // awaited by settleUnanswered
       const before = this.unanswered?.handled;
-      this.unanswered = { answer, handled: before ? Promise.all([before, handled]).then(() => undefined) : handled };
+      const all = before ? Promise.all([before, handled]).then(() => undefined) : handled;
+      // Awaited by settleUnanswered; a session that ends first drops it, and its failure with it.
+      all.catch(() => undefined);
+      this.unanswered = { answer, handled: all };
       endPush();
       return;
     }

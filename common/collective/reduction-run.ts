@@ -207,7 +207,9 @@ export class ReductionRun implements LinkUser {
   private takeInput(): void {
     const { own, contributor } = this.plan;
     if (this.fold && contributor >= 0) {
-      const ownParts = this.plan.parts[contributor].map((_, i) => this.partSegment(i, own));
+      const input = this.plan.parts[contributor].map((_, i) => this.partSegment(i, own));
+      // A direct reduction sends its own parts too (prescaled as they are sent): they are rounded on copies.
+      const ownParts = this.half && this.plan.direct ? input.map((part) => Float32Array.from(part)) : input;
       for (const part of ownParts) this.half?.quantizeOwnPart(part);
       this.fold.putOwn(ownParts);
       if (this.fold.done) this.onFolded();
