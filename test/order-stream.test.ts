@@ -1,8 +1,8 @@
 /**
  * The worker's Session stream (OrderStream) against a real coordinator on loopback: a TRAIN that carries its
  * step's planned allreduce stands for the worker's next ready, so the next order comes unasked; a held
- * share pushed after it is answered later on the same stream, and that answer is read by whichever read
- * comes next. The worker goes on to the next order without waiting for the answer.
+ * share pushed after it is answered later on the same stream, and the stream's reader settles that answer
+ * as it comes, with nobody asking for an order. The worker goes on to the next order without waiting for it.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -13,6 +13,7 @@ import { type RunningCoordinator, startCoordinator } from '../coordinator';
 import { type GradientHeader, StepKind, type TensorSpec } from '../proto';
 import { AssignmentKind, type ComputedShare, CoordinatorLink } from '../worker';
 import { FakeWorker, writeTinyCifar } from './coordinator-fake-worker';
+import { withDeadline } from './support/deadline';
 
 /** Zero sums of the tensors `specs` lists (a held header carries only their names and shapes). */
 function zeros(specs: readonly TensorSpec[]): WireTensor[] {
@@ -46,7 +47,7 @@ describe('worker Session stream: an order that stands for the next ready, a held
     fs.rmSync(runsDir, { recursive: true, force: true });
   });
 
-  it('reads the next share unasked before the answer to the held push, which settle() then reads; a refusal rejects its answer', async () => {
+  it('reads the next share unasked before the answer to the held push, which settles by itself; a refusal rejects its answer', async () => {
     coordinator = await startCoordinator({
       spec: parseJobSpec(`
 name: order-stream
@@ -83,11 +84,12 @@ distributed: { leaseMs: 60000, stepDeadlineMs: 60000, minWorkers: 2 }
     const second = (await stream.next(ready)).assignment;
     assert.deepEqual([second.kind, second.globalStep, second.update.apply?.key], [AssignmentKind.Train, 1, planned]);
 
-    // The held push of step 0 after it: its answer is on its way, read by nobody yet.
+    // The held push of step 0 after it: its answer settles with nobody asking for an order (the worker may be
+    // in the exchange meanwhile), and settle() then has nothing to wait for.
     const answer = await stream.sendHeld('w1', shareOf(0, first.microBatches.map((m) => ({ id: m.id, sampleCount: m.sampleIds.length })), like), ready);
-    assert.equal(answer.settled, false, 'nothing has read the answer yet');
-    await stream.settle(answer);
+    await withDeadline(answer.promise, 10_000, 'the answer, read by the stream itself');
     assert.equal(answer.settled, true);
+    await stream.settle(answer);
 
     // A held push of micro-batches that are w2's is refused: its answer rejects with the refusal, the stream goes on.
     const stolen = await stream.sendHeld('w1', shareOf(0, a2.microBatches.map((m) => ({ id: m.id, sampleCount: m.sampleIndices.length })), like), ready);

@@ -233,10 +233,15 @@ export interface LeaveNotice {
   reason: string;
 }
 
+/** How long the stream's reader waits for a message by itself: the waits that matter have deadlines of their own. */
+const PUMP_IDLE_MS = 2_147_483_647;
+
 /**
- * The worker's open Session stream: one order per {@link OrderStream.next}. A failed read (the stream
- * ended, or an order was late) ends the session for good: the coordinator sees the same end and drops the
- * incarnation, so the worker registers again rather than reopen it.
+ * The worker's open Session stream: one order per {@link OrderStream.next}. One reader takes every message
+ * as it arrives: a held share's answer settles at once (the worker may be in an exchange, not asking for
+ * orders), an order's messages wait for {@link next}. A failed read (the stream ended, or an order or an
+ * answer was late) ends the session for good: the coordinator sees the same end and drops the incarnation,
+ * so the worker registers again rather than reopen it.
  */
 export class OrderStream {
   private readonly method = 'Coordinator/Session';
@@ -247,8 +252,12 @@ export class OrderStream {
    */
   private readyAhead = false;
 
-  /** Messages of orders read early, while {@link settle} looked for an answer, in stream order. */
-  private readonly unread: SessionOrder[] = [];
+  /** Messages of orders read and not taken by {@link next} yet, in stream order. */
+  private readonly inbox: SessionOrder[] = [];
+  /** Wake the waits ({@link until}) for the next message. */
+  private readonly waiters = new Set<() => void>();
+  /** Why the stream failed: every wait fails with it. */
+  private broken: unknown;
 
   /** Held shares sent whose answer was not read yet, oldest first. */
   private readonly answers: PendingAnswer[] = [];
@@ -257,7 +266,9 @@ export class OrderStream {
     private readonly call: DuplexCall<SessionRequest, SessionOrder>,
     private readonly options: CoordinatorLinkOptions,
     private readonly assembler: (expected: ReturnType<typeof specFromProto>[]) => TensorAssembler,
-  ) {}
+  ) {
+    void this.pump();
+  }
 
   /** Settles once the stream is over. */
   get ended(): Promise<void> {
@@ -276,7 +287,7 @@ export class OrderStream {
     const firstByMs = ready.maxWaitMs + this.options.rpcDeadlineMs;
     let config: WorkerConfig | undefined;
     for (;;) {
-      const p = (await this.read(firstByMs)).payload;
+      const p = (await this.take(firstByMs)).payload;
       if (p?.$case === 'config') {
         if (config) throw protocolError(method, 'expected one ConfigState before an assignment, got a second');
         config = configFromProto(p.config);
@@ -291,7 +302,7 @@ export class OrderStream {
       const s = assignment.samples;
       if (s) this.options.onReceivedBytes?.(s.images.length + s.labels.length);
       while (!assembler.complete) {
-        const c = (await this.read(this.options.transferDeadlineMs)).payload;
+        const c = (await this.take(this.options.transferDeadlineMs)).payload;
         if (c?.$case !== 'chunk') throw protocolError(method, `expected the update's TensorChunks, got ${c ? `a ${c.$case}` : 'an empty message'}`);
         assembler.add(c.chunk);
         this.options.onReceivedBytes?.(c.chunk.data.length);
@@ -336,47 +347,74 @@ export class OrderStream {
     return this.readyAhead;
   }
 
-  /** Reads on (keeping the orders read for {@link next}) until `answer`, a {@link sendHeld} answer, settled. */
+  /** Waits, within the RPC deadline, for `answer` (a {@link sendHeld} answer) to come; throws a refusal. */
   async settle(answer: PendingAnswer): Promise<void> {
-    while (!answer.settled) {
-      const message = await this.receive(this.options.rpcDeadlineMs);
-      if (message) this.unread.push(message); // a message of the order the last one stood for
-    }
+    await this.until(() => answer.settled, this.options.rpcDeadlineMs, 'the answer to a held share');
     return answer.promise;
   }
 
-  /** The next order message: those read early first, else one read now within `timeoutMs`. */
-  private async read(timeoutMs: number): Promise<SessionOrder> {
-    const early = this.unread.shift();
-    if (early) return early;
-    for (;;) {
-      const message = await this.receive(timeoutMs);
-      if (message) return message;
-    }
+  /** The next order message within `timeoutMs`. */
+  private async take(timeoutMs: number): Promise<SessionOrder> {
+    await this.until(() => this.inbox.length > 0, timeoutMs, 'an order');
+    return this.inbox.shift() as SessionOrder;
   }
 
   /**
-   * One message off the stream within `timeoutMs`: a held share's answer settles the oldest one waiting
-   * (a bare HeldResult is consumed: undefined); a failed read fails every answer still waiting.
+   * Resolves once `done()` holds, checked as each message arrives; throws the stream's failure, or once
+   * `timeoutMs` passed without it (the call is cancelled: the coordinator sees the session end).
    */
-  private async receive(timeoutMs: number): Promise<SessionOrder | undefined> {
-    let message: SessionOrder;
-    try {
-      message = await this.call.read(timeoutMs);
-    } catch (err) {
-      for (const waiting of this.answers.splice(0)) waiting.fail(err);
-      throw err;
+  private async until(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (!done()) {
+      if (this.broken !== undefined) throw this.broken;
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        this.call.cancel();
+        throw new RpcError(this.method, GrpcStatus.DEADLINE_EXCEEDED, statusName(GrpcStatus.DEADLINE_EXCEEDED), `no ${what} within ${timeoutMs} ms on the open call`, true);
+      }
+      let timer: NodeJS.Timeout | undefined;
+      let wake!: () => void;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        this.waiters.add(wake);
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+      this.waiters.delete(wake);
     }
-    const p = message.payload;
-    const answer = message.heldAnswer ?? (p?.$case === 'heldResult' ? p.heldResult : undefined);
-    if (answer) {
-      const waiting = this.answers.shift();
-      if (!waiting) throw protocolError(this.method, 'got a HeldResult with no held share waiting for one');
-      waiting.settle(answer);
+  }
+
+  private wakeAll(): void {
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  /**
+   * The stream's one reader: a held share's answer settles the oldest one waiting (a bare HeldResult ends
+   * there), an order's message goes to the inbox. A failed read, or a message out of protocol, fails every
+   * wait and every answer still waiting.
+   */
+  private async pump(): Promise<void> {
+    for (;;) {
+      try {
+        const message = await this.call.read(PUMP_IDLE_MS);
+        const p = message.payload;
+        const answer = message.heldAnswer ?? (p?.$case === 'heldResult' ? p.heldResult : undefined);
+        if (answer) {
+          const waiting = this.answers.shift();
+          if (!waiting) throw protocolError(this.method, 'got a HeldResult with no held share waiting for one');
+          waiting.settle(answer);
+        }
+        if (!p) throw protocolError(this.method, 'expected an order or a HeldResult, got an empty message');
+        if (p.$case !== 'heldResult') this.inbox.push(message);
+      } catch (err) {
+        this.broken = err;
+        this.call.cancel();
+        for (const waiting of this.answers.splice(0)) waiting.fail(err);
+        this.wakeAll();
+        return;
+      }
+      this.wakeAll();
     }
-    if (p?.$case === 'heldResult') return undefined;
-    if (!p) throw protocolError(this.method, 'expected an order or a HeldResult, got an empty message');
-    return message;
   }
 
   /** Ends the session (the coordinator drops this incarnation); idempotent. */

@@ -44,9 +44,14 @@ function rate(metric: string): string {
   return `rate(${m(metric)}[$__rate_interval])`;
 }
 
-/** p-quantile of a histogram over the rate interval, kept apart by `by` (plus `le`). */
+/**
+ * p-quantile of a histogram over the rate interval, kept apart by `by` (plus `le`), only where the interval
+ * holds observations: over a window without any (a worker drained, or between shares) every bucket's rate
+ * is 0, and histogram_quantile answers NaN rather than nothing.
+ */
 function quantile(q: number, histogram: string, by: string[] = []): string {
-  return `histogram_quantile(${q}, sum by (${[...by, 'le'].join(', ')}) (${rate(`${histogram}_bucket`)}))`;
+  const observed = `(sum by (${by.join(', ')}) (${rate(`${histogram}_count`)}) > 0)`;
+  return `histogram_quantile(${q}, sum by (${[...by, 'le'].join(', ')}) (${rate(`${histogram}_bucket`)})) and on (${by.join(', ')}) ${observed}`;
 }
 
 function increase(metric: string): string {
