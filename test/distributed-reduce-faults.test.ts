@@ -99,10 +99,17 @@ describe('distributed training survives faults in the allreduce', function () {
       survivorHeld?.resume();
     }
     await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a worker was killed in the allreduce');
+    // A small vector is reduced directly (every member adds every part): the victim's part may have reached
+    // the coordinator before the kill, and the survivor's too (its link to the victim, pooled, looked alive),
+    // so the coordinator can hold every part and commit while the survivor's part failed. The survivor then
+    // catches up from the committed weights. Either way the job ends as the undisturbed one (finish above).
     const failed = coordinator.child.lines().filter((l) => l.includes(`step ${step}: allreduce `) && l.includes(' failed '));
-    assert.ok(failed.length > 0, `the coordinator never retried step ${step}'s allreduce; its output:\n${coordinator.child.tail(40)}`);
-    const redone = recordsOf(runRecords(coordinator.ready.runDir), 'epoch-report').reduce((sum, r) => sum + r.redoneMicroBatches, 0);
-    assert.ok(redone > 0, `the victim's micro-batches of step ${step} were not redone`);
+    const caughtUp = survivor.child.lines().some((l) => l.includes(`the coordinator committed allreduce`) && l.includes(`/step-${step}/`));
+    assert.ok(failed.length > 0 || caughtUp, `the coordinator neither retried step ${step}'s allreduce nor committed it with the survivor catching up; its output:\n${coordinator.child.tail(40)}`);
+    if (failed.length > 0) {
+      const redone = recordsOf(runRecords(coordinator.ready.runDir), 'epoch-report').reduce((sum, r) => sum + r.redoneMicroBatches, 0);
+      assert.ok(redone > 0, `the victim's micro-batches of step ${step} were not redone`);
+    }
   });
 
   it('a member frozen before its allreduce, then killed: the survivor drops the next share it was handed during the exchange', async () => {

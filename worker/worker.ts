@@ -87,6 +87,8 @@ export class Worker {
   private reduced: ReducedSums | undefined;
   /** The key of the last allreduce that failed here: an order that applies its result is void. */
   private failedReduceKey = '';
+  /** `step/key` of the last order dropped for following a failed allreduce (see turn). */
+  private droppedOrder = '';
   /**
    * The planned allreduce (distributed.plannedExchange) started with the last push, until an order that
    * follows it (a REDUCE, or the next share applying its result) waits for it to end.
@@ -293,13 +295,21 @@ export class Worker {
       await this.settleUnanswered(session);
     }
     if (a.update.kind === UpdateKind.Apply && a.update.apply?.key === this.failedReduceKey) {
-      // Handed out on the ready sent as the allreduce began: its part failed here, so the order is void,
-      // and so is its update: nothing to catch up to.
-      // The coordinator's attempt failed too (its next order is a new REDUCE), or it committed without
-      // this member, which then gets the same share again with the weights to catch up.
-      this.log(`step ${a.globalStep}: not computing it, allreduce ${this.failedReduceKey} that it follows failed here`);
-      this.refusePlanned(a);
-      return false;
+      const order = `${a.globalStep}/${this.failedReduceKey}`;
+      if (this.droppedOrder !== order) {
+        // Handed out on the ready sent as the allreduce began: its part failed here, so the order is void,
+        // and so is its update. The coordinator's attempt failed too (its next order is a new REDUCE), or
+        // it committed without this member, which then gets the same share again.
+        this.log(`step ${a.globalStep}: not computing it, allreduce ${this.failedReduceKey} that it follows failed here`);
+        this.droppedOrder = order;
+        this.refusePlanned(a);
+        return false;
+      }
+      // The same order again: the coordinator committed that attempt, its own part having every member's
+      // input, though this member's part failed (a peer died after sending the coordinator its part). The
+      // replica holds no result to apply, so catchUp fetches the committed weights in full.
+      this.log(`step ${a.globalStep}: the coordinator committed allreduce ${this.failedReduceKey}, whose part failed here; catching up from its weights`);
+      this.failedReduceKey = '';
     }
     const pulled = a.kind !== AssignmentKind.Wait;
     if (pulled) timeline.phase('pull', a.globalStep, pullStart);

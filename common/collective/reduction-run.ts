@@ -102,6 +102,8 @@ export class ReductionRun implements LinkUser {
   private readonly received = new Signal();
   /** `data` holds this member's input (at once, or once `input` resolved). */
   private readonly inputIn = new Signal();
+  /** Every member this one receives from is connected and was told it is ready. */
+  private readonly linked = new Signal();
   private framesLeft = 0;
   private readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, ms: 0 };
   /** The fp16 conversions, with `reduction.compression`. */
@@ -163,7 +165,10 @@ export class ReductionRun implements LinkUser {
   async execute(): Promise<AllreduceStats> {
     let timer: NodeJS.Timeout | undefined;
     try {
-      void Promise.all(this.senders.map((s) => this.openFrom(s))).then(() => this.saidReady?.());
+      void Promise.all(this.senders.map((s) => this.openFrom(s))).then(() => {
+        this.saidReady?.();
+        if (!this.failure) this.linked.set();
+      });
       const finished = this.guard(Promise.all([...this.receivers.map((r) => this.feed(r)), this.received.promise]));
       finished.catch(() => undefined); // awaited below, once the input is in
       await this.guard(this.input.then(() => undefined, (err: unknown) => {
@@ -360,6 +365,9 @@ export class ReductionRun implements LinkUser {
     if (link) this.offerReady(link);
     if (!r.link) await this.guard(new Promise<Link>((resolve) => (r.waiter = resolve)));
     await this.guard(this.inputIn.promise);
+    // In a direct reduction every member adds what it receives itself: a part sent by a member that cannot
+    // reach a peer would let the others end with the sum while it fails. It sends once it reached them all.
+    if (this.plan.direct) await this.guard(this.linked.promise);
     if (r.owns >= 0) {
       const mine = this.plan.parts[this.plan.contributor];
       for (let part = 0; part < mine.length; part++) await this.sendSegment(r, 'reduce-scatter', r.owns, part);
