@@ -440,8 +440,8 @@ export class Worker {
     if (planned) await nextTurn();
     if (hold && session.orderComing) {
       // The TRAIN stood for the next SessionReady: the next order is decided (usually sent) while this share
-      // was computed, so the worker goes on to it without waiting for this push's answer, which the next
-      // read takes. The sums are held once the answer says so, as below: the answers come in push order,
+      // was computed, so the worker goes on to it without waiting for this push's answer, which the stream's
+      // reader settles as it comes. The sums are held once the answer says so, as below: answers come in push order,
       // and before any REDUCE of this step (an order other than the next share waits for them).
       const answer = await session.sendHeld(share, this.readyState(session));
       const handled = this.submit(a, () => answer.promise).then((accepted) => {
