@@ -326,11 +326,11 @@ export class OrderStream {
   }
 
   /**
-   * Sends a held share's header as {@link pushHeld} does, without waiting for the answer: the answer is
-   * read by whichever read comes first ({@link next} or {@link settle}), and settles the PendingAnswer
-   * returned (its promise rejected with an RpcError on a refusal, or with the stream's error). The worker computes on when its
-   * last order stands for the next ready (a TRAIN with its planned allreduce), the next order already on
-   * its way: the answer is then off the step's path.
+   * Sends a held share's header as {@link pushHeld} does, without waiting for the answer: the stream's
+   * reader settles the PendingAnswer returned when the answer comes (its promise rejected with an RpcError
+   * on a refusal, or with the stream's error). The worker computes on when its last order stands for the
+   * next ready (a TRAIN with its planned allreduce), the next order already on its way: the answer is then
+   * off the step's path.
    */
   async sendHeld(workerId: string, share: ComputedShare, ready: ReadyState): Promise<PendingAnswer> {
     const header = gradientHeader(workerId, share, true);
@@ -423,7 +423,7 @@ export class OrderStream {
   }
 }
 
-/** The answer to a held share, settled when a read comes across it. */
+/** The answer to a held share, settled by the stream's reader when it comes. */
 export class PendingAnswer {
   readonly promise: Promise<void>;
   /** The answer was read (or the stream failed). */
