@@ -4,7 +4,7 @@ import { hostPort } from '../address';
 import { ListenError } from '../errors';
 import { type Identity, type TlsCredentials, connectMutualTls, createMutualTlsServer, identityUri, memberIdOf } from '../security';
 import { ChannelReadBridge, DEFAULT_MAX_TENSOR_BYTES, FrameMeta, StreamClosedError, TensorChannel, WireError, connectTensorChannel } from '../wire';
-import { AllreduceError } from './errors';
+import { AllreduceError, inputNeverCame } from './errors';
 import { Link, LinkOwner, linkKey } from './link';
 import { helloMeta, parseControl } from './control-frames';
 import { ReductionRun, RunLinks } from './reduction-run';
@@ -129,7 +129,7 @@ export class DataPlane implements LinkOwner, RunLinks {
     if (reduction.members.length === 1 && plan.parts[0].length === 1) {
       saidReady?.();
       await input?.catch((err: unknown) => {
-        throw new AllreduceError(reduction.key, 'start', `its own input never came: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        throw inputNeverCame(reduction.key, err);
       });
       return { bytesSent: 0, bytesReceived: 0, ms: 0 };
     }

@@ -31,3 +31,8 @@ export class AllreduceError extends ShardwiseError {
     this.phase = phase;
   }
 }
+
+/** The reduction `key` failed at its start: this member's own input (a pending one) rejected with `err`. */
+export function inputNeverCame(key: string, err: unknown): AllreduceError {
+  return new AllreduceError(key, 'start', `its own input never came: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}

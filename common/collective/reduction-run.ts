@@ -1,5 +1,5 @@
 import { StreamClosedError, WireTensorSpec } from '../wire';
-import { AllreduceError, AllreducePhase } from './errors';
+import { AllreduceError, AllreducePhase, inputNeverCame } from './errors';
 import { Link, LinkUser } from './link';
 import { TreeFold } from './tree-fold';
 import { SimdScratch } from './simd-scratch';
@@ -172,7 +172,7 @@ export class ReductionRun implements LinkUser {
       const finished = this.guard(Promise.all([...this.receivers.map((r) => this.feed(r)), this.received.promise]));
       finished.catch(() => undefined); // awaited below, once the input is in
       await this.guard(this.input.then(() => undefined, (err: unknown) => {
-        throw this.fail(this.wrap(err, undefined, 'its own input never came', 'start'));
+        throw this.fail(inputNeverCame(this.key, err));
       }));
       const t0 = performance.now();
       timer = this.startTimer();
