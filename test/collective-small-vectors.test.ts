@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { AllreduceError, AllreduceMember, DataPlane, decodeFp16, encodeFp16, MIN_SEGMENT_FLOATS, segmentCount } from '../common/collective';
 import { DIRECT_MAX_CONTRIBUTORS, DIRECT_MAX_FLOATS, planReduction, type ReductionPlan } from '../common/collective/segment-plan';
-import { assertAllEqual, assertAllSucceeded, inputOf, membersOf, reductionFor, runAll, treeSum, until, TestPlanes } from './support/allreduce-members';
+import { assertAllEqual, assertAllSucceeded, inputOf, membersOf, reductionFor, runAll, splitInputs, treeSum, until, TestPlanes } from './support/allreduce-members';
 
 /** The MobileNet gradient's length, which 2-4 workers must keep splitting one segment each. */
 const MOBILENET_FLOATS = 2_162_880;
@@ -90,11 +90,7 @@ describe('collective allreduce of small vectors (one process)', () => {
       const micro = Array.from({ length: 8 }, (_, m) => inputOf(m, floats));
       const contributors: AllreduceMember[] = split.map((p, k) => ({ id: `w${k}`, address: open.planes[k < 2 ? k : k + 1].address, parts: p.map(([start, end]) => ({ start, end })) }));
       const members = [contributors[0], contributors[1], { id: 'observer', address: open.planes[2].address, role: 'observer' as const }, ...contributors.slice(2)];
-      const inputs = members.map((m) => {
-        const input = new Float32Array((m.parts?.length ?? 1) * floats).fill(7); // the observer's input: garbage
-        m.parts?.forEach(({ start, end }, i) => input.set(treeSum(micro.slice(start, end)), i * floats));
-        return input;
-      });
+      const inputs = splitInputs(members, micro, floats);
       for (let round = 0; round < 2; round++) {
         const data = inputs.map((x) => Float32Array.from(x));
         const stats = assertAllSucceeded(await runAll(open.planes, `small-${floats}-${round}`, data, members));
@@ -179,11 +175,7 @@ describe('collective direct reduction (a small vector among a few contributors)'
     const floats = 1001;
     const micro = Array.from({ length: 8 }, (_, m) => inputOf(m, floats));
     const members = membersAt(open.planes);
-    const inputs = members.map((m) => {
-      const input = new Float32Array((m.parts?.length ?? 1) * floats).fill(7); // the observer's input: garbage
-      m.parts?.forEach(({ start, end }, i) => input.set(treeSum(micro.slice(start, end)), i * floats));
-      return input;
-    });
+    const inputs = splitInputs(members, micro, floats);
     for (let round = 0; round < 2; round++) {
       const data = inputs.map((x) => Float32Array.from(x));
       const stats = assertAllSucceeded(await runAll(open.planes, `direct-${round}`, data, members));

@@ -445,9 +445,7 @@ export class Worker {
       // and before any REDUCE of this step (an order other than the next share waits for them).
       const answer = await session.sendHeld(share, this.readyState(session));
       const handled = this.submit(a, () => answer.promise).then((accepted) => {
-        if (!accepted) return;
-        this.held.add(a.globalStep, share.microBatchIds, [...share.grads, ...share.statDeltas]);
-        this.shareCounted(a, share, receivedAt);
+        if (accepted) this.shareAccepted(a, share, receivedAt, true);
       });
       const before = this.unanswered?.handled;
       const all = before ? Promise.all([before, handled]).then(() => undefined) : handled;
@@ -463,9 +461,7 @@ export class Worker {
       : this.link.pushGradients(reg.workerId, share, reg.maxMessageBytes, this.stopSignal.signal));
     endPush();
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
-    if (!accepted) return;
-    if (hold) this.held.add(a.globalStep, share.microBatchIds, [...share.grads, ...share.statDeltas]);
-    this.shareCounted(a, share, receivedAt);
+    if (accepted) this.shareAccepted(a, share, receivedAt, hold);
   }
 
   /**
@@ -482,8 +478,9 @@ export class Worker {
     await pending.handled;
   }
 
-  /** A share the coordinator accepted: counted, measured and logged. */
-  private shareCounted(a: Assignment, share: ComputedShare, receivedAt: number): void {
+  /** A share the coordinator accepted: its sums kept when it was held, and the share counted, measured and logged. */
+  private shareAccepted(a: Assignment, share: ComputedShare, receivedAt: number, held: boolean): void {
+    if (held) this.held.add(a.globalStep, share.microBatchIds, [...share.grads, ...share.statDeltas]);
     this.lastCompletedStep = Math.max(this.lastCompletedStep, a.globalStep);
     this.counts.trainShares++;
     const shareSeconds = (performance.now() - receivedAt) / 1000;

@@ -98,3 +98,15 @@ export class TestPlanes {
     return this.planes;
   }
 }
+
+/**
+ * Each member's input for a split of `micro` (the micro-batches' vectors): a contributor's parts, each the
+ * tree's sum of its run, back to back; an observer's one vector of garbage (7s), which the sum overwrites.
+ */
+export function splitInputs(members: readonly AllreduceMember[], micro: readonly Float32Array[], floats: number): Float32Array[] {
+  return members.map((m) => {
+    const input = new Float32Array((m.parts?.length ?? 1) * floats).fill(7);
+    m.parts?.forEach(({ start, end }, i) => input.set(treeSum(micro.slice(start, end)), i * floats));
+    return input;
+  });
+}
