@@ -55,8 +55,34 @@ export interface RunMeasurement {
   backendLine?: string;
   /** The coordinator's and every worker's metrics at both ends of the window (distributed runs). */
   scrapes: ScrapePair[];
-  /** CPU time the coordinator process (every thread) used over the window, ms (distributed runs). */
-  coordinatorCpuMs?: number;
+  /**
+   * CPU time (every thread) used over the window, ms, by role (distributed runs): `coordinator`,
+   * `workers` (all of them together) and `launcher` (this process, which reads every child's output).
+   */
+  cpuMs?: ProcessCpu;
+}
+
+/** CPU milliseconds by role over a measured window. */
+export interface ProcessCpu {
+  coordinator: number;
+  workers: number;
+  launcher: number;
+}
+
+/** The processes of a local cluster whose CPU time a window measures. */
+interface ClusterPids {
+  coordinator: number;
+  workers: readonly number[];
+}
+
+/** CPU milliseconds used so far by the cluster's processes, by role, and by this process (the launcher). */
+function clusterCpuMs(pids: ClusterPids): ProcessCpu {
+  const own = process.cpuUsage();
+  return {
+    coordinator: processCpuMs(pids.coordinator),
+    workers: pids.workers.reduce((ms, pid) => ms + processCpuMs(pid), 0),
+    launcher: (own.user + own.system) / 1000,
+  };
 }
 
 /** Samples per second over the window. */
@@ -110,12 +136,12 @@ async function measureWindow(
   plan: RunPlan,
   last: number,
   metricsUrls: ReadonlyArray<{ name: string; url: string }>,
-  coordinatorPid?: number,
-): Promise<{ steps: number; seconds: number; stepMs: number[]; scrapes: ScrapePair[]; coordinatorCpuMs?: number }> {
+  pids?: ClusterPids,
+): Promise<{ steps: number; seconds: number; stepMs: number[]; scrapes: ScrapePair[]; cpuMs?: ProcessCpu }> {
   const clock = new StepClock(runDir);
   try {
     const scrapeAll = (): Promise<Scrape[]> => Promise.all(metricsUrls.map((m) => scrape(m.url)));
-    const cpu = (): number | undefined => (coordinatorPid === undefined ? undefined : processCpuMs(coordinatorPid));
+    const cpu = (): ProcessCpu | undefined => (pids === undefined ? undefined : clusterCpuMs(pids));
     const start = await clock.waitFor(plan.warmupSteps - 1, STEP_TIMEOUT_MS);
     const cpuBefore = cpu();
     const before = await scrapeAll();
@@ -127,7 +153,11 @@ async function measureWindow(
       seconds: (end.atMs - start.atMs) / 1000,
       stepMs: clock.stepIntervalsMs(plan.warmupSteps - 1, last),
       scrapes: metricsUrls.map((m, i) => ({ name: m.name, before: before[i], after: after[i] })),
-      coordinatorCpuMs: cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore,
+      cpuMs: cpuBefore === undefined || cpuAfter === undefined ? undefined : {
+        coordinator: cpuAfter.coordinator - cpuBefore.coordinator,
+        workers: cpuAfter.workers - cpuBefore.workers,
+        launcher: cpuAfter.launcher - cpuBefore.launcher,
+      },
     };
   } finally {
     clock.close();
@@ -167,7 +197,10 @@ export async function runCluster(plan: RunPlan, workers: number): Promise<RunMea
       { name: 'coordinator', url: cluster.coordinator.metrics },
       ...cluster.workers().map((w) => ({ name: w.id, url: w.ready?.metrics ?? '' })),
     ];
-    const window = await measureWindow(cluster.coordinator.runDir, plan, last, urls, cluster.coordinatorPid);
+    const workerPids = cluster.workers().flatMap((w) => (w.pid === undefined ? [] : [w.pid]));
+    const coordinatorPid = cluster.coordinatorPid;
+    const pids = coordinatorPid === undefined ? undefined : { coordinator: coordinatorPid, workers: workerPids };
+    const window = await measureWindow(cluster.coordinator.runDir, plan, last, urls, pids);
     const code = await withTimeout(cluster.finished, FINISH_TIMEOUT_MS, 'the cluster to finish the job');
     if (code !== 0 || !cluster.jobFinished) throw new Error(`the cluster ended with status ${code} (job finished: ${cluster.jobFinished})`);
     return { ...window, samples: window.steps * plan.batchSize, backendLine: lines.backendLine };

@@ -16,8 +16,11 @@
  *
  * Prints `bench-scaling mode=local img_per_s=W`, `bench-scaling workers=1 img_per_s=X`,
  * `bench-scaling workers=2 img_per_s=Y efficiency=Z` (Y / 2X) and `bench-overhead workers=N
- * ms_per_step=X p50_ms=X p99_ms=Y coordinator_cpu_ms_per_step=Z` (the coordinator process's CPU time, every
- * thread, per measured step), with `#` lines saying what was measured and where the step time went.
+ * ms_per_step=X p50_ms=X p99_ms=Y coordinator_cpu_ms_per_step=Z worker_cpu_ms_per_step=W launcher_cpu_ms_per_step=L`
+ * (CPU time, every thread, per measured step: the coordinator process, each worker process on average, and
+ * the launcher, this process, which reads every child's output), with `#` lines saying what was measured and
+ * where the step time went. On a machine with fewer cores than processes, every CPU millisecond of any of
+ * them competes with the workers' compute.
  * Without ../shared (or the `--shared` folder) it generates random CIFAR-format images and builds the
  * MobileNet topology with random weights (same cost per image). BENCH_DEBUG=1 forwards every process's
  * output to stderr; BENCH_KEEP=1 keeps the temp folder (job files, run directories).
@@ -26,7 +29,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { type BenchInputs, overheadJobYaml, prepareInputs, scalingJobYaml } from './scaling-inputs';
-import { imagesPerSecond, msPerStep, phaseBreakdown, quantile, type RunMeasurement, type RunPlan, runCluster, runLocal } from './scaling-runs';
+import { imagesPerSecond, msPerStep, phaseBreakdown, type ProcessCpu, quantile, type RunMeasurement, type RunPlan, runCluster, runLocal } from './scaling-runs';
 
 /** Images read for the scaling job: 574 training (17 full steps of 32) and 66 validation on the real subset. */
 const SCALING_LIMIT = 640;
@@ -126,9 +129,11 @@ function breakdownLine(label: string, m: RunMeasurement): string {
 type BasePlan = Omit<RunPlan, 'job' | 'batchSize' | 'warmupSteps'>;
 
 /** The coordinator process's CPU time (every thread) per measured step, over every run. */
-function coordinatorCpuMsPerStep(runs: readonly RunMeasurement[]): number {
+/** CPU milliseconds per measured step of `role` over every run (per worker for `workers`). */
+function cpuMsPerStep(runs: readonly RunMeasurement[], role: keyof ProcessCpu, workers: number): number {
   const steps = runs.reduce((n, m) => n + m.steps, 0);
-  return runs.reduce((ms, m) => ms + (m.coordinatorCpuMs ?? Number.NaN), 0) / steps;
+  const perProcess = role === 'workers' ? workers : 1;
+  return runs.reduce((ms, m) => ms + (m.cpuMs?.[role] ?? Number.NaN), 0) / steps / perProcess;
 }
 
 async function scaling(dir: string, inputs: BenchInputs, base: BasePlan, repeat: number): Promise<void> {
@@ -173,7 +178,9 @@ async function overhead(dir: string, base: BasePlan, repeat: number): Promise<vo
     const p50 = q(all, 0.5) - q(localSteps, 0.5);
     const p99 = q(all, 0.99) - q(localSteps, 0.99);
     console.log(`bench-overhead workers=${workers} ms_per_step=${fmt(p50, 2)} p50_ms=${fmt(p50, 2)} p99_ms=${fmt(p99, 2)} ` +
-      `coordinator_cpu_ms_per_step=${fmt(coordinatorCpuMsPerStep(s.runs), 2)}`);
+      `coordinator_cpu_ms_per_step=${fmt(cpuMsPerStep(s.runs, 'coordinator', workers), 2)} ` +
+      `worker_cpu_ms_per_step=${fmt(cpuMsPerStep(s.runs, 'workers', workers), 2)} ` +
+      `launcher_cpu_ms_per_step=${fmt(cpuMsPerStep(s.runs, 'launcher', workers), 2)}`);
     console.log(`# workers=${workers}: p50 ${fmt(q(all, 0.5), 2)} ms, p99 ${fmt(q(all, 0.99), 2)} ms per step over ${all.length} steps; ` +
       `minus the slowest worker's compute per share: ${fmt(msPerStep(s.median) - phaseBreakdown(s.median).workerComputeMs, 2)} ms`);
     console.log(breakdownLine(`workers=${workers}${spread(s, msPerStep, 2)}`, s.median));

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type BackendPreference, closeTimeline, openTimeline, readNatsCredentials } from '../common';
-import { Worker, type WorkerReadyInfo, installStopBeforePush } from '../worker';
+import { LOG_STEPS_ENV, Worker, type WorkerReadyInfo, installStopBeforePush } from '../worker';
 import { tlsDirOption, tlsFromFlag, workerIdentity } from './tls-options';
 import { backendOption, log, parsePort, threadsFlag, threadsOption, timelineOption } from './options';
 
@@ -52,6 +52,8 @@ export function workerCommand(): Command {
     .addOption(backendOption())
     .addOption(threadsOption())
     .addOption(timelineOption())
+    .addOption(new Option('--log-steps', 'a line for every share as it starts, reduces and is accepted (default: a progress line every 10 s)')
+      .env(LOG_STEPS_ENV))
     .action(async (opts) => {
       if (opts.timeline) openTimeline({ file: opts.timeline, processName: opts.id ?? 'worker' });
       installStopBeforePush();
@@ -73,6 +75,7 @@ export function workerCommand(): Command {
           natsCredentials: opts.natsCredentials === undefined ? undefined : readNatsCredentials(opts.natsCredentials),
           tls: tlsFromFlag(opts.tlsDir, identity ?? { role: 'worker', name: '' }),
           log,
+          logSteps: opts.logSteps === true,
         },
         { onReady: (info) => process.stdout.write(`${workerReadyLine(info)}\n`) },
       );

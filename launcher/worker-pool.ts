@@ -5,8 +5,8 @@ import { MAX_LOCAL_WORKERS, type ShardwiseCommand } from './cluster-options';
 import { LauncherError } from './errors';
 import { WORKER_READY_PATTERN, type WorkerReady, workerReadyFrom } from './ready-lines';
 
-/** A worker's routine line per share, dropped with `workerOutput: 'quiet'`. */
-const ROUTINE_WORKER_LINE = /: step \d+ \(epoch \d+\): |: evaluation after epoch \d+: /;
+/** A worker's routine line per share (or its progress line), dropped with `workerOutput: 'quiet'`. */
+const ROUTINE_WORKER_LINE = /: steps? \d+(-\d+)? \(epoch \d+\): |: evaluation after epoch \d+: /;
 
 /** One worker process the launcher started. */
 export interface WorkerInfo {

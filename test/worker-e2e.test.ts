@@ -175,6 +175,9 @@ describe('worker end to end: real coordinator and worker processes', function ()
       assert.ok(Number(m[1]) > 0, `${w.name} computed training shares`);
       assert.match(w.output, /the coordinator says stop \(the job is finished\)/);
       assert.doesNotMatch(w.output, /tensor leak/, 'the tensor count stayed flat from share to share');
+      // Without --log-steps: a progress line for the first share (then one every 10 s), no line per share.
+      assert.match(w.output, /: step \d+ \(epoch 0\): 1 share, \d+ samples, mean loss \d+\.\d{4}, \d+\.\d ms compute per share/);
+      assert.doesNotMatch(w.output, /computing micro-batches|reducing with members|\d+\/\d+ micro-batches, /);
     }
     const recs = records(runDir);
     const reports = recs.filter((r) => r.type === 'epoch-report');

@@ -24,6 +24,7 @@ export {
 } from './assignment';
 export { localSamples, type LocalSamples } from './samples';
 export { NOT_LOADED, Replica } from './replica';
+export { LOG_STEPS_ENV, PROGRESS_INTERVAL_MS, StepProgress, type ShareProgress } from './step-progress';
 export { Session, type SessionDeps } from './session';
 export { ConfigSync, type ConfigSource, type WorkerConfig } from './config-sync';
 export {

@@ -66,6 +66,11 @@ export interface WorkerOptions {
   /** Where status lines go (never stdout, which carries the ready line). @default stderr */
   log?: (line: string) => void;
   /**
+   * A line for every share as it starts, reduces and is accepted, instead of a progress line every
+   * PROGRESS_INTERVAL_MS (`--log-steps`). @default false
+   */
+  logSteps?: boolean;
+  /**
    * A test and bench seam, not a user option: what computes a training share. The soak (test/soak) swaps
    * in a synthetic gradient to load the coordinator and the exchange without the model's compute;
    * everything around it (session, data plane, allreduce, replica updates) stays the real one.
@@ -95,6 +100,7 @@ export interface CompiledWorkerOptions {
   tls?: TlsCredentials;
   shutdownGraceMs: number;
   log: (line: string) => void;
+  logSteps: boolean;
   computeShare: ShareComputer;
 }
 
@@ -161,6 +167,7 @@ export function compileWorkerOptions(options: WorkerOptions): CompiledWorkerOpti
     tls: checkWorkerTls(options.tls, id),
     shutdownGraceMs,
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
+    logSteps: options.logSteps ?? false,
     computeShare: options.computeShare ?? runTrainShare,
   };
 }

@@ -26,6 +26,7 @@ import { CoordinatorLink, type PendingAnswer } from './coordinator-link';
 import { HeldSumsError, ReplicaUpdateError, WorkerError } from './errors';
 import { killAtFailpoint, stopBeforePushFailpoint } from './failpoint';
 import { HeldSums, type ReducedSums } from './held-sums';
+import { StepProgress } from './step-progress';
 import { runEvalShare } from './eval-runner';
 import { WorkerLifecycle, isFinal, nextLifecycle } from './lifecycle';
 import { type CompiledWorkerOptions, type WorkerOptions, compileWorkerOptions } from './options';
@@ -104,6 +105,8 @@ export class Worker {
   private lastWaitReason = '';
   private leakReported = false;
   private readonly counts = { trainShares: 0, evalShares: 0 };
+  /** The progress line of a worker that does not log every step. */
+  private readonly progress = new StepProgress();
   /** Threads computing the micro-batches when the worker has more than one; started by the first share. */
   private shareThreads: ShareThreads | undefined;
 
@@ -403,7 +406,7 @@ export class Worker {
     const { registration: reg, replica } = session;
     const config = this.configSync.config as WorkerConfig;
     const samples = localSamples(a.globalStep, a.microBatches, a.samples, reg.spec.model.numClasses);
-    this.log(`step ${a.globalStep}: computing micro-batches [${a.microBatches.map((mb) => mb.id).join(', ')}]`);
+    this.logStep(`step ${a.globalStep}: computing micro-batches [${a.microBatches.map((mb) => mb.id).join(', ')}]`);
     killAtFailpoint(a.globalStep);
     // A share handed out with its step's planned allreduce starts that exchange now, and hands it its sums
     // once computed (the exchange before it has ended by now).
@@ -493,8 +496,13 @@ export class Worker {
       m.samplesPerSecond.set(share.sampleCount / Math.max(share.computeSeconds, 1e-9));
       m.trainLoss.set(share.lossSum / share.sampleCount);
       m.shareDuration.observe(shareSeconds);
-      this.log(`step ${a.globalStep} (epoch ${a.epoch}): ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
-        `${share.sampleCount} samples, loss ${(share.lossSum / share.sampleCount).toFixed(4)}, ${share.computeSeconds.toFixed(2)} s compute`);
+      if (this.options.logSteps) {
+        this.log(`step ${a.globalStep} (epoch ${a.epoch}): ${share.microBatchIds.length}/${a.stepMicroBatchCount} micro-batches, ` +
+          `${share.sampleCount} samples, loss ${(share.lossSum / share.sampleCount).toFixed(4)}, ${share.computeSeconds.toFixed(2)} s compute`);
+      } else {
+        const line = this.progress.add({ ...share, globalStep: a.globalStep, epoch: a.epoch });
+        if (line !== undefined) this.log(line);
+      }
     });
   }
 
@@ -565,7 +573,7 @@ export class Worker {
     if (!plane) return;
     // Said before the exchange starts, so a test can fault a member inside the allreduce itself (a planned
     // one starts before the share is computed, so its line comes first).
-    this.log(`step ${a.globalStep}: reducing with members ${order.members.map((m) => m.id).join(', ')} (allreduce ${order.key})`);
+    this.logStep(`step ${a.globalStep}: reducing with members ${order.members.map((m) => m.id).join(', ')} (allreduce ${order.key})`);
     // The REDUCE stood for the ready for the next order, naming the result this allreduce will leave here:
     // the coordinator sent the next step's share (PreparedStep) right behind it, so it is here when the
     // exchange ends. Should the exchange fail, that order is void (turn).
@@ -643,6 +651,11 @@ export class Worker {
 
   private log(line: string): void {
     this.options.log(`worker ${this.id}: ${line}`);
+  }
+
+  /** A line about one step's routine work, logged only with `logSteps` (see StepProgress). */
+  private logStep(line: string): void {
+    if (this.options.logSteps) this.log(line);
   }
 }
 

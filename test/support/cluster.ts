@@ -20,6 +20,7 @@ import {
   workerReadyFrom,
 } from '../../launcher';
 import { THREADS_ENV_VAR } from '../../common/compute';
+import { LOG_STEPS_ENV } from '../../worker/step-progress';
 import { compiledShardwise } from './compiled-shardwise';
 import { pollUntil, withDeadline } from './deadline';
 import { getFreePort } from './free-port';
@@ -208,7 +209,8 @@ export class ClusterHarness {
       command: this.shardwise.command,
       args: [...this.shardwise.args, ...args],
       // One compute thread per process unless a test asks for more (--threads): they share the machine.
-      env: { ...process.env, SHARDWISE_DEBUG: '1', [THREADS_ENV_VAR]: '1', ...env },
+      // Workers log every step (--log-steps): the fault tests act on those lines.
+      env: { ...process.env, SHARDWISE_DEBUG: '1', [THREADS_ENV_VAR]: '1', [LOG_STEPS_ENV]: '1', ...env },
       onLine: VERBOSE ? (line) => process.stderr.write(`[${name}] ${line}\n`) : undefined,
     });
     this.children.push(child);
