@@ -5,6 +5,7 @@ import {
   beginGradientStep,
   type ClassificationMetrics,
   type GroupLearningRates,
+  type ModelParts,
   movingStatistics,
   processTimeline,
   type RunDirectory,
@@ -20,21 +21,39 @@ import type { StepHost } from './step-host';
 import type { StepRound, StepSums } from './step-round';
 import { modelTensors } from './update-log';
 
+/** What a share carries: its gradient sums' and its statistic deltas' names and shapes. */
+export interface ShareManifests {
+  readonly gradients: readonly WireTensorSpec[];
+  readonly stats: readonly WireTensorSpec[];
+}
+
+/** Each model's manifests, by freeze state: its variables and their shapes are fixed once it is built. */
+const manifestsByModel = new WeakMap<ModelParts, Map<boolean, ShareManifests>>();
+
 /**
  * What a push must carry in the freeze state in force: the gradient sums of the unfrozen trainable
  * variables and the deltas of the moving statistics that train (`computeShare` returns exactly these).
+ * Worked out once per model and freeze state: every step's plan asks.
  */
-export function shareManifests(job: StepHost): { gradients: WireTensorSpec[]; stats: WireTensorSpec[] } {
+export function shareManifests(job: StepHost): ShareManifests {
   const { parts, trainer } = job;
+  let byFreeze = manifestsByModel.get(parts);
+  if (!byFreeze) manifestsByModel.set(parts, (byFreeze = new Map()));
+  let manifests = byFreeze.get(trainer.frozen);
+  if (!manifests) byFreeze.set(trainer.frozen, (manifests = buildManifests(parts, trainer.frozen)));
+  return manifests;
+}
+
+function buildManifests(parts: ModelParts, frozen: boolean): ShareManifests {
   const gradients = trainableVariables(parts)
-    .filter((v) => !(trainer.frozen && v.group === 'backbone'))
-    .map((v) => ({ name: v.key, dtype: 'float32' as const, shape: [...v.variable.shape] }));
-  const stats = [...movingStatistics(parts, { backboneFrozen: trainer.frozen })].map(([name, v]) => ({
+    .filter((v) => !(frozen && v.group === 'backbone'))
+    .map((v) => Object.freeze({ name: v.key, dtype: 'float32' as const, shape: [...v.variable.shape] }));
+  const stats = [...movingStatistics(parts, { backboneFrozen: frozen })].map(([name, v]) => Object.freeze({
     name,
     dtype: 'float32' as const,
     shape: [...v.shape] as number[],
   }));
-  return { gradients, stats };
+  return Object.freeze({ gradients: Object.freeze(gradients), stats: Object.freeze(stats) });
 }
 
 /**
