@@ -10,7 +10,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import {
-  Augmenter, computeGradients, elementCount, initBackend, makeBatch, microBatchResult, namedVariables, parseJobSpec, Rng, toTensorBatch,
+  Augmenter, computeGradients, initBackend, makeBatch, microBatchResult, namedVariables, parseJobSpec, Rng, toTensorBatch, totalElementCount,
   type ShareInput,
 } from '../common';
 import { localSamples, Replica, runTrainShare } from '../worker';
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   }, async () => undefined);
   const apply = (computed: Awaited<ReturnType<typeof share>>, step: number) => {
     const tensors = [...computed.grads, ...computed.statDeltas];
-    const vector = new Float32Array(tensors.reduce((s, t) => s + elementCount(t.shape), 0));
+    const vector = new Float32Array(totalElementCount(tensors));
     let at = 0;
     for (const t of tensors) {
       vector.set(t.data as Float32Array, at);

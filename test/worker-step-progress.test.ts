@@ -28,5 +28,8 @@ describe('StepProgress: a worker\'s progress line without --log-steps', () => {
     now = 10;
     assert.match(progress.add({ globalStep: 2, epoch: 0, sampleCount: 3, lossSum: 3, computeSeconds: 0.003 }) ?? '',
       /^steps 1-2 \(epoch 0\): 2 shares, 4 samples, mean loss 2\.0000, 2\.0 ms compute per share$/);
+    now = 20;
+    assert.equal(progress.add({ globalStep: 3, epoch: 0, sampleCount: 1, lossSum: 1, computeSeconds: 0.001 }),
+      'step 3 (epoch 0): 1 share, 1 sample, mean loss 1.0000, 1.0 ms compute per share');
   });
 });

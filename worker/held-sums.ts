@@ -1,4 +1,4 @@
-import { elementCount, type MicroBatchRun, RecycledBuffers, type WireTensor, type WireTensorSpec } from '../common';
+import { elementCount, type MicroBatchRun, RecycledBuffers, totalElementCount, type WireTensor, type WireTensorSpec } from '../common';
 import { HeldSumsError } from './errors';
 
 /** An allreduce's result: the step's whole sums, laid out as the coordinator's ReduceSpec said. */
@@ -88,16 +88,19 @@ export class HeldSums {
    * on it before the share is computed.
    */
   shareBuffer(tensors: readonly WireTensorSpec[]): Float32Array {
-    const n = tensors.reduce((k, s) => k + elementCount(s.shape), 0);
-    if (this.input.length !== n) this.input = new Float32Array(n);
+    return this.inputOf(totalElementCount(tensors));
+  }
+
+  /** The input buffer, `floats` long: the last one when it is, so a planned attempt's buffer is the one laid out in. */
+  private inputOf(floats: number): Float32Array {
+    if (this.input.length !== floats) this.input = new Float32Array(floats);
     return this.input;
   }
 
   /** `parts` (each a share's sums by tensor name) laid out as `tensors`, back to back in the input buffer. */
   private layOut(step: number, tensors: readonly WireTensorSpec[], parts: readonly Map<string, Float32Array>[]): Float32Array {
-    const n = tensors.reduce((k, s) => k + elementCount(s.shape), 0);
-    if (this.input.length !== parts.length * n) this.input = new Float32Array(parts.length * n);
-    const out = this.input;
+    const n = totalElementCount(tensors);
+    const out = this.inputOf(parts.length * n);
     parts.forEach((sums, k) => {
       let at = k * n;
       for (const spec of tensors) {

@@ -35,11 +35,9 @@ export class StepProgress {
 
   /** Counts one accepted share; returns the line that is due, if one is. */
   add(share: ShareProgress): string | undefined {
-    if (this.shares === 0) {
-      this.firstStep = share.globalStep;
-      this.lastStep = share.globalStep;
-    }
-    this.lastStep = Math.max(this.lastStep, share.globalStep);
+    const fresh = this.shares === 0;
+    this.firstStep = fresh ? share.globalStep : Math.min(this.firstStep, share.globalStep);
+    this.lastStep = fresh ? share.globalStep : Math.max(this.lastStep, share.globalStep);
     this.shares++;
     this.samples += share.sampleCount;
     this.lossSum += share.lossSum;
@@ -47,9 +45,8 @@ export class StepProgress {
     const at = this.now();
     if (at - this.lastLineMs < this.intervalMs) return undefined;
     const steps = this.firstStep === this.lastStep ? `step ${this.firstStep}` : `steps ${this.firstStep}-${this.lastStep}`;
-    const line = `${steps} (epoch ${share.epoch}): ${this.shares} ${this.shares === 1 ? 'share' : 'shares'}, ` +
-      `${this.samples} samples, mean loss ${(this.lossSum / this.samples).toFixed(4)}, ` +
-      `${((this.computeSeconds / this.shares) * 1000).toFixed(1)} ms compute per share`;
+    const line = `${steps} (epoch ${share.epoch}): ${counted(this.shares, 'share')}, ${counted(this.samples, 'sample')}, ` +
+      `mean loss ${(this.lossSum / this.samples).toFixed(4)}, ${((this.computeSeconds / this.shares) * 1000).toFixed(1)} ms compute per share`;
     this.lastLineMs = at;
     this.shares = 0;
     this.samples = 0;
@@ -57,4 +54,9 @@ export class StepProgress {
     this.computeSeconds = 0;
     return line;
   }
+}
+
+/** `n thing` or `n things`. */
+function counted(n: number, thing: string): string {
+  return `${n} ${thing}${n === 1 ? '' : 's'}`;
 }

@@ -26,6 +26,7 @@ export {
   HOST_IS_LITTLE_ENDIAN,
   elementBytes,
   elementCount,
+  totalElementCount,
   dtypeToProto,
   dtypeFromProto,
   specToProto,

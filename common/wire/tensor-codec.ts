@@ -51,6 +51,13 @@ export function elementCount(shape: readonly number[]): number {
   return n;
 }
 
+/** Number of elements of tensors laid out back to back (a share's sums, an allreduce vector). */
+export function totalElementCount(tensors: Iterable<{ readonly shape: readonly number[] }>): number {
+  let n = 0;
+  for (const t of tensors) n += elementCount(t.shape);
+  return n;
+}
+
 /** The proto enum for a wire dtype. */
 export function dtypeToProto(dtype: WireDtype): TensorDtype {
   return TO_PROTO[dtype];

@@ -1,4 +1,4 @@
-import { addFloatsInto, type AllreduceStats, type ApplyOrder, elementCount, type MicroBatchRun, TreeSum, type WireTensorSpec } from '../../common';
+import { addFloatsInto, type AllreduceStats, type ApplyOrder, elementCount, type MicroBatchRun, totalElementCount, TreeSum, type WireTensorSpec } from '../../common';
 import { PlanningError } from '../errors';
 import type { ShareTiming } from '../coordinator-telemetry';
 import type { ReduceOrder, Reduction } from './reduction';
@@ -381,7 +381,7 @@ export class StepRound {
 
   /** Floats in the allreduce vector: every gradient, then every statistic delta. */
   get vectorLength(): number {
-    return [...this.gradientSpecs, ...this.statSpecs].reduce((n, s) => n + elementCount(s.shape), 0);
+    return totalElementCount(this.gradientSpecs) + totalElementCount(this.statSpecs);
   }
 
   /**
