@@ -22,7 +22,9 @@ async function main(): Promise<void> {
     const id = `soak-${first + k}`;
     return new Worker({
       coordinator, id, backend: 'wasm', threads: 1, retryLimitMs: 600_000, idInUseWaitMs: 600_000, computeShare: syntheticShare,
-      log: (line) => (/(^|: )steps? \d+(-\d+)? \(epoch \d+\): /.test(line) ? process.stdout : process.stderr).write(`${id}: ${line}\n`),
+      // The soak times steps by soak-1's line per accepted share (run-soak.ts).
+      logSteps: true,
+      log: (line) => (/(^|: )step \d+ \(epoch \d+\): /.test(line) ? process.stdout : process.stderr).write(`${id}: ${line}\n`),
     }).run();
   });
   await Promise.all(runs);
