@@ -12,6 +12,19 @@ import { faultSuite } from './support/fault-suite';
 const SHARE_DONE = /step (\d+) \(epoch (\d+)\): \d+\/\d+ micro-batches/;
 /** A worker's line as it starts computing a share of a step after the first. */
 const COMPUTING_LATER = /step ([1-9]\d*): computing micro-batches/;
+/** A worker's line for an allreduce that failed by waiting out a timeout. */
+const TIMED_OUT = /allreduce \S+ failed .*not done within \d+ ms/;
+
+/**
+ * No worker waited out an exchange of the killed coordinator's plan: one still running when the session
+ * ended would hold up the new session's first exchange until its handshake timed out.
+ */
+function assertNoExchangeOutlivedItsSession(workers: readonly WorkerProc[]): void {
+  for (const w of workers) {
+    const stuck = w.child.lines().filter((l) => TIMED_OUT.test(l));
+    assert.deepEqual(stuck, [], `${w.child.name} waited out an exchange's timeout`);
+  }
+}
 
 // Faults injected on purpose into a real cluster (processes, gRPC, nats-server). After each, the job must
 // finish with every sample counted exactly once per epoch, replicas agreeing, and the same weights as the
@@ -90,6 +103,7 @@ describe('distributed training survives faults', function () {
       { what: "the new coordinator's resume line", timeoutMs: 5000 });
     assert.deepEqual([from, Number(epoch), Number(step), Number(globalStep)], [newest, 0, checkpointStep, checkpointStep]);
     await finish(runDir, () => suite.harness.awaitFinished(second, workers), 'after a coordinator restart');
+    assertNoExchangeOutlivedItsSession(workers);
   });
 
   it('a coordinator SIGKILLed while a worker holds sums: the worker drops them when it registers again', async () => {
@@ -116,6 +130,7 @@ describe('distributed training survives faults', function () {
     assert.equal(recordsOf(runRecords(runDir), 'step').length, heldStep, 'the new coordinator redoes the held step');
     // Kept, the stale sums would be added to worker-1's new share of the same step: weights off the reference.
     await finish(runDir, () => suite.harness.awaitFinished(second, workers), 'after a restart while sums were held');
+    assertNoExchangeOutlivedItsSession(workers);
   });
 
   it('nats-server down across the learning-rate change: workers get the config on their session stream', async () => {

@@ -265,6 +265,9 @@ export class Worker {
         this.held.clear();
         this.reduced = undefined;
         this.unanswered = undefined; // their answers went with the session
+        // So did its planned exchange: still waiting here (for a peer's ready, say), it would hold up the next
+        // session's first one, which waits for it to end, until its handshake timed out.
+        this.voidPlanned(`the session it was planned in ended (${messageOf(err)})`);
         this.needsJoin = true;
       }
     }
@@ -549,16 +552,25 @@ export class Worker {
   }
 
   /**
+   * Voids the planned exchange still running here, if one is: waiting on a member frozen, lost or gone with
+   * the session, it ends now rather than at its timeout, and its failure closes its links, which ends its
+   * peers' at once. It stays `plannedRun` until an order that follows it has waited for its end (the data
+   * plane runs one exchange at a time, on one input buffer).
+   */
+  private voidPlanned(why: string): { key: string; done: Promise<void> } | undefined {
+    const planned = this.plannedRun;
+    if (planned) this.dataPlane?.abort(planned.key, why);
+    return planned;
+  }
+
+  /**
    * A REDUCE: takes part in the step's allreduce with the sums it holds, once a planned exchange still
    * running here has ended (the data plane runs one at a time, on one input buffer).
    */
   private async reduce(a: Assignment): Promise<void> {
-    const planned = this.plannedRun;
+    // A REDUCE means the coordinator voided the plan (its attempt, and any step prepared with it).
+    const planned = this.voidPlanned(`voided: the coordinator reduces step ${a.globalStep} by ${a.reduce?.key ?? 'another attempt'}`);
     this.plannedRun = undefined;
-    // A REDUCE means the coordinator voided the plan (its attempt, and any step prepared with it): a planned
-    // exchange still waiting here, on a member frozen or lost, is void too, and ends now rather than at its
-    // timeout; its failure closes its links, which ends its peers' at once.
-    if (planned) this.dataPlane?.abort(planned.key, `voided: the coordinator reduces step ${a.globalStep} by ${a.reduce?.key ?? 'another attempt'}`);
     await planned?.done;
     const order = a.reduce;
     if (order) await this.runReduce(a, order, () => this.held.vector(a.globalStep, order.tensors, order.members[order.rank]?.parts ?? []));
