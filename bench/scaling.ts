@@ -128,7 +128,6 @@ function breakdownLine(label: string, m: RunMeasurement): string {
 
 type BasePlan = Omit<RunPlan, 'job' | 'batchSize' | 'warmupSteps'>;
 
-/** The coordinator process's CPU time (every thread) per measured step, over every run. */
 /** CPU milliseconds per measured step of `role` over every run (per worker for `workers`). */
 function cpuMsPerStep(runs: readonly RunMeasurement[], role: keyof ProcessCpu, workers: number): number {
   const steps = runs.reduce((n, m) => n + m.steps, 0);
