@@ -1,14 +1,14 @@
-import { existsSync, type FSWatcher, openSync, closeSync, readSync, fstatSync, watch } from 'node:fs';
+import { existsSync, openSync, closeSync, readSync, fstatSync } from 'node:fs';
 import * as path from 'node:path';
 import { decodeMetricsLine, type MetricsRecord, RUN_FILES } from '../common';
 
-/** How often the file is read when no change notification arrives (a fallback; inotify is the fast path). */
+/** How often the file is read. */
 const POLL_MS = 25;
 
 /** When a step record appeared in a run's metrics.jsonl, by global step. */
 export interface StepArrival {
   globalStep: number;
-  /** `performance.now()` when the bench read the record. */
+  /** When the trainer recorded the step, on this process's `performance.now()` axis (or when it was read, unstamped). */
   atMs: number;
 }
 
@@ -20,12 +20,13 @@ interface Waiter {
 }
 
 /**
- * Follows a run directory's `metrics.jsonl` as the trainer appends to it and notes the moment each step
- * record appears. Every trainer (local or coordinator) appends a step's record right after applying its
- * update, so the time between two records is the wall time of the steps between them, whatever the
- * process layout: one clock for the local reference and for the distributed runs alike. The records
- * themselves carry no timestamps, hence this clock in the reading process (a file change notification
- * plus a 25 ms poll; the error is a few ms at each end of a window spanning seconds).
+ * Follows a run directory's `metrics.jsonl` as the trainer appends to it and notes the moment of each step
+ * record. Every trainer (local or coordinator) appends a step's record right after applying its update,
+ * stamped with the time (`time`, on the machine's clock), so the time between two records is the wall time
+ * of the steps between them, whatever the process layout: one clock for the local reference and for the
+ * distributed runs alike. The file is read every POLL_MS (not on every change: this process shares the
+ * cores with the processes it measures); a record without a stamp (an older trainer) counts from when it
+ * was read.
  */
 export class StepClock {
   private readonly file: string;
@@ -34,18 +35,11 @@ export class StepClock {
   private fd: number | undefined;
   private offset = 0;
   private partial = '';
-  private watcher: FSWatcher | undefined;
   private readonly timer: NodeJS.Timeout;
 
-  /** `onRecord` also hears every other record as it appears, with the same clock (bench-tta's epoch times). */
+  /** `onRecord` also hears every other record as it is read, with the time it was read (bench-tta's epoch times). */
   constructor(runDir: string, private readonly onRecord?: (record: MetricsRecord, atMs: number) => void) {
     this.file = path.join(runDir, RUN_FILES.metrics);
-    try {
-      // Watch the folder: the file may not exist before the first record.
-      this.watcher = watch(runDir, () => this.read());
-    } catch {
-      this.watcher = undefined;
-    }
     this.timer = setInterval(() => this.read(), POLL_MS);
     this.read();
   }
@@ -72,8 +66,8 @@ export class StepClock {
 
   /**
    * Wall milliseconds of each step in `(from, to]`: the time between the record of step g - 1 and that of
-   * step g. Records read in one go share a read time, so a single interval can be 0 and its neighbour twice
-   * the step: percentiles over many steps are right, a single interval is not.
+   * step g, from their stamps (unstamped records read in one go share a read time, so a single interval can
+   * be 0 and its neighbour twice the step).
    */
   stepIntervalsMs(from: number, to: number): number[] {
     const out: number[] = [];
@@ -94,7 +88,6 @@ export class StepClock {
   /** Stops following the file and fails the pending waits. */
   close(): void {
     clearInterval(this.timer);
-    this.watcher?.close();
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
     for (const w of this.waiters) {
@@ -125,7 +118,7 @@ export class StepClock {
     if (!line.includes('"type":"step"')) return;
     const record = decodeMetricsLine(line);
     if (record.type !== 'step' || this.arrivals.has(record.globalStep)) return;
-    const arrival = { globalStep: record.globalStep, atMs };
+    const arrival = { globalStep: record.globalStep, atMs: record.time === undefined ? atMs : record.time - performance.timeOrigin };
     this.arrivals.set(record.globalStep, arrival);
     for (const w of [...this.waiters]) {
       if (w.globalStep !== record.globalStep) continue;

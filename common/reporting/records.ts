@@ -34,6 +34,11 @@ export interface StepRecord {
   lr: Record<string, number>;
   /** Training throughput over this step, images per second. */
   samplesPerSec: number;
+  /**
+   * When the step was recorded, in Unix epoch milliseconds with a sub-millisecond fraction (the processes of a
+   * machine share the clock): step times without a reader watching the file. Absent in older runs.
+   */
+  time?: number;
 }
 
 /** The end of an epoch: training means and a full validation pass. */
@@ -144,6 +149,7 @@ const stepSchema = z.object({
   loss: num,
   lr: lrs,
   samplesPerSec: num,
+  time: z.number().optional(),
 });
 
 const epochSchema = z.object({

@@ -43,6 +43,7 @@ export class RunRecorder {
   /** Records one event. File writes after an epoch run in order in the background; `close` awaits them. */
   onEvent(event: TrainerEvent): void {
     const record = toRecord(event);
+    if (record.type === 'step') record.time = performance.timeOrigin + performance.now();
     this.options.run.appendMetrics(record);
     this.records.push(record);
     if (record.type === 'step') this.progress.onStep(record);
