@@ -149,6 +149,7 @@ describe('worker end to end: real coordinator and worker processes', function ()
   });
 
   it('a worker started before its coordinator waits for it; two workers train the job to the end and exit 0', async () => {
+    const startedAt = Date.now();
     const port = await getFreePort();
     const metricsPort = await getFreePort();
     const early = start('w-early', ['worker', '--coordinator', `127.0.0.1:${port}`, '--id', 'w-early', '--backend', 'wasm',
@@ -182,6 +183,10 @@ describe('worker end to end: real coordinator and worker processes', function ()
     const recs = records(runDir);
     const reports = recs.filter((r) => r.type === 'epoch-report');
     assert.deepEqual(reports.map((r) => [r.epoch, r.exactlyOnce]), [[0, true], [1, true]]);
+    // Each step record carries when the coordinator recorded it (the bench's step clock reads these).
+    const times = recs.filter((r) => r.type === 'step').map((r) => r.time);
+    assert.ok(times.length > 0 && times.every((t, k) => typeof t === 'number' && t >= startedAt && t <= Date.now() &&
+      (k === 0 || t >= (times[k - 1] as number))), `step times in order within the test: ${JSON.stringify(times)}`);
     const hashes = recs.filter((r) => r.type === 'replica-hash');
     assert.ok(hashes.length >= 6, `replica hashes compared every step (${hashes.length})`);
     assert.ok(hashes.every((r) => r.agree === true), 'every replica held the coordinator\'s exact weights');
