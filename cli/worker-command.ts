@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type BackendPreference, closeTimeline, openTimeline, readNatsCredentials } from '../common';
-import { LOG_STEPS_ENV, Worker, type WorkerReadyInfo, installStopBeforePush } from '../worker';
+import { LOG_STEPS_ENV, PROGRESS_INTERVAL_MS, Worker, type WorkerReadyInfo, installStopBeforePush } from '../worker';
 import { tlsDirOption, tlsFromFlag, workerIdentity } from './tls-options';
 import { backendOption, log, parsePort, threadsFlag, threadsOption, timelineOption } from './options';
 
@@ -52,7 +52,7 @@ export function workerCommand(): Command {
     .addOption(backendOption())
     .addOption(threadsOption())
     .addOption(timelineOption())
-    .addOption(new Option('--log-steps', 'a line for every share as it starts, reduces and is accepted (default: a progress line every 10 s)')
+    .addOption(new Option('--log-steps', `a line for every share as it starts, reduces and is accepted (default: a progress line every ${PROGRESS_INTERVAL_MS / 1000} s)`)
       .env(LOG_STEPS_ENV))
     .action(async (opts) => {
       if (opts.timeline) openTimeline({ file: opts.timeline, processName: opts.id ?? 'worker' });
