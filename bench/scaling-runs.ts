@@ -55,34 +55,43 @@ export interface RunMeasurement {
   backendLine?: string;
   /** The coordinator's and every worker's metrics at both ends of the window (distributed runs). */
   scrapes: ScrapePair[];
-  /**
-   * CPU time (every thread) used over the window, ms, by role (distributed runs): `coordinator`,
-   * `workers` (all of them together) and `launcher` (this process, which reads every child's output).
-   */
-  cpuMs?: ProcessCpu;
+  /** CPU time (every thread) used over the window, ms, by role. */
+  cpuMs: ProcessCpu;
 }
 
-/** CPU milliseconds by role over a measured window. */
-export interface ProcessCpu {
-  coordinator: number;
-  workers: number;
-  launcher: number;
-}
+/**
+ * The processes a run's CPU time is counted by: `coordinator`, `workers` (all of them together) and
+ * `trainer` (`train --local`) are child processes; `launcher` is this process, which runs the cluster
+ * and reads every child's output.
+ */
+export type CpuRole = 'coordinator' | 'workers' | 'trainer' | 'launcher';
 
-/** The processes of a local cluster whose CPU time a window measures. */
-interface ClusterPids {
-  coordinator: number;
-  workers: readonly number[];
-}
+/** CPU milliseconds by role over a measured window; a role the run has not is absent. */
+export type ProcessCpu = Partial<Record<CpuRole, number>>;
 
-/** CPU milliseconds used so far by the cluster's processes, by role, and by this process (the launcher). */
-function clusterCpuMs(pids: ClusterPids): ProcessCpu {
+/** The child processes whose CPU time a window measures, by role. */
+type RolePids = Partial<Record<Exclude<CpuRole, 'launcher'>, readonly number[]>>;
+
+/** CPU milliseconds used so far by each role's processes, and by this process (the launcher). */
+function cpuMsByRole(pids: RolePids): ProcessCpu {
   const own = process.cpuUsage();
-  return {
-    coordinator: processCpuMs(pids.coordinator),
-    workers: pids.workers.reduce((ms, pid) => ms + processCpuMs(pid), 0),
-    launcher: (own.user + own.system) / 1000,
-  };
+  const used: ProcessCpu = { launcher: (own.user + own.system) / 1000 };
+  for (const [role, list] of Object.entries(pids) as Array<[CpuRole, readonly number[]]>) {
+    used[role] = list.reduce((ms, pid) => ms + processCpuMs(pid), 0);
+  }
+  return used;
+}
+
+/** `after - before`, role by role. */
+function cpuSpent(before: ProcessCpu, after: ProcessCpu): ProcessCpu {
+  const spent: ProcessCpu = {};
+  for (const role of Object.keys(after) as CpuRole[]) spent[role] = (after[role] ?? 0) - (before[role] ?? 0);
+  return spent;
+}
+
+/** CPU milliseconds of every process of the run together. */
+export function totalCpuMs(cpu: ProcessCpu): number {
+  return Object.values(cpu).reduce((sum, ms) => sum + ms, 0);
 }
 
 /** Samples per second over the window. */
@@ -136,28 +145,23 @@ async function measureWindow(
   plan: RunPlan,
   last: number,
   metricsUrls: ReadonlyArray<{ name: string; url: string }>,
-  pids?: ClusterPids,
-): Promise<{ steps: number; seconds: number; stepMs: number[]; scrapes: ScrapePair[]; cpuMs?: ProcessCpu }> {
+  pids: RolePids,
+): Promise<{ steps: number; seconds: number; stepMs: number[]; scrapes: ScrapePair[]; cpuMs: ProcessCpu }> {
   const clock = new StepClock(runDir);
   try {
     const scrapeAll = (): Promise<Scrape[]> => Promise.all(metricsUrls.map((m) => scrape(m.url)));
-    const cpu = (): ProcessCpu | undefined => (pids === undefined ? undefined : clusterCpuMs(pids));
     const start = await clock.waitFor(plan.warmupSteps - 1, STEP_TIMEOUT_MS);
-    const cpuBefore = cpu();
+    const cpuBefore = cpuMsByRole(pids);
     const before = await scrapeAll();
     const end = await clock.waitFor(last, STEP_TIMEOUT_MS);
-    const cpuAfter = cpu();
+    const cpuAfter = cpuMsByRole(pids);
     const after = await scrapeAll();
     return {
       steps: last - (plan.warmupSteps - 1),
       seconds: (end.atMs - start.atMs) / 1000,
       stepMs: clock.stepIntervalsMs(plan.warmupSteps - 1, last),
       scrapes: metricsUrls.map((m, i) => ({ name: m.name, before: before[i], after: after[i] })),
-      cpuMs: cpuBefore === undefined || cpuAfter === undefined ? undefined : {
-        coordinator: cpuAfter.coordinator - cpuBefore.coordinator,
-        workers: cpuAfter.workers - cpuBefore.workers,
-        launcher: cpuAfter.launcher - cpuBefore.launcher,
-      },
+      cpuMs: cpuSpent(cpuBefore, cpuAfter),
     };
   } finally {
     clock.close();
@@ -197,9 +201,11 @@ export async function runCluster(plan: RunPlan, workers: number): Promise<RunMea
       { name: 'coordinator', url: cluster.coordinator.metrics },
       ...cluster.workers().map((w) => ({ name: w.id, url: w.ready?.metrics ?? '' })),
     ];
-    const workerPids = cluster.workers().flatMap((w) => (w.pid === undefined ? [] : [w.pid]));
     const coordinatorPid = cluster.coordinatorPid;
-    const pids = coordinatorPid === undefined ? undefined : { coordinator: coordinatorPid, workers: workerPids };
+    const pids: RolePids = {
+      coordinator: coordinatorPid === undefined ? [] : [coordinatorPid],
+      workers: cluster.workers().flatMap((w) => (w.pid === undefined ? [] : [w.pid])),
+    };
     const window = await measureWindow(cluster.coordinator.runDir, plan, last, urls, pids);
     const code = await withTimeout(cluster.finished, FINISH_TIMEOUT_MS, 'the cluster to finish the job');
     if (code !== 0 || !cluster.jobFinished) throw new Error(`the cluster ended with status ${code} (job finished: ${cluster.jobFinished})`);
@@ -229,7 +235,7 @@ export async function runLocal(plan: RunPlan): Promise<RunMeasurement> {
   try {
     const runDir = (await child.waitForLine(RUN_DIR_LINE, { what: 'the run directory line', timeoutMs: START_TIMEOUT_MS }))[1];
     const last = lastFullStep(lines, plan.batchSize, plan.warmupSteps);
-    const window = await measureWindow(runDir, plan, last, []);
+    const window = await measureWindow(runDir, plan, last, [], { trainer: child.pid === undefined ? [] : [child.pid] });
     const status = await withTimeout(child.exited, FINISH_TIMEOUT_MS, 'the local training to finish');
     if (exitCodeOf(status) !== 0) throw new Error(`shardwise train --local exited with ${exitCodeOf(status)}:\n${child.tail()}`);
     return { ...window, samples: window.steps * plan.batchSize, backendLine: lines.backendLine };

@@ -16,11 +16,13 @@
  *
  * Prints `bench-scaling mode=local img_per_s=W`, `bench-scaling workers=1 img_per_s=X`,
  * `bench-scaling workers=2 img_per_s=Y efficiency=Z` (Y / 2X) and `bench-overhead workers=N
- * ms_per_step=X p50_ms=X p99_ms=Y coordinator_cpu_ms_per_step=Z worker_cpu_ms_per_step=W launcher_cpu_ms_per_step=L`
- * (CPU time, every thread, per measured step: the coordinator process, each worker process on average, and
- * the launcher, this process, which reads every child's output), with `#` lines saying what was measured and
- * where the step time went. On a machine with fewer cores than processes, every CPU millisecond of any of
- * them competes with the workers' compute.
+ * ms_per_step=X p50_ms=X p99_ms=Y coordinator_cpu_ms_per_step=Z worker_cpu_ms_per_step=W launcher_cpu_ms_per_step=L
+ * added_cpu_ms_per_step=A` (CPU time, every thread, per measured step: the coordinator process, each worker
+ * process on average, and the launcher, this process, which reads every child's output; A is all of them
+ * together minus what `train --local` and this process used per step of the reference run), with `#` lines
+ * saying what was measured and where the step time went. On a machine with fewer cores than processes, every
+ * CPU millisecond of any of them competes with the workers' compute, and `train --local` computes its
+ * micro-batches on every core too.
  * Without ../shared (or the `--shared` folder) it generates random CIFAR-format images and builds the
  * MobileNet topology with random weights (same cost per image). BENCH_DEBUG=1 forwards every process's
  * output to stderr; BENCH_KEEP=1 keeps the temp folder (job files, run directories).
@@ -29,7 +31,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { type BenchInputs, overheadJobYaml, prepareInputs, scalingJobYaml } from './scaling-inputs';
-import { imagesPerSecond, msPerStep, phaseBreakdown, type ProcessCpu, quantile, type RunMeasurement, type RunPlan, runCluster, runLocal } from './scaling-runs';
+import { type CpuRole, imagesPerSecond, msPerStep, phaseBreakdown, quantile, type RunMeasurement, type RunPlan, runCluster, runLocal, totalCpuMs } from './scaling-runs';
 
 /** Images read for the scaling job: 574 training (17 full steps of 32) and 66 validation on the real subset. */
 const SCALING_LIMIT = 640;
@@ -129,10 +131,18 @@ function breakdownLine(label: string, m: RunMeasurement): string {
 type BasePlan = Omit<RunPlan, 'job' | 'batchSize' | 'warmupSteps'>;
 
 /** CPU milliseconds per measured step of `role` over every run (per worker for `workers`). */
-function cpuMsPerStep(runs: readonly RunMeasurement[], role: keyof ProcessCpu, workers: number): number {
-  const steps = runs.reduce((n, m) => n + m.steps, 0);
+function cpuMsPerStep(runs: readonly RunMeasurement[], role: CpuRole, workers = 1): number {
   const perProcess = role === 'workers' ? workers : 1;
-  return runs.reduce((ms, m) => ms + (m.cpuMs?.[role] ?? Number.NaN), 0) / steps / perProcess;
+  return runs.reduce((ms, m) => ms + (m.cpuMs[role] ?? Number.NaN), 0) / stepsOf(runs) / perProcess;
+}
+
+/** CPU ms per step of every process of the runs together (the launcher included). */
+function totalCpuMsPerStep(runs: readonly RunMeasurement[]): number {
+  return runs.reduce((ms, m) => ms + totalCpuMs(m.cpuMs), 0) / stepsOf(runs);
+}
+
+function stepsOf(runs: readonly RunMeasurement[]): number {
+  return runs.reduce((n, m) => n + m.steps, 0);
 }
 
 async function scaling(dir: string, inputs: BenchInputs, base: BasePlan, repeat: number): Promise<void> {
@@ -170,16 +180,18 @@ async function overhead(dir: string, base: BasePlan, repeat: number): Promise<vo
   const localSteps = steps(local);
   const q = (values: number[], p: number): number => quantile(values, p);
   console.log(`# local: p50 ${fmt(q(localSteps, 0.5), 2)} ms, p99 ${fmt(q(localSteps, 0.99), 2)} ms per step over ${localSteps.length} steps` +
-    `${spread(local, msPerStep, 2)}`);
+    `${spread(local, msPerStep, 2)}; CPU ${fmt(totalCpuMsPerStep(local.runs), 2)} ms per step (train --local ` +
+    `${fmt(cpuMsPerStep(local.runs, 'trainer'), 2)}, this process ${fmt(cpuMsPerStep(local.runs, 'launcher'), 2)})`);
   for (const [i, s] of clusters.entries()) {
     const workers = i + 1;
     const all = steps(s);
     const p50 = q(all, 0.5) - q(localSteps, 0.5);
     const p99 = q(all, 0.99) - q(localSteps, 0.99);
     console.log(`bench-overhead workers=${workers} ms_per_step=${fmt(p50, 2)} p50_ms=${fmt(p50, 2)} p99_ms=${fmt(p99, 2)} ` +
-      `coordinator_cpu_ms_per_step=${fmt(cpuMsPerStep(s.runs, 'coordinator', workers), 2)} ` +
+      `coordinator_cpu_ms_per_step=${fmt(cpuMsPerStep(s.runs, 'coordinator'), 2)} ` +
       `worker_cpu_ms_per_step=${fmt(cpuMsPerStep(s.runs, 'workers', workers), 2)} ` +
-      `launcher_cpu_ms_per_step=${fmt(cpuMsPerStep(s.runs, 'launcher', workers), 2)}`);
+      `launcher_cpu_ms_per_step=${fmt(cpuMsPerStep(s.runs, 'launcher'), 2)} ` +
+      `added_cpu_ms_per_step=${fmt(totalCpuMsPerStep(s.runs) - totalCpuMsPerStep(local.runs), 2)}`);
     console.log(`# workers=${workers}: p50 ${fmt(q(all, 0.5), 2)} ms, p99 ${fmt(q(all, 0.99), 2)} ms per step over ${all.length} steps; ` +
       `minus the slowest worker's compute per share: ${fmt(msPerStep(s.median) - phaseBreakdown(s.median).workerComputeMs, 2)} ms`);
     console.log(breakdownLine(`workers=${workers}${spread(s, msPerStep, 2)}`, s.median));
