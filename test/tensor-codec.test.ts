@@ -12,7 +12,7 @@ import {
   encodeTensors,
   specOf,
 } from '../common/wire';
-import { byteSwapInPlace } from '../common/wire/tensor-codec';
+import { assertFinite, byteSwapInPlace } from '../common/wire/tensor-codec';
 import { bitsEqual, trickyFloats } from './support/floats';
 
 
@@ -176,6 +176,20 @@ describe('tensor-codec', () => {
       const lax = new TensorAssembler({ checkFinite: false });
       lax.add([...encodeTensor({ name: 'g', dtype: 'float32', shape: [4], data: nan })][0]);
       assert.ok(Number.isNaN(lax.finish().get('g')?.data[2]));
+    });
+
+    it('finds a NaN or an Infinity at any place of a vector of any length, the remainder after groups of four included', () => {
+      for (let n = 0; n <= 9; n++) {
+        assert.doesNotThrow(() => assertFinite('v', new Float32Array(n).fill(-3.5)), `${n} finite values`);
+        for (let at = 0; at < n; at++) {
+          for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+            const values = new Float32Array(n).fill(1e30);
+            values[at] = bad;
+            assert.throws(() => assertFinite('v', values), (e: unknown) => e instanceof NonFiniteValueError && e.index === at,
+              `${bad} at ${at} of ${n}`);
+          }
+        }
+      }
     });
 
     it('rejects a chunk over the message limit and a tensor over the allocation limit', () => {
