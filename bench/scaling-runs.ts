@@ -82,6 +82,12 @@ function cpuMsByRole(pids: RolePids): ProcessCpu {
   return used;
 }
 
+/** The pid of a process the bench started, which has one once it runs. */
+function pidOf(what: string, pid: number | undefined): number {
+  if (pid === undefined) throw new Error(`${what} has no process id to read its CPU time from`);
+  return pid;
+}
+
 /** `after - before`, role by role. */
 function cpuSpent(before: ProcessCpu, after: ProcessCpu): ProcessCpu {
   const spent: ProcessCpu = {};
@@ -201,10 +207,9 @@ export async function runCluster(plan: RunPlan, workers: number): Promise<RunMea
       { name: 'coordinator', url: cluster.coordinator.metrics },
       ...cluster.workers().map((w) => ({ name: w.id, url: w.ready?.metrics ?? '' })),
     ];
-    const coordinatorPid = cluster.coordinatorPid;
     const pids: RolePids = {
-      coordinator: coordinatorPid === undefined ? [] : [coordinatorPid],
-      workers: cluster.workers().flatMap((w) => (w.pid === undefined ? [] : [w.pid])),
+      coordinator: [pidOf('the coordinator', cluster.coordinatorPid)],
+      workers: cluster.workers().map((w) => pidOf(w.id, w.pid)),
     };
     const window = await measureWindow(cluster.coordinator.runDir, plan, last, urls, pids);
     const code = await withTimeout(cluster.finished, FINISH_TIMEOUT_MS, 'the cluster to finish the job');
@@ -235,7 +240,7 @@ export async function runLocal(plan: RunPlan): Promise<RunMeasurement> {
   try {
     const runDir = (await child.waitForLine(RUN_DIR_LINE, { what: 'the run directory line', timeoutMs: START_TIMEOUT_MS }))[1];
     const last = lastFullStep(lines, plan.batchSize, plan.warmupSteps);
-    const window = await measureWindow(runDir, plan, last, [], { trainer: child.pid === undefined ? [] : [child.pid] });
+    const window = await measureWindow(runDir, plan, last, [], { trainer: [pidOf('train --local', child.pid)] });
     const status = await withTimeout(child.exited, FINISH_TIMEOUT_MS, 'the local training to finish');
     if (exitCodeOf(status) !== 0) throw new Error(`shardwise train --local exited with ${exitCodeOf(status)}:\n${child.tail()}`);
     return { ...window, samples: window.steps * plan.batchSize, backendLine: lines.backendLine };
