@@ -276,7 +276,7 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
     // Nothing listens at these data planes: the plan's exchange fails, after the orders this test reads.
     const [w1, w2] = [await worker().join('w1', { dataAddress: '127.0.0.1:1' }), await worker().join('w2', { dataAddress: '127.0.0.1:2' })];
     const [a1, a2] = [await w1.pullUntil(StepKind.TRAIN), await w2.pullUntil(StepKind.TRAIN)];
-    assert.match(a1.reduce?.key ?? '', /step-0\/planned$/, 'the share carries its step\'s planned allreduce');
+    assert.match(a1.reduce?.key ?? '', /step-0\/planned-\d+$/, 'the share carries its step\'s planned allreduce');
     // Without another ready, each worker's share of step 1 follows, its update the planned attempt's result.
     for (const [w, a] of [[w1, a1], [w2, a2]] as const) {
       const next = (await w.readOrder()).assignment;

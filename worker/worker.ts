@@ -452,6 +452,7 @@ export class Worker {
       const answer = await session.sendHeld(share, this.readyState(session));
       const handled = this.submit(a, () => answer.promise).then((accepted) => {
         if (accepted) this.shareAccepted(a, share, receivedAt, true);
+        else this.abandonPlanned(a);
       });
       const before = this.unanswered?.handled;
       const all = before ? Promise.all([before, handled]).then(() => undefined) : handled;
@@ -468,6 +469,7 @@ export class Worker {
     endPush();
     this.metrics.sharePhaseDuration.observe({ phase: 'transfer' }, (performance.now() - t0) / 1000);
     if (accepted) this.shareAccepted(a, share, receivedAt, hold);
+    else this.abandonPlanned(a);
   }
 
   /**
@@ -515,6 +517,15 @@ export class Worker {
    */
   private refusePlanned(a: Assignment): void {
     if (a.kind === AssignmentKind.Train && a.reduce) this.dataPlane?.refuse(a.reduce.key);
+  }
+
+  /**
+   * Ends `a`'s planned allreduce if it still runs here, for a share the coordinator refused (stale or
+   * malformed): no attempt it adopts counts that share, so the run would only wait for the coordinator's
+   * part until its timeout, holding up every exchange after it (the data plane runs one at a time).
+   */
+  private abandonPlanned(a: Assignment): void {
+    if (a.kind === AssignmentKind.Train && a.reduce) this.dataPlane?.abort(a.reduce.key, `the coordinator refused the share of step ${a.globalStep}`);
   }
 
   /**

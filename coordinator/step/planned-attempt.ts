@@ -40,7 +40,7 @@ function planOf(job: StepHost, round: StepRound): PlanOrder | undefined {
     members.push({ id: share.worker, parts: [{ start: ids[0], end: ids[ids.length - 1] + 1 }], address });
   }
   return {
-    key: `${job.jobId}/${job.instanceId}/step-${round.globalStep}/planned`,
+    key: `${job.jobId}/${job.instanceId}/step-${round.globalStep}/planned-${round.serial}`,
     members,
     tensors: [...round.gradientSpecs, ...round.statSpecs],
     gradientTensorCount: round.gradientSpecs.length,
@@ -60,9 +60,13 @@ export function openPlannedAttempt(job: StepHost, round: StepRound, next?: StepP
   const compression = allreduceCompression(job.spec.distributed);
   // The coordinator observes: the plan's first member.
   const exchange = dataPlane.allreduce({ key: plan.key, members: plan.members, rank: 0, timeoutMs: plan.timeoutMs, compression, tensors: plan.tensors }, vector);
-  // Awaited when the step is reduced (adopted) or voided; this only keeps a failure meanwhile from counting as unhandled.
-  exchange.catch(() => undefined);
-  round.openPlanned({ order: plan, exchange, vector }, next && prepareNext(job, round, plan.key, next));
+  const attempt: PlannedAttempt = { order: plan, exchange, vector, failed: false };
+  // Awaited when the step is reduced (adopted) or voided; meanwhile a failure only stops the plan going out
+  // with more shares: a member handed it now would wait for the coordinator's part until its timeout.
+  exchange.catch(() => {
+    attempt.failed = true;
+  });
+  round.openPlanned(attempt, next && prepareNext(job, round, plan.key, next));
 }
 
 /**
@@ -71,7 +75,7 @@ export function openPlannedAttempt(job: StepHost, round: StepRound, next?: StepP
  */
 export function plannedOrderFor(job: StepHost, round: StepRound, handout: Handout): ReduceOrder | undefined {
   const plan = round.plannedOrder(() => planOf(job, round));
-  if (!plan) return undefined;
+  if (!plan || round.planned?.failed) return undefined;
   const rank = plan.members.findIndex((m) => m.id === handout.worker);
   const run = plan.members[rank]?.parts?.[0];
   const ids = handout.microBatchIds;

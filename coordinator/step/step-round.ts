@@ -71,19 +71,26 @@ export interface StepRoundOptions {
   split?: readonly number[];
 }
 
+/** Rounds created in this process, for {@link StepRound.serial}. */
+let roundsCreated = 0;
+
 /** A planned attempt's order as every member's share carries it, but the member's rank. */
 export type PlanOrder = Omit<ReduceOrder, 'rank'>;
 
 /** A step's attempt planned when it opened (distributed.plannedExchange; see coordinator/step/planned-attempt.ts). */
 export interface PlannedAttempt {
   /**
-   * What each member's TRAIN carries, but its rank. Its key is `<job>/<instance>/step-<N>/planned`, never an
-   * attempt number, so a voided plan and the attempt 1 after it differ.
+   * What each member's TRAIN carries, but its rank. Its key is `<job>/<instance>/step-<N>/planned-<round>`,
+   * never an attempt number, so a voided plan and the attempt 1 after it differ; and `<round>` (the round's
+   * serial) tells apart two rounds of one step, as when a step prepared ahead is dropped at the commit and the
+   * step is planned again: members still running the first plan never meet the second.
    */
   order: PlanOrder;
   /** The coordinator's part, started when the step opened, and the vector it reads the sum into. */
   exchange: Promise<AllreduceStats>;
   vector: Float32Array;
+  /** Set once the coordinator's part failed: a share handed out after that no longer carries the plan. */
+  failed: boolean;
 }
 
 /** A contributor to a step's allreduce: a worker holding sums, or the coordinator with the shares pushed to it. */
@@ -142,6 +149,8 @@ export class StepRound {
   private current: StepPhase = { name: 'collecting' };
   /** Shares of this step handed out before the step it follows committed (see PreparedStep). */
   handedAhead = 0;
+  /** This round's number in this process: two rounds of one step (planned again) have different ones. */
+  readonly serial = ++roundsCreated;
   /** The step's planned attempt (distributed.plannedExchange) from its opening until it is adopted or voided. */
   private plannedAttempt?: PlannedAttempt;
   /** The planned attempt as the shares carry it, decided at the first share handed out (null: none). */
