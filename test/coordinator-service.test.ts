@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { GrpcStatus, initBackend, type JobSpec, parseJobSpec, readMetrics, RpcError, unaryCall, type WireTensor } from '../common';
@@ -273,18 +274,28 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
 
   it('a TRAIN with its planned allreduce stands for the next ready: the next share comes unasked, a held share sent after it is answered alone', async () => {
     await start({ minWorkers: 2 });
-    // Nothing listens at these data planes: the plan's exchange fails, after the orders this test reads.
-    const [w1, w2] = [await worker().join('w1', { dataAddress: '127.0.0.1:1' }), await worker().join('w2', { dataAddress: '127.0.0.1:2' })];
-    const [a1, a2] = [await w1.pullUntil(StepKind.TRAIN), await w2.pullUntil(StepKind.TRAIN)];
-    assert.match(a1.reduce?.key ?? '', /step-0\/planned-\d+$/, 'the share carries its step\'s planned allreduce');
-    // Without another ready, each worker's share of step 1 follows, its update the planned attempt's result.
-    for (const [w, a] of [[w1, a1], [w2, a2]] as const) {
-      const next = (await w.readOrder()).assignment;
-      assert.deepEqual([next.kind, next.globalStep, next.apply?.key], [StepKind.TRAIN, 1, a.reduce?.key], `${w.id}'s order after its planned share`);
+    // These data planes accept connections and never answer: the plan's exchange waits (a plan whose
+    // coordinator part failed would no longer go out with the shares).
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const dataAddress = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+      const [w1, w2] = [await worker().join('w1', { dataAddress }), await worker().join('w2', { dataAddress })];
+      const [a1, a2] = [await w1.pullUntil(StepKind.TRAIN), await w2.pullUntil(StepKind.TRAIN)];
+      assert.match(a1.reduce?.key ?? '', /step-0\/planned-\d+$/, 'the share carries its step\'s planned allreduce');
+      // Without another ready, each worker's share of step 1 follows, its update the planned attempt's result.
+      for (const [w, a] of [[w1, a1], [w2, a2]] as const) {
+        const next = (await w.readOrder()).assignment;
+        assert.deepEqual([next.kind, next.globalStep, next.apply?.key], [StepKind.TRAIN, 1, a.reduce?.key], `${w.id}'s order after its planned share`);
+      }
+      const first = w1.shareMessages(a1, w1.computeShare(a1))[0].payload;
+      const held = await w1.holdOnSession(first?.$case === 'header' ? first.header : assert.fail('no header'), false);
+      assert.deepEqual([held.code, held.workersReported, held.withOrder], [0, 1, false], held.details);
+    } finally {
+      silent.close();
+      for (const socket of sockets) socket.destroy();
     }
-    const first = w1.shareMessages(a1, w1.computeShare(a1))[0].payload;
-    const held = await w1.holdOnSession(first?.$case === 'header' ? first.header : assert.fail('no header'), false);
-    assert.deepEqual([held.code, held.workersReported, held.withOrder], [0, 1, false], held.details);
   });
 
   it('a push for micro-batches not assigned to the worker is refused (FAILED_PRECONDITION); its own share is then accepted', async () => {
