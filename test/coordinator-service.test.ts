@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { GrpcStatus, initBackend, type JobSpec, parseJobSpec, readMetrics, RpcError, unaryCall, type WireTensor } from '../common';
@@ -8,6 +7,7 @@ import { type RunningCoordinator, startCoordinator } from '../coordinator';
 import { type GradientHeader, PROTOCOL_VERSION, StepKind, type StepAssignment, UpdateKind } from '../proto';
 import { FakeWorker, writeTinyCifar } from './coordinator-fake-worker';
 import { withDeadline } from './support/deadline';
+import { silentListener } from './support/silent-listener';
 
 /** Awaits a call that must be refused with `code` and a message matching `pattern`. */
 async function refused(call: Promise<unknown>, code: number, pattern: RegExp): Promise<RpcError> {
@@ -276,11 +276,9 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
     await start({ minWorkers: 2 });
     // These data planes accept connections and never answer: the plan's exchange waits (a plan whose
     // coordinator part failed would no longer go out with the shares).
-    const sockets: net.Socket[] = [];
-    const silent = net.createServer((socket) => sockets.push(socket));
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silent = await silentListener();
     try {
-      const dataAddress = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+      const dataAddress = silent.address;
       const [w1, w2] = [await worker().join('w1', { dataAddress }), await worker().join('w2', { dataAddress })];
       const [a1, a2] = [await w1.pullUntil(StepKind.TRAIN), await w2.pullUntil(StepKind.TRAIN)];
       assert.match(a1.reduce?.key ?? '', /step-0\/planned-\d+$/, 'the share carries its step\'s planned allreduce');
@@ -294,7 +292,6 @@ distributed: ${JSON.stringify({ leaseMs: 60000, stepDeadlineMs: 60000, ...distri
       assert.deepEqual([held.code, held.workersReported, held.withOrder], [0, 1, false], held.details);
     } finally {
       silent.close();
-      for (const socket of sockets) socket.destroy();
     }
   });
 

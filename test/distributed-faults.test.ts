@@ -6,12 +6,15 @@ import { pause, type WorkerProc } from './support/cluster';
 import { recordsOf, runRecords, waitForRecords } from './support/cluster-checks';
 import { testJobYaml } from './support/cluster-data';
 import { pollUntil, withDeadline } from './support/deadline';
+import { exitCodeOf } from '../launcher';
 import { faultSuite } from './support/fault-suite';
 
 /** A worker's log line after it pushed its share of a step. */
 const SHARE_DONE = /step (\d+) \(epoch (\d+)\): \d+\/\d+ micro-batches/;
 /** A worker's line as it starts computing a share of a step after the first. */
 const COMPUTING_LATER = /step ([1-9]\d*): computing micro-batches/;
+/** A worker's line as it starts the planned allreduce of a step after the first: its share just came. */
+const PLANNED_LATER = /step ([1-9]\d*): reducing with members .* \(allreduce (\S+\/planned-\d+)\)/;
 /** A worker's line for an allreduce that failed by waiting out a timeout. */
 const TIMED_OUT = /allreduce \S+ failed .*not done within \d+ ms/;
 
@@ -53,6 +56,30 @@ describe('distributed training survives faults', function () {
     const reports = recordsOf(runRecords(coordinator.ready.runDir), 'epoch-report');
     const redone = reports.reduce((sum, r) => sum + r.redoneMicroBatches, 0);
     assert.ok(redone > 0, `expected the victim's micro-batches redone (killed computing step ${killedAt}); reports: ${JSON.stringify(reports)}`);
+  });
+
+  it('a worker drained as its next share came with its plan: the step is planned again under its own key, nobody waits out an exchange', async () => {
+    const job = suite.harness.writeJob('drain-planned', testJobYaml('drain-planned', { minWorkers: 1, leaseMs: 10_000 }));
+    const coordinator = await suite.harness.startCoordinator({ job });
+    const workers = await suite.harness.startWorkers(coordinator.ready.grpc, 2);
+    const [stays, leaves] = workers;
+    // Its share of a later step usually comes ahead, during the exchange of the step before: the step was
+    // prepared with its plan, and the drain drops that prepared step at the commit. Planned again for the
+    // worker that stays, under the key of the first plan, the two met and failed, and the share handed out
+    // then waited for a coordinator part that had already ended, until its timeout.
+    const [, step, key] = await leaves.child.waitForLine(PLANNED_LATER, { what: "worker-2's planned allreduce of a later step", timeoutMs: 120_000 });
+    leaves.child.signal('SIGTERM');
+    assert.equal(exitCodeOf(await withDeadline(leaves.child.exited, 120_000, 'worker-2 to drain')), 0, leaves.child.tail(20));
+    await finish(coordinator.ready.runDir, () => suite.harness.awaitFinished(coordinator, [stays]), 'after a drain with a planned share out');
+    assertNoExchangeOutlivedItsSession(workers);
+    // Each plan of a step has a key of its own: worker-1 never ran one plan's key with two member lists.
+    const runs = stays.child.lines().flatMap((l) => {
+      const m = /reducing with members (.*) \(allreduce (\S+)\)/.exec(l);
+      return m ? [[m[2], m[1]] as const] : [];
+    });
+    for (const [k, members] of runs) {
+      assert.deepEqual(new Set(runs.filter(([other]) => other === k).map(([, m]) => m)), new Set([members]), `allreduce ${k} (drained at step ${step}, ${key})`);
+    }
   });
 
   it('a worker added mid-epoch is admitted at a step boundary with the current weights', async () => {

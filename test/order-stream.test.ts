@@ -14,6 +14,7 @@ import { type GradientHeader, StepKind, type TensorSpec } from '../proto';
 import { AssignmentKind, type ComputedShare, CoordinatorLink } from '../worker';
 import { FakeWorker, writeTinyCifar } from './coordinator-fake-worker';
 import { withDeadline } from './support/deadline';
+import { type SilentListener, silentListener } from './support/silent-listener';
 
 /** Zero sums of the tensors `specs` lists (a held header carries only their names and shapes). */
 function zeros(specs: readonly TensorSpec[]): WireTensor[] {
@@ -34,6 +35,7 @@ describe('worker Session stream: an order that stands for the next ready, a held
   let runsDir: string;
   let coordinator: RunningCoordinator | undefined;
   const fakes: FakeWorker[] = [];
+  let silent: SilentListener | undefined;
 
   before(async () => {
     await initBackend({ prefer: 'wasm', log: () => undefined });
@@ -43,6 +45,7 @@ describe('worker Session stream: an order that stands for the next ready, a held
   after(async () => {
     fakes.forEach((w) => w.close());
     await coordinator?.close();
+    silent?.close();
     fs.rmSync(dataDir, { recursive: true, force: true });
     fs.rmSync(runsDir, { recursive: true, force: true });
   });
@@ -62,11 +65,13 @@ distributed: { leaseMs: 60000, stepDeadlineMs: 60000, minWorkers: 2 }
       log: () => undefined, stopGraceMs: 2000, drainGraceMs: 100, progressStream: fs.createWriteStream('/dev/null'),
     });
     const grpc = coordinator.grpcAddress;
-    // Nothing listens at these data planes: the planned exchange would fail, after what this test reads.
+    // These data planes accept connections and never answer: the planned exchange waits while this test reads
+    // (a plan whose coordinator part failed would no longer go out with the shares).
+    silent = await silentListener();
     const [w1, w2] = [new FakeWorker(grpc), new FakeWorker(grpc)];
     fakes.push(w1, w2);
-    await w1.join('w1', { dataAddress: '127.0.0.1:1' });
-    await w2.join('w2', { dataAddress: '127.0.0.1:2' });
+    await w1.join('w1', { dataAddress: silent.address });
+    await w2.join('w2', { dataAddress: silent.address });
     const a2 = await w2.pullUntil(StepKind.TRAIN);
     const header2 = w2.shareMessages(a2, w2.computeShare(a2))[0].payload;
     const like = header2?.$case === 'header' ? header2.header : assert.fail('no header in w2\'s push');
