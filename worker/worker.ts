@@ -516,7 +516,8 @@ export class Worker {
    * to receive from it fail at once (DataPlane.refuse), as when its part fails, rather than at their timeout.
    */
   private refusePlanned(a: Assignment): void {
-    if (a.kind === AssignmentKind.Train && a.reduce) this.dataPlane?.refuse(a.reduce.key);
+    const key = plannedKeyOf(a);
+    if (key !== undefined) this.dataPlane?.refuse(key);
   }
 
   /**
@@ -525,7 +526,8 @@ export class Worker {
    * part until its timeout, holding up every exchange after it (the data plane runs one at a time).
    */
   private abandonPlanned(a: Assignment): void {
-    if (a.kind === AssignmentKind.Train && a.reduce) this.dataPlane?.abort(a.reduce.key, `the coordinator refused the share of step ${a.globalStep}`);
+    const key = plannedKeyOf(a);
+    if (key !== undefined) this.dataPlane?.abort(key, `the coordinator refused the share of step ${a.globalStep}`);
   }
 
   /**
@@ -680,6 +682,11 @@ export class Worker {
   private logStep(line: string): void {
     if (this.options.logSteps) this.log(line);
   }
+}
+
+/** The key of the planned allreduce a TRAIN carries, if it carries one. */
+function plannedKeyOf(a: Assignment): string | undefined {
+  return a.kind === AssignmentKind.Train ? a.reduce?.key : undefined;
 }
 
 function messageOf(err: unknown): string {
