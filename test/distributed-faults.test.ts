@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { listCheckpoints } from '../coordinator';
 import { KILL_AT_STEP_ENV } from '../worker';
 import { pause, type WorkerProc } from './support/cluster';
-import { recordsOf, runRecords, waitForRecords } from './support/cluster-checks';
+import { assertNoExchangeTimedOut, recordsOf, runRecords, waitForRecords } from './support/cluster-checks';
 import { testJobYaml } from './support/cluster-data';
 import { pollUntil, withDeadline } from './support/deadline';
 import { exitCodeOf } from '../launcher';
@@ -15,19 +15,6 @@ const SHARE_DONE = /step (\d+) \(epoch (\d+)\): \d+\/\d+ micro-batches/;
 const COMPUTING_LATER = /step ([1-9]\d*): computing micro-batches/;
 /** A worker's line as it starts the planned allreduce of a step after the first: its share just came. */
 const PLANNED_LATER = /step ([1-9]\d*): reducing with members .* \(allreduce (\S+\/planned-\d+)\)/;
-/** A worker's line for an allreduce that failed by waiting out a timeout. */
-const TIMED_OUT = /allreduce \S+ failed .*not done within \d+ ms/;
-
-/**
- * No worker waited out an exchange of the killed coordinator's plan: one still running when the session
- * ended would hold up the new session's first exchange until its handshake timed out.
- */
-function assertNoExchangeOutlivedItsSession(workers: readonly WorkerProc[]): void {
-  for (const w of workers) {
-    const stuck = w.child.lines().filter((l) => TIMED_OUT.test(l));
-    assert.deepEqual(stuck, [], `${w.child.name} waited out an exchange's timeout`);
-  }
-}
 
 // Faults injected on purpose into a real cluster (processes, gRPC, nats-server). After each, the job must
 // finish with every sample counted exactly once per epoch, replicas agreeing, and the same weights as the
@@ -71,7 +58,7 @@ describe('distributed training survives faults', function () {
     leaves.child.signal('SIGTERM');
     assert.equal(exitCodeOf(await withDeadline(leaves.child.exited, 120_000, 'worker-2 to drain')), 0, leaves.child.tail(20));
     await finish(coordinator.ready.runDir, () => suite.harness.awaitFinished(coordinator, [stays]), 'after a drain with a planned share out');
-    assertNoExchangeOutlivedItsSession(workers);
+    assertNoExchangeTimedOut(workers);
     // Each plan of a step has a key of its own: worker-1 never ran one plan's key with two member lists.
     const runs = stays.child.lines().flatMap((l) => {
       const m = /reducing with members (.*) \(allreduce (\S+)\)/.exec(l);
@@ -130,7 +117,7 @@ describe('distributed training survives faults', function () {
       { what: "the new coordinator's resume line", timeoutMs: 5000 });
     assert.deepEqual([from, Number(epoch), Number(step), Number(globalStep)], [newest, 0, checkpointStep, checkpointStep]);
     await finish(runDir, () => suite.harness.awaitFinished(second, workers), 'after a coordinator restart');
-    assertNoExchangeOutlivedItsSession(workers);
+    assertNoExchangeTimedOut(workers);
   });
 
   it('a coordinator SIGKILLed while a worker holds sums: the worker drops them when it registers again', async () => {
@@ -157,7 +144,7 @@ describe('distributed training survives faults', function () {
     assert.equal(recordsOf(runRecords(runDir), 'step').length, heldStep, 'the new coordinator redoes the held step');
     // Kept, the stale sums would be added to worker-1's new share of the same step: weights off the reference.
     await finish(runDir, () => suite.harness.awaitFinished(second, workers), 'after a restart while sums were held');
-    assertNoExchangeOutlivedItsSession(workers);
+    assertNoExchangeTimedOut(workers);
   });
 
   it('nats-server down across the learning-rate change: workers get the config on their session stream', async () => {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { STOP_BEFORE_PUSH_ENV, STOPPED_BEFORE_PUSH } from '../worker';
-import { pause, untilStopped, type WorkerProc } from './support/cluster';
-import { recordsOf, runRecords } from './support/cluster-checks';
-import { testJobYaml } from './support/cluster-data';
+import { type CoordinatorProc, pause, untilStopped, type WorkerProc } from './support/cluster';
+import { assertNoExchangeTimedOut, recordsOf, runRecords } from './support/cluster-checks';
+import { datasetShape, testJobYaml } from './support/cluster-data';
 import { pollUntil } from './support/deadline';
 import { faultSuite } from './support/fault-suite';
 import { TcpProxy } from './support/tcp-proxy';
@@ -112,41 +112,85 @@ describe('distributed training survives faults in the allreduce', function () {
     }
   });
 
+  /** A member frozen inside a step's allreduce, staged by {@link freezeInAllreduce}. */
+  interface Frozen {
+    step: number;
+    /** The attempt the survivor entered. */
+    key: string;
+    /** shardwise_ahead_shares_total before the survivor pushed its share of `step`. */
+    aheadBefore: number;
+  }
+
+  /**
+   * Stages it without a sleep (the REDUCE path): `survivor` is stopped before its push while `victim`'s share
+   * of the same step goes in; `victim` is then frozen (SIGSTOP, which closes none of its connections) before
+   * its REDUCE can reach it, and `survivor`, resumed, pushes last and enters the step's allreduce with
+   * `victim` among its members, an exchange that now waits for the frozen member. With `nextStepAhead`,
+   * the step is not an epoch's last, so each REDUCE is followed by that member's share of the next step
+   * (nothing is handed out ahead of the evaluation that follows an epoch's last step). `victim` stays
+   * frozen; the caller ends it.
+   */
+  async function freezeInAllreduce(coordinator: CoordinatorProc, survivor: WorkerProc, victim: WorkerProc, nextStepAhead: boolean): Promise<Frozen> {
+    const { stepsPerEpoch } = await datasetShape(suite.harness.dataDir);
+    let step = await stopBeforePush(survivor, victim);
+    while (nextStepAhead && (step + 1) % stepsPerEpoch === 0) {
+      survivor.child.signal('SIGCONT');
+      step = await stopBeforePush(survivor, victim);
+    }
+    let aheadBefore = 0;
+    try {
+      await victim.child.waitForLine(shareDone(step), { what: `the victim's share of step ${step}`, timeoutMs: 60_000 });
+      pause([victim.child]);
+      aheadBefore = await aheadShares(coordinator.ready.metrics);
+    } finally {
+      survivor.child.signal('SIGCONT');
+    }
+    const [, members, key] = await survivor.child.waitForLine(reducing(step), { what: `the survivor entering the allreduce of step ${step}`, timeoutMs: 60_000 });
+    assert.match(members, /worker-2/, `the victim is a member of the allreduce the survivor entered: ${members}`);
+    return { step, key, aheadBefore };
+  }
+
   it('a member frozen before its allreduce, then killed: the survivor drops the next share it was handed during the exchange', async () => {
     // The REDUCE path, where the next share rides behind the REDUCE: with the plan (the default), a member
     // frozen after its push has already sent its part, so the exchange does not wait for it.
     const job = suite.harness.writeJob('void-ahead', testJobYaml('void-ahead', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 20_000, plannedExchange: false }));
     const coordinator = await suite.harness.startCoordinator({ job });
     const [survivor, victim] = await startPair(coordinator.ready.grpc, 'worker-1');
-    // Stage it without a sleep: the survivor is stopped before its push while the victim's share goes in;
-    // the victim is then frozen waiting for its REDUCE, and the survivor pushes last. The survivor alone
-    // then enters the allreduce, and its REDUCE is followed by its share of the next step (counted as
-    // handed out ahead), while the exchange waits for the frozen victim.
-    const step = await stopBeforePush(survivor, victim);
-    let victimHeld: { resume: () => void } | undefined;
-    let before = 0;
     try {
-      await victim.child.waitForLine(shareDone(step), { what: `the victim's share of step ${step}`, timeoutMs: 60_000 });
-      victimHeld = pause([victim.child]);
-      before = await aheadShares(coordinator.ready.metrics);
-    } finally {
-      survivor.child.signal('SIGCONT');
-    }
-    try {
-      const [, members, key] = await survivor.child.waitForLine(reducing(step), { what: `the survivor entering the allreduce of step ${step}`, timeoutMs: 60_000 });
-      assert.match(members, /worker-2/, `the victim is a member of the allreduce the survivor entered: ${members}`);
+      const { step, key, aheadBefore } = await freezeInAllreduce(coordinator, survivor, victim, true);
       // Each REDUCE stands for its worker's next ready, so the frozen victim is handed its share of the next
       // step too: wait for both, or the victim's alone could pass for the survivor's.
-      await pollUntil(async () => ((await aheadShares(coordinator.ready.metrics)) >= before + 2 ? true : undefined),
+      await pollUntil(async () => ((await aheadShares(coordinator.ready.metrics)) >= aheadBefore + 2 ? true : undefined),
         { timeoutMs: 30_000, intervalMs: 20, what: `both members' shares of step ${step + 1} handed out during allreduce ${key}` });
       victim.child.signal('SIGKILL');
       const [, dropped] = await survivor.child.waitForLine(new RegExp(`step ${step + 1}: not computing it, allreduce (\\S+) that it follows failed here`),
         { what: `the survivor dropping its share of step ${step + 1}`, timeoutMs: 60_000 });
       assert.equal(dropped, key, `the survivor dropped a share that follows allreduce ${dropped}, not the one that failed`);
     } finally {
-      victimHeld?.resume();
+      victim.child.signal('SIGKILL');
     }
     await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a void share handed out ahead');
+    assertNoExchangeTimedOut([coordinator, survivor]);
+  });
+
+  it('a member frozen inside its allreduce: dropped when its lease runs out, it voids the attempt then, not at the attempt\'s timeout', async () => {
+    // A frozen process (a paused VM, a stuck driver, a cut network) closes none of its connections, so no
+    // member's part fails by itself: only the coordinator, which drops it when its lease (3 s) runs out,
+    // can end the attempt before its timeout (stepDeadlineMs, 60 s).
+    const job = suite.harness.writeJob('frozen-in-reduce', testJobYaml('frozen-in-reduce', { minWorkers: 1, leaseMs: 3_000, stepDeadlineMs: 60_000, plannedExchange: false }));
+    const coordinator = await suite.harness.startCoordinator({ job });
+    const [survivor, victim] = await startPair(coordinator.ready.grpc, 'worker-1');
+    try {
+      const { step, key } = await freezeInAllreduce(coordinator, survivor, victim, false);
+      const failed = await coordinator.child.waitForLine(new RegExp(`step ${step}: allreduce (\\S+) failed \\((.*)\\); waiting for its members`),
+        { what: `the coordinator ending allreduce ${key}`, timeoutMs: 30_000 });
+      assert.equal(failed[1], key, `the coordinator ended allreduce ${failed[1]}, not the one the victim froze in`);
+      assert.match(failed[2], /member 'worker-2' was lost while it ran: it failed/, 'the attempt ended for the lost member');
+    } finally {
+      victim.child.signal('SIGKILL');
+    }
+    await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a member froze inside its allreduce');
+    assertNoExchangeTimedOut([coordinator, survivor]);
   });
 
   it('a push accepted but its answer lost on the wire: the worker drops its sums, the coordinator forfeits them', async () => {

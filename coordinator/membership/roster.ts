@@ -139,7 +139,7 @@ export class WorkerRoster {
     if (registration.replaced) {
       job.telemetry.metrics.workerFailures.inc();
       job.log(`worker ${id}: incarnation ${registration.replaced.incarnation} dropped (${registration.replaced.failureReason})`);
-      this.redistribute(id);
+      this.gone(id, `incarnation ${registration.replaced.incarnation} was replaced`);
     }
     this.sessions.set(id, {
       incarnation: registration.worker.incarnation,
@@ -250,6 +250,16 @@ export class WorkerRoster {
       job.log(`worker ${workerId} left${reason ? `: ${reason}` : ''}`);
     }
     job.telemetry.forgetWorker(workerId);
+    this.gone(workerId, how === 'failed' ? `it failed: ${reason}` : `it left${reason ? `: ${reason}` : ''}`);
+  }
+
+  /**
+   * A worker's incarnation is gone (`why`): an allreduce attempt running with its sums can only fail now, so
+   * it is told (see Reduction.lost), and what the worker held goes to the others.
+   */
+  private gone(workerId: string, why: string): void {
+    const phase = this.job.round?.kind === 'train' ? this.job.round.phase : undefined;
+    if (phase?.name === 'reducing') phase.reduction.memberLost(workerId, why);
     this.redistribute(workerId);
   }
 

@@ -25,6 +25,7 @@ export interface ReduceOrder {
 export class Reduction {
   private readonly told = new Set<string>();
   private readonly back = new Set<string>();
+  private readonly lostMember = new AbortController();
 
   constructor(
     readonly key: string,
@@ -82,5 +83,19 @@ export class Reduction {
   /** Whether the member came back after the failure. */
   isBack(workerId: string): boolean {
     return this.back.has(workerId);
+  }
+
+  /**
+   * Aborted (its reason names the member) once a worker member's incarnation is lost while the attempt
+   * runs: its sums can no longer be committed, so the attempt can only fail, and waiting for its timeout
+   * would hold every member (see reduceStep).
+   */
+  get lost(): AbortSignal {
+    return this.lostMember.signal;
+  }
+
+  /** Worker member `workerId` is gone (failed, left, or replaced by a new incarnation); a non-member is ignored. */
+  memberLost(workerId: string, why: string): void {
+    if (this.incarnations.has(workerId) && !this.lostMember.signal.aborted) this.lostMember.abort(`member '${workerId}' was lost while it ran: ${why}`);
   }
 }

@@ -26,9 +26,10 @@ export type ReduceOutcome = ReducedStep | { failed: 'lost-members' | 'all-alive'
  * coordinator opens the reduction (every holder with the tree nodes it holds, and itself: an observer that
  * only receives the sum, or a contributor of the nodes a draining worker pushed to it), tells each holder on its next pull, and takes part. The attempt commits when the
  * coordinator's own part completes: every member that completed holds the same bytes, and one that did
- * not is sent to GetWeights by its next assignment. When it fails, the coordinator waits until every
- * member has either come back asking for work or been dropped (lease, or the step deadline), takes the
- * sums of the dropped ones back into the step, and returns so the step is collected and tried again.
+ * not is sent to GetWeights by its next assignment. A member lost while it runs voids it at once (see
+ * Reduction.lost). When it fails, the coordinator waits until every member has either come back asking for
+ * work or been dropped (lease, or the step deadline), takes the sums of the dropped ones back into the
+ * step, and returns so the step is collected and tried again.
  */
 export async function reduceStep(job: StepHost, round: StepRound, attempt: number, signal: AbortSignal, next?: StepPosition): Promise<ReduceOutcome> {
   const dataPlane = job.dataPlane;
@@ -68,6 +69,9 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
     const exchange = adopted ? plan.exchange : dataPlane.allreduce({ key: reduction.key, members, rank, timeoutMs, compression, tensors }, vector);
     // Awaited below; this only keeps a failure meanwhile from counting as unhandled.
     exchange.catch(() => undefined);
+    // A member lost meanwhile fails the attempt at the commit anyway (its micro-batches went back into the
+    // step): it is voided at once, which fails every member's part, rather than left to its timeout.
+    reduction.lost.addEventListener('abort', () => dataPlane.abort(reduction.key, String(reduction.lost.reason)), { once: true });
     // The members that complete their part get the next step at once (PreparedStep), planned once the
     // REDUCE orders were written (HTTP/2 sends them at the end of this turn of the event loop), not before.
     if (next && !adopted) {

@@ -13,9 +13,24 @@ import { type JobSpec, parseJobSpec } from '../../common/job';
 import { buildModel, disposeModelParts, MODEL_JSON_FILE, namedVariables, WEIGHTS_FILE } from '../../common/models';
 import { type MetricsRecord, readMetrics, RUN_FILES } from '../../common/reporting';
 import { runLocalTraining } from '../../common/training';
+import type { ManagedChild } from '../../launcher';
 import { type ClusterHarness, type CoordinatorProc, TEST_BACKEND, type WorkerProc } from './cluster';
 import { EPOCHS } from './cluster-data';
 import { pollUntil } from './deadline';
+
+/** An allreduce attempt that failed by waiting out its timeout, as a member (a worker or the coordinator) logs it. */
+const TIMED_OUT = /allreduce \S+ failed .*not done within \d+ ms/;
+
+/**
+ * No process among `procs` waited out an allreduce's timeout: every attempt that failed ended as soon as
+ * its cause (a member lost, a plan voided, a session ended) was known, instead of holding its members.
+ */
+export function assertNoExchangeTimedOut(procs: readonly { child: ManagedChild }[]): void {
+  for (const { child } of procs) {
+    const stuck = child.lines().filter((l) => TIMED_OUT.test(l));
+    assert.deepEqual(stuck, [], `${child.name} waited out an exchange's timeout`);
+  }
+}
 
 /** Variable values by `originalName` (`block1_conv1_conv/kernel`), BatchNorm statistics included. */
 export type WeightMap = Map<string, { shape: number[]; values: Float32Array }>;
