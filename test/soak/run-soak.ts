@@ -258,7 +258,12 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     await Promise.race([failed, lastStep]);
     await coordinator.waitForLine(COORDINATOR_DONE_PATTERN, { what: 'the coordinator done line', timeoutMs: 600_000 });
     await failed;
-    if (!warm || !end) throw new Error(`the job ended after ${stepEnds.length} of ${steps} steps`);
+    if (!warm || !end) {
+      // The steps are counted on soak-1's lines: one dropped from the job (a lease missed under load) stops
+      // counting while the job goes on, which the tails tell apart from a job that ended early.
+      throw new Error(`the job ended after ${stepEnds.length} of ${steps} steps counted on soak-1's lines; the coordinator's last output:\n` +
+        `${coordinator.tail(40)}\n${hosts[0].name}'s last output:\n${hosts[0].tail(40)}`);
+    }
     const measured = stepEnds.slice(warmAt - 1);
     const intervals = measured.slice(1).map((m, k) => m.t - measured[k].t).sort((a, b) => a - b);
     const measuredSteps = stepEnds.length - warmAt;
