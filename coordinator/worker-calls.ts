@@ -83,13 +83,18 @@ export function currentConfig(job: JobContext): ConfigSnapshot {
   };
 }
 
-/** Records a heartbeat; tells the worker the config version and whether to drain. */
-export function heartbeat(job: JobContext, workerId: string): { configVersion: number; drain: boolean; leaseMs: number } {
+/**
+ * Records a heartbeat; tells the worker the config version, whether to drain, and the allreduce attempt
+ * of the open step that failed here while its members are awaited (a member still in it ends its part).
+ */
+export function heartbeat(job: JobContext, workerId: string): { configVersion: number; drain: boolean; leaseMs: number; voidedAllreduce: string } {
   const { record } = job.members.member(workerId);
+  const phase = job.round?.kind === 'train' ? job.round.phase : undefined;
   return {
     configVersion: job.configVersion,
     drain: job.finished || record.state === MemberState.Draining,
     leaseMs: job.spec.distributed.leaseMs,
+    voidedAllreduce: phase?.name === 'reduce-failed' && phase.reduction.isMember(workerId) ? phase.reduction.key : '',
   };
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { STOP_BEFORE_PUSH_ENV, STOPPED_BEFORE_PUSH } from '../worker';
 import { type CoordinatorProc, pause, untilStopped, type WorkerProc } from './support/cluster';
 import { assertNoExchangeTimedOut, recordsOf, runRecords } from './support/cluster-checks';
-import { datasetShape, testJobYaml } from './support/cluster-data';
+import { datasetShape, EPOCHS, testJobYaml } from './support/cluster-data';
 import { pollUntil } from './support/deadline';
 import { faultSuite } from './support/fault-suite';
 import { TcpProxy } from './support/tcp-proxy';
@@ -52,9 +52,9 @@ describe('distributed training survives faults in the allreduce', function () {
     return Number(step);
   }
 
-  /** Starts `worker-1` and `worker-2`, `held` with the stop-before-push failpoint installed. */
-  async function startPair(grpc: string, held: 'worker-1' | 'worker-2'): Promise<WorkerProc[]> {
-    const env = (id: string): NodeJS.ProcessEnv => (id === held ? { [STOP_BEFORE_PUSH_ENV]: '1' } : {});
+  /** Starts `worker-1` and `worker-2`, `held` (both: 'both') with the stop-before-push failpoint installed. */
+  async function startPair(grpc: string, held: 'worker-1' | 'worker-2' | 'both'): Promise<WorkerProc[]> {
+    const env = (id: string): NodeJS.ProcessEnv => (id === held || held === 'both' ? { [STOP_BEFORE_PUSH_ENV]: '1' } : {});
     return Promise.all(['worker-1', 'worker-2'].map((id) => suite.harness.startWorker(grpc, id, env(id))));
   }
 
@@ -125,15 +125,12 @@ describe('distributed training survives faults in the allreduce', function () {
    * Stages it without a sleep (the REDUCE path): `survivor` is stopped before its push while `victim`'s share
    * of the same step goes in; `victim` is then frozen (SIGSTOP, which closes none of its connections) before
    * its REDUCE can reach it, and `survivor`, resumed, pushes last and enters the step's allreduce with
-   * `victim` among its members, an exchange that now waits for the frozen member. With `nextStepAhead`,
-   * the step is not an epoch's last, so each REDUCE is followed by that member's share of the next step
-   * (nothing is handed out ahead of the evaluation that follows an epoch's last step). `victim` stays
-   * frozen; the caller ends it.
+   * `victim` among its members, an exchange that now waits for the frozen member. A step `fits` refuses is
+   * let go and the next one staged. `victim` stays frozen; the caller ends it.
    */
-  async function freezeInAllreduce(coordinator: CoordinatorProc, survivor: WorkerProc, victim: WorkerProc, nextStepAhead: boolean): Promise<Frozen> {
-    const { stepsPerEpoch } = await datasetShape(suite.harness.dataDir);
+  async function freezeInAllreduce(coordinator: CoordinatorProc, survivor: WorkerProc, victim: WorkerProc, fits: (step: number) => boolean = () => true): Promise<Frozen> {
     let step = await stopBeforePush(survivor, victim);
-    while (nextStepAhead && (step + 1) % stepsPerEpoch === 0) {
+    while (!fits(step)) {
       survivor.child.signal('SIGCONT');
       step = await stopBeforePush(survivor, victim);
     }
@@ -157,7 +154,9 @@ describe('distributed training survives faults in the allreduce', function () {
     const coordinator = await suite.harness.startCoordinator({ job });
     const [survivor, victim] = await startPair(coordinator.ready.grpc, 'worker-1');
     try {
-      const { step, key, aheadBefore } = await freezeInAllreduce(coordinator, survivor, victim, true);
+      // Nothing is handed out ahead of the evaluation that follows an epoch's last step: stage on another.
+      const { stepsPerEpoch } = await datasetShape(suite.harness.dataDir);
+      const { step, key, aheadBefore } = await freezeInAllreduce(coordinator, survivor, victim, (s) => (s + 1) % stepsPerEpoch !== 0);
       // Each REDUCE stands for its worker's next ready, so the frozen victim is handed its share of the next
       // step too: wait for both, or the victim's alone could pass for the survivor's.
       await pollUntil(async () => ((await aheadShares(coordinator.ready.metrics)) >= aheadBefore + 2 ? true : undefined),
@@ -181,7 +180,7 @@ describe('distributed training survives faults in the allreduce', function () {
     const coordinator = await suite.harness.startCoordinator({ job });
     const [survivor, victim] = await startPair(coordinator.ready.grpc, 'worker-1');
     try {
-      const { step, key } = await freezeInAllreduce(coordinator, survivor, victim, false);
+      const { step, key } = await freezeInAllreduce(coordinator, survivor, victim);
       const failed = await coordinator.child.waitForLine(new RegExp(`step ${step}: allreduce (\\S+) failed \\((.*)\\); waiting for its members`),
         { what: `the coordinator ending allreduce ${key}`, timeoutMs: 30_000 });
       assert.equal(failed[1], key, `the coordinator ended allreduce ${failed[1]}, not the one the victim froze in`);
@@ -190,6 +189,41 @@ describe('distributed training survives faults in the allreduce', function () {
       victim.child.signal('SIGKILL');
     }
     await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a member froze inside its allreduce');
+    assertNoExchangeTimedOut([coordinator, survivor]);
+  });
+
+  it('a segment owner frozen inside its allreduce: the contributor linked only to it ends its part at its next heartbeat', async () => {
+    // Unfrozen, the tests' model sends 67 K floats: one segment, owned by the member with micro-batch 0, the
+    // others sending to it only, and the coordinator observing it only. Frozen, the owner closes nothing, and
+    // the coordinator's own part failing (when the owner's lease runs out) closes only its link to the owner:
+    // the other contributor learns of it from its heartbeat, not from the attempt's timeout (60 s).
+    const job = suite.harness.writeJob('frozen-owner', testJobYaml('frozen-owner', { minWorkers: 1, leaseMs: 3_000, stepDeadlineMs: 60_000, plannedExchange: false }));
+    const coordinator = await suite.harness.startCoordinator({ job });
+    const workers = await startPair(coordinator.ready.grpc, 'both');
+    const { stepsPerEpoch } = await datasetShape(suite.harness.dataDir);
+    /** The micro-batches `w` computed of `step`, from its "computing" line. */
+    const computed = (w: WorkerProc, step: number): number[] | undefined => {
+      const pattern = new RegExp(`step ${step}: computing micro-batches \\[([\\d, ]*)\\]`);
+      return w.child.lines().map((l) => pattern.exec(l)?.[1]).find((m) => m !== undefined)?.split(', ').map(Number);
+    };
+    // The owner of an unfrozen step both workers had a share of: the one that computed micro-batch 0.
+    const shared = await pollUntil(() => {
+      const steps = [...Array(EPOCHS * stepsPerEpoch).keys()];
+      return steps.find((s) => s >= stepsPerEpoch && workers.every((w) => pushed(w, s)));
+    }, { timeoutMs: 120_000, intervalMs: 20, what: 'both workers pushing shares of an unfrozen step' });
+    const victim = workers.find((w) => computed(w, shared)?.includes(0));
+    const survivor = workers.find((w) => w !== victim);
+    assert.ok(victim && survivor, `neither worker computed micro-batch 0 of step ${shared}`);
+    try {
+      const { step, key } = await freezeInAllreduce(coordinator, survivor, victim, (s) => s >= stepsPerEpoch && computed(survivor, s)?.includes(0) === false);
+      const [, failedKey, failedWhy] = await survivor.child.waitForLine(new RegExp(`step ${step}: allreduce (\\S+) failed \\((.*)\\); the coordinator re-plans`),
+        { what: `the survivor's part of allreduce ${key} ending`, timeoutMs: 30_000 });
+      assert.equal(failedKey, key, `the survivor's part of allreduce ${failedKey} ended, not the one the owner froze in`);
+      assert.match(failedWhy, /aborted: the coordinator failed this attempt \(heartbeat\)/, `the survivor's part ended otherwise: ${failedWhy}`);
+    } finally {
+      victim.child.signal('SIGKILL');
+    }
+    await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a segment owner froze inside its allreduce');
     assertNoExchangeTimedOut([coordinator, survivor]);
   });
 

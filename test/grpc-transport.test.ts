@@ -89,7 +89,7 @@ class EchoCoordinator {
       }),
       heartbeat: unaryHandler(async () => {
         if (this.heartbeatFailuresLeft-- > 0) throw new NotReadyError('coordinator is restoring a checkpoint');
-        return { configVersion: 3, drain: false, leaseMs: 10_000 };
+        return { configVersion: 3, drain: false, leaseMs: 10_000, voidedAllreduce: '' };
       }),
       pushGradients: clientStreamHandler(async (messages) => {
         let asm: TensorAssembler | undefined;

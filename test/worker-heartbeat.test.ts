@@ -15,7 +15,7 @@ function coordinator(delayMs: number, answer: Partial<HeartbeatAnswer> = {}) {
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       c.inFlight--;
       if (answer.leaseMs === -1) throw new Error('coordinator unavailable');
-      return { configVersion: 0, drain: false, leaseMs: 1000, ...answer };
+      return { configVersion: 0, drain: false, leaseMs: 1000, voidedAllreduce: '', ...answer };
     },
   };
   return c;

@@ -131,7 +131,7 @@ export class CoordinatorLink {
   async heartbeat(report: HeartbeatReport, deadlineMs: number, signal?: AbortSignal): Promise<HeartbeatAnswer> {
     const request = { ...report, state: lifecycleToProto(report.state) };
     const r = await unaryCall<HeartbeatResponse>('Coordinator/Heartbeat', { deadlineMs, signal }, (md, o, cb) => this.client.heartbeat(request, md, o, cb));
-    return { configVersion: r.configVersion, drain: r.drain, leaseMs: r.leaseMs };
+    return { configVersion: r.configVersion, drain: r.drain, leaseMs: r.leaseMs, voidedAllreduce: r.voidedAllreduce };
   }
 
   /** Leave: now, or (drain) after the share in progress. */

@@ -17,6 +17,8 @@ export interface HeartbeatAnswer {
   /** The coordinator asks the worker to finish its current share and leave. */
   drain: boolean;
   leaseMs: number;
+  /** The key of an allreduce attempt that failed on the coordinator ('' when none): a part still running it ends. */
+  voidedAllreduce: string;
 }
 
 /** What the heartbeat needs from the worker, and what it tells it. */

@@ -25,6 +25,8 @@ export interface SessionDeps {
   heartbeatState: () => Omit<HeartbeatReport, 'workerId' | 'incarnation'>;
   /** A heartbeat answer asked the worker to drain. */
   onDrainRequested: (reason: string) => void;
+  /** A heartbeat answer named an allreduce attempt that failed on the coordinator. */
+  onAllreduceVoided: (key: string) => void;
   /** host:port of the worker's allreduce data plane; undefined: it has none. */
   dataAddress?: string;
 }
@@ -303,6 +305,7 @@ export class Session {
         if (this.heartbeatFailing) deps.log('heartbeats answered again');
         this.heartbeatFailing = false;
         if (response.drain) deps.onDrainRequested('the coordinator asked this worker to drain');
+        if (response.voidedAllreduce) deps.onAllreduceVoided(response.voidedAllreduce);
       },
       onError: (err) => {
         if (!this.heartbeatFailing) deps.log(`heartbeat failed: ${messageOf(err)}`);

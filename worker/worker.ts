@@ -168,6 +168,8 @@ export class Worker {
           configVersion: Math.max(0, this.configSync.version),
         }),
         onDrainRequested: (reason) => this.drain(reason),
+        // Acts only while that attempt runs here: its part fails as an aborted one, and the step goes on.
+        onAllreduceVoided: (key) => this.dataPlane?.abort(key, 'the coordinator failed this attempt (heartbeat)'),
         dataAddress: this.dataPlane.address,
       });
       // Past the grace period the wait for an order is cut too: ending the session ends that wait.

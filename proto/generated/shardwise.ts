@@ -255,6 +255,13 @@ export interface HeartbeatResponse {
   /** The coordinator asks the worker to finish its current step and Leave. */
   drain: boolean;
   leaseMs: number;
+  /**
+   * Key of the allreduce attempt of the open step that failed on the coordinator while its members are
+   * awaited ('' when none): a member still running it ends its part. A member that hangs (a frozen process
+   * closes no connection) ends only the parts linked to it, and a member linked to neither it nor the
+   * coordinator (a contributor that sends to a segment's owner only) would otherwise wait out its timeout.
+   */
+  voidedAllreduce: string;
 }
 
 export interface LeaveRequest {
@@ -1557,7 +1564,7 @@ export const HeartbeatRequest: MessageFns<HeartbeatRequest> = {
 };
 
 function createBaseHeartbeatResponse(): HeartbeatResponse {
-  return { configVersion: 0, drain: false, leaseMs: 0 };
+  return { configVersion: 0, drain: false, leaseMs: 0, voidedAllreduce: "" };
 }
 
 export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
@@ -1570,6 +1577,9 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
     }
     if (message.leaseMs !== 0) {
       writer.uint32(24).uint32(message.leaseMs);
+    }
+    if (message.voidedAllreduce !== "") {
+      writer.uint32(34).string(message.voidedAllreduce);
     }
     return writer;
   },
@@ -1611,6 +1621,14 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
             message.leaseMs = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.voidedAllreduce = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1631,6 +1649,7 @@ export const HeartbeatResponse: MessageFns<HeartbeatResponse> = {
     message.configVersion = object.configVersion ?? 0;
     message.drain = object.drain ?? false;
     message.leaseMs = object.leaseMs ?? 0;
+    message.voidedAllreduce = object.voidedAllreduce ?? "";
     return message;
   },
 };
