@@ -70,7 +70,8 @@ export async function reduceStep(job: StepHost, round: StepRound, attempt: numbe
     // Awaited below; this only keeps a failure meanwhile from counting as unhandled.
     exchange.catch(() => undefined);
     // A member lost meanwhile fails the attempt at the commit anyway (its micro-batches went back into the
-    // step): it is voided at once, which fails every member's part, rather than left to its timeout.
+    // step): it is voided at once rather than left to its timeout. That fails the parts linked to this one's;
+    // the others hear of it with their next heartbeat (worker-calls.ts, heartbeat).
     reduction.lost.addEventListener('abort', () => dataPlane.abort(reduction.key, String(reduction.lost.reason)), { once: true });
     // The members that complete their part get the next step at once (PreparedStep), planned once the
     // REDUCE orders were written (HTTP/2 sends them at the end of this turn of the event loop), not before.
