@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { COORDINATOR_MEMBER_ID } from '../common';
 import { STOP_BEFORE_PUSH_ENV, STOPPED_BEFORE_PUSH } from '../worker';
 import { type CoordinatorProc, pause, untilStopped, type WorkerProc } from './support/cluster';
 import { assertNoExchangeTimedOut, recordsOf, runRecords } from './support/cluster-checks';
@@ -115,8 +116,9 @@ describe('distributed training survives faults in the allreduce', function () {
   /** A member frozen inside a step's allreduce, staged by {@link freezeInAllreduce}. */
   interface Frozen {
     step: number;
-    /** The attempt the survivor entered. */
+    /** The attempt the survivor entered, and its members in member order. */
     key: string;
+    members: string[];
     /** shardwise_ahead_shares_total before the survivor pushed its share of `step`. */
     aheadBefore: number;
   }
@@ -142,9 +144,10 @@ describe('distributed training survives faults in the allreduce', function () {
     } finally {
       survivor.child.signal('SIGCONT');
     }
-    const [, members, key] = await survivor.child.waitForLine(reducing(step), { what: `the survivor entering the allreduce of step ${step}`, timeoutMs: 60_000 });
-    assert.match(members, /worker-2/, `the victim is a member of the allreduce the survivor entered: ${members}`);
-    return { step, key, aheadBefore };
+    const [, listed, key] = await survivor.child.waitForLine(reducing(step), { what: `the survivor entering the allreduce of step ${step}`, timeoutMs: 60_000 });
+    const members = listed.split(', ');
+    assert.ok(members.includes(victim.child.name), `the victim is a member of the allreduce the survivor entered: ${listed}`);
+    return { step, key, members, aheadBefore };
   }
 
   it('a member frozen before its allreduce, then killed: the survivor drops the next share it was handed during the exchange', async () => {
@@ -215,7 +218,8 @@ describe('distributed training survives faults in the allreduce', function () {
     const survivor = workers.find((w) => w !== victim);
     assert.ok(victim && survivor, `neither worker computed micro-batch 0 of step ${shared}`);
     try {
-      const { step, key } = await freezeInAllreduce(coordinator, survivor, victim, (s) => s >= stepsPerEpoch && computed(survivor, s)?.includes(0) === false);
+      const { step, key, members } = await freezeInAllreduce(coordinator, survivor, victim, (s) => s >= stepsPerEpoch && computed(survivor, s)?.includes(0) === false);
+      assert.equal(members.find((m) => m !== COORDINATOR_MEMBER_ID), victim.child.name, `the frozen worker owns the segment (the first contributor): ${members.join(', ')}`);
       const [, failedKey, failedWhy] = await survivor.child.waitForLine(new RegExp(`step ${step}: allreduce (\\S+) failed \\((.*)\\); the coordinator re-plans`),
         { what: `the survivor's part of allreduce ${key} ending`, timeoutMs: 30_000 });
       assert.equal(failedKey, key, `the survivor's part of allreduce ${failedKey} ended, not the one the owner froze in`);
