@@ -150,13 +150,27 @@ describe('distributed training survives faults in the allreduce', function () {
     return { step, key, members, aheadBefore };
   }
 
+  /**
+   * Runs `body` while `victim` is frozen, then kills it. The job must then finish with `survivor` (exactly
+   * once, the reference weights), and neither it nor the coordinator may have waited out an exchange's timeout.
+   */
+  async function outlastFrozen(coordinator: CoordinatorProc, survivor: WorkerProc, victim: WorkerProc, label: string, body: () => Promise<void>): Promise<void> {
+    try {
+      await body();
+    } finally {
+      victim.child.signal('SIGKILL');
+    }
+    await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, label);
+    assertNoExchangeTimedOut([coordinator, survivor]);
+  }
+
   it('a member frozen before its allreduce, then killed: the survivor drops the next share it was handed during the exchange', async () => {
     // The REDUCE path, where the next share rides behind the REDUCE: with the plan (the default), a member
     // frozen after its push has already sent its part, so the exchange does not wait for it.
     const job = suite.harness.writeJob('void-ahead', testJobYaml('void-ahead', { minWorkers: 1, leaseMs: 10_000, stepDeadlineMs: 20_000, plannedExchange: false }));
     const coordinator = await suite.harness.startCoordinator({ job });
     const [survivor, victim] = await startPair(coordinator.ready.grpc, 'worker-1');
-    try {
+    await outlastFrozen(coordinator, survivor, victim, 'after a void share handed out ahead', async () => {
       // Nothing is handed out ahead of the evaluation that follows an epoch's last step: stage on another.
       const { stepsPerEpoch } = await datasetShape(suite.harness.dataDir);
       const { step, key, aheadBefore } = await freezeInAllreduce(coordinator, survivor, victim, (s) => (s + 1) % stepsPerEpoch !== 0);
@@ -168,11 +182,7 @@ describe('distributed training survives faults in the allreduce', function () {
       const [, dropped] = await survivor.child.waitForLine(new RegExp(`step ${step + 1}: not computing it, allreduce (\\S+) that it follows failed here`),
         { what: `the survivor dropping its share of step ${step + 1}`, timeoutMs: 60_000 });
       assert.equal(dropped, key, `the survivor dropped a share that follows allreduce ${dropped}, not the one that failed`);
-    } finally {
-      victim.child.signal('SIGKILL');
-    }
-    await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a void share handed out ahead');
-    assertNoExchangeTimedOut([coordinator, survivor]);
+    });
   });
 
   it('a member frozen inside its allreduce: dropped when its lease runs out, it voids the attempt then, not at the attempt\'s timeout', async () => {
@@ -182,17 +192,13 @@ describe('distributed training survives faults in the allreduce', function () {
     const job = suite.harness.writeJob('frozen-in-reduce', testJobYaml('frozen-in-reduce', { minWorkers: 1, leaseMs: 3_000, stepDeadlineMs: 60_000, plannedExchange: false }));
     const coordinator = await suite.harness.startCoordinator({ job });
     const [survivor, victim] = await startPair(coordinator.ready.grpc, 'worker-1');
-    try {
+    await outlastFrozen(coordinator, survivor, victim, 'after a member froze inside its allreduce', async () => {
       const { step, key } = await freezeInAllreduce(coordinator, survivor, victim);
       const failed = await coordinator.child.waitForLine(new RegExp(`step ${step}: allreduce (\\S+) failed \\((.*)\\); waiting for its members`),
         { what: `the coordinator ending allreduce ${key}`, timeoutMs: 30_000 });
       assert.equal(failed[1], key, `the coordinator ended allreduce ${failed[1]}, not the one the victim froze in`);
       assert.match(failed[2], /member 'worker-2' was lost while it ran: it failed/, 'the attempt ended for the lost member');
-    } finally {
-      victim.child.signal('SIGKILL');
-    }
-    await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a member froze inside its allreduce');
-    assertNoExchangeTimedOut([coordinator, survivor]);
+    });
   });
 
   it('a segment owner frozen inside its allreduce: the contributor linked only to it ends its part at its next heartbeat', async () => {
@@ -217,18 +223,14 @@ describe('distributed training survives faults in the allreduce', function () {
     const victim = workers.find((w) => computed(w, shared)?.includes(0));
     const survivor = workers.find((w) => w !== victim);
     assert.ok(victim && survivor, `neither worker computed micro-batch 0 of step ${shared}`);
-    try {
+    await outlastFrozen(coordinator, survivor, victim, 'after a segment owner froze inside its allreduce', async () => {
       const { step, key, members } = await freezeInAllreduce(coordinator, survivor, victim, (s) => s >= stepsPerEpoch && computed(survivor, s)?.includes(0) === false);
       assert.equal(members.find((m) => m !== COORDINATOR_MEMBER_ID), victim.child.name, `the frozen worker owns the segment (the first contributor): ${members.join(', ')}`);
       const [, failedKey, failedWhy] = await survivor.child.waitForLine(new RegExp(`step ${step}: allreduce (\\S+) failed \\((.*)\\); the coordinator re-plans`),
         { what: `the survivor's part of allreduce ${key} ending`, timeoutMs: 30_000 });
       assert.equal(failedKey, key, `the survivor's part of allreduce ${failedKey} ended, not the one the owner froze in`);
       assert.match(failedWhy, /aborted: the coordinator failed this attempt \(heartbeat\)/, `the survivor's part ended otherwise: ${failedWhy}`);
-    } finally {
-      victim.child.signal('SIGKILL');
-    }
-    await suite.finish(() => suite.harness.awaitFinished(coordinator, [survivor]), coordinator.ready.runDir, 'after a segment owner froze inside its allreduce');
-    assertNoExchangeTimedOut([coordinator, survivor]);
+    });
   });
 
   it('a push accepted but its answer lost on the wire: the worker drops its sums, the coordinator forfeits them', async () => {
