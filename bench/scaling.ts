@@ -30,6 +30,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { coresGiven } from '../common';
 import { type BenchInputs, overheadJobYaml, prepareInputs, scalingJobYaml } from './scaling-inputs';
 import { type CpuRole, imagesPerSecond, msPerStep, phaseBreakdown, quantile, type RunMeasurement, type RunPlan, runCluster, runLocal, totalCpuMs } from './scaling-runs';
 
@@ -175,6 +176,9 @@ async function overhead(dir: string, base: BasePlan, repeat: number): Promise<vo
     `time between its record and the previous one in metrics.jsonl, after ${OVERHEAD_WARMUP_STEPS} warm-up steps; ` +
     'ms_per_step and p50_ms are the difference of the medians over every measured step of every run, p99_ms that of ' +
     'the 99th percentiles');
+  console.log(`# cores: ${coresGiven()}; with 2 workers the job is 4 processes (coordinator, 2 workers, nats-server) beside this one: ` +
+    'on fewer cores they take turns, and the overhead counts their added CPU time (added_cpu_ms_per_step) more than the path ' +
+    '(docs/step-path-latency.md)');
   const [local, ...clusters] = await runSeries([() => runLocal(plan), () => runCluster(plan, 1), () => runCluster(plan, 2)], repeat, msPerStep);
   const steps = (s: Series): number[] => s.runs.flatMap((m) => m.stepMs);
   const localSteps = steps(local);
