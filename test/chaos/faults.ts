@@ -33,6 +33,17 @@ function coordinatorAdmits(world: ChaosWorld, id: string, onlyNew = true): Promi
   return world.coordinator.waitForLine(new RegExp(`^worker ${id} admitted \\(`), { onlyNew, what: `the coordinator to admit ${id}`, timeoutMs: RECOVERY_TIMEOUT_MS });
 }
 
+/**
+ * Does `act` while `wait` (begun before it, so that it cannot miss what `act` causes) is pending, and resolves
+ * with what `act` returned once both are done. Either failing fails the fault at once, and the other's later
+ * rejection (a wait on a coordinator that has exited, say) is handled here: a wait left pending while `act`
+ * is awaited alone would reject unhandled and end the whole test process, not fail this test.
+ */
+async function whileWaiting<A>(wait: Promise<unknown>, act: () => A | Promise<A>): Promise<A> {
+  const [, acted] = await Promise.all([wait, (async () => act())()]);
+  return acted;
+}
+
 /** Injects one fault of `kind`, waits for the job to recover, and returns what was done, in words. */
 export async function injectFault(kind: FaultKind, world: ChaosWorld, rng: Rng): Promise<string> {
   switch (kind) {
@@ -41,19 +52,19 @@ export async function injectFault(kind: FaultKind, world: ChaosWorld, rng: Rng):
       victim.child.signal('SIGKILL');
       await victim.child.exited;
       world.retire(victim);
-      const admitted = coordinatorAdmits(world, victim.id);
-      await world.startWorker(victim.id, victim.slot);
-      await admitted;
+      await whileWaiting(coordinatorAdmits(world, victim.id), () => world.startWorker(victim.id, victim.slot));
       return `SIGKILL ${victim.id}, recreated under the same id and admitted`;
     }
     case 'stop-worker': {
       const victim = pick(rng, world.liveWorkers());
-      const dropped = coordinatorDrops(world, victim.id);
-      victim.child.signal('SIGSTOP');
+      let stopped = false;
       try {
-        await dropped;
+        await whileWaiting(coordinatorDrops(world, victim.id), () => {
+          victim.child.signal('SIGSTOP');
+          stopped = true;
+        });
       } finally {
-        victim.child.signal('SIGCONT');
+        if (stopped) victim.child.signal('SIGCONT');
       }
       await coordinatorAdmits(world, victim.id);
       return `SIGSTOP ${victim.id} until the coordinator dropped it, then SIGCONT; admitted again`;
@@ -70,36 +81,38 @@ export async function injectFault(kind: FaultKind, world: ChaosWorld, rng: Rng):
     case 'restart-nats': {
       const live = world.liveWorkers();
       const reconnected = live.map((w) => w.child.waitForLine(/event bus reconnected/, { onlyNew: true, what: `${w.id} to reconnect to the bus`, timeoutMs: RECOVERY_TIMEOUT_MS }));
-      await world.stopNats();
-      await world.startNats();
-      await Promise.all(reconnected);
+      await whileWaiting(Promise.all(reconnected), async () => {
+        await world.stopNats();
+        await world.startNats();
+      });
       return `nats-server stopped and started again on its port; ${live.length} workers reconnected`;
     }
     case 'scale': {
       const live = world.liveWorkers();
       if (live.length <= 2) {
-        const admitted = coordinatorAdmits(world, `worker-${world.nextWorkerSlot}`);
-        const added = await world.addWorker();
-        await admitted;
+        const added = await whileWaiting(coordinatorAdmits(world, `worker-${world.nextWorkerSlot}`), () => world.addWorker());
         return `scaled up: ${added.id} added and admitted (${live.length + 1} workers)`;
       }
       const drained = pick(rng, live);
       const left = world.coordinator.waitForLine(new RegExp(`^worker ${drained.id} left`), { onlyNew: true, what: `the coordinator to see ${drained.id} leave`, timeoutMs: NOTICE_TIMEOUT_MS });
-      drained.child.signal('SIGTERM');
-      const status = await drained.child.exited;
-      if (status.code !== 0) throw new Error(`${drained.id} drained with exit status ${status.code ?? status.signal}, expected 0`);
-      world.retire(drained);
-      await left;
+      await whileWaiting(left, async () => {
+        drained.child.signal('SIGTERM');
+        const status = await drained.child.exited;
+        if (status.code !== 0) throw new Error(`${drained.id} drained with exit status ${status.code ?? status.signal}, expected 0`);
+        world.retire(drained);
+      });
       return `scaled down: ${drained.id} drained (${live.length - 1} workers)`;
     }
     case 'cut-network': {
       const victim = pick(rng, world.liveWorkers());
-      const dropped = coordinatorDrops(world, victim.id);
-      world.network.cut(victim.slot);
+      let cut = false;
       try {
-        await dropped;
+        await whileWaiting(coordinatorDrops(world, victim.id), () => {
+          world.network.cut(victim.slot);
+          cut = true;
+        });
       } finally {
-        world.network.heal(victim.slot);
+        if (cut) world.network.heal(victim.slot);
       }
       await coordinatorAdmits(world, victim.id);
       return `${victim.id} cut off the network until the coordinator dropped it, then reconnected and admitted again`;
@@ -108,11 +121,16 @@ export async function injectFault(kind: FaultKind, world: ChaosWorld, rng: Rng):
       const failed = world.coordinator.waitForLine(/checkpoint at global step \d+ could not be written, training goes on/, {
         onlyNew: true, what: 'a checkpoint to fail on the full disk', timeoutMs: NOTICE_TIMEOUT_MS,
       });
-      const bytes = world.disk.fill();
+      let filled = false;
+      let bytes = 0;
       try {
-        await failed;
+        bytes = await whileWaiting(failed, () => {
+          const written = world.disk.fill();
+          filled = true;
+          return written;
+        });
       } finally {
-        world.disk.free();
+        if (filled) world.disk.free();
       }
       await world.coordinator.waitForLine(/^checkpoint .* \((step|epoch end), global step \d+\)$/, { onlyNew: true, what: 'a checkpoint written after the disk was freed', timeoutMs: RECOVERY_TIMEOUT_MS });
       return `checkpoint disk filled (${(bytes / 2 ** 20).toFixed(1)} MiB) until a checkpoint failed, then freed; the next one written`;
