@@ -10,9 +10,17 @@
 # bench/scaling.js starts `node OUTDIR/cli/index.js` for the cluster's processes, as the compiled tree would
 # (launcher/cluster-options.ts, defaultShardwiseCommand). The code is the checkout's, without tsx's loader.
 set -euo pipefail
+out=$(realpath -m "${1:?usage: bench/bundle.sh OUTDIR}")
 cd "$(dirname "$0")/.."
-out=${1:?usage: bench/bundle.sh OUTDIR}
+# OUTDIR is replaced: only an earlier bundle (it holds the marker) or an empty or missing folder, never anything else.
+marker=.shardwise-bundle
+if [ -e "$out" ] && [ ! -e "$out/$marker" ] && [ -n "$(ls -A "$out")" ]; then
+  echo "bench/bundle.sh: $out exists and is not an earlier bundle (no $marker in it); give a new or empty folder" >&2
+  exit 2
+fi
 rm -rf "$out"
+mkdir -p "$out"
+touch "$out/$marker"
 
 # Loaded at run time by name, not bundled: tfjs-node(-gpu) are optional (absent here: wasm is used), tsx only
 # runs TypeScript, resvg is a native addon, cockatiel is ESM-only (common/esm-import.ts).

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -43,5 +43,14 @@ describe('bench/bundle.sh', function () {
     for (const file of ['summary.json', 'metrics.jsonl', 'loss-per-epoch.png']) {
       assert.ok(existsSync(path.join(dir, 'runs', runDir, file)), `expected ${file} in the run directory ${runDir}`);
     }
+  });
+
+  it('refuses to replace a folder that is not an earlier bundle, and leaves it as it was', async () => {
+    const keep = path.join(dir, 'keep.txt');
+    writeFileSync(keep, 'not a bundle');
+    const refused = await run('bash', [path.join(ROOT, 'bench', 'bundle.sh'), dir], { cwd: ROOT }).then(() => undefined, (err: unknown) => err);
+    assert.ok(refused instanceof Error, 'expected bench/bundle.sh to fail');
+    assert.match((refused as Error & { stderr: string }).stderr, /exists and is not an earlier bundle/);
+    assert.equal(readFileSync(keep, 'utf8'), 'not a bundle');
   });
 });
