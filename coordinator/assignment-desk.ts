@@ -3,7 +3,7 @@ import { plannedOrderFor } from './step/planned-attempt';
 import { PlanningError } from './errors';
 import type { JobContext } from './job-context';
 import { CoordinatorState } from './lifecycle';
-import { MemberState, type WorkerRecord, type WorkerSession } from './membership';
+import { MemberState, stepPhaseOf, type WorkerRecord, type WorkerSession } from './membership';
 import { gatherSamples, type SampleChunk, sampleBytes } from './sample-chunk';
 import { type PreparedStep, type ReduceOrder, type Handout, releaseReplicaWork, type StepRound, tensorBytes, type UpdatePayload } from './step';
 
@@ -98,7 +98,7 @@ function decide(job: JobContext, record: WorkerRecord, request: PullRequest): De
     return { wait: 'the coordinator is shutting down; a restarted coordinator resumes from its checkpoint' };
   }
   const id = record.id;
-  const phase = round?.kind === 'train' ? round.phase : undefined;
+  const phase = stepPhaseOf(round);
   if (round?.kind === 'train' && (phase?.name === 'reducing' || phase?.name === 'reduce-failed')) {
     // The step's shares are in; its members allreduce them (a member told once per attempt). After a
     // failed attempt, a member that asks is alive: the job loop waiting for the members is woken.

@@ -2,7 +2,7 @@ import { GROUPS, type ParamGroupName, stepLearningRates, type WireTensor } from 
 import { SHARDWISE_VERSION } from '../proto';
 import { IncompatibleWorkerError, modelMismatchMessage } from './errors';
 import type { JobContext } from './job-context';
-import { MemberState, type WorkerCapabilitiesInput } from './membership';
+import { MemberState, stepPhaseOf, type WorkerCapabilitiesInput } from './membership';
 import { modelTensors, optimizerTensors } from './step';
 
 export type { WorkerCapabilitiesInput };
@@ -89,7 +89,7 @@ export function currentConfig(job: JobContext): ConfigSnapshot {
  */
 export function heartbeat(job: JobContext, workerId: string): { configVersion: number; drain: boolean; leaseMs: number; voidedAllreduce: string } {
   const { record } = job.members.member(workerId);
-  const phase = job.round?.kind === 'train' ? job.round.phase : undefined;
+  const phase = stepPhaseOf(job.round);
   return {
     configVersion: job.configVersion,
     drain: job.finished || record.state === MemberState.Draining,

@@ -14,4 +14,4 @@ export {
   type SenderCheck,
   type WorkerRecord,
 } from './registry';
-export { WorkerRoster, type MembershipHost, type Round, type WorkerCapabilitiesInput, type WorkerSession } from './roster';
+export { stepPhaseOf, WorkerRoster, type MembershipHost, type Round, type WorkerCapabilitiesInput, type WorkerSession } from './roster';

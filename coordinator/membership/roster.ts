@@ -7,7 +7,7 @@ import { IncompatibleWorkerError, modelMismatchMessage, RegistrationRejectedErro
 import type { EvalRound } from '../eval-round';
 import type { JobAnnouncer } from '../job-announcer';
 import { CoordinatorState, type Lifecycle } from '../lifecycle';
-import type { StepRound } from '../step';
+import type { StepPhase, StepRound } from '../step';
 import { type Membership, MemberState, type MembershipCounters, type WorkerRecord } from './registry';
 
 /** What the coordinator remembers about a registered worker beyond its membership record (read-only outside). */
@@ -47,6 +47,11 @@ export interface WorkerCapabilitiesInput {
 
 /** A round in progress: a training step or an evaluation pass. */
 export type Round = StepRound | EvalRound;
+
+/** The phase of the training step in progress; undefined between rounds and during an evaluation pass. */
+export function stepPhaseOf(round: Round | null): StepPhase | undefined {
+  return round?.kind === 'train' ? round.phase : undefined;
+}
 
 /** What the membership needs of its job, named here so it depends on no job module. */
 export interface MembershipHost {
@@ -258,7 +263,7 @@ export class WorkerRoster {
    * it is told (see Reduction.lost), and what the worker held goes to the others.
    */
   private gone(workerId: string, why: string): void {
-    const phase = this.job.round?.kind === 'train' ? this.job.round.phase : undefined;
+    const phase = stepPhaseOf(this.job.round);
     if (phase?.name === 'reducing') phase.reduction.memberLost(workerId, why);
     this.redistribute(workerId);
   }
