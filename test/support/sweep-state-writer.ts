@@ -1,9 +1,10 @@
 /**
  * Writes a large sweep state file over and over, as a sweep does after every change, for a test that
  * SIGKILLs it mid-write: `node --import tsx test/support/sweep-state-writer.ts DIR`. Each state's stopReason
- * holds its write number, so the reader can tell which complete state survived.
+ * holds its write number, so the reader can tell which complete state survived. A writer started on a folder
+ * that already holds a state goes on from that state's number, so the numbers only grow across writers.
  */
-import { emptyState, type TrialRecord, writeSweepState } from '../../sweep';
+import { emptyState, readSweepState, type TrialRecord, writeSweepState } from '../../sweep';
 
 const dir = process.argv[2];
 const state = emptyState('killed-mid-write', 'hash');
@@ -13,8 +14,9 @@ const trial: TrialRecord = {
   fork: null, results: [], checkpoints: {}, decisions: [], runDirs: [], signatures: Array.from({ length: 7 }, (_, i) => `sig-${i}`.repeat(8)),
 };
 state.trials = Array.from({ length: 6000 }, (_, i) => ({ ...trial, id: `t${i}`, index: i }));
-for (let n = 1; ; n++) {
+const first = Number(readSweepState(dir)?.stopReason ?? 0) + 1;
+for (let n = first; ; n++) {
   state.stopReason = String(n);
   writeSweepState(dir, state);
-  if (n === 1) process.stdout.write('first write done\n');
+  if (n === first) process.stdout.write('first write done\n');
 }
